@@ -1,0 +1,100 @@
+"""
+Endpoints, listeners and outbound connections, all from endpoint strings.
+
+Every plugin listens on ``--listen`` (``tcp:9000``, ``ssl:9443:privateKey=...``)
+and reaches peers through client strings (``tcp:host:port``,
+``tls:host:port:trustRoots=DIR`` -- TLS with hostname verification by
+``service_identity``).
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+
+
+def _reactor_or_global(reactor):
+    if reactor is None:
+        from twisted.internet import reactor
+    return reactor
+
+
+class Listener(Service):
+    """
+    Listens on a server endpoint string while the service runs.
+
+    Unlike ``strports.service`` it exposes the bound port, which tests (that
+    listen on port 0) and the ``suite`` plugin's address table need.
+    """
+
+    log = Logger()
+
+    def __init__(self, description: str, factory, reactor=None):
+        self.description = description
+        self.factory = factory
+        self.port = None
+        self._reactor = _reactor_or_global(reactor)
+        self._listening = None
+        self._waiters: list[defer.Deferred] = []
+
+    def startService(self):
+        super().startService()
+        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        self._listening = endpoint.listen(self.factory)
+        self._listening.addCallbacks(self._listened, self._failed)
+
+    def _listened(self, port):
+        self.port = port
+        self.log.info("{name} listening on {address}", name=self.name or type(self.factory).__name__,
+                      address=self.address)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(port)
+
+    def _failed(self, failure):
+        self.log.failure("cannot listen on {description}", failure, description=self.description)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` actually bound, or the description before that."""
+        if self.port is None:
+            return self.description
+        host = self.port.getHost()
+        return f"{host.host}:{host.port}"
+
+    def whenListening(self) -> defer.Deferred:
+        """A Deferred firing with the ``IListeningPort`` once bound."""
+        if self.port is not None:
+            return defer.succeed(self.port)
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        if self._listening is not None:
+            self._listening.cancel()
+        return None
+
+
+def client_endpoint(description: str, reactor=None):
+    """The client endpoint a string such as ``tcp:host:port`` names."""
+    return endpoints.clientFromString(_reactor_or_global(reactor), description)
+
+
+def connect(description: str, protocol, timeout: float, reactor=None) -> defer.Deferred:
+    """
+    Connect ``protocol`` to the endpoint ``description`` names, failing with
+    ``TimeoutError`` if the connection (TLS handshake included for ``tls:``
+    endpoints, which complete it lazily) is not made within ``timeout``.
+    """
+    reactor = _reactor_or_global(reactor)
+    d = endpoints.connectProtocol(client_endpoint(description, reactor), protocol)
+    return d.addTimeout(timeout, reactor)

@@ -1,0 +1,70 @@
+"""
+Command-line options every plugin shares.
+
+Each plugin's ``Options`` derives from :class:`ServiceOptions` (``--store``,
+``--store-timeout``) and adds ``listen_option(default)`` to its own
+``optParameters``; ``usage.Options`` gathers option tables up the class
+hierarchy, so nothing is repeated.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from marketplace.store import DEFAULT_STORE_TIMEOUT, check_store_url
+
+
+def listen_option(default: str) -> list:
+    """The ``--listen`` row for a plugin whose default endpoint is ``default``."""
+    return ["listen", "l", default,
+            "Server endpoint to listen on, e.g. tcp:PORT, tcp:PORT:interface=127.0.0.1, "
+            "ssl:PORT:privateKey=key.pem:certKey=cert.pem."]
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be a positive number of seconds: {value}")
+    return number
+
+
+positive_float.coerceDoc = "Seconds, greater than 0."
+
+
+class _NoReactor:
+    """Lets endpoint parsers validate a string without touching a reactor."""
+
+
+def check_server_endpoint(description: str) -> None:
+    """@raise usage.UsageError: if ``description`` is no valid server endpoint."""
+    try:
+        endpoints.serverFromString(_NoReactor(), description)
+    except Exception as error:  # parsers raise anything from ValueError to OpenSSL errors
+        raise usage.UsageError(f"bad server endpoint {description!r}: {error}") from None
+
+
+def check_client_endpoint(description: str) -> None:
+    """@raise usage.UsageError: if ``description`` is no valid client endpoint."""
+    try:
+        endpoints.clientFromString(_NoReactor(), description)
+    except Exception as error:  # parsers raise anything from ValueError to OpenSSL errors
+        raise usage.UsageError(f"bad client endpoint {description!r}: {error}") from None
+
+
+class ServiceOptions(usage.Options):
+    optParameters = [
+        ["store", None, "memory",
+         "Where sessions and balances live: memory (this process only), "
+         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS)."],
+        ["store-timeout", None, DEFAULT_STORE_TIMEOUT,
+         "Seconds a store call may take before it fails as unavailable.", positive_float],
+    ]
+
+    def postOptions(self):
+        try:
+            check_store_url(self["store"])
+        except ValueError as error:
+            raise usage.UsageError(f"--store: {error}") from None
+        if "listen" in self:
+            check_server_endpoint(self["listen"])

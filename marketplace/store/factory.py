@@ -1,0 +1,31 @@
+"""
+Building a store from the ``--store`` URL.
+"""
+
+from __future__ import annotations
+
+from marketplace.store.redis.address import parse_redis_url
+
+#: Seconds a store call may take before it fails with ``StoreUnavailable``.
+DEFAULT_STORE_TIMEOUT = 2.0
+
+
+def check_store_url(url: str) -> None:
+    """@raise ValueError: if ``url`` names no backend this build knows."""
+    if url != "memory":
+        parse_redis_url(url)
+
+
+def make_store(url: str = "memory", timeout: float = DEFAULT_STORE_TIMEOUT, reactor=None):
+    """
+    Build the store ``url`` names.  The result is an ``IService``: add it to
+    the application before the listeners that use it.
+
+    ``reactor`` is the clock and network to use; the embedded store takes any
+    ``IReactorTime`` so tests can drive session expiry with ``task.Clock``.
+    """
+    if url == "memory":
+        from marketplace.store.memory import MemoryStore
+        return MemoryStore(clock=reactor)
+    from marketplace.store.redis import RedisStore
+    return RedisStore(parse_redis_url(url), timeout, reactor)

@@ -1,0 +1,40 @@
+"""
+The embedded store: every domain held in this process's memory.
+
+The default backend: nothing to install or run, exact and fast, but private to
+one process and gone when it exits.  Use the Redis store to share state
+between processes or hosts.
+"""
+
+from twisted.application.service import Service
+from twisted.internet import task
+from zope.interface import implementer
+
+from marketplace.store.interfaces import IStore
+from marketplace.store.memory.ledger import MemoryLedger
+from marketplace.store.memory.sessions import MemorySessions
+
+#: Seconds between sweeps of expired sessions nobody asked for again.
+PRUNE_INTERVAL = 60.0
+
+
+@implementer(IStore)
+class MemoryStore(Service):
+    url = "memory"
+
+    def __init__(self, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.sessions = MemorySessions(clock)
+        self.ledger = MemoryLedger(clock)
+        self._pruning = task.LoopingCall(self.sessions.prune)
+        self._pruning.clock = clock
+
+    def startService(self):
+        super().startService()
+        self._pruning.start(PRUNE_INTERVAL, now=False)
+
+    def stopService(self):
+        if self._pruning.running:
+            self._pruning.stop()
+        return super().stopService()

@@ -1,0 +1,131 @@
+"""
+The ledger held in this process.
+
+Each operation runs to completion inside one reactor turn, which makes it
+atomic in a single process without locks.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+
+from twisted.internet import defer
+
+from marketplace.store import ledger_rules as rules
+from marketplace.store.errors import BalanceOverflow, InsufficientFunds, LedgerError, UnknownAccount
+from marketplace.store.records import Transaction
+
+
+class MemoryLedger:
+    def __init__(self, clock):
+        self._clock = clock
+        self._balances: dict[str, int] = {}
+        self._histories: dict[str, list[Transaction]] = {}
+        self._totals = {"opening": 0, "deposit": 0, "withdrawal": 0}
+        self._last_txn_id = 0
+        self._outcomes: OrderedDict[str, tuple[float, object]] = OrderedDict()
+
+    def open_account(self, account, opening_balance=0):
+        try:
+            rules.check_account(account)
+            rules.check_opening_balance(opening_balance)
+        except LedgerError:
+            return defer.fail()
+        if account in self._balances:
+            return defer.succeed(False)
+        self._balances[account] = 0
+        self._histories[account] = []
+        self._totals["opening"] += opening_balance
+        self._record(account, "open", None, opening_balance)
+        return defer.succeed(True)
+
+    def balance(self, account):
+        if account not in self._balances:
+            return defer.fail(UnknownAccount(f"no such account: {account!r}"))
+        return defer.succeed(self._balances[account])
+
+    def deposit(self, account, amount, idempotency_key=None):
+        return self._once(idempotency_key, self._deposit, account, amount)
+
+    def withdraw(self, account, amount, idempotency_key=None):
+        return self._once(idempotency_key, self._withdraw, account, amount)
+
+    def transfer(self, source, target, amount, idempotency_key=None):
+        return self._once(idempotency_key, self._transfer, source, target, amount)
+
+    def history(self, account, limit=50, before=None):
+        if account not in self._histories:
+            return defer.fail(UnknownAccount(f"no such account: {account!r}"))
+        entries = self._histories[account]
+        end = len(entries) if before is None else bisect.bisect_left(
+            entries, before, key=lambda entry: entry.txn_id)
+        return defer.succeed(entries[max(0, end - limit):end][::-1])
+
+    def audit(self):
+        snapshot = ((a, self._balances[a], self._histories[a]) for a in self._balances)
+        return defer.succeed(rules.audit_report(snapshot, self._totals))
+
+    def _deposit(self, account, amount):
+        rules.check_amount(amount)
+        balance = self._existing(account)
+        if balance + amount > rules.MAX_BALANCE:
+            raise BalanceOverflow(f"deposit would take account {account} above {rules.MAX_BALANCE}")
+        self._totals["deposit"] += amount
+        return self._record(account, "deposit", None, amount)
+
+    def _withdraw(self, account, amount):
+        rules.check_amount(amount)
+        balance = self._existing(account)
+        if amount > balance:
+            raise InsufficientFunds(balance)
+        self._totals["withdrawal"] += amount
+        return self._record(account, "withdraw", None, -amount)
+
+    def _transfer(self, source, target, amount):
+        rules.check_transfer(source, target, amount)
+        balance = self._existing(source)
+        target_balance = self._existing(target)
+        if amount > balance:
+            raise InsufficientFunds(balance)
+        if target_balance + amount > rules.MAX_BALANCE:
+            raise BalanceOverflow(f"transfer would take account {target} above {rules.MAX_BALANCE}")
+        new_balance = self._record(source, "transfer_out", target, -amount)
+        self._record(target, "transfer_in", source, amount)
+        return new_balance
+
+    def _existing(self, account) -> int:
+        rules.check_account(account)
+        try:
+            return self._balances[account]
+        except KeyError:
+            raise UnknownAccount(f"no such account: {account!r}") from None
+
+    def _record(self, account, kind, counterparty, amount) -> int:
+        self._last_txn_id += 1
+        balance = self._balances[account] + amount
+        self._balances[account] = balance
+        self._histories[account].append(Transaction(
+            self._last_txn_id, account, kind, counterparty, amount, balance, self._clock.seconds()))
+        return balance
+
+    def _once(self, key, operation, *args):
+        """Run ``operation`` unless ``key`` already has an outcome; replay it."""
+        now = self._clock.seconds()
+        while self._outcomes:
+            oldest_key, (expires_at, _) = next(iter(self._outcomes.items()))
+            if expires_at > now:
+                break
+            del self._outcomes[oldest_key]
+        if key is not None and key in self._outcomes:
+            outcome = self._outcomes[key][1]
+        else:
+            try:
+                outcome = operation(*args)
+            except LedgerError as error:
+                outcome = error
+            if key is not None:
+                self._outcomes[key] = (now + rules.IDEMPOTENCY_TTL, outcome)
+        if isinstance(outcome, LedgerError):
+            return defer.fail(outcome)
+        return defer.succeed(outcome)

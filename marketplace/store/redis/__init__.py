@@ -1,0 +1,32 @@
+"""
+The Redis store: sessions and balances shared by every process and host that
+points at the same server.
+"""
+
+from twisted.application.service import Service
+from zope.interface import implementer
+
+from marketplace.store.interfaces import IStore
+from marketplace.store.redis.address import RedisAddress
+from marketplace.store.redis.connection import RedisConnection
+from marketplace.store.redis.ledger import RedisLedger
+from marketplace.store.redis.sessions import RedisSessions
+
+
+@implementer(IStore)
+class RedisStore(Service):
+    def __init__(self, address: RedisAddress, timeout: float, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.url = str(address)
+        self.connection = RedisConnection(address, timeout, reactor)
+        self.sessions = RedisSessions(self.connection)
+        self.ledger = RedisLedger(self.connection)
+
+    def startService(self):
+        super().startService()
+        self.connection.start()
+
+    def stopService(self):
+        super().stopService()
+        return self.connection.stop()

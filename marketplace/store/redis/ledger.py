@@ -1,0 +1,117 @@
+"""
+The ledger in Redis: each operation is one Lua script, so any number of
+processes sharing the server can never lose or create money.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from marketplace.store import ledger_rules as rules
+from marketplace.store.errors import (
+    BalanceOverflow, InsufficientFunds, LedgerError, StoreError, UnknownAccount,
+)
+from marketplace.store.records import Transaction
+from marketplace.store.redis.scripts import lua
+
+_TOTALS = "ledger:totals"
+_TXN_COUNTER = "ledger:txn"
+_ACCOUNTS = "ledger:accounts"
+_ACCOUNT = "ledger:account:"
+_HISTORY = "ledger:history:"
+_IDEMPOTENCY = "ledger:once:"
+_NO_KEY = "ledger:once"
+
+
+def _parse_entry(account: str, entry: str) -> Transaction:
+    txn_id, kind, counterparty, amount, balance_after, timestamp = entry.split("|")
+    return Transaction(int(txn_id), account, kind, counterparty or None,
+                       int(amount), int(balance_after), float(timestamp))
+
+
+def _outcome(reply):
+    """Turn a money script's ``{status, value}`` into a result or an error."""
+    status, value = reply
+    if status == "ok":
+        return int(value)
+    if status == "insufficient":
+        raise InsufficientFunds(int(value))
+    if status == "unknown":
+        raise UnknownAccount(f"no such account: {value!r}")
+    if status == "overflow":
+        raise BalanceOverflow(f"the operation would take account {value} above {rules.MAX_BALANCE}")
+    raise StoreError(f"unexpected ledger script reply: {reply!r}")
+
+
+class RedisLedger:
+    def __init__(self, connection):
+        self._redis = connection
+
+    def open_account(self, account, opening_balance=0):
+        try:
+            rules.check_account(account)
+            rules.check_opening_balance(opening_balance)
+        except LedgerError:
+            return defer.fail()
+        d = self._redis.script(
+            lua("ledger_open"),
+            [_TOTALS, _TXN_COUNTER, _ACCOUNTS, _ACCOUNT + account, _HISTORY + account],
+            ["0", "0", account, opening_balance])
+        return d.addCallback(lambda created: created == 1)
+
+    def balance(self, account):
+        def parse(value):
+            if value is None:
+                raise UnknownAccount(f"no such account: {account!r}")
+            return int(value)
+        return self._redis.command("hget", _ACCOUNT + account, "balance").addCallback(parse)
+
+    def deposit(self, account, amount, idempotency_key=None):
+        return self._money("ledger_deposit", [account], [amount, account, rules.MAX_BALANCE],
+                           idempotency_key, lambda: rules.check_single(account, amount))
+
+    def withdraw(self, account, amount, idempotency_key=None):
+        return self._money("ledger_withdraw", [account], [amount, account],
+                           idempotency_key, lambda: rules.check_single(account, amount))
+
+    def transfer(self, source, target, amount, idempotency_key=None):
+        return self._money("ledger_transfer", [source, target],
+                           [amount, source, target, rules.MAX_BALANCE],
+                           idempotency_key, lambda: rules.check_transfer(source, target, amount))
+
+    def history(self, account, limit=50, before=None):
+        upper = "+inf" if before is None else f"({int(before)}"
+
+        def parse(entries):
+            if entries is None:
+                raise UnknownAccount(f"no such account: {account!r}")
+            return [_parse_entry(account, entry) for entry in entries]
+        d = self._redis.script(lua("ledger_history"), [_ACCOUNT + account, _HISTORY + account],
+                               [upper, int(limit)])
+        return d.addCallback(parse)
+
+    def audit(self):
+        def build(reply):
+            flat_totals, accounts = reply
+            totals = {k: int(v) for k, v in zip(flat_totals[::2], flat_totals[1::2])}
+            snapshot = (
+                (account, int(balance), [_parse_entry(account, e) for e in entries])
+                for account, balance, entries in accounts)
+            return rules.audit_report(snapshot, totals)
+        d = self._redis.script(lua("ledger_audit"), [_TOTALS, _ACCOUNTS], [_ACCOUNT, _HISTORY])
+        return d.addCallback(build)
+
+    def _money(self, script, accounts, args, idempotency_key, validate):
+        """
+        Run a money script after checking its arguments here: a refused
+        argument never reaches Redis, and is refused again on any retry.
+        """
+        try:
+            validate()
+        except LedgerError:
+            return defer.fail()
+        keys = [_TOTALS, _TXN_COUNTER, _IDEMPOTENCY + idempotency_key if idempotency_key else _NO_KEY]
+        for account in accounts:
+            keys += [_ACCOUNT + account, _HISTORY + account]
+        once = ["1" if idempotency_key else "0", rules.IDEMPOTENCY_TTL]
+        return self._redis.script(lua(script), keys, once + args).addCallback(_outcome)

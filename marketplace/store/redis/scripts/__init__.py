@@ -1,0 +1,17 @@
+"""
+The Lua scripts that make each Redis store operation one atomic step.
+
+Ledger scripts are prefixed with ``ledger_prelude.lua`` (shared helpers), so
+each script sent to Redis is self-contained.
+"""
+
+from functools import cache
+from importlib.resources import files
+
+
+@cache
+def lua(name: str) -> str:
+    source = files(__name__).joinpath(f"{name}.lua").read_text()
+    if name.startswith("ledger_") and name != "ledger_prelude":
+        source = lua("ledger_prelude") + "\n" + source
+    return source

@@ -1,0 +1,12 @@
+-- ARGV[3] amount, ARGV[4] account id
+local seen = replay()
+if seen then return seen end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  return finish('unknown', ARGV[4])
+end
+local balance = tonumber(redis.call('HGET', KEYS[4], 'balance'))
+if tonumber(ARGV[3]) > balance then
+  return finish('insufficient', int(balance))
+end
+redis.call('HINCRBY', KEYS[1], 'withdrawal', ARGV[3])
+return finish('ok', int(record(KEYS[4], KEYS[5], 'withdraw', '', '-' .. ARGV[3])))

@@ -1,0 +1,61 @@
+"""
+Sessions in Redis.  Expiry is Redis's own (``PEXPIRE``, slid on every touch),
+so sessions outlive any one process and need no sweeper.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from twisted.internet import defer
+
+from marketplace.store.errors import SessionNotFound
+from marketplace.store.records import Session
+from marketplace.store.redis.scripts import lua
+from marketplace.store.sessionids import DEFAULT_SESSION_TTL, new_session_id
+
+_SESSION = "session:"
+_USER_SESSIONS = "session:user:"
+
+
+def _session(session_id: str, flat_fields) -> Session:
+    fields = dict(zip(flat_fields[::2], flat_fields[1::2]))
+    return Session(session_id, fields["user"], json.loads(fields["data"]),
+                   int(fields["ttl_ms"]) / 1000.0, float(fields["created"]))
+
+
+class RedisSessions:
+    def __init__(self, connection):
+        self._redis = connection
+
+    def create(self, user_id, data=None, ttl=None):
+        ttl = DEFAULT_SESSION_TTL if ttl is None else float(ttl)
+        session = Session(new_session_id(), str(user_id), dict(data or {}), ttl, time.time())
+        d = self._redis.script(
+            lua("session_create"),
+            [_SESSION + session.session_id, _USER_SESSIONS + session.user_id],
+            [session.user_id, max(1, round(ttl * 1000)), repr(session.created_at),
+             json.dumps(session.data), session.session_id])
+        return d.addCallback(lambda _: session)
+
+    def touch(self, session_id):
+        def parse(fields):
+            if not fields:
+                raise SessionNotFound(f"no such session: {session_id!r}")
+            return _session(session_id, fields)
+        if not isinstance(session_id, str) or not session_id:
+            return defer.fail(SessionNotFound(f"no such session: {session_id!r}"))
+        d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [])
+        return d.addCallback(parse)
+
+    def delete(self, session_id):
+        d = self._redis.script(lua("session_delete"), [_SESSION + session_id],
+                               [_USER_SESSIONS, session_id])
+        return d.addCallback(lambda removed: removed == 1)
+
+    def sessions_of(self, user_id):
+        d = self._redis.script(lua("session_list"), [_USER_SESSIONS + str(user_id)], [_SESSION])
+        return d.addCallback(lambda live: sorted(
+            (_session(session_id, fields) for session_id, fields in live),
+            key=lambda s: s.session_id))

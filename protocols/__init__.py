@@ -1,0 +1,3 @@
+"""
+Sans-I/O wire codecs: bytes in, events out; events in, bytes out.
+"""

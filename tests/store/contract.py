@@ -1,0 +1,257 @@
+"""
+The store contract: every backend must pass these tests unchanged.
+
+A backend's test case mixes :class:`StoreContract` into a trial
+``TestCase`` and provides ``make_store()`` (a Deferred firing with a started
+store), ``let_time_pass(seconds)`` and ``short_ttl``.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from marketplace.store import (
+    MAX_BALANCE, BalanceOverflow, InsufficientFunds, InvalidAmount, SelfTransfer,
+    SessionNotFound, UnknownAccount,
+)
+
+
+class SessionContract:
+    @defer.inlineCallbacks
+    def test_create_and_touch(self):
+        store = yield self.make_store()
+        created = yield store.sessions.create("alice", {"role": "buyer"})
+        touched = yield store.sessions.touch(created.session_id)
+        self.assertEqual(touched.user_id, "alice")
+        self.assertEqual(touched.data, {"role": "buyer"})
+        self.assertEqual(touched.session_id, created.session_id)
+
+    @defer.inlineCallbacks
+    def test_ids_are_unguessable(self):
+        store = yield self.make_store()
+        ids = set()
+        for _ in range(20):
+            session = yield store.sessions.create("bob")
+            ids.add(session.session_id)
+        self.assertEqual(len(ids), 20)
+        self.assertTrue(all(len(i) >= 40 for i in ids), ids)
+
+    @defer.inlineCallbacks
+    def test_unknown_session(self):
+        store = yield self.make_store()
+        yield self.assertFailure(store.sessions.touch("no-such-session"), SessionNotFound)
+
+    @defer.inlineCallbacks
+    def test_delete(self):
+        store = yield self.make_store()
+        session = yield store.sessions.create("carol")
+        self.assertTrue((yield store.sessions.delete(session.session_id)))
+        self.assertFalse((yield store.sessions.delete(session.session_id)))
+        yield self.assertFailure(store.sessions.touch(session.session_id), SessionNotFound)
+
+    @defer.inlineCallbacks
+    def test_sessions_of_lists_only_that_users_live_sessions(self):
+        store = yield self.make_store()
+        first = yield store.sessions.create("dave")
+        second = yield store.sessions.create("dave")
+        yield store.sessions.create("erin")
+        gone = yield store.sessions.create("dave")
+        yield store.sessions.delete(gone.session_id)
+        listed = yield store.sessions.sessions_of("dave")
+        self.assertEqual(sorted(s.session_id for s in listed),
+                         sorted([first.session_id, second.session_id]))
+
+    @defer.inlineCallbacks
+    def test_expiry_slides_on_touch(self):
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        session = yield store.sessions.create("frank", ttl=ttl)
+        yield self.let_time_pass(ttl * 0.6)
+        yield store.sessions.touch(session.session_id)
+        yield self.let_time_pass(ttl * 0.6)
+        # 1.2 ttl after creation, alive only because the touch slid it.
+        yield store.sessions.touch(session.session_id)
+        yield self.let_time_pass(ttl * 1.3)
+        yield self.assertFailure(store.sessions.touch(session.session_id), SessionNotFound)
+        self.assertEqual((yield store.sessions.sessions_of("frank")), [])
+
+
+class LedgerContract:
+    @defer.inlineCallbacks
+    def test_open_account(self):
+        store = yield self.make_store()
+        self.assertTrue((yield store.ledger.open_account("a", 100)))
+        self.assertFalse((yield store.ledger.open_account("a", 999)))
+        self.assertEqual((yield store.ledger.balance("a")), 100)
+
+    @defer.inlineCallbacks
+    def test_unknown_account(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 10)
+        yield self.assertFailure(store.ledger.balance("zz"), UnknownAccount)
+        yield self.assertFailure(store.ledger.deposit("zz", 1), UnknownAccount)
+        yield self.assertFailure(store.ledger.withdraw("zz", 1), UnknownAccount)
+        yield self.assertFailure(store.ledger.transfer("a", "zz", 1), UnknownAccount)
+        yield self.assertFailure(store.ledger.transfer("zz", "a", 1), UnknownAccount)
+        yield self.assertFailure(store.ledger.history("zz"), UnknownAccount)
+        self.assertEqual((yield store.ledger.balance("a")), 10)
+
+    @defer.inlineCallbacks
+    def test_money_operations(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 100)
+        yield store.ledger.open_account("b")
+        self.assertEqual((yield store.ledger.deposit("a", 50)), 150)
+        self.assertEqual((yield store.ledger.withdraw("a", 20)), 130)
+        self.assertEqual((yield store.ledger.transfer("a", "b", 30)), 100)
+        self.assertEqual((yield store.ledger.balance("b")), 30)
+
+    @defer.inlineCallbacks
+    def test_never_negative(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 5)
+        yield store.ledger.open_account("b")
+        error = yield self.assertFailure(store.ledger.withdraw("a", 6), InsufficientFunds)
+        self.assertEqual(error.balance, 5)
+        error = yield self.assertFailure(store.ledger.transfer("a", "b", 6), InsufficientFunds)
+        self.assertEqual(error.balance, 5)
+        self.assertEqual((yield store.ledger.withdraw("a", 5)), 0)
+        self.assertEqual((yield store.ledger.balance("b")), 0)
+
+    @defer.inlineCallbacks
+    def test_self_transfer_refused(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 5)
+        yield self.assertFailure(store.ledger.transfer("a", "a", 1), SelfTransfer)
+        self.assertEqual((yield store.ledger.balance("a")), 5)
+
+    @defer.inlineCallbacks
+    def test_invalid_amounts(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 5)
+        yield store.ledger.open_account("b", 5)
+        for amount in (0, -1, 1.5, True, "3", MAX_BALANCE + 1, None):
+            yield self.assertFailure(store.ledger.deposit("a", amount), InvalidAmount)
+            yield self.assertFailure(store.ledger.withdraw("a", amount), InvalidAmount)
+            yield self.assertFailure(store.ledger.transfer("a", "b", amount), InvalidAmount)
+        yield self.assertFailure(store.ledger.open_account("c", -1), InvalidAmount)
+        self.assertEqual((yield store.ledger.balance("a")), 5)
+
+    @defer.inlineCallbacks
+    def test_balance_cannot_overflow(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("rich", MAX_BALANCE - 10)
+        yield store.ledger.open_account("other", 20)
+        yield self.assertFailure(store.ledger.deposit("rich", 11), BalanceOverflow)
+        yield self.assertFailure(store.ledger.transfer("other", "rich", 11), BalanceOverflow)
+        self.assertEqual((yield store.ledger.deposit("rich", 10)), MAX_BALANCE)
+        self.assertEqual((yield store.ledger.balance("other")), 20)
+
+    @defer.inlineCallbacks
+    def test_large_balances_are_exact(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("big", MAX_BALANCE - 1)
+        yield store.ledger.open_account("small")
+        self.assertEqual((yield store.ledger.transfer("big", "small", 1)), MAX_BALANCE - 2)
+        history = yield store.ledger.history("big")
+        self.assertEqual(history[0].balance_after, MAX_BALANCE - 2)
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
+    def test_history_newest_first_and_paged(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 100)
+        yield store.ledger.open_account("b")
+        yield store.ledger.deposit("a", 10)
+        yield store.ledger.withdraw("a", 5)
+        yield store.ledger.transfer("a", "b", 7)
+        history = yield store.ledger.history("a")
+        self.assertEqual([(t.kind, t.counterparty, t.amount, t.balance_after) for t in history], [
+            ("transfer_out", "b", -7, 98),
+            ("withdraw", None, -5, 105),
+            ("deposit", None, 10, 110),
+            ("open", None, 100, 100),
+        ])
+        ids = [t.txn_id for t in history]
+        self.assertEqual(ids, sorted(ids, reverse=True))
+        page = yield store.ledger.history("a", limit=2)
+        self.assertEqual(page, history[:2])
+        rest = yield store.ledger.history("a", limit=10, before=page[-1].txn_id)
+        self.assertEqual(rest, history[2:])
+        received = yield store.ledger.history("b")
+        self.assertEqual((received[0].kind, received[0].counterparty, received[0].amount),
+                         ("transfer_in", "a", 7))
+
+    @defer.inlineCallbacks
+    def test_idempotent_retry_applies_once(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 100)
+        yield store.ledger.open_account("b")
+        self.assertEqual((yield store.ledger.transfer("a", "b", 30, idempotency_key="s1:7")), 70)
+        self.assertEqual((yield store.ledger.transfer("a", "b", 30, idempotency_key="s1:7")), 70)
+        self.assertEqual((yield store.ledger.deposit("a", 5, idempotency_key="s1:8")), 75)
+        self.assertEqual((yield store.ledger.deposit("a", 5, idempotency_key="s1:8")), 75)
+        self.assertEqual((yield store.ledger.balance("a")), 75)
+        self.assertEqual((yield store.ledger.balance("b")), 30)
+        # A different key is a different operation.
+        self.assertEqual((yield store.ledger.deposit("a", 5, idempotency_key="s1:9")), 80)
+
+    @defer.inlineCallbacks
+    def test_idempotent_retry_replays_refusal(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 10)
+        yield self.assertFailure(store.ledger.withdraw("a", 50, idempotency_key="k"), InsufficientFunds)
+        yield store.ledger.deposit("a", 100)
+        error = yield self.assertFailure(store.ledger.withdraw("a", 50, idempotency_key="k"),
+                                         InsufficientFunds)
+        self.assertEqual(error.balance, 10)
+        self.assertEqual((yield store.ledger.balance("a")), 110)
+
+    @defer.inlineCallbacks
+    def test_audit_balances(self):
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 100)
+        yield store.ledger.open_account("b", 50)
+        yield store.ledger.deposit("a", 25)
+        yield store.ledger.withdraw("b", 10)
+        yield store.ledger.transfer("a", "b", 60)
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual((report.accounts, report.balance_total, report.opening_total,
+                          report.deposit_total, report.withdrawal_total), (2, 165, 150, 25, 10))
+
+    @defer.inlineCallbacks
+    def test_concurrent_transfers_conserve_money(self):
+        """
+        Hundreds of concurrent operations from several store clients (separate
+        connections, for Redis) among a few accounts: no money is created or
+        lost, and no balance goes negative.
+        """
+        stores = yield self.make_clients(4)
+        accounts = [f"acct{i}" for i in range(4)]
+        for account in accounts:
+            yield stores[0].ledger.open_account(account, 100)
+        operations = []
+        for i in range(240):
+            ledger = stores[i % len(stores)].ledger
+            source, target = accounts[i % 4], accounts[(i * 7 + 1) % 4]
+            if source == target:
+                operations.append(ledger.deposit(source, 1 + i % 5))
+            elif i % 11 == 0:
+                operations.append(ledger.withdraw(source, 1 + i % 30))
+            else:
+                operations.append(ledger.transfer(source, target, 1 + i % 40))
+        results = yield defer.DeferredList(operations, consumeErrors=True)
+        refusals = [r for ok, r in results if not ok]
+        for failure in refusals:
+            failure.trap(InsufficientFunds)
+        self.assertGreater(len(results) - len(refusals), 100)
+        report = yield stores[0].ledger.audit()
+        self.assertTrue(report.balanced, report)
+        balances = yield defer.gatherResults([stores[0].ledger.balance(a) for a in accounts])
+        self.assertTrue(all(b >= 0 for b in balances), balances)
+        self.assertEqual(sum(balances), report.expected_total)
+
+
+class StoreContract(SessionContract, LedgerContract):
+    """Everything a backend must do."""

@@ -1,0 +1,152 @@
+"""
+The contract suite against a real, private redis-server, plus what only a
+networked backend can get wrong: outages, hangs, lost script caches, TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from marketplace.store import StoreUnavailable, make_store
+from tests.store.contract import StoreContract
+from tests.support.redis_server import start_redis
+
+#: A store timeout short enough to keep outage tests quick.
+TIMEOUT = 1.0
+
+
+class RedisTestCase(unittest.TestCase):
+    appendonly = False
+    tls = False
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = yield start_redis(self, appendonly=self.appendonly, tls=self.tls)
+
+    def client(self, timeout=TIMEOUT):
+        store = make_store(self.redis.url, timeout=timeout, reactor=reactor)
+        store.startService()
+        self.addCleanup(store.stopService)
+        return store
+
+
+class RedisStoreContractTests(StoreContract, RedisTestCase):
+    short_ttl = 1.0
+
+    def make_store(self):
+        return defer.succeed(self.client())
+
+    def make_clients(self, count):
+        return defer.succeed([self.client() for _ in range(count)])
+
+    def let_time_pass(self, seconds):
+        # Redis expires keys on its own clock: real time has to pass.
+        return task.deferLater(reactor, seconds, lambda: None)
+
+
+class RedisTLSStoreTests(RedisTestCase):
+    tls = True
+
+    @defer.inlineCallbacks
+    def test_rediss_url_works(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 7)
+        self.assertEqual((yield store.ledger.deposit("a", 3)), 10)
+
+    @defer.inlineCallbacks
+    def test_wrong_hostname_is_refused(self):
+        url = self.redis.url.replace("hostname=localhost", "hostname=impostor.example")
+        store = make_store(url, timeout=TIMEOUT, reactor=reactor)
+        store.startService()
+        self.addCleanup(store.stopService)
+        yield self.assertFailure(store.ledger.balance("a"), StoreUnavailable)
+
+
+def _retry_until_available(operation, attempts=30):
+    """
+    Run ``operation`` until the store answers; each attempt is bounded by the
+    store timeout, so the whole wait is too.
+    """
+    @defer.inlineCallbacks
+    def attempt():
+        for _ in range(attempts):
+            try:
+                result = yield operation()
+            except StoreUnavailable:
+                continue
+            return result
+        raise AssertionError("the store did not recover")
+    return attempt()
+
+
+class RedisOutageTests(RedisTestCase):
+    appendonly = True
+
+    @defer.inlineCallbacks
+    def assertUnavailableWithinTimeout(self, operation):
+        started = time.monotonic()
+        yield self.assertFailure(operation(), StoreUnavailable)
+        self.assertLess(time.monotonic() - started, TIMEOUT + 1.0)
+
+    @defer.inlineCallbacks
+    def test_kill_and_restart_keeps_acknowledged_operations(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 1000)
+        yield store.ledger.open_account("b", 0)
+        acknowledged = 0
+        for i in range(25):
+            yield store.ledger.transfer("a", "b", 3, idempotency_key=f"t{i}")
+            acknowledged += 3
+        session = yield store.sessions.create("alice")
+
+        yield self.redis.kill()
+        yield self.assertUnavailableWithinTimeout(lambda: store.ledger.transfer("a", "b", 3))
+        yield self.assertUnavailableWithinTimeout(lambda: store.sessions.touch(session.session_id))
+
+        yield self.redis.restart()
+        balance = yield _retry_until_available(lambda: store.ledger.balance("b"))
+        self.assertEqual(balance, acknowledged)
+        self.assertEqual((yield store.ledger.balance("a")), 1000 - acknowledged)
+        self.assertEqual((yield store.sessions.touch(session.session_id)).user_id, "alice")
+        self.assertTrue((yield store.ledger.audit()).balanced)
+        # A retry of an acknowledged operation is still recognised.
+        self.assertEqual((yield store.ledger.transfer("a", "b", 3, idempotency_key="t0")), 1000 - 3)
+        self.assertEqual((yield store.ledger.balance("b")), acknowledged)
+
+    @defer.inlineCallbacks
+    def test_hung_redis_times_out_then_recovers(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 10)
+        os.kill(self.redis.pid, signal.SIGSTOP)
+        try:
+            yield self.assertUnavailableWithinTimeout(lambda: store.ledger.deposit("a", 1))
+        finally:
+            os.kill(self.redis.pid, signal.SIGCONT)
+        balance = yield _retry_until_available(lambda: store.ledger.balance("a"))
+        # The deposit's fate was unknown to the caller (it may have been
+        # applied once Redis woke up); the balance is one of the two.
+        self.assertIn(balance, (10, 11))
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
+    def test_store_started_before_redis_recovers(self):
+        yield self.redis.kill()
+        store = self.client()
+        yield self.assertUnavailableWithinTimeout(lambda: store.ledger.balance("a"))
+        yield self.redis.restart()
+        created = yield _retry_until_available(lambda: store.ledger.open_account("fresh", 1))
+        self.assertIn(created, (True, False))
+
+    @defer.inlineCallbacks
+    def test_flushed_script_cache_falls_back_to_eval(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 10)
+        self.assertEqual((yield store.ledger.deposit("a", 1)), 11)
+        yield store.connection.command("script_flush")
+        self.assertEqual((yield store.ledger.deposit("a", 1)), 12)
+        self.assertEqual((yield store.ledger.withdraw("a", 2)), 10)

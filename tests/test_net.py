@@ -1,0 +1,133 @@
+"""
+Listening and connecting through endpoint strings, TLS included.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.error import ConnectionRefusedError
+from OpenSSL import SSL
+from service_identity import VerificationError
+from twisted.trial import unittest
+from twisted.python import usage
+
+from marketplace.net import Listener, connect
+from marketplace.options import ServiceOptions, check_client_endpoint, listen_option
+from tests.support.services import listening_port, start_service
+from tests.support.tls import make_tls_files
+
+
+class Echo(protocol.Protocol):
+    def dataReceived(self, data):
+        self.transport.write(data)
+
+
+class Collector(protocol.Protocol):
+    """Sends a greeting on connect and collects what comes back."""
+
+    def __init__(self, greeting: bytes):
+        self.greeting = greeting
+        self.received = b""
+        self.echoed = defer.Deferred()
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.greeting)
+
+    def dataReceived(self, data):
+        self.received += data
+        if len(self.received) >= len(self.greeting) and not self.echoed.called:
+            self.echoed.callback(self.received)
+
+    def connectionLost(self, reason):
+        if not self.echoed.called:
+            self.echoed.errback(reason)
+        self.closed.callback(None)
+
+
+class ListenerTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_plain_tcp_round_trip(self):
+        listener = start_service(self, Listener("tcp:0:interface=127.0.0.1",
+                                                protocol.Factory.forProtocol(Echo)))
+        port = yield listening_port(listener)
+        self.assertEqual(listener.address, f"127.0.0.1:{port}")
+        client = Collector(b"hello")
+        yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5)
+        self.assertEqual((yield client.echoed), b"hello")
+        client.transport.loseConnection()
+        yield client.closed
+
+    @defer.inlineCallbacks
+    def test_stop_listening(self):
+        listener = Listener("tcp:0:interface=127.0.0.1", protocol.Factory.forProtocol(Echo))
+        listener.startService()
+        port = yield listening_port(listener)
+        yield listener.stopService()
+        yield self.assertFailure(connect(f"tcp:127.0.0.1:{port}", Collector(b"x"), timeout=5),
+                                 ConnectionRefusedError)
+
+
+class TLSTests(unittest.TestCase):
+    """``ssl:`` server endpoints and ``tls:`` client endpoints with hostname checks."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.tls = make_tls_files(self.mktemp())
+        server = (f"ssl:0:interface=127.0.0.1:privateKey={self.tls.key}:certKey={self.tls.cert}")
+        listener = start_service(self, Listener(server, protocol.Factory.forProtocol(Echo)))
+        self.port = yield listening_port(listener)
+
+    @defer.inlineCallbacks
+    def test_verified_round_trip(self):
+        client = Collector(b"secret")
+        yield connect(f"tls:localhost:{self.port}:trustRoots={self.tls.ca_dir}", client, timeout=5)
+        self.assertEqual((yield client.echoed), b"secret")
+        client.transport.loseConnection()
+        yield client.closed
+
+    @defer.inlineCallbacks
+    def test_wrong_hostname_is_refused(self):
+        client = Collector(b"secret")
+        description = (f"tls:impostor.example:{self.port}:trustRoots={self.tls.ca_dir}"
+                       f":endpoint=tcp\\:127.0.0.1\\:{self.port}")
+        yield connect(description, client, timeout=5)
+        yield self.assertFailure(client.echoed, VerificationError)
+        self.assertEqual(client.received, b"")
+
+    @defer.inlineCallbacks
+    def test_untrusted_certificate_is_refused(self):
+        other = make_tls_files(self.mktemp())
+        client = Collector(b"secret")
+        yield connect(f"tls:localhost:{self.port}:trustRoots={other.ca_dir}", client, timeout=5)
+        yield self.assertFailure(client.echoed, SSL.Error)
+        self.assertEqual(client.received, b"")
+
+
+class ExampleOptions(ServiceOptions):
+    optParameters = [listen_option("tcp:7777")]
+
+
+class OptionsTests(unittest.TestCase):
+    def test_defaults(self):
+        options = ExampleOptions()
+        options.parseOptions([])
+        self.assertEqual((options["listen"], options["store"], options["store-timeout"]),
+                         ("tcp:7777", "memory", 2.0))
+
+    def test_redis_store_urls(self):
+        for url in ("redis://127.0.0.1:6390/2", "rediss://cache.example:6380/0?ca=/ca.pem"):
+            options = ExampleOptions()
+            options.parseOptions(["--store", url])
+            self.assertEqual(options["store"], url)
+
+    def test_bad_values_are_usage_errors(self):
+        for arguments in (["--listen", "nonsense:1"], ["--store", "postgres://x"],
+                          ["--store", "redis://host:port"], ["--store", "redis://h/x"],
+                          ["--store-timeout", "-1"], ["--store", "redis://h?ca=x"],
+                          ["--listen", "ssl:9443:privateKey=/no/such/key.pem"]):
+            self.assertRaises(usage.UsageError, ExampleOptions().parseOptions, arguments)
+
+    def test_client_endpoints(self):
+        check_client_endpoint("tcp:example.com:80")
+        self.assertRaises(usage.UsageError, check_client_endpoint, "tcp:nohost")
