@@ -119,6 +119,40 @@ class RedisOutageTests(RedisTestCase):
         self.assertEqual((yield store.ledger.balance("b")), acknowledged)
 
     @defer.inlineCallbacks
+    def test_operations_in_flight_during_a_kill_apply_exactly_once(self):
+        """
+        Transfers in flight when Redis dies are in doubt for the caller;
+        retried with their idempotency keys after the restart, each one is
+        applied exactly once.
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 100_000)
+        yield store.ledger.open_account("b", 0)
+        amounts = {f"op{i}": 1 + i % 7 for i in range(60)}
+        in_flight = {key: store.ledger.transfer("a", "b", amount, idempotency_key=key)
+                     for key, amount in amounts.items()}
+        # Kill Redis as soon as the 20th reply arrives: the later transfers
+        # were sent, most were applied, but their replies are lost.
+        killed = []
+        in_flight["op19"].addBoth(lambda result: killed.append(self.redis.kill()) or result)
+        outcomes = yield defer.DeferredList(list(in_flight.values()), consumeErrors=True)
+        yield killed[0]
+        in_doubt = []
+        for key, (ok, result) in zip(in_flight, outcomes):
+            if not ok:
+                result.trap(StoreUnavailable)
+                in_doubt.append(key)
+
+        self.assertLess(len(in_doubt), len(amounts))
+        yield self.redis.restart()
+        for key in in_doubt:
+            yield _retry_until_available(
+                lambda key=key: store.ledger.transfer("a", "b", amounts[key], idempotency_key=key))
+        self.assertEqual((yield store.ledger.balance("b")), sum(amounts.values()))
+        self.assertEqual((yield store.ledger.balance("a")), 100_000 - sum(amounts.values()))
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
     def test_hung_redis_times_out_then_recovers(self):
         store = self.client()
         yield store.ledger.open_account("a", 10)
