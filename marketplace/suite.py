@@ -19,7 +19,9 @@ from marketplace.net import Listener
 from marketplace.options import ServiceOptions
 
 #: (system name, tap module providing ``suite_service``), in start order.
-SYSTEMS: list[tuple[str, str]] = []
+SYSTEMS: list[tuple[str, str]] = [
+    ("branch", "marketplace.branch.tap"),
+]
 
 
 class Options(ServiceOptions):

@@ -8,3 +8,12 @@ from twisted.application.service import ServiceMaker
 suite = ServiceMaker(
     "suite", "marketplace.suite",
     "Every system of the product on its default ports, on the embedded store.", "suite")
+
+branch = ServiceMaker(
+    "branch", "marketplace.branch.tap",
+    "Serve one branch's sales totals from its CSV to aggregators (REQUEST -> BRANCH_ID/RECORDS/SUBTOTAL).",
+    "branch")
+
+branch_aggregator = ServiceMaker(
+    "branch-aggregator", "marketplace.branch.aggregator_tap",
+    "Collect every branch's totals into main.csv on an interval.", "branch-aggregator")

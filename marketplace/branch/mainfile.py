@@ -1,0 +1,203 @@
+"""
+Append an aggregation run to main.csv, safely under any concurrency.
+
+Format.  main.csv keeps the existing append-log rows, one per branch that
+answered, so existing readers keep working::
+
+    2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z
+
+The grand total of each run goes to a separate file next to it,
+C{main.totals.csv} for C{main.csv}, never into main.csv itself: an existing
+reader that sums main.csv's subtotal column would otherwise count every sale
+twice.  Its rows start with the same five columns (id C{TOTAL}), then how
+many branches answered and how many were queried::
+
+    2026-11-22T02:04:12Z,TOTAL,5,381.05,2026-11-22T02:04:12Z,2,3
+
+Safety.  The existing aggregators locked the very inode that their rename
+replaced and shared one temporary name, so concurrent runs lost rows.  Here
+every writer takes an exclusive C{flock} on a dedicated lock file
+(C{main.csv.lock}) that is never renamed, then for each file writes the old
+content plus the new rows to a uniquely named temporary file in the same
+directory, fsyncs it, gives it the original file's mode, renames it over the
+original and fsyncs the directory.  Readers see either the old or the new
+file, never a torn line, and no row is lost.
+
+Threads.  All of this is blocking file I/O, so it runs after every branch has
+been collected, in a worker thread (L{record_run} uses C{deferToThread}):
+the reactor stays free for the long-running aggregator's timers and any
+other service in the same process.
+"""
+
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+import time
+from contextlib import contextmanager
+from decimal import Decimal
+
+from twisted.internet.threads import deferToThread
+
+from protocols.branch import format_amount
+
+#: The id written in the totals file's rows.
+TOTAL_ID = "TOTAL"
+
+
+class LockTimeout(Exception):
+    """
+    Another writer held main.csv's lock for longer than we may wait.
+    """
+
+
+def totals_path(main_path):
+    """
+    Where the grand totals for C{main_path} are kept.
+    """
+    root, extension = os.path.splitext(main_path)
+    return f"{root}.totals{extension or '.csv'}"
+
+
+def lock_path(main_path):
+    """
+    The dedicated lock file for C{main_path}; it is never replaced.
+    """
+    return f"{main_path}.lock"
+
+
+def format_timestamp(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def branch_rows(results, timestamp):
+    """
+    main.csv lines for the branches that answered, in query order.
+    """
+    return [
+        f"{timestamp},{r.reply.branch_id},{r.reply.records},"
+        f"{format_amount(r.reply.subtotal)},{timestamp}\n"
+        for r in results
+        if r.answered
+    ]
+
+
+def totals_row(results, timestamp):
+    """
+    The totals-file line for one run.
+    """
+    answered = [r.reply for r in results if r.answered]
+    records = sum(reply.records for reply in answered)
+    subtotal = sum((reply.subtotal for reply in answered), Decimal(0))
+    return (
+        f"{timestamp},{TOTAL_ID},{records},{format_amount(subtotal)},{timestamp},"
+        f"{len(answered)},{len(results)}\n"
+    )
+
+
+@contextmanager
+def exclusive_lock(path, timeout):
+    """
+    Hold an exclusive C{flock} on C{path} (created if missing).
+
+    Polls with a non-blocking attempt so that a writer stuck elsewhere makes
+    us fail with L{LockTimeout} instead of waiting forever.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LockTimeout(f"{path} still locked after {timeout:g}s") from None
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def append_atomically(path, lines):
+    """
+    Replace C{path} by its current content followed by C{lines}, atomically.
+
+    The caller must hold the lock.  A last line left unterminated by some
+    other writer's crash is kept and terminated, so our rows start on a
+    line of their own.
+    """
+    directory = os.path.dirname(path)
+    temporary = os.path.join(
+        directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    )
+    # 0o666 lets the umask decide a new file's mode, as for any new file.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _copy_existing(path, out)
+            out.write("".join(lines).encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _copy_existing(path, out):
+    try:
+        original = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with original:
+        os.fchmod(out.fileno(), stat.S_IMODE(os.fstat(original.fileno()).st_mode))
+        shutil.copyfileobj(original, out)
+        if out.tell() > 0:
+            original.seek(-1, os.SEEK_END)
+            if original.read(1) != b"\n":
+                out.write(b"\n")
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_run(main_path, results, finished_at, lock_timeout):
+    """
+    Append one run's branch rows to main.csv and its total to the totals
+    file, both under main.csv's lock.  Blocking.
+
+    @raise LockTimeout: the lock was not obtained within C{lock_timeout}.
+    @raise OSError: a file could not be written; nothing was half-written.
+    """
+    main_path = os.path.realpath(main_path)
+    timestamp = format_timestamp(finished_at)
+    with exclusive_lock(lock_path(main_path), lock_timeout):
+        append_atomically(main_path, branch_rows(results, timestamp))
+        append_atomically(totals_path(main_path), [totals_row(results, timestamp)])
+
+
+def record_run(main_path, results, finished_at, lock_timeout, run_blocking=deferToThread):
+    """
+    L{write_run} in a worker thread.
+
+    @return: a Deferred that fires with C{None} once both files are durable.
+    """
+    return run_blocking(write_run, main_path, results, finished_at, lock_timeout)

@@ -1,0 +1,123 @@
+"""
+The branch server's connection handling: framing, timeouts, one reply.
+
+Each connection is independent and nothing in it blocks, so a client that
+never sends its request only holds its own connection until the idle
+timeout, never anyone else's (the existing server served one client at a
+time and a silent one stalled all others).
+"""
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+
+from protocols.branch import (
+    BranchReply,
+    CodecError,
+    ErrorReply,
+    RequestParser,
+    RequestTooLarge,
+    encode_reply,
+)
+
+from .csvsource import UnreadableSales
+
+#: What existing aggregators are told when the CSV cannot be read; the
+#: details (path, errno) go to the log, not to the network.
+UNREADABLE_REASON = "cannot read CSV"
+
+
+class BranchProtocol(Protocol, TimeoutMixin):
+    """
+    Answer one C{REQUEST} with the branch's totals, then close.
+
+    An unknown request is closed without a byte, as existing servers do.
+    The idle timeout covers the whole connection, including waiting for the
+    CSV, so a connection can never outlive it.
+    """
+
+    log = Logger()
+
+    def __init__(self, factory):
+        self.factory = factory
+        self._parser = RequestParser(max_size=factory.max_request)
+        self._answering = False
+
+    def connectionMade(self):
+        self.callLater = self.factory.reactor.callLater
+        self.setTimeout(self.factory.idle_timeout)
+
+    def dataReceived(self, data):
+        if self._answering:
+            return
+        try:
+            complete = self._parser.feed(data)
+        except CodecError as e:
+            self._reject(e)
+            return
+        if complete:
+            self._answering = True
+            self.factory.counters.increment("branch.requests")
+            d = self.factory.sales.summary()
+            d.addCallbacks(self._answer, self._unreadable)
+
+    def _answer(self, summary):
+        self._send(
+            BranchReply(
+                branch_id=self.factory.sales.branch_id,
+                records=summary.records,
+                subtotal=summary.subtotal,
+            )
+        )
+
+    def _unreadable(self, failure):
+        if not failure.check(UnreadableSales):
+            self.log.failure("branch summary failed", failure)
+            self.factory.counters.increment("branch.internal_errors")
+        self.factory.counters.increment("branch.error_replies")
+        self._send(ErrorReply(UNREADABLE_REASON))
+
+    def _send(self, reply):
+        if not self.connected:
+            return
+        self.setTimeout(None)
+        self.transport.write(encode_reply(reply))
+        self.transport.loseConnection()
+
+    def _reject(self, error):
+        kind = "oversize_requests" if isinstance(error, RequestTooLarge) else "bad_requests"
+        self.factory.counters.increment(f"branch.{kind}")
+        self.log.info(
+            "branch {branch_id}: closing {peer}: {error}",
+            branch_id=self.factory.sales.branch_id,
+            peer=self.transport.getPeer(),
+            error=str(error),
+        )
+        self.setTimeout(None)
+        self.transport.loseConnection()
+
+    def timeoutConnection(self):
+        # Abort rather than close: a peer that stopped reading must not keep
+        # the connection alive by leaving our reply unacknowledged.
+        self.factory.counters.increment("branch.idle_timeouts")
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        self.connected = False
+        self.setTimeout(None)
+
+
+class BranchFactory(Factory):
+    """
+    Serve one branch: its id and sales source, limits and counters.
+    """
+
+    def __init__(self, sales, counters, reactor, idle_timeout=10.0, max_request=127):
+        self.sales = sales
+        self.counters = counters
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
+        self.max_request = max_request
+
+    def buildProtocol(self, addr):
+        return BranchProtocol(self)

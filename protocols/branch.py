@@ -1,0 +1,272 @@
+"""
+Sans-I/O codec for the branch sales wire format (see specs/branch-wire.md).
+
+One request per connection: an aggregator sends C{REQUEST\\n}, the branch
+answers with a reply block and closes.  Both directions must stay byte for
+byte compatible with the existing C programs, while being more tolerant of
+how TCP splits the bytes: the existing programs read once, we reassemble.
+
+Nothing here touches sockets, clocks or files, so every rule can be tested
+with plain bytes, including every possible split of the input.
+"""
+
+import re
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import attrs
+
+REQUEST = b"REQUEST\n"
+
+#: Existing aggregators keep at most 63 bytes of the id (a 64-byte C buffer).
+MAX_BRANCH_ID = 63
+
+#: Existing aggregators read at most 4096 bytes; a reply larger than that is
+#: not something any branch server sends, so it is treated as malformed.
+MAX_REPLY = 4096
+
+#: Existing branch servers look at 127 bytes at most; a request line longer
+#: than that cannot be a request they would answer either.
+MAX_REQUEST = 127
+
+_CENTS = Decimal("0.01")
+
+# No whitespace or control bytes; check_branch_id also refuses the two bytes
+# that would break a main.csv row (a comma splits it, a double quote starts a
+# quoted field for csv readers).
+_BRANCH_ID = re.compile(rb"[\x21-\x7e\x80-\xff]{1,63}")
+_RECORDS = re.compile(rb"[0-9]{1,18}")
+_SUBTOTAL = re.compile(rb"-?[0-9]{1,30}\.[0-9]{2}")
+_FIELD = re.compile(rb"(BRANCH_ID|RECORDS|SUBTOTAL):[ \t]*(.*?)[ \t]*")
+_ERROR = re.compile(rb"ERROR:[ \t]*(.*?)[ \t]*")
+
+
+class CodecError(Exception):
+    """
+    Base for bytes that break the wire contract.
+    """
+
+
+class RequestTooLarge(CodecError):
+    """
+    More than the request size bound arrived without completing a line.
+    """
+
+
+class UnknownRequest(CodecError):
+    """
+    A complete line arrived that is not C{REQUEST}.
+    """
+
+
+class MalformedReply(CodecError):
+    """
+    A branch reply that cannot be turned into a result; the message says why.
+    """
+
+
+class InvalidBranchId(ValueError):
+    """
+    A branch id that existing aggregators (or main.csv) would mangle.
+    """
+
+
+def check_branch_id(branch_id):
+    """
+    Return C{branch_id} encoded as UTF-8 if it can travel on the wire intact.
+
+    Existing aggregators stop at whitespace and keep 63 bytes, and main.csv is
+    comma separated, so ids must be 1..63 bytes of non-whitespace, without
+    commas or double quotes.
+
+    @raise InvalidBranchId: with a message fit for a command line user.
+    """
+    encoded = branch_id.encode("utf-8")
+    if not encoded:
+        raise InvalidBranchId("branch id must not be empty")
+    if len(encoded) > MAX_BRANCH_ID:
+        raise InvalidBranchId(
+            f"branch id is {len(encoded)} bytes; at most {MAX_BRANCH_ID} "
+            f"are allowed (existing aggregators truncate longer ids)"
+        )
+    if _BRANCH_ID.fullmatch(encoded) is None or b"," in encoded or b'"' in encoded:
+        raise InvalidBranchId(
+            "branch id must not contain whitespace, control characters, "
+            "commas or double quotes (they would break the reply or main.csv)"
+        )
+    return encoded
+
+
+def format_amount(amount):
+    """
+    Format money the way C's C{%.2f} does: two decimals, leading C{-} when
+    negative, no thousands separator.
+
+    The exact decimal value is rounded, ties half to even (as C rounds a
+    tie its binary double holds exactly); C rounds a binary approximation
+    instead, so C{1.015} prints C{1.02} here where C prints C{1.01}.  A sum
+    that rounds to zero prints C{0.00}, never C{-0.00}.
+    """
+    rounded = amount.quantize(_CENTS, rounding=ROUND_HALF_EVEN)
+    if rounded.is_zero():
+        rounded = abs(rounded)
+    return f"{rounded:f}"
+
+
+@attrs.frozen
+class BranchReply:
+    """
+    A successful branch answer: how many sales records and their sum.
+    """
+
+    branch_id: str
+    records: int
+    subtotal: Decimal
+
+
+@attrs.frozen
+class ErrorReply:
+    """
+    A branch saying it cannot read its data.
+    """
+
+    reason: str
+
+
+def encode_reply(reply):
+    """
+    Serialise a L{BranchReply} or L{ErrorReply} into the bytes to send in a
+    single write.
+    """
+    if isinstance(reply, ErrorReply):
+        reason = " ".join(reply.reason.split()) or "unknown error"
+        return b"ERROR: %s\nEND\n" % (reason.encode("utf-8"),)
+    return b"BRANCH_ID: %s\nRECORDS: %d\nSUBTOTAL: %s\nEND\n" % (
+        check_branch_id(reply.branch_id),
+        reply.records,
+        format_amount(reply.subtotal).encode("ascii"),
+    )
+
+
+@attrs.define
+class RequestParser:
+    """
+    Reassemble the aggregator's request from however many segments it
+    arrives in.
+
+    L{feed} returns C{True} once a C{REQUEST} line (LF or CRLF terminated) is
+    complete, C{False} while more bytes are needed, and raises a
+    L{CodecError} for anything else.  Bytes after the request are ignored:
+    there is one request per connection.
+    """
+
+    max_size: int = MAX_REQUEST
+    _buffer: bytes = attrs.field(default=b"", init=False)
+
+    def feed(self, data):
+        self._buffer += data
+        line, newline, _ = self._buffer.partition(b"\n")
+        if not newline:
+            if len(self._buffer) > self.max_size:
+                raise RequestTooLarge(
+                    f"no request line within {self.max_size} bytes"
+                )
+            return False
+        if len(line) + 1 > self.max_size:
+            raise RequestTooLarge(f"request line longer than {self.max_size} bytes")
+        if line.removesuffix(b"\r") != REQUEST[:-1]:
+            raise UnknownRequest(f"unknown request {line[:32]!r}")
+        return True
+
+
+@attrs.define
+class ReplyParser:
+    """
+    Reassemble and decode a branch reply.
+
+    Accepts what existing aggregators accept (fields in any order, CRLF, no
+    C{END}, case-sensitive keys, unknown lines ignored) and more: the reply
+    may arrive in any number of segments.  Call L{feed} with each segment; it
+    returns the decoded reply once C{END} arrives, else C{None}.  Call
+    L{finish} when the branch closes the connection without C{END}.
+    """
+
+    max_size: int = MAX_REPLY
+    _buffer: bytes = attrs.field(default=b"", init=False)
+    _consumed: int = attrs.field(default=0, init=False)
+    _fields: dict = attrs.field(factory=dict, init=False)
+    _error: object = attrs.field(default=None, init=False)
+
+    def feed(self, data):
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if self._take(line.removesuffix(b"\r")):
+                return self._result()
+        if self._received() > self.max_size:
+            raise MalformedReply(f"reply longer than {self.max_size} bytes")
+        return None
+
+    def finish(self):
+        """
+        The connection closed: decode what arrived, with or without C{END}.
+        """
+        if self._buffer:
+            self._take(self._buffer.removesuffix(b"\r"))
+            self._buffer = b""
+        return self._result()
+
+    def _received(self):
+        return self._consumed + len(self._buffer)
+
+    def _take(self, line):
+        """
+        Record one line; return C{True} if it ends the reply.
+        """
+        self._consumed += len(line) + 1
+        if line == b"END":
+            return True
+        error = _ERROR.fullmatch(line)
+        if error is not None and self._error is None:
+            self._error = error.group(1).decode("utf-8", "replace")
+            return False
+        field = _FIELD.fullmatch(line)
+        if field is not None:
+            key, value = field.groups()
+            if key in self._fields:
+                raise MalformedReply(f"{key.decode()} appears twice")
+            self._fields[key] = value
+        return False
+
+    def _result(self):
+        if self._error is not None:
+            return ErrorReply(self._error)
+        missing = [
+            key.decode()
+            for key in (b"BRANCH_ID", b"RECORDS", b"SUBTOTAL")
+            if key not in self._fields
+        ]
+        if missing:
+            if not self._fields and not self._consumed:
+                raise MalformedReply("connection closed without a reply")
+            raise MalformedReply(f"missing {', '.join(missing)}")
+        return BranchReply(
+            branch_id=_decode_branch_id(self._fields[b"BRANCH_ID"]),
+            records=_decode(self._fields, b"RECORDS", _RECORDS, int),
+            subtotal=_decode(self._fields, b"SUBTOTAL", _SUBTOTAL, Decimal),
+        )
+
+
+def _decode(fields, key, pattern, convert):
+    value = fields[key]
+    if pattern.fullmatch(value) is None:
+        raise MalformedReply(f"bad {key.decode()} value {value[:32]!r}")
+    return convert(value.decode("ascii"))
+
+
+def _decode_branch_id(value):
+    try:
+        branch_id = value.decode("utf-8")
+        check_branch_id(branch_id)
+    except (UnicodeDecodeError, InvalidBranchId) as e:
+        raise MalformedReply(f"bad BRANCH_ID {value[:32]!r}: {e}") from None
+    return branch_id

@@ -1,0 +1,3 @@
+"""
+Tests for the branch sales server, aggregator and main.csv writer.
+"""

@@ -1,0 +1,193 @@
+"""
+Tests for L{marketplace.branch.mainfile}: format, atomic replacement, the
+dedicated lock, and no lost rows under 20 concurrent aggregator processes.
+"""
+
+import fcntl
+import os
+import re
+import stat
+import sys
+from decimal import Decimal
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.protocol import ProcessProtocol
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from marketplace.branch.aggregate import OK, TIMEOUT, BranchResult
+from marketplace.branch.mainfile import (
+    LockTimeout,
+    lock_path,
+    totals_path,
+    write_run,
+)
+from marketplace.branch.tap import branch_listener
+from protocols.branch import BranchReply
+from tests.support.services import listening_port, start_service
+
+# 2026-11-22T02:04:12Z, the captured row's time.
+CAPTURED_AT = 1795313052
+
+MAIN_ROW = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ),([^,\s]+),(\d+),(-?\d+\.\d\d),\1\n"
+)
+TOTALS_ROW = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ),TOTAL,(\d+),(-?\d+\.\d\d),\1,(\d+),(\d+)\n"
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def answered(branch_id, records, subtotal):
+    return BranchResult(
+        f"tcp:host:{branch_id}", OK, reply=BranchReply(branch_id, records, Decimal(subtotal))
+    )
+
+
+RESULTS = [
+    answered("B", 2, "30.30"),
+    BranchResult("tcp:host:9", TIMEOUT, reason="not connected within 3s"),
+    answered("A", 3, "350.75"),
+]
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def leftovers(directory):
+    return [name for name in os.listdir(directory) if name.endswith(".tmp")]
+
+
+class WriteRunTests(SynchronousTestCase):
+    def setUp(self):
+        self.directory = self.mktemp()
+        os.mkdir(self.directory)
+        self.main = os.path.join(self.directory, "main.csv")
+
+    def test_creates_files_in_existing_format(self):
+        write_run(self.main, RESULTS, CAPTURED_AT, lock_timeout=1)
+        self.assertEqual(
+            read(self.main),
+            "2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z\n"
+            "2026-11-22T02:04:12Z,A,3,350.75,2026-11-22T02:04:12Z\n",
+        )
+        self.assertEqual(totals_path(self.main), os.path.join(self.directory, "main.totals.csv"))
+        self.assertEqual(
+            read(totals_path(self.main)),
+            "2026-11-22T02:04:12Z,TOTAL,5,381.05,2026-11-22T02:04:12Z,2,3\n",
+        )
+        self.assertEqual(leftovers(self.directory), [])
+        self.assertTrue(os.path.exists(lock_path(self.main)))
+
+    def test_appends_and_keeps_mode(self):
+        with open(self.main, "w") as f:
+            f.write("2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z\n")
+        os.chmod(self.main, 0o640)
+        write_run(self.main, RESULTS[:1], CAPTURED_AT + 60, lock_timeout=1)
+        lines = read(self.main).splitlines(keepends=True)
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[1], "2026-11-22T02:05:12Z,B,2,30.30,2026-11-22T02:05:12Z\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.main).st_mode), 0o640)
+
+    def test_torn_last_line_terminated(self):
+        with open(self.main, "w") as f:
+            f.write("2026-11-22T02:04:12Z,B,2,3")
+        write_run(self.main, RESULTS[:1], CAPTURED_AT, lock_timeout=1)
+        lines = read(self.main).splitlines(keepends=True)
+        self.assertEqual(lines[0], "2026-11-22T02:04:12Z,B,2,3\n")
+        self.assertRegex(lines[1], MAIN_ROW)
+
+    def test_no_answers_still_records_the_run(self):
+        write_run(self.main, RESULTS[1:2], CAPTURED_AT, lock_timeout=1)
+        self.assertEqual(read(self.main), "")
+        self.assertEqual(
+            read(totals_path(self.main)),
+            "2026-11-22T02:04:12Z,TOTAL,0,0.00,2026-11-22T02:04:12Z,0,1\n",
+        )
+
+    def test_symlinked_main_updates_target(self):
+        target = os.path.join(self.directory, "real.csv")
+        with open(target, "w"):
+            pass
+        os.symlink("real.csv", self.main)
+        write_run(self.main, RESULTS, CAPTURED_AT, lock_timeout=1)
+        self.assertTrue(os.path.islink(self.main))
+        self.assertEqual(len(read(target).splitlines()), 2)
+
+    def test_lock_held_elsewhere(self):
+        fd = os.open(lock_path(self.main), os.O_RDWR | os.O_CREAT)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.assertRaises(LockTimeout, write_run, self.main, RESULTS, CAPTURED_AT, 0.05)
+        self.assertFalse(os.path.exists(self.main))
+
+    def test_failed_write_leaves_no_temporary_file(self):
+        os.mkdir(totals_path(self.main))
+        self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(leftovers(self.directory), [])
+
+
+class _Exit(ProcessProtocol):
+    def __init__(self):
+        self.ended = Deferred()
+        self.output = []
+
+    def outReceived(self, data):
+        self.output.append(data)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.ended.callback((reason.value.exitCode, b"".join(self.output)))
+
+
+class ConcurrentAggregatorsTests(TestCase):
+    """
+    The existing aggregators lost rows when five ran at once; twenty of
+    ours, real processes started together, lose none.
+    """
+
+    timeout = 90
+    processes = 20
+
+    @inlineCallbacks
+    def test_twenty_aggregators_one_main_csv(self):
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        endpoints = []
+        for branch_id, amounts in [("A", ["1.10", "2.20"]), ("B", ["3.30"]), ("C", [])]:
+            path = os.path.join(directory, f"branch{branch_id}.csv")
+            with open(path, "w") as f:
+                f.write("date,amount\n" + "".join(f"d,{a}\n" for a in amounts))
+            listener = start_service(
+                self, branch_listener(branch_id, path, listen="tcp:0:interface=127.0.0.1")
+            )
+            endpoints.append(f"tcp:127.0.0.1:{(yield listening_port(listener))}")
+        main = os.path.join(directory, "main.csv")
+        env = dict(os.environ, PYTHONPATH=REPO)
+        runs = []
+        for _ in range(self.processes):
+            protocol = _Exit()
+            argv = [sys.executable, "-m", "marketplace.branch.cli", "--run-timeout", "30",
+                    "--reply-timeout", "30", "--lock-timeout", "60", main, *endpoints]
+            reactor.spawnProcess(protocol, sys.executable, argv, env=env, path=REPO)
+            runs.append(protocol.ended)
+        outcomes = yield gatherResults(runs)
+        self.assertEqual([code for code, _ in outcomes], [0] * self.processes, outcomes)
+
+        main_text = read(main)
+        rows = MAIN_ROW.findall(main_text)
+        self.assertEqual(len(main_text.splitlines()), 3 * self.processes)
+        self.assertEqual(len(rows), 3 * self.processes, "torn or foreign line in main.csv")
+        self.assertEqual(
+            sorted((branch, records, subtotal) for _, branch, records, subtotal in rows),
+            sorted([("A", "2", "3.30"), ("B", "1", "3.30"), ("C", "0", "0.00")] * self.processes),
+        )
+        totals_text = read(totals_path(main))
+        totals = TOTALS_ROW.findall(totals_text)
+        self.assertEqual(len(totals_text.splitlines()), self.processes)
+        self.assertEqual({row[1:] for row in totals}, {("3", "6.60", "3", "3")})
+        self.assertEqual(leftovers(directory), [])

@@ -1,0 +1,141 @@
+"""
+Tests for L{marketplace.branch.server} over in-memory transports.
+"""
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from marketplace.branch.csvsource import BranchSales, SalesFile
+from marketplace.branch.server import BranchFactory
+from marketplace.metrics import Counters
+
+SPEC_CSV = "date,amount\n2025-01-01,100.25\n2025-01-02,250.50\n"
+SPEC_REPLY = b"BRANCH_ID: A\nRECORDS: 2\nSUBTOTAL: 350.75\nEND\n"
+
+
+class BranchProtocolTests(SynchronousTestCase):
+    def setUp(self):
+        self.path = self.mktemp()
+        self.clock = Clock()
+        self.counters = Counters()
+        sales = BranchSales("A", SalesFile(self.path), self.counters, run_blocking=maybeDeferred)
+        self.factory = BranchFactory(
+            sales, self.counters, self.clock, idle_timeout=10.0, max_request=32
+        )
+
+    def write_csv(self, text):
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_spec_example(self):
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(transport.value(), SPEC_REPLY)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["branch.requests"], 1)
+
+    def test_reply_is_one_write(self):
+        """
+        Existing aggregators read once, so the reply must be one write.
+        """
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        writes = []
+        transport.write = writes.append
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(writes, [SPEC_REPLY])
+
+    def test_split_request_with_carriage_return(self):
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        for byte in b"REQUEST\r\n":
+            self.assertEqual(transport.value(), b"")
+            protocol.dataReceived(bytes([byte]))
+        self.assertEqual(transport.value(), SPEC_REPLY)
+
+    def test_missing_file_error_reply(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(transport.value(), b"ERROR: cannot read CSV\nEND\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["branch.error_replies"], 1)
+
+    def test_changed_file_reflected(self):
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.write_csv(SPEC_CSV + "2025-01-03,-50.75\n")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(
+            transport.value(), b"BRANCH_ID: A\nRECORDS: 3\nSUBTOTAL: 300.00\nEND\n"
+        )
+
+    def test_bad_rows_do_not_change_reply(self):
+        self.write_csv(SPEC_CSV + "2025-01-03,n/a\n")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(transport.value(), SPEC_REPLY)
+        self.assertEqual(self.counters.counts["branch.rows_rejected"], 1)
+
+    def test_unknown_request_closed_silently(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"HELLO\n")
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["branch.bad_requests"], 1)
+
+    def test_oversize_request_closed(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"R" * 33)
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["branch.oversize_requests"], 1)
+
+    def test_idle_timeout(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQ")
+        self.clock.advance(9.9)
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(0.1)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.counters.counts["branch.idle_timeouts"], 1)
+
+    def test_idle_timeout_while_summary_pending(self):
+        """
+        A summary that never comes cannot keep the connection open, and
+        its late arrival writes nothing.
+        """
+        pending = Deferred()
+        self.factory.sales.summary = lambda: pending
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnected)
+        protocol.connectionLost(None)
+        self.write_csv(SPEC_CSV)
+        pending.callback(SalesFile(self.path).current()[0])
+        self.assertEqual(transport.value(), b"")
+
+    def test_reply_cancels_timeout(self):
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unexpected_failure_is_error_reply(self):
+        self.factory.sales.summary = lambda: fail(ZeroDivisionError())
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(transport.value(), b"ERROR: cannot read CSV\nEND\n")
+        self.assertEqual(self.counters.counts["branch.internal_errors"], 1)
+        self.flushLoggedErrors(ZeroDivisionError)
