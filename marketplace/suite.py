@@ -21,6 +21,7 @@ from marketplace.options import ServiceOptions
 #: (system name, tap module providing ``suite_service``), in start order.
 SYSTEMS: list[tuple[str, str]] = [
     ("branch", "marketplace.branch.tap"),
+    ("tradechat", "marketplace.tradechat.tap"),
 ]
 
 

@@ -17,3 +17,9 @@ branch = ServiceMaker(
 branch_aggregator = ServiceMaker(
     "branch-aggregator", "marketplace.branch.aggregator_tap",
     "Collect every branch's totals into main.csv on an interval.", "branch-aggregator")
+
+tradechat = ServiceMaker(
+    "tradechat", "marketplace.tradechat.tap",
+    "Trading chatroom over NS binary frames: login, rooms with live push, deposits, withdrawals, "
+    "transfers, history (default tcp:9000).",
+    "tradechat")

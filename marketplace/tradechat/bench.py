@@ -1,0 +1,425 @@
+"""
+C{tradechat-bench}: the stress tool, compatible with the existing one.
+
+    tradechat-bench --host 127.0.0.1 --port 9000 --connections 100 --concurrency 16 \\
+        --duration 10 --mix mixed --payload-size 32 --out results.csv [--plot run.png]
+
+Each connection says HELLO, logs in as C{u<worker>_<index>} and joins room 0,
+exactly as the existing tool does; then C{--concurrency} workers (the
+existing C{--threads}) each run a closed loop over their own connections,
+one request in flight per worker.  Latencies go into an HDR histogram.
+
+After the run it checks conservation of assets through the protocol: every
+benchmark account's final BALANCE must equal its balance at login plus what
+the server acknowledged (deposits, withdrawals, transfers in and out), and
+the total must match too.  Transfers never target the sender itself (that
+hangs the existing server) and go, as in the existing tool, to a random user
+id 0..1023; money sent to accounts outside the benchmark is accounted as
+leaving the audited set.
+
+C{--plot} needs matplotlib, which is not a dependency of this package: the
+plot is skipped with a notice when it is not installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import sys
+import time
+from collections import Counter
+
+import attrs
+from hdrh.histogram import HdrHistogram
+from twisted.internet import defer, task
+from twisted.python import usage
+
+from marketplace.options import check_client_endpoint, positive_float
+from marketplace.tradechat.remote import TradeChatClient
+from protocols import tradechat_bodies as bodies
+from protocols.nsframe import Status
+from protocols.tradechat import code_name
+
+MIXES = {
+    "mixed": (("chat", 30), ("transfer", 25), ("withdraw", 20), ("deposit", 15), ("balance", 10)),
+    "trade-heavy": (("transfer", 40), ("withdraw", 30), ("deposit", 20), ("balance", 10)),
+    "chat-heavy": (("chat", 70), ("transfer", 15), ("balance", 15)),
+}
+COMPAT_USER_IDS = 1024
+CSV_COLUMNS = [
+    "host", "port", "connections", "threads", "duration_s", "total", "ok", "err", "rps",
+    "p50_us", "p95_us", "p99_us", "err_bad_packet", "err_checksum_fail", "err_unauthorized",
+    "err_not_found", "err_insufficient_funds", "err_server_busy", "err_timeout", "err_internal",
+    "mix", "payload_size", "p999_us",
+]
+_STATUS_COLUMNS = {
+    Status.BAD_PACKET: "err_bad_packet", Status.CHECKSUM_FAIL: "err_checksum_fail",
+    Status.UNAUTHORIZED: "err_unauthorized", Status.NOT_FOUND: "err_not_found",
+    Status.INSUFFICIENT_FUNDS: "err_insufficient_funds", Status.SERVER_BUSY: "err_server_busy",
+    Status.TIMEOUT: "err_timeout",
+}
+_LOWEST_US, _HIGHEST_US, _DIGITS = 1, 60_000_000, 3
+
+
+def _histogram() -> HdrHistogram:
+    return HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    optFlags = [["encrypt", None, "Obfuscate request bodies (XOR 0xA5), as the existing tool's --encrypt."]]
+    optParameters = [
+        ["host", None, "127.0.0.1", "Server address."],
+        ["port", None, 9000, "Server port.", int],
+        ["connect", None, None, "Client endpoint string instead of --host/--port "
+                                "(e.g. tls:HOST:PORT:trustRoots=CA_DIR)."],
+        ["connections", None, 100, "Connections to open.", int],
+        ["concurrency", "t", 16, "Requests in flight at most (the existing tool's --threads).", int],
+        ["duration", None, 10.0, "Seconds of load.", positive_float],
+        ["mix", None, "mixed", "Request mix: " + ", ".join(MIXES) + "."],
+        ["payload-size", None, 32, "Chat message bytes.", int],
+        ["timeout", None, 5.0, "Seconds to wait for each reply.", positive_float],
+        ["out", None, None, "Append one CSV row (header written if the file is new)."],
+        ["plot", None, None, "Write a PNG of percentiles and throughput (needs matplotlib)."],
+        ["seed", None, None, "Random seed, for repeatable request sequences.", int],
+    ]
+
+    def opt_threads(self, value):
+        """Alias of --concurrency."""
+        self["concurrency"] = int(value)
+
+    def postOptions(self):
+        if self["mix"] not in MIXES:
+            raise usage.UsageError(f"--mix must be one of {', '.join(MIXES)}")
+        if self["connections"] < 1 or self["concurrency"] < 1:
+            raise usage.UsageError("--connections and --concurrency must be at least 1")
+        if not 0 <= self["payload-size"] <= bodies.MAX_CHAT_MESSAGE:
+            raise usage.UsageError(f"--payload-size must be 0..{bodies.MAX_CHAT_MESSAGE}")
+        self["concurrency"] = min(self["concurrency"], self["connections"])
+        if self["connect"] is None:
+            self["connect"] = f"tcp:{self['host']}:{self['port']}"
+        check_client_endpoint(self["connect"])
+
+
+@attrs.define
+class Ledger:
+    """What the benchmark expects each of its accounts to hold."""
+
+    expected: dict = attrs.Factory(dict)
+    sent_outside: int = 0
+    deposited: int = 0
+    withdrawn: int = 0
+    uncertain: int = 0
+
+    def apply(self, op: str, user_id: int, request, reply_ok: bool) -> None:
+        if not reply_ok:
+            return
+        if op == "deposit":
+            self.expected[user_id] += request.amount
+            self.deposited += request.amount
+        elif op == "withdraw":
+            self.expected[user_id] -= request.amount
+            self.withdrawn += request.amount
+        elif op == "transfer":
+            self.expected[user_id] -= request.amount
+            if request.to_user_id in self.expected:
+                self.expected[request.to_user_id] += request.amount
+            else:
+                self.sent_outside += request.amount
+
+
+@attrs.define
+class Results:
+    ok: int = 0
+    errors: Counter = attrs.Factory(Counter)
+    histogram: HdrHistogram = attrs.Factory(_histogram)
+    interval: HdrHistogram = attrs.Factory(_histogram)
+    timeline: list = attrs.Factory(list)
+
+    @property
+    def total(self) -> int:
+        return self.ok + sum(self.errors.values())
+
+    def record(self, latency_us: int) -> None:
+        latency_us = min(max(latency_us, _LOWEST_US), _HIGHEST_US)
+        self.histogram.record_value(latency_us)
+        self.interval.record_value(latency_us)
+
+
+class Worker:
+    """One closed loop: one request in flight, over its own connections in turn."""
+
+    def __init__(self, bench: "Bench", connections: list) -> None:
+        self.bench = bench
+        self.connections = connections
+        self.finished = defer.Deferred()
+        self._turn = 0
+        self._in_flight = None
+
+    def expire(self, now: float, timeout: float) -> None:
+        """
+        Cancel the request in flight if it is older than C{timeout}.  One sweep
+        a second for all workers costs far less than a timer per request,
+        which would weigh on the very latencies being measured.
+        """
+        if self._in_flight is not None and now - self._in_flight[1] > timeout:
+            self._in_flight[0].cancel()
+
+    def start(self) -> None:
+        self._next()
+
+    def _next(self, _=None) -> None:
+        bench = self.bench
+        if bench.stopping:
+            if not self.finished.called:
+                self.finished.callback(None)
+            return
+        client = self.connections[self._turn % len(self.connections)]
+        self._turn += 1
+        op, request = bench.choose(client.user_id)
+        started = time.perf_counter()
+        d = client.protocol.request(request)
+        self._in_flight = (d, started)
+        d.addCallbacks(self._replied, self._failed, (client, op, request, started), None,
+                       (client, op, request))
+        d.addCallback(self._next)
+
+    def _replied(self, frame, client, op, request, started) -> None:
+        self._in_flight = None
+        results = self.bench.results
+        results.record(int((time.perf_counter() - started) * 1_000_000))
+        if frame.status == Status.OK:
+            results.ok += 1
+        else:
+            results.errors[frame.status] += 1
+        self.bench.ledger.apply(op, client.user_id, request, frame.status == Status.OK)
+
+    def _failed(self, failure, client, op, request) -> None:
+        self._in_flight = None
+        status = Status.TIMEOUT if failure.check(defer.CancelledError) else Status.INTERNAL
+        self.bench.results.errors[status] += 1
+        if op in ("deposit", "withdraw", "transfer"):
+            self.bench.ledger.uncertain += request.amount
+        if client.protocol.closed:
+            self.connections = [c for c in self.connections if not c.protocol.closed]
+            if not self.connections:
+                self.connections = [client]
+                self.bench.stopping = True
+
+
+class Bench:
+    def __init__(self, reactor, options, out=sys.stdout, progress=sys.stderr) -> None:
+        self.reactor = reactor
+        self.options = options
+        self.out = out
+        self.progress = progress
+        self.rng = random.Random(options["seed"])
+        self.results = Results()
+        self.ledger = Ledger()
+        self.stopping = False
+        self.clients: list[TradeChatClient] = []
+        ops, weights = zip(*MIXES[options["mix"]])
+        self._ops, self._cumulative = ops, list(_cumulative(weights))
+        self._payload = b"x" * options["payload-size"]
+
+    def choose(self, user_id: int):
+        op = self.rng.choices(self._ops, cum_weights=self._cumulative)[0]
+        rng = self.rng
+        if op == "chat":
+            return op, bodies.ChatSend(0, self._payload)
+        if op == "transfer":
+            target = rng.randrange(COMPAT_USER_IDS - 1)
+            if target >= user_id:
+                target += 1  # uniform over 0..1023 without the sender itself
+            return op, bodies.Transfer(target, rng.randint(1, 50))
+        if op == "withdraw":
+            return op, bodies.Withdraw(rng.randint(1, 100))
+        if op == "deposit":
+            return op, bodies.Deposit(rng.randint(1, 100))
+        return op, bodies.Balance()
+
+    @defer.inlineCallbacks
+    def run(self):
+        options = self.options
+        workers = options["concurrency"]
+        self.clients = yield defer.gatherResults([
+            TradeChatClient.connect(options["connect"], self.reactor, options["timeout"],
+                                    obfuscate=options["encrypt"])
+            for _ in range(options["connections"])], consumeErrors=True)
+        replies = yield defer.gatherResults(
+            [self._setup(client, n % workers, n // workers) for n, client in enumerate(self.clients)],
+            consumeErrors=True)
+        for reply in replies:
+            self.ledger.expected[reply.user_id] = reply.balance
+        loops = [Worker(self, self.clients[k::workers]) for k in range(workers)]
+        started = self.reactor.seconds()
+        ticker = task.LoopingCall(self._tick, started, loops)
+        ticker.clock = self.reactor
+        ticker.start(1.0, now=False)
+        self.reactor.callLater(options["duration"], setattr, self, "stopping", True)
+        for loop in loops:
+            loop.start()
+        yield defer.gatherResults([loop.finished for loop in loops])
+        elapsed = self.reactor.seconds() - started
+        ticker.stop()
+        self.progress.write("\n")
+        self.report(elapsed)
+        conserved = yield self.check_conservation()
+        for client in self.clients:
+            client.close()
+        return conserved
+
+    @defer.inlineCallbacks
+    def _setup(self, client, worker, index):
+        reply = yield client.login(f"u{worker}_{index}")
+        yield client.join(0)
+        return reply
+
+    def _tick(self, started, loops) -> None:
+        now = time.perf_counter()
+        for loop in loops:
+            loop.expire(now, self.options["timeout"])
+        results = self.results
+        elapsed = self.reactor.seconds() - started
+        interval = results.interval
+        count = interval.get_total_count()
+        point = (elapsed, count, interval.get_value_at_percentile(50),
+                 interval.get_value_at_percentile(99), interval.get_value_at_percentile(99.9))
+        results.timeline.append(point)
+        interval.reset()
+        pushes = sum(c.protocol.pushes_received for c in self.clients)
+        self.progress.write(
+            f"\r[{elapsed:5.1f}s] total={results.total} rps={count} p50={point[2]}us "
+            f"p99={point[3]}us err={sum(results.errors.values())} pushes={pushes}   ")
+        self.progress.flush()
+
+    def summary(self, elapsed: float) -> dict:
+        options, results = self.options, self.results
+        histogram = results.histogram
+        row = {
+            "host": options["host"], "port": options["port"],
+            "connections": options["connections"], "threads": options["concurrency"],
+            "duration_s": f"{elapsed:.2f}", "total": results.total, "ok": results.ok,
+            "err": sum(results.errors.values()),
+            "rps": f"{results.total / elapsed:.0f}" if elapsed > 0 else "0",
+            "p50_us": histogram.get_value_at_percentile(50),
+            "p95_us": histogram.get_value_at_percentile(95),
+            "p99_us": histogram.get_value_at_percentile(99),
+            "mix": options["mix"], "payload_size": options["payload-size"],
+            "p999_us": histogram.get_value_at_percentile(99.9),
+        }
+        for column in _STATUS_COLUMNS.values():
+            row[column] = 0
+        row["err_internal"] = 0
+        for status, count in results.errors.items():
+            row[_STATUS_COLUMNS.get(status, "err_internal")] += count
+        return row
+
+    def report(self, elapsed: float) -> None:
+        row = self.summary(elapsed)
+        write = self.out.write
+        write(f"connections={row['connections']} threads={row['threads']} "
+              f"duration={row['duration_s']}s total={row['total']} ok={row['ok']} err={row['err']} "
+              f"rps={row['rps']} p50={row['p50_us']}us p95={row['p95_us']}us "
+              f"p99={row['p99_us']}us\n")
+        pushes = sum(c.protocol.pushes_received for c in self.clients)
+        push_rate = pushes / elapsed if elapsed > 0 else 0
+        write(f"mix={row['mix']} payload={row['payload_size']} p999={row['p999_us']}us "
+              f"pushes_received={pushes} ({push_rate:.0f}/s)\n")
+        if self.results.errors:
+            write("errors by status: " + ", ".join(
+                f"{code_name(Status, status)}={count}"
+                for status, count in sorted(self.results.errors.items())) + "\n")
+        if self.options["out"]:
+            _append_csv(self.options["out"], row)
+        if self.options["plot"]:
+            self._plot(self.options["plot"])
+
+    @defer.inlineCallbacks
+    def check_conservation(self):
+        """Read every benchmark account's balance through the protocol and compare."""
+        ledger = self.ledger
+        by_user = {}
+        for client in self.clients:
+            by_user.setdefault(client.user_id, client)
+        try:
+            actual = yield defer.gatherResults(
+                [by_user[user_id].balance() for user_id in ledger.expected], consumeErrors=True)
+        except Exception as error:
+            self.out.write(f"conservation: not checked ({error})\n")
+            return False
+        actual = dict(zip(ledger.expected, actual))
+        wrong = {u: (ledger.expected[u], actual[u]) for u in ledger.expected
+                 if actual[u] != ledger.expected[u]}
+        total = sum(actual.values())
+        negative = [u for u, balance in actual.items() if balance < 0]
+        summary = (f"{len(actual)} accounts, total {total} = expected {sum(ledger.expected.values())}"
+                   f" (deposits {ledger.deposited}, withdrawals {ledger.withdrawn}, "
+                   f"sent to accounts outside the run {ledger.sent_outside})")
+        if ledger.uncertain:
+            self.out.write(f"conservation: INDETERMINATE, {ledger.uncertain} moved by requests with "
+                           f"no reply; {summary}\n")
+            return not negative
+        conserved = not wrong and not negative
+        self.out.write(f"conservation: {'OK' if conserved else 'VIOLATED'}: {summary}\n")
+        for user_id, (expected, got) in sorted(wrong.items())[:10]:
+            self.out.write(f"  user {user_id}: expected {expected}, server says {got}\n")
+        return conserved
+
+    def _plot(self, path: str) -> None:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            from matplotlib import pyplot
+        except ImportError:
+            self.out.write("--plot skipped: matplotlib is not installed\n")
+            return
+        timeline = self.results.timeline
+        seconds = [point[0] for point in timeline]
+        figure, (latency, throughput) = pyplot.subplots(2, 1, sharex=True, figsize=(8, 6))
+        for index, label in ((2, "p50"), (3, "p99"), (4, "p99.9")):
+            latency.plot(seconds, [point[index] for point in timeline], label=label)
+        latency.set_ylabel("latency (us)")
+        latency.legend()
+        throughput.plot(seconds, [point[1] for point in timeline])
+        throughput.set_ylabel("requests/s")
+        throughput.set_xlabel("seconds")
+        figure.suptitle(f"{self.options['mix']}, {self.options['connections']} connections")
+        figure.savefig(path)
+        self.out.write(f"plot written to {path}\n")
+
+
+def _cumulative(weights):
+    total = 0
+    for weight in weights:
+        total += weight
+        yield total
+
+
+def _append_csv(path: str, row: dict) -> None:
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, CSV_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def main(argv=None) -> None:
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as error:
+        raise SystemExit(f"{options}\n{error}")
+    task.react(lambda reactor: Bench(reactor, options).run().addCallback(_exit_status))
+
+
+def _exit_status(conserved: bool) -> None:
+    """Exit non-zero when the conservation check failed, so scripts notice."""
+    if not conserved:
+        raise SystemExit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""
+Refusals of the trading chatroom's domain, each answered with a wire status
+by the protocol's single error table.
+"""
+
+
+class TradeChatError(Exception):
+    """Base of the service's own refusals."""
+
+
+class NotLoggedIn(TradeChatError):
+    """The operation needs a login (or the login session expired)."""
+
+
+class LoginRefused(TradeChatError):
+    """No HELLO nonce, a wrong CRC token, or a missing/wrong password proof."""
+
+
+class AlreadyLoggedIn(TradeChatError):
+    """LOGIN on a connection that is logged in: LOGOUT first."""
+
+
+class NotAMember(TradeChatError):
+    """LEAVE_ROOM for a room the user is not in."""

@@ -1,0 +1,250 @@
+"""
+The trading chatroom's domain logic, free of sockets and framing.
+
+The protocol hands each decoded request to L{TradeChatService.handle} with
+the connection's L{ConnectionState}; the result is a Deferred firing with a
+plain value (an int balance, a L{LoginReply}, ...) or failing with a
+domain or store error that the protocol maps to a status.
+
+All money and login-session state lives in the store (embedded or Redis), so
+several worker processes can share it; a money operation's idempotency key
+is C{"<login session id>:<req_id>"}, which makes a retried request after a
+lost reply return the first outcome instead of moving money twice.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import attrs
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from marketplace.store import SessionNotFound
+from marketplace.tradechat.compat import account_of, provision_accounts
+from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
+from protocols.tradechat_bodies import (
+    Balance, ChatSend, Deposit, Heartbeat, Hello, HelloReply, HistoryEntry, JoinRoom,
+    LeaveRoom, Login, LoginReply, Logout, Transfer, TxnHistory, Withdraw, login_token,
+)
+
+DEFAULT_SESSION_TTL = 300.0
+_TOUCH_FRACTION = 0.25
+"""A session is refreshed in the store when a quarter of its TTL has passed
+since the last refresh, not on every request: enough to keep it alive, cheap
+enough for the hot path."""
+
+
+@attrs.define(eq=False)
+class ConnectionState:
+    """What the service knows about one connection."""
+
+    target: object
+    nonce: Optional[int] = None
+    user_id: Optional[int] = None
+    name: Optional[str] = None
+    session_id: Optional[str] = None
+    touched_at: float = 0.0
+    closed: bool = False
+
+    @property
+    def account(self) -> str:
+        return account_of(self.user_id)
+
+
+@attrs.frozen
+class TradeChatConfig:
+    compat: bool = False
+    opening_balance: int = 0
+    session_ttl: float = DEFAULT_SESSION_TTL
+
+
+class TradeChatService:
+    PRE_LOGIN = (Hello, Login, Heartbeat)
+
+    def __init__(self, store, rooms, directory, authenticator, clock,
+                 config: TradeChatConfig = TradeChatConfig()) -> None:
+        self._sessions = store.sessions
+        self._ledger = store.ledger
+        self._rooms = rooms
+        self._directory = directory
+        self._authenticator = authenticator
+        self._clock = clock
+        self._config = config
+        self._ready: defer.Deferred | None = None
+        self._handlers = {
+            Hello: self._hello, Login: self._login, Logout: self._logout,
+            Heartbeat: self._heartbeat, JoinRoom: self._join, LeaveRoom: self._leave,
+            ChatSend: self._chat, Deposit: self._deposit, Withdraw: self._withdraw,
+            Transfer: self._transfer, Balance: self._balance, TxnHistory: self._history,
+        }
+
+    def prepare(self) -> defer.Deferred:
+        """
+        Open the compatibility profile's accounts (once the store runs).
+        Logins wait for this, so no client sees a half-provisioned ledger.
+        """
+        ready = self._ready
+        if ready is None:
+            if self._config.compat:
+                ready = self._ready = provision_accounts(self._ledger, self._config.opening_balance)
+                ready.addErrback(self._unprepared)
+            else:
+                ready = self._ready = defer.succeed(0)
+        waiter = defer.Deferred()
+        ready.addBoth(_pass_to, waiter)
+        return waiter
+
+    def _unprepared(self, failure):
+        """A store outage during provisioning: let the next login try again."""
+        self._ready = None
+        return failure
+
+    def connect(self, target) -> ConnectionState:
+        return ConnectionState(target)
+
+    def handle(self, state: ConnectionState, request, req_id: int) -> defer.Deferred:
+        """Carry out one request; C{req_id} keys money operations' retries."""
+        if state.user_id is None and not isinstance(request, self.PRE_LOGIN):
+            return defer.fail(NotLoggedIn("log in first"))
+        try:
+            return self._handlers[type(request)](state, request, req_id)
+        except Exception:
+            return defer.fail()
+
+    def disconnect(self, state: ConnectionState) -> defer.Deferred:
+        """The connection closed: end its login session."""
+        state.closed = True
+        if state.user_id is None:
+            return defer.succeed(None)
+        return self._end_login(state)
+
+    # Login ---------------------------------------------------------------
+
+    def _hello(self, state, request: Hello, req_id: int):
+        state.nonce = int.from_bytes(os.urandom(8), "big")
+        auth = None
+        if request.auth_name is not None:
+            auth = self._authenticator.params_for(request.auth_name)
+        return defer.succeed(HelloReply(state.nonce, auth))
+
+    @defer.inlineCallbacks
+    def _login(self, state, request: Login, req_id: int):
+        if state.user_id is not None:
+            raise AlreadyLoggedIn(f"already logged in as {state.name}")
+        nonce, state.nonce = state.nonce, None  # a nonce serves one attempt only
+        if nonce is None:
+            raise LoginRefused("send HELLO first")
+        if request.token != login_token(request.name, nonce):
+            raise LoginRefused("wrong login token")
+        if not self._authenticator.allows(request.name, nonce, request.proof):
+            raise LoginRefused("password proof missing or wrong")
+        yield self.prepare()
+        user_id = yield self._directory.user_id_for(request.name)
+        account = account_of(user_id)
+        if not self._config.compat:
+            yield self._ledger.open_account(account, self._config.opening_balance)
+        session = yield self._sessions.create(
+            account, {"name": request.name}, self._config.session_ttl)
+        try:
+            balance = yield self._ledger.balance(account)
+            if state.closed:
+                raise LoginRefused("connection closed during login")
+        except Exception:
+            yield self._sessions.delete(session.session_id)
+            raise
+        state.user_id = user_id
+        state.name = request.name
+        state.session_id = session.session_id
+        state.touched_at = self._clock.seconds()
+        self._rooms.attach(user_id, state.target)
+        return LoginReply(user_id, balance)
+
+    def _logout(self, state, request: Logout, req_id: int):
+        return self._end_login(state).addCallback(lambda _: None)
+
+    def _end_login(self, state) -> defer.Deferred:
+        self._rooms.detach(state.user_id, state.target)
+        session_id = state.session_id
+        state.user_id = state.name = state.session_id = None
+        return self._sessions.delete(session_id)
+
+    def _heartbeat(self, state, request: Heartbeat, req_id: int):
+        if state.user_id is None:
+            return defer.succeed(None)
+        return self._touch(state).addCallback(lambda _: None)
+
+    def _when_fresh(self, state, operation, *args) -> defer.Deferred:
+        """
+        Run C{operation(*args)} once the login session is known to be alive,
+        refreshing it in the store only when it is due.
+        """
+        if self._clock.seconds() - state.touched_at < self._config.session_ttl * _TOUCH_FRACTION:
+            return operation(*args)
+        return self._touch(state).addCallback(lambda _: operation(*args))
+
+    def _touch(self, state) -> defer.Deferred:
+        def touched(_):
+            state.touched_at = self._clock.seconds()
+
+        def expired(failure):
+            failure.trap(SessionNotFound)
+            self._rooms.detach(state.user_id, state.target)
+            state.user_id = state.name = state.session_id = None
+            raise NotLoggedIn("login session expired")
+
+        return self._sessions.touch(state.session_id).addCallbacks(touched, expired)
+
+    # Rooms ---------------------------------------------------------------
+
+    def _join(self, state, request: JoinRoom, req_id: int):
+        self._rooms.join(state.user_id, request.room)
+        return defer.succeed(None)
+
+    def _leave(self, state, request: LeaveRoom, req_id: int):
+        if not self._rooms.leave(state.user_id, request.room):
+            return defer.fail(NotAMember(f"not in room {request.room}"))
+        return defer.succeed(None)
+
+    def _chat(self, state, request: ChatSend, req_id: int):
+        self._rooms.publish(request.room, state.user_id, request.message)
+        return defer.succeed(None)
+
+    # Money ---------------------------------------------------------------
+
+    def _key(self, state, req_id: int) -> str:
+        return f"{state.session_id}:{req_id}"
+
+    def _deposit(self, state, request: Deposit, req_id: int):
+        return self._when_fresh(state, self._ledger.deposit, state.account, request.amount,
+                                self._key(state, req_id))
+
+    def _withdraw(self, state, request: Withdraw, req_id: int):
+        return self._when_fresh(state, self._ledger.withdraw, state.account, request.amount,
+                                self._key(state, req_id))
+
+    def _transfer(self, state, request: Transfer, req_id: int):
+        return self._when_fresh(state, self._ledger.transfer, state.account,
+                                account_of(request.to_user_id), request.amount,
+                                self._key(state, req_id))
+
+    def _balance(self, state, request: Balance, req_id: int):
+        return self._when_fresh(state, self._ledger.balance, state.account)
+
+    def _history(self, state, request: TxnHistory, req_id: int):
+        d = self._when_fresh(state, self._ledger.history, state.account, request.limit,
+                             request.before_txn_id or None)
+        return d.addCallback(lambda entries: tuple(map(_history_entry, entries)))
+
+
+def _pass_to(result, waiter: defer.Deferred):
+    """Hand a shared Deferred's result to one waiter, keeping it for the next."""
+    waiter.callback(result)
+    return None if isinstance(result, Failure) else result
+
+
+def _history_entry(txn) -> HistoryEntry:
+    counterparty = int(txn.counterparty) if txn.counterparty is not None else None
+    return HistoryEntry(txn.txn_id, txn.kind, counterparty, txn.amount, txn.balance_after,
+                        int(txn.timestamp * 1000))

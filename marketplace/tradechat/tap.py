@@ -1,0 +1,162 @@
+"""
+The C{tradechat} plugin: C{twistd -n tradechat --listen tcp:9000 --store ...}.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+
+from marketplace.metrics import Counters
+from marketplace.net import Listener
+from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.store import MAX_BALANCE, make_store
+from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
+from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE, compat_directory
+from marketplace.tradechat.directory import NameDirectory
+from marketplace.tradechat.rooms import LocalRoomHub
+from marketplace.tradechat.service import DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService
+from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
+from protocols.tradechat import (
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, TradeChatServerFactory,
+)
+
+DEFAULT_LISTEN = "tcp:9000"
+
+
+def _frame_size(value: str) -> int:
+    size = int(value)
+    if not HEADER_LEN <= size <= DEFAULT_MAX_FRAME_SIZE:
+        raise ValueError(f"must be {HEADER_LEN}..{DEFAULT_MAX_FRAME_SIZE}")
+    return size
+
+
+def _byte_count(value: str) -> int:
+    size = int(value)
+    if size < 1:
+        raise ValueError("must be a positive number of bytes")
+    return size
+
+
+def _balance(value: str) -> int:
+    amount = int(value)
+    if not 0 <= amount <= MAX_BALANCE:
+        raise ValueError(f"must be 0..{MAX_BALANCE}")
+    return amount
+
+
+class Options(ServiceOptions):
+    synopsis = "[options]"
+    longdesc = ("Trading chatroom over NS binary frames: login, rooms with live push, "
+                "deposits, withdrawals, transfers and history.")
+    optFlags = [
+        ["compat", None, "Compatibility profile: accounts 0..1023 pre-opened and names mapped "
+                         "into that range, as the existing server and its stress client expect."],
+        ["require-password", None, "Refuse CRC-token-only logins: every account needs a "
+                                   "password (see --credentials)."],
+    ]
+    optParameters = [
+        listen_option(DEFAULT_LISTEN),
+        ["opening-balance", None, None,
+         f"Opening balance of new accounts (default {COMPAT_OPENING_BALANCE} with --compat, "
+         "else 0).", _balance],
+        ["credentials", None, None,
+         "File of password credentials (lines made by tradechat-passwd)."],
+        ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
+         "Close a connection that sends nothing for this many seconds.", positive_float],
+        ["login-timeout", None, DEFAULT_LOGIN_TIMEOUT,
+         "Close a connection that has not logged in after this many seconds.", positive_float],
+        ["session-ttl", None, DEFAULT_SESSION_TTL,
+         "Seconds a login session stays alive without activity.", positive_float],
+        ["max-frame-size", None, DEFAULT_MAX_FRAME_SIZE,
+         "Largest request frame accepted, header included, in bytes.", _frame_size],
+        ["max-output-buffer", None, DEFAULT_MAX_OUTPUT_BUFFER,
+         "Bytes queued to a connection that stopped reading before it is dropped.", _byte_count],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        if self["opening-balance"] is None:
+            self["opening-balance"] = COMPAT_OPENING_BALANCE if self["compat"] else 0
+        credentials = {}
+        if self["credentials"] is not None:
+            try:
+                credentials = parse_credentials(FilePath(self["credentials"]).getContent().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, CredentialFileError) as error:
+                raise usage.UsageError(f"--credentials: {error}") from None
+        self["authenticator"] = Authenticator(credentials, self["require-password"])
+
+
+class _Provisioning(Service):
+    """Prepares the service (compatibility accounts) once the store runs."""
+
+    log = Logger()
+
+    def __init__(self, tradechat: TradeChatService) -> None:
+        self.tradechat = tradechat
+
+    def startService(self):
+        super().startService()
+        self.tradechat.prepare().addErrback(
+            lambda failure: self.log.failure("provisioning accounts failed; logins will retry",
+                                             failure))
+
+
+class TradeChatRoot(MultiService):
+    """
+    The plugin's service tree.  On stop it closes every client connection and
+    waits for their login sessions to be ended before stopping the store
+    (MultiService alone would stop all children at once), then logs the
+    counters of refused input and closed connections.
+    """
+
+    log = Logger()
+    factory: TradeChatServerFactory | None = None
+
+    def stopService(self):
+        if self.factory is None:
+            return super().stopService()
+        closed = self.factory.close_connections()
+        closed.addErrback(lambda failure: self.log.warn(
+            "connections still closing at shutdown: {error}", error=failure.getErrorMessage()))
+        closed.addCallback(lambda _: self.log.info(
+            "tradechat counters: {counters}", counters=self.factory.counters.snapshot()))
+        return closed.addCallback(lambda _: super(TradeChatRoot, self).stopService())
+
+
+def makeService(options: Options, reactor=None) -> MultiService:
+    if reactor is None:
+        from twisted.internet import reactor
+    root = TradeChatRoot()
+    store = make_store(options["store"], options["store-timeout"], reactor)
+    store.setName("store")
+    store.setServiceParent(root)
+    tradechat = TradeChatService(
+        store, LocalRoomHub(),
+        compat_directory() if options["compat"] else NameDirectory(),
+        options["authenticator"], reactor,
+        TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))
+    _Provisioning(tradechat).setServiceParent(root)
+    factory = TradeChatServerFactory(
+        tradechat, reactor, Counters(),
+        idle_timeout=options["idle-timeout"], login_timeout=options["login-timeout"],
+        max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"])
+    root.factory = factory
+    listener = Listener(options["listen"], factory, reactor)
+    listener.setName("tradechat")
+    listener.setServiceParent(root)
+    return root
+
+
+def suite_service(suite_options) -> MultiService:
+    """
+    The trading chatroom inside the C{suite} plugin: default options (port
+    9000, CRC-only login allowed, no compatibility profile) on the suite's
+    store settings.
+    """
+    options = Options()
+    options.parseOptions(["--store", suite_options["store"],
+                          "--store-timeout", str(suite_options["store-timeout"])])
+    return makeService(options)

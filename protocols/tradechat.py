@@ -1,0 +1,453 @@
+"""
+Twisted protocols for the trading chatroom over NS frames.
+
+L{TradeChatServerProtocol} does framing, timeouts, flow control and
+dispatch only: bytes go through L{FrameDecoder}, bodies through
+L{tradechat_bodies}, requests to the service, and outcomes back through one
+table mapping results and errors to statuses.
+
+Flow control uses Twisted's producer/consumer signals.  The protocol
+registers itself as a streaming producer on its transport, so the transport
+tells it when its send buffer is full (C{pauseProducing}) and when it has
+drained (C{resumeProducing}).  While paused the connection stops reading
+requests, and if pushes from other users keep arriving past
+C{max_output_buffer} bytes the peer is not reading: it is disconnected
+rather than allowed to grow server memory without limit.
+
+L{TradeChatClientProtocol} matches responses to requests by req_id and hands
+pushes to a callback; clients, the stress tool and the tests share it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from marketplace.metrics import Counters
+from marketplace.store import (
+    BalanceOverflow, InsufficientFunds, InvalidAmount, SelfTransfer, SessionNotFound,
+    StoreUnavailable, UnknownAccount,
+)
+from marketplace.tradechat.directory import DirectoryFull
+from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
+from protocols import tradechat_bodies as bodies
+from protocols.nsframe import (
+    DEFAULT_MAX_FRAME_SIZE, FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, ChecksumMismatch, Frame,
+    FrameDecoder, FrameError, Opcode, Status, encode_frame, encode_response,
+)
+
+DEFAULT_IDLE_TIMEOUT = 120.0
+DEFAULT_LOGIN_TIMEOUT = 30.0
+DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
+CLOSE_TIMEOUT = 5.0
+CLOSE_GRACE = 10.0
+"""Seconds a closing connection may take to flush before it is aborted."""
+MAX_QUEUED_REQUESTS = 256
+"""Pipelined requests held per connection before it stops reading more."""
+
+
+def _empty(_result) -> bytes:
+    return b""
+
+
+RESPONSE_ENCODERS: dict[int, Callable[[object], bytes]] = {
+    Opcode.HELLO: bodies.encode_hello_reply,
+    Opcode.LOGIN: bodies.encode_login_reply,
+    Opcode.LOGOUT: _empty,
+    Opcode.HEARTBEAT: _empty,
+    Opcode.JOIN_ROOM: _empty,
+    Opcode.LEAVE_ROOM: _empty,
+    Opcode.CHAT_SEND: _empty,
+    Opcode.DEPOSIT: bodies.encode_balance,
+    Opcode.WITHDRAW: bodies.encode_balance,
+    Opcode.TRANSFER: bodies.encode_balance,
+    Opcode.BALANCE: bodies.encode_balance,
+    Opcode.TXN_HISTORY: bodies.encode_history,
+}
+
+ERROR_STATUSES: tuple[tuple[type, Status, str], ...] = (
+    (InsufficientFunds, Status.INSUFFICIENT_FUNDS, "insufficient_funds"),
+    (NotLoggedIn, Status.UNAUTHORIZED, "unauthorized"),
+    (LoginRefused, Status.UNAUTHORIZED, "login_refused"),
+    (SessionNotFound, Status.UNAUTHORIZED, "session_expired"),
+    (AlreadyLoggedIn, Status.BAD_PACKET, "already_logged_in"),
+    (UnknownAccount, Status.NOT_FOUND, "unknown_account"),
+    (NotAMember, Status.NOT_FOUND, "not_a_member"),
+    (SelfTransfer, Status.SELF_TRANSFER, "self_transfer"),
+    (BalanceOverflow, Status.LIMIT_EXCEEDED, "balance_overflow"),
+    (InvalidAmount, Status.LIMIT_EXCEEDED, "invalid_amount"),
+    (DirectoryFull, Status.SERVER_BUSY, "directory_full"),
+    (StoreUnavailable, Status.SERVER_BUSY, "store_unavailable"),
+    (defer.TimeoutError, Status.TIMEOUT, "timeout"),
+)
+"""Domain and store errors -> wire status and counter name.  Anything else is
+INTERNAL (and logged)."""
+
+
+def error_status(error: BaseException) -> tuple[Status, str, bytes]:
+    """The status, counter name and body answering C{error}."""
+    for kind, status, counter in ERROR_STATUSES:
+        if isinstance(error, kind):
+            body = bodies.encode_balance(error.balance) if kind is InsufficientFunds else b""
+            return status, counter, body
+    return Status.INTERNAL, "internal_error", b""
+
+
+def _no_delay(transport) -> None:
+    """
+    Send small frames at once: with Nagle's algorithm a reply waits for the
+    ACK of the previous one, which the peer delays by up to 40 ms.
+    """
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        set_no_delay(True)
+
+
+@implementer(IPushProducer)
+class TradeChatServerProtocol(Protocol, TimeoutMixin):
+    log = Logger()
+
+    def __init__(self, factory: "TradeChatServerFactory") -> None:
+        self.factory = factory
+        self.counters = factory.counters
+        self.callLater = factory.clock.callLater
+        self._decoder = FrameDecoder(factory.max_frame_size)
+        self._queue: deque[Frame] = deque()
+        self._busy = False
+        self._draining = False
+        self._output_paused = False
+        self._reading_paused = False
+        self._written_while_paused = 0
+        self._login_deadline = None
+        self._abort_timer = None
+        self._closing = False
+        self._input_failed = False
+        self.state = None
+
+    # Connection lifecycle --------------------------------------------------
+
+    def connectionMade(self) -> None:
+        _no_delay(self.transport)
+        self.state = self.factory.service.connect(self)
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self.factory.idle_timeout)
+        self._login_deadline = self.callLater(self.factory.login_timeout, self._login_expired)
+        self.counters.increment("connections")
+        self.factory.connections.add(self)
+
+    def connectionLost(self, reason=None) -> None:
+        self._closing = True
+        self.setTimeout(None)
+        for timer in (self._login_deadline, self._abort_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._queue.clear()
+        ended = self.factory.service.disconnect(self.state)
+        ended.addErrback(self._session_not_ended)
+        self.factory.connection_ended(self, ended)
+
+    def _session_not_ended(self, failure) -> None:
+        """The store could not delete the session: it expires by its TTL instead."""
+        self.counters.increment("session_end_failed")
+        self.log.warn("could not end a login session (it will expire): {error}",
+                      error=failure.getErrorMessage())
+
+    def timeoutConnection(self) -> None:
+        self.counters.increment("idle_timeout")
+        self._close()
+
+    def _login_expired(self) -> None:
+        if self.state.user_id is None:
+            self.counters.increment("login_timeout")
+            self._close()
+
+    def _close(self) -> None:
+        """
+        Close after flushing what is already written, but abort if the peer
+        does not read it within L{CLOSE_GRACE} seconds: a stuck peer must
+        not keep a closing connection forever.
+        """
+        self._closing = True
+        self.transport.loseConnection()
+        self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
+
+    # Input -----------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing or self._input_failed:
+            return
+        self.resetTimeout()
+        decoder = self._decoder
+        try:
+            decoder.receive(data)
+            while (frame := decoder.next_frame()) is not None:
+                self._queue.append(frame)
+        except FrameError as error:
+            # Requests before the bad frame are still answered, in order.
+            self._input_failed = True
+            self._queue.append(error)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Handle queued requests in order, one at a time per connection."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue and not self._busy and not self._closing:
+                item = self._queue.popleft()
+                if isinstance(item, FrameError):
+                    self._reject_stream(item)
+                    break
+                self._busy = True
+                self._handle(item).addBoth(self._handled)
+        finally:
+            self._draining = False
+        self._update_reading()
+
+    def _handled(self, result) -> None:
+        if isinstance(result, Failure):
+            self.log.failure("answering a request failed", result)
+        self._busy = False
+        self._drain()
+
+    def _reject_stream(self, error: FrameError) -> None:
+        """Malformed framing: answer a checksum failure, then close either way."""
+        self.counters.increment(error.counter_name)
+        if isinstance(error, ChecksumMismatch):
+            self._write(encode_frame(error.opcode, error.req_id, Status.CHECKSUM_FAIL,
+                                     b"", FLAG_RESPONSE))
+        self._close()
+
+    def _handle(self, frame: Frame) -> defer.Deferred:
+        if frame.flags & FLAG_COMPRESSED:
+            self._refuse(frame, Status.BAD_PACKET, "compressed_unsupported")
+            return defer.succeed(None)
+        try:
+            request = bodies.decode_request(frame.opcode, frame.body)
+        except bodies.UnknownOpcode:
+            self._refuse(frame, Status.BAD_PACKET, "unknown_opcode")
+            return defer.succeed(None)
+        except bodies.BadBody:
+            self._refuse(frame, Status.BAD_PACKET, "bad_body")
+            return defer.succeed(None)
+        d = self.factory.service.handle(self.state, request, frame.req_id)
+        return d.addCallbacks(self._succeeded, self._failed,
+                              callbackArgs=(frame,), errbackArgs=(frame,))
+
+    def _succeeded(self, result, frame: Frame) -> None:
+        if frame.opcode == Opcode.LOGIN and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._write(encode_response(frame, Status.OK, RESPONSE_ENCODERS[frame.opcode](result)))
+
+    def _failed(self, failure, frame: Frame) -> None:
+        status, counter, body = error_status(failure.value)
+        if status is Status.INTERNAL:
+            self.log.failure("request {opcode:#06x} failed", failure, opcode=frame.opcode)
+        self._refuse(frame, status, counter, body)
+
+    def _refuse(self, frame: Frame, status: Status, counter: str, body: bytes = b"") -> None:
+        self.counters.increment(counter)
+        self._write(encode_response(frame, status, body))
+
+    # Output and flow control -----------------------------------------------
+
+    def deliver(self, data: bytes) -> None:
+        """Write a push encoded once for every recipient."""
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._output_paused:
+            self._written_while_paused += len(data)
+            if self._written_while_paused > self.factory.max_output_buffer:
+                self.counters.increment("slow_reader_disconnect")
+                self._closing = True
+                self.transport.abortConnection()
+                return
+        self.transport.write(data)
+
+    def pauseProducing(self) -> None:
+        self._output_paused = True
+        self._written_while_paused = 0
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self._output_paused = False
+        self._update_reading()
+
+    def stopProducing(self) -> None:
+        self._closing = True
+
+    def _update_reading(self) -> None:
+        """Stop reading requests while output is stuck or too many are queued."""
+        should_pause = self._output_paused or len(self._queue) >= MAX_QUEUED_REQUESTS
+        if should_pause == self._reading_paused or self._closing:
+            return
+        self._reading_paused = should_pause
+        if should_pause:
+            self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+
+
+class TradeChatServerFactory(Factory):
+    def __init__(
+        self,
+        service,
+        clock,
+        counters: Optional[Counters] = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER,
+    ) -> None:
+        self.service = service
+        self.clock = clock
+        self.counters = Counters() if counters is None else counters
+        self.idle_timeout = idle_timeout
+        self.login_timeout = login_timeout
+        self.max_frame_size = max_frame_size
+        self.max_output_buffer = max_output_buffer
+        self.connections: set[TradeChatServerProtocol] = set()
+        self._cleanups: set[defer.Deferred] = set()
+        self._idle_waiters: list[defer.Deferred] = []
+
+    def buildProtocol(self, addr) -> TradeChatServerProtocol:
+        return TradeChatServerProtocol(self)
+
+    def connection_ended(self, protocol, cleanup: defer.Deferred) -> None:
+        """C{protocol} closed; C{cleanup} fires once its login session is ended."""
+        self.connections.discard(protocol)
+        if not cleanup.called:
+            self._cleanups.add(cleanup)
+            cleanup.addBoth(self._cleanup_done, cleanup)
+        self._notify_if_idle()
+
+    def _cleanup_done(self, result, cleanup: defer.Deferred):
+        self._cleanups.discard(cleanup)
+        self._notify_if_idle()
+        return result
+
+    def close_connections(self) -> defer.Deferred:
+        """
+        Close every connection and wait until their login sessions are ended,
+        so that a shutdown leaves no session behind while the store still runs.
+        """
+        waiter = defer.Deferred()
+        self._idle_waiters.append(waiter)
+        for protocol in list(self.connections):
+            protocol.transport.abortConnection()
+        self._notify_if_idle()
+        return waiter.addTimeout(CLOSE_TIMEOUT, self.clock)
+
+    def _notify_if_idle(self) -> None:
+        if self.connections or self._cleanups or not self._idle_waiters:
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+
+# Client side ----------------------------------------------------------------
+
+def code_name(codes, value: int) -> str:
+    """The name of an L{Opcode} or L{Status} value, or its hex for unknown ones."""
+    try:
+        return codes(value).name
+    except ValueError:
+        return f"{value:#06x}"
+
+
+class ResponseError(Exception):
+    """A response with a status other than OK."""
+
+    def __init__(self, frame: Frame) -> None:
+        super().__init__(
+            f"{code_name(Opcode, frame.opcode)} refused: {code_name(Status, frame.status)}")
+        self.frame = frame
+        self.status = frame.status
+
+
+class TradeChatClientProtocol(Protocol):
+    """
+    Sends requests and matches responses by req_id.
+
+    C{on_push} receives each L{bodies.ChatBroadcast} as it arrives; leave it
+    C{None} to discard pushes without decoding their bodies (the stress tool,
+    whose every connection receives every chat, does so).
+    """
+
+    def __init__(self, on_push: Optional[Callable[[bodies.ChatBroadcast], None]] = None,
+                 obfuscate: bool = False) -> None:
+        self.on_push = on_push
+        self.obfuscate = obfuscate
+        self.pushes_received = 0
+        self._decoder = FrameDecoder()
+        self._waiting: dict[int, defer.Deferred] = {}
+        self._req_ids = itertools.count(1)
+        self._lost_waiters: Optional[list[defer.Deferred]] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._lost_waiters is None
+
+    def when_lost(self) -> defer.Deferred:
+        """A Deferred firing once the connection is closed."""
+        if self._lost_waiters is None:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._lost_waiters.append(waiter)
+        return waiter
+
+    def connectionMade(self) -> None:
+        _no_delay(self.transport)
+
+    def request(self, request, req_id: Optional[int] = None) -> defer.Deferred:
+        """
+        Send a request value; fire with the response L{Frame} (any status).
+        A caller reusing a req_id (a retry) must wait for the first reply.
+        """
+        opcode, body = bodies.encode_request(request)
+        if req_id is None:
+            req_id = next(self._req_ids)
+        d = defer.Deferred(lambda _: self._waiting.pop(req_id, None))
+        self._waiting[req_id] = d
+        flags = FLAG_OBFUSCATED if self.obfuscate else 0
+        self.transport.write(encode_frame(opcode, req_id, 0, body, flags))
+        return d
+
+    def dataReceived(self, data: bytes) -> None:
+        decoder = self._decoder
+        try:
+            decoder.receive(data)
+            while (frame := decoder.next_frame()) is not None:
+                if frame.is_response:
+                    waiter = self._waiting.pop(frame.req_id, None)
+                    if waiter is not None:
+                        waiter.callback(frame)
+                elif frame.opcode == Opcode.CHAT_BROADCAST:
+                    self.pushes_received += 1
+                    if self.on_push is not None:
+                        self.on_push(bodies.decode_chat_broadcast(frame.body))
+        except (FrameError, bodies.BadBody):
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for waiter in waiting.values():
+            waiter.errback(ConnectionLost("the connection closed with this request pending"))
+        lost_waiters, self._lost_waiters = self._lost_waiters, None
+        for waiter in lost_waiters:
+            waiter.callback(None)

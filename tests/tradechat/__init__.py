@@ -1,0 +1,1 @@
+"""Tests of the trading chatroom: codec, bodies, service, protocol, integration."""

@@ -1,0 +1,249 @@
+"""
+The command-line tools: the interactive client's shell, the stress tool, the
+password tool and the plugin's options.
+"""
+
+import csv
+import time
+
+from twisted.internet import defer, reactor
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+from twisted.trial import unittest
+
+from marketplace.tradechat import auth, bench, passwd, tap
+from marketplace.tradechat.client import Shell, format_push
+from protocols import tradechat_bodies as bodies
+from protocols.nsframe import Status
+from tests.tradechat.helpers import connect_client, start_server
+
+
+class ShellTests(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        _, port = yield start_server(self, "--compat")
+        self.printed = []
+        self.pushes = []
+        client = yield connect_client(self, f"tcp:127.0.0.1:{port}",
+                                      on_push=lambda push: self.pushes.append(format_push(push)))
+        self.quit = []
+        self.shell = Shell(client, self.printed.append, lambda: self.quit.append(True))
+
+    @defer.inlineCallbacks
+    def run_lines(self, *lines):
+        for line in lines:
+            yield self.shell.run(line)
+        return "".join(self.printed)
+
+    @defer.inlineCallbacks
+    def test_session(self):
+        output = yield self.run_lines(
+            "login alice", "join 1", "say 1 hello bob", "deposit 50", "withdraw 100",
+            "transfer 212 150", "withdraw 9999999", "transfer 5000 1", "history 2", "logout",
+            "balance")
+        self.assertIn("logged in as alice: user 999, balance 100000", output)
+        self.assertIn("joined room 1", output)
+        self.assertIn("balance 99800", output)
+        self.assertIn("refused: INSUFFICIENT_FUNDS (balance 99800)", output)
+        self.assertIn("refused: NOT_FOUND", output)
+        self.assertIn("transfer_out  212", output)
+        self.assertIn("logged out", output)
+        self.assertTrue(output.rstrip().endswith("refused: UNAUTHORIZED"))
+        self.assertEqual(self.pushes, ["[room 1] <user 999> hello bob"])
+
+    @defer.inlineCallbacks
+    def test_usage_errors_and_help(self):
+        output = yield self.run_lines("deposit lots", "join 70000", "transfer 1", "join '1",
+                                      "say 1", "nonsense")
+        self.assertEqual(output.count("usage error"), 5)
+        self.assertIn("commands:", output)
+
+    @defer.inlineCallbacks
+    def test_quit(self):
+        yield self.run_lines("quit")
+        self.assertEqual(self.quit, [True])
+
+
+class BenchTests(unittest.TestCase):
+    timeout = 60
+
+    def options(self, *arguments):
+        options = bench.Options()
+        options.parseOptions(list(arguments))
+        return options
+
+    @defer.inlineCallbacks
+    def test_short_run_conserves_assets_and_writes_csv(self):
+        _, port = yield start_server(self, "--compat")
+        out_path = self.mktemp()
+        options = self.options("--port", str(port), "--connections", "6", "--threads", "3",
+                               "--duration", "0.5", "--out", out_path, "--seed", "1")
+        output = _Lines()
+        conserved = yield bench.Bench(reactor, options, out=output, progress=_Lines()).run()
+        self.assertTrue(conserved, output.text)
+        self.assertIn("conservation: OK", output.text)
+        [row] = list(csv.DictReader(open(out_path)))
+        self.assertEqual(list(row), bench.CSV_COLUMNS)
+        self.assertEqual((row["connections"], row["threads"], row["mix"]), ("6", "3", "mixed"))
+        self.assertGreater(int(row["total"]), 0)
+        self.assertEqual(int(row["total"]), int(row["ok"]) + int(row["err"]))
+
+    def test_never_chooses_a_self_transfer(self):
+        options = self.options("--mix", "trade-heavy", "--seed", "3")
+        runner = bench.Bench(reactor, options)
+        for user_id in (0, 1, 512, 1023):
+            targets = {request.to_user_id for op, request in
+                       (runner.choose(user_id) for _ in range(4000)) if op == "transfer"}
+            self.assertNotIn(user_id, targets)
+            self.assertTrue(targets <= set(range(1024)))
+            self.assertGreater(len(targets), 700)
+
+    def test_mix_proportions(self):
+        runner = bench.Bench(reactor, self.options("--mix", "chat-heavy", "--seed", "5"))
+        ops = [runner.choose(7)[0] for _ in range(10000)]
+        self.assertTrue(0.67 < ops.count("chat") / len(ops) < 0.73)
+        self.assertEqual(set(ops), {"chat", "transfer", "balance"})
+
+    def test_option_checks(self):
+        for arguments in (["--mix", "nope"], ["--connections", "0"], ["--payload-size", "70000"],
+                          ["--connect", "nonsense:1"]):
+            with self.subTest(arguments):
+                self.assertRaises(usage.UsageError, self.options, *arguments)
+        self.assertEqual(self.options("--connections", "4", "--threads", "9")["concurrency"], 4)
+
+    def test_unanswered_request_counts_as_timeout_and_makes_the_audit_indeterminate(self):
+        runner = bench.Bench(reactor, self.options())
+        runner.choose = lambda user_id: ("withdraw", bodies.Withdraw(5))
+        protocol = _SilentProtocol()
+        worker = bench.Worker(runner, [_FakeClient(7, protocol)])
+        runner.ledger.expected[7] = 100
+        worker.start()
+        self.assertEqual(len(protocol.pending), 1)
+        runner.stopping = True
+        worker.expire(time.perf_counter() + 10, timeout=5.0)
+        self.assertEqual(runner.results.errors, {Status.TIMEOUT: 1})
+        self.successResultOf(worker.finished)
+        self.assertEqual(runner.ledger.uncertain, 5)
+
+    def test_plot_is_written_or_skipped_with_a_notice(self):
+        path = self.mktemp() + ".png"
+        output = _Lines()
+        runner = bench.Bench(reactor, self.options("--plot", path), out=output)
+        runner.results.timeline = [(1.0, 100, 50, 90, 99), (2.0, 120, 40, 80, 95)]
+        runner._plot(path)
+        try:
+            import matplotlib  # noqa: F401  (optional: not a dependency)
+        except ImportError:
+            self.assertIn("--plot skipped: matplotlib is not installed", output.text)
+        else:
+            self.assertTrue(FilePath(path).getContent().startswith(b"\x89PNG"))
+
+    def test_conservation_detects_a_wrong_balance(self):
+        ledger = bench.Ledger({1: 100, 2: 100})
+        ledger.apply("transfer", 1, bodies.Transfer(2, 30), True)
+        ledger.apply("transfer", 1, bodies.Transfer(900, 5), True)
+        ledger.apply("deposit", 2, bodies.Deposit(7), True)
+        ledger.apply("withdraw", 2, bodies.Withdraw(9), False)
+        self.assertEqual(ledger.expected, {1: 65, 2: 137})
+        self.assertEqual((ledger.sent_outside, ledger.deposited, ledger.withdrawn), (5, 7, 0))
+
+
+class _SilentProtocol:
+    """A client protocol whose server never answers."""
+
+    closed = False
+
+    def __init__(self):
+        self.sent = []
+        self.pending = []
+
+    def request(self, request):
+        self.sent.append(request)
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+class _FakeClient:
+    def __init__(self, user_id, protocol):
+        self.user_id = user_id
+        self.protocol = protocol
+
+
+class _Lines:
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+class PasswdTests(unittest.TestCase):
+    def test_set_and_replace(self):
+        path = FilePath(self.mktemp())
+        path.setContent(b"# accounts\n")
+        fast = dict(time_cost=1, memory_cost_kib=8, parallelism=1)
+        first = auth.hash_password("alice", "one", **fast)
+        passwd.set_password(path, first)
+        passwd.set_password(path, auth.hash_password("bob", "two", **fast))
+        replacement = auth.hash_password("alice", "three", **fast)
+        passwd.set_password(path, replacement)
+        text = path.getContent().decode()
+        self.assertTrue(text.startswith("# accounts\n"))
+        parsed = auth.parse_credentials(text)
+        self.assertEqual(sorted(parsed), ["alice", "bob"])
+        self.assertEqual(parsed["alice"], replacement)
+
+    def test_name_is_checked(self):
+        self.assertRaises(usage.UsageError, passwd.Options().parseOptions, ["file", "n" * 32])
+
+
+class OptionsTests(unittest.TestCase):
+    def parse(self, *arguments):
+        options = tap.Options()
+        options.parseOptions(list(arguments))
+        return options
+
+    def test_defaults(self):
+        options = self.parse()
+        self.assertEqual((options["listen"], options["store"], options["compat"],
+                          options["opening-balance"]), ("tcp:9000", "memory", False, 0))
+        self.assertFalse(options["authenticator"].require_password)
+
+    def test_compat_opens_with_the_existing_balance(self):
+        self.assertEqual(self.parse("--compat")["opening-balance"], 100000)
+        self.assertEqual(self.parse("--compat", "--opening-balance", "5")["opening-balance"], 5)
+
+    def test_bad_values(self):
+        missing = self.mktemp()
+        garbled = FilePath(self.mktemp())
+        garbled.setContent(b"alice:plain:secret\n")
+        for arguments in (["--max-frame-size", "70000"], ["--max-frame-size", "16"],
+                          ["--idle-timeout", "0"], ["--opening-balance", "-1"],
+                          ["--credentials", missing], ["--credentials", garbled.path],
+                          ["--listen", "bogus:1"], ["--store", "ftp://x"]):
+            with self.subTest(arguments):
+                self.assertRaises(usage.UsageError, self.parse, *arguments)
+
+    def test_make_service_tree(self):
+        root = tap.makeService(self.parse("--listen", "tcp:0"))
+        self.assertEqual(root.getServiceNamed("tradechat").description, "tcp:0")
+        self.assertIsNotNone(root.getServiceNamed("store"))
+
+
+
+
+class SuiteTests(unittest.TestCase):
+    def test_suite_service_uses_the_suite_store_settings(self):
+        from marketplace.suite import Options as SuiteOptions
+        suite_options = SuiteOptions()
+        suite_options.parseOptions(["--store", "redis://127.0.0.1:1/0", "--store-timeout", "3.5"])
+        root = tap.suite_service(suite_options)  # built, never started: no connection is made
+        self.assertEqual(root.getServiceNamed("tradechat").description, tap.DEFAULT_LISTEN)
+        store = root.getServiceNamed("store")
+        self.assertEqual((store.url, store.connection.timeout), ("redis://127.0.0.1:1/0", 3.5))
