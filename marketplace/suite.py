@@ -22,6 +22,7 @@ from marketplace.options import ServiceOptions
 SYSTEMS: list[tuple[str, str]] = [
     ("branch", "marketplace.branch.tap"),
     ("tradechat", "marketplace.tradechat.tap"),
+    ("market", "marketplace.market.tap"),
 ]
 
 

@@ -75,3 +75,9 @@ class IStore(Interface):
     url = Attribute("The store URL this backend was built from.")
     sessions = Attribute("An L{ISessionStore}.")
     ledger = Attribute("An L{ILedger}.")
+    customers = Attribute(
+        "An L{marketplace.store.market_interfaces.ICustomerStore}: the marketplace's "
+        "buyers and sellers, carts and purchases.")
+    catalog = Attribute(
+        "An L{marketplace.store.market_interfaces.ICatalogStore}: the marketplace's "
+        "items, stock and search index.")

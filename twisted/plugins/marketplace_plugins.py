@@ -23,3 +23,26 @@ tradechat = ServiceMaker(
     "Trading chatroom over NS binary frames: login, rooms with live push, deposits, withdrawals, "
     "transfers, history (default tcp:9000).",
     "tradechat")
+
+customer_db = ServiceMaker(
+    "customer-db", "marketplace.market.tap.customer_db",
+    "Marketplace customer DB: accounts, sessions, carts, purchase history and ratings.", "customer-db")
+
+product_db = ServiceMaker(
+    "product-db", "marketplace.market.tap.product_db",
+    "Marketplace product DB: items, stock, search index, purchase reservations, item feedback.",
+    "product-db")
+
+payments = ServiceMaker(
+    "payments", "marketplace.market.tap.payments",
+    "Marketplace payments: card checks (Luhn, expiry, CVV) and a configurable approval policy.",
+    "payments")
+
+seller_front = ServiceMaker(
+    "seller-front", "marketplace.market.tap.seller_front",
+    "Marketplace seller front end (stateless, over customer-db and product-db).", "seller-front")
+
+buyer_front = ServiceMaker(
+    "buyer-front", "marketplace.market.tap.buyer_front",
+    "Marketplace buyer front end (stateless, over customer-db, product-db and payments).",
+    "buyer-front")

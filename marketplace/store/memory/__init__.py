@@ -11,6 +11,8 @@ from twisted.internet import task
 from zope.interface import implementer
 
 from marketplace.store.interfaces import IStore
+from marketplace.store.memory.catalog import MemoryCatalog
+from marketplace.store.memory.customers import MemoryCustomers
 from marketplace.store.memory.ledger import MemoryLedger
 from marketplace.store.memory.sessions import MemorySessions
 
@@ -27,6 +29,8 @@ class MemoryStore(Service):
             from twisted.internet import reactor as clock
         self.sessions = MemorySessions(clock)
         self.ledger = MemoryLedger(clock)
+        self.customers = MemoryCustomers(clock)
+        self.catalog = MemoryCatalog()
         self._pruning = task.LoopingCall(self.sessions.prune)
         self._pruning.clock = clock
 

@@ -8,7 +8,9 @@ from zope.interface import implementer
 
 from marketplace.store.interfaces import IStore
 from marketplace.store.redis.address import RedisAddress
+from marketplace.store.redis.catalog import RedisCatalog
 from marketplace.store.redis.connection import RedisConnection
+from marketplace.store.redis.customers import RedisCustomers
 from marketplace.store.redis.ledger import RedisLedger
 from marketplace.store.redis.sessions import RedisSessions
 
@@ -22,6 +24,8 @@ class RedisStore(Service):
         self.connection = RedisConnection(address, timeout, reactor)
         self.sessions = RedisSessions(self.connection)
         self.ledger = RedisLedger(self.connection)
+        self.customers = RedisCustomers(self.connection)
+        self.catalog = RedisCatalog(self.connection)
 
     def startService(self):
         super().startService()

@@ -1,0 +1,217 @@
+"""
+Marketplace benchmark driver: starts the services, runs ``market-bench``.
+
+    python benchmarks/market.py                     # memory and redis, 1+1, 10+10, 100+100
+    python benchmarks/market.py --stores memory --sizes 100 --ops 200 --csv /tmp/market.csv
+
+Results are printed and appended to ``benchmarks/out/market.csv`` by default.
+
+The DB services (customer-db, product-db, payments and their store) run in
+one subprocess and the two front ends in another (``--layout split``), or
+all five in one (``--layout single``); the load generator is this process.
+Ports are chosen free on 127.0.0.1.  For ``redis`` a private ``redis-server``
+is started on a free port in a temporary directory and stopped afterwards;
+the Redis on the default port is never touched.  Front ends use a cheap
+password KDF so account setup does not dominate; setup is not timed anyway.
+
+``serve`` is the subprocess entry point (internal).
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import tempfile
+
+from twisted.internet import defer, protocol, task
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
+
+READY = "READY"
+ROLES = ("db", "front")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(roles, store, ports):
+    """Run the services of ``roles`` until killed; print READY once listening."""
+    from twisted.application.service import MultiService
+    from twisted.internet import reactor
+
+    from marketplace.market import tap
+    from marketplace.store import make_store
+    from tests.support.services import listeners_of
+
+    service = MultiService()
+    loopback = {name: f"tcp:{port}:interface=127.0.0.1" for name, port in ports.items()}
+    peers = {name: f"tcp:127.0.0.1:{port}" for name, port in ports.items()}
+    if "db" in roles:
+        shared = make_store(store)
+        shared.setServiceParent(service)
+        for name, plugin, maker in (("customer-db", tap.customer_db, tap.make_customer_db),
+                                    ("product-db", tap.product_db, tap.make_product_db),
+                                    ("payments", tap.payments, tap.make_payments)):
+            options = plugin.Options()
+            options.parseOptions(["--store", store, "--listen", loopback[name]])
+            maker(options, store=shared).setServiceParent(service)
+    if "front" in roles:
+        for name, plugin in (("seller-front", tap.seller_front), ("buyer-front", tap.buyer_front)):
+            options = plugin.Options()
+            argv = ["--listen", loopback[name], "--cheap-kdf",
+                    "--customer-db", peers["customer-db"], "--product-db", peers["product-db"]]
+            if name == "buyer-front":
+                argv += ["--payments", peers["payments"]]
+            options.parseOptions(argv)
+            plugin.makeService(options).setServiceParent(service)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    ready = defer.gatherResults([listener.whenListening() for listener in listeners_of(service)])
+    ready.addCallback(lambda _: print(READY, flush=True))
+    ready.addErrback(lambda failure: (print(failure.getTraceback(), file=sys.stderr),
+                                      reactor.stop()))
+    reactor.run()
+
+
+class _Child(protocol.ProcessProtocol):
+    """A subprocess whose ``ready`` fires when its output shows ``ready_text``."""
+
+    def __init__(self, ready_text):
+        self.ready_text = ready_text
+        self.ready = defer.Deferred()
+        self.ended = defer.Deferred()
+        self._seen = ""
+
+    def outReceived(self, data):
+        if not self.ready.called:
+            self._seen = (self._seen + data.decode("utf-8", "replace"))[-4096:]
+            if self.ready_text in self._seen:
+                self.ready.callback(self)
+
+    def processEnded(self, reason):
+        if not self.ready.called:
+            self.ready.errback(RuntimeError(f"exited before ready: {self._seen[-500:]}"))
+        self.ended.callback(None)
+
+
+class Processes:
+    """Subprocesses that are always stopped, even when the driver fails."""
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.running = []
+
+    def start(self, argv, ready_text, timeout=30.0, path=None):
+        child = _Child(ready_text)
+        self.reactor.spawnProcess(child, argv[0], argv, env=os.environ, path=path,
+                                  childFDs={0: "w", 1: "r", 2: 2})
+        self.running.append(child)
+        return child.ready.addTimeout(timeout, self.reactor)
+
+    def stop_all(self):
+        """SIGTERM every child, SIGKILL any still alive after 10 s; fires when all ended."""
+        children, self.running = self.running, []
+        for child in children:
+            _signal(child, "TERM")
+        waits = [child.ended.addTimeout(10, self.reactor).addErrback(
+            lambda _, child=child: _signal(child, "KILL") or child.ended) for child in children]
+        return defer.gatherResults(waits)
+
+
+def _signal(child, name):
+    if child.transport is not None and child.transport.pid is not None:
+        child.transport.signalProcess(name)
+
+
+def start_redis(processes, workdir):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return defer.fail(RuntimeError("redis-server is not installed"))
+    port = free_port()
+    d = processes.start([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
+                         "--save", "", "--appendonly", "no"], "Ready to accept connections")
+    return d.addCallback(lambda _: f"redis://127.0.0.1:{port}/0")
+
+
+@defer.inlineCallbacks
+def start_services(processes, store, layout):
+    ports = {name: free_port() for name in
+             ("customer-db", "product-db", "payments", "seller-front", "buyer-front")}
+    port_args = [f"{name}={port}" for name, port in ports.items()]
+    groups = [ROLES] if layout == "single" else [("db",), ("front",)]
+    for roles in groups:
+        yield processes.start([sys.executable, os.path.abspath(__file__), "serve", "--store",
+                               store, "--roles", ",".join(roles), *port_args], READY, path=_REPO)
+    return f"tcp:127.0.0.1:{ports['buyer-front']}", f"tcp:127.0.0.1:{ports['seller-front']}"
+
+
+@defer.inlineCallbacks
+def run_benchmarks(reactor, args):
+    from marketplace.market.bench import Bench, BenchConfig, append_csv
+
+    processes = Processes(reactor)
+    workdir = tempfile.mkdtemp(prefix="market-bench-")
+    os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
+    try:
+        for store_kind in args.stores:
+            if store_kind == "memory":
+                store = "memory"
+            else:
+                store = yield start_redis(processes, workdir)
+            buyer_front, seller_front = yield start_services(processes, store, args.layout)
+            for size in args.sizes:
+                config = BenchConfig(buyer_front, seller_front, size, size, args.ops,
+                                     label=f"{store_kind} {size}+{size}",
+                                     progress=not args.quiet)
+                result = yield Bench(config, reactor).run()
+                print(result.summary(), flush=True)
+                append_csv(args.csv, result)
+            yield processes.stop_all()
+    finally:
+        yield processes.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _stores(text):
+    stores = [store for store in text.split(",") if store]
+    unknown = set(stores) - {"memory", "redis"}
+    if unknown or not stores:
+        raise argparse.ArgumentTypeError(f"stores are memory and redis, not {sorted(unknown)}")
+    return stores
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    serve_parser = sub.add_parser("serve", help="run services (used internally)")
+    serve_parser.add_argument("--store", default="memory")
+    serve_parser.add_argument("--roles", default="db,front")
+    serve_parser.add_argument("ports", nargs="+", help="NAME=PORT")
+    parser.add_argument("--stores", default="memory,redis", type=_stores,
+                        help="comma-separated: memory, redis (default: %(default)s)")
+    parser.add_argument("--sizes", default="1,10,100",
+                        type=lambda text: [int(n) for n in text.split(",") if n])
+    parser.add_argument("--ops", type=int, default=200, help="operations per user")
+    parser.add_argument("--layout", choices=("split", "single"), default="split")
+    parser.add_argument("--csv", default=os.path.join(_REPO, "benchmarks", "out", "market.csv"),
+                        help="append result rows to this CSV file (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "serve":
+        ports = dict((name, int(port)) for name, port in (p.split("=") for p in args.ports))
+        serve(args.roles.split(","), args.store, ports)
+        return 0
+    task.react(run_benchmarks, (args,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""
+``market-bench``: load for the buyer and seller front ends.
+
+N buyers and M sellers each hold their own connection and run K operations
+back to back (a closed loop, so latency is measured under the load all of
+them create together).  Before the timed phase every user creates an
+account and logs in, and every seller lists a few items that buyers then
+search for, view, put in carts and buy; that setup is not measured.
+
+The mix (weights per role):
+
+    buyer:  search 3, view item 3, add to cart 2, remove from cart 1,
+            display cart 2, purchase 1
+    seller: register item 1, change price 3, update units 3, display items 3
+
+A buyer removes only what its cart holds and buys only a non-empty cart
+(otherwise it adds an item instead); after a failed purchase it clears its
+cart (an uncounted housekeeping call).  Only successful calls count towards
+throughput and latency; failures are counted by error code and reported.
+Latencies go into an HDR histogram (microsecond resolution).
+
+    market-bench --buyers 100 --sellers 100 --ops 200 --csv results.csv
+"""
+
+import csv
+import os
+import random
+import sys
+import time
+import uuid
+from decimal import Decimal
+
+import attrs
+from hdrh.histogram import HdrHistogram
+from twisted.internet import defer, task
+from twisted.python import usage
+
+from marketplace.market.errors import ApiError
+from marketplace.market.rpc import ServiceClient
+from marketplace.options import check_client_endpoint
+
+KEYWORDS = ("red", "blue", "green", "small", "large", "cheap", "new", "retro", "fast", "quiet",
+            "wood", "metal")
+CARD = {"name": "Bench Buyer", "card_number": "4111111111111111",
+        "expiration_date": "12/99", "security_code": "123"}
+CSV_FIELDS = ("finished_at", "label", "buyers", "sellers", "ops_per_user", "successful", "failed",
+              "seconds", "ops_per_second", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+
+
+@attrs.frozen
+class BenchConfig:
+    buyer_front: str
+    seller_front: str
+    buyers: int = 10
+    sellers: int = 10
+    ops: int = 100
+    items_per_seller: int = 3
+    timeout: float = 10.0
+    seed: int = 1
+    label: str = ""
+    progress: bool = True
+
+
+class Tally:
+    """Successful calls (count and latency) and failures by code."""
+
+    def __init__(self):
+        self.successful = 0
+        self.failed = {}
+        self.histogram = HdrHistogram(1, 60_000_000, 3)  # microseconds, up to a minute
+
+    def success(self, seconds: float):
+        self.successful += 1
+        self.histogram.record_value(max(1, int(seconds * 1_000_000)))
+
+    def failure(self, code: str):
+        self.failed[code] = self.failed.get(code, 0) + 1
+
+    def percentile_ms(self, percentile: float) -> float:
+        return self.histogram.get_value_at_percentile(percentile) / 1000.0
+
+
+@attrs.frozen
+class BenchResult:
+    config: BenchConfig
+    successful: int
+    failed: dict
+    seconds: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def ops_per_second(self) -> float:
+        return self.successful / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        c = self.config
+        failures = ", ".join(f"{code} {n}" for code, n in sorted(self.failed.items())) or "none"
+        return (
+            f"{c.label or 'run'}: {c.buyers} buyers + {c.sellers} sellers x {c.ops} ops: "
+            f"{self.successful} ok in {self.seconds:.2f} s = {self.ops_per_second:,.0f} ops/s; "
+            f"latency p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, "
+            f"p99 {self.p99_ms:.2f} ms, max {self.max_ms:.2f} ms; failures: {failures}"
+        )
+
+    def csv_row(self) -> dict:
+        c = self.config
+        return {
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "label": c.label, "buyers": c.buyers, "sellers": c.sellers, "ops_per_user": c.ops,
+            "successful": self.successful, "failed": sum(self.failed.values()),
+            "seconds": f"{self.seconds:.3f}", "ops_per_second": f"{self.ops_per_second:.1f}",
+            "p50_ms": f"{self.p50_ms:.3f}", "p95_ms": f"{self.p95_ms:.3f}",
+            "p99_ms": f"{self.p99_ms:.3f}", "max_ms": f"{self.max_ms:.3f}",
+        }
+
+
+def append_csv(path: str, result: BenchResult):
+    """Append one row, writing the header first if the file is new or empty."""
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(result.csv_row())
+
+
+class _User:
+    """One simulated buyer or seller: its connection, session and local view."""
+
+    def __init__(self, front: str, name: str, config: BenchConfig, rng: random.Random, reactor):
+        self.client = ServiceClient(front, pool_size=1, timeout=config.timeout, retries=0,
+                                    reactor=reactor)
+        self.name = name
+        self.rng = rng
+        self.session_id = None
+        self.items = []  # a seller's own item ids
+        self.cart = {}  # a buyer's item id -> quantity
+
+    def call(self, api, payload):
+        return self.client.call(api, payload, session_id=self.session_id)
+
+    @defer.inlineCallbacks
+    def sign_in(self):
+        credentials = {"username": self.name, "password": "bench-" + self.name}
+        yield self.call("CreateAccount", credentials)
+        session_id, payload = yield self.call("Login", credentials)
+        self.session_id = session_id or payload.get("session_id")
+
+
+def _price(rng: random.Random) -> Decimal:
+    return Decimal(rng.randrange(100, 10_000)) / 100
+
+
+def _item_spec(rng: random.Random, name: str) -> dict:
+    return {
+        "item_name": name[:32],
+        "category": rng.randrange(1, 6),
+        "keywords": rng.sample(KEYWORDS, rng.randrange(1, 4)),
+        "condition": rng.choice(("new", "used")),
+        "price": _price(rng),
+        "quantity": 1_000_000,
+    }
+
+
+class Bench:
+    """Runs one configuration; ``run()`` fires with a ``BenchResult``."""
+
+    def __init__(self, config: BenchConfig, reactor=None, out=sys.stderr):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.out = out
+        self.tally = Tally()
+        self.catalog = []  # every listed item id, shared by buyers
+        self._done_ops = 0
+        run_id = uuid.uuid4().hex[:8]
+        seeds = random.Random(config.seed)
+        self.sellers = [_User(config.seller_front, f"s{run_id}{i}", config,
+                              random.Random(seeds.random()), reactor) for i in range(config.sellers)]
+        self.buyers = [_User(config.buyer_front, f"b{run_id}{i}", config,
+                             random.Random(seeds.random()), reactor) for i in range(config.buyers)]
+
+    @defer.inlineCallbacks
+    def run(self):
+        progress = task.LoopingCall(self._progress)
+        progress.clock = self.reactor
+        try:
+            yield self._setup()
+            if self.config.progress:
+                progress.start(1.0, now=False)
+            started = time.perf_counter()
+            yield defer.gatherResults(
+                [self._loop(user, self._seller_op) for user in self.sellers]
+                + [self._loop(user, self._buyer_op) for user in self.buyers],
+                consumeErrors=True,
+            )
+            seconds = time.perf_counter() - started
+        finally:
+            if progress.running:
+                progress.stop()
+                self.out.write("\n")
+            yield defer.gatherResults([u.client.close() for u in self.sellers + self.buyers])
+        tally = self.tally
+        return BenchResult(self.config, tally.successful, dict(tally.failed), seconds,
+                           tally.percentile_ms(50), tally.percentile_ms(95),
+                           tally.percentile_ms(99), tally.histogram.get_max_value() / 1000.0)
+
+    @defer.inlineCallbacks
+    def _setup(self):
+        """Accounts, sessions and listings; the first failure is raised as itself."""
+        try:
+            yield defer.gatherResults([u.sign_in() for u in self.sellers + self.buyers],
+                                      consumeErrors=True)
+            yield defer.gatherResults([self._list_items(s) for s in self.sellers],
+                                      consumeErrors=True)
+        except defer.FirstError as error:
+            error.subFailure.raiseException()
+        self.catalog = [item for seller in self.sellers for item in seller.items]
+
+    @defer.inlineCallbacks
+    def _list_items(self, seller):
+        for n in range(self.config.items_per_seller):
+            _, payload = yield seller.call(
+                "RegisterItemForSale", _item_spec(seller.rng, f"item {n} of {seller.name}"))
+            seller.items.append(payload["item_id"])
+
+    @defer.inlineCallbacks
+    def _loop(self, user, choose):
+        for _ in range(self.config.ops):
+            api, payload, on_success = choose(user)
+            started = time.perf_counter()
+            try:
+                _, reply = yield user.call(api, payload)
+            except ApiError as error:
+                self.tally.failure(error.code)
+                if api == "MakePurchase":
+                    user.cart.clear()
+                    yield user.call("ClearCart", {}).addErrback(lambda _: None)
+            else:
+                self.tally.success(time.perf_counter() - started)
+                if on_success is not None:
+                    on_success(reply)
+            self._done_ops += 1
+
+    def _seller_op(self, seller):
+        rng = seller.rng
+        kind = rng.choices(("register", "price", "units", "display"), (1, 3, 3, 3))[0]
+        if kind == "register" or not seller.items:
+            spec = _item_spec(rng, f"{seller.name} extra {len(seller.items)}")
+            return "RegisterItemForSale", spec, lambda reply: seller.items.append(reply["item_id"])
+        item_id = rng.choice(seller.items)
+        if kind == "price":
+            return "ChangeItemPrice", {"item_id": item_id, "price": _price(rng)}, None
+        if kind == "units":
+            return "UpdateUnitsForSale", {"item_id": item_id, "quantity": rng.randrange(1, 10)}, None
+        return "DisplayItemsForSale", {}, None
+
+    def _buyer_op(self, buyer):
+        rng = buyer.rng
+        kind = rng.choices(("search", "view", "add", "remove", "cart", "purchase"),
+                           (3, 3, 2, 1, 2, 1))[0]
+        if kind == "search":
+            return "SearchItemsForSale", {"category": rng.randrange(1, 6),
+                                          "keywords": rng.sample(KEYWORDS, 2)}, None
+        if kind == "view":
+            return "GetItem", {"item_id": rng.choice(self.catalog)}, None
+        if kind == "cart":
+            return "DisplayCart", {}, None
+        if kind == "remove" and buyer.cart:
+            item_id = rng.choice(sorted(buyer.cart))
+
+            def removed(_reply):
+                buyer.cart[item_id] -= 1
+                if not buyer.cart[item_id]:
+                    del buyer.cart[item_id]
+
+            return "RemoveItemFromCart", {"item_id": item_id, "quantity": 1}, removed
+        if kind == "purchase" and buyer.cart:
+            return "MakePurchase", dict(CARD), lambda _reply: buyer.cart.clear()
+        item_id = rng.choice(self.catalog)
+
+        def added(_reply):
+            buyer.cart[item_id] = buyer.cart.get(item_id, 0) + 1
+
+        return "AddItemToCart", {"item_id": item_id, "quantity": 1}, added
+
+    def _progress(self):
+        total = self.config.ops * (self.config.buyers + self.config.sellers)
+        failed = sum(self.tally.failed.values())
+        self.out.write(f"\r  {self._done_ops}/{total} ops, {self.tally.successful} ok, "
+                       f"{failed} failed ")
+        self.out.flush()
+
+
+class BenchOptions(usage.Options):
+    synopsis = "Usage: market-bench [options]"
+    longdesc = ("Load for the marketplace front ends: N buyers and M sellers, K operations "
+                "each in a realistic mix; prints throughput and p50/p95/p99 latency of the "
+                "successful calls, with a progress line, and appends a CSV row with --csv.")
+    optParameters = [
+        ["buyer-front", None, "tcp:127.0.0.1:7011", "Client endpoint of the buyer front end."],
+        ["seller-front", None, "tcp:127.0.0.1:7010", "Client endpoint of the seller front end."],
+        ["buyers", "b", 10, "Concurrent buyers.", int],
+        ["sellers", "s", 10, "Concurrent sellers.", int],
+        ["ops", "k", 100, "Operations per user in the timed phase.", int],
+        ["items-per-seller", None, 3, "Items each seller lists before the timed phase.", int],
+        ["timeout", None, 10.0, "Seconds to wait for each reply.", float],
+        ["seed", None, 1, "Random seed for the operation mix.", int],
+        ["label", None, "", "Label for the summary and the CSV row."],
+        ["csv", None, None, "Append the result as a CSV row to this file."],
+    ]
+    optFlags = [["quiet", "q", "No progress line."]]
+
+    def postOptions(self):
+        for peer in ("buyer-front", "seller-front"):
+            check_client_endpoint(self[peer])
+        for name in ("buyers", "sellers", "ops", "items-per-seller"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be >= 0")
+        if self["sellers"] < 1 or self["items-per-seller"] < 1:
+            raise usage.UsageError("at least one seller with one item is needed for buyers to shop")
+
+    def config(self) -> BenchConfig:
+        return BenchConfig(self["buyer-front"], self["seller-front"], self["buyers"],
+                           self["sellers"], self["ops"], self["items-per-seller"],
+                           self["timeout"], self["seed"], self["label"], not self["quiet"])
+
+
+def main(argv=None):
+    """Console entry point; exits 0 on a completed run, 1 if setup failed, 2 on bad options."""
+    options = BenchOptions()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as error:
+        print(f"market-bench: {error}\n{options}", file=sys.stderr)
+        raise SystemExit(2)
+    task.react(_run_and_report, (options,))
+
+
+@defer.inlineCallbacks
+def _run_and_report(reactor, options):
+    try:
+        result = yield Bench(options.config(), reactor).run()
+    except ApiError as error:
+        print(f"market-bench: setup failed: [{error.code}] {error.message}", file=sys.stderr)
+        raise SystemExit(1)
+    print(result.summary())
+    if options["csv"]:
+        append_csv(options["csv"], result)

@@ -1,0 +1,199 @@
+"""
+The buyer front end: the spec's buyer APIs over customer-db, product-db and
+payments.
+
+Carts live in customer-db per session; the front end only composes calls.
+A purchase runs as a small saga keyed by the buyer's idempotency key:
+
+1. product-db ``Reserve`` takes every cart line out of stock atomically (or
+   refuses with the item that is short);
+2. payments ``Authorize`` checks the card and captures the total once per key;
+3. product-db ``Commit`` and customer-db ``RecordPurchase`` make it final
+   (history, items bought and sold, the bought units leave the cart).
+
+A decline or a failed authorisation releases the reservation.  Every step is
+idempotent per key, so a client that lost the reply retries MakePurchase with
+the same ``idempotency_key`` and the purchase completes -- charged once.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from twisted.internet import defer
+
+from marketplace.market import payments, validation
+from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, together
+from marketplace.market.internal import item_from_payload, item_to_spec, reservation_from_payload
+from marketplace.store.market_records import COMMITTED
+
+_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _idempotency_key(payload: dict) -> str:
+    key = payload.get("idempotency_key")
+    if key is None:
+        return secrets.token_urlsafe(16)
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ClientError("'idempotency_key' must be 1 to 64 letters, digits, '_', '.', ':' or '-'")
+    return key
+
+
+class BuyerFront:
+    def __init__(self, customer_db, product_db, payments_service, passwords, clock):
+        self._customer_db = customer_db
+        self._product_db = product_db
+        self._payments = payments_service
+        self._clock = clock
+        self._accounts = AccountCalls("buyer", customer_db, passwords)
+
+    def dispatch_table(self) -> dict:
+        return {
+            **self._accounts.dispatch_table(),
+            "SearchItemsForSale": self.search,
+            "GetItem": self.get_item,
+            "AddItemToCart": self.add_to_cart,
+            "RemoveItemFromCart": self.remove_from_cart,
+            "SaveCart": self.cart_call("CartSave"),
+            "ClearCart": self.cart_call("CartClear"),
+            "DisplayCart": self.cart_call("CartGet"),
+            "ProvideFeedback": self.provide_feedback,
+            "GetSellerRating": self.get_seller_rating,
+            "GetBuyerPurchases": self.get_purchases,
+            "MakePurchase": self.make_purchase,
+        }
+
+    def _customer(self, api, request, payload=None, idempotent=False):
+        return payload_of(self._customer_db.call(
+            api, payload or {}, session_id=request.session_id, idempotent=idempotent))
+
+    def _product(self, api, payload, idempotent=True):
+        return payload_of(self._product_db.call(api, payload, idempotent=idempotent))
+
+    @defer.inlineCallbacks
+    def search(self, request):
+        payload = request.payload
+        query = {key: payload[key] for key in
+                 ("category", "keywords", "include_out_of_stock", "offset", "limit")
+                 if payload.get(key) is not None}
+        _, page = yield together(self._accounts.user_of(request), self._product("Search", query))
+        return None, {"items": [item_to_spec(item_from_payload(i)) for i in page["items"]],
+                      "total": page["total"]}
+
+    @defer.inlineCallbacks
+    def get_item(self, request):
+        item_id = validation.item_id(request.payload)
+        _, item = yield together(self._accounts.user_of(request),
+                                 self._product("GetItem", {"item_id": item_id}))
+        return None, item_to_spec(item_from_payload(item))
+
+    @defer.inlineCallbacks
+    def add_to_cart(self, request):
+        item_id = validation.item_id(request.payload)
+        quantity = validation.positive_quantity(request.payload)
+        item = yield self._product("GetItem", {"item_id": item_id})
+        yield self._customer("CartAdd", request, {
+            "item_id": item_id, "quantity": quantity, "limit": item["quantity"]})
+        return None, {"status": STATUS_OK}
+
+    @defer.inlineCallbacks
+    def remove_from_cart(self, request):
+        item_id = validation.item_id(request.payload)
+        quantity = validation.positive_quantity(request.payload)
+        reply = yield self._customer("CartRemove", request,
+                                     {"item_id": item_id, "quantity": quantity})
+        return None, {"status": STATUS_OK, "quantity": reply["quantity"]}
+
+    def cart_call(self, api):
+        """SaveCart, ClearCart and DisplayCart: one customer-db call, the cart in the reply."""
+
+        @defer.inlineCallbacks
+        def call(request):
+            reply = yield self._customer(api, request, idempotent=True)
+            return None, {"status": STATUS_OK, "cart": reply["cart"]}
+
+        return call
+
+    @defer.inlineCallbacks
+    def provide_feedback(self, request):
+        item_id = validation.item_id(request.payload)
+        positive = validation.boolean(request.payload, "thumbs_up", "is_positive")
+        buyer_id, item = yield together(self._accounts.user_of(request),
+                                        self._product("GetItem", {"item_id": item_id}))
+        vote = yield self._customer("RecordFeedback", request, {
+            "item_id": item_id, "seller_id": item["seller_id"], "positive": positive})
+        # The item's counter follows the vote customer-db recorded; repeating
+        # it is harmless (counted once per buyer) and repairs a lost update.
+        yield self._product("ItemFeedback", {
+            "item_id": item_id, "buyer_id": buyer_id, "positive": vote["positive"]})
+        if not vote["recorded"]:
+            raise ClientError(f"feedback for item {item_id} was already given")
+        return None, {"status": STATUS_OK}
+
+    @defer.inlineCallbacks
+    def get_seller_rating(self, request):
+        seller_id = validation.user_id(request.payload, "seller_id")
+        _, profile = yield together(
+            self._accounts.user_of(request),
+            payload_of(self._customer_db.call(
+                "GetProfile", {"role": "seller", "user_id": seller_id}, idempotent=True)))
+        return None, {"seller_id": seller_id,
+                      "feedback": {"pos": profile["pos"], "neg": profile["neg"]}}
+
+    @defer.inlineCallbacks
+    def get_purchases(self, request):
+        reply = yield self._customer("GetPurchases", request, idempotent=True)
+        items = [{
+            "item_id": line["item_id"], "quantity": line["quantity"],
+            "purchased_at": line["purchased_at"], "purchase_id": line["purchase_id"],
+            "price": validation.cents_to_decimal(line["price_cents"]),
+        } for line in reply["items"]]
+        return None, {"items": items}
+
+    @defer.inlineCallbacks
+    def make_purchase(self, request):
+        payload = request.payload
+        card = {field: validation.required(payload, field)
+                for field in ("name", "card_number", "expiration_date", "security_code")}
+        payments.card_from_payload(card, self._clock.seconds())
+        key = _idempotency_key(payload)
+        cart = yield self._customer("CartGet", request, idempotent=True)
+        purchase_id = f"buyer-{cart['user_id']}:{key}"
+        lines = [[line["item_id"], line["quantity"]] for line in cart["cart"]]
+        reservation = reservation_from_payload((yield self._product(
+            "Reserve", {"purchase_id": purchase_id, "lines": lines})))
+        if reservation.state != COMMITTED:
+            yield self._authorize(purchase_id, reservation.total_cents, card)
+            yield self._product("Commit", {"purchase_id": purchase_id})
+        yield self._customer("RecordPurchase", request, {
+            "purchase_id": purchase_id,
+            "lines": [[line.item_id, line.seller_id, line.quantity, line.price_cents]
+                      for line in reservation.lines]}, idempotent=True)
+        return None, {
+            "status": STATUS_OK, "idempotency_key": key,
+            "total": validation.cents_to_decimal(reservation.total_cents),
+            "items": [{"item_id": line.item_id, "quantity": line.quantity,
+                       "price": validation.cents_to_decimal(line.price_cents)}
+                      for line in reservation.lines],
+        }
+
+    @defer.inlineCallbacks
+    def _authorize(self, purchase_id, amount_cents, card):
+        """Authorise and capture, or release the reservation and say why not."""
+        try:
+            decision = yield payload_of(self._payments.call(
+                "Authorize", {"purchase_id": purchase_id, "amount_cents": amount_cents, **card},
+                idempotent=True))
+        except (ClientError, ServiceUnavailable):
+            yield self._release(purchase_id)
+            raise
+        if not decision["approved"]:
+            yield self._release(purchase_id)
+            raise ClientError(f"payment declined: {decision['reason']}")
+
+    def _release(self, purchase_id):
+        """Put the units back; if product-db is unreachable they stay reserved for a retry."""
+        d = self._product("Release", {"purchase_id": purchase_id})
+        return d.addErrback(lambda failure: failure.trap(ServiceUnavailable))

@@ -1,0 +1,3 @@
+"""
+Interactive buyer and seller command-line clients.
+"""

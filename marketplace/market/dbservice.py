@@ -1,0 +1,65 @@
+"""
+What every marketplace service has in common on the server side: turning a
+table of handlers into the ``dispatch`` callable the envelope server calls,
+and mapping store refusals to API errors in one table.
+
+A handler takes the ``Request`` and returns a Deferred firing with
+``(session_id, payload)``; it may fail with an ``ApiError`` or a store error.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable
+from marketplace.store import LedgerError, StoreError, StoreUnavailable
+from marketplace.store import market_errors as refusals
+from protocols.envelope_server import api_router
+
+log = Logger()
+
+
+def _stock_message(error: refusals.StockTooLow) -> str:
+    return f"item {error.item_id}: only {error.available} unit(s) available"
+
+
+#: Store refusal -> the client error a caller sees (message from the refusal or the function).
+_REFUSALS = (
+    (refusals.StockTooLow, _stock_message),
+    (refusals.NotInCart, lambda e: f"the cart holds only {e.in_cart} unit(s) of item {e.item_id}"),
+    (refusals.UnknownItem, str),
+    (refusals.UnknownUser, str),
+    (refusals.UsernameTaken, str),
+    (refusals.NotOwner, str),
+    (refusals.NotPurchased, lambda e: "feedback is only possible for items you bought"),
+    (refusals.ReservationClosed, str),
+    (LedgerError, lambda e: f"payment refused: {e}"),
+)
+
+
+def api_error(failure):
+    """Translate a store failure into the API error the caller should see."""
+    if failure.check(ApiError):
+        return failure
+    if failure.check(StoreUnavailable):
+        raise ServiceUnavailable(f"the store is unavailable: {failure.getErrorMessage()}")
+    for kind, message in _REFUSALS:
+        if failure.check(kind):
+            raise ClientError(message(failure.value))
+    if failure.check(StoreError):
+        log.failure("store error", failure)
+    return failure
+
+
+def make_dispatch(handlers: dict):
+    """
+    The envelope server's ``dispatch`` for a table of handlers, with store
+    refusals and unavailability translated to API errors.
+    """
+    route = api_router(handlers)
+
+    def dispatch(request):
+        return defer.maybeDeferred(route, request).addErrback(api_error)
+
+    return dispatch

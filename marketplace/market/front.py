@@ -1,0 +1,114 @@
+"""
+What the buyer and seller front ends share: accounts (CreateAccount, Login,
+Logout) and the session check every other call starts with.
+
+A front end holds no state of its own: sessions, carts and accounts live in
+customer-db, items in product-db.  Any number of front ends can serve the same
+users, and one can be restarted at any moment without losing anything.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from marketplace.market import accounts
+from marketplace.market.errors import ClientError, ServiceUnavailable
+
+STATUS_OK = "ok"
+
+log = Logger()
+
+
+class Backend:
+    """
+    A DB service as a front end sees it: its ``ServiceClient`` plus its name,
+    so an outage reaches the client as "product-db is unavailable" without
+    revealing internal addresses (the detail goes to the log).
+    """
+
+    def __init__(self, name: str, client):
+        self.name = name
+        self._client = client
+
+    def call(self, api, payload, session_id=None, idempotent=False):
+        d = self._client.call(api, payload, session_id=session_id, idempotent=idempotent)
+        return d.addErrback(self._unavailable, api)
+
+    def _unavailable(self, failure, api):
+        failure.trap(ServiceUnavailable)
+        log.warn("{service} {api}: {why}", service=self.name, api=api, why=failure.getErrorMessage())
+        raise ServiceUnavailable(f"{self.name} is unavailable; try again shortly")
+
+    def close(self):
+        return self._client.close()
+
+
+def payload_of(call):
+    """The reply payload of a ``ServiceClient.call`` Deferred."""
+    return call.addCallback(lambda reply: reply[1])
+
+
+@defer.inlineCallbacks
+def together(first, second):
+    """
+    Wait for two calls already running side by side; fail with ``first``'s
+    error if it fails (a session check runs first), else with ``second``'s.
+    """
+    try:
+        first_result = yield first
+    except Exception:
+        second.addErrback(lambda _: None)
+        raise
+    second_result = yield second
+    return first_result, second_result
+
+
+class AccountCalls:
+    """CreateAccount, Login and Logout for one role, over customer-db."""
+
+    def __init__(self, role: str, customer_db, passwords):
+        self.role = role
+        self._customer_db = customer_db
+        self._passwords = passwords
+        self._id_field = f"{role}_id"
+
+    def dispatch_table(self) -> dict:
+        return {"CreateAccount": self.create_account, "Login": self.login, "Logout": self.logout}
+
+    def user_of(self, request):
+        """@return: a Deferred firing with the id of the session's user (role checked)."""
+        d = self._customer_db.call("CheckSession", {"role": self.role},
+                                   session_id=request.session_id, idempotent=True)
+        return d.addCallback(lambda reply: reply[1]["user_id"])
+
+    @defer.inlineCallbacks
+    def create_account(self, request):
+        name = accounts.username(request.payload)
+        password_hash = yield self._passwords.hash(accounts.password(request.payload))
+        _, reply = yield self._customer_db.call(
+            "CreateUser", {"role": self.role, "username": name, "password_hash": password_hash})
+        return None, {self._id_field: reply["user_id"]}
+
+    @defer.inlineCallbacks
+    def login(self, request):
+        refused = ClientError("wrong user name or password")
+        try:
+            name = accounts.username(request.payload)
+            secret = accounts.password(request.payload)
+            _, credentials = yield self._customer_db.call(
+                "GetCredentials", {"role": self.role, "username": name}, idempotent=True)
+        except ClientError:
+            raise refused from None
+        matches = yield self._passwords.verify(credentials["password_hash"], secret)
+        if not matches:
+            raise refused
+        session_id, reply = yield self._customer_db.call(
+            "OpenSession", {"role": self.role, "user_id": credentials["user_id"]})
+        return session_id, {"session_id": session_id, self._id_field: reply["user_id"]}
+
+    @defer.inlineCallbacks
+    def logout(self, request):
+        yield self._customer_db.call("CloseSession", {"role": self.role},
+                                     session_id=request.session_id)
+        return None, {"status": STATUS_OK}

@@ -1,0 +1,298 @@
+"""
+The marketplace's twistd plugins: ``customer-db``, ``product-db``,
+``payments``, ``buyer-front`` and ``seller-front``.
+
+Each plugin is an attribute of this module holding ``Options`` and
+``makeService`` (``ServiceMaker(name, "marketplace.market.tap.customer_db",
+...)``), so the option code below is written once and shared:
+
+- the DB services and payments own a store (``--store``) and listen on
+  loopback by default: their internal APIs trust their callers, so expose
+  them only on a private network;
+- the front ends own no state and no store; they are told where the DB
+  services are (``--customer-db``, ``--product-db``, ``--payments``).
+
+``suite_service`` runs all five in one process for the ``suite`` plugin.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.python import usage
+
+from marketplace.market.accounts import CHEAP_COST, KdfCost, Passwords
+from marketplace.market.buyer_front import BuyerFront
+from marketplace.market.customer_db import CustomerDbService
+from marketplace.market.dbservice import make_dispatch
+from marketplace.market.front import Backend
+from marketplace.market.payments import ApprovalPolicy, PaymentsService
+from marketplace.market.product_db import ProductDbService
+from marketplace.market.rpc import ServiceClient
+from marketplace.market.seller_front import SellerFront
+from marketplace.metrics import Counters
+from marketplace.net import Listener
+from marketplace.options import (
+    ServiceOptions,
+    check_client_endpoint,
+    check_server_endpoint,
+    listen_option,
+    positive_float,
+)
+from marketplace.store import make_store
+from protocols.envelope_server import EnvelopeServerFactory
+from protocols.jsonframe import MAX_FRAME_LIMIT
+
+CUSTOMER_DB_PORT = 7001
+PRODUCT_DB_PORT = 7002
+PAYMENTS_PORT = 7003
+SELLER_FRONT_PORT = 7010
+BUYER_FRONT_PORT = 7011
+
+#: Calls a DB service runs at once per connection: front ends pipeline
+#: independent calls over a few pooled connections.
+DB_MAX_IN_FLIGHT = 64
+
+
+def _loopback(port: int) -> str:
+    return f"tcp:{port}:interface=127.0.0.1"
+
+
+def _peer(name: str, port: int, what: str) -> list:
+    return [name, None, f"tcp:127.0.0.1:{port}",
+            f"Client endpoint of {what}, e.g. tcp:HOST:PORT or tls:HOST:PORT:trustRoots=DIR."]
+
+
+def _int_at_least(minimum: int, maximum: int | None = None):
+    def coerce(value: str) -> int:
+        number = int(value)
+        if number < minimum or (maximum is not None and number > maximum):
+            raise ValueError(f"must be an integer in {minimum}..{maximum or 'any'}: {value}")
+        return number
+
+    coerce.coerceDoc = f"An integer from {minimum}" + (f" to {maximum}." if maximum else " up.")
+    return coerce
+
+
+class _EnvelopeOptions:
+    """Mixin: the frame cap every marketplace listener enforces."""
+
+    optParameters = [
+        ["max-frame", None, 1 << 20, "Largest request frame in bytes.",
+         _int_at_least(1, MAX_FRAME_LIMIT)],
+        ["idle-timeout", None, 300.0, "Seconds before an idle connection is closed.",
+         positive_float],
+    ]
+
+
+class CustomerDbOptions(_EnvelopeOptions, ServiceOptions):
+    synopsis = "[options]"
+    longdesc = "Accounts, sessions, carts, purchase history and ratings of the marketplace."
+    optParameters = [
+        listen_option(_loopback(CUSTOMER_DB_PORT)),
+        ["session-ttl", None, 300.0, "Sliding session inactivity timeout in seconds.",
+         positive_float],
+    ]
+
+
+class ProductDbOptions(_EnvelopeOptions, ServiceOptions):
+    synopsis = "[options]"
+    longdesc = "Items, stock, search index, purchase reservations and item feedback."
+    optParameters = [listen_option(_loopback(PRODUCT_DB_PORT))]
+
+
+class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
+    synopsis = "[options]"
+    longdesc = "Card authorisation (Luhn, expiry, CVV) with a configurable approval policy."
+    optParameters = [
+        listen_option(_loopback(PAYMENTS_PORT)),
+        ["approve", None, "all", "Approval policy: all, none, max:CENTS or ratio:F (0..1)."],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        try:
+            self["policy"] = ApprovalPolicy(self["approve"])
+        except ValueError as error:
+            raise usage.UsageError(f"--approve: {error}") from None
+
+
+class _FrontOptions(_EnvelopeOptions, usage.Options):
+    """A stateless front end: where its DB services are, and how to call them."""
+
+    optParameters = [
+        _peer("customer-db", CUSTOMER_DB_PORT, "customer-db"),
+        _peer("product-db", PRODUCT_DB_PORT, "product-db"),
+        ["rpc-timeout", None, 2.0, "Seconds a DB service call may take.", positive_float],
+        ["rpc-pool", None, 4, "Connections kept to each DB service.", _int_at_least(1)],
+        ["rpc-retries", None, 2, "Extra attempts for idempotent DB calls.", _int_at_least(0)],
+    ]
+    optFlags = [
+        ["cheap-kdf", None, "Use a fast argon2id setting (tests and benchmarks only)."],
+    ]
+    peers: tuple = ("customer-db", "product-db")
+
+    def postOptions(self):
+        for peer in self.peers:
+            check_client_endpoint(self[peer])
+        check_server_endpoint(self["listen"])
+
+
+class SellerFrontOptions(_FrontOptions):
+    synopsis = "[options]"
+    longdesc = "Seller front end: the seller APIs, stateless over customer-db and product-db."
+    optParameters = [listen_option(f"tcp:{SELLER_FRONT_PORT}")]
+
+
+class BuyerFrontOptions(_FrontOptions):
+    synopsis = "[options]"
+    longdesc = "Buyer front end: the buyer APIs, stateless over customer-db, product-db, payments."
+    optParameters = [
+        listen_option(f"tcp:{BUYER_FRONT_PORT}"),
+        _peer("payments", PAYMENTS_PORT, "the payments service"),
+    ]
+    peers = ("customer-db", "product-db", "payments")
+
+
+def _listener(options, name, table, reactor, max_in_flight=1):
+    factory = EnvelopeServerFactory(
+        make_dispatch(table), Counters(), options["max-frame"], options["idle-timeout"], reactor,
+        max_in_flight=max_in_flight)
+    listener = Listener(options["listen"], factory, reactor)
+    listener.setName(name)
+    return listener
+
+
+def _db_service(name, options, build, store=None, reactor=None):
+    """A store (unless one is shared in) and the listener of the service ``build(store)`` makes."""
+    if reactor is None:
+        from twisted.internet import reactor
+    service = MultiService()
+    if store is None:
+        store = make_store(options["store"], options["store-timeout"], reactor)
+        store.setServiceParent(service)
+    table = build(store, reactor)
+    _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT).setServiceParent(service)
+    return service
+
+
+def make_customer_db(options, store=None, reactor=None):
+    return _db_service("customer-db", options, lambda store, reactor: CustomerDbService(
+        store.sessions, store.customers, reactor, options["session-ttl"]).dispatch_table(),
+        store, reactor)
+
+
+def make_product_db(options, store=None, reactor=None):
+    return _db_service("product-db", options, lambda store, reactor: ProductDbService(
+        store.catalog).dispatch_table(), store, reactor)
+
+
+def make_payments(options, store=None, reactor=None):
+    return _db_service("payments", options, lambda store, reactor: PaymentsService(
+        store.ledger, options["policy"], reactor).dispatch_table(), store, reactor)
+
+
+def _clients(options, reactor):
+    return {peer: Backend(peer, ServiceClient(
+        options[peer], options["rpc-pool"], options["rpc-timeout"], options["rpc-retries"], reactor))
+        for peer in options.peers}
+
+
+def _passwords(options):
+    return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost())
+
+
+def make_seller_front(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    clients = _clients(options, reactor)
+    front = SellerFront(clients["customer-db"], clients["product-db"], _passwords(options))
+    return _front_service(options, "seller-front", front, clients, reactor)
+
+
+def make_buyer_front(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    clients = _clients(options, reactor)
+    front = BuyerFront(clients["customer-db"], clients["product-db"], clients["payments"],
+                       _passwords(options), reactor)
+    return _front_service(options, "buyer-front", front, clients, reactor)
+
+
+class _FrontService(MultiService):
+    """A front end's listener; stopping it also closes its pooled DB connections."""
+
+    def __init__(self, clients):
+        super().__init__()
+        self._clients = clients
+
+    def stopService(self):
+        stopped = super().stopService()
+        closed = [client.close() for client in self._clients.values()]
+        return defer.gatherResults([defer.maybeDeferred(lambda: stopped), *closed])
+
+
+def _front_service(options, name, front, clients, reactor):
+    service = _FrontService(clients)
+    _listener(options, name, front.dispatch_table(), reactor).setServiceParent(service)
+    return service
+
+
+@attrs.frozen
+class Plugin:
+    """What ``ServiceMaker`` looks up in its module: ``Options`` and ``makeService``."""
+
+    Options: type
+    makeService: object
+
+
+customer_db = Plugin(CustomerDbOptions, make_customer_db)
+product_db = Plugin(ProductDbOptions, make_product_db)
+payments = Plugin(PaymentsOptions, make_payments)
+seller_front = Plugin(SellerFrontOptions, make_seller_front)
+buyer_front = Plugin(BuyerFrontOptions, make_buyer_front)
+
+
+def options_from_environ(options_class, environ=None, prefix="MARKET_"):
+    """
+    Parse ``options_class`` from ``MARKET_<OPTION>`` environment variables
+    (``--customer-db`` from ``MARKET_CUSTOMER_DB``): how the ``.tac`` files
+    are configured per host.
+    """
+    if environ is None:
+        environ = os.environ
+    options = options_class()
+    argv = []
+    for long_name in options.longOpt:
+        name = long_name.rstrip("=")
+        value = environ.get(prefix + name.upper().replace("-", "_"))
+        if value is None:
+            continue
+        if long_name.endswith("="):
+            argv += [f"--{name}", value]
+        elif value.lower() in ("1", "yes", "true"):
+            argv.append(f"--{name}")
+    options.parseOptions(argv)
+    return options
+
+
+def suite_service(suite_options):
+    """
+    Every marketplace service in one process on its default ports, the DB
+    services and payments sharing the suite's store.
+    """
+    service = MultiService()
+    store = make_store(suite_options["store"], suite_options["store-timeout"])
+    store.setServiceParent(service)
+    for plugin in (customer_db, product_db, payments):
+        options = plugin.Options()
+        options.parseOptions([])
+        plugin.makeService(options, store=store).setServiceParent(service)
+    for plugin in (seller_front, buyer_front):
+        options = plugin.Options()
+        options.parseOptions([])
+        plugin.makeService(options).setServiceParent(service)
+    return service

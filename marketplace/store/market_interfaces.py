@@ -1,0 +1,129 @@
+"""
+The marketplace's store domains: ``customers`` (behind customer-db) and
+``catalog`` (behind product-db).
+
+Every method returns a Deferred.  Each method is one atomic step in the store
+(one Lua script on Redis), so a rule that spans several keys -- stock never
+below zero, feedback once per purchased item, a purchase recorded once per
+idempotency key -- holds under any interleaving of callers and processes.
+Both backends pass ``tests/market/test_store_contract.py``.
+"""
+
+from zope.interface import Interface
+
+
+class ICustomerStore(Interface):
+    """Accounts, carts, purchase history and ratings."""
+
+    def create_user(role, username, password_hash):
+        """@return: the new user id (int); fails with UsernameTaken."""
+
+    def credentials(role, username):
+        """@return: L{Credentials}; fails with UnknownUser."""
+
+    def profile(role, user_id):
+        """@return: the user's L{Profile}; fails with UnknownUser."""
+
+    def cart(session_id):
+        """@return: the session's active cart as {item_id: quantity}."""
+
+    def cart_add(session_id, item_id, quantity, limit, ttl):
+        """
+        Add units unless the cart would then hold more than ``limit`` (the
+        stock); the cart lives ``ttl`` seconds after its last use.
+
+        @return: the new quantity in the cart; fails with StockTooLow whose
+            ``available`` is what the cart may still take.
+        """
+
+    def cart_remove(session_id, item_id, quantity, ttl):
+        """@return: the units left; fails with NotInCart."""
+
+    def cart_clear(session_id):
+        """Empty the session's active cart."""
+
+    def cart_touch(session_id, ttl):
+        """Slide the active cart's expiry along with its session's."""
+
+    def cart_save(session_id, buyer_id):
+        """Make the active cart the buyer's saved cart (an empty one clears it)."""
+
+    def cart_restore(session_id, buyer_id, ttl):
+        """Copy the buyer's saved cart into a new session's active cart."""
+
+    def cart_drop(session_id):
+        """Forget the session's active cart (logout); the saved cart stays."""
+
+    def record_purchase(purchase_id, buyer_id, session_id, lines, purchased_at):
+        """
+        Record a committed purchase once per ``purchase_id``: history lines,
+        buyer items-bought, each seller's items-sold, the items the buyer may
+        rate, and the bought units taken out of the session's active cart.
+
+        @return: True if recorded now, False if it already was.
+        """
+
+    def purchases(buyer_id, limit):
+        """@return: up to ``limit`` L{Purchase} lines, newest first."""
+
+    def record_feedback(buyer_id, item_id, seller_id, positive):
+        """
+        Count one vote for the seller, once per item the buyer bought.
+
+        Fails with NotPurchased or FeedbackAlreadyGiven.
+        """
+
+
+class ICatalogStore(Interface):
+    """Items, stock, the search index, purchase reservations and item feedback."""
+
+    def create_item(seller_id, draft):
+        """@return: the new L{Item} with a fresh id."""
+
+    def item(item_id):
+        """@return: the L{Item}; fails with UnknownItem."""
+
+    def items_of_seller(seller_id):
+        """@return: the seller's items in id order, in stock or not."""
+
+    def set_price(item_id, seller_id, price_cents):
+        """@return: the updated L{Item}; fails with UnknownItem or NotOwner."""
+
+    def adjust_stock(item_id, seller_id, change):
+        """
+        Add ``change`` (signed) to the stock.
+
+        @return: the new quantity; fails with UnknownItem, NotOwner or
+            StockTooLow when the stock would go below zero.
+        """
+
+    def search(category, keywords, include_out_of_stock, offset, limit):
+        """
+        Items in ``category`` (None: any) matching any of ``keywords`` (none:
+        all of the category), ranked by the rule in L{marketplace.market.search}.
+
+        @return: a L{SearchPage}.
+        """
+
+    def reserve(purchase_id, lines):
+        """
+        Take ``lines`` ((item_id, quantity) pairs) out of stock all at once or
+        not at all.  Repeating a reserved or committed ``purchase_id`` returns
+        it unchanged; a released one is reserved again.  No lines and no live
+        reservation fails with ReservationClosed.
+
+        @return: the L{Reservation}; fails with UnknownItem or StockTooLow.
+        """
+
+    def commit(purchase_id):
+        """Make a reservation final (items' sold counters); idempotent."""
+
+    def release(purchase_id):
+        """Put a reservation's units back in stock; idempotent."""
+
+    def item_feedback(item_id, buyer_id, positive):
+        """
+        Count the buyer's vote on the item once.
+
+        @return: True if counted now, False if this buyer's vote was in already.
+        """

@@ -1,0 +1,86 @@
+"""
+Immutable records of the marketplace's store domains (customers and catalog).
+
+Money is integer cents; ids are positive integers assigned by the store.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+RESERVED = "reserved"
+COMMITTED = "committed"
+RELEASED = "released"
+
+
+@attrs.frozen
+class Credentials:
+    user_id: int
+    password_hash: str
+
+
+@attrs.frozen
+class Profile:
+    """A user's public counters: feedback received (sellers), items sold or bought."""
+
+    user_id: int
+    username: str
+    pos: int = 0
+    neg: int = 0
+    items_sold: int = 0
+    items_bought: int = 0
+
+
+@attrs.frozen
+class Item:
+    item_id: int
+    seller_id: int
+    item_name: str
+    category: int
+    keywords: tuple = attrs.field(converter=tuple)
+    condition_is_new: bool
+    price_cents: int
+    quantity: int
+    pos: int = 0
+    neg: int = 0
+    sold: int = 0
+
+
+@attrs.frozen
+class SearchPage:
+    """One page of ranked results and how many items matched in all."""
+
+    items: tuple = attrs.field(converter=tuple)
+    total: int
+
+
+@attrs.frozen
+class ReservedLine:
+    """One cart line held for a purchase, with the price and seller at reservation time."""
+
+    item_id: int
+    seller_id: int
+    quantity: int
+    price_cents: int
+
+
+@attrs.frozen
+class Reservation:
+    purchase_id: str
+    state: str
+    lines: tuple = attrs.field(converter=tuple)
+
+    @property
+    def total_cents(self) -> int:
+        return sum(line.quantity * line.price_cents for line in self.lines)
+
+
+@attrs.frozen
+class Purchase:
+    """One line of a buyer's purchase history."""
+
+    purchase_id: str
+    item_id: int
+    quantity: int
+    price_cents: int
+    purchased_at: float

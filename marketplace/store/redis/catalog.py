@@ -1,0 +1,154 @@
+"""
+The catalogue in Redis: items as hashes, the search index as sets (one per
+keyword, per category, per seller, and the items in stock), reservations as
+hashes.  Every change is one Lua script, so stock can never be oversold by
+any interleaving of front ends, and the index never disagrees with the items.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from marketplace.store.market_errors import (
+    NotOwner,
+    ReservationClosed,
+    StockTooLow,
+    UnknownItem,
+)
+from marketplace.store.market_records import Item, Reservation, ReservedLine, SearchPage
+from marketplace.store.redis.scripts import lua
+
+PREFIX = "market:catalog:"
+_IN_STOCK = PREFIX + "instock"
+
+
+def _item_key(item_id) -> str:
+    return f"{PREFIX}item:{item_id}"
+
+
+def _reservation_key(purchase_id: str) -> str:
+    return f"{PREFIX}purchase:{purchase_id}"
+
+
+def _item(item_id, flat_fields) -> Item:
+    fields = dict(zip(flat_fields[::2], flat_fields[1::2]))
+    return Item(
+        item_id=int(item_id), seller_id=int(fields["seller"]), item_name=fields["name"],
+        category=int(fields["cat"]), keywords=[w for w in fields["kw"].split(",") if w],
+        condition_is_new=fields["new"] == "1", price_cents=int(fields["price"]),
+        quantity=int(fields["qty"]), pos=int(fields["pos"]), neg=int(fields["neg"]),
+        sold=int(fields["sold"]))
+
+
+def _reservation(purchase_id: str, state: str, encoded: str) -> Reservation:
+    lines = []
+    for line in filter(None, encoded.split(";")):
+        item_id, seller_id, quantity, price = map(int, line.split(","))
+        lines.append(ReservedLine(item_id, seller_id, quantity, price))
+    return Reservation(purchase_id, state, lines)
+
+
+class RedisCatalog:
+    def __init__(self, connection):
+        self._redis = connection
+
+    def create_item(self, seller_id, draft):
+        d = self._redis.script(lua("market_item_create"), [], [
+            PREFIX, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
+            int(draft.condition_is_new), draft.price_cents, draft.quantity])
+        return d.addCallback(lambda reply: _item(*reply))
+
+    def item(self, item_id):
+        def parse(fields):
+            if not fields:
+                raise UnknownItem(f"no item with id {item_id}")
+            return _item(item_id, _flat(fields))
+        return self._redis.command("hgetall", _item_key(item_id)).addCallback(parse)
+
+    def items_of_seller(self, seller_id):
+        d = self._redis.script(lua("market_seller_items"), [f"{PREFIX}seller:{seller_id}"], [PREFIX])
+        return d.addCallback(lambda rows: [_item(item_id, fields) for item_id, fields in rows])
+
+    def set_price(self, item_id, seller_id, price_cents):
+        return self._update(item_id, seller_id, "price", price_cents).addCallback(
+            lambda fields: _item(item_id, fields))
+
+    def adjust_stock(self, item_id, seller_id, change):
+        return self._update(item_id, seller_id, "qty", change).addCallback(
+            lambda fields: _item(item_id, fields).quantity)
+
+    def search(self, category, keywords, include_out_of_stock, offset, limit):
+        d = self._redis.script(lua("market_search"), [_IN_STOCK], [
+            PREFIX, "" if category is None else category, int(include_out_of_stock),
+            offset, limit, *keywords])
+        return d.addCallback(lambda reply: SearchPage(
+            [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
+
+    def reserve(self, purchase_id, lines):
+        quantities = Counter()
+        for item_id, quantity in lines:
+            quantities[item_id] += quantity
+        ids = sorted(quantities)
+        args = [value for item_id in ids for value in (item_id, quantities[item_id])]
+        d = self._redis.script(
+            lua("market_reserve"),
+            [_reservation_key(purchase_id), _IN_STOCK, *map(_item_key, ids)], args)
+
+        def parse(reply):
+            if reply[0] == "unknown":
+                raise UnknownItem(f"no item with id {reply[1]}")
+            if reply[0] == "low":
+                raise StockTooLow(int(reply[1]), int(reply[2]))
+            if reply[0] == "closed":
+                raise ReservationClosed(purchase_id, reply[1] or None)
+            return _reservation(purchase_id, reply[1], reply[2])
+        return d.addCallback(parse)
+
+    def commit(self, purchase_id):
+        return self._settle(purchase_id, "committed")
+
+    def release(self, purchase_id):
+        return self._settle(purchase_id, "released")
+
+    def item_feedback(self, item_id, buyer_id, positive):
+        d = self._redis.script(
+            lua("market_item_feedback"),
+            [_item_key(item_id), f"{PREFIX}voters:{item_id}"],
+            [buyer_id, "pos" if positive else "neg"])
+
+        def parse(counted):
+            if counted == -1:
+                raise UnknownItem(f"no item with id {item_id}")
+            return counted == 1
+        return d.addCallback(parse)
+
+    def _update(self, item_id, seller_id, field, value):
+        d = self._redis.script(lua("market_item_update"), [_item_key(item_id), _IN_STOCK],
+                               [item_id, seller_id, field, value])
+
+        def parse(reply):
+            if reply[0] == "unknown":
+                raise UnknownItem(f"no item with id {item_id}")
+            if reply[0] == "owner":
+                raise NotOwner(f"item {item_id} belongs to another seller")
+            if reply[0] == "low":
+                raise StockTooLow(item_id, int(reply[1]))
+            return reply[1]
+        return d.addCallback(parse)
+
+    def _settle(self, purchase_id, target):
+        d = self._redis.script(lua("market_settle"), [_reservation_key(purchase_id), _IN_STOCK],
+                               [PREFIX, target])
+
+        def parse(reply):
+            if reply[0] == "closed":
+                raise ReservationClosed(purchase_id, reply[1] or None)
+            return _reservation(purchase_id, reply[1], reply[2])
+        return d.addCallback(parse)
+
+
+def _flat(fields) -> list:
+    """txredisapi answers HGETALL with a dict; the scripts answer with a flat list."""
+    if isinstance(fields, dict):
+        return [value for pair in fields.items() for value in pair]
+    return list(fields)

@@ -1,0 +1,150 @@
+"""
+Customers in Redis: accounts as hashes (one name index per role), active
+carts as hashes that expire with their session (Redis's own PEXPIRE, slid on
+use), saved carts, purchase history lists and vote hashes.  Every rule that
+spans keys -- unique names, the stock limit on a cart, a purchase recorded
+once, one vote per bought item -- is one Lua script.
+"""
+
+from __future__ import annotations
+
+from marketplace.store.market_errors import (
+    FeedbackAlreadyGiven,
+    NotInCart,
+    NotPurchased,
+    StockTooLow,
+    UnknownUser,
+    UsernameTaken,
+)
+from marketplace.store.market_records import Credentials, Profile, Purchase
+from marketplace.store.redis.scripts import lua
+
+PREFIX = "market:customers:"
+
+
+def _user_prefix(role: str) -> str:
+    return f"{PREFIX}{role}:"
+
+
+def _cart_key(session_id: str) -> str:
+    return f"{PREFIX}cart:{session_id}"
+
+
+def _saved_cart_key(buyer_id) -> str:
+    return f"{PREFIX}saved:{buyer_id}"
+
+
+def _buyer_key(buyer_id, what: str) -> str:
+    return f"{PREFIX}buyer:{buyer_id}:{what}"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _purchase(entry: str) -> Purchase:
+    item_id, quantity, price, purchased_at, purchase_id = entry.split("|", 4)
+    return Purchase(purchase_id, int(item_id), int(quantity), int(price), float(purchased_at))
+
+
+class RedisCustomers:
+    def __init__(self, connection):
+        self._redis = connection
+
+    def create_user(self, role, username, password_hash):
+        d = self._redis.script(
+            lua("market_user_create"),
+            [f"{PREFIX}{role}-names", f"{PREFIX}{role}-next-id"],
+            [_user_prefix(role), username, password_hash])
+
+        def parse(user_id):
+            if user_id == -1:
+                raise UsernameTaken(f"the {role} user name {username!r} is taken")
+            return int(user_id)
+        return d.addCallback(parse)
+
+    def credentials(self, role, username):
+        d = self._redis.script(lua("market_credentials"), [f"{PREFIX}{role}-names"],
+                               [_user_prefix(role), username])
+
+        def parse(reply):
+            if not reply:
+                raise UnknownUser(f"no {role} named {username!r}")
+            return Credentials(int(reply[0]), reply[1])
+        return d.addCallback(parse)
+
+    def profile(self, role, user_id):
+        def parse(fields):
+            if not fields:
+                raise UnknownUser(f"no {role} with id {user_id}")
+            return Profile(int(user_id), fields["username"], int(fields["pos"]), int(fields["neg"]),
+                           int(fields["items_sold"]), int(fields["items_bought"]))
+        return self._redis.command("hgetall", _user_prefix(role) + str(user_id)).addCallback(parse)
+
+    def cart(self, session_id):
+        d = self._redis.command("hgetall", _cart_key(session_id))
+        return d.addCallback(lambda fields: {int(k): int(v) for k, v in fields.items()})
+
+    def cart_add(self, session_id, item_id, quantity, limit, ttl):
+        return self._change(session_id, item_id, quantity, limit, ttl)
+
+    def cart_remove(self, session_id, item_id, quantity, ttl):
+        return self._change(session_id, item_id, -quantity, 0, ttl)
+
+    def cart_clear(self, session_id):
+        return self._redis.command("delete", _cart_key(session_id)).addCallback(lambda _: None)
+
+    cart_drop = cart_clear
+
+    def cart_touch(self, session_id, ttl):
+        return self._redis.command(
+            "execute_command", "PEXPIRE", _cart_key(session_id), _ms(ttl)).addCallback(
+            lambda _: None)
+
+    def cart_save(self, session_id, buyer_id):
+        return self._copy(_cart_key(session_id), _saved_cart_key(buyer_id), 0)
+
+    def cart_restore(self, session_id, buyer_id, ttl):
+        return self._copy(_saved_cart_key(buyer_id), _cart_key(session_id), _ms(ttl))
+
+    def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
+        args = [_user_prefix("seller"), purchase_id, repr(float(purchased_at))]
+        for line in lines:
+            args += [line.item_id, line.seller_id, line.quantity, line.price_cents]
+        d = self._redis.script(lua("market_purchase_record"), [
+            f"{PREFIX}purchase:{purchase_id}", _buyer_key(buyer_id, "history"),
+            _buyer_key(buyer_id, "bought"), _cart_key(session_id),
+            _user_prefix("buyer") + str(buyer_id)], args)
+        return d.addCallback(lambda recorded: recorded == 1)
+
+    def purchases(self, buyer_id, limit):
+        d = self._redis.command("lrange", _buyer_key(buyer_id, "history"), 0, limit - 1)
+        return d.addCallback(lambda entries: [_purchase(e) for e in entries])
+
+    def record_feedback(self, buyer_id, item_id, seller_id, positive):
+        d = self._redis.script(lua("market_feedback"), [
+            _buyer_key(buyer_id, "bought"), _buyer_key(buyer_id, "votes"),
+            _user_prefix("seller") + str(seller_id)], [item_id, "pos" if positive else "neg"])
+
+        def parse(reply):
+            if reply[0] == "unbought":
+                raise NotPurchased(f"buyer {buyer_id} has not bought item {item_id}")
+            if reply[0] == "again":
+                raise FeedbackAlreadyGiven(item_id, reply[1] == "pos")
+        return d.addCallback(parse)
+
+    def _change(self, session_id, item_id, change, limit, ttl):
+        d = self._redis.script(lua("market_cart_change"), [_cart_key(session_id)],
+                               [item_id, change, limit, _ms(ttl)])
+
+        def parse(reply):
+            if reply[0] == "low":
+                raise StockTooLow(item_id, int(reply[1]))
+            if reply[0] == "short":
+                raise NotInCart(item_id, int(reply[1]))
+            return int(reply[1])
+        return d.addCallback(parse)
+
+    def _copy(self, source, target, ttl_ms):
+        return self._redis.script(lua("market_cart_copy"), [source, target], [ttl_ms]).addCallback(
+            lambda _: None)

@@ -1,0 +1,27 @@
+-- Catalogue: a seller changes the price or the stock of their own item.
+-- KEYS[1] item hash, KEYS[2] in-stock set.
+-- ARGV: item id, seller, field ('price' sets it, 'qty' adds a signed change), value
+local key = KEYS[1]
+local seller = redis.call('HGET', key, 'seller')
+if not seller then
+  return {'unknown'}
+end
+if seller ~= ARGV[2] then
+  return {'owner'}
+end
+if ARGV[3] == 'price' then
+  redis.call('HSET', key, 'price', ARGV[4])
+else
+  local qty = tonumber(redis.call('HGET', key, 'qty'))
+  local new = qty + tonumber(ARGV[4])
+  if new < 0 then
+    return {'low', qty}
+  end
+  redis.call('HSET', key, 'qty', new)
+  if new > 0 then
+    redis.call('SADD', KEYS[2], ARGV[1])
+  else
+    redis.call('SREM', KEYS[2], ARGV[1])
+  end
+end
+return {'ok', redis.call('HGETALL', key)}

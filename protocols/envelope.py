@@ -1,0 +1,237 @@
+"""
+The marketplace's JSON envelope (see ``marketplace-api.md``), as pure functions.
+
+Request:  ``{"type":"request","api":NAME,"session_id":ID|null,"payload":{...}}``
+Success:  ``{"type":"response","api":NAME,"session_id":ID|null,"payload":{...}}``
+Error:    ``{"type":"error","api":NAME,"session_id":ID,"error":{"code":C,"message":M}}``
+
+Money must stay exact, so JSON numbers with a fraction or exponent decode to
+``decimal.Decimal`` (never ``float``), and a ``Decimal`` in an outgoing payload
+is written as a plain JSON number with exactly its digits.  NaN and Infinity
+are rejected in both directions.
+"""
+
+import json
+import uuid
+from decimal import Decimal
+
+import attrs
+
+BAD_REQUEST = "BAD_REQUEST"
+
+
+@attrs.frozen
+class Request:
+    """A well-formed request: ``api`` and ``payload`` are present and typed."""
+
+    api: str
+    session_id: str | None
+    payload: dict
+
+
+@attrs.frozen
+class Reply:
+    """A success reply as a client sees it."""
+
+    api: str | None
+    session_id: str | None
+    payload: dict
+
+
+@attrs.frozen
+class ErrorReply:
+    """An error reply as a client sees it."""
+
+    api: str | None
+    session_id: str | None
+    code: str
+    message: str
+
+
+class EnvelopeError(Exception):
+    """
+    A frame that is not a valid envelope.
+
+    Carries whatever ``api`` and ``session_id`` could be read, so the error
+    reply can echo them as the spec asks.
+    """
+
+    def __init__(self, code: str, message: str, api=None, session_id=None):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.api = api
+        self.session_id = session_id
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def decode_json(data: bytes):
+    """
+    Decode a JSON document exactly (``Decimal`` for fractions) or raise ``ValueError``.
+
+    Covers every way a hostile frame can fail: bad UTF-8, bad syntax,
+    NaN/Infinity, integers too long to convert, nesting too deep to recurse.
+    """
+    try:
+        return _DECODER.decode(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def _optional_text(envelope, key):
+    value = envelope.get(key)
+    return value if isinstance(value, str) else None
+
+
+def parse_request(data: bytes) -> Request:
+    """Parse one frame into a ``Request`` or raise ``EnvelopeError(BAD_REQUEST, ...)``."""
+    try:
+        envelope = decode_json(data)
+    except ValueError as e:
+        raise EnvelopeError(BAD_REQUEST, f"malformed JSON: {e}") from None
+    if not isinstance(envelope, dict):
+        raise EnvelopeError(BAD_REQUEST, "the request must be a JSON object")
+    api = _optional_text(envelope, "api")
+    session_id = envelope.get("session_id")
+    echo = {"api": api, "session_id": _optional_text(envelope, "session_id")}
+    if envelope.get("type") != "request":
+        raise EnvelopeError(BAD_REQUEST, 'field "type" must be "request"', **echo)
+    if not api:
+        raise EnvelopeError(BAD_REQUEST, 'field "api" must be a non-empty string', **echo)
+    if "payload" not in envelope:
+        raise EnvelopeError(BAD_REQUEST, 'field "payload" is missing', **echo)
+    payload = envelope["payload"]
+    if not isinstance(payload, dict):
+        raise EnvelopeError(BAD_REQUEST, 'field "payload" must be an object', **echo)
+    if session_id is not None and not isinstance(session_id, str):
+        raise EnvelopeError(BAD_REQUEST, 'field "session_id" must be a string or null', **echo)
+    return Request(api, session_id, payload)
+
+
+class _NotAFloat(Exception):
+    """A Decimal whose digits no float reproduces; see ``encode_json``."""
+
+
+def _as_float(value):
+    """
+    ``json`` hook for ``Decimal``: an ``int``, or a ``float`` whose shortest
+    repr is exactly the Decimal's digits (true for every amount with up to 15
+    significant digits, so for all ordinary money).  Anything else raises.
+
+    Only integers below 10**18 become ``int``: a hostile ``1E+999999999``
+    must never be expanded into a billion digits.
+    """
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{type(value).__name__} cannot be sent as JSON")
+    if not value.is_finite():
+        raise ValueError(f"{value} cannot be sent as JSON")
+    if value.adjusted() < 18 and value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    if Decimal(repr(as_float)) != value:
+        raise _NotAFloat()
+    return as_float
+
+
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_as_float
+)
+
+
+def _encode_exact_text(document) -> str:
+    """
+    The slow path for Decimals a float cannot reproduce (too many digits, or
+    an exponent out of a float's range): each is first written as a unique
+    placeholder string, then replaced by ``str(value)`` -- digits with an
+    optional ``E`` exponent, which is JSON number syntax -- so the number is
+    exact whatever its size, without ever being expanded.
+    """
+    token = uuid.uuid4().hex
+    numbers = {}
+
+    def placeholder(value):
+        try:
+            return _as_float(value)
+        except _NotAFloat:
+            key = f"{token}:{len(numbers)}"
+            numbers[f'"{key}"'] = str(value)
+            return key
+
+    text = json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=placeholder
+    ).encode(document)
+    for quoted, digits in numbers.items():
+        text = text.replace(quoted, digits)
+    return text
+
+
+def encode_json(document) -> bytes:
+    """Compact UTF-8 JSON; ``Decimal`` written exactly; NaN/Infinity refused."""
+    try:
+        text = _ENCODER.encode(document)
+    except _NotAFloat:
+        text = _encode_exact_text(document)
+    return text.encode("utf-8")
+
+
+def encode_request(api: str, session_id: str | None, payload: dict) -> bytes:
+    """Encode a request envelope (used by clients)."""
+    return encode_json(
+        {"type": "request", "api": api, "session_id": session_id, "payload": payload}
+    )
+
+
+def encode_response(api: str | None, session_id: str | None, payload: dict) -> bytes:
+    """Encode a success reply."""
+    return encode_json(
+        {"type": "response", "api": api, "session_id": session_id, "payload": payload}
+    )
+
+
+def encode_error(api: str | None, session_id: str | None, code: str, message: str) -> bytes:
+    """Encode an error reply."""
+    return encode_json(
+        {
+            "type": "error",
+            "api": api,
+            "session_id": session_id,
+            "error": {"code": code, "message": message},
+        }
+    )
+
+
+def parse_reply(data: bytes) -> Reply | ErrorReply:
+    """
+    Parse a server's reply (used by clients).
+
+    Raises ``EnvelopeError`` when the frame is not a valid reply, which a
+    client should treat as a broken peer.
+    """
+    try:
+        envelope = decode_json(data)
+    except ValueError as e:
+        raise EnvelopeError(BAD_REQUEST, f"malformed JSON in reply: {e}") from None
+    if not isinstance(envelope, dict):
+        raise EnvelopeError(BAD_REQUEST, "the reply is not a JSON object")
+    api = _optional_text(envelope, "api")
+    session_id = _optional_text(envelope, "session_id")
+    kind = envelope.get("type")
+    if kind == "response" and isinstance(envelope.get("payload"), dict):
+        return Reply(api, session_id, envelope["payload"])
+    error = envelope.get("error")
+    if (
+        kind == "error"
+        and isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+    ):
+        return ErrorReply(api, session_id, error["code"], error["message"])
+    raise EnvelopeError(BAD_REQUEST, "the reply is neither a response nor an error")

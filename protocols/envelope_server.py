@@ -1,0 +1,338 @@
+"""
+Twisted server for the JSON envelope: framing, timeouts, ordering, dispatch.
+
+Everything the marketplace services have in common on the wire lives here, so
+each service is only a ``dispatch(request) -> Deferred[(session_id, payload)]``
+function.  The protocol:
+
+* picks the framing from the connection's first byte and answers in it;
+* turns every bad frame into an error reply (``BAD_REQUEST``,
+  ``FRAME_TOO_LARGE``) and keeps the connection open;
+* answers pipelined requests strictly in order.  By default it also *runs*
+  them one at a time, so a pipelining client sees the same effects as one that
+  waits for each reply; services whose calls are independent (the DB services
+  behind the front ends) raise ``max_in_flight`` to run them concurrently;
+* stops reading when too many requests are queued or the peer stops reading
+  its replies (producer/consumer), so memory per connection stays bounded;
+* closes idle connections, and connections that leave a frame half-sent for
+  longer than ``frame_timeout`` (slow-loris), and bounds each request by
+  ``request_timeout`` (``TIMEOUT`` reply).
+
+Counters (all per factory): ``connections``, ``requests``, ``replies``,
+``errors.<CODE>``, ``server_errors``, ``idle_timeouts``, ``frame_timeouts``.
+"""
+
+from collections import deque
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from marketplace.market.errors import (
+    ApiError,
+    FrameTooLarge,
+    NotFound,
+    ServerError,
+    Timeout,
+    error_for_code,
+)
+from marketplace.metrics import Counters
+from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
+from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, encode_frame
+
+_log = Logger()
+
+
+def api_router(handlers):
+    """
+    Build a ``dispatch`` function from ``{api_name: handler(request)}``.
+
+    An api missing from the table is answered with ``404_NOT_FOUND`` naming
+    the api, which is the one dispatch rule every service shares.
+    """
+
+    def dispatch(request):
+        handler = handlers.get(request.api)
+        if handler is None:
+            raise NotFound(f"unknown api {request.api!r}")
+        return handler(request)
+
+    return dispatch
+
+
+def no_delay(transport):
+    """
+    Send small frames at once (TCP_NODELAY): a pipelined request or reply
+    must not wait for the peer's delayed ACK of the previous one.  Transports
+    without the option (TLS wrappers, test doubles) are left as they are.
+    """
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        set_no_delay(True)
+
+
+class _Slot:
+    """One request's place in the reply order; ``reply`` is set when it is ready."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply=None):
+        self.reply = reply
+
+
+@implementer(IPushProducer)
+class EnvelopeServerProtocol(Protocol, TimeoutMixin):
+    """One client connection; the factory holds the configuration."""
+
+    def connectionMade(self):
+        factory = self.factory
+        factory.counters.increment("connections")
+        self._decoder = FrameDecoder(factory.max_frame)
+        self._slots = deque()
+        self._waiting = deque()  # (slot, request) not yet dispatched
+        self._running = set()  # Deferreds of dispatches in progress
+        self._frame_timer = None
+        self._reading_paused = False
+        self._peer_not_reading = False
+        self._closed = False
+        self._pumping = False
+        self._pump_again = False
+        self.callLater = factory.reactor.callLater
+        self.setTimeout(factory.idle_timeout)
+        self.transport.registerProducer(self, True)
+        no_delay(self.transport)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of unfinished frames held for this connection (at most the cap + 4)."""
+        return self._decoder.buffered
+
+    def dataReceived(self, data):
+        self.resetTimeout()
+        for event in self._decoder.feed(data):
+            if isinstance(event, Frame):
+                self._frame_received(event.data)
+            else:
+                self._reject(None, None, FrameTooLarge(
+                    f"frame exceeds the {event.limit}-byte limit; it was discarded"
+                ))
+        self._watch_partial_frame()
+        self._pump()
+
+    def _frame_received(self, data):
+        self.factory.counters.increment("requests")
+        try:
+            request = parse_request(data)
+        except EnvelopeError as e:
+            self._reject(e.api, e.session_id, error_for_code(e.code, e.message))
+            return
+        slot = _Slot()
+        self._slots.append(slot)
+        self._waiting.append((slot, request))
+
+    def _reject(self, api, session_id, error):
+        """Queue an error reply in order, without dispatching anything."""
+        self._slots.append(_Slot(self._encode_error(api, session_id, error)))
+
+    def _start_waiting(self):
+        while (
+            self._waiting
+            and not self._peer_not_reading
+            and len(self._running) < self.factory.max_in_flight
+        ):
+            slot, request = self._waiting.popleft()
+            self._dispatch(slot, request)
+
+    def _dispatch(self, slot, request):
+        """
+        Run one request.  Results that are already there (plain values, fired
+        Deferreds) skip the timeout machinery: it is only for waits.
+        """
+        try:
+            result = self.factory.dispatch(request)
+        except Exception:
+            slot.reply = self._reply_for(request, Failure())
+            return
+        if not isinstance(result, defer.Deferred):
+            slot.reply = self._reply_for(request, result)
+            return
+        self._running.add(result)
+        if not result.called:
+            result.addTimeout(self.factory.request_timeout, self.factory.reactor)
+        result.addBoth(self._settled, slot, request, result)
+
+    def _settled(self, outcome, slot, request, d):
+        self._running.discard(d)
+        slot.reply = self._reply_for(request, outcome)
+        self._pump()
+
+    def _reply_for(self, request, outcome):
+        """The encoded reply for a dispatch result or Failure (encoding can fail too)."""
+        if isinstance(outcome, Failure):
+            return self._encode_failure(request, outcome)
+        try:
+            session_id, payload = outcome
+            return encode_response(request.api, session_id, payload)
+        except Exception:
+            return self._encode_failure(request, Failure())
+
+    def _pump(self):
+        """
+        Write ready replies, start waiting requests, adjust reading.
+
+        Re-entrant calls (a dispatch that finishes while being started) only
+        ask for another round, so pipelined requests never recurse deeply.
+        """
+        if self._pumping:
+            self._pump_again = True
+            return
+        self._pumping = True
+        try:
+            self._pump_again = True
+            while self._pump_again:
+                self._pump_again = False
+                self._start_waiting()
+                self._flush()
+            self._update_reading()
+        finally:
+            self._pumping = False
+
+    def _encode_failure(self, request, failure):
+        if failure.check(ApiError):
+            error = failure.value
+        elif failure.check(defer.TimeoutError, defer.CancelledError):
+            error = Timeout(
+                f"{request.api} did not finish within {self.factory.request_timeout:g} s"
+            )
+        else:
+            self.factory.counters.increment("server_errors")
+            _log.failure("{api} failed", failure, api=request.api)
+            error = ServerError()
+        return self._encode_error(request.api, request.session_id, error)
+
+    def _encode_error(self, api, session_id, error):
+        self.factory.counters.increment(f"errors.{error.code}")
+        return encode_error(api, session_id, error.code, error.message)
+
+    def _flush(self):
+        """Write every reply that is ready and has no unanswered request before it."""
+        framing = self._decoder.framing
+        while self._slots and self._slots[0].reply is not None:
+            reply = self._slots.popleft().reply
+            if not self._closed:
+                self.factory.counters.increment("replies")
+                self.transport.write(encode_frame(framing, reply))
+
+    def _watch_partial_frame(self):
+        if self._decoder.mid_frame:
+            if self._frame_timer is None:
+                self._frame_timer = self.callLater(self.factory.frame_timeout, self._frame_timed_out)
+        elif self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+
+    def _frame_timed_out(self):
+        self._frame_timer = None
+        self.factory.counters.increment("frame_timeouts")
+        self._reject(None, None, Timeout(
+            f"frame not completed within {self.factory.frame_timeout:g} s; closing"
+        ))
+        self._flush()
+        self._close()
+
+    def timeoutConnection(self):
+        self.factory.counters.increment("idle_timeouts")
+        self._close()
+
+    def _close(self):
+        """
+        Close after flushing what is written, or at once if the peer has
+        stopped reading (its unread replies would hold the socket open).
+        Unregistering first stops the transport from resuming us instead.
+        """
+        self.transport.unregisterProducer()
+        if self._peer_not_reading:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    # Flow control: stop reading while the backlog is long or the peer is
+    # not reading our replies; resume when both have cleared.
+    def _update_reading(self):
+        if self._closed:
+            return
+        backlog = len(self._slots) >= self.factory.max_queued
+        should_pause = backlog or self._peer_not_reading
+        if should_pause and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        elif not should_pause and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def pauseProducing(self):
+        self._peer_not_reading = True
+        self._update_reading()
+
+    def resumeProducing(self):
+        self._peer_not_reading = False
+        self._pump()
+
+    def stopProducing(self):
+        """The transport is closing; ``connectionLost`` does the cleanup."""
+
+    def connectionLost(self, reason):
+        self._closed = True
+        self.setTimeout(None)
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+        self._waiting.clear()
+        for d in list(self._running):
+            d.cancel()
+
+
+class EnvelopeServerFactory(Factory):
+    """
+    Serves ``dispatch(request) -> Deferred[(session_id_or_None, payload_dict)]``.
+
+    A dispatch failure that is an ``ApiError`` becomes that error reply;
+    anything else is logged, counted as ``server_errors`` and answered with
+    ``SERVER_ERROR``.  ``counters`` is a ``marketplace.metrics.Counters``
+    (a private one when omitted).
+    """
+
+    protocol = EnvelopeServerProtocol
+
+    def __init__(
+        self,
+        dispatch,
+        counters=None,
+        max_frame=1 << 20,
+        idle_timeout=300,
+        reactor=None,
+        *,
+        frame_timeout=30.0,
+        request_timeout=15.0,
+        max_in_flight=1,
+        max_queued=64,
+    ):
+        if not 0 < max_frame <= MAX_FRAME_LIMIT:
+            raise ValueError(f"max_frame must be in 1..{MAX_FRAME_LIMIT}")
+        if counters is None:
+            counters = Counters()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.dispatch = dispatch
+        self.counters = counters
+        self.max_frame = max_frame
+        self.idle_timeout = idle_timeout
+        self.reactor = reactor
+        self.frame_timeout = frame_timeout
+        self.request_timeout = request_timeout
+        self.max_in_flight = max_in_flight
+        self.max_queued = max_queued

@@ -1,0 +1,20 @@
+"""
+The payments host: card checks and the approval policy; captures go to its store's ledger.
+
+    MARKET_LISTEN=tcp:7003:interface=10.0.0.13 MARKET_STORE=redis://10.0.0.10:6379/1 \
+       MARKET_APPROVE=all \
+       twistd -ny tapfiles/market-payments.tac
+
+Every option of the ``payments`` plugin can be set from the environment as
+MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--customer-db`` is
+MARKET_CUSTOMER_DB), so one file serves every host of this role; see
+``twistd payments --help`` for the options and their defaults.
+"""
+
+from twisted.application.service import Application
+
+from marketplace.market import tap
+
+plugin = tap.payments
+application = Application("market-payments")
+plugin.makeService(tap.options_from_environ(plugin.Options)).setServiceParent(application)

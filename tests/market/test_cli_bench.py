@@ -1,0 +1,61 @@
+"""
+Tests for ``market-bench`` against the real marketplace on 127.0.0.1.
+"""
+
+import csv
+import io
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from marketplace.market.errors import ServiceUnavailable
+from marketplace.market.bench import Bench, BenchConfig, BenchOptions, append_csv
+from tests.market.market_harness import start_market
+
+
+class BenchTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_small_run_counts_every_operation(self):
+        market = yield start_market(self)
+        config = BenchConfig(f"tcp:127.0.0.1:{market.ports['buyer-front']}",
+                             f"tcp:127.0.0.1:{market.ports['seller-front']}",
+                             buyers=3, sellers=2, ops=20, label="test", progress=False)
+        out = io.StringIO()
+        result = yield Bench(config, out=out).run()
+        self.assertEqual(result.failed, {})
+        self.assertEqual(result.successful, (3 + 2) * 20)
+        self.assertLessEqual(result.p50_ms, result.p95_ms)
+        self.assertLessEqual(result.p95_ms, result.p99_ms)
+        self.assertLessEqual(result.p99_ms, result.max_ms)
+        self.assertGreater(result.ops_per_second, 0)
+        self.assertIn("3 buyers + 2 sellers x 20 ops: 100 ok", result.summary())
+
+        path = self.mktemp()
+        append_csv(path, result)
+        append_csv(path, result)
+        with open(path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        self.assertEqual(len(rows), 2)
+        self.assertEqual((rows[0]["label"], rows[0]["successful"]), ("test", "100"))
+
+    @defer.inlineCallbacks
+    def test_unreachable_front_end_fails_setup_clearly(self):
+        config = BenchConfig("tcp:127.0.0.1:1", "tcp:127.0.0.1:1", buyers=1, sellers=1, ops=1,
+                             timeout=1.0, progress=False)
+        yield self.assertFailure(Bench(config).run(), ServiceUnavailable)
+
+
+class OptionsTests(unittest.TestCase):
+    def test_defaults(self):
+        options = BenchOptions()
+        options.parseOptions([])
+        config = options.config()
+        self.assertEqual((config.buyers, config.sellers, config.ops), (10, 10, 100))
+
+    def test_sellers_required(self):
+        from twisted.python.usage import UsageError
+
+        self.assertRaises(UsageError, BenchOptions().parseOptions, ["--sellers", "0"])
+        self.assertRaises(UsageError, BenchOptions().parseOptions, ["--buyer-front", "bogus:x"])

@@ -1,0 +1,71 @@
+"""
+customer-db's dispatch without sockets: sessions (timeout, roles), the store
+error table, and unknown apis.
+"""
+
+from twisted.internet import defer, task
+from twisted.trial import unittest
+
+from marketplace.market.customer_db import CustomerDbService
+from marketplace.market.dbservice import make_dispatch
+from marketplace.market.errors import ClientError, Forbidden, InvalidSession, NotFound, ServiceUnavailable
+from marketplace.store import StoreUnavailable, make_store
+from protocols.envelope import Request
+
+
+class CustomerDbTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.store = make_store("memory", reactor=self.clock)
+        service = CustomerDbService(self.store.sessions, self.store.customers, self.clock, session_ttl=10)
+        self.dispatch = make_dispatch(service.dispatch_table())
+
+    def call(self, api, payload, session_id=None):
+        return self.dispatch(Request(api, session_id, payload))
+
+    @defer.inlineCallbacks
+    def login(self, role, name):
+        _, user = yield self.call("CreateUser", {"role": role, "username": name, "password_hash": "h"})
+        session_id, _ = yield self.call("OpenSession", {"role": role, "user_id": user["user_id"]})
+        return session_id
+
+    @defer.inlineCallbacks
+    def test_session_ttl_option_and_sliding(self):
+        session_id = yield self.login("buyer", "bea")
+        self.clock.advance(9)
+        yield self.call("CartGet", {}, session_id)
+        self.clock.advance(9)
+        yield self.call("CartGet", {}, session_id)
+        self.clock.advance(10)
+        yield self.assertFailure(self.call("CartGet", {}, session_id), InvalidSession)
+
+    @defer.inlineCallbacks
+    def test_roles_are_checked(self):
+        seller_session = yield self.login("seller", "sam")
+        yield self.assertFailure(self.call("CartGet", {}, seller_session), Forbidden)
+        yield self.assertFailure(self.call("CheckSession", {"role": "buyer"}, seller_session), Forbidden)
+        yield self.assertFailure(self.call("CheckSession", {"role": "root"}, seller_session), ClientError)
+        _, reply = yield self.call("CheckSession", {"role": "seller"}, seller_session)
+        self.assertEqual(reply, {"user_id": 1})
+        yield self.assertFailure(self.call("CheckSession", {"role": "seller"}), InvalidSession)
+
+    @defer.inlineCallbacks
+    def test_sessions_of_unknown_users_are_refused(self):
+        yield self.assertFailure(self.call("OpenSession", {"role": "buyer", "user_id": 7}), ClientError)
+
+    @defer.inlineCallbacks
+    def test_unknown_api_and_bad_payloads(self):
+        yield self.assertFailure(self.call("DropTables", {}), NotFound)
+        session_id = yield self.login("buyer", "bea")
+        error = yield self.assertFailure(
+            self.call("RecordPurchase", {"purchase_id": "p", "lines": [["x"]]}, session_id), ClientError)
+        self.assertIn("lines", error.message)
+
+    @defer.inlineCallbacks
+    def test_store_unavailable_is_service_unavailable(self):
+        def down(*args):
+            return defer.fail(StoreUnavailable("Redis did not answer"))
+        self.patch(self.store.customers, "credentials", down)
+        error = yield self.assertFailure(
+            self.call("GetCredentials", {"role": "buyer", "username": "bea"}), ServiceUnavailable)
+        self.assertIn("Redis did not answer", error.message)

@@ -1,0 +1,215 @@
+"""
+The issue's reliability cases, end to end through real sockets:
+
+- 100 buyers racing for the last units: exactly the stock is sold, and money,
+  stock and history reconcile (embedded store and Redis);
+- session expiry at 300 s of inactivity on a controllable clock, and a
+  session used at 299 s slides;
+- a front end killed (SIGKILL) and restarted mid-run loses nothing;
+- DB services restarted, and Redis killed and restarted, lose nothing
+  acknowledged.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.store import StoreUnavailable, make_store
+from tests.market.market_harness import (
+    CARD,
+    Market,
+    Shopper,
+    client,
+    spawn_tac,
+    start_front,
+    start_market,
+)
+from tests.support.redis_server import start_redis
+from tests.support.services import start_service
+
+BUYERS = 100
+UNITS = 7
+PRICE_CENTS = 1250
+
+
+def lamp(quantity):
+    return {"item_name": "Last lamps", "category": 1, "keywords": ["lamp"],
+            "condition": "used", "price": "12.50", "quantity": quantity}
+
+
+class RaceForTheLastUnits:
+    @defer.inlineCallbacks
+    def test_exactly_the_stock_is_sold(self):
+        market = yield self.start()
+        port = market.ports["buyer-front"]
+        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
+        item_id = (yield seller.call("RegisterItemForSale", lamp(UNITS)))["item_id"]
+        buyers = yield defer.gatherResults([
+            Shopper(client(self, port, timeout=20), "buyer").sign_up(f"buyer{i}") for i in range(BUYERS)])
+        yield defer.gatherResults([
+            b.call("AddItemToCart", {"item_id": item_id, "quantity": 1}) for b in buyers])
+
+        outcomes = yield defer.DeferredList(
+            [b.call("MakePurchase", CARD) for b in buyers], consumeErrors=True)
+
+        won = [result for ok, result in outcomes if ok]
+        lost = [failure for ok, failure in outcomes if not ok]
+        self.assertEqual(len(won), UNITS)
+        self.assertEqual(len(lost), BUYERS - UNITS)
+        for failure in lost:
+            failure.trap(ClientError)
+            self.assertIn("only 0 unit(s)", failure.value.message)
+        item = yield market.store.catalog.item(item_id)
+        self.assertEqual((item.quantity, item.sold), (0, UNITS))
+        self.assertEqual((yield market.store.ledger.balance(MERCHANT_ACCOUNT)), UNITS * PRICE_CENTS)
+        self.assertTrue((yield market.store.ledger.audit()).balanced)
+        bought = 0
+        for buyer in buyers:
+            bought += sum(p["quantity"] for p in (yield buyer.call("GetBuyerPurchases"))["items"])
+        self.assertEqual(bought, UNITS)
+        self.assertEqual((yield seller.call("GetSellerRating"))["items_sold"], UNITS)
+
+
+class MemoryRaceTests(RaceForTheLastUnits, unittest.TestCase):
+    def start(self):
+        return start_market(self)
+
+
+class RedisRaceTests(RaceForTheLastUnits, unittest.TestCase):
+    @defer.inlineCallbacks
+    def start(self):
+        redis = yield start_redis(self)
+        market = yield start_market(self, store=make_store(redis.url, timeout=5.0, reactor=reactor))
+        return market
+
+
+class SessionExpiryTests(unittest.TestCase):
+    """The store's clock is a task.Clock; the sockets run on the real reactor."""
+
+    @defer.inlineCallbacks
+    def test_inactivity_timeout_is_300_seconds_and_slides(self):
+        clock = task.Clock()
+        market = yield start_market(self, store=make_store("memory", reactor=clock))
+        used = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("used")
+        idle = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("idle")
+
+        clock.advance(299)
+        yield used.call("DisplayCart")
+        clock.advance(1)
+        error = yield self.assertFailure(idle.call("DisplayCart"), ClientError)
+        self.assertIn("expired", error.message)
+        yield used.call("DisplayCart")
+        clock.advance(299)
+        yield used.call("DisplayCart")
+        clock.advance(300)
+        yield self.assertFailure(used.call("DisplayCart"), ClientError)
+
+    @defer.inlineCallbacks
+    def test_the_active_cart_lives_as_long_as_its_session(self):
+        clock = task.Clock()
+        market = yield start_market(self, store=make_store("memory", reactor=clock))
+        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
+        item_id = (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
+        buyer = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("buyer")
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        for _ in range(3):
+            clock.advance(250)
+            yield buyer.call("SearchItemsForSale", {"keywords": ["lamp"]})
+        self.assertEqual((yield buyer.call("DisplayCart"))["cart"], [{"item_id": item_id, "quantity": 2}])
+
+
+def peers(market):
+    return {"customer_db": f"tcp:127.0.0.1:{market.ports['customer-db']}",
+            "product_db": f"tcp:127.0.0.1:{market.ports['product-db']}",
+            "payments": f"tcp:127.0.0.1:{market.ports['payments']}"}
+
+
+class FrontEndRestartTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_killed_front_end_loses_nothing(self):
+        market = yield start_market(self)
+        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
+        item_id = (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
+
+        first = yield spawn_tac(self, "buyer-front", cheap_kdf="1", **peers(market))
+        buyer = yield Shopper(client(self, first.port, timeout=10), "buyer").sign_up("buyer")
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 3})
+        yield buyer.call("SaveCart")
+
+        yield first.kill()
+        yield self.assertFailure(buyer.call("DisplayCart"), ServiceUnavailable)
+
+        second = yield spawn_tac(self, "buyer-front", cheap_kdf="1", **peers(market))
+        buyer.connection = client(self, second.port, timeout=10)
+        self.assertEqual((yield buyer.call("DisplayCart"))["cart"], [{"item_id": item_id, "quantity": 3}])
+        yield buyer.call("MakePurchase", CARD)
+        self.assertEqual((yield buyer.call("GetItem", {"item_id": item_id}))["quantity"], 2)
+        self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+
+class DbServiceRestartOnRedisTests(unittest.TestCase):
+    """The DB services run as their own processes on a Redis store."""
+
+    @defer.inlineCallbacks
+    def start_db_processes(self, redis, ports=None):
+        children = {}
+        for role in ("customer-db", "product-db", "payments"):
+            port = ports[role] if ports else 0
+            children[role] = yield spawn_tac(self, role, port, store=redis.url)
+        return children
+
+    @defer.inlineCallbacks
+    def test_restarts_lose_nothing_acknowledged(self):
+        redis = yield start_redis(self, appendonly=True)
+        store = make_store(redis.url, timeout=2.0, reactor=reactor)
+        start_service(self, store)
+        market = Market(store)
+        children = yield self.start_db_processes(redis)
+        market.ports.update({role: child.port for role, child in children.items()})
+        buyer_port = yield start_front(self, market, "buyer")
+        seller_port = yield start_front(self, market, "seller")
+
+        seller = yield Shopper(client(self, seller_port), "seller").sign_up("seller")
+        item_id = (yield seller.call("RegisterItemForSale", lamp(10)))["item_id"]
+        buyer = yield Shopper(client(self, buyer_port, timeout=10), "buyer").sign_up("buyer")
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        yield buyer.call("MakePurchase", {**CARD, "idempotency_key": "first"})
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 3})
+        yield buyer.call("SaveCart")
+
+        # Every DB service process and Redis itself are killed; all come back.
+        for child in children.values():
+            yield child.kill()
+        yield self.assertFailure(buyer.call("DisplayCart"), ServiceUnavailable)
+        yield redis.kill()
+        yield redis.restart()
+        yield self.start_db_processes(redis, market.ports)
+
+        cart = yield self.eventually(lambda: buyer.call("DisplayCart"))
+        self.assertEqual(cart["cart"], [{"item_id": item_id, "quantity": 3}])
+        self.assertEqual((yield buyer.call("GetItem", {"item_id": item_id}))["quantity"], 8)
+        self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
+        again = yield buyer.call("MakePurchase", {**CARD, "idempotency_key": "first"})
+        self.assertEqual(again["total"], 25)
+        balance = yield self.eventually(lambda: store.ledger.balance(MERCHANT_ACCOUNT))
+        self.assertEqual(balance, 2 * PRICE_CENTS)
+        relogin = Shopper(client(self, buyer_port), "buyer")
+        _, reply = yield relogin.connection.call("Login", {"username": "buyer", "password": "secret-pass"})
+        self.assertEqual(reply["buyer_id"], buyer.user_id)
+
+    @defer.inlineCallbacks
+    def eventually(self, call, attempts=10):
+        """
+        Retry ``call`` while connections to the restarted processes are
+        re-established: each attempt is bounded by its own timeout.
+        """
+        for _ in range(attempts):
+            try:
+                result = yield call()
+            except (ServiceUnavailable, StoreUnavailable):
+                continue
+            return result
+        raise AssertionError("the services did not recover")

@@ -1,0 +1,96 @@
+"""
+Card checks, the approval policies, and capture once per purchase key.
+"""
+
+from datetime import datetime, timezone
+
+from twisted.internet import defer, task
+from twisted.trial import unittest
+
+from marketplace.market.errors import ClientError
+from marketplace.market.payments import (
+    MERCHANT_ACCOUNT,
+    ApprovalPolicy,
+    PaymentsService,
+    card_from_payload,
+    luhn_valid,
+)
+from marketplace.store import make_store
+from protocols.envelope import Request
+
+NOW = datetime(2026, 11, 22, tzinfo=timezone.utc).timestamp()
+CARD = {"name": "Bea", "card_number": "4111-1111-1111-1111",
+        "expiration_date": "11/26", "security_code": "123"}
+
+
+class CardTests(unittest.TestCase):
+    def test_luhn(self):
+        self.assertTrue(luhn_valid("4111111111111111"))
+        self.assertTrue(luhn_valid("79927398713"))
+        self.assertFalse(luhn_valid("79927398710"))
+
+    def test_a_valid_card(self):
+        card = card_from_payload(CARD, NOW)
+        self.assertEqual((card.number, card.expiry_month, card.expiry_year), ("4111111111111111", 11, 2026))
+
+    def test_refusals_name_the_problem(self):
+        cases = [({"card_number": "4111111111111112"}, "card number"),
+                 ({"card_number": "41"}, "card number"),
+                 ({"expiration_date": "10/26"}, "expired"),
+                 ({"expiration_date": "13/30"}, "MM/YY"),
+                 ({"expiration_date": 1230}, "MM/YY"),
+                 ({"security_code": "12a"}, "3 or 4 digits"),
+                 ({"name": ""}, "name")]
+        for change, words in cases:
+            error = self.assertRaises(ClientError, card_from_payload, {**CARD, **change}, NOW)
+            self.assertIn(words, error.message)
+
+
+class PolicyTests(unittest.TestCase):
+    def test_policies(self):
+        self.assertTrue(ApprovalPolicy("all").decide("k", 10**9).approved)
+        self.assertFalse(ApprovalPolicy("none").decide("k", 1).approved)
+        limit = ApprovalPolicy("max:500")
+        self.assertEqual([limit.decide("k", a).approved for a in (500, 501)], [True, False])
+
+    def test_ratio_is_deterministic_per_key(self):
+        policy = ApprovalPolicy("ratio:0.5")
+        decisions = [policy.decide(f"key{i}", 100).approved for i in range(200)]
+        self.assertEqual(decisions, [ApprovalPolicy("ratio:0.5").decide(f"key{i}", 100).approved
+                                     for i in range(200)])
+        self.assertTrue(60 < sum(decisions) < 140, sum(decisions))
+
+    def test_unknown_policies_are_refused(self):
+        for spec in ("some", "max:", "max:-1", "ratio:2", "ratio:x", "all:1"):
+            self.assertRaises(ValueError, ApprovalPolicy, spec)
+
+
+class AuthorizeTests(unittest.TestCase):
+    def setUp(self):
+        clock = task.Clock()
+        clock.advance(NOW)
+        self.store = make_store("memory", reactor=clock)
+        self.service = PaymentsService(self.store.ledger, ApprovalPolicy("max:5000"), clock)
+
+    def authorize(self, key, amount, **card):
+        request = Request("Authorize", None, {"purchase_id": key, "amount_cents": amount, **CARD, **card})
+        return defer.maybeDeferred(self.service.authorize, request).addCallback(lambda reply: reply[1])
+
+    @defer.inlineCallbacks
+    def test_approved_amounts_are_captured_once_per_key(self):
+        first = yield self.authorize("p1", 1200)
+        again = yield self.authorize("p1", 1200)
+        self.assertEqual(first, again)
+        self.assertTrue(first["approved"])
+        yield self.authorize("p2", 300)
+        self.assertEqual((yield self.store.ledger.balance(MERCHANT_ACCOUNT)), 1500)
+
+    @defer.inlineCallbacks
+    def test_declines_and_bad_cards_capture_nothing(self):
+        declined = yield self.authorize("p1", 5001)
+        self.assertFalse(declined["approved"])
+        yield self.assertFailure(self.authorize("p2", 10, security_code="1"), ClientError)
+        free = yield self.authorize("p3", 0)
+        self.assertEqual(free["captured_cents"], 0)
+        yield self.authorize("p4", 1)
+        self.assertEqual((yield self.store.ledger.balance(MERCHANT_ACCOUNT)), 1)

@@ -1,0 +1,328 @@
+"""
+The marketplace store domains' contract (customers and catalog): one suite,
+run unchanged against the embedded store and a private redis-server.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from marketplace.market.validation import ItemDraft
+from marketplace.store import make_store
+from marketplace.store.market_errors import (
+    FeedbackAlreadyGiven,
+    NotInCart,
+    NotOwner,
+    NotPurchased,
+    ReservationClosed,
+    StockTooLow,
+    UnknownItem,
+    UnknownUser,
+    UsernameTaken,
+)
+from marketplace.store.market_records import COMMITTED, RELEASED, RESERVED, ReservedLine
+from tests.support.redis_server import start_redis
+
+
+def draft(name="lamp", category=1, keywords=("light",), quantity=5, price_cents=1999, new=True):
+    return ItemDraft(name, category, tuple(keywords), new, price_cents, quantity)
+
+
+class CustomersContract:
+    @defer.inlineCallbacks
+    def test_user_names_are_unique_per_role(self):
+        customers = self.store.customers
+        alice = yield customers.create_user("buyer", "alice", "hash-a")
+        yield self.assertFailure(customers.create_user("buyer", "alice", "other"), UsernameTaken)
+        seller_alice = yield customers.create_user("seller", "alice", "hash-s")
+        bob = yield customers.create_user("buyer", "bob", "hash-b")
+        self.assertNotEqual(alice, bob)
+        self.assertEqual((yield customers.credentials("buyer", "alice")).password_hash, "hash-a")
+        self.assertEqual((yield customers.credentials("seller", "alice")).user_id, seller_alice)
+        yield self.assertFailure(customers.credentials("buyer", "nobody"), UnknownUser)
+
+    @defer.inlineCallbacks
+    def test_profile(self):
+        customers = self.store.customers
+        seller = yield customers.create_user("seller", "sam", "h")
+        profile = yield customers.profile("seller", seller)
+        self.assertEqual((profile.username, profile.pos, profile.neg, profile.items_sold), ("sam", 0, 0, 0))
+        yield self.assertFailure(customers.profile("seller", seller + 100), UnknownUser)
+        yield self.assertFailure(customers.profile("buyer", seller), UnknownUser)
+
+    @defer.inlineCallbacks
+    def test_cart_add_is_limited_by_stock(self):
+        customers = self.store.customers
+        self.assertEqual((yield customers.cart_add("s1", 7, 2, 5, 300)), 2)
+        self.assertEqual((yield customers.cart_add("s1", 7, 3, 5, 300)), 5)
+        refused = yield self.assertFailure(customers.cart_add("s1", 7, 1, 5, 300), StockTooLow)
+        self.assertEqual(refused.available, 0)
+        refused = yield self.assertFailure(customers.cart_add("s1", 7, 9, 6, 300), StockTooLow)
+        self.assertEqual(refused.available, 1)
+        yield customers.cart_add("s1", 8, 1, 1, 300)
+        self.assertEqual((yield customers.cart("s1")), {7: 5, 8: 1})
+
+    @defer.inlineCallbacks
+    def test_cart_remove(self):
+        customers = self.store.customers
+        yield customers.cart_add("s1", 7, 4, 10, 300)
+        self.assertEqual((yield customers.cart_remove("s1", 7, 1, 300)), 3)
+        refused = yield self.assertFailure(customers.cart_remove("s1", 7, 4, 300), NotInCart)
+        self.assertEqual(refused.in_cart, 3)
+        self.assertEqual((yield customers.cart_remove("s1", 7, 3, 300)), 0)
+        self.assertEqual((yield customers.cart("s1")), {})
+        yield self.assertFailure(customers.cart_remove("s1", 9, 1, 300), NotInCart)
+
+    @defer.inlineCallbacks
+    def test_carts_are_per_session(self):
+        customers = self.store.customers
+        yield customers.cart_add("s1", 7, 1, 10, 300)
+        yield customers.cart_add("s2", 8, 2, 10, 300)
+        yield customers.cart_drop("s1")
+        self.assertEqual((yield customers.cart("s1")), {})
+        self.assertEqual((yield customers.cart("s2")), {8: 2})
+        yield customers.cart_clear("s2")
+        self.assertEqual((yield customers.cart("s2")), {})
+
+    @defer.inlineCallbacks
+    def test_saved_cart_is_restored_into_a_later_session(self):
+        customers = self.store.customers
+        yield customers.cart_add("s1", 7, 2, 10, 300)
+        yield customers.cart_save("s1", 42)
+        yield customers.cart_add("s1", 8, 1, 10, 300)
+        yield customers.cart_restore("s2", 42, 300)
+        self.assertEqual((yield customers.cart("s2")), {7: 2})
+        self.assertEqual((yield customers.cart("s1")), {7: 2, 8: 1})
+        yield customers.cart_clear("s3")
+        yield customers.cart_save("s3", 42)
+        yield customers.cart_restore("s4", 42, 300)
+        self.assertEqual((yield customers.cart("s4")), {})
+
+    @defer.inlineCallbacks
+    def test_active_cart_expires_unless_used(self):
+        customers = self.store.customers
+        ttl = self.short_ttl
+        yield customers.cart_add("kept", 7, 1, 10, ttl)
+        yield customers.cart_add("idle", 7, 1, 10, ttl)
+        yield self.let_time_pass(ttl * 0.6)
+        yield customers.cart_touch("kept", ttl)
+        yield self.let_time_pass(ttl * 0.6)
+        self.assertEqual((yield customers.cart("kept")), {7: 1})
+        self.assertEqual((yield customers.cart("idle")), {})
+
+    @defer.inlineCallbacks
+    def test_purchase_is_recorded_once(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        seller = yield customers.create_user("seller", "sol", "h")
+        yield customers.cart_add("s1", 7, 3, 10, 300)
+        yield customers.cart_add("s1", 8, 1, 10, 300)
+        lines = [ReservedLine(7, seller, 2, 150), ReservedLine(8, seller, 1, 99)]
+        self.assertTrue((yield customers.record_purchase("p1", buyer, "s1", lines, 1000.5)))
+        self.assertFalse((yield customers.record_purchase("p1", buyer, "s1", lines, 1001.0)))
+        self.assertEqual((yield customers.cart("s1")), {7: 1})
+        history = yield customers.purchases(buyer, 10)
+        self.assertEqual([(p.item_id, p.quantity, p.price_cents, p.purchased_at, p.purchase_id)
+                          for p in history],
+                         [(8, 1, 99, 1000.5, "p1"), (7, 2, 150, 1000.5, "p1")])
+        self.assertEqual(len((yield customers.purchases(buyer, 1))), 1)
+        self.assertEqual((yield customers.profile("buyer", buyer)).items_bought, 3)
+        self.assertEqual((yield customers.profile("seller", seller)).items_sold, 3)
+
+    @defer.inlineCallbacks
+    def test_feedback_once_per_bought_item(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        seller = yield customers.create_user("seller", "sol", "h")
+        yield self.assertFailure(customers.record_feedback(buyer, 7, seller, True), NotPurchased)
+        yield customers.record_purchase("p1", buyer, "s1", [ReservedLine(7, seller, 1, 5)], 1.0)
+        yield customers.record_feedback(buyer, 7, seller, False)
+        again = yield self.assertFailure(customers.record_feedback(buyer, 7, seller, True),
+                                         FeedbackAlreadyGiven)
+        self.assertFalse(again.positive)
+        profile = yield customers.profile("seller", seller)
+        self.assertEqual((profile.pos, profile.neg), (0, 1))
+
+
+class CatalogContract:
+    @defer.inlineCallbacks
+    def test_items_get_distinct_ids_and_round_trip(self):
+        catalog = self.store.catalog
+        first = yield catalog.create_item(3, draft(name="Lamp Deluxe", keywords=("light", "desk")))
+        second = yield catalog.create_item(3, draft(price_cents=0, quantity=0, new=False))
+        self.assertNotEqual(first.item_id, second.item_id)
+        fetched = yield catalog.item(first.item_id)
+        self.assertEqual(fetched, first)
+        self.assertEqual((fetched.item_name, fetched.keywords, fetched.price_cents, fetched.seller_id),
+                         ("Lamp Deluxe", ("light", "desk"), 1999, 3))
+        self.assertFalse((yield catalog.item(second.item_id)).condition_is_new)
+        yield self.assertFailure(catalog.item(second.item_id + 100), UnknownItem)
+
+    @defer.inlineCallbacks
+    def test_items_of_seller(self):
+        catalog = self.store.catalog
+        mine = []
+        for quantity in (0, 1, 2):
+            mine.append((yield catalog.create_item(1, draft(quantity=quantity))).item_id)
+        yield catalog.create_item(2, draft())
+        self.assertEqual([i.item_id for i in (yield catalog.items_of_seller(1))], mine)
+        self.assertEqual((yield catalog.items_of_seller(99)), [])
+
+    @defer.inlineCallbacks
+    def test_only_the_owner_changes_an_item(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft())
+        self.assertEqual((yield catalog.set_price(item.item_id, 1, 250)).price_cents, 250)
+        yield self.assertFailure(catalog.set_price(item.item_id, 2, 1), NotOwner)
+        yield self.assertFailure(catalog.adjust_stock(item.item_id, 2, 1), NotOwner)
+        yield self.assertFailure(catalog.set_price(item.item_id + 9, 1, 1), UnknownItem)
+        self.assertEqual((yield catalog.item(item.item_id)).price_cents, 250)
+
+    @defer.inlineCallbacks
+    def test_stock_never_goes_below_zero(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=2))
+        self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, 3)), 5)
+        refused = yield self.assertFailure(catalog.adjust_stock(item.item_id, 1, -6), StockTooLow)
+        self.assertEqual(refused.available, 5)
+        self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, -5)), 0)
+        page = yield catalog.search(None, ("light",), False, 0, 10)
+        self.assertEqual(page.total, 0)
+        yield catalog.adjust_stock(item.item_id, 1, 1)
+        page = yield catalog.search(None, ("light",), False, 0, 10)
+        self.assertEqual([i.item_id for i in page.items], [item.item_id])
+
+    @defer.inlineCallbacks
+    def test_search_ranks_by_matching_keywords_then_id(self):
+        catalog = self.store.catalog
+        one = yield catalog.create_item(1, draft(keywords=("red",)))
+        two = yield catalog.create_item(1, draft(keywords=("red", "big")))
+        other_category = yield catalog.create_item(1, draft(category=2, keywords=("red", "big")))
+        three = yield catalog.create_item(1, draft(keywords=("red", "big", "soft")))
+        sold_out = yield catalog.create_item(1, draft(keywords=("red", "big", "soft"), quantity=0))
+        also_one = yield catalog.create_item(1, draft(keywords=("soft",)))
+        yield catalog.create_item(1, draft(keywords=("blue",)))
+        page = yield catalog.search(1, ("red", "big", "soft"), False, 0, 10)
+        self.assertEqual([i.item_id for i in page.items],
+                         [three.item_id, two.item_id, one.item_id, also_one.item_id])
+        self.assertEqual(page.total, 4)
+        page = yield catalog.search(1, ("red", "big", "soft"), True, 1, 2)
+        self.assertEqual([i.item_id for i in page.items], [sold_out.item_id, two.item_id])
+        self.assertEqual(page.total, 5)
+        page = yield catalog.search(None, ("big",), False, 0, 10)
+        self.assertEqual([i.item_id for i in page.items],
+                         [two.item_id, other_category.item_id, three.item_id])
+        page = yield catalog.search(2, (), False, 0, 10)
+        self.assertEqual([i.item_id for i in page.items], [other_category.item_id])
+        everything = yield catalog.search(None, (), True, 0, 100)
+        self.assertEqual(everything.total, 7)
+        self.assertIn(sold_out.item_id, [i.item_id for i in everything.items])
+        self.assertEqual((yield catalog.search(None, ("nothing",), True, 0, 10)).total, 0)
+
+    @defer.inlineCallbacks
+    def test_reserve_takes_all_lines_or_none(self):
+        catalog = self.store.catalog
+        plenty = yield catalog.create_item(1, draft(quantity=10, price_cents=100))
+        scarce = yield catalog.create_item(2, draft(quantity=1, price_cents=50))
+        refused = yield self.assertFailure(
+            catalog.reserve("p1", [(plenty.item_id, 3), (scarce.item_id, 2)]), StockTooLow)
+        self.assertEqual((refused.item_id, refused.available), (scarce.item_id, 1))
+        self.assertEqual((yield catalog.item(plenty.item_id)).quantity, 10)
+        yield self.assertFailure(catalog.reserve("p1", [(plenty.item_id + 99, 1)]), UnknownItem)
+        reservation = yield catalog.reserve("p1", [(plenty.item_id, 3), (scarce.item_id, 1)])
+        self.assertEqual(reservation.state, RESERVED)
+        self.assertEqual(reservation.total_cents, 350)
+        self.assertEqual(set(reservation.lines), {
+            ReservedLine(plenty.item_id, 1, 3, 100), ReservedLine(scarce.item_id, 2, 1, 50)})
+        self.assertEqual((yield catalog.item(scarce.item_id)).quantity, 0)
+        again = yield catalog.reserve("p1", [(plenty.item_id, 5)])
+        self.assertEqual(again, reservation)
+        self.assertEqual((yield catalog.item(plenty.item_id)).quantity, 7)
+
+    @defer.inlineCallbacks
+    def test_release_and_commit_are_idempotent_and_final(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=4))
+        yield catalog.reserve("p1", [(item.item_id, 3)])
+        released = yield catalog.release("p1")
+        self.assertEqual(released.state, RELEASED)
+        yield catalog.release("p1")
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 4)
+        yield self.assertFailure(catalog.commit("p1"), ReservationClosed)
+        yield catalog.reserve("p1", [(item.item_id, 1)])
+        committed = yield catalog.commit("p1")
+        self.assertEqual(committed.state, COMMITTED)
+        yield catalog.commit("p1")
+        yield self.assertFailure(catalog.release("p1"), ReservationClosed)
+        stored = yield catalog.item(item.item_id)
+        self.assertEqual((stored.quantity, stored.sold), (3, 1))
+        self.assertEqual((yield catalog.reserve("p1", [])).state, COMMITTED)
+        yield self.assertFailure(catalog.reserve("unknown", []), ReservationClosed)
+        yield self.assertFailure(catalog.commit("unknown"), ReservationClosed)
+
+    @defer.inlineCallbacks
+    def test_concurrent_reservations_never_oversell(self):
+        stores = yield self.make_clients(4)
+        item = yield stores[0].catalog.create_item(1, draft(quantity=5))
+        attempts = [stores[i % 4].catalog.reserve(f"p{i}", [(item.item_id, 2)]) for i in range(12)]
+        results = yield defer.DeferredList(attempts, consumeErrors=True)
+        won = [r for ok, r in results if ok]
+        lost = [r for ok, r in results if not ok]
+        self.assertEqual(len(won), 2)
+        self.assertTrue(all(f.check(StockTooLow) for f in lost))
+        self.assertEqual((yield stores[0].catalog.item(item.item_id)).quantity, 1)
+
+    @defer.inlineCallbacks
+    def test_item_feedback_counted_once_per_buyer(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft())
+        self.assertTrue((yield catalog.item_feedback(item.item_id, 5, True)))
+        self.assertFalse((yield catalog.item_feedback(item.item_id, 5, False)))
+        self.assertTrue((yield catalog.item_feedback(item.item_id, 6, False)))
+        stored = yield catalog.item(item.item_id)
+        self.assertEqual((stored.pos, stored.neg), (1, 1))
+        yield self.assertFailure(catalog.item_feedback(item.item_id + 9, 5, True), UnknownItem)
+
+
+class MarketStoreContract(CustomersContract, CatalogContract):
+    """Everything both backends must do alike."""
+
+
+class MemoryMarketStoreTests(MarketStoreContract, unittest.TestCase):
+    short_ttl = 300.0
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.store = make_store("memory", reactor=self.clock)
+        self.store.startService()
+        self.addCleanup(self.store.stopService)
+
+    def make_clients(self, count):
+        return defer.succeed([self.store] * count)
+
+    def let_time_pass(self, seconds):
+        self.clock.advance(seconds)
+        return defer.succeed(None)
+
+
+class RedisMarketStoreTests(MarketStoreContract, unittest.TestCase):
+    short_ttl = 0.5
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = yield start_redis(self)
+        self.store = self.client()
+
+    def client(self):
+        store = make_store(self.redis.url, timeout=2.0, reactor=reactor)
+        store.startService()
+        self.addCleanup(store.stopService)
+        return store
+
+    def make_clients(self, count):
+        return defer.succeed([self.client() for _ in range(count)])
+
+    def let_time_pass(self, seconds):
+        # Redis expires keys on its own clock: real time has to pass.
+        return task.deferLater(reactor, seconds, lambda: None)
