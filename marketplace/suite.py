@@ -23,6 +23,7 @@ SYSTEMS: list[tuple[str, str]] = [
     ("branch", "marketplace.branch.tap"),
     ("tradechat", "marketplace.tradechat.tap"),
     ("market", "marketplace.market.tap"),
+    ("laptop", "marketplace.laptop.tap"),
 ]
 
 

@@ -55,7 +55,7 @@ class SuiteTests(unittest.TestCase):
         # The table is one log event, written once every listener is bound.
         output = twistd.output.decode()
         for name, _ in suite.SYSTEMS:
-            self.assertRegex(output, rf"(?m)^.*\b{name}\s+\S+\s+[\d.:]+:\d+$")
+            self.assertRegex(output, rf"(?m)^\s*{name}\s+\S.*\s[\d.]+:\d+$")
         self.assertNotIn("Traceback", output)
 
     def _stop(self, twistd):

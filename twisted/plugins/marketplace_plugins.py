@@ -46,3 +46,8 @@ buyer_front = ServiceMaker(
     "buyer-front", "marketplace.market.tap.buyer_front",
     "Marketplace buyer front end (stateless, over customer-db, product-db and payments).",
     "buyer-front")
+
+laptop_factory = ServiceMaker(
+    "laptop-factory", "marketplace.laptop.tap",
+    "A replica of the laptop-order service: primary-backup replication over views (default tcp:8080).",
+    "laptop-factory")

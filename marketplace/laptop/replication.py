@@ -1,0 +1,835 @@
+"""
+Primary-backup replication over numbered views, as a state machine with no
+sockets: messages come in through ``receive``, go out through the ``send``
+callable, and time comes from an injected ``IReactorTime``.  Tests drive it
+over simulated networks with ``task.Clock``; ``service.py`` wires it to TCP.
+
+The scheme (README, "Laptop orders: replication"):
+
+- Views are numbered; a view has at most one primary because a replica
+  becomes primary of view v only with votes from a majority of the
+  *configured* replicas, and each replica votes at most once per view
+  (the vote is persisted with ``--data-dir``).
+- A replica votes only for a candidate whose log is at least as up to date
+  as its own (last entry's view, then length), so a new primary holds every
+  committed entry.  It starts with a no-op entry of its view; committing it
+  commits everything before it.
+- Elections start when no primary has been heard from for the election
+  timeout; lower replica ids time out first.  A pre-vote round (would you
+  vote for me?) comes first, so a replica that was frozen or cut off cannot
+  depose a working primary by bumping the view when it comes back.
+- The primary commits an entry once every *live* backup and a majority of
+  the configured replicas hold it.  A backup is live once it holds every
+  committed entry and answers; one silent for the backup timeout, or whose
+  link drops, leaves the live set, so a frozen backup delays commits by at
+  most that timeout.
+- Backups reject entries from older views and answer with their view; a
+  deposed primary learns it that way and can commit nothing, since no
+  majority accepts its entries.  A primary that has not heard from a
+  majority for the election timeout steps down by itself.
+- Reads are answered by the primary from committed state once a round of
+  messages sent after the read arrived was acknowledged by a majority in
+  its view (so a deposed primary cannot serve a stale read).
+- Any replica accepts customer requests; a backup forwards them to the
+  primary and re-routes them when the primary changes.  Orders are
+  idempotent per (customer, order number), so re-routing is safe.
+"""
+
+import random
+from typing import Callable, Dict, List, Optional, Sequence
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from protocols.laptop import (
+    FORWARD_OK,
+    FORWARD_RETRY,
+    OPCODE_NOOP,
+    OPCODE_SET_LAST_ORDER,
+    TYPE_ORDER,
+    TYPE_READ,
+    AppendEntries,
+    AppendReply,
+    Entry,
+    ForwardReply,
+    ForwardRequest,
+    InstallSnapshot,
+    VoteReply,
+    VoteRequest,
+)
+
+from marketplace.laptop.log import ReplicatedLog
+from marketplace.laptop.state import OrderBook
+from marketplace.laptop.storage import MemoryStorage
+from marketplace.metrics import Counters
+
+FOLLOWER = "follower"
+CANDIDATE = "candidate"
+PRIMARY = "primary"
+
+
+@attrs.frozen
+class Timeouts:
+    """
+    The failure detector's knobs, in seconds.  Failover takes at most
+    ``election + (replicas - 1) * election_stagger + jitter`` plus one
+    round trip: with the defaults and three replicas, under 2 s.
+    """
+
+    heartbeat: float = 0.05
+    backup: float = 0.4
+    election: float = 1.0
+    election_stagger: float = 0.25
+    request: float = 5.0
+    retransmit: float = 1.0
+
+
+class RequestFailed(Exception):
+    """A customer request could not be committed within the request timeout."""
+
+
+@attrs.frozen
+class ReadResult:
+    last_order: Optional[int]
+    admin_id: int
+
+
+class _PeerProgress:
+    """What the primary knows about one backup."""
+
+    def __init__(self, next_index: int, now: float):
+        self.next_index = next_index
+        self.match_index = -1
+        self.in_flight_since: Optional[float] = None
+        self.heard_at = now
+        self.acked_round = 0
+
+
+class _Waiter:
+    """Completion callbacks of one request being served by this primary."""
+
+    __slots__ = ("done", "retry")
+
+    def __init__(self, done: Callable, retry: Callable[[], None]):
+        self.done = done
+        self.retry = retry
+
+
+class _CustomerRequest:
+    """A request from one of this replica's own customers, until it is answered."""
+
+    __slots__ = (
+        "tag", "request_type", "customer_id", "order_number", "deadline", "deferred", "routed_to",
+        "retry_call",
+    )
+
+    def __init__(self, tag, request_type, customer_id, order_number, deadline):
+        self.tag = tag
+        self.deadline = deadline
+        self.request_type = request_type
+        self.customer_id = customer_id
+        self.order_number = order_number
+        self.deferred = defer.Deferred()
+        self.routed_to: Optional[int] = None
+        self.retry_call = None
+
+
+class Replica:
+    log = Logger()
+
+    #: entries per AppendEntries message (catch-up goes in chunks this size)
+    max_batch = 4096
+
+    def __init__(
+        self,
+        replica_id: int,
+        peer_ids: Sequence[int],
+        clock,
+        send: Callable[[int, object], bool],
+        storage=None,
+        timeouts: Timeouts = Timeouts(),
+        rng: Optional[random.Random] = None,
+        counters=None,
+        compact_threshold: int = 200_000,
+    ):
+        self.replica_id = replica_id
+        self.peer_ids = tuple(sorted(peer_ids))
+        self.majority = (len(self.peer_ids) + 1) // 2 + 1
+        self._clock = clock
+        self._send = send
+        self._storage = storage if storage is not None else MemoryStorage()
+        self.timeouts = timeouts
+        self._random = rng if rng is not None else random.Random()
+        self._counters = counters if counters is not None else Counters()
+        self.compact_threshold = compact_threshold
+
+        self.view = 0
+        self.voted_for: Optional[int] = None
+        self.role = FOLLOWER
+        self.primary_id: Optional[int] = None
+        self.book = OrderBook()
+        self.replicated_log = ReplicatedLog()
+        self.commit_index = -1
+        self._snapshot_records: tuple = ()
+
+        self._last_contact = 0.0
+        self._primary_heard_at: Optional[float] = None
+        self._election_span = 0.0
+        self._pre_votes: set = set()
+        self._votes: set = set()
+
+        self._peers: Dict[int, _PeerProgress] = {}
+        self.live: set = set()
+        self._round = 0
+        self._view_start_index = -1
+        self._persisted_index = -1
+        self._order_waiters: Dict[int, List[_Waiter]] = {}
+        self._read_waiters: List[tuple] = []
+        self._pending_orders: Dict[int, tuple] = {}
+        self._flush_call = None
+
+        self._requests: Dict[int, _CustomerRequest] = {}
+        self._next_tag = 0
+        self._tick_call = None
+        self._running = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        recovered = self._storage.load()
+        self.view = recovered.view
+        self.voted_for = recovered.voted_for
+        self.replicated_log = ReplicatedLog(
+            recovered.snapshot_index, recovered.snapshot_view, recovered.entries
+        )
+        self.book = OrderBook(recovered.records)
+        self._snapshot_records = tuple(recovered.records)
+        self.commit_index = recovered.snapshot_index
+        self._persisted_index = self.replicated_log.last_index
+        self._running = True
+        self._last_contact = self._clock.seconds()
+        self._draw_election_span()
+        self._tick_call = self._clock.callLater(self.timeouts.heartbeat, self._tick)
+
+    def stop(self) -> None:
+        self._running = False
+        for call in (self._tick_call, self._flush_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._tick_call = self._flush_call = None
+        if self.role == PRIMARY:
+            self._step_down(None)
+        requests, self._requests = self._requests, {}
+        for request in requests.values():
+            if request.retry_call is not None and request.retry_call.active():
+                request.retry_call.cancel()
+            request.deferred.errback(RequestFailed("replica stopping"))
+        self._storage.close()
+
+    # ------------------------------------------------------------ customer API
+
+    def order(self, customer_id: int, order_number: int) -> defer.Deferred:
+        """Commit an order; fires with the id of the primary that committed it."""
+        return self._submit(TYPE_ORDER, customer_id, order_number)
+
+    def read(self, customer_id: int) -> defer.Deferred:
+        """A linearizable read of one customer's record; fires with ``ReadResult``."""
+        return self._submit(TYPE_READ, customer_id, -1)
+
+    def _submit(self, request_type, customer_id, order_number) -> defer.Deferred:
+        tag = self._next_tag
+        self._next_tag += 1
+        deadline = self._clock.seconds() + self.timeouts.request
+        request = _CustomerRequest(tag, request_type, customer_id, order_number, deadline)
+        self._requests[tag] = request
+        self._route(request)
+        return request.deferred
+
+    def _finish_request(self, tag: int, result) -> None:
+        request = self._requests.pop(tag, None)
+        if request is not None:
+            if request.retry_call is not None and request.retry_call.active():
+                request.retry_call.cancel()
+            request.deferred.callback(result)
+
+    def _expire_requests(self, now: float) -> None:
+        """
+        Fail requests past their deadline.  One sweep per tick instead of a
+        timer per request: all share one timeout, so the oldest come first.
+        """
+        requests = self._requests
+        while requests:
+            tag = next(iter(requests))
+            request = requests[tag]
+            if request.deadline > now:
+                return
+            del requests[tag]
+            if request.retry_call is not None and request.retry_call.active():
+                request.retry_call.cancel()
+            self._counters.increment("laptop_request_timeouts")
+            request.deferred.errback(RequestFailed("no primary committed the request in time"))
+
+    def _route(self, request: _CustomerRequest) -> None:
+        request.routed_to = None
+        if not self._running:
+            return
+        if self.role == PRIMARY:
+            request.routed_to = self.replica_id
+            tag = request.tag
+            if request.request_type == TYPE_ORDER:
+                done = lambda admin_id: self._finish_request(tag, admin_id)
+            else:
+                done = lambda last, admin_id: self._finish_request(tag, ReadResult(last, admin_id))
+            waiter = _Waiter(done, lambda: self._reroute(tag))
+            self._serve(request.request_type, request.customer_id, request.order_number, waiter)
+        elif self.primary_id is not None and self.primary_id != self.replica_id:
+            forwarded = ForwardRequest(
+                request.tag, request.customer_id, request.order_number, request.request_type
+            )
+            if self._send(self.primary_id, forwarded):
+                request.routed_to = self.primary_id
+
+    def _reroute(self, tag: int) -> None:
+        request = self._requests.get(tag)
+        if request is not None:
+            self._route(request)
+
+    def _reroute_all(self) -> None:
+        for request in list(self._requests.values()):
+            if request.routed_to != self.primary_id or request.routed_to is None:
+                self._route(request)
+
+    # ------------------------------------------------------------ serving (primary)
+
+    def _serve(self, request_type, customer_id, order_number, waiter: _Waiter) -> None:
+        if request_type == TYPE_ORDER:
+            self._serve_order(customer_id, order_number, waiter)
+        else:
+            read_index = max(self.commit_index, self._view_start_index)
+            self._read_waiters.append((self._round + 1, read_index, customer_id, waiter))
+            self._schedule_flush()
+
+    def _serve_order(self, customer_id: int, order_number: int, waiter: _Waiter) -> None:
+        last = self.book.last_order(customer_id)
+        if last is not None and order_number <= last:
+            self._counters.increment("laptop_repeated_orders")
+            waiter.done(self.replica_id)
+            return
+        pending = self._pending_orders.get(customer_id)
+        if pending is not None and order_number <= pending[0]:
+            self._counters.increment("laptop_repeated_orders")
+            self._order_waiters.setdefault(pending[1], []).append(waiter)
+            return
+        index = self._append(Entry(self.view, OPCODE_SET_LAST_ORDER, customer_id, order_number))
+        self._pending_orders[customer_id] = (order_number, index)
+        self._order_waiters.setdefault(index, []).append(waiter)
+
+    def _append(self, entry: Entry) -> int:
+        index = self.replicated_log.append(entry)
+        self._schedule_flush()
+        return index
+
+    def _persist_appended(self) -> None:
+        """Write the entries appended since the last flush in one go, before anyone sees them."""
+        log = self.replicated_log
+        if self._persisted_index < log.last_index:
+            start = max(self._persisted_index + 1, log.base_index + 1)
+            self._storage.append(start, log.entries_from(start, log.last_index - start + 1))
+            self._persisted_index = log.last_index
+
+    def _send_round(self) -> None:
+        self._persist_appended()
+        self._round += 1
+        for peer in self.peer_ids:
+            self._send_append(peer)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_call is None and self._running:
+            self._flush_call = self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        if self.role != PRIMARY:
+            return
+        self._send_round()
+        self._advance_commit()
+
+    def _send_append(self, peer: int) -> None:
+        progress = self._peers[peer]
+        if progress.in_flight_since is not None:
+            return
+        self._persist_appended()
+        log = self.replicated_log
+        if progress.next_index <= log.base_index:
+            message = InstallSnapshot(
+                self.view,
+                self.replica_id,
+                log.base_index,
+                log.base_view,
+                self._round,
+                self._snapshot_records,
+            )
+            next_index = log.base_index + 1
+        else:
+            prev = progress.next_index - 1
+            entries = log.entries_from(progress.next_index, self.max_batch)
+            message = AppendEntries(
+                self.view,
+                self.replica_id,
+                prev,
+                log.view_at(prev),
+                self.commit_index,
+                self._round,
+                entries,
+            )
+            next_index = progress.next_index + len(entries)
+        if self._send(peer, message):
+            progress.in_flight_since = self._clock.seconds()
+            if next_index != progress.next_index:
+                # Entries per message show how well replication batches.
+                self._counters.increment("laptop_append_messages")
+                self._counters.increment("laptop_entries_sent", next_index - progress.next_index)
+            progress.next_index = next_index
+
+    def _on_append_reply(self, reply: AppendReply) -> None:
+        progress = self._peers.get(reply.replica_id)
+        if self.role != PRIMARY or reply.view != self.view or progress is None:
+            return
+        progress.heard_at = self._clock.seconds()
+        progress.in_flight_since = None
+        progress.acked_round = max(progress.acked_round, reply.round)
+        progress.match_index = reply.match_index if reply.success else min(
+            progress.match_index, reply.match_index
+        )
+        progress.next_index = reply.match_index + 1
+        if (
+            reply.success
+            and reply.replica_id not in self.live
+            and progress.match_index >= self.commit_index
+        ):
+            self.live.add(reply.replica_id)
+            self._counters.increment("laptop_backup_joined")
+            self.log.info(
+                "replica {peer} is a live backup in view {view}",
+                peer=reply.replica_id,
+                view=self.view,
+            )
+        self._advance_commit()
+        self._answer_reads()
+        if progress.next_index <= self.replicated_log.last_index or progress.acked_round < self._round:
+            self._send_append(reply.replica_id)
+
+    def _advance_commit(self) -> None:
+        log = self.replicated_log
+        candidate = log.last_index
+        for peer in self.live:
+            candidate = min(candidate, self._peers[peer].match_index)
+        matches = sorted(
+            [log.last_index] + [progress.match_index for progress in self._peers.values()],
+            reverse=True,
+        )
+        candidate = min(candidate, matches[self.majority - 1])
+        if candidate > self.commit_index and log.view_at(candidate) == self.view:
+            self._commit_to(candidate)
+            self._answer_reads()
+
+    def _answer_reads(self) -> None:
+        if not self._read_waiters:
+            return
+        rounds = sorted(
+            [self._round] + [progress.acked_round for progress in self._peers.values()],
+            reverse=True,
+        )
+        confirmed = rounds[self.majority - 1]
+        answered = 0
+        for needed_round, read_index, customer_id, waiter in self._read_waiters:
+            if needed_round > confirmed or read_index > self.commit_index:
+                break
+            answered += 1
+            waiter.done(self.book.last_order(customer_id), self.replica_id)
+        del self._read_waiters[:answered]
+
+    def _drop_backup(self, peer: int, why: str) -> None:
+        if peer in self.live:
+            self.live.discard(peer)
+            self._counters.increment("laptop_backup_dropped")
+            self.log.warn(
+                "replica {peer} left the live set of view {view}: {why}",
+                peer=peer,
+                view=self.view,
+                why=why,
+            )
+            self._advance_commit()
+
+    # ------------------------------------------------------------ committing (all roles)
+
+    def _commit_to(self, index: int) -> None:
+        log = self.replicated_log
+        book = self.book
+        waiters = self._order_waiters
+        pending = self._pending_orders
+        for i in range(self.commit_index + 1, index + 1):
+            entry = log.entry(i)
+            book.apply(entry)
+            if pending and pending.get(entry.customer_id, (None, None))[1] == i:
+                del pending[entry.customer_id]
+            ready = waiters.pop(i, None) if waiters else None
+            if ready:
+                for waiter in ready:
+                    waiter.done(self.replica_id)
+        self.commit_index = index
+        if index - log.base_index >= self.compact_threshold:
+            self._compact()
+
+    def _compact(self) -> None:
+        log = self.replicated_log
+        log.compact(self.commit_index)
+        self._snapshot_records = self.book.records()
+        self._storage.save_snapshot(
+            log.base_index,
+            log.base_view,
+            self._snapshot_records,
+            log.entries_from(log.base_index + 1, log.last_index - log.base_index),
+        )
+        self._counters.increment("laptop_snapshots")
+
+    # ------------------------------------------------------------ messages
+
+    def receive(self, sender: int, message) -> None:
+        """Handle one message from replica ``sender``."""
+        if not self._running:
+            return
+        kind = type(message)
+        if kind is AppendEntries:
+            self._on_append(message)
+        elif kind is AppendReply:
+            if message.view > self.view:
+                self._adopt_view(message.view, None)
+            else:
+                self._on_append_reply(message)
+        elif kind is ForwardRequest:
+            self._on_forward(sender, message)
+        elif kind is ForwardReply:
+            self._on_forward_reply(message)
+        elif kind is VoteRequest:
+            self._on_vote_request(message)
+        elif kind is VoteReply:
+            self._on_vote_reply(message)
+        elif kind is InstallSnapshot:
+            self._on_snapshot(message)
+
+    def peer_lost(self, peer: int) -> None:
+        """The link to or from ``peer`` dropped: messages in flight are gone."""
+        progress = self._peers.get(peer)
+        if progress is not None and self.role == PRIMARY:
+            # It may come back restarted with less than it had: forget what
+            # it acknowledged, and probe from the end of the log again.
+            progress.in_flight_since = None
+            progress.match_index = -1
+            progress.next_index = self.replicated_log.last_index + 1
+            self._drop_backup(peer, "link lost")
+        if peer == self.primary_id:
+            for request in self._requests.values():
+                if request.routed_to == peer:
+                    request.routed_to = None
+
+    def peer_connected(self, peer: int) -> None:
+        """A link to ``peer`` is up: send it what it has been missing."""
+        if self.role == PRIMARY and peer in self._peers:
+            self._send_append(peer)
+        elif peer == self.primary_id:
+            self._reroute_all()
+
+    def _heard_from_primary(self, view: int, primary_id: int) -> None:
+        now = self._clock.seconds()
+        self._last_contact = now
+        self._primary_heard_at = now
+        if view > self.view or self.role == CANDIDATE:
+            self._adopt_view(view, primary_id)
+        elif self.primary_id != primary_id:
+            self._set_primary(primary_id)
+
+    def _on_append(self, message: AppendEntries) -> None:
+        if message.view < self.view:
+            self._send(
+                message.primary_id,
+                AppendReply(self.view, self.replica_id, False, -1, message.round),
+            )
+            return
+        self._heard_from_primary(message.view, message.primary_id)
+        log = self.replicated_log
+        prev = message.prev_index
+        if prev > log.last_index:
+            self._reply_append(message, False, log.last_index)
+            return
+        if prev >= log.base_index and log.view_at(prev) != message.prev_view:
+            self._reply_append(message, False, self.commit_index)
+            return
+        index = prev
+        first_new = None
+        for entry in message.entries:
+            index += 1
+            if index <= log.base_index:
+                continue
+            if first_new is None:
+                if index <= log.last_index:
+                    if log.view_at(index) == entry.view:
+                        continue
+                    log.truncate_after(index - 1)
+                first_new = index
+            log.append(entry)
+        if first_new is not None:
+            self._storage.append(first_new, log.entries_from(first_new, index - first_new + 1))
+            self._persisted_index = log.last_index
+        last_new = prev + len(message.entries)
+        commit = min(message.commit_index, last_new)
+        if commit > self.commit_index:
+            self._commit_to(commit)
+        self._reply_append(message, True, max(last_new, self.commit_index))
+
+    def _reply_append(self, message, success: bool, match_index: int) -> None:
+        self._send(
+            message.primary_id,
+            AppendReply(self.view, self.replica_id, success, match_index, message.round),
+        )
+
+    def _on_snapshot(self, message: InstallSnapshot) -> None:
+        if message.view < self.view:
+            self._send(
+                message.primary_id,
+                AppendReply(self.view, self.replica_id, False, -1, message.round),
+            )
+            return
+        self._heard_from_primary(message.view, message.primary_id)
+        log = self.replicated_log
+        if message.last_index > self.commit_index:
+            keep_suffix = (
+                log.base_index <= message.last_index <= log.last_index
+                and log.view_at(message.last_index) == message.last_view
+            )
+            if keep_suffix:
+                log.compact(message.last_index)
+            else:
+                log.reset(message.last_index, message.last_view)
+            self.book = OrderBook(message.records)
+            self._snapshot_records = message.records
+            self.commit_index = message.last_index
+            self._persisted_index = log.last_index
+            self._storage.save_snapshot(
+                log.base_index,
+                log.base_view,
+                message.records,
+                log.entries_from(log.base_index + 1, log.last_index - log.base_index),
+            )
+            self._counters.increment("laptop_snapshots_installed")
+        self._send(
+            message.primary_id,
+            AppendReply(
+                self.view, self.replica_id, True, max(message.last_index, self.commit_index),
+                message.round,
+            ),
+        )
+
+    def _on_forward(self, sender: int, message: ForwardRequest) -> None:
+        if self.role != PRIMARY:
+            self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
+            return
+        tag = message.tag
+        if message.request_type == TYPE_ORDER:
+            done = lambda admin_id: self._send(sender, ForwardReply(tag, FORWARD_OK, -1, admin_id))
+        else:
+
+            def done(last, admin_id):
+                value = -1 if last is None else last
+                self._send(sender, ForwardReply(tag, FORWARD_OK, value, admin_id))
+
+        retry = lambda: self._send(sender, ForwardReply(tag, FORWARD_RETRY, -1, -1))
+        self._serve(message.request_type, message.customer_id, message.order_number, _Waiter(done, retry))
+
+    def _on_forward_reply(self, message: ForwardReply) -> None:
+        request = self._requests.get(message.tag)
+        if request is None:
+            return
+        if message.status == FORWARD_OK:
+            if request.request_type == TYPE_ORDER:
+                self._finish_request(message.tag, message.admin_id)
+            else:
+                last = None if message.value < 0 else message.value
+                self._finish_request(message.tag, ReadResult(last, message.admin_id))
+        else:
+            # The replica we asked is no primary (any more): wait for the next
+            # primary to be known, or try again after a heartbeat.
+            request.routed_to = None
+            if request.retry_call is None or not request.retry_call.active():
+                request.retry_call = self._clock.callLater(
+                    self.timeouts.heartbeat, self._reroute, message.tag
+                )
+
+    # ------------------------------------------------------------ elections
+
+    def _log_is_current(self, last_view: int, last_index: int) -> bool:
+        log = self.replicated_log
+        return (last_view, last_index) >= (log.last_view, log.last_index)
+
+    def _on_vote_request(self, request: VoteRequest) -> None:
+        if request.pre:
+            quiet = self._primary_heard_at is None or (
+                self._clock.seconds() - self._primary_heard_at >= self.timeouts.election
+            )
+            granted = (
+                request.view > self.view
+                and self.role != PRIMARY
+                and quiet
+                and self._log_is_current(request.last_view, request.last_index)
+            )
+            self._send(request.candidate_id, VoteReply(request.view, self.replica_id, granted, True))
+            return
+        if request.view > self.view:
+            self._adopt_view(request.view, None)
+        granted = (
+            request.view == self.view
+            and self.voted_for in (None, request.candidate_id)
+            and self._log_is_current(request.last_view, request.last_index)
+        )
+        if granted:
+            self.voted_for = request.candidate_id
+            self._storage.save_vote(self.view, self.voted_for)
+            self._last_contact = self._clock.seconds()
+        self._send(request.candidate_id, VoteReply(self.view, self.replica_id, granted, False))
+
+    def _on_vote_reply(self, reply: VoteReply) -> None:
+        if reply.pre:
+            if self.role == FOLLOWER and reply.view == self.view + 1 and reply.granted:
+                self._pre_votes.add(reply.replica_id)
+                if len(self._pre_votes) >= self.majority:
+                    self._start_election()
+            return
+        if reply.view > self.view:
+            self._adopt_view(reply.view, None)
+        elif self.role == CANDIDATE and reply.view == self.view and reply.granted:
+            self._votes.add(reply.replica_id)
+            if len(self._votes) >= self.majority:
+                self._become_primary()
+
+    def _start_pre_vote(self) -> None:
+        self._last_contact = self._clock.seconds()
+        self._draw_election_span()
+        if self.role == CANDIDATE:
+            self.role = FOLLOWER
+        self._pre_votes = {self.replica_id}
+        log = self.replicated_log
+        request = VoteRequest(self.view + 1, self.replica_id, log.last_index, log.last_view, True)
+        for peer in self.peer_ids:
+            self._send(peer, request)
+        if len(self._pre_votes) >= self.majority:
+            self._start_election()
+
+    def _start_election(self) -> None:
+        self._pre_votes = set()
+        self.view += 1
+        self.role = CANDIDATE
+        self.voted_for = self.replica_id
+        self.primary_id = None
+        self._storage.save_vote(self.view, self.voted_for)
+        self._counters.increment("laptop_elections")
+        self._votes = {self.replica_id}
+        log = self.replicated_log
+        request = VoteRequest(self.view, self.replica_id, log.last_index, log.last_view, False)
+        for peer in self.peer_ids:
+            self._send(peer, request)
+        if len(self._votes) >= self.majority:
+            self._become_primary()
+
+    def _become_primary(self) -> None:
+        now = self._clock.seconds()
+        self.role = PRIMARY
+        self._counters.increment("laptop_views_led")
+        self.log.info("replica {id} is primary of view {view}", id=self.replica_id, view=self.view)
+        log = self.replicated_log
+        self._peers = {peer: _PeerProgress(log.last_index + 1, now) for peer in self.peer_ids}
+        self.live = set()
+        self._pending_orders = {}
+        for index in range(self.commit_index + 1, log.last_index + 1):
+            entry = log.entry(index)
+            if entry.opcode == OPCODE_SET_LAST_ORDER:
+                self._pending_orders[entry.customer_id] = (entry.order_number, index)
+        self._view_start_index = self._append(Entry(self.view, OPCODE_NOOP, -1, -1))
+        self._set_primary(self.replica_id)
+
+    def _adopt_view(self, view: int, primary_id: Optional[int]) -> None:
+        if view > self.view:
+            self.view = view
+            self.voted_for = None
+            self._storage.save_vote(self.view, self.voted_for)
+        if self.role != FOLLOWER:
+            self._step_down(primary_id)
+        else:
+            self._set_primary(primary_id)
+
+    def _step_down(self, primary_id: Optional[int]) -> None:
+        was_primary = self.role == PRIMARY
+        self.role = FOLLOWER
+        self._last_contact = self._clock.seconds()
+        if was_primary:
+            self._counters.increment("laptop_step_downs")
+            self.log.info("replica {id} steps down in view {view}", id=self.replica_id, view=self.view)
+            waiters = [w for ws in self._order_waiters.values() for w in ws]
+            waiters.extend(read[3] for read in self._read_waiters)
+            self._order_waiters = {}
+            self._read_waiters = []
+            self._pending_orders = {}
+            self.live = set()
+            self._peers = {}
+            self.primary_id = None
+            for waiter in waiters:
+                waiter.retry()
+        self._set_primary(primary_id)
+
+    def _set_primary(self, primary_id: Optional[int]) -> None:
+        changed = primary_id != self.primary_id
+        self.primary_id = primary_id
+        if changed and primary_id is not None:
+            self._reroute_all()
+
+    def _draw_election_span(self) -> None:
+        rank = self.replica_id if self.replica_id >= 0 else 0
+        self._election_span = (
+            self.timeouts.election
+            + rank * self.timeouts.election_stagger
+            + self._random.uniform(0, self.timeouts.election_stagger / 2)
+        )
+
+    # ------------------------------------------------------------ timers
+
+    def _tick(self) -> None:
+        self._tick_call = self._clock.callLater(self.timeouts.heartbeat, self._tick)
+        now = self._clock.seconds()
+        self._expire_requests(now)
+        if self.role == PRIMARY:
+            self._check_backups(now)
+        elif now - self._last_contact >= self._election_span:
+            self._start_pre_vote()
+
+    def _check_backups(self, now: float) -> None:
+        heard = 1
+        for peer, progress in self._peers.items():
+            silent = now - progress.heard_at
+            if silent < self.timeouts.election:
+                heard += 1
+            if peer in self.live and silent >= self.timeouts.backup:
+                self._drop_backup(peer, "silent for %.2f s" % (silent,))
+            if (
+                progress.in_flight_since is not None
+                and now - progress.in_flight_since >= self.timeouts.retransmit
+            ):
+                progress.in_flight_since = None
+                progress.next_index = progress.match_index + 1
+        if heard < self.majority:
+            self.log.warn(
+                "replica {id} lost contact with a majority; stepping down", id=self.replica_id
+            )
+            self._step_down(None)
+            return
+        self._send_round()
+        self._answer_reads()

@@ -1,0 +1,277 @@
+"""
+One laptop-order replica as a Twisted service: the replication state machine
+(``replication.Replica``) wired to a listening port for customers and peers,
+and to one outbound link per peer.
+"""
+
+from typing import Mapping, Optional
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from marketplace.laptop.replication import ReadResult, Replica, RequestFailed, Timeouts
+from marketplace.laptop.storage import FileStorage, MemoryStorage
+from marketplace.metrics import Counters
+from marketplace.net import Listener, connect
+from protocols.laptop import (
+    NO_VALUE,
+    READ_FAILED,
+    TYPE_LOCAL_READ,
+    TYPE_ORDER,
+    TYPE_READ,
+    CustomerRequest,
+    OrderReply,
+    RecordReply,
+    encode_order_reply,
+    encode_record_reply,
+)
+from protocols.laptop_server import LaptopServerFactory, ReplicaLinkProtocol
+
+
+class OrderDesk:
+    """
+    Turns customer requests into replica calls and wire replies.  Every
+    outcome is a reply: a request that cannot be served gets the spec's
+    failure form instead of silence.
+    """
+
+    def __init__(self, replica: Replica, counters):
+        self._replica = replica
+        self._counters = counters
+
+    def handle(self, request: CustomerRequest, engineer_id: int) -> defer.Deferred:
+        customer, number, kind = request.customer_id, request.order_number, request.request_type
+        if kind == TYPE_ORDER:
+            if customer < 0 or number < 0:
+                self._counters.increment("laptop_invalid_orders")
+                return defer.succeed(self._order_failed(request, engineer_id))
+            d = self._replica.order(customer, number)
+            d.addCallbacks(
+                lambda admin_id: encode_order_reply(
+                    OrderReply(customer, number, kind, engineer_id, admin_id)
+                ),
+                self._failed,
+                errbackArgs=(request, engineer_id),
+            )
+            return d
+        if kind == TYPE_READ:
+            if customer < 0:
+                return defer.succeed(encode_record_reply(RecordReply(NO_VALUE, NO_VALUE)))
+            d = self._replica.read(customer)
+            d.addCallbacks(
+                self._record, self._failed, callbackArgs=(customer,), errbackArgs=(request, engineer_id)
+            )
+            return d
+        if kind == TYPE_LOCAL_READ:
+            last = self._replica.book.last_order(customer)
+            return defer.succeed(self._record(ReadResult(last, self._replica.replica_id), customer))
+        self._counters.increment("laptop_unknown_request_types")
+        return defer.succeed(self._order_failed(request, engineer_id))
+
+    @staticmethod
+    def _record(result, customer: int) -> bytes:
+        if result.last_order is None:
+            return encode_record_reply(RecordReply(NO_VALUE, NO_VALUE))
+        return encode_record_reply(RecordReply(customer, result.last_order))
+
+    def _failed(self, failure, request: CustomerRequest, engineer_id: int) -> bytes:
+        failure.trap(RequestFailed)
+        self._counters.increment("laptop_failed_requests")
+        if request.request_type == TYPE_READ:
+            return encode_record_reply(RecordReply(NO_VALUE, READ_FAILED))
+        return self._order_failed(request, engineer_id)
+
+    def _order_failed(self, request: CustomerRequest, engineer_id: int) -> bytes:
+        return encode_order_reply(
+            OrderReply(
+                NO_VALUE,
+                request.order_number,
+                request.request_type,
+                engineer_id,
+                self._replica.replica_id,
+            )
+        )
+
+
+class PeerLink:
+    """
+    Keeps one outbound connection to a peer open, reconnecting after a short
+    delay whenever it fails or drops.  Sending while it is down is a no-op
+    (the replication protocol resends), so a dead peer never raises here.
+    """
+
+    log = Logger()
+
+    def __init__(self, own_id, peer_id, addresses, clock, on_up, on_lost,
+                 connect_timeout=1.0, retry_delay=0.2):
+        self.peer_id = peer_id
+        #: looked up on every attempt, so a peer's address may become known late
+        #: (tests whose replicas listen on OS-chosen ports)
+        self._addresses = addresses
+        self._own_id = own_id
+        self._clock = clock
+        self._on_up = on_up
+        self._on_lost = on_lost
+        self._connect_timeout = connect_timeout
+        self._retry_delay = retry_delay
+        self._running = False
+        self._attempt = None
+        self._retry = None
+        self._link: Optional[ReplicaLinkProtocol] = None
+        self._closed: Optional[defer.Deferred] = None
+        self._reported_down = False
+
+    def start(self) -> None:
+        self._running = True
+        self._connect()
+
+    @property
+    def description(self) -> Optional[str]:
+        return self._addresses.get(self.peer_id)
+
+    def _connect(self) -> None:
+        self._retry = None
+        if self.description is None:
+            self._schedule_retry()
+            return
+        link = ReplicaLinkProtocol(self._own_id, self._lost)
+        self._attempt = connect(self.description, link, self._connect_timeout, self._clock)
+        self._attempt.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, link) -> None:
+        self._attempt = None
+        self._link = link
+        self._reported_down = False
+        self.log.info("link to replica {peer} at {where} is up", peer=self.peer_id, where=self.description)
+        self._on_up(self.peer_id)
+
+    def _failed(self, failure) -> None:
+        self._attempt = None
+        if not self._reported_down:
+            self._reported_down = True
+            self.log.info(
+                "cannot reach replica {peer} at {where}: {why}; retrying",
+                peer=self.peer_id,
+                where=self.description,
+                why=failure.getErrorMessage(),
+            )
+        self._schedule_retry()
+
+    def _lost(self, link) -> None:
+        if link is self._link:
+            self._link = None
+            self._on_lost(self.peer_id)
+        if self._closed is not None:
+            closed, self._closed = self._closed, None
+            closed.callback(None)
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        if self._running and self._retry is None:
+            self._retry = self._clock.callLater(self._retry_delay, self._connect)
+
+    def send(self, message) -> bool:
+        link = self._link
+        return link is not None and link.send(message)
+
+    def stop(self) -> defer.Deferred:
+        self._running = False
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+        if self._link is None:
+            return defer.succeed(None)
+        self._closed = defer.Deferred()
+        self._link.transport.abortConnection()
+        return self._closed
+
+
+def make_storage(data_dir: Optional[str], fsync: bool = False):
+    return FileStorage(data_dir, fsync=fsync) if data_dir else MemoryStorage()
+
+
+class ReplicaService(MultiService):
+    """
+    A replica: ``Replica`` plus its listener and peer links.  Customers and
+    peers share the listening port; the role word tells them apart.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        replica_id: int,
+        listen: str,
+        peers: Mapping[int, Optional[str]],
+        timeouts: Timeouts = Timeouts(),
+        storage=None,
+        counters=None,
+        clock=None,
+        connect_timeout: float = 1.0,
+        partial_timeout: float = 10.0,
+    ):
+        super().__init__()
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.counters = counters if counters is not None else Counters()
+        self.replica = Replica(
+            replica_id,
+            list(peers),
+            clock,
+            self._send,
+            storage=storage if storage is not None else MemoryStorage(),
+            timeouts=timeouts,
+            counters=self.counters,
+        )
+        self.factory = LaptopServerFactory(
+            OrderDesk(self.replica, self.counters), self, self.counters, clock, partial_timeout
+        )
+        self.listener = Listener(listen, self.factory, reactor=clock)
+        self.listener.setName(f"laptop replica {replica_id}")
+        self.listener.setServiceParent(self)
+        self.links = {
+            peer: PeerLink(
+                replica_id,
+                peer,
+                peers,
+                clock,
+                self.replica.peer_connected,
+                self.replica.peer_lost,
+                connect_timeout=connect_timeout,
+            )
+            for peer in peers
+        }
+
+    # The factory's replica inbox.
+    def knows(self, peer_id: int) -> bool:
+        return peer_id in self.links
+
+    def received(self, peer_id: int, message) -> None:
+        self.replica.receive(peer_id, message)
+
+    def lost(self, peer_id: int) -> None:
+        self.replica.peer_lost(peer_id)
+
+    def _send(self, peer_id: int, message) -> bool:
+        return self.links[peer_id].send(message)
+
+    def startService(self):
+        self.replica.start()
+        super().startService()
+        for link in self.links.values():
+            link.start()
+
+    def stopService(self):
+        self.log.info(
+            "replica {id} stopping; counters: {counters}",
+            id=self.replica.replica_id,
+            counters=self.counters.snapshot(),
+        )
+        self.replica.stop()
+        closing = [link.stop() for link in self.links.values()]
+        closing.append(self.factory.close_all())
+        closing.append(defer.maybeDeferred(super().stopService))
+        return defer.gatherResults(closing, consumeErrors=True)

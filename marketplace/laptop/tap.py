@@ -1,0 +1,192 @@
+"""
+The ``laptop-factory`` twistd plugin: one replica of the laptop-order
+service.  A three-host deployment runs one per host::
+
+    twistd -n laptop-factory --id 0 --listen tcp:8080 \\
+        --peer 1=tcp:hostB:8081 --peer 2=tcp:hostC:8082
+
+``cluster_service`` builds a whole cluster in one process (the ``suite``
+plugin's, and a quick way to try the system on one machine).
+"""
+
+from typing import Dict, Sequence
+
+from twisted.application.service import Application, MultiService
+from twisted.python import usage
+
+from marketplace.laptop.replication import Timeouts
+from marketplace.laptop.service import ReplicaService, make_storage
+from marketplace.options import (
+    ServiceOptions,
+    check_client_endpoint,
+    listen_option,
+    positive_float,
+)
+
+#: a deep accept queue: the existing server's backlog of 8 dropped customers
+#: that connected at once; 128 and more must all get in
+BACKLOG = 1024
+DEFAULT_LISTEN = f"tcp:8080:backlog={BACKLOG}"
+#: the suite's in-process cluster: replica i listens on port 8080 + i
+SUITE_PORTS = (8080, 8081, 8082)
+_DEFAULTS = Timeouts()
+
+
+def _replica_id(value: str) -> int:
+    number = int(value)
+    if not 0 <= number < 2**31:
+        raise ValueError(f"must be a non-negative integer: {value}")
+    return number
+
+
+_replica_id.coerceDoc = "A non-negative integer, unique in the cluster."
+
+
+class Options(ServiceOptions):
+    synopsis = "--id N --listen ENDPOINT [--peer ID=ENDPOINT]... [options]"
+    longdesc = (
+        "Run one replica of the laptop-order service.  Customers (the existing "
+        "client or laptop-client) may connect to any replica; orders are "
+        "committed by the primary on every live backup before they are "
+        "acknowledged.  Give every other replica of the cluster with --peer."
+    )
+    optParameters = [
+        listen_option(DEFAULT_LISTEN),
+        ["id", None, 0, "This replica's id.", _replica_id],
+        ["data-dir", None, None,
+         "Directory for the write-ahead log and snapshots, so a restart (even of the "
+         "whole cluster) keeps every acknowledged order.  Without it a restarted "
+         "replica catches up from the others."],
+        ["heartbeat", None, _DEFAULTS.heartbeat,
+         "Seconds between the primary's heartbeats.", positive_float],
+        ["backup-timeout", None, _DEFAULTS.backup,
+         "Seconds a silent backup may hold up commits before it is dropped from the "
+         "live set.", positive_float],
+        ["election-timeout", None, _DEFAULTS.election,
+         "Seconds without a primary before a replica stands for election (replica id "
+         "times --election-stagger is added, so lower ids go first).", positive_float],
+        ["election-stagger", None, _DEFAULTS.election_stagger,
+         "Extra election delay per replica id.", positive_float],
+        ["request-timeout", None, _DEFAULTS.request,
+         "Seconds a customer request may wait for a primary to commit it before the "
+         "customer gets a failure reply.", positive_float],
+    ]
+    optFlags = [
+        ["fsync", None, "fsync the write-ahead log before acknowledging (survives a "
+                        "machine crash, not only a process crash)."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["peers"] = {}
+
+    def opt_peer(self, value: str) -> None:
+        """Another replica, as ID=ENDPOINT (e.g. 1=tcp:hostB:8081); repeat for each."""
+        peer, separator, endpoint = value.partition("=")
+        try:
+            peer_id = _replica_id(peer)
+        except ValueError:
+            raise usage.UsageError(f"--peer {value!r}: expected ID=ENDPOINT") from None
+        if not separator or not endpoint:
+            raise usage.UsageError(f"--peer {value!r}: expected ID=ENDPOINT")
+        check_client_endpoint(endpoint)
+        if peer_id in self["peers"]:
+            raise usage.UsageError(f"--peer: replica {peer_id} given twice")
+        self["peers"][peer_id] = endpoint
+
+    def postOptions(self):
+        super().postOptions()
+        if self["id"] in self["peers"]:
+            raise usage.UsageError(f"--peer: {self['id']} is this replica's own --id")
+        if self["backup-timeout"] <= self["heartbeat"]:
+            raise usage.UsageError("--backup-timeout must be longer than --heartbeat")
+        if self["election-timeout"] <= self["backup-timeout"]:
+            raise usage.UsageError("--election-timeout must be longer than --backup-timeout")
+
+    def timeouts(self) -> Timeouts:
+        return Timeouts(
+            heartbeat=self["heartbeat"],
+            backup=self["backup-timeout"],
+            election=self["election-timeout"],
+            election_stagger=self["election-stagger"],
+            request=self["request-timeout"],
+        )
+
+
+def replica_service(
+    replica_id: int,
+    listen: str,
+    peers: Dict[int, str],
+    timeouts: Timeouts = _DEFAULTS,
+    data_dir=None,
+    fsync: bool = False,
+    counters=None,
+    reactor=None,
+) -> ReplicaService:
+    """One replica; a ``.tac`` per host calls this with its own id and peers."""
+    return ReplicaService(
+        replica_id,
+        listen,
+        peers,
+        timeouts=timeouts,
+        storage=make_storage(data_dir, fsync),
+        counters=counters,
+        clock=reactor,
+    )
+
+
+def replica_application(replica_id: int, hosts: Dict[int, str], data_dir=None) -> Application:
+    """
+    The ``application`` of a per-host ``.tac``: replica ``replica_id`` of the
+    cluster ``hosts`` ({id: "host:port"}, the same table on every host),
+    listening on its own port on every interface.
+    """
+    own_port = hosts[replica_id].rpartition(":")[2]
+    peers = {peer: f"tcp:{address}" for peer, address in hosts.items() if peer != replica_id}
+    application = Application(f"laptop-replica-{replica_id}")
+    replica_service(
+        replica_id, f"tcp:{own_port}:backlog={BACKLOG}", peers, data_dir=data_dir
+    ).setServiceParent(application)
+    return application
+
+
+def makeService(options) -> ReplicaService:
+    return replica_service(
+        options["id"],
+        options["listen"],
+        options["peers"],
+        timeouts=options.timeouts(),
+        data_dir=options["data-dir"],
+        fsync=options["fsync"],
+    )
+
+
+def cluster_service(
+    ports: Sequence[int] = SUITE_PORTS,
+    host: str = "127.0.0.1",
+    timeouts: Timeouts = _DEFAULTS,
+    reactor=None,
+) -> MultiService:
+    """
+    A whole cluster in one process: replica i listens on ``ports[i]`` and
+    reaches the others on ``host``.  It survives no machine failure, but
+    shows the protocol at work (and each replica can be stopped alone).
+    """
+    cluster = MultiService()
+    for replica_id, port in enumerate(ports):
+        peers = {
+            other: f"tcp:{host}:{other_port}"
+            for other, other_port in enumerate(ports)
+            if other != replica_id
+        }
+        replica = replica_service(
+            replica_id, f"tcp:{port}:backlog={BACKLOG}", peers, timeouts, reactor=reactor
+        )
+        replica.setName(f"replica {replica_id}")
+        replica.setServiceParent(cluster)
+    return cluster
+
+
+def suite_service(options) -> MultiService:
+    """The ``suite`` plugin's laptop system: three replicas on 8080-8082."""
+    return cluster_service()

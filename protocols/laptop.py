@@ -1,0 +1,529 @@
+"""
+Sans-I/O codec for the laptop-order wire format.
+
+The customer side is byte-for-byte the format of the existing C++ system
+(``shared/specs/laptop-order-wire.md``): a 4-byte role word, then fixed-size
+big-endian messages whose sizes follow from the role and the request type.
+The legacy replication entry and ack are encoded and decoded too, so the
+spec's test vectors are checked, but our replicas talk to each other over a
+third role (``ROLE_REPLICA``) whose messages carry views, commit indexes and
+catch-up data in length-prefixed frames.  That extension is documented in
+the README's laptop section and in the ``KIND_*`` table below.
+
+Nothing here touches sockets or clocks: decoders take bytes and return
+events, encoders take events and return bytes.
+"""
+
+import struct
+from typing import List, Optional, Tuple
+
+import attrs
+
+ROLE_CUSTOMER = 0
+ROLE_LEGACY_REPLICATION = 1
+ROLE_REPLICA = 2
+
+TYPE_ORDER = 1
+TYPE_READ = 2
+#: our extension: this replica's own committed record, not forwarded to the
+#: primary (so ``laptop-client --verify`` can compare replicas).  Unknown to
+#: the existing server, which would not answer it.
+TYPE_LOCAL_READ = 4
+_RECORD_TYPES = (TYPE_READ, TYPE_LOCAL_READ)
+
+CLOSE_CUSTOMER_ID = -1
+#: customer_id of a failure reply and of a read that found no record.
+NO_VALUE = -1
+#: last_order of a read that could not be answered (no primary in time); the
+#: existing client sees customer_id -1, which it already treats as "nothing".
+READ_FAILED = -2
+
+OPCODE_NOOP = 0
+OPCODE_SET_LAST_ORDER = 1
+
+#: Largest replica frame body accepted; checked before buffering the body.
+MAX_FRAME_BODY = 16 * 1024 * 1024
+
+_WORD = struct.Struct(">i")
+_REQUEST = struct.Struct(">iii")
+_ORDER_REPLY = struct.Struct(">iiiii")
+_RECORD_REPLY = struct.Struct(">ii")
+_LEGACY_ENTRY = struct.Struct(">iiiiii")
+_FRAME_HEADER = struct.Struct(">ii")
+_ENTRY = struct.Struct(">iiii")
+_RECORD = struct.Struct(">ii")
+_COUNT = struct.Struct(">i")
+
+
+class ProtocolError(Exception):
+    """
+    The peer sent bytes that cannot be part of a valid conversation.
+
+    ``reason`` is a short identifier suitable as a metrics counter name.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------- customer side
+
+
+@attrs.frozen
+class RoleDeclared:
+    role: int
+
+
+@attrs.frozen
+class CustomerRequest:
+    customer_id: int
+    order_number: int
+    request_type: int
+
+
+@attrs.frozen
+class OrderReply:
+    """
+    Reply to a type 1 request; also the failure reply for any request type
+    the server does not know (``customer_id == NO_VALUE``).
+    """
+
+    customer_id: int
+    order_number: int
+    request_type: int
+    engineer_id: int
+    admin_id: int
+
+    @property
+    def failed(self) -> bool:
+        return self.customer_id == NO_VALUE
+
+
+@attrs.frozen
+class RecordReply:
+    customer_id: int
+    last_order: int
+
+    @property
+    def failed(self) -> bool:
+        return self.customer_id == NO_VALUE and self.last_order == READ_FAILED
+
+
+@attrs.frozen
+class LegacyEntry:
+    primary_id: int
+    committed_index: int
+    last_index: int
+    opcode: int
+    customer_id: int
+    order_number: int
+
+
+def encode_role(role: int) -> bytes:
+    return _WORD.pack(role)
+
+
+def encode_request(request: CustomerRequest) -> bytes:
+    return _REQUEST.pack(request.customer_id, request.order_number, request.request_type)
+
+
+def encode_order_reply(reply: OrderReply) -> bytes:
+    return _ORDER_REPLY.pack(
+        reply.customer_id,
+        reply.order_number,
+        reply.request_type,
+        reply.engineer_id,
+        reply.admin_id,
+    )
+
+
+def encode_record_reply(reply: RecordReply) -> bytes:
+    return _RECORD_REPLY.pack(reply.customer_id, reply.last_order)
+
+
+def encode_legacy_entry(entry: LegacyEntry) -> bytes:
+    return _LEGACY_ENTRY.pack(*attrs.astuple(entry))
+
+
+def encode_legacy_ack(server_id: int) -> bytes:
+    return _WORD.pack(server_id)
+
+
+def reply_size(request_type: int) -> int:
+    """
+    How many bytes the server answers to a request of this type: reads get
+    a record, everything else (orders and unknown types) an order reply.
+    """
+    return _RECORD_REPLY.size if request_type in _RECORD_TYPES else _ORDER_REPLY.size
+
+
+class ReplyDecoder:
+    """
+    Client side of a customer connection.  The reply sizes depend on what was
+    asked, so the caller announces every request it sends with ``expect``.
+    """
+
+    def __init__(self):
+        self._buffer = b""
+        self._expected: List[int] = []
+        self._next = 0
+
+    def expect(self, request_type: int) -> None:
+        self._expected.append(request_type)
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._expected) - self._next
+
+    def feed(self, data: bytes) -> list:
+        buffer = self._buffer + data if self._buffer else data
+        offset = 0
+        replies = []
+        expected = self._expected
+        while self._next < len(expected):
+            size = reply_size(expected[self._next])
+            if len(buffer) - offset < size:
+                break
+            if size == _RECORD_REPLY.size:
+                replies.append(RecordReply(*_RECORD_REPLY.unpack_from(buffer, offset)))
+            else:
+                replies.append(OrderReply(*_ORDER_REPLY.unpack_from(buffer, offset)))
+            offset += size
+            self._next += 1
+        if self._next == len(expected):
+            self._expected = []
+            self._next = 0
+        if offset != len(buffer) and not self._expected:
+            raise ProtocolError("unexpected_reply_bytes")
+        self._buffer = buffer[offset:]
+        return replies
+
+
+# ---------------------------------------------------------------- replica side
+#
+# Frame: kind (int32), body length (int32), body.  Indexes and rounds are
+# 64-bit in the extension (the spec's 32-bit indexes wrap after 2**31 orders).
+
+
+@attrs.frozen
+class Entry:
+    """One slot of the replicated log: which view wrote it, and what to do."""
+
+    view: int
+    opcode: int
+    customer_id: int
+    order_number: int
+
+
+@attrs.frozen
+class Hello:
+    replica_id: int
+
+
+@attrs.frozen
+class AppendEntries:
+    view: int
+    primary_id: int
+    prev_index: int
+    prev_view: int
+    commit_index: int
+    round: int
+    entries: Tuple[Entry, ...] = ()
+
+
+@attrs.frozen
+class AppendReply:
+    view: int
+    replica_id: int
+    success: bool
+    #: on success the last index now known to match; on failure where the
+    #: primary should resume sending from (plus one).
+    match_index: int
+    round: int
+
+
+@attrs.frozen
+class VoteRequest:
+    view: int
+    candidate_id: int
+    last_index: int
+    last_view: int
+    #: a pre-vote asks "would you vote for me?" without changing anyone's view
+    pre: bool
+
+
+@attrs.frozen
+class VoteReply:
+    view: int
+    replica_id: int
+    granted: bool
+    pre: bool
+
+
+@attrs.frozen
+class InstallSnapshot:
+    view: int
+    primary_id: int
+    last_index: int
+    last_view: int
+    round: int
+    records: Tuple[Tuple[int, int], ...]
+
+
+@attrs.frozen
+class ForwardRequest:
+    """A customer request a backup passes on to the primary."""
+
+    tag: int
+    customer_id: int
+    order_number: int
+    request_type: int
+
+
+FORWARD_OK = 0
+FORWARD_RETRY = 1
+
+
+@attrs.frozen
+class ForwardReply:
+    tag: int
+    status: int
+    #: last order for reads, unused for orders
+    value: int
+    admin_id: int
+
+
+KIND_HELLO = 1
+KIND_APPEND = 2
+KIND_APPEND_REPLY = 3
+KIND_VOTE_REQUEST = 4
+KIND_VOTE_REPLY = 5
+KIND_SNAPSHOT = 6
+KIND_FORWARD = 7
+KIND_FORWARD_REPLY = 8
+
+_HELLO = struct.Struct(">i")
+_APPEND_HEAD = struct.Struct(">iiqiqqi")
+_APPEND_REPLY = struct.Struct(">iiiqq")
+_VOTE_REQUEST = struct.Struct(">iiqii")
+_VOTE_REPLY = struct.Struct(">iiii")
+_SNAPSHOT_HEAD = struct.Struct(">iiqiqi")
+_FORWARD = struct.Struct(">qiii")
+_FORWARD_REPLY = struct.Struct(">qiii")
+
+
+def _frame(kind: int, body: bytes) -> bytes:
+    return _FRAME_HEADER.pack(kind, len(body)) + body
+
+
+def encode_replica_message(message) -> bytes:
+    kind = type(message)
+    if kind is AppendEntries:
+        head = _APPEND_HEAD.pack(
+            message.view,
+            message.primary_id,
+            message.prev_index,
+            message.prev_view,
+            message.commit_index,
+            message.round,
+            len(message.entries),
+        )
+        pack = _ENTRY.pack
+        body = head + b"".join(
+            [pack(e.view, e.opcode, e.customer_id, e.order_number) for e in message.entries]
+        )
+        return _frame(KIND_APPEND, body)
+    if kind is AppendReply:
+        return _frame(
+            KIND_APPEND_REPLY,
+            _APPEND_REPLY.pack(
+                message.view,
+                message.replica_id,
+                int(message.success),
+                message.match_index,
+                message.round,
+            ),
+        )
+    if kind is ForwardRequest:
+        return _frame(
+            KIND_FORWARD,
+            _FORWARD.pack(
+                message.tag, message.customer_id, message.order_number, message.request_type
+            ),
+        )
+    if kind is ForwardReply:
+        return _frame(
+            KIND_FORWARD_REPLY,
+            _FORWARD_REPLY.pack(message.tag, message.status, message.value, message.admin_id),
+        )
+    if kind is Hello:
+        return _frame(KIND_HELLO, _HELLO.pack(message.replica_id))
+    if kind is VoteRequest:
+        return _frame(
+            KIND_VOTE_REQUEST,
+            _VOTE_REQUEST.pack(
+                message.view,
+                message.candidate_id,
+                message.last_index,
+                message.last_view,
+                int(message.pre),
+            ),
+        )
+    if kind is VoteReply:
+        return _frame(
+            KIND_VOTE_REPLY,
+            _VOTE_REPLY.pack(
+                message.view, message.replica_id, int(message.granted), int(message.pre)
+            ),
+        )
+    if kind is InstallSnapshot:
+        head = _SNAPSHOT_HEAD.pack(
+            message.view,
+            message.primary_id,
+            message.last_index,
+            message.last_view,
+            message.round,
+            len(message.records),
+        )
+        pack = _RECORD.pack
+        return _frame(KIND_SNAPSHOT, head + b"".join([pack(c, o) for c, o in message.records]))
+    raise TypeError(f"not a replica message: {message!r}")
+
+
+def _flag(value: int) -> bool:
+    if value not in (0, 1):
+        raise ProtocolError("bad_flag")
+    return bool(value)
+
+
+def _fixed(layout: struct.Struct, body: bytes) -> tuple:
+    if len(body) != layout.size:
+        raise ProtocolError("bad_frame_length")
+    return layout.unpack(body)
+
+
+def _decode_append(body: bytes) -> AppendEntries:
+    if len(body) < _APPEND_HEAD.size:
+        raise ProtocolError("bad_frame_length")
+    view, primary, prev_index, prev_view, commit, round_, count = _APPEND_HEAD.unpack_from(body)
+    if count < 0 or len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
+        raise ProtocolError("bad_frame_length")
+    entries = tuple(
+        Entry(*fields) for fields in _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])
+    )
+    return AppendEntries(view, primary, prev_index, prev_view, commit, round_, entries)
+
+
+def _decode_snapshot(body: bytes) -> InstallSnapshot:
+    if len(body) < _SNAPSHOT_HEAD.size:
+        raise ProtocolError("bad_frame_length")
+    view, primary, last_index, last_view, round_, count = _SNAPSHOT_HEAD.unpack_from(body)
+    if count < 0 or len(body) != _SNAPSHOT_HEAD.size + count * _RECORD.size:
+        raise ProtocolError("bad_frame_length")
+    records = tuple(_RECORD.iter_unpack(memoryview(body)[_SNAPSHOT_HEAD.size :]))
+    return InstallSnapshot(view, primary, last_index, last_view, round_, records)
+
+
+def _decode_append_reply(body: bytes) -> AppendReply:
+    view, replica, success, match, round_ = _fixed(_APPEND_REPLY, body)
+    return AppendReply(view, replica, _flag(success), match, round_)
+
+
+def _decode_vote_request(body: bytes) -> VoteRequest:
+    view, candidate, last_index, last_view, pre = _fixed(_VOTE_REQUEST, body)
+    return VoteRequest(view, candidate, last_index, last_view, _flag(pre))
+
+
+def _decode_vote_reply(body: bytes) -> VoteReply:
+    view, replica, granted, pre = _fixed(_VOTE_REPLY, body)
+    return VoteReply(view, replica, _flag(granted), _flag(pre))
+
+
+_REPLICA_DECODERS = {
+    KIND_HELLO: lambda body: Hello(*_fixed(_HELLO, body)),
+    KIND_APPEND: _decode_append,
+    KIND_APPEND_REPLY: _decode_append_reply,
+    KIND_VOTE_REQUEST: _decode_vote_request,
+    KIND_VOTE_REPLY: _decode_vote_reply,
+    KIND_SNAPSHOT: _decode_snapshot,
+    KIND_FORWARD: lambda body: ForwardRequest(*_fixed(_FORWARD, body)),
+    KIND_FORWARD_REPLY: lambda body: ForwardReply(*_fixed(_FORWARD_REPLY, body)),
+}
+
+
+def decode_replica_message(data: bytes) -> Tuple[Optional[object], int]:
+    """
+    Decode one replica frame from the start of ``data``; return the message
+    (or None if more bytes are needed) and how many bytes it used.
+    """
+    if len(data) < _FRAME_HEADER.size:
+        return None, 0
+    kind, length = _FRAME_HEADER.unpack_from(data)
+    decoder = _REPLICA_DECODERS.get(kind)
+    if decoder is None:
+        raise ProtocolError("unknown_frame_kind")
+    if length < 0 or length > MAX_FRAME_BODY:
+        raise ProtocolError("frame_too_large")
+    end = _FRAME_HEADER.size + length
+    if len(data) < end:
+        return None, 0
+    return decoder(bytes(data[_FRAME_HEADER.size : end])), end
+
+
+class ServerDecoder:
+    """
+    Server side of any connection: the role word, then customer requests,
+    legacy replication entries, or replica frames.
+    """
+
+    def __init__(self):
+        self._buffer = b""
+        self.role: Optional[int] = None
+
+    @property
+    def mid_message(self) -> bool:
+        """
+        True while the role word or part of a message is still awaited: a
+        peer that stalls here is sending a truncated message.
+        """
+        return self.role is None or bool(self._buffer)
+
+    def feed(self, data: bytes) -> list:
+        buffer = self._buffer + data if self._buffer else data
+        events = []
+        offset = 0
+        if self.role is None:
+            if len(buffer) < 4:
+                self._buffer = buffer
+                return events
+            (role,) = _WORD.unpack_from(buffer)
+            if role not in (ROLE_CUSTOMER, ROLE_LEGACY_REPLICATION, ROLE_REPLICA):
+                raise ProtocolError("bad_role")
+            self.role = role
+            events.append(RoleDeclared(role))
+            offset = 4
+        if self.role == ROLE_CUSTOMER:
+            usable = offset + (len(buffer) - offset) // 12 * 12
+            events.extend(
+                CustomerRequest(*fields)
+                for fields in _REQUEST.iter_unpack(memoryview(buffer)[offset:usable])
+            )
+            offset = usable
+        elif self.role == ROLE_REPLICA:
+            view = memoryview(buffer)
+            while True:
+                message, used = decode_replica_message(view[offset:])
+                if message is None:
+                    break
+                events.append(message)
+                offset += used
+        else:
+            usable = offset + (len(buffer) - offset) // 24 * 24
+            events.extend(
+                LegacyEntry(*fields)
+                for fields in _LEGACY_ENTRY.iter_unpack(memoryview(buffer)[offset:usable])
+            )
+            offset = usable
+        self._buffer = bytes(buffer[offset:])
+        return events

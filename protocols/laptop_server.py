@@ -1,0 +1,241 @@
+"""
+Twisted protocols for the laptop-order wire: the server side of every
+accepted connection (customers and replica links) and the outbound link a
+replica keeps open to each peer.  Framing and dispatch only: customer
+requests go to a ``desk`` (``handle(request, engineer_id) -> Deferred[bytes]``),
+replica messages to a ``replica_inbox`` (``received(sender, message)``,
+``lost(sender)``, ``knows(sender)``).
+"""
+
+from collections import deque
+
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
+
+from protocols.laptop import (
+    CLOSE_CUSTOMER_ID,
+    ROLE_CUSTOMER,
+    ROLE_REPLICA,
+    CustomerRequest,
+    Hello,
+    ProtocolError,
+    RoleDeclared,
+    ServerDecoder,
+    encode_replica_message,
+    encode_role,
+)
+
+#: pipelined requests a customer may have unanswered before we stop reading
+MAX_PIPELINE = 1024
+
+
+def set_no_delay(transport) -> None:
+    """
+    Replies and replication messages are small and latency-bound: never let
+    Nagle hold one back waiting for a delayed ACK (TCP transports only).
+    """
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpNoDelay(True)
+
+
+class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
+    log = Logger()
+
+    def __init__(self, factory, engineer_id: int):
+        self.factory = factory
+        self.engineer_id = engineer_id
+        self._decoder = ServerDecoder()
+        self._replies = deque()
+        self._paused = False
+        self._closing = False
+        self._peer_id = None
+
+    def connectionMade(self):
+        self.factory.connections.add(self)
+        set_no_delay(self.transport)
+        self.setTimeout(self.factory.partial_timeout)
+
+    def dataReceived(self, data):
+        try:
+            events = self._decoder.feed(data)
+        except ProtocolError as error:
+            self._reject(error.reason)
+            return
+        for event in events:
+            if self._closing:
+                break
+            kind = type(event)
+            if kind is CustomerRequest:
+                self._customer_request(event)
+            elif kind is RoleDeclared:
+                self._role(event.role)
+            elif self._decoder.role == ROLE_REPLICA:
+                self._replica_message(event)
+        if not self._closing:
+            self.setTimeout(self.factory.partial_timeout if self._decoder.mid_message else None)
+
+    def _reject(self, reason: str) -> None:
+        self.factory.counters.increment("laptop_rejected_" + reason)
+        self.log.info(
+            "closing connection from {peer}: {reason}", peer=self.transport.getPeer(), reason=reason
+        )
+        self._closing = True
+        self.setTimeout(None)
+        self.transport.loseConnection()
+
+    def _role(self, role: int) -> None:
+        if role == ROLE_CUSTOMER:
+            self.factory.counters.increment("laptop_customer_connections")
+        elif role != ROLE_REPLICA:
+            # Our replicas replicate over ROLE_REPLICA, with views; entries
+            # from a legacy primary carry none, so accepting them could undo
+            # committed orders.
+            self._reject("legacy_replication")
+
+    # -------------------------------------------------------------- customers
+
+    def _customer_request(self, request: CustomerRequest) -> None:
+        if request.customer_id == CLOSE_CUSTOMER_ID:
+            self._closing = True
+            self.setTimeout(None)
+            self._close_when_answered()
+            return
+        slot = [None]
+        self._replies.append(slot)
+        self.factory.desk.handle(request, self.engineer_id).addCallback(self._answered, slot)
+        if len(self._replies) >= MAX_PIPELINE and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def _answered(self, reply: bytes, slot) -> None:
+        slot[0] = reply
+        replies = self._replies
+        if not replies or replies[0] is not slot:
+            return  # an earlier reply is still due, or the customer has gone
+        ready = []
+        while replies and replies[0][0] is not None:
+            ready.append(replies.popleft()[0])
+        self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
+        if self._paused and len(replies) < MAX_PIPELINE // 2:
+            self._paused = False
+            self.transport.resumeProducing()
+        if self._closing:
+            self._close_when_answered()
+
+    def _close_when_answered(self) -> None:
+        if not self._replies:
+            self.transport.loseConnection()
+
+    # -------------------------------------------------------------- replica links
+
+    def _replica_message(self, message) -> None:
+        inbox = self.factory.replica_inbox
+        if self._peer_id is None:
+            if type(message) is not Hello or not inbox.knows(message.replica_id):
+                self._reject("unknown_replica")
+                return
+            self._peer_id = message.replica_id
+            return
+        inbox.received(self._peer_id, message)
+
+    def timeoutConnection(self):
+        self.factory.counters.increment("laptop_rejected_truncated_message")
+        self._closing = True
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        if self._decoder.mid_message and not self._closing:
+            self.factory.counters.increment("laptop_rejected_truncated_message")
+        if self._peer_id is not None:
+            self.factory.replica_inbox.lost(self._peer_id)
+        self._replies.clear()
+        self.factory.connection_closed(self)
+
+
+class LaptopServerFactory(protocol.Factory):
+    """
+    Numbers accepted connections: the number is the reply's ``engineer_id``,
+    as in the existing server.
+    """
+
+    def __init__(self, desk, replica_inbox, counters, clock, partial_timeout: float = 10.0):
+        self.desk = desk
+        self.replica_inbox = replica_inbox
+        self.counters = counters
+        self.clock = clock
+        self.partial_timeout = partial_timeout
+        self._accepted = 0
+        self.connections = set()
+        self._all_closed = []
+
+    def buildProtocol(self, addr):
+        engineer_id = self._accepted
+        self._accepted = (self._accepted + 1) & 0x7FFFFFFF
+        connection = LaptopServerProtocol(self, engineer_id)
+        connection.callLater = self.clock.callLater
+        return connection
+
+    def connection_closed(self, connection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            waiters, self._all_closed = self._all_closed, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def close_all(self) -> defer.Deferred:
+        """Drop every open connection (the service is stopping); fires once all are gone."""
+        if not self.connections:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._all_closed.append(waiter)
+        for connection in list(self.connections):
+            connection.transport.abortConnection()
+        return waiter
+
+
+@implementer(IPushProducer)
+class ReplicaLinkProtocol(protocol.Protocol):
+    """
+    The outbound half of a replica pair: this replica's messages to one
+    peer.  Nothing is expected back on it.  While the kernel buffer towards
+    a stalled peer is full, messages are dropped rather than queued without
+    bound: the replication protocol resends what was lost.
+    """
+
+    def __init__(self, own_id: int, on_lost):
+        self._own_id = own_id
+        self._on_lost = on_lost
+        self.congested = False
+        self.connected = False
+
+    def connectionMade(self):
+        self.connected = True
+        set_no_delay(self.transport)
+        self.transport.registerProducer(self, True)
+        self.transport.write(encode_role(ROLE_REPLICA) + encode_replica_message(Hello(self._own_id)))
+
+    def send(self, message) -> bool:
+        if not self.connected or self.congested:
+            return False
+        self.transport.write(encode_replica_message(message))
+        return True
+
+    def dataReceived(self, data):
+        self.transport.loseConnection()
+
+    def pauseProducing(self):
+        self.congested = True
+
+    def resumeProducing(self):
+        self.congested = False
+
+    def stopProducing(self):
+        self.congested = True
+
+    def connectionLost(self, reason):
+        self.connected = False
+        self._on_lost(self)

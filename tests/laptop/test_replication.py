@@ -1,0 +1,388 @@
+"""
+The replication state machine over simulated networks: elections, commits,
+crashes, freezes, partitions, stale primaries, catch-up and snapshots.
+"""
+
+from twisted.trial import unittest
+
+from marketplace.laptop.history import History, check_history
+from marketplace.laptop.replication import PRIMARY, ReadResult, RequestFailed, Timeouts
+from tests.laptop.simnet import SimulatedNetwork
+
+TIMEOUTS = Timeouts()
+#: time for a failover by the scheme's own bound (see ``Timeouts``) plus a round trip
+FAILOVER_BOUND = TIMEOUTS.election + 2 * TIMEOUTS.election_stagger + TIMEOUTS.election_stagger / 2 + 0.2
+
+
+class Workload:
+    """
+    Customers that each place orders 0, 1, 2, ... one at a time, reading
+    their record back every few orders, through an entry replica of their
+    own; a failed request is retried through the next running replica.
+    """
+
+    def __init__(self, net, customers=4, read_every=3, orders=None):
+        self.net = net
+        self.history = History()
+        self.next_order = {c: 0 for c in range(customers)}
+        self.entry = {c: c % len(net.ids) for c in range(customers)}
+        self.read_every = read_every
+        self.limit = orders
+        self.failures = []
+        self.last_ack_at = {}
+        for customer in range(customers):
+            self._next(customer)
+
+    def _replica_for(self, customer):
+        running = self.net.running()
+        if self.entry[customer] not in running and running:
+            self.entry[customer] = running[customer % len(running)]
+        return self.net.replicas[self.entry[customer]]
+
+    def _next(self, customer):
+        number = self.next_order[customer]
+        if self.limit is not None and number >= self.limit:
+            return
+        start = self.net.now
+        if number % self.read_every == 2:
+            d = self._replica_for(customer).read(customer)
+            d.addCallbacks(self._read_done, self._failed, (customer, start), None, (customer, start, "read"))
+        else:
+            d = self._replica_for(customer).order(customer, number)
+            d.addCallbacks(self._order_done, self._failed, (customer, number, start), None, (customer, start, number))
+
+    def _order_done(self, admin_id, customer, number, start):
+        self.history.order(customer, number, start, self.net.now, True)
+        self.last_ack_at[customer] = self.net.now
+        self.next_order[customer] = number + 1
+        self._next(customer)
+
+    def _read_done(self, result, customer, start):
+        assert isinstance(result, ReadResult)
+        self.history.read(customer, result.last_order, start, self.net.now)
+        self.next_order[customer] += 1
+        self._next(customer)
+
+    def _failed(self, failure, customer, start, what):
+        failure.trap(RequestFailed)
+        self.failures.append((customer, start, self.net.now))
+        if what != "read":
+            self.history.order(customer, what, start, self.net.now, False)
+        self.entry[customer] = (self.entry[customer] + 1) % len(self.net.ids)
+        self._next(customer)
+
+    def acked(self):
+        return sum(1 for op in self.history.operations if op.kind == "order" and op.ok)
+
+    def check(self, testcase, ids=None):
+        net = self.net
+        for i in ids or net.running():
+            records = dict(net.replicas[i].book.records())
+            problems = check_history(self.history.operations, records)
+            testcase.assertEqual(problems, [], f"replica {i}")
+
+
+def settle(net, work, limit=3.0):
+    """Stop placing orders and wait until every running replica committed everything."""
+    work.limit = 0
+    net.run_until(net.converged, limit)
+
+
+def elect(net, limit=5.0):
+    net.run_until(lambda: net.primary() is not None, limit)
+    return net.primary()
+
+
+class ElectionTests(unittest.TestCase):
+    def test_one_primary_elected(self):
+        net = SimulatedNetwork()
+        at = net.run_until(lambda: net.primary() is not None, 5.0)
+        self.assertLess(at, FAILOVER_BOUND + 1)
+        net.run(2.0)
+        primaries = [i for i, r in net.replicas.items() if r.role == PRIMARY]
+        self.assertEqual(len(primaries), 1)
+        views = {r.view for r in net.replicas.values()}
+        self.assertEqual(len(views), 1)
+        self.assertEqual({r.primary_id for r in net.replicas.values()}, {primaries[0]})
+
+    def test_single_replica_is_its_own_majority(self):
+        net = SimulatedNetwork(count=1)
+        elect(net)
+        results = []
+        net.replicas[0].order(5, 1).addCallback(results.append)
+        net.run(0.1)
+        self.assertEqual(results, [0])
+
+    def test_no_primary_without_majority(self):
+        net = SimulatedNetwork()
+        net.crash(1)
+        net.crash(2)
+        net.run(5.0)
+        self.assertIsNone(net.primary())
+
+
+class CommitTests(unittest.TestCase):
+    def test_orders_commit_on_every_replica(self):
+        net = SimulatedNetwork()
+        elect(net)
+        work = Workload(net, customers=6, orders=60)
+        net.run_until(lambda: work.acked() >= 6 * 40, 20.0)
+        settle(net, work)
+        self.assertEqual(work.failures, [])
+        work.check(self)
+        self.assertEqual(len(net.books()[0]), 6)
+
+    def test_orders_through_backup_are_forwarded(self):
+        net = SimulatedNetwork()
+        primary = elect(net)
+        backup = next(i for i in net.ids if i != primary)
+        results = []
+        net.replicas[backup].order(7, 3).addCallback(results.append)
+        net.run(0.2)
+        self.assertEqual(results, [primary])
+        net.replicas[backup].read(7).addCallback(results.append)
+        net.run(0.2)
+        self.assertEqual(results[1], ReadResult(3, primary))
+
+    def test_repeated_order_applied_once(self):
+        net = SimulatedNetwork()
+        primary = elect(net)
+        replica = net.replicas[primary]
+        before = replica.replicated_log.last_index
+        results = []
+        for _ in range(3):
+            replica.order(1, 4).addCallback(results.append)
+        net.run(0.2)
+        replica.order(1, 4).addCallback(results.append)
+        replica.order(1, 2).addCallback(results.append)
+        net.run(0.2)
+        self.assertEqual(results, [primary] * 5)
+        self.assertEqual(replica.replicated_log.last_index, before + 1)
+        self.assertEqual(replica.book.last_order(1), 4)
+
+    def test_read_of_unknown_customer(self):
+        net = SimulatedNetwork()
+        primary = elect(net)
+        results = []
+        net.replicas[primary].read(99).addCallback(results.append)
+        net.run(0.2)
+        self.assertEqual(results, [ReadResult(None, primary)])
+
+    def test_request_fails_after_timeout_without_primary(self):
+        net = SimulatedNetwork()
+        elect(net)
+        net.crash(net.primary())
+        survivor = net.running()[0]
+        net.crash([i for i in net.running() if i != survivor][0])
+        failures = []
+        net.replicas[survivor].order(1, 1).addErrback(lambda f: failures.append(f.trap(RequestFailed)))
+        net.run(TIMEOUTS.request + 0.1)
+        self.assertEqual(failures, [RequestFailed])
+
+
+class FailureTests(unittest.TestCase):
+    def test_backup_crash_does_not_stall_past_timeout(self):
+        net = SimulatedNetwork()
+        primary = elect(net)
+        work = Workload(net, customers=4)
+        net.run(1.0)
+        backup = next(i for i in net.ids if i != primary)
+        net.crash(backup)
+        crashed_at = net.now
+        acked = work.acked()
+        net.run(TIMEOUTS.backup + 0.1)
+        self.assertGreater(work.acked(), acked)
+        self.assertEqual(work.failures, [])
+        slowest = max(op.end - op.start for op in work.history.operations if op.end >= crashed_at)
+        self.assertLessEqual(slowest, TIMEOUTS.backup)
+        net.restart(backup)
+        net.run(1.0)
+        self.assertIn(backup, net.replicas[primary].live)
+        settle(net, work)
+        work.check(self)
+
+    def test_primary_crash_fails_over_and_keeps_acked_orders(self):
+        net = SimulatedNetwork()
+        old = elect(net)
+        work = Workload(net, customers=6)
+        net.run(1.0)
+        acked_before = {(op.customer_id, op.value) for op in work.history.operations if op.kind == "order" and op.ok}
+        net.crash(old)
+        crashed_at = net.now
+        at = net.run_until(lambda: net.primary() not in (None, old), FAILOVER_BOUND + 0.5)
+        self.assertLess(at - crashed_at, FAILOVER_BOUND)
+        acked = work.acked()
+        net.run(1.0)
+        self.assertGreater(work.acked(), acked)
+        for i in net.running():
+            book = dict(net.books()[i])
+            for customer, number in acked_before:
+                self.assertGreaterEqual(book[customer], number)
+        settle(net, work)
+        work.check(self)
+        net.restart(old)
+        net.run_until(lambda: net.converged() and len(net.running()) == 3, 3.0)
+
+    def test_frozen_backup_does_not_freeze_primary(self):
+        net = SimulatedNetwork()
+        primary = elect(net)
+        work = Workload(net, customers=4)
+        net.run(1.0)
+        backup = next(i for i in net.ids if i != primary)
+        net.freeze(backup)
+        frozen_at = net.now
+        acked = work.acked()
+        net.run(TIMEOUTS.backup + 0.2)
+        self.assertGreater(work.acked(), acked + 10)
+        slowest = max(op.end - op.start for op in work.history.operations if op.end >= frozen_at)
+        # Dropped within one tick of the backup timeout.
+        self.assertLessEqual(slowest, TIMEOUTS.backup + TIMEOUTS.heartbeat + 0.02)
+        self.assertNotIn(backup, net.replicas[primary].live)
+        net.run(3.0)
+        net.resume(backup)
+        net.run(1.0)
+        self.assertEqual(net.primary(), primary, "a resumed backup must not depose the primary")
+        self.assertIn(backup, net.replicas[primary].live)
+        settle(net, work)
+        self.assertEqual(work.failures, [])
+        work.check(self)
+
+    def test_stale_primary_cannot_commit(self):
+        """
+        Resumed from SIGSTOP, the old primary first takes an order and sends
+        it in its old view, before any timer runs: it must not commit it.
+        """
+        net = SimulatedNetwork()
+        old = elect(net)
+        work = Workload(net, customers=4)
+        net.run(1.0)
+        net.freeze(old)
+        net.run_until(lambda: net.primary() not in (None, old), FAILOVER_BOUND + 0.5)
+        new = net.primary()
+        net.run(1.0)
+        stale = net.replicas[old]
+        view_before, commit_before = stale.view, stale.commit_index
+        net.frozen.pop(old)
+        net.held[old] = []  # what queued up meanwhile is lost, so nothing warns it
+        results = []
+        stale.order(1000, 1).addBoth(results.append)
+        net.clocks[old].advance(0)  # its flush runs, its overdue timers do not
+        self.assertEqual(stale.role, PRIMARY)
+        self.assertEqual(stale.view, view_before)
+        net.run(0.2)
+        self.assertNotEqual(stale.role, PRIMARY)
+        self.assertGreater(stale.view, view_before)
+        self.assertGreaterEqual(stale.commit_index, commit_before)
+        net.run(0.5)
+        self.assertEqual(results, [new], "committed by the new primary after forwarding")
+        settle(net, work)
+        work.check(self)
+        self.assertEqual(len(set(net.books().values())), 1)
+
+    def test_resumed_stale_primary_timers_first(self):
+        """
+        Resumed from SIGSTOP, the old primary's overdue timers may run before
+        it reads anything: it must give up being primary by itself.
+        """
+        net = SimulatedNetwork()
+        old = elect(net)
+        stale = net.replicas[old]
+        net.freeze(old)
+        net.run_until(lambda: net.primary() not in (None, old), FAILOVER_BOUND + 0.5)
+        new = net.primary()
+        since = net.frozen.pop(old)
+        net.clocks[old].advance(net.now - since)
+        self.assertNotEqual(stale.role, PRIMARY)
+        results = []
+        stale.order(2000, 1).addCallback(results.append)
+        for source, message in net.held[old]:
+            stale.receive(source, message)
+        net.held[old] = []
+        net.run(0.5)
+        self.assertEqual(results, [new])
+        self.assertEqual(stale.primary_id, new)
+
+    def test_minority_primary_steps_down_and_majority_continues(self):
+        net = SimulatedNetwork()
+        old = elect(net)
+        others = [i for i in net.ids if i != old]
+        work = Workload(net, customers=4)
+        net.run(1.0)
+        net.partition([old], others)
+        net.run_until(lambda: any(net.replicas[i].role == PRIMARY for i in others), FAILOVER_BOUND + 0.5)
+        net.run(TIMEOUTS.election)
+        self.assertNotEqual(net.replicas[old].role, PRIMARY)
+        net.heal()
+        net.run(1.0)
+        settle(net, work)
+        work.check(self)
+
+
+class CatchUpTests(unittest.TestCase):
+    def test_restarted_replica_catches_up_from_snapshot(self):
+        net = SimulatedNetwork(compact_threshold=50)
+        primary = elect(net)
+        backup = next(i for i in net.ids if i != primary)
+        net.crash(backup)
+        work = Workload(net, customers=3)
+        net.run(2.0)
+        self.assertGreater(net.replicas[primary].replicated_log.base_index, 0)
+        net.restart(backup)
+        net.run_until(lambda: backup in net.replicas[primary].live, 2.0)
+        settle(net, work)
+        work.check(self)
+
+    def test_whole_cluster_restart_recovers_acknowledged_orders(self):
+        net = SimulatedNetwork(durable=True, compact_threshold=40)
+        elect(net)
+        work = Workload(net, customers=4)
+        net.run(2.0)
+        acked = [(op.customer_id, op.value) for op in work.history.operations if op.kind == "order" and op.ok]
+        self.assertTrue(acked)
+        work.limit = 0
+        for i in net.ids:
+            net.crash(i)
+        for i in net.ids:
+            net.restart(i)
+        primary = net.replicas[elect(net)]
+        net.run_until(
+            lambda: primary.commit_index == primary.replicated_log.last_index and net.converged(), 3.0
+        )
+        book = dict(net.books()[0])
+        for customer, number in acked:
+            self.assertGreaterEqual(book[customer], number)
+
+
+class RandomFaultTests(unittest.TestCase):
+    """Random crashes, freezes and partitions; the history must stay consistent."""
+
+    def _run_with_faults(self, seed):
+        net = SimulatedNetwork(seed=seed, durable=True, compact_threshold=200)
+        elect(net)
+        work = Workload(net, customers=4)
+        rng = net.random
+        for _ in range(6):
+            net.run(rng.uniform(0.5, 2.0))
+            fault = rng.choice(["crash", "freeze", "partition"])
+            victim = rng.choice(net.ids)
+            if fault == "crash":
+                net.crash(victim)
+                net.run(rng.uniform(0.2, 2.5))
+                net.restart(victim)
+            elif fault == "freeze":
+                net.freeze(victim)
+                net.run(rng.uniform(0.2, 2.5))
+                net.resume(victim)
+            else:
+                net.partition([victim], [i for i in net.ids if i != victim])
+                net.run(rng.uniform(0.2, 2.5))
+                net.heal()
+        work.limit = 0
+        net.run(TIMEOUTS.request + 1.0)
+        net.run_until(lambda: net.converged(net.ids), 5.0)
+        self.assertGreater(work.acked(), 100)
+        work.check(self, net.ids)
+
+    def test_seeds(self):
+        for seed in range(8):
+            self._run_with_faults(seed)

@@ -1,0 +1,259 @@
+"""
+The server protocol and the order desk, over ``StringTransport`` and a
+``task.Clock``: customer requests, pipelining, the close request, bad input.
+"""
+
+from twisted.internet import defer, task
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from marketplace.laptop.replication import ReadResult, RequestFailed
+from marketplace.laptop.service import OrderDesk
+from marketplace.metrics import Counters
+from protocols.laptop import (
+    ROLE_REPLICA,
+    AppendReply,
+    CustomerRequest,
+    Hello,
+    OrderReply,
+    RecordReply,
+    encode_order_reply,
+    encode_record_reply,
+    encode_replica_message,
+    encode_request,
+    encode_role,
+)
+from protocols.laptop_server import MAX_PIPELINE, LaptopServerFactory
+
+
+def vector(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", ""))
+
+
+class FakeReplica:
+    """Answers like a primary with id 0 holding customer 1 -> order 2."""
+
+    replica_id = 0
+
+    def __init__(self):
+        self.pending = []
+        self.book = self
+
+    def last_order(self, customer):
+        return {1: 2}.get(customer)
+
+    def order(self, customer, number):
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+    def read(self, customer):
+        return defer.succeed(ReadResult(self.last_order(customer), 0))
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+        self.lost_peers = []
+
+    def knows(self, peer):
+        return peer in (1, 2)
+
+    def received(self, peer, message):
+        self.messages.append((peer, message))
+
+    def lost(self, peer):
+        self.lost_peers.append(peer)
+
+
+class ServerProtocolTests(unittest.TestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.counters = Counters()
+        self.replica = FakeReplica()
+        self.inbox = Inbox()
+        self.factory = LaptopServerFactory(
+            OrderDesk(self.replica, self.counters), self.inbox, self.counters, self.clock,
+            partial_timeout=10.0,
+        )
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_spec_order_vector(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(vector("00000000 00000001 00000000 00000001"))
+        self.replica.pending.pop(0).callback(0)
+        self.assertEqual(transport.value(), vector("00000001 00000000 00000001 00000000 00000000"))
+
+    def test_spec_read_vectors(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(vector("00000000 00000001 ffffffff 00000002"))
+        self.assertEqual(transport.value(), vector("00000001 00000002"))
+        transport.clear()
+        protocol.dataReceived(vector("00000002 ffffffff 00000002"))
+        self.assertEqual(transport.value(), vector("ffffffff ffffffff"))
+
+    def test_engineer_id_numbers_connections(self):
+        for expected in range(3):
+            protocol, transport = self.connect()
+            protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(5, 1, 1)))
+            self.replica.pending.pop(0).callback(0)
+            self.assertEqual(transport.value()[12:16], expected.to_bytes(4, "big"))
+
+    def test_pipelined_replies_keep_request_order(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            encode_role(0)
+            + encode_request(CustomerRequest(5, 1, 1))
+            + encode_request(CustomerRequest(1, -1, 2))
+            + encode_request(CustomerRequest(6, 1, 1))
+        )
+        self.assertEqual(transport.value(), b"")
+        first, second = self.replica.pending
+        second.callback(2)
+        self.assertEqual(transport.value(), b"")
+        first.callback(2)
+        self.assertEqual(
+            transport.value(),
+            encode_order_reply(OrderReply(5, 1, 1, 0, 2))
+            + encode_record_reply(RecordReply(1, 2))
+            + encode_order_reply(OrderReply(6, 1, 1, 0, 2)),
+        )
+
+    def test_long_pipeline_pauses_reading_until_answered(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            encode_role(0) + b"".join(encode_request(CustomerRequest(c, 1, 1)) for c in range(MAX_PIPELINE))
+        )
+        self.assertEqual(transport.producerState, "paused")
+        pending = self.replica.pending
+        half = MAX_PIPELINE // 2
+        for waiter in pending[:half]:
+            waiter.callback(0)
+        self.assertEqual(transport.producerState, "paused")
+        pending[half].callback(0)
+        self.assertEqual(transport.producerState, "producing")
+        for waiter in pending[half + 1 :]:
+            waiter.callback(0)
+        self.assertEqual(len(transport.value()), MAX_PIPELINE * 20)
+
+    def test_unknown_type_gets_failure_reply(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(5, 3, 9)))
+        self.assertEqual(transport.value(), encode_order_reply(OrderReply(-1, 3, 9, 0, 0)))
+        self.assertEqual(self.counters.counts["laptop_unknown_request_types"], 1)
+
+    def test_invalid_order_numbers_fail(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(-5, 3, 1)))
+        protocol.dataReceived(encode_request(CustomerRequest(5, -3, 1)))
+        self.assertEqual(
+            transport.value(),
+            encode_order_reply(OrderReply(-1, 3, 1, 0, 0))
+            + encode_order_reply(OrderReply(-1, -3, 1, 0, 0)),
+        )
+        self.assertEqual(self.replica.pending, [])
+
+    def test_failed_commit_gets_failure_replies(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(5, 3, 1)))
+        self.replica.pending.pop().errback(RequestFailed("no primary"))
+        self.assertEqual(transport.value(), encode_order_reply(OrderReply(-1, 3, 1, 0, 0)))
+        self.replica.read = lambda customer: defer.fail(RequestFailed("no primary"))
+        transport.clear()
+        protocol.dataReceived(encode_request(CustomerRequest(5, -1, 2)))
+        self.assertEqual(transport.value(), encode_record_reply(RecordReply(-1, -2)))
+
+    def test_close_request_waits_for_earlier_replies(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            encode_role(0)
+            + encode_request(CustomerRequest(5, 1, 1))
+            + encode_request(CustomerRequest(-1, -1, -1))
+            + encode_request(CustomerRequest(6, 1, 1))
+        )
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.replica.pending), 1, "nothing after the close request is served")
+        self.replica.pending.pop().callback(0)
+        self.assertEqual(transport.value(), encode_order_reply(OrderReply(5, 1, 1, 0, 0)))
+        self.assertTrue(transport.disconnecting)
+
+    def test_bad_role_closes_and_counts(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(vector("00000009 00000001"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.counters.counts["laptop_rejected_bad_role"], 1)
+
+    def test_legacy_replication_role_refused(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(vector("00000001 00000000 ffffffff 00000000 00000001 00000001 00000000"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_rejected_legacy_replication"], 1)
+
+    def test_truncated_message_times_out(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + b"\x00\x00\x00\x05\x00")
+        self.clock.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.counters.counts["laptop_rejected_truncated_message"], 1)
+
+    def test_silent_connection_without_role_times_out(self):
+        protocol, transport = self.connect()
+        self.clock.advance(10.1)
+        self.assertTrue(transport.disconnected)
+
+    def test_idle_customer_between_requests_stays(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(1, -1, 2)))
+        self.clock.advance(3600)
+        self.assertFalse(transport.disconnecting)
+
+    def test_truncated_message_then_close_is_counted(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + b"\x00\x00")
+        protocol.connectionLost(None)
+        self.assertEqual(self.counters.counts["laptop_rejected_truncated_message"], 1)
+
+    def test_garbage_after_role_gets_failure_replies_not_a_crash(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + bytes(range(7, 31)))
+        self.assertEqual(len(transport.value()), 40)
+        self.assertEqual(transport.value()[:4], vector("ffffffff"))
+
+    def test_replica_link_delivers_after_hello(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            encode_role(ROLE_REPLICA)
+            + encode_replica_message(Hello(2))
+            + encode_replica_message(AppendReply(1, 2, True, 3, 4))
+        )
+        self.assertEqual(self.inbox.messages, [(2, AppendReply(1, 2, True, 3, 4))])
+        protocol.connectionLost(None)
+        self.assertEqual(self.inbox.lost_peers, [2])
+
+    def test_replica_link_from_unknown_replica_refused(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(ROLE_REPLICA) + encode_replica_message(Hello(7)))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_rejected_unknown_replica"], 1)
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            encode_role(ROLE_REPLICA) + encode_replica_message(AppendReply(1, 2, True, 3, 4))
+        )
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.inbox.messages, [])
+
+    def test_close_all(self):
+        protocols = [self.connect() for _ in range(2)]
+        done = self.factory.close_all()
+        self.assertNoResult(done)
+        for protocol, transport in protocols:
+            protocol.connectionLost(None)
+        self.successResultOf(done)

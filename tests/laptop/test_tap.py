@@ -1,0 +1,137 @@
+"""
+The ``laptop-factory`` plugin's options and services, and a three-replica
+cluster in one process on OS-chosen ports.
+"""
+
+import os
+
+from twisted.application.service import IServiceCollection, loadApplication
+from twisted.internet import defer, reactor
+from twisted.python import usage
+from twisted.trial import unittest
+
+from marketplace.laptop.client import Address, LoadRun, verify
+from marketplace.laptop.history import History, check_history
+from marketplace.laptop.replication import PRIMARY
+from marketplace.laptop.service import ReplicaService
+from marketplace.laptop.storage import FileStorage, MemoryStorage
+from marketplace.laptop.tap import Options, cluster_service, makeService, suite_service
+from tests.laptop.processes import REPOSITORY
+from tests.support.services import listening_port
+
+
+def parse(*argv):
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(unittest.TestCase):
+    def test_defaults(self):
+        options = parse()
+        self.assertEqual((options["id"], options["listen"], options["peers"]), (0, "tcp:8080:backlog=1024", {}))
+        self.assertIsNone(options["data-dir"])
+
+    def test_issue_command_line(self):
+        options = parse("--id", "0", "--listen", "tcp:8080", "--peer", "1=tcp:hostB:8081",
+                        "--peer", "2=tcp:hostC:8082")
+        self.assertEqual(options["peers"], {1: "tcp:hostB:8081", 2: "tcp:hostC:8082"})
+
+    def test_rejections(self):
+        bad = [
+            ["--id", "-1"],
+            ["--peer", "tcp:hostB:8081"],
+            ["--peer", "x=tcp:hostB:8081"],
+            ["--peer", "1="],
+            ["--peer", "1=nonsense:endpoint"],
+            ["--peer", "1=tcp:a:1", "--peer", "1=tcp:b:2"],
+            ["--id", "1", "--peer", "1=tcp:a:1"],
+            ["--heartbeat", "0.5", "--backup-timeout", "0.4"],
+            ["--backup-timeout", "2", "--election-timeout", "1"],
+            ["--listen", "nonsense"],
+        ]
+        for argv in bad:
+            self.assertRaises(usage.UsageError, parse, *argv)
+
+    def test_timeouts(self):
+        timeouts = parse("--heartbeat", "0.1", "--backup-timeout", "0.3", "--election-timeout",
+                         "2", "--election-stagger", "0.5", "--request-timeout", "9").timeouts()
+        self.assertEqual(
+            (timeouts.heartbeat, timeouts.backup, timeouts.election, timeouts.election_stagger,
+             timeouts.request),
+            (0.1, 0.3, 2.0, 0.5, 9.0),
+        )
+
+    def test_make_service(self):
+        service = makeService(parse("--id", "2", "--listen", "tcp:0", "--peer", "0=tcp:a:1"))
+        self.assertIsInstance(service, ReplicaService)
+        self.assertEqual(service.replica.replica_id, 2)
+        self.assertEqual(service.replica.peer_ids, (0,))
+        self.assertIsInstance(service.replica._storage, MemoryStorage)
+        directory = self.mktemp()
+        service = makeService(parse("--data-dir", directory))
+        self.assertIsInstance(service.replica._storage, FileStorage)
+
+    def test_suite_cluster_layout(self):
+        cluster = suite_service(None)
+        replicas = list(cluster)
+        self.assertEqual([r.listener.description for r in replicas],
+                         ["tcp:8080:backlog=1024", "tcp:8081:backlog=1024",
+                          "tcp:8082:backlog=1024"])
+        self.assertEqual(replicas[0].links[2].description, "tcp:127.0.0.1:8082")
+        self.assertEqual(len(list(cluster_service(ports=(1, 2, 3, 4, 5)))), 5)
+
+
+class TacFileTests(unittest.TestCase):
+    def test_one_replica_per_host(self):
+        hosts = {0: "hostA:8080", 1: "hostB:8081", 2: "hostC:8082"}
+        for i in range(3):
+            path = os.path.join(REPOSITORY, "tapfiles", f"laptop-replica-{i}.tac")
+            application = loadApplication(path, "python")
+            (replica,) = list(IServiceCollection(application))
+            self.assertIsInstance(replica, ReplicaService)
+            self.assertEqual(replica.replica.replica_id, i)
+            self.assertEqual(replica.listener.description,
+                             f"tcp:{hosts[i].split(':')[1]}:backlog=1024")
+            self.assertEqual(
+                {peer: link.description for peer, link in replica.links.items()},
+                {peer: f"tcp:{address}" for peer, address in hosts.items() if peer != i},
+            )
+            self.assertIsInstance(replica.replica._storage, FileStorage)
+
+
+class InProcessClusterTests(unittest.TestCase):
+    """Three ``ReplicaService``s in this process, on OS-chosen ports."""
+
+    @defer.inlineCallbacks
+    def test_orders_reads_and_verify(self):
+        # Peers' addresses are unknown (None) until every port is bound.
+        addresses = [{peer: None for peer in range(3) if peer != i} for i in range(3)]
+        services = []
+        for i in range(3):
+            service = ReplicaService(i, "tcp:0:interface=127.0.0.1", addresses[i])
+            service.startService()
+            self.addCleanup(service.stopService)
+            services.append(service)
+        ports = []
+        for service in services:
+            port = yield listening_port(service.listener)
+            ports.append(port)
+        for i in range(3):
+            for peer in addresses[i]:
+                addresses[i][peer] = f"tcp:127.0.0.1:{ports[peer]}"
+        client_addresses = [Address("127.0.0.1", port) for port in ports]
+        history = History()
+        run = LoadRun(client_addresses, 4, 100, 1, reactor, spread=True, history=history)
+        summary = yield run.run().addTimeout(30, reactor)
+        self.assertEqual((summary.failed, summary.latencies.count), (0, 400))
+        run = LoadRun(client_addresses, 4, 20, 2, reactor, spread=True, history=history)
+        summary = yield run.run().addTimeout(30, reactor)
+        self.assertEqual(summary.failed, 0)
+        outcome = yield verify(client_addresses, 4, reactor)
+        self.assertTrue(outcome.ok, outcome.lines())
+        primaries = [s for s in services if s.replica.role == PRIMARY]
+        self.assertEqual(len(primaries), 1)
+        book = dict(primaries[0].replica.book.records())
+        self.assertEqual(book, {c: 99 for c in range(4)})
+        self.assertEqual(check_history(history.operations, book), [])
