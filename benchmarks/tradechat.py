@@ -3,13 +3,18 @@ Benchmark: the trading chatroom server under tradechat-bench on loopback.
 
     python benchmarks/tradechat.py [--duration 10] [--repeat 3] [--out benchmarks/out/tradechat.csv]
                                    [--scenarios mixed-100,trade-200] [--store memory]
+                                   [--processes 1] [--reactor epoll]
 
 For every scenario and repetition a fresh server process is started
 (compatibility profile, so every transfer target exists; embedded store
 unless --store says otherwise; one process), then tradechat-bench runs
-against it in another process.  Each run appends a row to --out (the bench's
-CSV columns); at the end a summary table shows the median of the runs of
-each scenario next to the issue's targets where it has one.
+against it in another process (or --processes load processes).  Each run
+appends a row to --out (the bench's CSV columns); at the end a summary table
+shows the median of the runs of each scenario next to the issue's targets
+where it has one, and the machine it ran on: CPU count and model, and the
+load average before and after, since other work on the machine skews the
+figures.  --reactor runs the server on another Twisted reactor (as
+C{twistd --reactor NAME} would), to compare them.
 
 The targets were set for a 2-core machine with client and server sharing it;
 figures from a busier or smaller machine are not comparable.
@@ -39,8 +44,11 @@ SCENARIOS = {
 }
 
 
-def serve(store):
+def serve(store, reactor_name):
     """Child side: run the server on a free port, print it, run until stdin closes."""
+    if reactor_name:
+        from twisted.application.reactors import installReactor
+        installReactor(reactor_name)
     from twisted.internet import reactor, stdio
     from twisted.internet.protocol import Protocol
 
@@ -66,14 +74,17 @@ def serve(store):
 
 def run_once(args, name, csv_path):
     connections, concurrency, mix, payload, _, _ = SCENARIOS[name]
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--store", args.store],
+    serve_arguments = ["--serve", "--store", args.store]
+    if args.reactor:
+        serve_arguments += ["--reactor", args.reactor]
+    server = subprocess.Popen([sys.executable, __file__, *serve_arguments],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
     try:
         port = json.loads(server.stdout.readline())["port"]
         bench = [sys.executable, "-m", "marketplace.tradechat.bench", "--port", str(port),
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),
-                 "--out", csv_path]
+                 "--processes", str(args.processes), "--out", csv_path]
         result = subprocess.run(bench, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, timeout=args.duration + 120)
         sys.stdout.write(f"--- {name}\n{result.stdout}")
@@ -90,17 +101,24 @@ def main():
     parser.add_argument("--store", default="memory")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="load-generating processes of tradechat-bench")
+    parser.add_argument("--reactor", default=None,
+                        help="Twisted reactor of the server (e.g. epoll, poll, select)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "out", "tradechat.csv"))
     args = parser.parse_args()
     if args.serve:
-        serve(args.store)
+        serve(args.store, args.reactor)
         return
     names = args.scenarios.split(",")
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-    print(f"{len(os.sched_getaffinity(0))} CPUs; client and server share them; store {args.store}")
+    load_before = _load_average()
+    print(f"{_machine()}; client and server share them; store {args.store}; "
+          f"server reactor {args.reactor or 'default'}; {args.processes} load process(es); "
+          f"load average {load_before}")
     medians = {}
     for name in names:
         with tempfile.NamedTemporaryFile("r", suffix=".csv") as scratch:
@@ -111,6 +129,7 @@ def main():
         medians[name] = {key: statistics.median(float(row[key]) for row in rows)
                          for key in ("rps", "p50_us", "p99_us", "p999_us", "err")}
     print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}")
+    print(f"{_machine()}; load average {load_before} before, {_load_average()} after")
     print(f"{'scenario':<17}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'p999 us':>9}{'errors':>8}  target")
     for name, median in medians.items():
         *_, target_rps, target_p99 = SCENARIOS[name]
@@ -120,6 +139,25 @@ def main():
             target = f">= {target_rps} req/s, p99 <= {target_p99} us: {'met' if met else 'NOT met'}"
         print(f"{name:<17}{median['rps']:>9.0f}{median['p50_us']:>9.0f}{median['p99_us']:>9.0f}"
               f"{median['p999_us']:>9.0f}{median['err']:>8.0f}  {target}")
+
+
+def _machine():
+    """CPU count and model, for the figures' context."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{len(os.sched_getaffinity(0))} CPUs ({model})"
+
+
+def _load_average():
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def _append_rows(path, rows):

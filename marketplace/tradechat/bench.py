@@ -17,6 +17,15 @@ hangs the existing server) and go, as in the existing tool, to a random user
 id 0..1023; money sent to accounts outside the benchmark is accounted as
 leaving the audited set.
 
+Pushes are counted from their headers, never decoded (every connection
+receives every chat: hundreds of thousands of frames a second), and no timer
+is set per request.  C{--processes N} spreads the connections and the
+in-flight workers over N load-generating processes (see
+L{marketplace.tradechat.benchpool}), for machines where one Python process
+would saturate a core before the server does.  Their histograms, counts and
+ledgers are merged exactly, so the figures and the conservation check mean
+the same as with one process.
+
 C{--plot} needs matplotlib, which is not a dependency of this package: the
 plot is skipped with a notice when it is not installed.
 """
@@ -34,6 +43,7 @@ import attrs
 from hdrh.histogram import HdrHistogram
 from twisted.internet import defer, task
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from marketplace.options import check_client_endpoint, positive_float
 from marketplace.tradechat.remote import TradeChatClient
@@ -60,6 +70,8 @@ _STATUS_COLUMNS = {
     Status.TIMEOUT: "err_timeout",
 }
 _LOWEST_US, _HIGHEST_US, _DIGITS = 1, 60_000_000, 3
+_SEED_STRIDE = 1_000_003
+"""Offsets each load process's --seed so their request sequences differ."""
 
 
 def _histogram() -> HdrHistogram:
@@ -83,6 +95,8 @@ class Options(usage.Options):
         ["out", None, None, "Append one CSV row (header written if the file is new)."],
         ["plot", None, None, "Write a PNG of percentiles and throughput (needs matplotlib)."],
         ["seed", None, None, "Random seed, for repeatable request sequences.", int],
+        ["processes", "P", 1, "Load-generating processes sharing the connections and the "
+                              "requests in flight; their results are merged exactly.", int],
     ]
 
     def opt_threads(self, value):
@@ -97,6 +111,8 @@ class Options(usage.Options):
         if not 0 <= self["payload-size"] <= bodies.MAX_CHAT_MESSAGE:
             raise usage.UsageError(f"--payload-size must be 0..{bodies.MAX_CHAT_MESSAGE}")
         self["concurrency"] = min(self["concurrency"], self["connections"])
+        if not 1 <= self["processes"] <= self["concurrency"]:
+            raise usage.UsageError("--processes must be 1..the requests in flight")
         if self["connect"] is None:
             self["connect"] = f"tcp:{self['host']}:{self['port']}"
         check_client_endpoint(self["connect"])
@@ -104,13 +120,25 @@ class Options(usage.Options):
 
 @attrs.define
 class Ledger:
-    """What the benchmark expects each of its accounts to hold."""
+    """
+    What the benchmark expects each of its accounts to hold.
+
+    C{expected} covers this process's accounts; money transferred to any
+    other account is kept per recipient in C{sent_elsewhere}, so that
+    L{merged} can credit it to an account another load process owns and
+    count only the rest as leaving the audited set.
+    """
 
     expected: dict = attrs.Factory(dict)
-    sent_outside: int = 0
+    sent_elsewhere: Counter = attrs.Factory(Counter)
     deposited: int = 0
     withdrawn: int = 0
     uncertain: int = 0
+
+    @property
+    def sent_outside(self) -> int:
+        """Money transferred to accounts outside the run."""
+        return sum(self.sent_elsewhere.values())
 
     def apply(self, op: str, user_id: int, request, reply_ok: bool) -> None:
         if not reply_ok:
@@ -123,10 +151,39 @@ class Ledger:
             self.withdrawn += request.amount
         elif op == "transfer":
             self.expected[user_id] -= request.amount
-            if request.to_user_id in self.expected:
-                self.expected[request.to_user_id] += request.amount
-            else:
-                self.sent_outside += request.amount
+            self._credit(request.to_user_id, request.amount)
+
+    def _credit(self, user_id: int, amount: int) -> None:
+        if user_id in self.expected:
+            self.expected[user_id] += amount
+        else:
+            self.sent_elsewhere[user_id] += amount
+
+    @classmethod
+    def merged(cls, ledgers) -> "Ledger":
+        """One ledger for the accounts of several load processes."""
+        merged = cls()
+        for ledger in ledgers:
+            merged.expected.update(ledger.expected)
+            merged.deposited += ledger.deposited
+            merged.withdrawn += ledger.withdrawn
+            merged.uncertain += ledger.uncertain
+        for ledger in ledgers:
+            for user_id, amount in ledger.sent_elsewhere.items():
+                merged._credit(user_id, amount)
+        return merged
+
+    def to_json(self) -> dict:
+        return {"expected": keys_to_json(self.expected),
+                "sent_elsewhere": keys_to_json(self.sent_elsewhere),
+                "deposited": self.deposited, "withdrawn": self.withdrawn,
+                "uncertain": self.uncertain}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Ledger":
+        return cls(keys_from_json(data["expected"]),
+                   Counter(keys_from_json(data["sent_elsewhere"])),
+                   data["deposited"], data["withdrawn"], data["uncertain"])
 
 
 @attrs.define
@@ -136,6 +193,7 @@ class Results:
     histogram: HdrHistogram = attrs.Factory(_histogram)
     interval: HdrHistogram = attrs.Factory(_histogram)
     timeline: list = attrs.Factory(list)
+    pushes: int = 0
 
     @property
     def total(self) -> int:
@@ -145,6 +203,37 @@ class Results:
         latency_us = min(max(latency_us, _LOWEST_US), _HIGHEST_US)
         self.histogram.record_value(latency_us)
         self.interval.record_value(latency_us)
+
+    def add(self, other: "Results") -> None:
+        """Fold another process's results into these (counts and histogram, exactly)."""
+        self.ok += other.ok
+        self.errors.update(other.errors)
+        self.histogram.add(other.histogram)
+        self.pushes += other.pushes
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "errors": keys_to_json(self.errors),
+                "histogram": self.histogram.encode().decode("ascii"), "pushes": self.pushes}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Results":
+        return cls(data["ok"], Counter(keys_from_json(data["errors"])),
+                   HdrHistogram.decode(data["histogram"].encode("ascii")), pushes=data["pushes"])
+
+
+def timeline_point(elapsed: float, interval: HdrHistogram) -> tuple:
+    """One second of the run: (elapsed, requests, p50, p99, p99.9)."""
+    return (elapsed, interval.get_total_count(), interval.get_value_at_percentile(50),
+            interval.get_value_at_percentile(99), interval.get_value_at_percentile(99.9))
+
+
+def keys_to_json(mapping) -> dict:
+    """JSON objects have string keys; user ids and statuses are ints."""
+    return {str(key): value for key, value in mapping.items()}
+
+
+def keys_from_json(mapping) -> dict:
+    return {int(key): value for key, value in mapping.items()}
 
 
 class Worker:
@@ -169,7 +258,7 @@ class Worker:
     def start(self) -> None:
         self._next()
 
-    def _next(self, _=None) -> None:
+    def _next(self) -> None:
         bench = self.bench
         if bench.stopping:
             if not self.finished.called:
@@ -181,12 +270,18 @@ class Worker:
         started = time.perf_counter()
         d = client.protocol.request(request)
         self._in_flight = (d, started)
-        d.addCallbacks(self._replied, self._failed, (client, op, request, started), None,
-                       (client, op, request))
-        d.addCallback(self._next)
+        d.addBoth(self._settled, client, op, request, started)
+
+    def _settled(self, outcome, client, op, request, started) -> None:
+        """Account for a reply or a failure, then send the next request (one callback)."""
+        self._in_flight = None
+        if isinstance(outcome, Failure):
+            self._failed(outcome, client, op, request)
+        else:
+            self._replied(outcome, client, op, request, started)
+        self._next()
 
     def _replied(self, frame, client, op, request, started) -> None:
-        self._in_flight = None
         results = self.bench.results
         results.record(int((time.perf_counter() - started) * 1_000_000))
         if frame.status == Status.OK:
@@ -196,7 +291,6 @@ class Worker:
         self.bench.ledger.apply(op, client.user_id, request, frame.status == Status.OK)
 
     def _failed(self, failure, client, op, request) -> None:
-        self._in_flight = None
         status = Status.TIMEOUT if failure.check(defer.CancelledError) else Status.INTERNAL
         self.bench.results.errors[status] += 1
         if op in ("deposit", "withdraw", "transfer"):
@@ -209,16 +303,29 @@ class Worker:
 
 
 class Bench:
-    def __init__(self, reactor, options, out=sys.stdout, progress=sys.stderr) -> None:
+    """
+    The load of one process: with C{share=(index, processes)} it drives the
+    in-flight workers whose number is C{index} modulo C{processes}, and the
+    connections those workers own, under the same names and with the same
+    request mix as a single process would.
+    """
+
+    def __init__(self, reactor, options, out=sys.stdout, progress=sys.stderr,
+                 share: tuple[int, int] = (0, 1)) -> None:
         self.reactor = reactor
         self.options = options
         self.out = out
         self.progress = progress
-        self.rng = random.Random(options["seed"])
+        index, processes = share
+        seed = options["seed"]
+        self.rng = random.Random(None if seed is None else seed + _SEED_STRIDE * index)
         self.results = Results()
         self.ledger = Ledger()
         self.stopping = False
         self.clients: list[TradeChatClient] = []
+        self.worker_numbers = range(index, options["concurrency"], processes)
+        self.on_tick = self._show_progress
+        self._loops: list[Worker] = []
         ops, weights = zip(*MIXES[options["mix"]])
         self._ops, self._cumulative = ops, list(_cumulative(weights))
         self._payload = b"x" * options["payload-size"]
@@ -241,34 +348,35 @@ class Bench:
 
     @defer.inlineCallbacks
     def run(self):
+        """The whole run in this process: set up, load, report, check conservation."""
+        yield self.setup()
+        elapsed = yield self.load()
+        self.progress.write("\n")
+        report(self.options, self.results, elapsed, self.out)
+        conserved = yield self.check_conservation()
+        self.close()
+        return conserved
+
+    @defer.inlineCallbacks
+    def setup(self):
+        """Connect, log in and join room 0 on this process's connections."""
         options = self.options
         workers = options["concurrency"]
+        mine = set(self.worker_numbers)
+        numbers = [n for n in range(options["connections"]) if n % workers in mine]
         self.clients = yield defer.gatherResults([
             TradeChatClient.connect(options["connect"], self.reactor, options["timeout"],
                                     obfuscate=options["encrypt"])
-            for _ in range(options["connections"])], consumeErrors=True)
+            for _ in numbers], consumeErrors=True)
         replies = yield defer.gatherResults(
-            [self._setup(client, n % workers, n // workers) for n, client in enumerate(self.clients)],
+            [self._setup(client, n % workers, n // workers)
+             for n, client in zip(numbers, self.clients)],
             consumeErrors=True)
         for reply in replies:
             self.ledger.expected[reply.user_id] = reply.balance
-        loops = [Worker(self, self.clients[k::workers]) for k in range(workers)]
-        started = self.reactor.seconds()
-        ticker = task.LoopingCall(self._tick, started, loops)
-        ticker.clock = self.reactor
-        ticker.start(1.0, now=False)
-        self.reactor.callLater(options["duration"], setattr, self, "stopping", True)
-        for loop in loops:
-            loop.start()
-        yield defer.gatherResults([loop.finished for loop in loops])
-        elapsed = self.reactor.seconds() - started
-        ticker.stop()
-        self.progress.write("\n")
-        self.report(elapsed)
-        conserved = yield self.check_conservation()
-        for client in self.clients:
-            client.close()
-        return conserved
+        self._loops = [
+            Worker(self, [client for n, client in zip(numbers, self.clients) if n % workers == k])
+            for k in self.worker_numbers]
 
     @defer.inlineCallbacks
     def _setup(self, client, worker, index):
@@ -276,118 +384,160 @@ class Bench:
         yield client.join(0)
         return reply
 
+    @defer.inlineCallbacks
+    def load(self):
+        """Run the closed loops for --duration; fire with the seconds they took."""
+        loops = self._loops
+        started = self.reactor.seconds()
+        ticker = task.LoopingCall(self._tick, started, loops)
+        ticker.clock = self.reactor
+        ticker.start(1.0, now=False)
+        self.reactor.callLater(self.options["duration"], setattr, self, "stopping", True)
+        for loop in loops:
+            loop.start()
+        yield defer.gatherResults([loop.finished for loop in loops])
+        elapsed = self.reactor.seconds() - started
+        ticker.stop()
+        self.results.pushes = self.pushes_received()
+        return elapsed
+
+    def pushes_received(self) -> int:
+        return sum(c.protocol.pushes_received for c in self.clients)
+
     def _tick(self, started, loops) -> None:
         now = time.perf_counter()
         for loop in loops:
             loop.expire(now, self.options["timeout"])
-        results = self.results
-        elapsed = self.reactor.seconds() - started
-        interval = results.interval
-        count = interval.get_total_count()
-        point = (elapsed, count, interval.get_value_at_percentile(50),
-                 interval.get_value_at_percentile(99), interval.get_value_at_percentile(99.9))
-        results.timeline.append(point)
+        interval = self.results.interval
+        self.on_tick(self.reactor.seconds() - started, interval)
         interval.reset()
-        pushes = sum(c.protocol.pushes_received for c in self.clients)
-        self.progress.write(
-            f"\r[{elapsed:5.1f}s] total={results.total} rps={count} p50={point[2]}us "
-            f"p99={point[3]}us err={sum(results.errors.values())} pushes={pushes}   ")
-        self.progress.flush()
 
-    def summary(self, elapsed: float) -> dict:
-        options, results = self.options, self.results
-        histogram = results.histogram
-        row = {
-            "host": options["host"], "port": options["port"],
-            "connections": options["connections"], "threads": options["concurrency"],
-            "duration_s": f"{elapsed:.2f}", "total": results.total, "ok": results.ok,
-            "err": sum(results.errors.values()),
-            "rps": f"{results.total / elapsed:.0f}" if elapsed > 0 else "0",
-            "p50_us": histogram.get_value_at_percentile(50),
-            "p95_us": histogram.get_value_at_percentile(95),
-            "p99_us": histogram.get_value_at_percentile(99),
-            "mix": options["mix"], "payload_size": options["payload-size"],
-            "p999_us": histogram.get_value_at_percentile(99.9),
-        }
-        for column in _STATUS_COLUMNS.values():
-            row[column] = 0
-        row["err_internal"] = 0
-        for status, count in results.errors.items():
-            row[_STATUS_COLUMNS.get(status, "err_internal")] += count
-        return row
+    def _show_progress(self, elapsed: float, interval: HdrHistogram) -> None:
+        point = timeline_point(elapsed, interval)
+        self.results.timeline.append(point)
+        results = self.results
+        show_progress(self.progress, point, results.total, sum(results.errors.values()),
+                      self.pushes_received())
 
-    def report(self, elapsed: float) -> None:
-        row = self.summary(elapsed)
-        write = self.out.write
-        write(f"connections={row['connections']} threads={row['threads']} "
-              f"duration={row['duration_s']}s total={row['total']} ok={row['ok']} err={row['err']} "
-              f"rps={row['rps']} p50={row['p50_us']}us p95={row['p95_us']}us "
-              f"p99={row['p99_us']}us\n")
-        pushes = sum(c.protocol.pushes_received for c in self.clients)
-        push_rate = pushes / elapsed if elapsed > 0 else 0
-        write(f"mix={row['mix']} payload={row['payload_size']} p999={row['p999_us']}us "
-              f"pushes_received={pushes} ({push_rate:.0f}/s)\n")
-        if self.results.errors:
-            write("errors by status: " + ", ".join(
-                f"{code_name(Status, status)}={count}"
-                for status, count in sorted(self.results.errors.items())) + "\n")
-        if self.options["out"]:
-            _append_csv(self.options["out"], row)
-        if self.options["plot"]:
-            self._plot(self.options["plot"])
+    def fetch_balances(self) -> defer.Deferred:
+        """Fire with {user id: BALANCE} for this process's accounts, asked over the protocol."""
+        by_user = {}
+        for client in self.clients:
+            by_user.setdefault(client.user_id, client)
+        users = list(self.ledger.expected)
+        d = defer.gatherResults([by_user[user_id].balance() for user_id in users],
+                                consumeErrors=True)
+        return d.addCallback(lambda balances: dict(zip(users, balances)))
 
     @defer.inlineCallbacks
     def check_conservation(self):
         """Read every benchmark account's balance through the protocol and compare."""
-        ledger = self.ledger
-        by_user = {}
-        for client in self.clients:
-            by_user.setdefault(client.user_id, client)
         try:
-            actual = yield defer.gatherResults(
-                [by_user[user_id].balance() for user_id in ledger.expected], consumeErrors=True)
+            actual = yield self.fetch_balances()
         except Exception as error:
             self.out.write(f"conservation: not checked ({error})\n")
             return False
-        actual = dict(zip(ledger.expected, actual))
-        wrong = {u: (ledger.expected[u], actual[u]) for u in ledger.expected
-                 if actual[u] != ledger.expected[u]}
-        total = sum(actual.values())
-        negative = [u for u, balance in actual.items() if balance < 0]
-        summary = (f"{len(actual)} accounts, total {total} = expected {sum(ledger.expected.values())}"
-                   f" (deposits {ledger.deposited}, withdrawals {ledger.withdrawn}, "
-                   f"sent to accounts outside the run {ledger.sent_outside})")
-        if ledger.uncertain:
-            self.out.write(f"conservation: INDETERMINATE, {ledger.uncertain} moved by requests with "
-                           f"no reply; {summary}\n")
-            return not negative
-        conserved = not wrong and not negative
-        self.out.write(f"conservation: {'OK' if conserved else 'VIOLATED'}: {summary}\n")
-        for user_id, (expected, got) in sorted(wrong.items())[:10]:
-            self.out.write(f"  user {user_id}: expected {expected}, server says {got}\n")
-        return conserved
+        return judge_conservation(self.ledger, actual, self.out)
 
-    def _plot(self, path: str) -> None:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            from matplotlib import pyplot
-        except ImportError:
-            self.out.write("--plot skipped: matplotlib is not installed\n")
-            return
-        timeline = self.results.timeline
-        seconds = [point[0] for point in timeline]
-        figure, (latency, throughput) = pyplot.subplots(2, 1, sharex=True, figsize=(8, 6))
-        for index, label in ((2, "p50"), (3, "p99"), (4, "p99.9")):
-            latency.plot(seconds, [point[index] for point in timeline], label=label)
-        latency.set_ylabel("latency (us)")
-        latency.legend()
-        throughput.plot(seconds, [point[1] for point in timeline])
-        throughput.set_ylabel("requests/s")
-        throughput.set_xlabel("seconds")
-        figure.suptitle(f"{self.options['mix']}, {self.options['connections']} connections")
-        figure.savefig(path)
-        self.out.write(f"plot written to {path}\n")
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def show_progress(stream, point: tuple, total: int, errors: int, pushes: int) -> None:
+    """The live progress line (stderr), rewritten every second."""
+    elapsed, count, p50, p99, _ = point
+    stream.write(f"\r[{elapsed:5.1f}s] total={total} rps={count} p50={p50}us "
+                 f"p99={p99}us err={errors} pushes={pushes}   ")
+    stream.flush()
+
+
+def summary(options, results: Results, elapsed: float) -> dict:
+    """The CSV row of a run."""
+    histogram = results.histogram
+    row = {
+        "host": options["host"], "port": options["port"],
+        "connections": options["connections"], "threads": options["concurrency"],
+        "duration_s": f"{elapsed:.2f}", "total": results.total, "ok": results.ok,
+        "err": sum(results.errors.values()),
+        "rps": f"{results.total / elapsed:.0f}" if elapsed > 0 else "0",
+        "p50_us": histogram.get_value_at_percentile(50),
+        "p95_us": histogram.get_value_at_percentile(95),
+        "p99_us": histogram.get_value_at_percentile(99),
+        "mix": options["mix"], "payload_size": options["payload-size"],
+        "p999_us": histogram.get_value_at_percentile(99.9),
+    }
+    for column in _STATUS_COLUMNS.values():
+        row[column] = 0
+    row["err_internal"] = 0
+    for status, count in results.errors.items():
+        row[_STATUS_COLUMNS.get(status, "err_internal")] += count
+    return row
+
+
+def report(options, results: Results, elapsed: float, out) -> None:
+    """Print the summary lines, append the CSV row and draw the plot if asked."""
+    row = summary(options, results, elapsed)
+    write = out.write
+    write(f"connections={row['connections']} threads={row['threads']} "
+          f"duration={row['duration_s']}s total={row['total']} ok={row['ok']} err={row['err']} "
+          f"rps={row['rps']} p50={row['p50_us']}us p95={row['p95_us']}us "
+          f"p99={row['p99_us']}us\n")
+    push_rate = results.pushes / elapsed if elapsed > 0 else 0
+    write(f"mix={row['mix']} payload={row['payload_size']} p999={row['p999_us']}us "
+          f"pushes_received={results.pushes} ({push_rate:.0f}/s)\n")
+    if results.errors:
+        write("errors by status: " + ", ".join(
+            f"{code_name(Status, status)}={count}"
+            for status, count in sorted(results.errors.items())) + "\n")
+    if options["out"]:
+        _append_csv(options["out"], row)
+    if options["plot"]:
+        plot(options, results.timeline, options["plot"], out)
+
+
+def judge_conservation(ledger: Ledger, actual: dict, out) -> bool:
+    """Compare the balances the server reports with what the ledger expects; print the verdict."""
+    wrong = {u: (ledger.expected[u], actual[u]) for u in ledger.expected
+             if actual[u] != ledger.expected[u]}
+    total = sum(actual.values())
+    negative = [u for u, balance in actual.items() if balance < 0]
+    summary_line = (f"{len(actual)} accounts, total {total} = expected "
+                    f"{sum(ledger.expected.values())} (deposits {ledger.deposited}, "
+                    f"withdrawals {ledger.withdrawn}, "
+                    f"sent to accounts outside the run {ledger.sent_outside})")
+    if ledger.uncertain:
+        out.write(f"conservation: INDETERMINATE, {ledger.uncertain} moved by requests with "
+                  f"no reply; {summary_line}\n")
+        return not negative
+    conserved = not wrong and not negative
+    out.write(f"conservation: {'OK' if conserved else 'VIOLATED'}: {summary_line}\n")
+    for user_id, (expected, got) in sorted(wrong.items())[:10]:
+        out.write(f"  user {user_id}: expected {expected}, server says {got}\n")
+    return conserved
+
+
+def plot(options, timeline: list, path: str, out) -> None:
+    """Write a PNG of per-second percentiles and throughput (needs matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        out.write("--plot skipped: matplotlib is not installed\n")
+        return
+    seconds = [point[0] for point in timeline]
+    figure, (latency, throughput) = pyplot.subplots(2, 1, sharex=True, figsize=(8, 6))
+    for index, label in ((2, "p50"), (3, "p99"), (4, "p99.9")):
+        latency.plot(seconds, [point[index] for point in timeline], label=label)
+    latency.set_ylabel("latency (us)")
+    latency.legend()
+    throughput.plot(seconds, [point[1] for point in timeline])
+    throughput.set_ylabel("requests/s")
+    throughput.set_xlabel("seconds")
+    figure.suptitle(f"{options['mix']}, {options['connections']} connections")
+    figure.savefig(path)
+    out.write(f"plot written to {path}\n")
 
 
 def _cumulative(weights):
@@ -412,7 +562,14 @@ def main(argv=None) -> None:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as error:
         raise SystemExit(f"{options}\n{error}")
-    task.react(lambda reactor: Bench(reactor, options).run().addCallback(_exit_status))
+    if options["processes"] > 1:
+        # Imported here: the pool's children import this module for Bench.
+        from marketplace.tradechat.benchpool import run_pool
+        arguments = sys.argv[1:] if argv is None else argv
+        task.react(lambda reactor: run_pool(reactor, options, arguments)
+                   .addCallback(_exit_status))
+    else:
+        task.react(lambda reactor: Bench(reactor, options).run().addCallback(_exit_status))
 
 
 def _exit_status(conserved: bool) -> None:

@@ -41,6 +41,17 @@ class ClientProtocolTests(unittest.TestCase):
                                                 bodies.encode_chat_broadcast(push)))
         self.assertEqual((self.pushes, self.protocol.pushes_received), ([push], 1))
 
+    def test_pushes_without_a_callback_are_only_counted(self):
+        protocol = TradeChatClientProtocol()
+        protocol.makeConnection(StringTransport())
+        pending = protocol.request(bodies.Balance(), req_id=3)
+        push = encode_frame(Opcode.CHAT_BROADCAST, 0, 0,
+                            bodies.encode_chat_broadcast(bodies.ChatBroadcast(0, 1, b"hi")))
+        protocol.dataReceived(push * 3 + encode_frame(
+            Opcode.BALANCE, 3, 0, bodies.encode_balance(5), FLAG_RESPONSE) + push)
+        self.assertEqual(bodies.decode_balance(self.successResultOf(pending).body), 5)
+        self.assertEqual(protocol.pushes_received, 4)
+
     def test_obfuscating_client(self):
         protocol = TradeChatClientProtocol(obfuscate=True)
         transport = StringTransport()

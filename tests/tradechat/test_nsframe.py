@@ -149,6 +149,19 @@ class HeaderErrorTests(unittest.TestCase):
         self.assertEqual(decoder.next_frame().opcode, 0x0001)
         self.assertRaises(BadMagic, decoder.next_frame)
 
+    def test_skipped_frames_still_have_their_header_checked(self):
+        push = encode_frame(0x0104, 0, 0, b"x" * 100)
+        decoder = FrameDecoder(64, skip_opcode=0x0104)
+        decoder.receive(encode_frame(0x0104, 0, 0, b"ok") + push)
+        self.assertRaises(FrameTooLarge, decoder.next_frame)
+        self.assertEqual(decoder.skipped, 1)
+
+    def test_skipped_frames_are_not_checksummed(self):
+        decoder = FrameDecoder(skip_opcode=0x0104)
+        decoder.receive(_with_byte(encode_frame(0x0104, 0, 0, b"push"), 33, b"!") + HELLO)
+        self.assertEqual([frame.opcode for frame in decoder.frames()], [0x0001])
+        self.assertEqual(decoder.skipped, 1)
+
     def test_max_frame_size_below_header_refused(self):
         self.assertRaises(ValueError, FrameDecoder, 31)
 
@@ -184,6 +197,21 @@ class PropertyTests(unittest.TestCase):
             received.extend(decoder.frames())
             self.assertLess(decoder.buffered, nsframe.DEFAULT_MAX_FRAME_SIZE)
         self.assertEqual(received, sent)
+        self.assertEqual(decoder.buffered, 0)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(frames, max_size=8), st.lists(st.integers(0, 10**6), max_size=20))
+    def test_skipping_an_opcode_counts_exactly_the_skipped_frames(self, sent, cuts):
+        skipped = 0x0104
+        stream = b"".join(encode(frame) for frame in sent)
+        decoder = FrameDecoder(skip_opcode=skipped)
+        received = []
+        for piece in _split(stream, cuts):
+            decoder.receive(piece)
+            received.extend(decoder.frames())
+        kept = [f for f in sent if f.opcode != skipped or f.flags & FLAG_RESPONSE]
+        self.assertEqual(received, kept)
+        self.assertEqual(decoder.skipped, len(sent) - len(kept))
         self.assertEqual(decoder.buffered, 0)
 
     @settings(max_examples=300, deadline=None)

@@ -4,6 +4,7 @@ password tool and the plugin's options.
 """
 
 import csv
+import socket
 import time
 
 from twisted.internet import defer, reactor
@@ -11,7 +12,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
-from marketplace.tradechat import auth, bench, passwd, tap
+from marketplace.tradechat import auth, bench, benchpool, passwd, tap
 from marketplace.tradechat.client import Shell, format_push
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
@@ -130,9 +131,8 @@ class BenchTests(unittest.TestCase):
     def test_plot_is_written_or_skipped_with_a_notice(self):
         path = self.mktemp() + ".png"
         output = _Lines()
-        runner = bench.Bench(reactor, self.options("--plot", path), out=output)
-        runner.results.timeline = [(1.0, 100, 50, 90, 99), (2.0, 120, 40, 80, 95)]
-        runner._plot(path)
+        timeline = [(1.0, 100, 50, 90, 99), (2.0, 120, 40, 80, 95)]
+        bench.plot(self.options("--plot", path), timeline, path, output)
         try:
             import matplotlib  # noqa: F401  (optional: not a dependency)
         except ImportError:
@@ -148,6 +148,69 @@ class BenchTests(unittest.TestCase):
         ledger.apply("withdraw", 2, bodies.Withdraw(9), False)
         self.assertEqual(ledger.expected, {1: 65, 2: 137})
         self.assertEqual((ledger.sent_outside, ledger.deposited, ledger.withdrawn), (5, 7, 0))
+
+    def test_ledgers_of_several_processes_merge_exactly(self):
+        first = bench.Ledger({1: 100, 2: 100})
+        second = bench.Ledger({3: 100})
+        first.apply("transfer", 1, bodies.Transfer(3, 30), True)
+        first.apply("transfer", 2, bodies.Transfer(900, 5), True)
+        second.apply("transfer", 3, bodies.Transfer(2, 7), True)
+        second.apply("deposit", 3, bodies.Deposit(11), True)
+        second.uncertain = 4
+        merged = bench.Ledger.merged([bench.Ledger.from_json(first.to_json()),
+                                      bench.Ledger.from_json(second.to_json())])
+        self.assertEqual(merged.expected, {1: 70, 2: 102, 3: 134})
+        self.assertEqual((merged.sent_outside, merged.deposited, merged.uncertain), (5, 11, 4))
+
+    def test_results_of_several_processes_merge_exactly(self):
+        first, second = bench.Results(), bench.Results()
+        for value in (100, 200, 300):
+            first.record(value)
+        second.record(5000)
+        first.ok, second.ok = 2, 1
+        first.errors[Status.INSUFFICIENT_FUNDS] = 1
+        second.pushes = 7
+        merged = bench.Results()
+        for results in (first, second):
+            merged.add(bench.Results.from_json(results.to_json()))
+        self.assertEqual((merged.ok, merged.errors, merged.pushes, merged.total),
+                         (3, {Status.INSUFFICIENT_FUNDS: 1}, 7, 4))
+        self.assertEqual(merged.histogram.get_total_count(), 4)
+        self.assertEqual(merged.histogram.get_max_value(), second.histogram.get_max_value())
+
+    def test_shares_split_workers_and_keep_the_names(self):
+        options = self.options("--connections", "10", "--threads", "4", "--processes", "3")
+        shares = [bench.Bench(reactor, options, share=(index, 3)).worker_numbers
+                  for index in range(3)]
+        self.assertEqual([list(numbers) for numbers in shares], [[0, 3], [1], [2]])
+        self.assertRaises(usage.UsageError, self.options, "--threads", "2", "--processes", "3")
+
+    @defer.inlineCallbacks
+    def test_several_processes_merge_into_one_report(self):
+        _, port = yield start_server(self, "--compat")
+        out_path = self.mktemp()
+        arguments = ["--port", str(port), "--connections", "6", "--threads", "4",
+                     "--processes", "2", "--duration", "0.5", "--out", out_path, "--seed", "2"]
+        output = _Lines()
+        conserved = yield benchpool.LoadPool(reactor, self.options(*arguments), arguments,
+                                             out=output, progress=_Lines()).run()
+        self.assertTrue(conserved, output.text)
+        self.assertIn("conservation: OK: 6 accounts", output.text)
+        [row] = list(csv.DictReader(open(out_path)))
+        self.assertEqual((row["connections"], row["threads"]), ("6", "4"))
+        self.assertGreater(int(row["total"]), 0)
+        self.assertEqual(int(row["total"]), int(row["ok"]) + int(row["err"]))
+
+    @defer.inlineCallbacks
+    def test_a_load_process_that_fails_fails_the_run(self):
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        arguments = ["--port", str(port), "--connections", "2", "--threads", "2",
+                     "--processes", "2", "--duration", "0.5", "--timeout", "2"]
+        pool = benchpool.LoadPool(reactor, self.options(*arguments), arguments,
+                                  out=_Lines(), progress=_Lines())
+        yield self.assertFailure(pool.run(), benchpool.LoadProcessFailed)
 
 
 class _SilentProtocol:
