@@ -9,6 +9,9 @@ hierarchy, so nothing is repeated.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from twisted.internet import endpoints
 from twisted.python import usage
 
@@ -20,6 +23,24 @@ def listen_option(default: str) -> list:
     return ["listen", "l", default,
             "Server endpoint to listen on, e.g. tcp:PORT, tcp:PORT:interface=127.0.0.1, "
             "ssl:PORT:privateKey=key.pem:certKey=cert.pem."]
+
+
+#: Exit status of a console script given bad options (the shell convention).
+EXIT_USAGE = 2
+
+
+def parse_command_line(options: usage.Options, argv=None) -> usage.Options:
+    """
+    Parse a console script's arguments; on a usage error print the usage and
+    the error to stderr and exit with L{EXIT_USAGE}, never a traceback.
+    """
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as error:
+        program = os.path.basename(sys.argv[0]) or "command"
+        print(f"{options}\n{program}: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return options
 
 
 def positive_float(value: str) -> float:

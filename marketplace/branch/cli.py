@@ -14,13 +14,12 @@ import sys
 from twisted.internet.task import react
 from twisted.python import usage
 
-from marketplace.options import check_client_endpoint, positive_float
+from marketplace.options import check_client_endpoint, parse_command_line, positive_float
 
 from .aggregate import Limits, aggregate_into
 from .mainfile import LockTimeout, totals_path
 
 EXIT_BRANCHES_FAILED = 1
-EXIT_USAGE = 2
 EXIT_WRITE_FAILED = 3
 
 _DEFAULT_LIMITS = Limits()
@@ -133,12 +132,7 @@ def run(reactor, options, out=sys.stdout, err=sys.stderr):
 
 
 def main(argv=None):
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        print(f"{options}\nbranch-aggregate: {e}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+    options = parse_command_line(Options(), argv)
     react(run, (options,))
 
 

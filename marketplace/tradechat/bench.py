@@ -45,7 +45,7 @@ from twisted.internet import defer, task
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from marketplace.options import check_client_endpoint, positive_float
+from marketplace.options import check_client_endpoint, parse_command_line, positive_float
 from marketplace.tradechat.remote import TradeChatClient
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
@@ -557,11 +557,7 @@ def _append_csv(path: str, row: dict) -> None:
 
 
 def main(argv=None) -> None:
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        raise SystemExit(f"{options}\n{error}")
+    options = parse_command_line(Options(), argv)
     if options["processes"] > 1:
         # Imported here: the pool's children import this module for Bench.
         from marketplace.tradechat.benchpool import run_pool

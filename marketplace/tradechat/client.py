@@ -20,7 +20,7 @@ from twisted.internet import defer, stdio, task
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 
-from marketplace.options import check_client_endpoint, positive_float
+from marketplace.options import check_client_endpoint, parse_command_line, positive_float
 from marketplace.tradechat.remote import DEFAULT_REQUEST_TIMEOUT, TradeChatClient, refused_balance
 from protocols.nsframe import Status
 from protocols.tradechat import ResponseError, code_name
@@ -229,11 +229,7 @@ def _session(reactor, options):
 
 
 def main(argv=None) -> None:
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        raise SystemExit(f"{options}\n{error}")
+    options = parse_command_line(Options(), argv)
     task.react(_session, [options])
 
 

@@ -18,6 +18,7 @@ import sys
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from marketplace.options import parse_command_line
 from marketplace.tradechat import auth
 from protocols.tradechat_bodies import MAX_NAME_BYTES
 
@@ -58,11 +59,7 @@ def set_password(path: FilePath, credential: auth.Credential) -> None:
 
 
 def main(argv=None) -> None:
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        raise SystemExit(f"{options}\n{error}")
+    options = parse_command_line(Options(), argv)
     password = read_password(options["stdin"])
     if not password:
         raise SystemExit("empty password refused")

@@ -13,13 +13,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from marketplace.branch.cli import (
     EXIT_BRANCHES_FAILED,
-    EXIT_USAGE,
     EXIT_WRITE_FAILED,
     Options,
     main,
     run,
 )
 from marketplace.branch.tap import branch_listener
+from marketplace.options import EXIT_USAGE
 from tests.support.services import listening_port, start_service
 
 
