@@ -2,20 +2,25 @@
 Laptop-order benchmark: three replicas (``twist laptop-factory``, one
 process each) on loopback and ``laptop-client`` in its own process; 8 and 64
 customers, request types 1 (replicated orders) and 2 (linearizable reads);
-prints requests/s and p50/p99 latency, then checks that 128 concurrent
+prints the median of ``--runs`` runs of requests/s and p50/p99 latency, and
+the CPU time each process spent per request, then checks that 128 concurrent
 customers connect without a single reset or failover.
 
-    python benchmarks/laptop.py [--orders 2000] [--csv benchmarks/out/laptop.csv]
+    python benchmarks/laptop.py [--orders 2000] [--runs 3] [--csv benchmarks/out/laptop.csv]
 
-Needs the ``laptop-factory`` plugin to be installed (``pip install -e .``).
-Figures depend on the machine and on whatever else runs on it.
+Every type 1 run places orders with numbers no run used before: a repeated
+order number is answered without replication, which would flatter the
+figures.  Figures depend on the machine and on whatever else runs on it, so
+the machine and its load average are printed with them.
 """
 
 import argparse
 import csv
 import os
+import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,8 +50,42 @@ def start_replicas(ports, work):
         for peer, peer_port in enumerate(ports):
             if peer != i:
                 argv += ["--peer", f"{peer}=tcp:127.0.0.1:{peer_port}"]
-        processes.append(subprocess.Popen(argv, cwd=work))
+        processes.append(subprocess.Popen(argv, cwd=work, env=_environment()))
     return processes
+
+
+def _environment():
+    """The repository on the path, so the plugin is found without an install."""
+    environment = dict(os.environ)
+    path = environment.get("PYTHONPATH")
+    environment["PYTHONPATH"] = REPOSITORY + (os.pathsep + path if path else "")
+    return environment
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a running process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    figures = (os.cpu_count() or 0, model) + os.getloadavg()
+    return "%d CPUs (%s), load average %.2f %.2f %.2f" % figures
 
 
 def client(ports, customers, orders, request_type, extra=()):
@@ -56,7 +95,7 @@ def client(ports, customers, orders, request_type, extra=()):
     for port in ports[1:]:
         argv += ["-r", f"127.0.0.1:{port}"]
     done = subprocess.run(argv + list(extra), capture_output=True, text=True, timeout=600,
-                          cwd=REPOSITORY)
+                          cwd=REPOSITORY, env=_environment())
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or len(lines) < 2:
         raise RuntimeError(f"laptop-client failed ({done.returncode}): {done.stdout}{done.stderr}")
@@ -80,31 +119,67 @@ def wait_for_cluster(ports):
     raise RuntimeError("the cluster did not elect a primary in time")
 
 
+def measure(ports, processes, customers, orders, request_type, first_order):
+    """
+    One client run; adds each replica's CPU microseconds per request (highest
+    first: the primary's) and the client's, which includes its start-up.
+    """
+    replicas_before = [cpu_seconds(process.pid) for process in processes]
+    client_before = children_cpu_seconds()
+    extra = ["--first-order", str(first_order)] if request_type == 1 else []
+    figures = client(ports, customers, orders, request_type, extra)
+    requests = customers * orders
+    replica_cpu = [cpu_seconds(process.pid) - before
+                   for process, before in zip(processes, replicas_before)]
+    figures["replica_cpu_us"] = sorted((1e6 * spent / requests for spent in replica_cpu),
+                                       reverse=True)
+    figures["client_cpu_us"] = 1e6 * (children_cpu_seconds() - client_before) / requests
+    return figures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=2000, help="requests per customer at 8 customers")
+    parser.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     parser.add_argument("--csv", default=os.path.join(REPOSITORY, "benchmarks", "out", "laptop.csv"),
                         help="write the figures to this CSV file too")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="laptop-bench-")
     ports = free_ports(3)
+    print(machine())
     processes = start_replicas(ports, work)
     rows = []
+    # Order numbers of earlier runs (and of the start-up probe) lie below this.
+    first_order = 1_000_000
     try:
         wait_for_cluster(ports)
-        print("customers  type  requests  requests/s      p50 us  p99 us  failed")
+        print("customers  type  requests  requests/s      p50 us  p99 us  failed"
+              "  cpu us/request: replicas; client")
         for customers in (8, 64):
             orders = max(1, args.orders * 8 // customers)
             for request_type in (1, 2):
-                figures = client(ports, customers, orders, request_type)
-                row = (customers, request_type, customers * orders, figures["throughput"],
-                       figures["p50"], figures["p99"], figures["failed"])
+                runs = []
+                for _ in range(max(1, args.runs)):
+                    runs.append(measure(ports, processes, customers, orders, request_type,
+                                        first_order))
+                    first_order += orders
+
+                def median(key):
+                    return statistics.median(run[key] for run in runs)
+
+                replica_cpu = [statistics.median(run["replica_cpu_us"][i] for run in runs)
+                               for i in range(len(processes))]
+                row = (customers, request_type, customers * orders, median("throughput"),
+                       median("p50"), median("p99"), int(sum(run["failed"] for run in runs)),
+                       round(replica_cpu[0]), round(replica_cpu[1]), round(replica_cpu[2]),
+                       round(median("client_cpu_us")))
                 rows.append(row)
-                print("%9d  %4d  %8d  %10.0f  %10.0f  %6.0f  %6d" % row)
-        figures = client(ports, 128, 20, 1)
+                print("%9d  %4d  %8d  %10.0f  %10.0f  %6.0f  %6d  %d/%d/%d; %d" % row)
+        figures = client(ports, 128, 20, 1, ["--first-order", str(first_order)])
         print("128 concurrent customers: %d failed, %d failovers (a reset forces a failover)"
               % (figures["failed"], figures["failovers"]))
-        healthy = figures["failovers"] == 0 and not any(row[-1] for row in rows)
+        print(machine())
+        healthy = figures["failovers"] == 0 and not any(row[6] for row in rows)
     finally:
         for process in processes:
             process.terminate()
@@ -116,7 +191,8 @@ def main():
         with open(args.csv, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["customers", "type", "requests", "requests_per_s", "p50_us", "p99_us",
-                             "failed"])
+                             "failed", "primary_cpu_us", "backup_a_cpu_us", "backup_b_cpu_us",
+                             "client_cpu_us"])
             writer.writerows(rows)
     if not healthy:
         raise SystemExit("some requests failed or customers were reset")

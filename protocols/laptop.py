@@ -15,6 +15,7 @@ events, encoders take events and return bytes.
 """
 
 import struct
+from itertools import starmap
 from typing import List, Optional, Tuple
 
 import attrs
@@ -138,6 +139,13 @@ def encode_order_reply(reply: OrderReply) -> bytes:
     )
 
 
+def encode_order_reply_fields(
+    customer_id: int, order_number: int, request_type: int, engineer_id: int, admin_id: int
+) -> bytes:
+    """``encode_order_reply`` without building an ``OrderReply`` first (one per order served)."""
+    return _ORDER_REPLY.pack(customer_id, order_number, request_type, engineer_id, admin_id)
+
+
 def encode_record_reply(reply: RecordReply) -> bytes:
     return _RECORD_REPLY.pack(reply.customer_id, reply.last_order)
 
@@ -177,6 +185,18 @@ class ReplyDecoder:
         return len(self._expected) - self._next
 
     def feed(self, data: bytes) -> list:
+        if not self._buffer and self._next == len(self._expected) - 1:
+            # The common case of a closed loop: exactly the one reply awaited.
+            request_type = self._expected[self._next]
+            if request_type in _RECORD_TYPES:
+                if len(data) == _RECORD_REPLY.size:
+                    self._expected = []
+                    self._next = 0
+                    return [RecordReply(*_RECORD_REPLY.unpack(data))]
+            elif len(data) == _ORDER_REPLY.size:
+                self._expected = []
+                self._next = 0
+                return [OrderReply(*_ORDER_REPLY.unpack(data))]
         buffer = self._buffer + data if self._buffer else data
         offset = 0
         replies = []
@@ -409,9 +429,7 @@ def _decode_append(body: bytes) -> AppendEntries:
     view, primary, prev_index, prev_view, commit, round_, count = _APPEND_HEAD.unpack_from(body)
     if count < 0 or len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
         raise ProtocolError("bad_frame_length")
-    entries = tuple(
-        Entry(*fields) for fields in _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])
-    )
+    entries = tuple(starmap(Entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
     return AppendEntries(view, primary, prev_index, prev_view, commit, round_, entries)
 
 
@@ -490,6 +508,9 @@ class ServerDecoder:
         return self.role is None or bool(self._buffer)
 
     def feed(self, data: bytes) -> list:
+        if self.role == ROLE_CUSTOMER and not self._buffer and len(data) == _REQUEST.size:
+            # The common case of a closed loop: one whole request per read.
+            return [CustomerRequest(*_REQUEST.unpack(data))]
         buffer = self._buffer + data if self._buffer else data
         events = []
         offset = 0

@@ -8,6 +8,7 @@ from collections import deque
 from typing import Optional
 
 from twisted.internet import defer, error, protocol
+from twisted.python.failure import Failure
 
 from protocols.laptop import (
     CLOSE_CUSTOMER_ID,
@@ -54,14 +55,23 @@ class CustomerClientProtocol(protocol.Protocol):
         if not self.connected:
             return defer.fail(error.ConnectionLost("not connected"))
         waiter = defer.Deferred()
-        self._waiting.append(waiter)
+        self.send(request, waiter.callback, waiter.errback)
+        return waiter
+
+    def send(self, request: CustomerRequest, on_reply, on_failure) -> None:
+        """
+        ``request`` with plain callbacks instead of a Deferred, for load
+        loops that send tens of thousands of requests a second: exactly one
+        of ``on_reply(reply)`` and ``on_failure(failure)`` is called.  The
+        connection must be up (``connected``).
+        """
+        self._waiting.append((on_reply, on_failure))
         self._decoder.expect(request.request_type)
         self.transport.write(encode_request(request))
         if self._reply_timeout is not None:
             self._sent_at.append(self._clock.seconds())
             if self._watchdog is None:
                 self._watchdog = self._clock.callLater(self._reply_timeout, self._check_overdue)
-        return waiter
 
     def _check_overdue(self) -> None:
         self._watchdog = None
@@ -86,7 +96,7 @@ class CustomerClientProtocol(protocol.Protocol):
         for reply in replies:
             if sent_at:
                 sent_at.popleft()
-            waiting.popleft().callback(reply)
+            waiting.popleft()[0](reply)
 
     def close(self) -> None:
         """Ask the server to close, as the existing client does, and hang up."""
@@ -104,5 +114,7 @@ class CustomerClientProtocol(protocol.Protocol):
             self._watchdog = None
         self._sent_at.clear()
         waiting, self._waiting = self._waiting, deque()
-        for waiter in waiting:
-            waiter.errback(reason)
+        if waiting and not isinstance(reason, Failure):
+            reason = Failure(reason)
+        for _, on_failure in waiting:
+            on_failure(reason)

@@ -2,12 +2,14 @@
 Twisted protocols for the laptop-order wire: the server side of every
 accepted connection (customers and replica links) and the outbound link a
 replica keeps open to each peer.  Framing and dispatch only: customer
-requests go to a ``desk`` (``handle(request, engineer_id) -> Deferred[bytes]``),
+requests go to a ``desk`` (``handle(request, engineer_id, respond)``, which
+calls ``respond(reply_bytes)`` once),
 replica messages to a ``replica_inbox`` (``received(sender, message)``,
 ``lost(sender)``, ``knows(sender)``).
 """
 
 from collections import deque
+from functools import partial
 
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
@@ -52,6 +54,9 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self._paused = False
         self._closing = False
         self._peer_id = None
+        #: replies that became ready while a batch of requests is being
+        #: decoded go out in one write at the end of the batch
+        self._held = None
 
     def connectionMade(self):
         self.factory.connections.add(self)
@@ -64,16 +69,21 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         except ProtocolError as error:
             self._reject(error.reason)
             return
-        for event in events:
-            if self._closing:
-                break
-            kind = type(event)
-            if kind is CustomerRequest:
-                self._customer_request(event)
-            elif kind is RoleDeclared:
-                self._role(event.role)
-            elif self._decoder.role == ROLE_REPLICA:
-                self._replica_message(event)
+        self._held = []
+        try:
+            for event in events:
+                if self._closing:
+                    break
+                kind = type(event)
+                if kind is CustomerRequest:
+                    self._customer_request(event)
+                elif kind is RoleDeclared:
+                    self._role(event.role)
+                elif self._decoder.role == ROLE_REPLICA:
+                    self._replica_message(event)
+        finally:
+            self._write_held()
+            self._held = None
         if not self._closing:
             self.setTimeout(self.factory.partial_timeout if self._decoder.mid_message else None)
 
@@ -105,28 +115,40 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         slot = [None]
         self._replies.append(slot)
-        self.factory.desk.handle(request, self.engineer_id).addCallback(self._answered, slot)
+        self.factory.desk.handle(request, self.engineer_id, partial(self._answered, slot))
         if len(self._replies) >= MAX_PIPELINE and not self._paused:
             self._paused = True
             self.transport.pauseProducing()
 
-    def _answered(self, reply: bytes, slot) -> None:
+    def _answered(self, slot, reply: bytes) -> None:
         slot[0] = reply
         replies = self._replies
         if not replies or replies[0] is not slot:
             return  # an earlier reply is still due, or the customer has gone
-        ready = []
-        while replies and replies[0][0] is not None:
-            ready.append(replies.popleft()[0])
-        self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
+        held = self._held
+        if held is not None:
+            while replies and replies[0][0] is not None:
+                held.append(replies.popleft()[0])
+        else:
+            ready = []
+            while replies and replies[0][0] is not None:
+                ready.append(replies.popleft()[0])
+            self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
         if self._paused and len(replies) < MAX_PIPELINE // 2:
             self._paused = False
             self.transport.resumeProducing()
         if self._closing:
             self._close_when_answered()
 
+    def _write_held(self) -> None:
+        held = self._held
+        if held:
+            self.transport.write(b"".join(held))
+            del held[:]
+
     def _close_when_answered(self) -> None:
         if not self._replies:
+            self._write_held()
             self.transport.loseConnection()
 
     # -------------------------------------------------------------- replica links

@@ -20,6 +20,7 @@ import attrs
 from hdrh.histogram import HdrHistogram
 from twisted.internet import defer, error, task
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from marketplace.laptop.history import History
 from marketplace.net import connect
@@ -105,6 +106,31 @@ class FailoverSession:
         d.addCallback(self._check)
         d.addErrback(self._failed_over, request, started)
         return d
+
+    def submit(self, request: CustomerRequest, started: float, on_reply, on_failure) -> None:
+        """
+        ``request`` with plain callbacks: exactly one of ``on_reply(reply)``
+        and ``on_failure(failure)`` is called.  While the connection is up
+        and replies succeed no Deferred is made; any failure takes
+        ``request``'s failover path, with ``started`` as the first send.
+        """
+        connection = self._connection
+        if connection is None or not connection.connected:
+            self._attempt(request, started).addCallbacks(on_reply, on_failure)
+            return
+
+        def replied(reply):
+            if reply.failed:
+                recover(Failure(ReplyFailed(reply)))
+            else:
+                on_reply(reply)
+
+        def recover(failure):
+            d = defer.fail(failure)
+            d.addErrback(self._failed_over, request, started)
+            d.addCallbacks(on_reply, on_failure)
+
+        connection.send(request, replied, recover)
 
     @staticmethod
     def _check(reply):
@@ -237,28 +263,35 @@ class LoadRun:
         self.sessions.append(session)
         finished = defer.Deferred()
         requests = iter(requests)
+        seconds = self.reactor.seconds
+        # One request in flight per customer (the existing client's closed
+        # loop), so the one being answered is always ``current``.
+        current = [None, 0.0]
 
-        def send_next(_=None):
+        def send_next():
             request = None if self._stopping else next(requests, None)
             if request is None:
                 session.close()
                 finished.callback(None)
                 return
-            sent = self.reactor.seconds()
-            d = session.request(request)
-            d.addCallbacks(answered, failed, (request, sent), None, (request, sent))
+            sent = seconds()
+            current[0] = request
+            current[1] = sent
+            session.submit(request, sent, answered, failed)
 
-        def answered(reply, request, sent):
-            now = self.reactor.seconds()
+        def answered(reply):
+            now = seconds()
+            request, sent = current
             self.latencies.record(int((now - sent) * 1_000_000))
             self.done += 1
             self._record(request, reply, sent, now, True)
             send_next()
 
-        def failed(failure, request, sent):
+        def failed(failure):
+            request, sent = current
             self.failed += 1
             self.done += 1
-            self._record(request, None, sent, self.reactor.seconds(), False)
+            self._record(request, None, sent, seconds(), False)
             send_next()
 
         send_next()
@@ -341,6 +374,10 @@ class Options(usage.Options):
         ["deadline", None, 15.0,
          "Seconds one request may keep failing over before it counts as failed.", positive_float],
         ["progress", None, 1.0, "Seconds between progress lines on stderr (0: none).", float],
+        ["first-order", None, 0,
+         "Type 1: number each customer's orders from this one on.  Order numbers at or below "
+         "a customer's recorded one are repeats, applied once and answered without replication, "
+         "so repeated load runs against one cluster need a higher start each time.", int],
     ]
     optFlags = [
         ["verify", None, "Afterwards, read every customer from every replica and report "
@@ -386,6 +423,8 @@ class Options(usage.Options):
             raise usage.UsageError(str(problem)) from None
         if self["customers"] < 0 or self["orders"] < 0:
             raise usage.UsageError("customers and orders must not be negative")
+        if self["first-order"] < 0:
+            raise usage.UsageError("--first-order must not be negative")
         if self["type"] not in (TYPE_ORDER, TYPE_READ, TYPE_BULK_READ):
             raise usage.UsageError("type must be 1 (orders), 2 (reads) or 3 (bulk read)")
 
@@ -402,7 +441,7 @@ def _progress(run: LoadRun, reactor, out, last: list):
 def _main(reactor, options, out, err):
     run = LoadRun(options["addresses"], options["customers"], options["orders"], options["type"],
                   reactor, timeout=options["timeout"], deadline=options["deadline"],
-                  spread=options["spread"])
+                  spread=options["spread"], first_order=options["first-order"])
     ticker = None
     if options["progress"] > 0:
         ticker = task.LoopingCall(_progress, run, reactor, err, [0, 0.0])

@@ -42,6 +42,11 @@ class ReplicatedLog:
         self._entries.append(entry)
         return self.last_index
 
+    def extend(self, entries: Sequence[Entry]) -> int:
+        """Append several entries; returns the new last index."""
+        self._entries.extend(entries)
+        return self.last_index
+
     def truncate_after(self, index: int) -> None:
         """Drop every entry above ``index`` (a suffix a new primary overruled)."""
         del self._entries[index - self.base_index :]

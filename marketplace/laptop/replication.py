@@ -117,20 +117,25 @@ class _Waiter:
 
 
 class _CustomerRequest:
-    """A request from one of this replica's own customers, until it is answered."""
+    """
+    A request from one of this replica's own customers, until it is
+    answered: exactly one of ``on_done(result)`` and ``on_failed(error)``
+    is called.
+    """
 
     __slots__ = (
-        "tag", "request_type", "customer_id", "order_number", "deadline", "deferred", "routed_to",
-        "retry_call",
+        "tag", "request_type", "customer_id", "order_number", "deadline", "on_done", "on_failed",
+        "routed_to", "retry_call",
     )
 
-    def __init__(self, tag, request_type, customer_id, order_number, deadline):
+    def __init__(self, tag, request_type, customer_id, order_number, deadline, on_done, on_failed):
         self.tag = tag
         self.deadline = deadline
         self.request_type = request_type
         self.customer_id = customer_id
         self.order_number = order_number
-        self.deferred = defer.Deferred()
+        self.on_done = on_done
+        self.on_failed = on_failed
         self.routed_to: Optional[int] = None
         self.retry_call = None
 
@@ -224,34 +229,61 @@ class Replica:
         for request in requests.values():
             if request.retry_call is not None and request.retry_call.active():
                 request.retry_call.cancel()
-            request.deferred.errback(RequestFailed("replica stopping"))
+            self._answer(request.on_failed, RequestFailed("replica stopping"))
         self._storage.close()
 
     # ------------------------------------------------------------ customer API
 
     def order(self, customer_id: int, order_number: int) -> defer.Deferred:
         """Commit an order; fires with the id of the primary that committed it."""
-        return self._submit(TYPE_ORDER, customer_id, order_number)
+        d = defer.Deferred()
+        self.place_order(customer_id, order_number, d.callback, d.errback)
+        return d
 
     def read(self, customer_id: int) -> defer.Deferred:
         """A linearizable read of one customer's record; fires with ``ReadResult``."""
-        return self._submit(TYPE_READ, customer_id, -1)
+        d = defer.Deferred()
+        self.read_record(customer_id, d.callback, d.errback)
+        return d
 
-    def _submit(self, request_type, customer_id, order_number) -> defer.Deferred:
+    def place_order(self, customer_id: int, order_number: int, on_done, on_failed) -> None:
+        """
+        ``order`` with plain callbacks, for the customer connections' hot
+        path: ``on_done(admin_id)`` once committed, or ``on_failed(error)``
+        with a ``RequestFailed``.
+        """
+        self._submit(TYPE_ORDER, customer_id, order_number, on_done, on_failed)
+
+    def read_record(self, customer_id: int, on_done, on_failed) -> None:
+        """``read`` with plain callbacks: ``on_done(ReadResult)`` or ``on_failed(error)``."""
+        self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)
+
+    def _submit(self, request_type, customer_id, order_number, on_done, on_failed) -> None:
         tag = self._next_tag
         self._next_tag += 1
         deadline = self._clock.seconds() + self.timeouts.request
-        request = _CustomerRequest(tag, request_type, customer_id, order_number, deadline)
+        request = _CustomerRequest(
+            tag, request_type, customer_id, order_number, deadline, on_done, on_failed
+        )
         self._requests[tag] = request
         self._route(request)
-        return request.deferred
 
     def _finish_request(self, tag: int, result) -> None:
         request = self._requests.pop(tag, None)
         if request is not None:
             if request.retry_call is not None and request.retry_call.active():
                 request.retry_call.cancel()
-            request.deferred.callback(result)
+            self._answer(request.on_done, result)
+
+    def _answer(self, callback, outcome) -> None:
+        """
+        Call a customer's callback.  It runs inside commit and expiry loops,
+        so whatever goes wrong in it is logged here and never cuts one short.
+        """
+        try:
+            callback(outcome)
+        except Exception:
+            self.log.failure("answering a customer request failed")
 
     def _expire_requests(self, now: float) -> None:
         """
@@ -268,7 +300,9 @@ class Replica:
             if request.retry_call is not None and request.retry_call.active():
                 request.retry_call.cancel()
             self._counters.increment("laptop_request_timeouts")
-            request.deferred.errback(RequestFailed("no primary committed the request in time"))
+            self._answer(
+                request.on_failed, RequestFailed("no primary committed the request in time")
+            )
 
     def _route(self, request: _CustomerRequest) -> None:
         request.routed_to = None
@@ -422,11 +456,14 @@ class Replica:
 
     def _advance_commit(self) -> None:
         log = self.replicated_log
-        candidate = log.last_index
+        last_index = log.last_index
+        if last_index <= self.commit_index:
+            return  # nothing uncommitted (every ack of an idle cluster ends here)
+        candidate = last_index
         for peer in self.live:
             candidate = min(candidate, self._peers[peer].match_index)
         matches = sorted(
-            [log.last_index] + [progress.match_index for progress in self._peers.values()],
+            [last_index] + [progress.match_index for progress in self._peers.values()],
             reverse=True,
         )
         candidate = min(candidate, matches[self.majority - 1])
@@ -568,17 +605,23 @@ class Replica:
             return
         index = prev
         first_new = None
-        for entry in message.entries:
-            index += 1
-            if index <= log.base_index:
-                continue
-            if first_new is None:
-                if index <= log.last_index:
-                    if log.view_at(index) == entry.view:
-                        continue
-                    log.truncate_after(index - 1)
-                first_new = index
-            log.append(entry)
+        if prev == log.last_index:
+            # The usual case: the entries continue this log exactly.
+            if message.entries:
+                first_new = prev + 1
+                index = log.extend(message.entries)
+        else:
+            for entry in message.entries:
+                index += 1
+                if index <= log.base_index:
+                    continue
+                if first_new is None:
+                    if index <= log.last_index:
+                        if log.view_at(index) == entry.view:
+                            continue
+                        log.truncate_after(index - 1)
+                    first_new = index
+                log.append(entry)
         if first_new is not None:
             self._storage.append(first_new, log.entries_from(first_new, index - first_new + 1))
             self._persisted_index = log.last_index

@@ -10,7 +10,7 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from marketplace.laptop.replication import ReadResult, Replica, RequestFailed, Timeouts
+from marketplace.laptop.replication import ReadResult, Replica, Timeouts
 from marketplace.laptop.storage import FileStorage, MemoryStorage
 from marketplace.metrics import Counters
 from marketplace.net import Listener, connect
@@ -24,6 +24,7 @@ from protocols.laptop import (
     OrderReply,
     RecordReply,
     encode_order_reply,
+    encode_order_reply_fields,
     encode_record_reply,
 )
 from protocols.laptop_server import LaptopServerFactory, ReplicaLinkProtocol
@@ -40,34 +41,42 @@ class OrderDesk:
         self._replica = replica
         self._counters = counters
 
-    def handle(self, request: CustomerRequest, engineer_id: int) -> defer.Deferred:
+    def handle(self, request: CustomerRequest, engineer_id: int, respond) -> None:
+        """
+        Serve one request; ``respond(reply_bytes)`` is called exactly once,
+        at once or when the replica has an outcome.  Plain callbacks rather
+        than a Deferred: this runs for every order a customer places.
+        """
         customer, number, kind = request.customer_id, request.order_number, request.request_type
         if kind == TYPE_ORDER:
             if customer < 0 or number < 0:
                 self._counters.increment("laptop_invalid_orders")
-                return defer.succeed(self._order_failed(request, engineer_id))
-            d = self._replica.order(customer, number)
-            d.addCallbacks(
-                lambda admin_id: encode_order_reply(
-                    OrderReply(customer, number, kind, engineer_id, admin_id)
-                ),
-                self._failed,
-                errbackArgs=(request, engineer_id),
+                respond(self._order_failed(request, engineer_id))
+                return
+
+            def committed(admin_id):
+                respond(encode_order_reply_fields(customer, number, kind, engineer_id, admin_id))
+
+            self._replica.place_order(
+                customer, number, committed, lambda _: respond(self._failed(request, engineer_id))
             )
-            return d
+            return
         if kind == TYPE_READ:
             if customer < 0:
-                return defer.succeed(encode_record_reply(RecordReply(NO_VALUE, NO_VALUE)))
-            d = self._replica.read(customer)
-            d.addCallbacks(
-                self._record, self._failed, callbackArgs=(customer,), errbackArgs=(request, engineer_id)
+                respond(encode_record_reply(RecordReply(NO_VALUE, NO_VALUE)))
+                return
+            self._replica.read_record(
+                customer,
+                lambda result: respond(self._record(result, customer)),
+                lambda _: respond(self._failed(request, engineer_id)),
             )
-            return d
+            return
         if kind == TYPE_LOCAL_READ:
             last = self._replica.book.last_order(customer)
-            return defer.succeed(self._record(ReadResult(last, self._replica.replica_id), customer))
+            respond(self._record(ReadResult(last, self._replica.replica_id), customer))
+            return
         self._counters.increment("laptop_unknown_request_types")
-        return defer.succeed(self._order_failed(request, engineer_id))
+        respond(self._order_failed(request, engineer_id))
 
     @staticmethod
     def _record(result, customer: int) -> bytes:
@@ -75,8 +84,8 @@ class OrderDesk:
             return encode_record_reply(RecordReply(NO_VALUE, NO_VALUE))
         return encode_record_reply(RecordReply(customer, result.last_order))
 
-    def _failed(self, failure, request: CustomerRequest, engineer_id: int) -> bytes:
-        failure.trap(RequestFailed)
+    def _failed(self, request: CustomerRequest, engineer_id: int) -> bytes:
+        """The reply to a request the replica could not serve in time (``RequestFailed``)."""
         self._counters.increment("laptop_failed_requests")
         if request.request_type == TYPE_READ:
             return encode_record_reply(RecordReply(NO_VALUE, READ_FAILED))

@@ -56,6 +56,29 @@ class ExistingServerFactory(protocol.Factory):
         self.book = {}
 
 
+class FailingOnceServer(ExistingServer):
+    """Answers its factory's first order with the failure form, like a replica with no primary."""
+
+    def dataReceived(self, data):
+        self.buffer += data
+        if self.role is None and len(self.buffer) >= 4:
+            self.role, self.buffer = self.buffer[:4], self.buffer[4:]
+        if self.role is not None and not self.factory.failed and len(self.buffer) >= 12:
+            self.factory.failed = True
+            request, self.buffer = self.buffer[:12], self.buffer[12:]
+            customer, number, kind = struct.unpack(">iii", request)
+            self.transport.write(struct.pack(">iiiii", -1, number, kind, 0, 0))
+        super().dataReceived(b"")
+
+
+class FailingOnceServerFactory(ExistingServerFactory):
+    protocol = FailingOnceServer
+
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+
 class OptionsTests(unittest.TestCase):
     def test_existing_arguments(self):
         options = Options()
@@ -69,8 +92,14 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual([str(a) for a in options["addresses"]], ["h1:1", "h2:2", "h3:3"])
         self.assertTrue(options["verify"])
 
+    def test_first_order(self):
+        options = Options()
+        options.parseOptions(["h", "1", "1", "1", "1", "--first-order", "5000"])
+        self.assertEqual(options["first-order"], 5000)
+
     def test_rejections(self):
         for argv in (["h", "x", "1", "1", "1"], ["h", "1", "1", "1", "4"], ["h", "1", "-1", "1", "1"],
+                     ["h", "1", "1", "1", "1", "--first-order", "-1"],
                      ["--replica", "nohost", "h", "1", "1", "1", "1"], ["h", "1", "1"]):
             self.assertRaises(usage.UsageError, Options().parseOptions, argv)
 
@@ -109,6 +138,30 @@ class AgainstServersTests(unittest.TestCase):
             options.parseOptions(["--progress", "0", address.host, str(address.port), "3", "5", kind])
             status = yield client._main(reactor, options, io.StringIO(), io.StringIO())
             self.assertEqual(status, 0)
+
+    @defer.inlineCallbacks
+    def test_first_order_numbers_the_orders(self):
+        factory = ExistingServerFactory()
+        address = yield self.serve(factory)
+        options = Options()
+        options.parseOptions(["--progress", "0", "--first-order", "1000", address.host,
+                              str(address.port), "3", "5", "1"])
+        status = yield client._main(reactor, options, io.StringIO(), io.StringIO())
+        self.assertEqual(status, 0)
+        self.assertEqual(factory.book, {0: 1004, 1: 1004, 2: 1004})
+
+    @defer.inlineCallbacks
+    def test_failure_reply_on_an_open_connection_is_retried(self):
+        factory = FailingOnceServerFactory()
+        address = yield self.serve(factory)
+        out = io.StringIO()
+        options = Options()
+        options.parseOptions(["--progress", "0", address.host, str(address.port), "1", "3", "1"])
+        status = yield client._main(reactor, options, out, io.StringIO())
+        self.assertEqual(status, 0)
+        self.assertTrue(factory.failed)
+        self.assertIn("failed: 0\tfailovers: 1", out.getvalue())
+        self.assertEqual(factory.book, {0: 2})
 
     @defer.inlineCallbacks
     def test_fails_over_from_a_dead_address_and_verifies(self):

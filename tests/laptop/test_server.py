@@ -50,6 +50,12 @@ class FakeReplica:
     def read(self, customer):
         return defer.succeed(ReadResult(self.last_order(customer), 0))
 
+    def place_order(self, customer, number, on_done, on_failed):
+        self.order(customer, number).addCallbacks(on_done, on_failed)
+
+    def read_record(self, customer, on_done, on_failed):
+        self.read(customer).addCallbacks(on_done, on_failed)
+
 
 class Inbox:
     def __init__(self):
@@ -257,3 +263,33 @@ class ServerProtocolTests(unittest.TestCase):
         for protocol, transport in protocols:
             protocol.connectionLost(None)
         self.successResultOf(done)
+
+    def test_replies_ready_in_one_read_leave_in_one_write(self):
+        protocol, transport = self.connect()
+        writes = []
+        transport.write = lambda data: (writes.append(data), StringTransport.write(transport, data))
+        protocol.dataReceived(
+            encode_role(0)
+            + encode_request(CustomerRequest(1, -1, 2))
+            + encode_request(CustomerRequest(5, 3, 9))
+            + encode_request(CustomerRequest(1, -1, 4))
+        )
+        self.assertEqual(
+            writes,
+            [
+                encode_record_reply(RecordReply(1, 2))
+                + encode_order_reply(OrderReply(-1, 3, 9, 0, 0))
+                + encode_record_reply(RecordReply(1, 2))
+            ],
+        )
+
+    def test_close_request_sends_replies_ready_in_the_same_read_first(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            encode_role(0)
+            + encode_request(CustomerRequest(1, -1, 2))
+            + encode_request(CustomerRequest(-1, -1, -1))
+        )
+        self.assertEqual(transport.value(), encode_record_reply(RecordReply(1, 2)))
+        self.assertTrue(transport.disconnecting)
+
