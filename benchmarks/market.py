@@ -6,9 +6,11 @@ Marketplace benchmark driver: starts the services, runs ``market-bench``.
 
 Results are printed and appended to ``benchmarks/out/market.csv`` by default.
 
-The DB services (customer-db, product-db, payments and their store) run in
-one subprocess and the two front ends in another (``--layout split``), or
-all five in one (``--layout single``); the load generator is this process.
+Every service runs in its own subprocess, as on separate hosts (``--layout
+spread``, the default); ``--layout split`` keeps the three DB services in one
+process sharing one store, and ``--layout single`` runs all five in one.  The
+load generator is this process.  On two cores ``spread`` did best: with
+Redis, one process holding all three DB services was the bottleneck.
 Ports are chosen free on 127.0.0.1.  For ``redis`` a private ``redis-server``
 is started on a free port in a temporary directory and stopped afterwards;
 the Redis on the default port is never touched.  Front ends use a cheap
@@ -19,6 +21,7 @@ password KDF so account setup does not dominate; setup is not timed anyway.
 
 import argparse
 import os
+import random
 import shutil
 import socket
 import sys
@@ -30,13 +33,44 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
 
 READY = "READY"
-ROLES = ("db", "front")
+DB_SERVICES = ("customer-db", "product-db", "payments")
+FRONT_ENDS = ("seller-front", "buyer-front")
+#: Which services share a process.  The DB services of one process share its
+#: store; with ``spread`` each has its own (the memory store's domains are
+#: disjoint, so nothing is lost).
+LAYOUTS = {
+    "single": [DB_SERVICES + FRONT_ENDS],
+    "split": [DB_SERVICES, *[(name,) for name in FRONT_ENDS]],
+    "spread": [(name,) for name in DB_SERVICES + FRONT_ENDS],
+}
+
+
+def _ephemeral_low(default=32768) -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux; else a common default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """
+    A free port below the ephemeral range.  An OS-chosen port (bind to 0) is
+    in that range, so an outgoing connection -- a front end's to a DB
+    service, a DB service's to Redis -- could take it in the seconds before
+    the service meant for it starts listening.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 def serve(roles, store, ports):
@@ -51,17 +85,18 @@ def serve(roles, store, ports):
     service = MultiService()
     loopback = {name: f"tcp:{port}:interface=127.0.0.1" for name, port in ports.items()}
     peers = {name: f"tcp:127.0.0.1:{port}" for name, port in ports.items()}
-    if "db" in roles:
+    if set(roles) & set(DB_SERVICES):
         shared = make_store(store)
         shared.setServiceParent(service)
-        for name, plugin, maker in (("customer-db", tap.customer_db, tap.make_customer_db),
-                                    ("product-db", tap.product_db, tap.make_product_db),
-                                    ("payments", tap.payments, tap.make_payments)):
+    for name, plugin, maker in (("customer-db", tap.customer_db, tap.make_customer_db),
+                                ("product-db", tap.product_db, tap.make_product_db),
+                                ("payments", tap.payments, tap.make_payments)):
+        if name in roles:
             options = plugin.Options()
             options.parseOptions(["--store", store, "--listen", loopback[name]])
             maker(options, store=shared).setServiceParent(service)
-    if "front" in roles:
-        for name, plugin in (("seller-front", tap.seller_front), ("buyer-front", tap.buyer_front)):
+    for name, plugin in (("seller-front", tap.seller_front), ("buyer-front", tap.buyer_front)):
+        if name in roles:
             options = plugin.Options()
             argv = ["--listen", loopback[name], "--cheap-kdf",
                     "--customer-db", peers["customer-db"], "--product-db", peers["product-db"]]
@@ -140,11 +175,9 @@ def start_redis(processes, workdir):
 
 @defer.inlineCallbacks
 def start_services(processes, store, layout):
-    ports = {name: free_port() for name in
-             ("customer-db", "product-db", "payments", "seller-front", "buyer-front")}
+    ports = {name: free_port() for name in DB_SERVICES + FRONT_ENDS}
     port_args = [f"{name}={port}" for name, port in ports.items()]
-    groups = [ROLES] if layout == "single" else [("db",), ("front",)]
-    for roles in groups:
+    for roles in LAYOUTS[layout]:
         yield processes.start([sys.executable, os.path.abspath(__file__), "serve", "--store",
                                store, "--roles", ",".join(roles), *port_args], READY, path=_REPO)
     return f"tcp:127.0.0.1:{ports['buyer-front']}", f"tcp:127.0.0.1:{ports['seller-front']}"
@@ -190,14 +223,14 @@ def parse_args(argv):
     sub = parser.add_subparsers(dest="command")
     serve_parser = sub.add_parser("serve", help="run services (used internally)")
     serve_parser.add_argument("--store", default="memory")
-    serve_parser.add_argument("--roles", default="db,front")
+    serve_parser.add_argument("--roles", default=",".join(DB_SERVICES + FRONT_ENDS))
     serve_parser.add_argument("ports", nargs="+", help="NAME=PORT")
     parser.add_argument("--stores", default="memory,redis", type=_stores,
                         help="comma-separated: memory, redis (default: %(default)s)")
     parser.add_argument("--sizes", default="1,10,100",
                         type=lambda text: [int(n) for n in text.split(",") if n])
     parser.add_argument("--ops", type=int, default=200, help="operations per user")
-    parser.add_argument("--layout", choices=("split", "single"), default="split")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="spread")
     parser.add_argument("--csv", default=os.path.join(_REPO, "benchmarks", "out", "market.csv"),
                         help="append result rows to this CSV file (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")

@@ -26,7 +26,7 @@ from twisted.internet import defer
 from marketplace.market import payments, validation
 from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, together
-from marketplace.market.internal import item_from_payload, item_to_spec, reservation_from_payload
+from marketplace.market.internal import reservation_from_payload, spec_of_item_payload
 from marketplace.store.market_records import COMMITTED
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -79,7 +79,7 @@ class BuyerFront:
                  ("category", "keywords", "include_out_of_stock", "offset", "limit")
                  if payload.get(key) is not None}
         _, page = yield together(self._accounts.user_of(request), self._product("Search", query))
-        return None, {"items": [item_to_spec(item_from_payload(i)) for i in page["items"]],
+        return None, {"items": [spec_of_item_payload(i) for i in page["items"]],
                       "total": page["total"]}
 
     @defer.inlineCallbacks
@@ -87,7 +87,7 @@ class BuyerFront:
         item_id = validation.item_id(request.payload)
         _, item = yield together(self._accounts.user_of(request),
                                  self._product("GetItem", {"item_id": item_id}))
-        return None, item_to_spec(item_from_payload(item))
+        return None, spec_of_item_payload(item)
 
     @defer.inlineCallbacks
     def add_to_cart(self, request):

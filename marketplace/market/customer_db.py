@@ -219,30 +219,49 @@ class CustomerDbService:
         """
         Wrap ``handler(caller, payload) -> payload`` so it runs only for a live
         session of the expected role; the reply always names the user.
+
+        Plain callbacks rather than ``inlineCallbacks``: every session call
+        passes through here, and the check is usually answered at once.
         """
 
-        @defer.inlineCallbacks
         def handle(request):
-            role = expected_role(request.payload)
-            caller = yield self._caller(request.session_id, role)
-            result = yield handler(caller, request.payload)
-            result["user_id"] = caller.user_id
-            return None, result
+            payload = request.payload
+            caller = self._caller(request.session_id, expected_role(payload))
+            return caller.addCallback(_run_for_caller, handler, payload)
 
         return handle
 
-    @defer.inlineCallbacks
     def _caller(self, session_id, role):
+        """Deferred[Caller]: the live session's user, its role checked and its cart slid."""
         if not session_id:
             raise InvalidSession("this call needs a session_id; log in first")
-        try:
-            session = yield self._sessions.touch(session_id)
-        except SessionNotFound:
-            raise InvalidSession() from None
+        touched = self._sessions.touch(session_id)
+        return touched.addCallbacks(self._caller_of, _invalid_session,
+                                    callbackArgs=(session_id, role))
+
+    def _caller_of(self, session, session_id, role):
         session_role = session.data.get("role")
         if session_role != role:
             raise Forbidden(f"this call is for {role} accounts; the session belongs to a {session_role}")
+        caller = Caller(session_id, role, int(session.user_id.partition(":")[2]), session.ttl)
         if role == "buyer":
-            yield self._customers.cart_touch(session_id, session.ttl)
-        user_id = int(session.user_id.partition(":")[2])
-        return Caller(session_id, role, user_id, session.ttl)
+            return self._customers.cart_touch(session_id, session.ttl).addCallback(lambda _: caller)
+        return caller
+
+
+def _invalid_session(failure):
+    failure.trap(SessionNotFound)
+    raise InvalidSession()
+
+
+def _run_for_caller(caller, handler, payload):
+    """Run a session handler; its reply (a dict, or a Deferred of one) gets the user id."""
+
+    def named(result):
+        result["user_id"] = caller.user_id
+        return None, result
+
+    result = handler(caller, payload)
+    if isinstance(result, defer.Deferred):
+        return result.addCallback(named)
+    return named(result)

@@ -49,19 +49,20 @@ def payload_of(call):
     return call.addCallback(lambda reply: reply[1])
 
 
-@defer.inlineCallbacks
 def together(first, second):
     """
     Wait for two calls already running side by side; fail with ``first``'s
     error if it fails (a session check runs first), else with ``second``'s.
     """
-    try:
-        first_result = yield first
-    except Exception:
+
+    def first_done(first_result):
+        return second.addCallback(lambda second_result: (first_result, second_result))
+
+    def first_failed(failure):
         second.addErrback(lambda _: None)
-        raise
-    second_result = yield second
-    return first_result, second_result
+        return failure
+
+    return first.addCallbacks(first_done, first_failed)
 
 
 class AccountCalls:

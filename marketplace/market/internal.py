@@ -51,16 +51,29 @@ def reservation_from_payload(payload: dict) -> Reservation:
 
 def item_to_spec(item: Item) -> dict:
     """The spec's item object, with exact decimal ``price`` and feedback counters."""
-    return {
-        "item_id": item.item_id,
-        "item_name": item.item_name,
-        "category": item.category,
-        "keywords": list(item.keywords),
-        "condition": "new" if item.condition_is_new else "used",
-        "condition_is_new": item.condition_is_new,
-        "price": validation.cents_to_decimal(item.price_cents),
-        "price_cents": item.price_cents,
-        "quantity": item.quantity,
-        "seller_id": item.seller_id,
-        "feedback": {"pos": item.pos, "neg": item.neg},
-    }
+    return spec_of_item_payload(item_to_payload(item))
+
+
+def spec_of_item_payload(payload: dict) -> dict:
+    """
+    The spec's item object straight from product-db's item payload.
+
+    Front ends turn every item of every search and listing reply into this
+    shape, so it is built directly rather than through an ``Item`` record.
+    """
+    try:
+        return {
+            "item_id": payload["item_id"],
+            "item_name": payload["item_name"],
+            "category": payload["category"],
+            "keywords": list(payload["keywords"]),
+            "condition": "new" if payload["condition_is_new"] else "used",
+            "condition_is_new": payload["condition_is_new"],
+            "price": validation.cents_to_decimal(payload["price_cents"]),
+            "price_cents": payload["price_cents"],
+            "quantity": payload["quantity"],
+            "seller_id": payload["seller_id"],
+            "feedback": {"pos": payload["pos"], "neg": payload["neg"]},
+        }
+    except (KeyError, TypeError) as e:
+        raise ServerError(f"malformed item from product-db: {e!r}") from None

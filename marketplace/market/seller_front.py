@@ -12,7 +12,7 @@ from twisted.internet import defer
 
 from marketplace.market import validation
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of
-from marketplace.market.internal import item_from_payload, item_to_spec
+from marketplace.market.internal import spec_of_item_payload
 
 
 class SellerFront:
@@ -46,7 +46,7 @@ class SellerFront:
         seller_id = yield self._accounts.user_of(request)
         item = yield payload_of(self._product_db.call(
             "CreateItem", {"seller_id": seller_id, **draft.to_payload()}))
-        return None, {"item_id": item["item_id"], "item": item_to_spec(item_from_payload(item))}
+        return None, {"item_id": item["item_id"], "item": spec_of_item_payload(item)}
 
     @defer.inlineCallbacks
     def change_price(self, request):
@@ -72,4 +72,4 @@ class SellerFront:
         seller_id = yield self._accounts.user_of(request)
         reply = yield payload_of(self._product_db.call(
             "SellerItems", {"seller_id": seller_id}, idempotent=True))
-        return None, {"items": [item_to_spec(item_from_payload(i)) for i in reply["items"]]}
+        return None, {"items": [spec_of_item_payload(i) for i in reply["items"]]}

@@ -8,8 +8,9 @@ import io
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from marketplace.market.errors import ServiceUnavailable
-from marketplace.market.bench import Bench, BenchConfig, BenchOptions, append_csv
+from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.bench import Bench, BenchConfig, BenchOptions, _outcome, append_csv
+from protocols.envelope import encode_error, encode_response
 from tests.market.market_harness import start_market
 
 
@@ -59,3 +60,27 @@ class OptionsTests(unittest.TestCase):
 
         self.assertRaises(UsageError, BenchOptions().parseOptions, ["--sellers", "0"])
         self.assertRaises(UsageError, BenchOptions().parseOptions, ["--buyer-front", "bogus:x"])
+
+
+class OutcomeTests(unittest.TestCase):
+    """The load generator counts a call as successful only for a success reply."""
+
+    def test_success_without_payload_needed_is_not_decoded(self):
+        frame = encode_response("GetItem", None, {"item_id": 1})
+        self.assertEqual(_outcome(frame, wants_payload=False), (None, None))
+
+    def test_success_with_payload_needed_is_decoded(self):
+        frame = encode_response("Login", "s1", {"session_id": "s1"})
+        self.assertEqual(_outcome(frame, wants_payload=True), ("s1", {"session_id": "s1"}))
+
+    def test_errors_are_always_raised(self):
+        frame = encode_error("GetItem", None, "CLIENT_ERROR", "no such item")
+        for wants_payload in (False, True):
+            self.assertRaises(ClientError, _outcome, frame, wants_payload)
+
+    def test_other_key_orders_are_decoded(self):
+        frame = b'{"api":"GetItem","type":"error","session_id":null,' \
+                b'"error":{"code":"CLIENT_ERROR","message":"m"}}'
+        self.assertRaises(ClientError, _outcome, frame, False)
+        frame = b'{"payload":{},"type":"response","api":"GetItem","session_id":null}'
+        self.assertEqual(_outcome(frame, wants_payload=False), (None, {}))

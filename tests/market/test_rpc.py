@@ -171,6 +171,16 @@ class ServiceClientTests(unittest.TestCase):
         self.assertLessEqual(self.service.counters.counts["connections"], 3)
 
     @defer.inlineCallbacks
+    def test_concurrent_calls_fill_one_connection_first(self):
+        client = self.make_client(self.service.port, pool_size=3)
+        yield client.call("Echo", {})
+        results = yield defer.gatherResults(
+            [client.call("Echo", {"n": n}) for n in range(20)]
+        )
+        self.assertEqual([payload["echo"]["n"] for _, payload in results], list(range(20)))
+        self.assertEqual(self.service.counters.counts["connections"], 1)
+
+    @defer.inlineCallbacks
     def test_service_down_then_recovers(self):
         port = self.service.port
         yield self.client.call("Echo", {})
