@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from marketplace.laptop.history import History
 from marketplace.net import connect
-from marketplace.options import positive_float
+from marketplace.options import parse_command_line, positive_float
 from protocols.laptop import (
     TYPE_LOCAL_READ,
     TYPE_ORDER,
@@ -466,12 +466,7 @@ def _main(reactor, options, out, err):
 
 
 def main(argv=None) -> None:
-    options = Options()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as problem:
-        sys.stderr.write(f"{options}\nlaptop-client: {problem}\n")
-        raise SystemExit(2)
+    options = parse_command_line(Options(), argv)
 
     def run(reactor):
         return _main(reactor, options, sys.stdout, sys.stderr).addCallback(_exit_with)

@@ -44,7 +44,7 @@ from twisted.python import usage
 
 from marketplace.market.errors import ApiError, ServiceUnavailable, error_for_code
 from marketplace.net import connect
-from marketplace.options import check_client_endpoint
+from marketplace.options import check_client_endpoint, parse_command_line
 from protocols.envelope import ErrorReply, encode_request, parse_reply
 from protocols.envelope_server import no_delay
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, Framing, encode_frame
@@ -435,12 +435,7 @@ class BenchOptions(usage.Options):
 
 def main(argv=None):
     """Console entry point; exits 0 on a completed run, 1 if setup failed, 2 on bad options."""
-    options = BenchOptions()
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        print(f"market-bench: {error}\n{options}", file=sys.stderr)
-        raise SystemExit(2)
+    options = parse_command_line(BenchOptions(), argv)
     task.react(_run_and_report, (options,))
 
 

@@ -13,7 +13,6 @@ reconnects by itself (see ``rpc.ServiceClient``).
 """
 
 import shlex
-import sys
 import uuid
 from decimal import Decimal, InvalidOperation
 
@@ -27,7 +26,7 @@ from zope.interface import implementer
 
 from marketplace.market.errors import ApiError, ServiceUnavailable, Timeout
 from marketplace.market.rpc import ServiceClient
-from marketplace.options import check_client_endpoint
+from marketplace.options import check_client_endpoint, parse_command_line
 
 
 class ArgumentError(Exception):
@@ -375,11 +374,7 @@ class ClientOptions(usage.Options):
 
 def run(title: str, commands: list[Command], options: ClientOptions, argv=None) -> int:
     """Parse ``argv``, then run the shell on stdin/stdout until quit or end of input."""
-    try:
-        options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as error:
-        print(f"{sys.argv[0]}: {error}\n{options}", file=sys.stderr)
-        return 2
+    parse_command_line(options, argv)
     from twisted.internet import reactor
 
     client = ServiceClient(options["server"], pool_size=1, timeout=options["timeout"], retries=1)
