@@ -4,7 +4,7 @@ Listening and connecting through endpoint strings, TLS included.
 
 from __future__ import annotations
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol
 from twisted.internet.error import ConnectionRefusedError
 from OpenSSL import SSL
 from service_identity import VerificationError
