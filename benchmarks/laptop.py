@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from machine import cpus, load_average
+
 PYTHON = sys.executable
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 30.0
@@ -72,20 +74,6 @@ def cpu_seconds(pid):
 def children_cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def machine():
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    figures = (os.cpu_count() or 0, model) + os.getloadavg()
-    return "%d CPUs (%s), load average %.2f %.2f %.2f" % figures
 
 
 def client(ports, customers, orders, request_type, extra=()):
@@ -146,7 +134,7 @@ def main():
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="laptop-bench-")
     ports = free_ports(3)
-    print(machine())
+    print(f"{cpus()}, load average {load_average()}")
     processes = start_replicas(ports, work)
     rows = []
     # Order numbers of earlier runs (and of the start-up probe) lie below this.
@@ -178,7 +166,7 @@ def main():
         figures = client(ports, 128, 20, 1, ["--first-order", str(first_order)])
         print("128 concurrent customers: %d failed, %d failovers (a reset forces a failover)"
               % (figures["failed"], figures["failovers"]))
-        print(machine())
+        print(f"{cpus()}, load average {load_average()}")
         healthy = figures["failovers"] == 0 and not any(row[6] for row in rows)
     finally:
         for process in processes:

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 
+from machine import cpus, load_average
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -115,8 +117,8 @@ def main():
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-    load_before = _load_average()
-    print(f"{_machine()}; client and server share them; store {args.store}; "
+    load_before = load_average()
+    print(f"{cpus()}; client and server share them; store {args.store}; "
           f"server reactor {args.reactor or 'default'}; {args.processes} load process(es); "
           f"load average {load_before}")
     medians = {}
@@ -129,7 +131,7 @@ def main():
         medians[name] = {key: statistics.median(float(row[key]) for row in rows)
                          for key in ("rps", "p50_us", "p99_us", "p999_us", "err")}
     print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}")
-    print(f"{_machine()}; load average {load_before} before, {_load_average()} after")
+    print(f"{cpus()}; load average {load_before} before, {load_average()} after")
     print(f"{'scenario':<17}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'p999 us':>9}{'errors':>8}  target")
     for name, median in medians.items():
         *_, target_rps, target_p99 = SCENARIOS[name]
@@ -139,25 +141,6 @@ def main():
             target = f">= {target_rps} req/s, p99 <= {target_p99} us: {'met' if met else 'NOT met'}"
         print(f"{name:<17}{median['rps']:>9.0f}{median['p50_us']:>9.0f}{median['p99_us']:>9.0f}"
               f"{median['p999_us']:>9.0f}{median['err']:>8.0f}  {target}")
-
-
-def _machine():
-    """CPU count and model, for the figures' context."""
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{len(os.sched_getaffinity(0))} CPUs ({model})"
-
-
-def _load_average():
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def _append_rows(path, rows):

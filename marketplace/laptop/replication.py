@@ -587,12 +587,21 @@ class Replica:
         elif self.primary_id != primary_id:
             self._set_primary(primary_id)
 
+    def _refused_as_stale(self, message) -> bool:
+        """
+        Refuse a primary's message from an older view, telling the sender the
+        current view: this is what keeps a deposed primary from committing.
+        """
+        if message.view >= self.view:
+            return False
+        self._send(
+            message.primary_id,
+            AppendReply(self.view, self.replica_id, False, -1, message.round),
+        )
+        return True
+
     def _on_append(self, message: AppendEntries) -> None:
-        if message.view < self.view:
-            self._send(
-                message.primary_id,
-                AppendReply(self.view, self.replica_id, False, -1, message.round),
-            )
+        if self._refused_as_stale(message):
             return
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
@@ -638,11 +647,7 @@ class Replica:
         )
 
     def _on_snapshot(self, message: InstallSnapshot) -> None:
-        if message.view < self.view:
-            self._send(
-                message.primary_id,
-                AppendReply(self.view, self.replica_id, False, -1, message.round),
-            )
+        if self._refused_as_stale(message):
             return
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
