@@ -5,11 +5,10 @@ run unchanged against the embedded store and a private redis-server.
 
 from __future__ import annotations
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from marketplace.market.validation import ItemDraft
-from marketplace.store import make_store
 from marketplace.store.market_errors import (
     FeedbackAlreadyGiven,
     NotInCart,
@@ -22,7 +21,7 @@ from marketplace.store.market_errors import (
     UsernameTaken,
 )
 from marketplace.store.market_records import COMMITTED, RELEASED, RESERVED, ReservedLine
-from tests.support.redis_server import start_redis
+from tests.store.backends import MemoryBackend, RedisBackend
 
 
 def draft(name="lamp", category=1, keywords=("light",), quantity=5, price_cents=1999, new=True):
@@ -289,40 +288,9 @@ class MarketStoreContract(CustomersContract, CatalogContract):
     """Everything both backends must do alike."""
 
 
-class MemoryMarketStoreTests(MarketStoreContract, unittest.TestCase):
-    short_ttl = 300.0
-
-    def setUp(self):
-        self.clock = task.Clock()
-        self.store = make_store("memory", reactor=self.clock)
-        self.store.startService()
-        self.addCleanup(self.store.stopService)
-
-    def make_clients(self, count):
-        return defer.succeed([self.store] * count)
-
-    def let_time_pass(self, seconds):
-        self.clock.advance(seconds)
-        return defer.succeed(None)
+class MemoryMarketStoreTests(MarketStoreContract, MemoryBackend, unittest.TestCase):
+    pass
 
 
-class RedisMarketStoreTests(MarketStoreContract, unittest.TestCase):
-    short_ttl = 0.5
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.redis = yield start_redis(self)
-        self.store = self.client()
-
-    def client(self):
-        store = make_store(self.redis.url, timeout=2.0, reactor=reactor)
-        store.startService()
-        self.addCleanup(store.stopService)
-        return store
-
-    def make_clients(self, count):
-        return defer.succeed([self.client() for _ in range(count)])
-
-    def let_time_pass(self, seconds):
-        # Redis expires keys on its own clock: real time has to pass.
-        return task.deferLater(reactor, seconds, lambda: None)
+class RedisMarketStoreTests(MarketStoreContract, RedisBackend, unittest.TestCase):
+    store_timeout = 2.0

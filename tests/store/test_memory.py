@@ -2,31 +2,16 @@
 The contract suite against the embedded store, on a controllable clock.
 """
 
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.trial import unittest
 
 from marketplace.store import make_store
+from tests.store.backends import MemoryBackend
 from tests.store.contract import StoreContract
 
 
-class MemoryStoreContractTests(StoreContract, unittest.TestCase):
-    short_ttl = 300.0
-
-    def setUp(self):
-        self.clock = task.Clock()
-        self.store = make_store("memory", reactor=self.clock)
-        self.store.startService()
-        self.addCleanup(self.store.stopService)
-
-    def make_store(self):
-        return defer.succeed(self.store)
-
-    def make_clients(self, count):
-        return defer.succeed([self.store] * count)
-
-    def let_time_pass(self, seconds):
-        self.clock.advance(seconds)
-        return defer.succeed(None)
+class MemoryStoreContractTests(StoreContract, MemoryBackend, unittest.TestCase):
+    pass
 
 
 class MemorySessionSweepTests(unittest.TestCase):

@@ -9,44 +9,23 @@ import os
 import signal
 import time
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from marketplace.store import StoreUnavailable, make_store
+from tests.store.backends import RedisBackend
 from tests.store.contract import StoreContract
-from tests.support.redis_server import start_redis
 
-#: A store timeout short enough to keep outage tests quick.
-TIMEOUT = 1.0
+#: The store timeout of every store these tests open.
+TIMEOUT = RedisBackend.store_timeout
 
 
-class RedisTestCase(unittest.TestCase):
-    appendonly = False
-    tls = False
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.redis = yield start_redis(self, appendonly=self.appendonly, tls=self.tls)
-
-    def client(self, timeout=TIMEOUT):
-        store = make_store(self.redis.url, timeout=timeout, reactor=reactor)
-        store.startService()
-        self.addCleanup(store.stopService)
-        return store
+class RedisTestCase(RedisBackend, unittest.TestCase):
+    pass
 
 
 class RedisStoreContractTests(StoreContract, RedisTestCase):
-    short_ttl = 1.0
-
-    def make_store(self):
-        return defer.succeed(self.client())
-
-    def make_clients(self, count):
-        return defer.succeed([self.client() for _ in range(count)])
-
-    def let_time_pass(self, seconds):
-        # Redis expires keys on its own clock: real time has to pass.
-        return task.deferLater(reactor, seconds, lambda: None)
+    pass
 
 
 class RedisTLSStoreTests(RedisTestCase):
