@@ -86,6 +86,17 @@ def decode_json(data: bytes):
         raise ValueError(f"not UTF-8 ({e.reason} at byte {e.start})") from None
 
 
+def _decode_object(data: bytes, malformed: str, not_an_object: str) -> dict:
+    """One JSON object from a frame, or ``EnvelopeError(BAD_REQUEST)`` saying why not."""
+    try:
+        envelope = decode_json(data)
+    except ValueError as e:
+        raise EnvelopeError(BAD_REQUEST, f"{malformed}: {e}") from None
+    if not isinstance(envelope, dict):
+        raise EnvelopeError(BAD_REQUEST, not_an_object)
+    return envelope
+
+
 def _optional_text(envelope, key):
     value = envelope.get(key)
     return value if isinstance(value, str) else None
@@ -93,12 +104,7 @@ def _optional_text(envelope, key):
 
 def parse_request(data: bytes) -> Request:
     """Parse one frame into a ``Request`` or raise ``EnvelopeError(BAD_REQUEST, ...)``."""
-    try:
-        envelope = decode_json(data)
-    except ValueError as e:
-        raise EnvelopeError(BAD_REQUEST, f"malformed JSON: {e}") from None
-    if not isinstance(envelope, dict):
-        raise EnvelopeError(BAD_REQUEST, "the request must be a JSON object")
+    envelope = _decode_object(data, "malformed JSON", "the request must be a JSON object")
     api = _optional_text(envelope, "api")
     session_id = envelope.get("session_id")
     echo = {"api": api, "session_id": _optional_text(envelope, "session_id")}
@@ -215,12 +221,7 @@ def parse_reply(data: bytes) -> Reply | ErrorReply:
     Raises ``EnvelopeError`` when the frame is not a valid reply, which a
     client should treat as a broken peer.
     """
-    try:
-        envelope = decode_json(data)
-    except ValueError as e:
-        raise EnvelopeError(BAD_REQUEST, f"malformed JSON in reply: {e}") from None
-    if not isinstance(envelope, dict):
-        raise EnvelopeError(BAD_REQUEST, "the reply is not a JSON object")
+    envelope = _decode_object(data, "malformed JSON in reply", "the reply is not a JSON object")
     api = _optional_text(envelope, "api")
     session_id = _optional_text(envelope, "session_id")
     kind = envelope.get("type")
