@@ -508,12 +508,19 @@ class ServerDecoder:
         return self.role is None or bool(self._buffer)
 
     def feed(self, data: bytes) -> list:
-        if self.role == ROLE_CUSTOMER and not self._buffer and len(data) == _REQUEST.size:
-            # The common case of a closed loop: one whole request per read.
-            return [CustomerRequest(*_REQUEST.unpack(data))]
-        buffer = self._buffer + data if self._buffer else data
         events = []
         offset = 0
+        if not self._buffer:
+            # The common cases of a closed loop: one whole message per read.
+            if self.role == ROLE_CUSTOMER and len(data) == _REQUEST.size:
+                return [CustomerRequest(*_REQUEST.unpack(data))]
+            if self.role == ROLE_REPLICA:
+                message, offset = decode_replica_message(data)
+                if message is not None:
+                    if offset == len(data):
+                        return [message]
+                    events.append(message)
+        buffer = self._buffer + data if self._buffer else data
         if self.role is None:
             if len(buffer) < 4:
                 self._buffer = buffer

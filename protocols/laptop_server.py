@@ -84,8 +84,13 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         finally:
             self._write_held()
             self._held = None
-        if not self._closing:
-            self.setTimeout(self.factory.partial_timeout if self._decoder.mid_message else None)
+        if self._closing:
+            return
+        if self._decoder.mid_message:
+            # Every read of a message still incomplete restarts the countdown.
+            self.setTimeout(self.factory.partial_timeout)
+        elif self.timeOut is not None:
+            self.setTimeout(None)
 
     def _reject(self, reason: str) -> None:
         self.factory.counters.increment("laptop_rejected_" + reason)

@@ -14,7 +14,7 @@ line before it, progress goes to stderr.
 
 import getopt
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import attrs
 from hdrh.histogram import HdrHistogram
@@ -160,25 +160,46 @@ class FailoverSession:
 
 
 class Latencies:
-    """Microsecond latencies: exact average, min and max; percentiles from a histogram."""
+    """
+    Microsecond latencies: exact count, average, min and max; percentiles
+    from an HDR histogram.  Recording only counts the value (a load run
+    records tens of thousands a second, and a histogram update costs several
+    times a dict update); the histogram is filled from the counts when a
+    percentile is asked for.
+    """
 
     def __init__(self):
-        self.histogram = HdrHistogram(1, 60_000_000, 3)
+        #: microseconds -> how many requests took that long
+        self._counts: Dict[int, int] = {}
+        self._histogram: Optional[HdrHistogram] = None
         self.count = 0
         self.total = 0
-        self.low: Optional[int] = None
-        self.high = 0
 
     def record(self, microseconds: int) -> None:
-        value = max(1, microseconds)
-        self.histogram.record_value(value)
+        value = microseconds if microseconds > 1 else 1
+        counts = self._counts
+        counts[value] = counts.get(value, 0) + 1
         self.count += 1
         self.total += value
-        self.low = value if self.low is None else min(self.low, value)
-        self.high = max(self.high, value)
+        self._histogram = None
+
+    @property
+    def low(self) -> Optional[int]:
+        return min(self._counts) if self._counts else None
+
+    @property
+    def high(self) -> int:
+        return max(self._counts) if self._counts else 0
 
     def percentile(self, p: float) -> int:
-        return self.histogram.get_value_at_percentile(p) if self.count else 0
+        if not self.count:
+            return 0
+        if self._histogram is None:
+            histogram = HdrHistogram(1, 60_000_000, 3)
+            for value, count in self._counts.items():
+                histogram.record_value(value, count)
+            self._histogram = histogram
+        return self._histogram.get_value_at_percentile(p)
 
     @property
     def average(self) -> float:

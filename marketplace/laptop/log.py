@@ -42,10 +42,9 @@ class ReplicatedLog:
         self._entries.append(entry)
         return self.last_index
 
-    def extend(self, entries: Sequence[Entry]) -> int:
-        """Append several entries; returns the new last index."""
+    def extend(self, entries: Sequence[Entry]) -> None:
+        """Append several entries."""
         self._entries.extend(entries)
-        return self.last_index
 
     def truncate_after(self, index: int) -> None:
         """Drop every entry above ``index`` (a suffix a new primary overruled)."""

@@ -107,11 +107,16 @@ class _PeerProgress:
 
 
 class _Waiter:
-    """Completion callbacks of one request being served by this primary."""
+    """
+    Completion callbacks of one forwarded request being served by this
+    primary.  Every waiter, this one and ``_CustomerRequest``, has
+    ``done(last_order, admin_id)`` (``last_order`` is None for orders) and
+    ``retry()``.
+    """
 
     __slots__ = ("done", "retry")
 
-    def __init__(self, done: Callable, retry: Callable[[], None]):
+    def __init__(self, done: Callable[[Optional[int], int], None], retry: Callable[[], None]):
         self.done = done
         self.retry = retry
 
@@ -120,15 +125,18 @@ class _CustomerRequest:
     """
     A request from one of this replica's own customers, until it is
     answered: exactly one of ``on_done(result)`` and ``on_failed(error)``
-    is called.
+    is called.  While this replica is primary the request is its own
+    waiter, so serving an order allocates no callbacks besides it.
     """
 
     __slots__ = (
         "tag", "request_type", "customer_id", "order_number", "deadline", "on_done", "on_failed",
-        "routed_to", "retry_call",
+        "routed_to", "retry_call", "_replica",
     )
 
-    def __init__(self, tag, request_type, customer_id, order_number, deadline, on_done, on_failed):
+    def __init__(self, replica, tag, request_type, customer_id, order_number, deadline, on_done,
+                 on_failed):
+        self._replica = replica
         self.tag = tag
         self.deadline = deadline
         self.request_type = request_type
@@ -138,6 +146,15 @@ class _CustomerRequest:
         self.on_failed = on_failed
         self.routed_to: Optional[int] = None
         self.retry_call = None
+
+    def done(self, last_order: Optional[int], admin_id: int) -> None:
+        """Waiter: served by this replica as primary; answer the customer."""
+        outcome = admin_id if self.request_type == TYPE_ORDER else ReadResult(last_order, admin_id)
+        self._replica._finish_request(self.tag, outcome)
+
+    def retry(self) -> None:
+        """Waiter: this replica stepped down before serving it; route it to the new primary."""
+        self._replica._reroute(self.tag)
 
 
 class Replica:
@@ -263,7 +280,7 @@ class Replica:
         self._next_tag += 1
         deadline = self._clock.seconds() + self.timeouts.request
         request = _CustomerRequest(
-            tag, request_type, customer_id, order_number, deadline, on_done, on_failed
+            self, tag, request_type, customer_id, order_number, deadline, on_done, on_failed
         )
         self._requests[tag] = request
         self._route(request)
@@ -310,13 +327,7 @@ class Replica:
             return
         if self.role == PRIMARY:
             request.routed_to = self.replica_id
-            tag = request.tag
-            if request.request_type == TYPE_ORDER:
-                done = lambda admin_id: self._finish_request(tag, admin_id)
-            else:
-                done = lambda last, admin_id: self._finish_request(tag, ReadResult(last, admin_id))
-            waiter = _Waiter(done, lambda: self._reroute(tag))
-            self._serve(request.request_type, request.customer_id, request.order_number, waiter)
+            self._serve(request.request_type, request.customer_id, request.order_number, request)
         elif self.primary_id is not None and self.primary_id != self.replica_id:
             forwarded = ForwardRequest(
                 request.tag, request.customer_id, request.order_number, request.request_type
@@ -336,7 +347,7 @@ class Replica:
 
     # ------------------------------------------------------------ serving (primary)
 
-    def _serve(self, request_type, customer_id, order_number, waiter: _Waiter) -> None:
+    def _serve(self, request_type, customer_id, order_number, waiter) -> None:
         if request_type == TYPE_ORDER:
             self._serve_order(customer_id, order_number, waiter)
         else:
@@ -344,11 +355,11 @@ class Replica:
             self._read_waiters.append((self._round + 1, read_index, customer_id, waiter))
             self._schedule_flush()
 
-    def _serve_order(self, customer_id: int, order_number: int, waiter: _Waiter) -> None:
+    def _serve_order(self, customer_id: int, order_number: int, waiter) -> None:
         last = self.book.last_order(customer_id)
         if last is not None and order_number <= last:
             self._counters.increment("laptop_repeated_orders")
-            waiter.done(self.replica_id)
+            waiter.done(None, self.replica_id)
             return
         pending = self._pending_orders.get(customer_id)
         if pending is not None and order_number <= pending[0]:
@@ -361,7 +372,10 @@ class Replica:
 
     def _append(self, entry: Entry) -> int:
         index = self.replicated_log.append(entry)
-        self._schedule_flush()
+        if not self._live_backup_busy():
+            # Otherwise the reply that frees the last busy live backup sends
+            # this entry, with every other one appended meanwhile.
+            self._schedule_flush()
         return index
 
     def _persist_appended(self) -> None:
@@ -372,11 +386,40 @@ class Replica:
             self._storage.append(start, log.entries_from(start, log.last_index - start + 1))
             self._persisted_index = log.last_index
 
-    def _send_round(self) -> None:
+    def _send_round(self, in_step: bool = False) -> None:
+        """
+        Send every idle peer what it lacks, as round ``_round + 1``.  With
+        ``in_step`` live backups are left out while any of them has a
+        message in flight: they move in step, so every batch carries all
+        the orders that arrived while the previous one was out, and no
+        backup gets a batch of its own that cannot commit before the
+        slowest live backup acknowledges it anyway.  Heartbeats (the tick)
+        are not in step: a frozen live backup must not silence the others.
+        """
         self._persist_appended()
         self._round += 1
+        hold_live = in_step and self._live_backup_busy()
         for peer in self.peer_ids:
-            self._send_append(peer)
+            if not (hold_live and peer in self.live):
+                self._send_append(peer)
+
+    def _live_backup_busy(self) -> bool:
+        """Whether a live backup has not yet answered the last message sent to it."""
+        peers = self._peers
+        for peer in self.live:
+            if peers[peer].in_flight_since is not None:
+                return True
+        return False
+
+    def _live_backup_behind(self) -> bool:
+        """Whether a live backup lacks entries, or the latest round (which pending reads need)."""
+        last_index = self.replicated_log.last_index
+        peers = self._peers
+        for peer in self.live:
+            progress = peers[peer]
+            if progress.next_index <= last_index or progress.acked_round < self._round:
+                return True
+        return False
 
     def _schedule_flush(self) -> None:
         if self._flush_call is None and self._running:
@@ -386,7 +429,7 @@ class Replica:
         self._flush_call = None
         if self.role != PRIMARY:
             return
-        self._send_round()
+        self._send_round(in_step=True)
         self._advance_commit()
 
     def _send_append(self, peer: int) -> None:
@@ -451,7 +494,13 @@ class Replica:
             )
         self._advance_commit()
         self._answer_reads()
-        if progress.next_index <= self.replicated_log.last_index or progress.acked_round < self._round:
+        if reply.replica_id in self.live:
+            if not self._live_backup_busy() and self._live_backup_behind():
+                self._send_round(in_step=True)
+        elif (
+            progress.next_index <= self.replicated_log.last_index
+            or progress.acked_round < self._round
+        ):
             self._send_append(reply.replica_id)
 
     def _advance_commit(self) -> None:
@@ -498,23 +547,26 @@ class Replica:
                 why=why,
             )
             self._advance_commit()
+            # The live backups held back while it had a batch out go on now.
+            self._schedule_flush()
 
     # ------------------------------------------------------------ committing (all roles)
 
     def _commit_to(self, index: int) -> None:
         log = self.replicated_log
-        book = self.book
+        apply = self.book.apply
         waiters = self._order_waiters
         pending = self._pending_orders
-        for i in range(self.commit_index + 1, index + 1):
-            entry = log.entry(i)
-            book.apply(entry)
+        replica_id = self.replica_id
+        first = self.commit_index + 1
+        for i, entry in enumerate(log.entries_from(first, index - first + 1), first):
+            apply(entry)
             if pending and pending.get(entry.customer_id, (None, None))[1] == i:
                 del pending[entry.customer_id]
             ready = waiters.pop(i, None) if waiters else None
             if ready:
                 for waiter in ready:
-                    waiter.done(self.replica_id)
+                    waiter.done(None, replica_id)
         self.commit_index = index
         if index - log.base_index >= self.compact_threshold:
             self._compact()
@@ -612,14 +664,14 @@ class Replica:
         if prev >= log.base_index and log.view_at(prev) != message.prev_view:
             self._reply_append(message, False, self.commit_index)
             return
-        index = prev
-        first_new = None
         if prev == log.last_index:
             # The usual case: the entries continue this log exactly.
-            if message.entries:
-                first_new = prev + 1
-                index = log.extend(message.entries)
+            first_new = prev + 1
+            new_entries = message.entries
+            log.extend(new_entries)
         else:
+            index = prev
+            first_new = None
             for entry in message.entries:
                 index += 1
                 if index <= log.base_index:
@@ -631,8 +683,11 @@ class Replica:
                         log.truncate_after(index - 1)
                     first_new = index
                 log.append(entry)
-        if first_new is not None:
-            self._storage.append(first_new, log.entries_from(first_new, index - first_new + 1))
+            new_entries = (
+                () if first_new is None else log.entries_from(first_new, index - first_new + 1)
+            )
+        if new_entries:
+            self._storage.append(first_new, new_entries)
             self._persisted_index = log.last_index
         last_new = prev + len(message.entries)
         commit = min(message.commit_index, last_new)
@@ -684,13 +739,10 @@ class Replica:
             self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
             return
         tag = message.tag
-        if message.request_type == TYPE_ORDER:
-            done = lambda admin_id: self._send(sender, ForwardReply(tag, FORWARD_OK, -1, admin_id))
-        else:
 
-            def done(last, admin_id):
-                value = -1 if last is None else last
-                self._send(sender, ForwardReply(tag, FORWARD_OK, value, admin_id))
+        def done(last, admin_id):
+            value = -1 if last is None else last
+            self._send(sender, ForwardReply(tag, FORWARD_OK, value, admin_id))
 
         retry = lambda: self._send(sender, ForwardReply(tag, FORWARD_RETRY, -1, -1))
         self._serve(message.request_type, message.customer_id, message.order_number, _Waiter(done, retry))

@@ -59,6 +59,8 @@ class SimulatedNetwork:
         self.in_flight = []
         self.held = {i: [] for i in self.ids}
         self.primaries_by_view = {}
+        #: set to a list to record every message sent, as (source, target, message)
+        self.trace = None
         self.replica_options = replica_options
         for i in self.ids:
             self._boot(i)
@@ -126,6 +128,8 @@ class SimulatedNetwork:
     def _send(self, source, target, message):
         if target in self.down or source in self.down:
             return False
+        if self.trace is not None:
+            self.trace.append((source, target, message))
         self.in_flight.append((source, target, message))
         return True
 

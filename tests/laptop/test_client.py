@@ -113,6 +113,16 @@ class SummaryTests(unittest.TestCase):
         self.assertEqual(lines[-1], "avg: 250.00\tmin: 100\tmax: 400\tthroughput: 2.00")
         self.assertTrue(lines[0].startswith("p50: 200\tp95: 400\tp99: 400\tfailed: 0\tfailovers: 1"))
 
+    def test_percentiles_follow_later_records(self):
+        latencies = Latencies()
+        for value in (100, 100, 0):
+            latencies.record(value)
+        self.assertEqual((latencies.percentile(50), latencies.low, latencies.high), (100, 1, 100))
+        for value in (900, 900, 900, 900):
+            latencies.record(value)
+        self.assertEqual((latencies.percentile(50), latencies.count, latencies.total),
+                         (900, 7, 3801))
+
 
 class AgainstServersTests(unittest.TestCase):
     timeout = 30

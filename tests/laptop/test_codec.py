@@ -221,5 +221,22 @@ class ReplicaMessageTests(unittest.TestCase):
         self.assertEqual(events, [RoleDeclared(ROLE_REPLICA)] + sent)
         self.assertFalse(decoder.mid_message)
 
+    def test_writes_holding_whole_frames(self):
+        """One frame per write (the closed-loop case), two, and one and a half."""
+        sent = [
+            Hello(1),
+            AppendReply(2, 1, True, 7, 3),
+            ForwardReply(9, 0, 4, 2),
+            VoteReply(2, 1, False, True),
+        ]
+        frames = [encode_replica_message(m) for m in sent]
+        decoder = ServerDecoder()
+        self.assertEqual(decoder.feed(encode_role(ROLE_REPLICA)), [RoleDeclared(ROLE_REPLICA)])
+        self.assertEqual(decoder.feed(frames[0]), sent[:1])
+        self.assertEqual(decoder.feed(frames[1] + frames[2][:5]), sent[1:2])
+        self.assertTrue(decoder.mid_message)
+        self.assertEqual(decoder.feed(frames[2][5:] + frames[3]), sent[2:])
+        self.assertFalse(decoder.mid_message)
+
     def test_not_a_message(self):
         self.assertRaises(TypeError, encode_replica_message, object())

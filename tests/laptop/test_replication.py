@@ -180,6 +180,68 @@ class CommitTests(unittest.TestCase):
         self.assertEqual(failures, [RequestFailed])
 
 
+class BatchingTests(unittest.TestCase):
+    #: ticks far enough apart for each scenario below to fit between two
+    TIMEOUTS = Timeouts(heartbeat=0.25, backup=1.0, election=2.0, election_stagger=0.5)
+
+    def _first_batch_half_answered(self):
+        """
+        A primary with two live backups, right after a heartbeat (so the
+        next one is a whole heartbeat away), whose first order reached both
+        backups and was answered by ``fast`` only: ``slow`` is frozen.
+        Returns the network, the primary's id, ``fast``, ``slow`` and the
+        list the orders' outcomes go into.
+        """
+        net = SimulatedNetwork(timeouts=self.TIMEOUTS)
+        leader = elect(net)
+        primary = net.replicas[leader]
+        net.run_until(lambda: len(primary.live) == 2, 2.0)
+        fast, slow = sorted(primary.live)
+        net.trace = []
+        net.run_until(lambda: net.trace, 1.0)  # an idle primary sends only heartbeats
+        net.freeze(slow)
+        results = []
+        primary.order(1, 1).addCallback(results.append)
+        net.run(0.05)
+        return net, leader, fast, slow, results
+
+    def test_live_backups_receive_batches_in_step(self):
+        """
+        A live backup that answered is not sent the next orders while the
+        other live backup still has a batch out (the orders could not commit
+        before that one answers anyway); once it answers, both get one batch
+        holding everything that arrived meanwhile.
+        """
+        net, leader, fast, slow, results = self._first_batch_half_answered()
+        net.trace = []
+        net.replicas[leader].order(2, 1).addCallback(results.append)
+        net.replicas[leader].order(3, 1).addCallback(results.append)
+        net.run(0.05)
+        self.assertEqual([m for m in net.trace if m[1] == fast], [])
+        self.assertEqual(results, [])
+        net.resume(slow)
+        net.run(0.05)
+        batches = {target: message for source, target, message in net.trace if source == leader}
+        self.assertEqual(batches[fast], batches[slow])
+        self.assertEqual(
+            [(e.customer_id, e.order_number) for e in batches[fast].entries], [(2, 1), (3, 1)]
+        )
+        self.assertEqual(results, [leader] * 3)
+
+    def test_orders_held_for_a_backup_that_dies_go_out_at_once(self):
+        """
+        When the live backup the others wait for drops out, the orders held
+        back for it are sent at once, not at the next heartbeat.
+        """
+        net, leader, fast, slow, results = self._first_batch_half_answered()
+        net.replicas[leader].order(2, 1).addCallback(results.append)
+        net.run(0.01)
+        net.crash(slow)
+        net.run(0.03)
+        self.assertEqual(results, [leader] * 2)
+        self.assertEqual(net.replicas[leader].live, {fast})
+
+
 class FailureTests(unittest.TestCase):
     def test_backup_crash_does_not_stall_past_timeout(self):
         net = SimulatedNetwork()
