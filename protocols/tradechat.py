@@ -14,6 +14,10 @@ requests, and if pushes from other users keep arriving past
 C{max_output_buffer} bytes the peer is not reading: it is disconnected
 rather than allowed to grow server memory without limit.
 
+Chat pushes are queued in the connection's C{outbox} by the room hub, which
+flushes it once per reactor turn (L{marketplace.tradechat.rooms}); replies
+are written behind whatever the outbox holds, in the same write.
+
 L{TradeChatClientProtocol} matches responses to requests by req_id and hands
 pushes to a callback; clients, the stress tool and the tests share it.
 """
@@ -133,6 +137,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self._closing = False
         self._input_failed = False
         self.state = None
+        self.outbox: list[bytes] = []
 
     # Connection lifecycle --------------------------------------------------
 
@@ -152,6 +157,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
             if timer is not None and timer.active():
                 timer.cancel()
         self._queue.clear()
+        self.outbox.clear()
         ended = self.factory.service.disconnect(self.state)
         ended.addErrback(self._session_not_ended)
         self.factory.connection_ended(self, ended)
@@ -277,7 +283,24 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
     # Output and flow control -----------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        """Write encoded frames, unless closing; drop a reader that stopped reading."""
+        """
+        Write encoded frames (a reply or a refusal) behind the pushes still
+        queued for this connection, in the same write, so that its byte
+        stream keeps the order in which its frames were produced.
+        """
+        self.outbox.append(data)
+        self.flush()
+
+    def flush(self) -> None:
+        """
+        L{IPushTarget.flush}: write the outbox in one write and empty it,
+        unless closing; drop a reader that stopped reading.
+        """
+        outbox = self.outbox
+        if not outbox:
+            return
+        data = b"".join(outbox)
+        outbox.clear()
         if self._closing:
             return
         if self._output_paused:
@@ -288,11 +311,6 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
                 self.transport.abortConnection()
                 return
         self.transport.write(data)
-
-    deliver = _write
-    """L{IPushTarget.deliver}: a push, encoded once, to this recipient.  The
-    same method as replies use, with no extra call per recipient of a
-    fan-out."""
 
     def pauseProducing(self) -> None:
         self._output_paused = True
@@ -404,12 +422,23 @@ class TradeChatClientProtocol(Protocol):
     C{None} to count pushes without checksumming, copying or decoding them
     (the stress tool, whose every connection receives every chat, does so:
     decoding hundreds of thousands of pushes a second was its bottleneck).
+
+    With C{idle_reading=False}, a connection with no request pending stops
+    being read once pushes arrive on it, as the existing stress client reads
+    a connection only while it waits there for a reply: pushes arriving in
+    between wait in the socket and come in with the next reply, in one read
+    instead of one read per server write.  (A connection that gets no pushes
+    keeps reading: pausing and resuming it would cost the reactor two
+    registration changes per request for nothing.)  A connection closed by
+    the server meanwhile is noticed at its next request.
     """
 
     def __init__(self, on_push: Optional[Callable[[bodies.ChatBroadcast], None]] = None,
-                 obfuscate: bool = False) -> None:
+                 obfuscate: bool = False, idle_reading: bool = True) -> None:
         self.on_push = on_push
         self.obfuscate = obfuscate
+        self.idle_reading = idle_reading
+        self._reading = True
         self._pushes_decoded = 0
         self._decoder = FrameDecoder(
             skip_opcode=Opcode.CHAT_BROADCAST if on_push is None else None)
@@ -449,10 +478,14 @@ class TradeChatClientProtocol(Protocol):
         self._waiting[req_id] = d
         flags = FLAG_OBFUSCATED if self.obfuscate else 0
         self.transport.write(encode_frame(opcode, req_id, 0, body, flags))
+        if not self._reading:
+            self._reading = True
+            self.transport.resumeProducing()
         return d
 
     def dataReceived(self, data: bytes) -> None:
         decoder = self._decoder
+        pushes_before = self.pushes_received
         try:
             decoder.receive(data)
             while (frame := decoder.next_frame()) is not None:
@@ -465,6 +498,10 @@ class TradeChatClientProtocol(Protocol):
                     self.on_push(bodies.decode_chat_broadcast(frame.body))
         except (FrameError, bodies.BadBody):
             self.transport.abortConnection()
+            return
+        if not (self.idle_reading or self._waiting) and self.pushes_received != pushes_before:
+            self._reading = False
+            self.transport.pauseProducing()
 
     def connectionLost(self, reason=None) -> None:
         waiting, self._waiting = self._waiting, {}

@@ -366,7 +366,7 @@ class Bench:
         numbers = [n for n in range(options["connections"]) if n % workers in mine]
         self.clients = yield defer.gatherResults([
             TradeChatClient.connect(options["connect"], self.reactor, options["timeout"],
-                                    obfuscate=options["encrypt"])
+                                    obfuscate=options["encrypt"], idle_reading=False)
             for _ in numbers], consumeErrors=True)
         replies = yield defer.gatherResults(
             [self._setup(client, n % workers, n // workers)

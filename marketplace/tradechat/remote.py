@@ -30,9 +30,12 @@ class TradeChatClient:
 
     @classmethod
     def connect(cls, description: str, reactor, timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                on_push=None, obfuscate: bool = False) -> defer.Deferred:
-        """Connect to a client endpoint string such as C{tcp:127.0.0.1:9000}."""
-        protocol = TradeChatClientProtocol(on_push, obfuscate)
+                on_push=None, obfuscate: bool = False, idle_reading: bool = True) -> defer.Deferred:
+        """
+        Connect to a client endpoint string such as C{tcp:127.0.0.1:9000}
+        (C{idle_reading}: see L{TradeChatClientProtocol}).
+        """
+        protocol = TradeChatClientProtocol(on_push, obfuscate, idle_reading)
         d = net.connect(description, protocol, timeout, reactor)
         return d.addCallback(lambda _: cls(protocol, reactor, timeout))
 

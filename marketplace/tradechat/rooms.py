@@ -3,7 +3,19 @@ Room membership and chat fan-out.
 
 Membership belongs to a user, not to a connection: a message reaches every
 connection of every member, including the sender's other connections.  A
-push is encoded once and the same bytes are written to every transport.
+push is encoded once and the same bytes are queued for every connection.
+
+Pushes are queued in each connection's outbox, and the outboxes are flushed
+once the reactor has handled the current turn's events, before it polls
+again: a connection that several chats reach in one turn gets them in one
+write instead of one write each, and sends them in one system call.
+Twisted hands a transport's buffered bytes to its socket only when a poll
+reports the socket writable, so a push still leaves at the next poll at the
+latest, with no timer delaying it (what changes is that a member whose
+socket came up writable later in the same turn no longer gets it within
+that turn).  A reply written to a connection meanwhile takes the pushes
+already queued there first, in the same write, so each connection's byte
+stream keeps the order in which its frames were produced.
 
 L{IRoomHub} is the seam for multi-process workers: this in-process hub
 delivers to the connections of this process; a pub/sub hub (membership in
@@ -14,7 +26,7 @@ the protocol.
 
 from __future__ import annotations
 
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from protocols.nsframe import Opcode, encode_frame
 from protocols.tradechat_bodies import ChatBroadcast, encode_chat_broadcast
@@ -23,8 +35,12 @@ from protocols.tradechat_bodies import ChatBroadcast, encode_chat_broadcast
 class IPushTarget(Interface):
     """One connection that can receive pushes."""
 
-    def deliver(data):
-        """Write already-encoded frame bytes to the connection."""
+    outbox = Attribute(
+        "The list of encoded frames queued for this connection, oldest first.  The hub "
+        "appends pushes to it; the same list object for the connection's whole life.")
+
+    def flush():
+        """Write the queued frames to the connection in one write and empty the outbox."""
 
 
 class IRoomHub(Interface):
@@ -42,19 +58,25 @@ class IRoomHub(Interface):
 
     def publish(room, from_user_id, message):
         """
-        Push C{message} to every connection of every member of C{room}.
+        Push C{message} to every connection of every member of C{room}: queued
+        now, written before the reactor next polls.
 
-        @return: how many connections it was written to (here).
+        @return: how many connections it was queued for (here).
         """
 
 
 @implementer(IRoomHub)
 class LocalRoomHub:
-    def __init__(self) -> None:
+    def __init__(self, clock) -> None:
+        self._clock = clock
         self._members: dict[int, set[int]] = {}
         self._rooms_of: dict[int, set[int]] = {}
         self._targets_of: dict[int, set] = {}
-        self._fanout: dict[int, tuple] = {}
+        # room -> (its targets' outbox appends, their flush methods)
+        self._fanout: dict[int, tuple[tuple, tuple]] = {}
+        # The flush methods of fan-outs with pushes queued this turn (one may
+        # repeat when chats alternate between rooms; flushing twice is a no-op).
+        self._unflushed: list[tuple] = []
 
     def attach(self, user_id: int, target) -> None:
         self._targets_of.setdefault(user_id, set()).add(target)
@@ -99,22 +121,38 @@ class LocalRoomHub:
         return frozenset(self._members.get(room, ()))
 
     def publish(self, room: int, from_user_id: int, message: bytes) -> int:
-        # The fan-out list holds each target's bound deliver method, rebuilt
-        # only when membership or connections change: one chat to a busy room
-        # is hundreds of calls, so the loop does nothing else.
-        delivers = self._fanout.get(room)
-        if delivers is None:
-            delivers = self._fanout[room] = tuple(
-                target.deliver
-                for user_id in self._members.get(room, ())
-                for target in self._targets_of.get(user_id, ()))
-        if not delivers:
+        # The fan-out holds each target's bound outbox append and flush,
+        # rebuilt only when membership or connections change: one chat to a
+        # busy room is hundreds of appends, so the loop does nothing else.
+        fanout = self._fanout.get(room)
+        if fanout is None:
+            targets = [target
+                       for user_id in self._members.get(room, ())
+                       for target in self._targets_of.get(user_id, ())]
+            fanout = self._fanout[room] = (tuple(t.outbox.append for t in targets),
+                                           tuple(t.flush for t in targets))
+        appends, flushes = fanout
+        if not appends:
             return 0
         data = encode_frame(Opcode.CHAT_BROADCAST, 0, 0,
                             encode_chat_broadcast(ChatBroadcast(room, from_user_id, message)))
-        for deliver in delivers:
-            deliver(data)
-        return len(delivers)
+        for append in appends:
+            append(data)
+        unflushed = self._unflushed
+        if not unflushed:
+            # Zero delay: the reactor runs this right after the events of
+            # the current turn, before it polls again.
+            self._clock.callLater(0, self._flush)
+        if not unflushed or unflushed[-1] is not flushes:
+            unflushed.append(flushes)
+        return len(appends)
+
+    def _flush(self) -> None:
+        """The turn's events are handled: write each queued outbox in one write."""
+        unflushed, self._unflushed = self._unflushed, []
+        for flushes in unflushed:
+            for flush in flushes:
+                flush()
 
     def _invalidate(self, rooms) -> None:
         for room in rooms:

@@ -134,7 +134,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
     store.setName("store")
     store.setServiceParent(root)
     tradechat = TradeChatService(
-        store, LocalRoomHub(),
+        store, LocalRoomHub(reactor),
         compat_directory() if options["compat"] else NameDirectory(),
         options["authenticator"], reactor,
         TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))

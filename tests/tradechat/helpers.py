@@ -26,9 +26,10 @@ from tests.support.services import listeners_of, listening_port, start_service
 class Peer:
     """One client connection seen from the outside of the server protocol."""
 
-    def __init__(self, protocol, transport: StringTransport) -> None:
+    def __init__(self, protocol, transport: StringTransport, clock: task.Clock) -> None:
         self.protocol = protocol
         self.transport = transport
+        self.clock = clock
         self._decoder = FrameDecoder()
         self._req_id = 100
 
@@ -44,7 +45,11 @@ class Peer:
         return req_id
 
     def received(self) -> list:
-        """Frames written to this connection since the last call."""
+        """
+        Frames written to this connection since the last call, once the
+        reactor turn in progress has ended (when queued pushes are flushed).
+        """
+        self.clock.advance(0)
         data = self.transport.value()
         self.transport.clear()
         self._decoder.receive(data)
@@ -68,12 +73,24 @@ class Peer:
         return self.transport.disconnecting or self.transport.disconnected
 
 
+class WriteCountingTransport(StringTransport):
+    """A StringTransport that keeps each write apart, to count them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+
 class Harness:
     def __init__(self, compat: bool = False, authenticator=None, session_ttl: float = 300.0,
                  **factory_options) -> None:
         self.clock = task.Clock()
         self.store = make_store("memory", reactor=self.clock)
-        self.rooms = LocalRoomHub()
+        self.rooms = LocalRoomHub(self.clock)
         self.directory = compat_directory() if compat else NameDirectory()
         opening = COMPAT_OPENING_BALANCE if compat else 0
         self.service = TradeChatService(
@@ -83,14 +100,18 @@ class Harness:
         self.factory = TradeChatServerFactory(self.service, self.clock, self.counters,
                                               **factory_options)
 
-    def connect(self) -> Peer:
+    def connect(self, transport: StringTransport | None = None) -> Peer:
         protocol = self.factory.buildProtocol(None)
-        transport = StringTransport()
+        transport = StringTransport() if transport is None else transport
         protocol.makeConnection(transport)
-        return Peer(protocol, transport)
+        return Peer(protocol, transport, self.clock)
 
-    def logged_in(self, name: str) -> Peer:
-        peer = self.connect()
+    def end_turn(self) -> None:
+        """What the reactor does once a turn's events are handled: run zero-delay calls."""
+        self.clock.advance(0)
+
+    def logged_in(self, name: str, transport: StringTransport | None = None) -> Peer:
+        peer = self.connect(transport)
         peer.login(name)
         return peer
 

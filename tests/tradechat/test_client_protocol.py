@@ -74,6 +74,50 @@ class ClientProtocolTests(unittest.TestCase):
         self.assertFalse(self.transport.disconnecting)
 
 
+class IdleReadingTests(unittest.TestCase):
+    """With idle_reading=False a connection is not read while idle once pushes arrive."""
+
+    PUSH = encode_frame(Opcode.CHAT_BROADCAST, 0, 0,
+                        bodies.encode_chat_broadcast(bodies.ChatBroadcast(0, 1, b"hi")))
+
+    def setUp(self):
+        self.protocol = TradeChatClientProtocol(idle_reading=False)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def reply(self, req_id: int) -> bytes:
+        return encode_frame(Opcode.BALANCE, req_id, 0, bodies.encode_balance(5), FLAG_RESPONSE)
+
+    def test_idle_connection_stops_reading_once_pushes_arrive(self):
+        pending = self.protocol.request(bodies.Balance(), req_id=1)
+        self.protocol.dataReceived(self.PUSH + self.reply(1))
+        self.successResultOf(pending)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.protocol.request(bodies.Balance(), req_id=2)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_pushes_while_a_request_is_pending_keep_it_reading(self):
+        self.protocol.request(bodies.Balance(), req_id=1)
+        self.protocol.dataReceived(self.PUSH * 2)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_connection_without_pushes_keeps_reading(self):
+        pending = self.protocol.request(bodies.Balance(), req_id=1)
+        self.protocol.dataReceived(self.reply(1))
+        self.successResultOf(pending)
+        self.assertEqual(self.transport.producerState, "producing")
+        self.protocol.dataReceived(self.PUSH)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertEqual(self.protocol.pushes_received, 1)
+
+    def test_reading_while_idle_is_the_default(self):
+        protocol = TradeChatClientProtocol()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(self.PUSH)
+        self.assertEqual(transport.producerState, "producing")
+
+
 class ServerRobustnessTests(unittest.TestCase):
     """Arbitrary input never makes the server protocol raise or log an error."""
 

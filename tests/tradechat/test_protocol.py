@@ -17,7 +17,7 @@ from protocols.nsframe import (
     FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, Opcode, Status, encode_frame,
 )
 from protocols.tradechat import error_status
-from tests.tradechat.helpers import Harness
+from tests.tradechat.helpers import Harness, WriteCountingTransport
 
 
 def _balance(frame) -> int:
@@ -354,8 +354,10 @@ class RoomTests(unittest.TestCase):
 
     def test_one_encoding_written_to_every_transport(self):
         self.alice.send(bodies.ChatSend(1, b"same bytes"))
+        self.harness.end_turn()
         alice_bytes = self.alice.transport.value()
         bob_bytes = self.bob.transport.value()
+        self.assertTrue(bob_bytes)
         self.assertIn(bob_bytes, alice_bytes)
 
     def test_order_per_sender_is_preserved(self):
@@ -368,6 +370,56 @@ class RoomTests(unittest.TestCase):
         for sender, prefix in ((self.alice, b"a"), (carol, b"c")):
             sent = [p.message for p in pushes if p.from_user_id == sender.protocol.state.user_id]
             self.assertEqual(sent, [prefix + b"%d" % n for n in range(20)])
+
+    def test_pushes_of_one_turn_reach_a_member_in_one_write(self):
+        carol = self.harness.logged_in("carol", WriteCountingTransport())
+        carol.ask(bodies.JoinRoom(1))
+        carol.transport.writes.clear()
+        for n in range(3):
+            self.alice.send(bodies.ChatSend(1, b"m%d" % n))
+        self.assertEqual(carol.transport.writes, [])
+        self.harness.end_turn()
+        self.assertEqual(len(carol.transport.writes), 1)
+        self.assertEqual([p.message for p in self.pushes(carol)], [b"m0", b"m1", b"m2"])
+
+    def test_pushes_are_flushed_before_the_reactor_polls_again(self):
+        clock = self.harness.clock
+        self.alice.send(bodies.ChatSend(1, b"now"))
+        self.assertEqual(self.bob.transport.value(), b"")
+        due = [call for call in clock.getDelayedCalls() if call.getTime() <= clock.seconds()]
+        self.assertEqual(len(due), 1)
+        clock.advance(0)
+        self.assertEqual(len(self.pushes(self.bob)), 1)
+
+    def test_reply_is_written_behind_the_pushes_queued_before_it(self):
+        self.alice.send(bodies.ChatSend(1, b"first"))
+        self.bob.send(bodies.Balance())
+        self.alice.send(bodies.ChatSend(1, b"second"))
+        push = (Opcode.CHAT_BROADCAST, False)
+        chat_ok = (Opcode.CHAT_SEND, True)
+        balance = (Opcode.BALANCE, True)
+
+        def kinds(peer):
+            return [(frame.opcode, frame.is_response) for frame in peer.received()]
+
+        self.assertEqual(kinds(self.alice), [push, chat_ok, push, chat_ok])
+        self.assertEqual(kinds(self.bob), [push, balance, push])
+
+    def test_order_across_rooms_is_preserved(self):
+        carol = self.harness.logged_in("carol")
+        for peer in (carol, self.bob):
+            peer.ask(bodies.JoinRoom(2))
+        self.alice.send(bodies.ChatSend(1, b"one"))
+        carol.send(bodies.ChatSend(2, b"two"))
+        self.alice.send(bodies.ChatSend(1, b"three"))
+        self.assertEqual([p.message for p in self.pushes(self.bob)], [b"one", b"two", b"three"])
+
+    def test_push_queued_before_leaving_is_still_written(self):
+        bob_again = self.harness.logged_in("bob")
+        self.alice.send(bodies.ChatSend(1, b"before"))
+        self.bob.send(bodies.LeaveRoom(1))
+        self.alice.send(bodies.ChatSend(1, b"after"))
+        self.assertEqual([p.message for p in self.pushes(bob_again)], [b"before"])
 
     def test_non_members_receive_nothing(self):
         outsider = self.harness.logged_in("outsider")
@@ -454,6 +506,7 @@ class SlowReaderTests(unittest.TestCase):
         self.assertEqual(self.reader.transport.producerState, "paused")
         for _ in range(20):
             self.talker.send(bodies.ChatSend(0, b"x" * 1000))
+        self.harness.end_turn()
         self.assertTrue(self.reader.transport.disconnecting)
         self.assertEqual(self.harness.counters.counts["slow_reader_disconnect"], 1)
         self.assertFalse(self.talker.closed)
@@ -463,6 +516,7 @@ class SlowReaderTests(unittest.TestCase):
             self.reader.protocol.pauseProducing()
             for _ in range(5):
                 self.talker.send(bodies.ChatSend(0, b"x" * 1000))
+            self.harness.end_turn()
             self.reader.protocol.resumeProducing()
             self.assertEqual(self.reader.transport.producerState, "producing")
         self.assertFalse(self.reader.closed)
