@@ -202,7 +202,7 @@ def run_benchmarks(reactor, args):
                                      label=f"{store_kind} {size}+{size}",
                                      progress=not args.quiet)
                 result = yield Bench(config, reactor).run()
-                print(result.summary(), flush=True)
+                print(result.summary(), result.breakdown(), sep="\n", flush=True)
                 append_csv(args.csv, result)
             yield processes.stop_all()
     finally:

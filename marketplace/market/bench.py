@@ -17,7 +17,8 @@ A buyer removes only what its cart holds and buys only a non-empty cart
 (otherwise it adds an item instead); after a failed purchase it clears its
 cart (an uncounted housekeeping call).  Only successful calls count towards
 throughput and latency; failures are counted by error code and reported.
-Latencies go into an HDR histogram (microsecond resolution).
+Latencies go into an HDR histogram per api (microsecond resolution), so the
+report shows which operations make the tail as well as the overall figures.
 
 The load generator shares the machine with what it measures, so each user
 speaks the envelope over one bare connection (``_UserConnection``) instead of
@@ -42,6 +43,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
+from marketplace.market.collector import CollectorSettings
 from marketplace.market.errors import ApiError, ServiceUnavailable, error_for_code
 from marketplace.net import connect
 from marketplace.options import check_client_endpoint, parse_command_line
@@ -53,8 +55,14 @@ KEYWORDS = ("red", "blue", "green", "small", "large", "cheap", "new", "retro", "
             "wood", "metal")
 CARD = {"name": "Bench Buyer", "card_number": "4111111111111111",
         "expiration_date": "12/99", "security_code": "123"}
+#: Every api the timed phase calls, in the order of the per-api breakdown.
+MIX_APIS = ("SearchItemsForSale", "GetItem", "AddItemToCart", "RemoveItemFromCart", "DisplayCart",
+            "MakePurchase", "RegisterItemForSale", "ChangeItemPrice", "UpdateUnitsForSale",
+            "DisplayItemsForSale")
+#: The overall columns first, as before; each api's p50 and p99 are appended after them.
 CSV_FIELDS = ("finished_at", "label", "buyers", "sellers", "ops_per_user", "successful", "failed",
-              "seconds", "ops_per_second", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+              "seconds", "ops_per_second", "p50_ms", "p95_ms", "p99_ms", "max_ms",
+              *(f"{api}_{column}" for api in MIX_APIS for column in ("p50_ms", "p99_ms")))
 
 
 @attrs.frozen
@@ -71,23 +79,64 @@ class BenchConfig:
     progress: bool = True
 
 
+def _histogram():
+    return HdrHistogram(1, 60_000_000, 3)  # microseconds, up to a minute
+
+
+@attrs.frozen
+class Latency:
+    """Count and latency percentiles (ms) of the successful calls in one histogram."""
+
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, histogram):
+        def ms(percentile):
+            return histogram.get_value_at_percentile(percentile) / 1000.0
+
+        return cls(histogram.get_total_count(), ms(50), ms(95), ms(99),
+                   histogram.get_max_value() / 1000.0)
+
+
 class Tally:
-    """Successful calls (count and latency) and failures by code."""
+    """
+    Successful calls (count and latency, per api) and failures by code.
+
+    Each call is recorded once, in its api's histogram; the overall figures
+    come from their sum, so the breakdown costs the generator only a dictionary
+    lookup per call.
+    """
 
     def __init__(self):
         self.successful = 0
         self.failed = {}
-        self.histogram = HdrHistogram(1, 60_000_000, 3)  # microseconds, up to a minute
+        self.histograms = {}
 
-    def success(self, seconds: float):
+    def success(self, api: str, seconds: float):
         self.successful += 1
-        self.histogram.record_value(max(1, int(seconds * 1_000_000)))
+        histogram = self.histograms.get(api)
+        if histogram is None:
+            histogram = self.histograms[api] = _histogram()
+        histogram.record_value(max(1, int(seconds * 1_000_000)))
 
     def failure(self, code: str):
         self.failed[code] = self.failed.get(code, 0) + 1
 
-    def percentile_ms(self, percentile: float) -> float:
-        return self.histogram.get_value_at_percentile(percentile) / 1000.0
+    def overall(self) -> Latency:
+        total = _histogram()
+        for histogram in self.histograms.values():
+            total.add(histogram)
+        return Latency.of(total)
+
+    def per_api(self) -> dict:
+        """{api: Latency}, in the order of ``MIX_APIS`` (any other api after them)."""
+        order = {api: n for n, api in enumerate(MIX_APIS)}
+        return {api: Latency.of(self.histograms[api])
+                for api in sorted(self.histograms, key=lambda api: (order.get(api, len(order)), api))}
 
 
 @attrs.frozen
@@ -100,6 +149,7 @@ class BenchResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    per_api: dict = attrs.field(factory=dict)  # api -> Latency
 
     @property
     def ops_per_second(self) -> float:
@@ -115,8 +165,24 @@ class BenchResult:
             f"p99 {self.p99_ms:.2f} ms, max {self.max_ms:.2f} ms; failures: {failures}"
         )
 
+    def breakdown(self) -> str:
+        """A table of each api's successful calls and their latency percentiles."""
+        rows = [("api", "calls", "p50 ms", "p95 ms", "p99 ms", "max ms")]
+        rows += [(api, f"{latency.count}", f"{latency.p50_ms:.2f}", f"{latency.p95_ms:.2f}",
+                  f"{latency.p99_ms:.2f}", f"{latency.max_ms:.2f}")
+                 for api, latency in self.per_api.items()]
+        widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
+        return "\n".join(
+            "  " + "  ".join(cell.ljust(width) if n == 0 else cell.rjust(width)
+                             for n, (cell, width) in enumerate(zip(row, widths)))
+            for row in rows)
+
     def csv_row(self) -> dict:
         c = self.config
+        per_api = {}
+        for api, latency in self.per_api.items():
+            per_api[f"{api}_p50_ms"] = f"{latency.p50_ms:.3f}"
+            per_api[f"{api}_p99_ms"] = f"{latency.p99_ms:.3f}"
         return {
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "label": c.label, "buyers": c.buyers, "sellers": c.sellers, "ops_per_user": c.ops,
@@ -124,14 +190,26 @@ class BenchResult:
             "seconds": f"{self.seconds:.3f}", "ops_per_second": f"{self.ops_per_second:.1f}",
             "p50_ms": f"{self.p50_ms:.3f}", "p95_ms": f"{self.p95_ms:.3f}",
             "p99_ms": f"{self.p99_ms:.3f}", "max_ms": f"{self.max_ms:.3f}",
+            **per_api,
         }
 
 
 def append_csv(path: str, result: BenchResult):
-    """Append one row, writing the header first if the file is new or empty."""
-    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    """
+    Append one row, writing the header first if the file is new or empty.
+
+    A file started by an older version keeps its own columns (the new ones
+    are left out of its rows), so every row matches its header.
+    """
+    fields = CSV_FIELDS
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, newline="") as stream:
+            fields = next(csv.reader(stream), None) or CSV_FIELDS
+        new = False
+    else:
+        new = True
     with open(path, "a", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(stream, fieldnames=fields, restval="", extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow(result.csv_row())
@@ -291,10 +369,13 @@ class Bench:
     def run(self):
         progress = task.LoopingCall(self._progress)
         progress.clock = self.reactor
+        # The generator's own collector pauses would be measured as latency.
+        collector = CollectorSettings()
         try:
             yield self._setup()
             if self.config.progress:
                 progress.start(1.0, now=False)
+            collector.startService()
             started = time.perf_counter()
             yield defer.gatherResults(
                 [self._loop(user, self._seller_op) for user in self.sellers]
@@ -303,14 +384,17 @@ class Bench:
             )
             seconds = time.perf_counter() - started
         finally:
+            if collector.running:
+                collector.stopService()
             if progress.running:
                 progress.stop()
                 self.out.write("\n")
             yield defer.gatherResults([u.close() for u in self.sellers + self.buyers])
         tally = self.tally
+        overall = tally.overall()
         return BenchResult(self.config, tally.successful, dict(tally.failed), seconds,
-                           tally.percentile_ms(50), tally.percentile_ms(95),
-                           tally.percentile_ms(99), tally.histogram.get_max_value() / 1000.0)
+                           overall.p50_ms, overall.p95_ms, overall.p99_ms, overall.max_ms,
+                           tally.per_api())
 
     @defer.inlineCallbacks
     def _setup(self):
@@ -344,7 +428,7 @@ class Bench:
                     user.cart.clear()
                     yield user.call("ClearCart", {}).addErrback(lambda _: None)
             else:
-                self.tally.success(time.perf_counter() - started)
+                self.tally.success(api, time.perf_counter() - started)
                 if on_success is not None:
                     on_success(reply)
             self._done_ops += 1
@@ -403,7 +487,8 @@ class BenchOptions(usage.Options):
     synopsis = "Usage: market-bench [options]"
     longdesc = ("Load for the marketplace front ends: N buyers and M sellers, K operations "
                 "each in a realistic mix; prints throughput and p50/p95/p99 latency of the "
-                "successful calls, with a progress line, and appends a CSV row with --csv.")
+                "successful calls, overall and per api, with a progress line, and appends a "
+                "CSV row with --csv.")
     optParameters = [
         ["buyer-front", None, "tcp:127.0.0.1:7011", "Client endpoint of the buyer front end."],
         ["seller-front", None, "tcp:127.0.0.1:7010", "Client endpoint of the seller front end."],
@@ -447,5 +532,6 @@ def _run_and_report(reactor, options):
         print(f"market-bench: setup failed: [{error.code}] {error.message}", file=sys.stderr)
         raise SystemExit(1)
     print(result.summary())
+    print(result.breakdown())
     if options["csv"]:
         append_csv(options["csv"], result)

@@ -9,7 +9,8 @@ A purchase runs as a small saga keyed by the buyer's idempotency key:
    refuses with the item that is short);
 2. payments ``Authorize`` checks the card and captures the total once per key;
 3. product-db ``Commit`` and customer-db ``RecordPurchase`` make it final
-   (history, items bought and sold, the bought units leave the cart).
+   (history, items bought and sold, the bought units leave the cart); they
+   are independent, so they run side by side.
 
 A decline or a failed authorisation releases the reservation.  Every step is
 idempotent per key, so a client that lost the reply retries MakePurchase with
@@ -26,7 +27,7 @@ from twisted.internet import defer
 from marketplace.market import payments, validation
 from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, together
-from marketplace.market.internal import reservation_from_payload, spec_of_item_payload
+from marketplace.market.internal import reservation_from_payload
 from marketplace.store.market_records import COMMITTED
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -69,8 +70,9 @@ class BuyerFront:
         return payload_of(self._customer_db.call(
             api, payload or {}, session_id=request.session_id, idempotent=idempotent))
 
-    def _product(self, api, payload, idempotent=True):
-        return payload_of(self._product_db.call(api, payload, idempotent=idempotent))
+    def _product(self, api, payload, idempotent=True, encoded=False):
+        return payload_of(self._product_db.call(api, payload, idempotent=idempotent,
+                                                encoded=encoded))
 
     @defer.inlineCallbacks
     def search(self, request):
@@ -78,16 +80,17 @@ class BuyerFront:
         query = {key: payload[key] for key in
                  ("category", "keywords", "include_out_of_stock", "offset", "limit")
                  if payload.get(key) is not None}
-        _, page = yield together(self._accounts.user_of(request), self._product("Search", query))
-        return None, {"items": [spec_of_item_payload(i) for i in page["items"]],
-                      "total": page["total"]}
+        # product-db's page is already the reply's payload: passed on unread.
+        _, page = yield together(self._accounts.user_of(request),
+                                 self._product("Search", query, encoded=True))
+        return None, page
 
     @defer.inlineCallbacks
     def get_item(self, request):
         item_id = validation.item_id(request.payload)
         _, item = yield together(self._accounts.user_of(request),
-                                 self._product("GetItem", {"item_id": item_id}))
-        return None, spec_of_item_payload(item)
+                                 self._product("GetItem", {"item_id": item_id}, encoded=True))
+        return None, item
 
     @defer.inlineCallbacks
     def add_to_cart(self, request):
@@ -166,11 +169,18 @@ class BuyerFront:
             "Reserve", {"purchase_id": purchase_id, "lines": lines})))
         if reservation.state != COMMITTED:
             yield self._authorize(purchase_id, reservation.total_cents, card)
-            yield self._product("Commit", {"purchase_id": purchase_id})
-        yield self._customer("RecordPurchase", request, {
+            committed = self._product("Commit", {"purchase_id": purchase_id})
+        else:
+            committed = defer.succeed(None)
+        # Once the payment is captured, committing the stock and recording the
+        # history only make the purchase final; neither needs the other, so
+        # they run side by side, and a retry with the same key finishes
+        # whichever did not.
+        recorded = self._customer("RecordPurchase", request, {
             "purchase_id": purchase_id,
             "lines": [[line.item_id, line.seller_id, line.quantity, line.price_cents]
                       for line in reservation.lines]}, idempotent=True)
+        yield together(committed, recorded)
         return None, {
             "status": STATUS_OK, "idempotency_key": key,
             "total": validation.cents_to_decimal(reservation.total_cents),

@@ -31,8 +31,9 @@ class Backend:
         self.name = name
         self._client = client
 
-    def call(self, api, payload, session_id=None, idempotent=False):
-        d = self._client.call(api, payload, session_id=session_id, idempotent=idempotent)
+    def call(self, api, payload, session_id=None, idempotent=False, encoded=False):
+        d = self._client.call(api, payload, session_id=session_id, idempotent=idempotent,
+                              encoded=encoded)
         return d.addErrback(self._unavailable, api)
 
     def _unavailable(self, failure, api):

@@ -3,7 +3,8 @@ The ``product-db`` service: items, stock, search and purchase reservations,
 behind internal APIs that only the front ends call (they have already checked
 the caller's session and pass the user id they got from customer-db).
 
-Internal APIs (payload -> reply payload; items as ``internal.item_to_payload``):
+Internal APIs (payload -> reply payload; every item is the spec's item object,
+``internal.item_to_spec``):
 
 - ``CreateItem`` {seller_id, item_name, category, keywords, condition_is_new,
   price_cents, quantity} -> item
@@ -15,16 +16,49 @@ Internal APIs (payload -> reply payload; items as ``internal.item_to_payload``):
 - ``Reserve`` {purchase_id, lines: [[item_id, quantity], ...]} -> reservation
 - ``Commit`` / ``Release`` {purchase_id} -> reservation
 - ``ItemFeedback`` {item_id, buyer_id, positive} -> {counted}
+
+Items are sent far more often than they change (every search and listing
+carries up to 100), so each item's JSON is encoded once per version of the
+item and item replies are assembled from those bytes (``EncodedPayload``).
 """
 
 from __future__ import annotations
+
+import functools
 
 from twisted.internet import defer
 
 from marketplace.market import search, validation
 from marketplace.market.errors import ClientError
-from marketplace.market.internal import item_to_payload, reservation_to_payload
+from marketplace.market.internal import item_to_spec, reservation_to_payload
 from marketplace.store.market_errors import ReservationClosed
+from marketplace.store.market_records import Item
+from protocols.envelope import EncodedPayload, encode_json
+
+#: Versions of items whose JSON is kept: well above the items a busy
+#: catalogue's searches keep returning.
+ENCODED_ITEMS = 8192
+
+
+@functools.lru_cache(maxsize=ENCODED_ITEMS)
+def _item_json(item: Item) -> bytes:
+    """
+    The item's spec JSON.  Items are immutable values, so a changed item is a
+    new key and its old bytes are never served; they just age out.
+    """
+    return encode_json(item_to_spec(item))
+
+
+def _item_payload(item: Item) -> EncodedPayload:
+    return EncodedPayload(_item_json(item))
+
+
+def _item_list_payload(items, total=None) -> EncodedPayload:
+    """``{"items":[...]}`` and, if given, ``"total"``, laid out as ``encode_json`` would."""
+    listed = b'{"items":[' + b",".join(map(_item_json, items)) + b"]"
+    if total is not None:
+        listed += b',"total":%d' % total
+    return EncodedPayload(listed + b"}")
 
 
 class ProductDbService:
@@ -51,18 +85,18 @@ class ProductDbService:
         seller_id = validation.user_id(payload, "seller_id")
         draft = validation.item_draft_from_internal(payload)
         item = yield self._catalog.create_item(seller_id, draft)
-        return None, item_to_payload(item)
+        return None, _item_payload(item)
 
     @defer.inlineCallbacks
     def get_item(self, request):
         item = yield self._catalog.item(validation.item_id(request.payload))
-        return None, item_to_payload(item)
+        return None, _item_payload(item)
 
     @defer.inlineCallbacks
     def seller_items(self, request):
         seller_id = validation.user_id(request.payload, "seller_id")
         items = yield self._catalog.items_of_seller(seller_id)
-        return None, {"items": [item_to_payload(item) for item in items]}
+        return None, _item_list_payload(items)
 
     @defer.inlineCallbacks
     def set_price(self, request):
@@ -70,7 +104,7 @@ class ProductDbService:
         item = yield self._catalog.set_price(
             validation.item_id(payload), validation.user_id(payload, "seller_id"),
             validation.integer(validation.required(payload, "price_cents"), "price_cents"))
-        return None, item_to_payload(item)
+        return None, _item_payload(item)
 
     @defer.inlineCallbacks
     def adjust_stock(self, request):
@@ -91,7 +125,7 @@ class ProductDbService:
                                 and validation.boolean(payload, "include_out_of_stock"))
         offset, limit = search.page_bounds(payload)
         page = yield self._catalog.search(category, keywords, include_out_of_stock, offset, limit)
-        return None, {"items": [item_to_payload(item) for item in page.items], "total": page.total}
+        return None, _item_list_payload(page.items, page.total)
 
     @defer.inlineCallbacks
     def reserve(self, request):

@@ -13,6 +13,10 @@ every pooled connection cost about 15% more CPU per user operation in the
 front ends and the DB services.  Nothing is cached about a dead peer, so the
 client recovers by itself as soon as the service is back.
 
+A caller that only passes a reply's payload on asks for it ``encoded``: it
+then comes back as an ``EncodedPayload``, without being decoded (see
+``protocols.envelope.parse_reply_encoded``).
+
 Failures a caller can act on:
 
 * an error reply raises the matching ``marketplace.market.errors`` class;
@@ -25,6 +29,7 @@ caller says it is ``idempotent``, because its effect may already have
 happened.  Error replies are never retried.
 """
 
+import functools
 from collections import deque
 
 from twisted.internet import defer
@@ -35,7 +40,13 @@ from twisted.python.failure import Failure
 
 from marketplace.market.errors import ServiceUnavailable, error_for_code
 from marketplace.net import client_endpoint, connect
-from protocols.envelope import EnvelopeError, ErrorReply, encode_request, parse_reply
+from protocols.envelope import (
+    EnvelopeError,
+    ErrorReply,
+    encode_request,
+    parse_reply,
+    parse_reply_encoded,
+)
 from protocols.envelope_server import no_delay
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, Framing, encode_frame
 
@@ -51,13 +62,14 @@ class _Lost(Exception):
 
 
 class _Call:
-    """A sent request waiting for its reply, with its reply deadline."""
+    """A sent request waiting for its reply, with its reply deadline and parser."""
 
-    __slots__ = ("deferred", "timer")
+    __slots__ = ("deferred", "timer", "parse")
 
-    def __init__(self, deferred, timer):
+    def __init__(self, deferred, timer, parse):
         self.deferred = deferred
         self.timer = timer
+        self.parse = parse
 
 
 class _ClientProtocol(Protocol):
@@ -86,10 +98,14 @@ class _ClientProtocol(Protocol):
     def load(self):
         return len(self._pending)
 
-    def send(self, body, timeout):
-        """Deferred[Reply | ErrorReply]; fails with ``_Lost`` after ``timeout`` s."""
+    def send(self, body, timeout, parse):
+        """
+        Deferred[Reply | ErrorReply] from ``parse(reply_frame)``; fails with
+        ``_Lost`` after ``timeout`` s.
+        """
         d = defer.Deferred(canceller=self._abandon)
-        self._pending.append(_Call(d, self._clock.callLater(timeout, self._expire, d, timeout)))
+        timer = self._clock.callLater(timeout, self._expire, d, timeout)
+        self._pending.append(_Call(d, timer, parse))
         self.transport.write(encode_frame(Framing.LENGTH_PREFIXED, body))
         return d
 
@@ -112,12 +128,13 @@ class _ClientProtocol(Protocol):
             if not isinstance(event, Frame) or not self._pending:
                 self._broken("an unexpected or oversize frame")
                 return
+            call = self._pending[0]
             try:
-                reply = parse_reply(event.data)
+                reply = (parse_reply if call is None else call.parse)(event.data)
             except EnvelopeError as e:
                 self._broken(e.message)
                 return
-            call = self._pending.popleft()
+            self._pending.popleft()
             if call is not None:
                 call.timer.cancel()
                 call.deferred.callback(reply)
@@ -181,39 +198,44 @@ class ServiceClient:
         self._connect_waiters = []
         self._closing = False
 
-    def call(self, api, payload, session_id=None, idempotent=False):
-        """Deferred[(session_id, payload)]; see the module docstring for failures."""
+    def call(self, api, payload, session_id=None, idempotent=False, encoded=False):
+        """
+        Deferred[(session_id, payload)], the payload an ``EncodedPayload`` if
+        ``encoded``; see the module docstring for failures.
+        """
         try:
             body = encode_request(api, session_id, payload)
         except (TypeError, ValueError):
             return defer.fail()
-        return self._attempt(api, body, idempotent, 0)
+        parse = functools.partial(parse_reply_encoded, api=api) if encoded else parse_reply
+        return self._attempt(api, body, parse, idempotent, 0)
 
-    def _attempt(self, api, body, idempotent, attempt):
+    def _attempt(self, api, body, parse, idempotent, attempt):
         connection = self._ready_connection()
         if connection is not None:
-            d = self._send(connection, body)
+            d = self._send(connection, body, parse)
         else:
-            d = self._new_connection().addCallback(self._send, body)
+            d = self._new_connection().addCallback(self._send, body, parse)
         return d.addCallbacks(_unwrap, self._retry_or_fail,
-                              errbackArgs=(api, body, idempotent, attempt))
+                              errbackArgs=(api, body, parse, idempotent, attempt))
 
-    def _retry_or_fail(self, failure, api, body, idempotent, attempt):
+    def _retry_or_fail(self, failure, api, body, parse, idempotent, attempt):
         if not failure.check(_NotSent, _Lost):
             return failure
         retriable = failure.check(_NotSent) or idempotent
         if retriable and attempt < self.retries and not self._closing:
             delay = self.retry_delay * (2**attempt)
-            return deferLater(self._reactor, delay, self._attempt, api, body, idempotent, attempt + 1)
+            return deferLater(self._reactor, delay, self._attempt, api, body, parse, idempotent,
+                              attempt + 1)
         raise ServiceUnavailable(
             f"{api}: service at {self.endpoint_description} is unavailable "
             f"({failure.getErrorMessage()})"
         )
 
-    def _send(self, connection, body):
+    def _send(self, connection, body, parse):
         if connection.lost:
             raise _NotSent("connection closed before sending")
-        return connection.send(body, self.timeout)
+        return connection.send(body, self.timeout, parse)
 
     def _ready_connection(self):
         """

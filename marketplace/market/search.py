@@ -22,8 +22,16 @@ MAX_PAGE = 100
 
 
 def rank(scores: dict[int, int]) -> list[int]:
-    """Item ids ordered by the ranking rule, given each candidate's score."""
-    return sorted(scores, key=lambda item_id: (-scores[item_id], item_id))
+    """
+    Item ids ordered by the ranking rule, given each candidate's score.
+
+    Two sorts without a Python key function: by id, then by score, highest
+    first -- a stable sort (``reverse`` included) keeps equal scores in id
+    order.
+    """
+    ranked = sorted(scores)
+    ranked.sort(key=scores.__getitem__, reverse=True)
+    return ranked
 
 
 def page_bounds(payload: dict) -> tuple[int, int]:

@@ -12,7 +12,6 @@ from twisted.internet import defer
 
 from marketplace.market import validation
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of
-from marketplace.market.internal import spec_of_item_payload
 
 
 class SellerFront:
@@ -46,7 +45,7 @@ class SellerFront:
         seller_id = yield self._accounts.user_of(request)
         item = yield payload_of(self._product_db.call(
             "CreateItem", {"seller_id": seller_id, **draft.to_payload()}))
-        return None, {"item_id": item["item_id"], "item": spec_of_item_payload(item)}
+        return None, {"item_id": item["item_id"], "item": item}
 
     @defer.inlineCallbacks
     def change_price(self, request):
@@ -70,6 +69,7 @@ class SellerFront:
     @defer.inlineCallbacks
     def display_items(self, request):
         seller_id = yield self._accounts.user_of(request)
-        reply = yield payload_of(self._product_db.call(
-            "SellerItems", {"seller_id": seller_id}, idempotent=True))
-        return None, {"items": [spec_of_item_payload(i) for i in reply["items"]]}
+        # product-db's listing is already the reply's payload: passed on unread.
+        items = yield payload_of(self._product_db.call(
+            "SellerItems", {"seller_id": seller_id}, idempotent=True, encoded=True))
+        return None, items

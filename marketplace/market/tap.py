@@ -10,7 +10,8 @@ Each plugin is an attribute of this module holding ``Options`` and
   loopback by default: their internal APIs trust their callers, so expose
   them only on a private network;
 - the front ends own no state and no store; they are told where the DB
-  services are (``--customer-db``, ``--product-db``, ``--payments``).
+  services are (``--customer-db``, ``--product-db``, ``--payments``);
+- every one of them runs with ``CollectorSettings`` (see ``collector.py``).
 
 ``suite_service`` runs all five in one process for the ``suite`` plugin.
 """
@@ -26,6 +27,7 @@ from twisted.python import usage
 
 from marketplace.market.accounts import CHEAP_COST, KdfCost, Passwords
 from marketplace.market.buyer_front import BuyerFront
+from marketplace.market.collector import CollectorSettings
 from marketplace.market.customer_db import CustomerDbService
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.front import Backend
@@ -171,6 +173,7 @@ def _db_service(name, options, build, store=None, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     service = MultiService()
+    CollectorSettings().setServiceParent(service)
     if store is None:
         store = make_store(options["store"], options["store-timeout"], reactor)
         store.setServiceParent(service)
@@ -237,6 +240,7 @@ class _FrontService(MultiService):
 
 def _front_service(options, name, front, clients, reactor):
     service = _FrontService(clients)
+    CollectorSettings().setServiceParent(service)
     _listener(options, name, front.dispatch_table(), reactor).setServiceParent(service)
     return service
 

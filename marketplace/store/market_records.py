@@ -31,7 +31,7 @@ class Profile:
     items_bought: int = 0
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # product-db looks items up by value for their encoded JSON
 class Item:
     item_id: int
     seller_id: int

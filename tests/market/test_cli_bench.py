@@ -9,7 +9,17 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, ServiceUnavailable
-from marketplace.market.bench import Bench, BenchConfig, BenchOptions, _outcome, append_csv
+from marketplace.market.bench import (
+    CSV_FIELDS,
+    MIX_APIS,
+    Bench,
+    BenchConfig,
+    BenchOptions,
+    BenchResult,
+    Latency,
+    _outcome,
+    append_csv,
+)
 from protocols.envelope import encode_error, encode_response
 from tests.market.market_harness import start_market
 
@@ -33,6 +43,17 @@ class BenchTests(unittest.TestCase):
         self.assertGreater(result.ops_per_second, 0)
         self.assertIn("3 buyers + 2 sellers x 20 ops: 100 ok", result.summary())
 
+        self.assertEqual(sum(latency.count for latency in result.per_api.values()), 100)
+        self.assertLessEqual(set(result.per_api), set(MIX_APIS))
+        for latency in result.per_api.values():
+            self.assertLessEqual(latency.p50_ms, latency.p99_ms)
+            self.assertLessEqual(latency.max_ms, result.max_ms)
+        table = result.breakdown().splitlines()
+        self.assertEqual(table[0].split(), ["api", "calls", "p50", "ms", "p95", "ms", "p99", "ms",
+                                            "max", "ms"])
+        self.assertEqual([row.split()[0] for row in table[1:]],
+                         [api for api in MIX_APIS if api in result.per_api])
+
         path = self.mktemp()
         append_csv(path, result)
         append_csv(path, result)
@@ -40,6 +61,26 @@ class BenchTests(unittest.TestCase):
             rows = list(csv.DictReader(stream))
         self.assertEqual(len(rows), 2)
         self.assertEqual((rows[0]["label"], rows[0]["successful"]), ("test", "100"))
+        [api, *_] = result.per_api
+        self.assertEqual(rows[0][f"{api}_p99_ms"], f"{result.per_api[api].p99_ms:.3f}")
+
+    def test_csv_columns_are_only_appended(self):
+        self.assertEqual(CSV_FIELDS[:13], (
+            "finished_at", "label", "buyers", "sellers", "ops_per_user", "successful", "failed",
+            "seconds", "ops_per_second", "p50_ms", "p95_ms", "p99_ms", "max_ms"))
+        self.assertEqual(CSV_FIELDS[13:15], ("SearchItemsForSale_p50_ms", "SearchItemsForSale_p99_ms"))
+
+    def test_a_file_with_the_older_columns_keeps_them(self):
+        path = self.mktemp()
+        with open(path, "w", newline="") as stream:
+            csv.writer(stream).writerow(CSV_FIELDS[:13])
+        config = BenchConfig("tcp:127.0.0.1:1", "tcp:127.0.0.1:1", label="old")
+        latency = Latency(1, 1.0, 2.0, 3.0, 4.0)
+        append_csv(path, BenchResult(config, 1, {}, 1.0, 1.0, 2.0, 3.0, 4.0, {"GetItem": latency}))
+        with open(path, newline="") as stream:
+            rows = list(csv.reader(stream))
+        self.assertEqual([len(row) for row in rows], [13, 13])
+        self.assertEqual(rows[1][1], "old")
 
     @defer.inlineCallbacks
     def test_unreachable_front_end_fails_setup_clearly(self):

@@ -8,6 +8,7 @@ from decimal import Decimal
 from twisted.trial import unittest
 
 from protocols.envelope import (
+    EncodedPayload,
     EnvelopeError,
     ErrorReply,
     Reply,
@@ -17,6 +18,7 @@ from protocols.envelope import (
     encode_request,
     encode_response,
     parse_reply,
+    parse_reply_encoded,
     parse_request,
 )
 
@@ -158,3 +160,33 @@ class ParseReplyTests(unittest.TestCase):
     def test_garbage(self):
         for data in (b"nope", b"[]", b'{"type":"response"}', b'{"type":"error","error":{}}'):
             self.assertRaises(EnvelopeError, parse_reply, data)
+
+
+class EncodedPayloadTests(unittest.TestCase):
+    """A payload passed on without decoding goes out exactly as if it had been."""
+
+    PAYLOAD = {"items": [{"name": "l\u00e4mp", "price": Decimal("4.50")}], "total": 1}
+
+    def test_reply_with_encoded_payload_is_byte_identical(self):
+        encoded = EncodedPayload(encode_json(self.PAYLOAD))
+        for session_id in (None, "s-1"):
+            self.assertEqual(encode_response("Search", session_id, encoded),
+                             encode_response("Search", session_id, self.PAYLOAD))
+
+    def test_our_replies_are_passed_on_undecoded(self):
+        frame = encode_response("Search", None, self.PAYLOAD)
+        reply = parse_reply_encoded(frame, "Search")
+        self.assertIsInstance(reply.payload, EncodedPayload)
+        self.assertEqual(encode_response("SearchItemsForSale", None, reply.payload),
+                         encode_response("SearchItemsForSale", None, self.PAYLOAD))
+
+    def test_other_layouts_are_decoded_and_encoded_again(self):
+        frame = b'{"payload":{"total":1},"api":"Search","type":"response","session_id":null}'
+        reply = parse_reply_encoded(frame, "Search")
+        self.assertEqual((reply.payload, type(reply.payload)), (b'{"total":1}', EncodedPayload))
+
+    def test_errors_stay_errors(self):
+        frame = encode_error("Search", None, "CLIENT_ERROR", "no")
+        self.assertEqual(parse_reply_encoded(frame, "Search"),
+                         ErrorReply("Search", None, "CLIENT_ERROR", "no"))
+        self.assertRaises(EnvelopeError, parse_reply_encoded, b"nope", "Search")

@@ -45,6 +45,7 @@ from protocols.envelope import (
     encode_request,
     encode_response,
     parse_reply,
+    parse_reply_encoded,
     parse_request,
 )
 from protocols.envelope_server import EnvelopeServerFactory
@@ -172,12 +173,13 @@ class DirectClient:
     def __init__(self, dispatch):
         self.dispatch = dispatch
 
-    def call(self, api, payload, session_id=None, idempotent=False):
+    def call(self, api, payload, session_id=None, idempotent=False, encoded=False):
         request = parse_request(encode_request(api, session_id, payload))
         d = defer.maybeDeferred(self.dispatch, request)
 
         def replied(result):
-            reply = parse_reply(encode_response(api, *result))
+            frame = encode_response(api, *result)
+            reply = parse_reply_encoded(frame, api) if encoded else parse_reply(frame)
             return reply.session_id, reply.payload
 
         def refused(failure):

@@ -15,6 +15,7 @@ from marketplace.market.errors import (
 from marketplace.market.rpc import ServiceClient
 from marketplace.metrics import Counters
 from marketplace.net import Listener
+from protocols.envelope import EncodedPayload
 from protocols.envelope_server import EnvelopeServerFactory, api_router
 from tests.support.services import listening_port, start_service
 
@@ -135,6 +136,15 @@ class ServiceClientTests(unittest.TestCase):
     def test_call_returns_session_and_payload(self):
         result = yield self.client.call("Echo", {"n": 1}, session_id="s1")
         self.assertEqual(result, ("s1", {"echo": {"n": 1}}))
+
+    @defer.inlineCallbacks
+    def test_encoded_call_passes_the_payload_on_undecoded(self):
+        pipelined = [self.client.call("Echo", {"n": n}, encoded=n % 2 == 1) for n in range(4)]
+        results = yield defer.gatherResults(pipelined)
+        self.assertEqual(results[0], (None, {"echo": {"n": 0}}))
+        self.assertEqual(results[1], (None, b'{"echo":{"n":1}}'))
+        self.assertIsInstance(results[3][1], EncodedPayload)
+        yield self.assertFailure(self.client.call("Refuse", {}, encoded=True), ClientError)
 
     @defer.inlineCallbacks
     def test_error_reply_raises_matching_error(self):

@@ -10,6 +10,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from marketplace.market import tap
+from marketplace.market.collector import CollectorSettings
 from marketplace.store import make_store
 from tests.support.services import listeners_of
 
@@ -75,6 +76,11 @@ class SuiteTests(unittest.TestCase):
         self.assertEqual(names, ["customer-db", "product-db", "payments", "seller-front", "buyer-front"])
         stores = [child for child in service if hasattr(child, "sessions")]
         self.assertEqual(len(stores), 1)
+
+    def test_every_service_runs_with_the_collector_settings(self):
+        for name, plugin in PLUGINS.items():
+            service = plugin.makeService(parsed(plugin))
+            self.assertEqual(len([c for c in service if isinstance(c, CollectorSettings)]), 1, name)
 
     def test_db_service_brings_its_own_store_unless_given_one(self):
         own = tap.make_product_db(parsed(tap.product_db))

@@ -9,6 +9,9 @@ the matching items, not to the catalogue.
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
+
 import attrs
 
 from marketplace.market.search import rank
@@ -28,6 +31,8 @@ from marketplace.store.market_records import (
     ReservedLine,
     SearchPage,
 )
+
+_NO_ITEMS = frozenset()
 
 
 class MemoryCatalog:
@@ -81,20 +86,23 @@ class MemoryCatalog:
 
     @answers
     def search(self, category, keywords, include_out_of_stock, offset, limit):
-        if keywords:
-            scores: dict[int, int] = {}
-            for word in keywords:
-                for item_id in self._by_keyword.get(word, ()):
-                    scores[item_id] = scores.get(item_id, 0) + 1
-            if category is not None:
-                members = self._by_category.get(category, set())
-                scores = {i: s for i, s in scores.items() if i in members}
-        elif category is not None:
-            scores = dict.fromkeys(self._by_category.get(category, ()), 0)
-        else:
-            scores = dict.fromkeys(self._items if include_out_of_stock else self._in_stock, 0)
+        # Set intersections and counting run in C, over the items that can
+        # still match: each keyword's items are first cut down to the
+        # category's and to those in stock.
+        required = []
+        if category is not None:
+            required.append(self._by_category.get(category, _NO_ITEMS))
         if not include_out_of_stock:
-            scores = {i: s for i, s in scores.items() if i in self._in_stock}
+            required.append(self._in_stock)
+        if keywords:
+            matches = [self._by_keyword.get(word, _NO_ITEMS) for word in keywords]
+            for allowed in required:
+                matches = [found & allowed for found in matches]
+            scores = Counter(itertools.chain.from_iterable(matches))
+        elif required:
+            scores = dict.fromkeys(required[0].intersection(*required[1:]), 0)
+        else:
+            scores = dict.fromkeys(self._items, 0)
         ranked = rank(scores)
         return SearchPage([self._items[i] for i in ranked[offset:offset + limit]], len(ranked))
 

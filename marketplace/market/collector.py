@@ -1,0 +1,53 @@
+"""
+Garbage-collector settings for a process that serves marketplace requests.
+
+CPython's cyclic collector starts a young-generation pass after every 700
+net container allocations.  A front end under load keeps a few thousand young
+containers alive for its requests in flight (Deferreds, generators, callback
+tuples, timers), so with the default it ran about 200 young passes a second,
+each promoting in-flight objects that die moments later, and every 0.5-1 s a
+full pass over the whole heap -- some 50,000 objects, nearly all of them
+modules, classes and functions from start-up -- that stopped the process for
+15-25 ms of CPU with every request it held waiting.  Those full passes were
+the largest single cause of the benchmark's latency tail (docs/market.md).
+
+``CollectorSettings`` fixes both while its service runs: the start-up heap is
+frozen (``gc.freeze``: never scanned again, it lives as long as the process
+anyway) and the young threshold is raised well above the in-flight working
+set.  Cyclic garbage is still collected; it is simply looked for less often,
+among the objects that can actually be garbage.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from twisted.application.service import Service
+
+#: Net container allocations between young-generation passes: an order of
+#: magnitude above what a front end holds for a few hundred requests in flight.
+YOUNG_THRESHOLD = 10_000
+
+
+class CollectorSettings(Service):
+    """
+    Freeze the start-up heap and raise the young threshold on start; undo
+    both on stop (so a test process that starts and stops services is left
+    as it was).  One per process is enough; several are harmless.
+    """
+
+    _saved_threshold = None
+
+    def startService(self):
+        super().startService()
+        self._saved_threshold = gc.get_threshold()
+        _, middle, oldest = self._saved_threshold
+        gc.set_threshold(max(YOUNG_THRESHOLD, self._saved_threshold[0]), middle, oldest)
+        gc.freeze()
+
+    def stopService(self):
+        if self._saved_threshold is not None:
+            gc.unfreeze()
+            gc.set_threshold(*self._saved_threshold)
+            self._saved_threshold = None
+        return super().stopService()

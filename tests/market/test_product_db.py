@@ -1,0 +1,47 @@
+"""
+product-db's item replies: the spec's item objects, encoded once per version
+of an item, byte for byte what encoding the objects would give.
+"""
+
+from twisted.internet import task
+from twisted.trial import unittest
+
+from marketplace.market.dbservice import make_dispatch
+from marketplace.market.internal import item_to_spec
+from marketplace.market.product_db import ProductDbService
+from marketplace.store import make_store
+from protocols.envelope import EncodedPayload, Request, encode_json
+
+LAMP = {"item_name": "Lamp", "category": 2, "keywords": ["lamp", "desk"],
+        "condition_is_new": True, "price_cents": 450, "quantity": 3}
+
+
+class ItemRepliesTests(unittest.TestCase):
+    def setUp(self):
+        self.store = make_store("memory", reactor=task.Clock())
+        self.dispatch = make_dispatch(ProductDbService(self.store.catalog).dispatch_table())
+
+    def call(self, api, **payload):
+        _, reply = self.successResultOf(self.dispatch(Request(api, None, payload)))
+        self.assertIsInstance(reply, EncodedPayload)
+        return reply
+
+    def stored(self, item_id):
+        return item_to_spec(self.successResultOf(self.store.catalog.item(item_id)))
+
+    def test_replies_are_the_encoded_spec_items(self):
+        for seller_id in (1, 1, 2):
+            self.call("CreateItem", seller_id=seller_id, **LAMP)
+        self.assertEqual(self.call("GetItem", item_id=2), encode_json(self.stored(2)))
+        self.assertEqual(self.call("SellerItems", seller_id=1),
+                         encode_json({"items": [self.stored(1), self.stored(2)]}))
+        self.assertEqual(self.call("Search", keywords=["desk"], limit=2),
+                         encode_json({"items": [self.stored(1), self.stored(2)], "total": 3}))
+        self.assertEqual(self.call("SellerItems", seller_id=9), b'{"items":[]}')
+
+    def test_a_changed_item_is_encoded_again(self):
+        self.call("CreateItem", seller_id=1, **LAMP)
+        self.call("GetItem", item_id=1)
+        self.call("SetPrice", seller_id=1, item_id=1, price_cents=1999)
+        self.assertIn(b'"price":19.99,"price_cents":1999', self.call("GetItem", item_id=1))
+        self.assertIn(b'"price":19.99,', self.call("Search", keywords=["lamp"]))
