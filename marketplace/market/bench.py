@@ -43,7 +43,7 @@ from twisted.internet import defer, task
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
-from marketplace.market.collector import CollectorSettings
+from marketplace.collector import CollectorSettings
 from marketplace.market.errors import ApiError, ServiceUnavailable, error_for_code
 from marketplace.net import connect
 from marketplace.options import check_client_endpoint, parse_command_line

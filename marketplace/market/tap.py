@@ -11,7 +11,7 @@ Each plugin is an attribute of this module holding ``Options`` and
   them only on a private network;
 - the front ends own no state and no store; they are told where the DB
   services are (``--customer-db``, ``--product-db``, ``--payments``);
-- every one of them runs with ``CollectorSettings`` (see ``collector.py``).
+- every one of them runs with ``CollectorSettings`` (see ``marketplace.collector``).
 
 ``suite_service`` runs all five in one process for the ``suite`` plugin.
 """
@@ -27,7 +27,7 @@ from twisted.python import usage
 
 from marketplace.market.accounts import CHEAP_COST, KdfCost, Passwords
 from marketplace.market.buyer_front import BuyerFront
-from marketplace.market.collector import CollectorSettings
+from marketplace.collector import CollectorSettings
 from marketplace.market.customer_db import CustomerDbService
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.front import Backend

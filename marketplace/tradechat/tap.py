@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
+from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters
 from marketplace.net import Listener
 from marketplace.options import ServiceOptions, listen_option, positive_float
@@ -130,6 +131,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
     root = TradeChatRoot()
+    CollectorSettings().setServiceParent(root)
     store = make_store(options["store"], options["store-timeout"], reactor)
     store.setName("store")
     store.setServiceParent(root)

@@ -10,7 +10,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from marketplace.market import tap
-from marketplace.market.collector import CollectorSettings
+from marketplace.collector import CollectorSettings
 from marketplace.store import make_store
 from tests.support.services import listeners_of
 

@@ -12,6 +12,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
+from marketplace.collector import CollectorSettings
 from marketplace.tradechat import auth, bench, benchpool, passwd, tap
 from marketplace.tradechat.client import Shell, format_push
 from protocols import tradechat_bodies as bodies
@@ -297,6 +298,7 @@ class OptionsTests(unittest.TestCase):
         root = tap.makeService(self.parse("--listen", "tcp:0"))
         self.assertEqual(root.getServiceNamed("tradechat").description, "tcp:0")
         self.assertIsNotNone(root.getServiceNamed("store"))
+        self.assertEqual(len([s for s in root if isinstance(s, CollectorSettings)]), 1)
 
 
 

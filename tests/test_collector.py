@@ -1,12 +1,12 @@
 """
-The garbage-collector settings every marketplace service process runs with.
+The garbage-collector settings the marketplace and tradechat server processes run with.
 """
 
 import gc
 
 from twisted.trial import unittest
 
-from marketplace.market.collector import YOUNG_THRESHOLD, CollectorSettings
+from marketplace.collector import YOUNG_THRESHOLD, CollectorSettings
 
 
 class CollectorSettingsTests(unittest.TestCase):

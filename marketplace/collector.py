@@ -1,5 +1,5 @@
 """
-Garbage-collector settings for a process that serves marketplace requests.
+Garbage-collector settings for a long-running server process.
 
 CPython's cyclic collector starts a young-generation pass after every 700
 net container allocations.  A front end under load keeps a few thousand young
@@ -9,7 +9,9 @@ each promoting in-flight objects that die moments later, and every 0.5-1 s a
 full pass over the whole heap -- some 50,000 objects, nearly all of them
 modules, classes and functions from start-up -- that stopped the process for
 15-25 ms of CPU with every request it held waiting.  Those full passes were
-the largest single cause of the benchmark's latency tail (docs/market.md).
+the largest single cause of the marketplace benchmark's latency tail
+(docs/market.md); the trading chatroom, which keeps every ledger entry, paid
+the same young passes on every round of pushes (docs/tradechat.md).
 
 ``CollectorSettings`` fixes both while its service runs: the start-up heap is
 frozen (``gc.freeze``: never scanned again, it lives as long as the process
@@ -25,7 +27,7 @@ import gc
 from twisted.application.service import Service
 
 #: Net container allocations between young-generation passes: an order of
-#: magnitude above what a front end holds for a few hundred requests in flight.
+#: magnitude above what a server holds for a few hundred requests in flight.
 YOUNG_THRESHOLD = 10_000
 
 
