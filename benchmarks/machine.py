@@ -22,3 +22,19 @@ def cpus() -> str:
 
 def load_average() -> str:
     return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def process_cpu_seconds(pid: int):
+    """
+    CPU seconds (user + system) process C{pid} has used so far, or None where
+    /proc is missing.  Throughput moves with whatever else the host runs;
+    CPU time per request moves much less, so comparisons use both.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Fields after the parenthesised command name; utime and stime
+            # are the 14th and 15th fields of the whole line.
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -27,6 +27,12 @@ on Linux), which does not rescan its 200 connections at every wait.
 --reactor and --load-reactor run every scenario's server or load generator
 on the reactor given, to compare them.
 
+Beside each scenario's figures it prints the CPU microseconds per request
+of the server (during the load) and of the load generator (its whole
+process, start-up included): on a shared host throughput moves with the
+neighbours' load by a factor of two, CPU time per request much less, so
+that is the figure to compare two versions of the code by.
+
 The targets were set for a 2-core machine with client and server sharing it;
 figures from a busier or smaller machine are not comparable.
 """
@@ -35,12 +41,13 @@ import argparse
 import csv
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from machine import cpus, load_average
+from machine import cpus, load_average, process_cpu_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -108,14 +115,27 @@ def load_reactor(args, name):
     return args.load_reactor or SCENARIOS[name][4]
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(args, name, csv_path):
+    """
+    One run of scenario C{name}, its row appended to C{csv_path}.
+
+    @return: the CPU seconds the server and the load generator used during
+        the run (the server's is None where /proc is missing).
+    """
     connections, concurrency, mix, payload, _, _, _ = SCENARIOS[name]
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--store", args.store,
          "--reactor", server_reactor(args, name)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
     try:
-        port = json.loads(server.stdout.readline())["port"]
+        started = json.loads(server.stdout.readline())
+        port, server_cpu_before = started["port"], process_cpu_seconds(started["pid"])
+        load_cpu_before = children_cpu_seconds()
         bench = [sys.executable, __file__, "--load", load_reactor(args, name), "--port", str(port),
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),
@@ -126,6 +146,9 @@ def run_once(args, name, csv_path):
                          f"load generator reactor {load_reactor(args, name)})\n{result.stdout}")
         if result.returncode != 0:
             raise SystemExit(f"tradechat-bench failed in {name}")
+        server_cpu_after = process_cpu_seconds(started["pid"])
+        server_cpu = None if server_cpu_before is None else server_cpu_after - server_cpu_before
+        return server_cpu, children_cpu_seconds() - load_cpu_before
     finally:
         server.stdin.close()
         server.wait(timeout=30)
@@ -163,17 +186,22 @@ def main():
     medians = {}
     for name in names:
         with tempfile.NamedTemporaryFile("r", suffix=".csv") as scratch:
-            for _ in range(args.repeat):
-                run_once(args, name, scratch.name)
+            cpu = [run_once(args, name, scratch.name) for _ in range(args.repeat)]
             rows = list(csv.DictReader(open(scratch.name)))
+        for row, (server_cpu, load_cpu) in zip(rows, cpu):
+            row.update(cpu_per_request(row, server_cpu, load_cpu))
         _append_rows(args.out, rows)
-        medians[name] = {key: statistics.median(float(row[key]) for row in rows)
-                         for key in ("rps", "p50_us", "p99_us", "p999_us", "err")}
+        medians[name] = {key: statistics.median(float(row[key]) for row in rows if row[key] != "")
+                         for key in ("rps", "p50_us", "p99_us", "p999_us", "err",
+                                     "load_cpu_us_per_req")}
+        server_cpu = [float(row["server_cpu_us_per_req"]) for row in rows
+                      if row["server_cpu_us_per_req"] != ""]
+        medians[name]["server_cpu_us_per_req"] = statistics.median(server_cpu) if server_cpu else None
     print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}; "
           f"reactors: server/load generator")
     print(f"{cpus()}; load average {load_before} before, {load_average()} after")
     print(f"{'scenario':<17}{'reactors':>16}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'p999 us':>9}"
-          f"{'errors':>8}  target")
+          f"{'errors':>8}{'cpu us/req':>12}  target")
     for name, median in medians.items():
         *_, target_rps, target_p99 = SCENARIOS[name]
         target = "-"
@@ -183,7 +211,24 @@ def main():
         reactors = f"{server_reactor(args, name)}/{load_reactor(args, name)}"
         print(f"{name:<17}{reactors:>16}{median['rps']:>9.0f}"
               f"{median['p50_us']:>9.0f}{median['p99_us']:>9.0f}{median['p999_us']:>9.0f}"
-              f"{median['err']:>8.0f}  {target}")
+              f"{median['err']:>8.0f}{cpu_column(median):>12}  {target}")
+
+
+def cpu_per_request(row: dict, server_cpu, load_cpu: float) -> dict:
+    """
+    CPU microseconds per request of the server and of the load generator:
+    on a shared host throughput moves with the neighbours' load much more
+    than these do, so they are what to compare between two versions.
+    """
+    requests = max(int(row["total"]), 1)
+    return {"server_cpu_us_per_req": "" if server_cpu is None else round(server_cpu / requests * 1e6, 1),
+            "load_cpu_us_per_req": round(load_cpu / requests * 1e6, 1)}
+
+
+def cpu_column(median: dict) -> str:
+    """C{"server/load"} CPU microseconds per request."""
+    server = median["server_cpu_us_per_req"]
+    return f"{'-' if server is None else f'{server:.0f}'}/{median['load_cpu_us_per_req']:.0f}"
 
 
 def _append_rows(path, rows):
@@ -191,6 +236,14 @@ def _append_rows(path, rows):
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != list(rows[0]):
+            # Rows of an older column set: keep them beside, start afresh.
+            os.replace(path, path + ".old")
+            print(f"{path} had other columns: moved to {path}.old")
+            new = True
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         if new:
