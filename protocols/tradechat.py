@@ -6,17 +6,18 @@ dispatch only: bytes go through L{FrameDecoder}, bodies through
 L{tradechat_bodies}, requests to the service, and outcomes back through one
 table mapping results and errors to statuses.
 
-Flow control uses Twisted's producer/consumer signals.  The protocol
-registers itself as a streaming producer on its transport, so the transport
-tells it when its send buffer is full (C{pauseProducing}) and when it has
-drained (C{resumeProducing}).  While paused the connection stops reading
-requests, and if pushes from other users keep arriving past
+Output goes through an L{ImmediateWriter}: on plain TCP it is sent at
+once while nothing waits in the transport, with the protocol registered as
+the transport's producer so that the writer learns when output backs up
+and when it has drained.  While output is backed up the connection stops
+reading requests, and if pushes from other users keep arriving past
 C{max_output_buffer} bytes the peer is not reading: it is disconnected
 rather than allowed to grow server memory without limit.
 
-Chat pushes are queued in the connection's C{outbox} by the room hub, which
-flushes it once per reactor turn (L{marketplace.tradechat.rooms}); replies
-are written behind whatever the outbox holds, in the same write.
+Replies and chat pushes are queued in the connection's C{outbox} (pushes by
+the room hub) and the outbox is flushed once per reactor turn by the
+factory's L{TurnFlusher}, in one write, in the order its frames were
+produced.
 
 L{TradeChatClientProtocol} matches responses to requests by req_id and hands
 pushes to a callback; clients, the stress tool and the tests share it.
@@ -30,7 +31,7 @@ from typing import Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -45,10 +46,12 @@ from marketplace.store import (
 from marketplace.tradechat.directory import DirectoryFull
 from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
 from protocols import tradechat_bodies as bodies
+from protocols.immediate import ImmediateWriter
 from protocols.nsframe import (
     DEFAULT_MAX_FRAME_SIZE, FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, ChecksumMismatch, Frame,
     FrameDecoder, FrameError, Opcode, Status, encode_frame, encode_response,
 )
+from protocols.turns import TurnFlusher
 
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_LOGIN_TIMEOUT = 30.0
@@ -117,7 +120,7 @@ def _no_delay(transport) -> None:
         set_no_delay(True)
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IPullProducer)
 class TradeChatServerProtocol(Protocol, TimeoutMixin):
     log = Logger()
 
@@ -129,22 +132,23 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self._queue: deque[Frame] = deque()
         self._busy = False
         self._draining = False
-        self._output_paused = False
         self._reading_paused = False
-        self._written_while_paused = 0
+        self._writer: ImmediateWriter | None = None
         self._login_deadline = None
         self._abort_timer = None
         self._closing = False
         self._input_failed = False
         self.state = None
         self.outbox: list[bytes] = []
+        self._flush_me = (self.flush,)
 
     # Connection lifecycle --------------------------------------------------
 
     def connectionMade(self) -> None:
         _no_delay(self.transport)
         self.state = self.factory.service.connect(self)
-        self.transport.registerProducer(self, True)
+        self._writer = ImmediateWriter(self.transport)
+        self._writer.register_producer(self)
         self.setTimeout(self.factory.idle_timeout)
         self._login_deadline = self.callLater(self.factory.login_timeout, self._login_expired)
         self.counters.increment("connections")
@@ -183,7 +187,9 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         does not read it within L{CLOSE_GRACE} seconds: a stuck peer must
         not keep a closing connection forever.
         """
+        self.flush()
         self._closing = True
+        self._writer.release()
         self.transport.loseConnection()
         self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
@@ -284,12 +290,12 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
 
     def _write(self, data: bytes) -> None:
         """
-        Write encoded frames (a reply or a refusal) behind the pushes still
-        queued for this connection, in the same write, so that its byte
-        stream keeps the order in which its frames were produced.
+        Queue encoded frames (a reply or a refusal) behind the pushes already
+        queued for this connection, to be written with them at the end of
+        the turn.
         """
         self.outbox.append(data)
-        self.flush()
+        self.factory.flusher.schedule(self._flush_me)
 
     def flush(self) -> None:
         """
@@ -303,22 +309,24 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         outbox.clear()
         if self._closing:
             return
-        if self._output_paused:
-            self._written_while_paused += len(data)
-            if self._written_while_paused > self.factory.max_output_buffer:
+        writer = self._writer
+        writer.write(data)
+        if writer.paused:
+            if writer.backlog > self.factory.max_output_buffer:
                 self.counters.increment("slow_reader_disconnect")
                 self._closing = True
                 self.transport.abortConnection()
                 return
-        self.transport.write(data)
+            self._update_reading()
 
     def pauseProducing(self) -> None:
-        self._output_paused = True
-        self._written_while_paused = 0
+        """Streaming producer: the transport's buffer is full."""
+        self._writer.pause()
         self._update_reading()
 
     def resumeProducing(self) -> None:
-        self._output_paused = False
+        """The transport's buffer drained (pull or streaming producer alike)."""
+        self._writer.drained()
         self._update_reading()
 
     def stopProducing(self) -> None:
@@ -326,7 +334,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
 
     def _update_reading(self) -> None:
         """Stop reading requests while output is stuck or too many are queued."""
-        should_pause = self._output_paused or len(self._queue) >= MAX_QUEUED_REQUESTS
+        should_pause = self._writer.paused or len(self._queue) >= MAX_QUEUED_REQUESTS
         if should_pause == self._reading_paused or self._closing:
             return
         self._reading_paused = should_pause
@@ -346,9 +354,11 @@ class TradeChatServerFactory(Factory):
         login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER,
+        flusher: Optional[TurnFlusher] = None,
     ) -> None:
         self.service = service
         self.clock = clock
+        self.flusher = TurnFlusher(clock) if flusher is None else flusher
         self.counters = Counters() if counters is None else counters
         self.idle_timeout = idle_timeout
         self.login_timeout = login_timeout
@@ -414,9 +424,11 @@ class ResponseError(Exception):
         self.status = frame.status
 
 
+@implementer(IPushProducer, IPullProducer)
 class TradeChatClientProtocol(Protocol):
     """
-    Sends requests and matches responses by req_id.
+    Sends requests and matches responses by req_id.  Requests are written
+    through an L{ImmediateWriter}, so on plain TCP each leaves at once.
 
     C{on_push} receives each L{bodies.ChatBroadcast} as it arrives; leave it
     C{None} to count pushes without checksumming, copying or decoding them
@@ -445,6 +457,7 @@ class TradeChatClientProtocol(Protocol):
         self._waiting: dict[int, defer.Deferred] = {}
         self._req_ids = itertools.count(1)
         self._lost_waiters: Optional[list[defer.Deferred]] = []
+        self._writer: Optional[ImmediateWriter] = None
 
     @property
     def closed(self) -> bool:
@@ -465,6 +478,22 @@ class TradeChatClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         _no_delay(self.transport)
+        self._writer = ImmediateWriter(self.transport)
+        self._writer.register_producer(self)
+
+    def pauseProducing(self) -> None:
+        self._writer.pause()
+
+    def resumeProducing(self) -> None:
+        self._writer.drained()
+
+    def stopProducing(self) -> None:
+        """The connection is lost: L{connectionLost} does the rest."""
+
+    def close(self) -> None:
+        """Close the connection once what is written has been sent."""
+        self._writer.release()
+        self.transport.loseConnection()
 
     def request(self, request, req_id: Optional[int] = None) -> defer.Deferred:
         """
@@ -477,7 +506,7 @@ class TradeChatClientProtocol(Protocol):
         d = defer.Deferred(lambda _: self._waiting.pop(req_id, None))
         self._waiting[req_id] = d
         flags = FLAG_OBFUSCATED if self.obfuscate else 0
-        self.transport.write(encode_frame(opcode, req_id, 0, body, flags))
+        self._writer.write(encode_frame(opcode, req_id, 0, body, flags))
         if not self._reading:
             self._reading = True
             self.transport.resumeProducing()

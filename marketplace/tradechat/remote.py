@@ -94,7 +94,7 @@ class TradeChatClient:
     def close(self) -> defer.Deferred:
         lost = self.protocol.when_lost()
         if not lost.called:
-            self.protocol.transport.loseConnection()
+            self.protocol.close()
         return lost
 
     def _balance_of(self, request, req_id):

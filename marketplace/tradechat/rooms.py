@@ -5,17 +5,12 @@ Membership belongs to a user, not to a connection: a message reaches every
 connection of every member, including the sender's other connections.  A
 push is encoded once and the same bytes are queued for every connection.
 
-Pushes are queued in each connection's outbox, and the outboxes are flushed
-once the reactor has handled the current turn's events, before it polls
-again: a connection that several chats reach in one turn gets them in one
-write instead of one write each, and sends them in one system call.
-Twisted hands a transport's buffered bytes to its socket only when a poll
-reports the socket writable, so a push still leaves at the next poll at the
-latest, with no timer delaying it (what changes is that a member whose
-socket came up writable later in the same turn no longer gets it within
-that turn).  A reply written to a connection meanwhile takes the pushes
-already queued there first, in the same write, so each connection's byte
-stream keeps the order in which its frames were produced.
+Pushes are queued in each connection's outbox and the connections are
+flushed by a L{protocols.turns.TurnFlusher} once the reactor has handled the
+current turn's events, before it polls again: a connection that several
+chats (and its own replies) reach in one turn gets them in one write, and
+each connection's byte stream keeps the order in which its frames were
+produced.
 
 L{IRoomHub} is the seam for multi-process workers: this in-process hub
 delivers to the connections of this process; a pub/sub hub (membership in
@@ -40,7 +35,10 @@ class IPushTarget(Interface):
         "appends pushes to it; the same list object for the connection's whole life.")
 
     def flush():
-        """Write the queued frames to the connection in one write and empty the outbox."""
+        """
+        Write the queued frames to the connection in one write and empty the
+        outbox; nothing when it is empty.
+        """
 
 
 class IRoomHub(Interface):
@@ -59,7 +57,7 @@ class IRoomHub(Interface):
     def publish(room, from_user_id, message):
         """
         Push C{message} to every connection of every member of C{room}: queued
-        now, written before the reactor next polls.
+        now, written at the end of the reactor turn.
 
         @return: how many connections it was queued for (here).
         """
@@ -67,16 +65,13 @@ class IRoomHub(Interface):
 
 @implementer(IRoomHub)
 class LocalRoomHub:
-    def __init__(self, clock) -> None:
-        self._clock = clock
+    def __init__(self, flusher) -> None:
+        self._flusher = flusher
         self._members: dict[int, set[int]] = {}
         self._rooms_of: dict[int, set[int]] = {}
         self._targets_of: dict[int, set] = {}
         # room -> (its targets' outbox appends, their flush methods)
         self._fanout: dict[int, tuple[tuple, tuple]] = {}
-        # The flush methods of fan-outs with pushes queued this turn (one may
-        # repeat when chats alternate between rooms; flushing twice is a no-op).
-        self._unflushed: list[tuple] = []
 
     def attach(self, user_id: int, target) -> None:
         self._targets_of.setdefault(user_id, set()).add(target)
@@ -138,21 +133,8 @@ class LocalRoomHub:
                             encode_chat_broadcast(ChatBroadcast(room, from_user_id, message)))
         for append in appends:
             append(data)
-        unflushed = self._unflushed
-        if not unflushed:
-            # Zero delay: the reactor runs this right after the events of
-            # the current turn, before it polls again.
-            self._clock.callLater(0, self._flush)
-        if not unflushed or unflushed[-1] is not flushes:
-            unflushed.append(flushes)
+        self._flusher.schedule(flushes)
         return len(appends)
-
-    def _flush(self) -> None:
-        """The turn's events are handled: write each queued outbox in one write."""
-        unflushed, self._unflushed = self._unflushed, []
-        for flushes in unflushed:
-            for flush in flushes:
-                flush()
 
     def _invalidate(self, rooms) -> None:
         for room in rooms:

@@ -23,6 +23,7 @@ from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
 from protocols.tradechat import (
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, TradeChatServerFactory,
 )
+from protocols.turns import TurnFlusher
 
 DEFAULT_LISTEN = "tcp:9000"
 
@@ -135,8 +136,9 @@ def makeService(options: Options, reactor=None) -> MultiService:
     store = make_store(options["store"], options["store-timeout"], reactor)
     store.setName("store")
     store.setServiceParent(root)
+    flusher = TurnFlusher(reactor)
     tradechat = TradeChatService(
-        store, LocalRoomHub(reactor),
+        store, LocalRoomHub(flusher),
         compat_directory() if options["compat"] else NameDirectory(),
         options["authenticator"], reactor,
         TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))
@@ -144,7 +146,8 @@ def makeService(options: Options, reactor=None) -> MultiService:
     factory = TradeChatServerFactory(
         tradechat, reactor, Counters(),
         idle_timeout=options["idle-timeout"], login_timeout=options["login-timeout"],
-        max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"])
+        max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"],
+        flusher=flusher)
     root.factory = factory
     listener = Listener(options["listen"], factory, reactor)
     listener.setName("tradechat")

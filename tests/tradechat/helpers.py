@@ -20,6 +20,7 @@ from protocols import tradechat_bodies as bodies
 from protocols.tradechat_bodies import login_token
 from protocols.nsframe import FrameDecoder, Status, encode_frame
 from protocols.tradechat import TradeChatServerFactory
+from protocols.turns import TurnFlusher
 from tests.support.services import listeners_of, listening_port, start_service
 
 
@@ -90,7 +91,8 @@ class Harness:
                  **factory_options) -> None:
         self.clock = task.Clock()
         self.store = make_store("memory", reactor=self.clock)
-        self.rooms = LocalRoomHub(self.clock)
+        self.flusher = TurnFlusher(self.clock)
+        self.rooms = LocalRoomHub(self.flusher)
         self.directory = compat_directory() if compat else NameDirectory()
         opening = COMPAT_OPENING_BALANCE if compat else 0
         self.service = TradeChatService(
@@ -98,7 +100,7 @@ class Harness:
             TradeChatConfig(compat, opening, session_ttl))
         self.counters = Counters()
         self.factory = TradeChatServerFactory(self.service, self.clock, self.counters,
-                                              **factory_options)
+                                              flusher=self.flusher, **factory_options)
 
     def connect(self, transport: StringTransport | None = None) -> Peer:
         protocol = self.factory.buildProtocol(None)

@@ -1,21 +1,24 @@
 """
 The plugin's service over real loopback connections: 200 concurrent clients
 moving money on each store with an exact audit afterwards, pushes to a silent
-member, and password login over TLS.
+member, password login over TLS, and output written straight to sockets.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 
 from twisted.internet import defer, reactor
+from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
 from marketplace.tradechat import auth
 from protocols import tradechat_bodies as bodies
-from protocols.nsframe import Status
-from protocols.tradechat import ResponseError
+from protocols.nsframe import FrameDecoder, Opcode, Status, encode_frame
+from protocols.tradechat import CLOSE_GRACE, ResponseError
 from tests.support.redis_server import start_redis
 from tests.support.tls import make_tls_files
 from tests.tradechat.helpers import connect_client, start_server
@@ -24,6 +27,8 @@ CONNECTIONS = 200
 RUN_SECONDS = 2.0
 MAX_OPERATIONS_PER_CLIENT = 150
 OPENING = 100_000
+CHATS_TO_FILL_BUFFERS = 40_000
+CHATS_IN_FLIGHT = 200
 
 
 class _Run:
@@ -150,3 +155,67 @@ class LiveTests(unittest.TestCase):
         history = yield client.history(5)
         self.assertEqual([entry.kind for entry in history], ["deposit", "open"])
         self.assertIsInstance(history[0], bodies.HistoryEntry)
+
+
+class RawPeer(Protocol):
+    """Collects what the server sends and notices the close."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.lost = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason=None) -> None:
+        self.lost.callback(None)
+
+
+class WriteAtOnceTests(unittest.TestCase):
+    """
+    Output written straight to the socket (plain TCP): replies queued just
+    before a close still go out, the close is not held up by the writer's
+    producer registration, and a member that stops reading is dropped.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_checksum_failure_is_answered_then_the_connection_closes_at_once(self):
+        _, port = yield start_server(self)
+        peer = RawPeer()
+        yield connectProtocol(clientFromString(reactor, f"tcp:127.0.0.1:{port}"), peer)
+        frame = bytearray(encode_frame(Opcode.DEPOSIT, 7, 0, bytes(8)))
+        frame[-1] ^= 0xFF
+        peer.transport.write(bytes(frame))
+        # Well before the grace after which a closing connection is aborted.
+        yield peer.lost.addTimeout(CLOSE_GRACE / 2, reactor)
+        decoder = FrameDecoder()
+        decoder.receive(bytes(peer.received))
+        [response] = decoder.frames()
+        self.assertEqual((response.opcode, response.req_id, response.status),
+                         (Opcode.DEPOSIT, 7, Status.CHECKSUM_FAIL))
+
+    @defer.inlineCallbacks
+    def test_member_that_stops_reading_is_dropped(self):
+        root, port = yield start_server(self, "--max-output-buffer", "65536")
+        description = f"tcp:127.0.0.1:{port}"
+        reader = yield connect_client(self, description)
+        talker = yield connect_client(self, description)
+        yield reader.login("reader")
+        yield reader.join(0)
+        yield talker.login("talker")
+        reader.protocol.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.protocol.transport.pauseProducing()
+        counts = root.factory.counters.counts
+        message = b"x" * 1000
+        # Far more than loopback's socket buffers hold; stops once dropped.
+        for _ in range(CHATS_TO_FILL_BUFFERS // CHATS_IN_FLIGHT):
+            if counts["slow_reader_disconnect"]:
+                break
+            yield defer.gatherResults([talker.say(0, message) for _ in range(CHATS_IN_FLIGHT)])
+        self.assertEqual(counts["slow_reader_disconnect"], 1)
+        reader.protocol.transport.resumeProducing()
+        yield reader.protocol.when_lost().addTimeout(10, reactor)
+        balance = yield talker.balance()
+        self.assertEqual(balance, 0)

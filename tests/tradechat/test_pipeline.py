@@ -33,12 +33,15 @@ class SlowService:
 class PipelineTests(unittest.TestCase):
     def setUp(self):
         self.service = SlowService()
-        factory = TradeChatServerFactory(self.service, task.Clock())
+        self.clock = task.Clock()
+        factory = TradeChatServerFactory(self.service, self.clock)
         self.protocol = factory.buildProtocol(None)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
 
     def responses(self):
+        """The responses written, once the reactor turn in progress has ended."""
+        self.clock.advance(0)
         decoder = FrameDecoder()
         decoder.receive(self.transport.value())
         return [(f.req_id, f.status) for f in decoder.frames()]
