@@ -40,6 +40,11 @@ _HEADER = struct.Struct(">HBBHIHHQI6x")
 _pack_header = _HEADER.pack
 _unpack_header = _HEADER.unpack_from
 _CHECKSUM_OFFSET = 22
+# The header's first 12 bytes as (magic, version and flags in one word,
+# header_len, body_len, opcode): what skipping a frame needs to look at.
+_unpack_header_prefix = struct.Struct(">IHIH").unpack_from
+_PLAIN_WORD = (MAGIC << 16) | (VERSION << 8)
+"""Magic, version and no flags, as one word of L{_unpack_header_prefix}."""
 _ZERO_CHECKSUM = b"\x00\x00\x00\x00"
 
 
@@ -230,6 +235,8 @@ class FrameDecoder:
         size = len(buffer)
         start = self._offset
         skip_opcode = self._skip_opcode
+        if skip_opcode is not None:
+            start = self._skip_plain_frames(buffer, start, size)
         while True:
             if size - start < HEADER_LEN:
                 self._offset = start
@@ -260,6 +267,28 @@ class FrameDecoder:
         if flags & FLAG_OBFUSCATED:
             body = body.translate(_OBFUSCATION_TABLE)
         return Frame(opcode, req_id, status, flags, body)
+
+    def _skip_plain_frames(self, buffer: bytearray, start: int, size: int) -> int:
+        """
+        The fast path of skipping, for the common case: step over complete
+        frames of the skipped opcode that carry no flags, checking their
+        header as L{next_frame} would, and return where the first other
+        frame starts.  Anything else (another opcode, flags, a bad header, a
+        partial frame) is left to the general loop.
+        """
+        skip_opcode = self._skip_opcode
+        max_body_len = self._max_body_len
+        skipped = 0
+        while size - start >= HEADER_LEN:
+            word, header_len, body_len, opcode = _unpack_header_prefix(buffer, start)
+            end = start + HEADER_LEN + body_len
+            if (opcode != skip_opcode or word != _PLAIN_WORD or header_len != HEADER_LEN
+                    or body_len > max_body_len or end > size):
+                break
+            skipped += 1
+            start = end
+        self.skipped += skipped
+        return start
 
     def _compact(self) -> None:
         if self._offset:
