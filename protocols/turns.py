@@ -21,25 +21,29 @@ class TurnFlusher:
     handled: a zero-delay call, which the reactor runs right after the
     current turn's events and before it polls again.
 
-    A flush may be scheduled more than once in a turn (a connection that
-    gets a reply and a push, chats alternating between rooms); flushing an
+    Flushes are scheduled as sequences (a room's fan-out: every member
+    connection's flush; a reply: its own connection's), and a sequence
+    scheduled again in the same turn runs once: a turn with several chats
+    to one room flushes its members once, not once per chat.  A connection
+    may still be flushed twice (its reply and a fan-out); flushing an
     already flushed connection must be a cheap no-op.
     """
 
     def __init__(self, clock) -> None:
         self._clock = clock
-        self._pending: list[Sequence[Callable[[], None]]] = []
+        # id -> sequence, in the order first scheduled; the sequences are
+        # held here until they run, so their ids cannot be reused meanwhile.
+        self._pending: dict[int, Sequence[Callable[[], None]]] = {}
 
     def schedule(self, flushes: Sequence[Callable[[], None]]) -> None:
-        """Run each of C{flushes} at the end of this turn."""
+        """Run each of C{flushes} at the end of this turn (once, however often scheduled)."""
         pending = self._pending
         if not pending:
             self._clock.callLater(0, self._run)
-        if not pending or pending[-1] is not flushes:
-            pending.append(flushes)
+        pending.setdefault(id(flushes), flushes)
 
     def _run(self) -> None:
-        pending, self._pending = self._pending, []
-        for flushes in pending:
+        pending, self._pending = self._pending, {}
+        for flushes in pending.values():
             for flush in flushes:
                 flush()

@@ -30,12 +30,13 @@ class TurnFlusherTests(unittest.TestCase):
         self.clock.advance(0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_the_same_flushes_scheduled_in_a_row_run_once(self):
-        flushes = (self.flush("a"),)
+    def test_the_same_flushes_scheduled_again_run_once_where_first_scheduled(self):
+        room, reply = (self.flush("a"), self.flush("b")), (self.flush("reply"),)
         for _ in range(3):
-            self.flusher.schedule(flushes)
+            self.flusher.schedule(room)
+            self.flusher.schedule(reply)
         self.clock.advance(0)
-        self.assertEqual(self.ran, ["a"])
+        self.assertEqual(self.ran, ["a", "b", "reply"])
 
     def test_flushes_scheduled_while_flushing_are_not_lost(self):
         later = (self.flush("later"),)
