@@ -514,7 +514,8 @@ class TradeChatClientProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         decoder = self._decoder
-        pushes_before = self.pushes_received
+        # pushes_received, inlined: this runs for every read of every connection.
+        pushes_before = self._pushes_decoded + decoder.skipped
         try:
             decoder.receive(data)
             while (frame := decoder.next_frame()) is not None:
@@ -528,7 +529,8 @@ class TradeChatClientProtocol(Protocol):
         except (FrameError, bodies.BadBody):
             self.transport.abortConnection()
             return
-        if not (self.idle_reading or self._waiting) and self.pushes_received != pushes_before:
+        if (not (self.idle_reading or self._waiting)
+                and self._pushes_decoded + decoder.skipped != pushes_before):
             self._reading = False
             self.transport.pauseProducing()
 

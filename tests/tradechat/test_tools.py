@@ -163,6 +163,20 @@ class BenchTests(unittest.TestCase):
         self.assertEqual(merged.expected, {1: 70, 2: 102, 3: 134})
         self.assertEqual((merged.sent_outside, merged.deposited, merged.uncertain), (5, 11, 4))
 
+    def test_latencies_reach_both_histograms_when_folded(self):
+        results = bench.Results()
+        for value in (100, 100, 250, 10**9):
+            results.record(value)
+        self.assertEqual(results.histogram.get_total_count(), 0)
+        results.fold()
+        for histogram in (results.histogram, results.interval):
+            self.assertEqual(histogram.get_total_count(), 4)
+            self.assertEqual(histogram.get_count_at_value(100), 2)
+            self.assertTrue(histogram.values_are_equivalent(histogram.get_max_value(),
+                                                            bench._HIGHEST_US))
+        results.fold()
+        self.assertEqual(results.histogram.get_total_count(), 4)
+
     def test_results_of_several_processes_merge_exactly(self):
         first, second = bench.Results(), bench.Results()
         for value in (100, 200, 300):
