@@ -239,6 +239,12 @@ class FrameDecoder:
             start = self._skip_plain_frames(buffer, start, size)
         while True:
             if size - start < HEADER_LEN:
+                if start == size:
+                    # Everything consumed (the usual end of a read): nothing
+                    # to compact or to check.
+                    buffer.clear()
+                    self._offset = 0
+                    return None
                 self._offset = start
                 self._compact()
                 self._check_partial_header(self._buffer)

@@ -108,6 +108,16 @@ class BenchTests(unittest.TestCase):
         self.assertTrue(0.67 < ops.count("chat") / len(ops) < 0.73)
         self.assertEqual(set(ops), {"chat", "transfer", "balance"})
 
+    def test_amounts_cover_their_ranges(self):
+        runner = bench.Bench(reactor, self.options("--mix", "mixed", "--seed", "6"))
+        amounts = {"transfer": set(), "withdraw": set(), "deposit": set()}
+        for _ in range(20000):
+            op, request = runner.choose(7)
+            if op in amounts:
+                amounts[op].add(request.amount)
+        self.assertEqual(amounts, {"transfer": set(range(1, 51)), "withdraw": set(range(1, 101)),
+                                   "deposit": set(range(1, 101))})
+
     def test_option_checks(self):
         for arguments in (["--mix", "nope"], ["--connections", "0"], ["--payload-size", "70000"],
                           ["--connect", "nonsense:1"]):
