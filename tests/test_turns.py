@@ -1,5 +1,7 @@
 """L{protocols.turns.TurnFlusher}: flushes run once the reactor turn ends, once each."""
 
+import attrs
+
 from twisted.internet import task
 from twisted.trial import unittest
 
@@ -48,3 +50,64 @@ class TurnFlusherTests(unittest.TestCase):
     def test_nothing_scheduled_nothing_called(self):
         self.clock.advance(0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+@attrs.define
+class StepClock:
+    """Zero-delay calls run one reactor iteration at a time, as a real reactor does."""
+
+    due: list = attrs.Factory(list)
+
+    def callLater(self, delay, function, *args):
+        assert delay == 0
+        self.due.append((function, args))
+
+    def iterate(self):
+        due, self.due = self.due, []
+        for function, args in due:
+            function(*args)
+
+
+class LookAgainTests(unittest.TestCase):
+    def test_fan_out_flush_follows_one_more_iteration(self):
+        clock = StepClock()
+        flusher = TurnFlusher(clock)
+        ran = []
+        flusher.schedule((lambda: ran.append("early"),), fan_out=True)
+        clock.iterate()
+        self.assertEqual(ran, [])
+        # Arrived during the extra iteration: flushed with the first.
+        flusher.schedule((lambda: ran.append("late"),))
+        clock.iterate()
+        self.assertEqual(ran, ["early", "late"])
+        self.assertEqual(clock.due, [])
+
+    def test_every_fan_out_flush_gets_its_own_extra_iteration(self):
+        clock = StepClock()
+        flusher = TurnFlusher(clock)
+        ran = []
+        for turn in range(3):
+            flusher.schedule((lambda turn=turn: ran.append(turn),), fan_out=True)
+            clock.iterate()
+            clock.iterate()
+        self.assertEqual(ran, [0, 1, 2])
+
+    def test_replies_only_are_flushed_at_once(self):
+        clock = StepClock()
+        flusher = TurnFlusher(clock)
+        ran = []
+        flusher.schedule((lambda: ran.append("reply"),))
+        clock.iterate()
+        self.assertEqual(ran, ["reply"])
+        self.assertEqual(clock.due, [])
+
+    def test_a_fan_out_joining_replies_makes_the_turn_look_again(self):
+        clock = StepClock()
+        flusher = TurnFlusher(clock)
+        ran = []
+        flusher.schedule((lambda: ran.append("reply"),))
+        flusher.schedule((lambda: ran.append("push"),), fan_out=True)
+        clock.iterate()
+        self.assertEqual(ran, [])
+        clock.iterate()
+        self.assertEqual(ran, ["reply", "push"])

@@ -7,7 +7,7 @@ push is encoded once and the same bytes are queued for every connection.
 
 Pushes are queued in each connection's outbox and the connections are
 flushed by a L{protocols.turns.TurnFlusher} once the reactor has handled the
-current turn's events, before it polls again: a connection that several
+current turn's events, before it waits for anything: a connection that several
 chats (and its own replies) reach in one turn gets them in one write, and
 each connection's byte stream keeps the order in which its frames were
 produced.
@@ -133,7 +133,7 @@ class LocalRoomHub:
                             encode_chat_broadcast(ChatBroadcast(room, from_user_id, message)))
         for append in appends:
             append(data)
-        self._flusher.schedule(flushes)
+        self._flusher.schedule(flushes, fan_out=True)
         return len(appends)
 
     def _invalidate(self, rooms) -> None:
