@@ -454,7 +454,9 @@ class TradeChatClientProtocol(Protocol):
         self._pushes_decoded = 0
         self._decoder = FrameDecoder(
             skip_opcode=Opcode.CHAT_BROADCAST if on_push is None else None)
-        self._waiting: dict[int, defer.Deferred] = {}
+        # req_id -> called with the response Frame, or with a Failure if
+        # the connection closes first.
+        self._waiting: dict[int, Callable[[object], None]] = {}
         self._req_ids = itertools.count(1)
         self._lost_waiters: Optional[list[defer.Deferred]] = []
         self._writer: Optional[ImmediateWriter] = None
@@ -499,18 +501,43 @@ class TradeChatClientProtocol(Protocol):
         """
         Send a request value; fire with the response L{Frame} (any status).
         A caller reusing a req_id (a retry) must wait for the first reply.
+        Cancelling the Deferred forgets the request.
+        """
+        d = defer.Deferred(lambda _: self.forget(sent_id))
+
+        def settle(outcome) -> None:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+        sent_id = self.send(request, settle, req_id)
+        return d
+
+    def send(self, request, on_response: Callable[[object], None],
+             req_id: Optional[int] = None) -> int:
+        """
+        Send a request value and return its req_id; C{on_response} is called
+        with the response L{Frame} (any status), or with a L{Failure} if the
+        connection closes first, and must not raise.  L{request} without the
+        Deferred: the
+        stress tool's closed loops send hundreds of thousands a second, and
+        a Deferred's callback machinery was a noticeable part of each.
         """
         opcode, body = bodies.encode_request(request)
         if req_id is None:
             req_id = next(self._req_ids)
-        d = defer.Deferred(lambda _: self._waiting.pop(req_id, None))
-        self._waiting[req_id] = d
+        self._waiting[req_id] = on_response
         flags = FLAG_OBFUSCATED if self.obfuscate else 0
         self._writer.write(encode_frame(opcode, req_id, 0, body, flags))
         if not self._reading:
             self._reading = True
             self.transport.resumeProducing()
-        return d
+        return req_id
+
+    def forget(self, req_id: int) -> None:
+        """Stop waiting for the response to C{req_id}; a late one is ignored."""
+        self._waiting.pop(req_id, None)
 
     def dataReceived(self, data: bytes) -> None:
         decoder = self._decoder
@@ -520,9 +547,9 @@ class TradeChatClientProtocol(Protocol):
             decoder.receive(data)
             while (frame := decoder.next_frame()) is not None:
                 if frame.is_response:
-                    waiter = self._waiting.pop(frame.req_id, None)
-                    if waiter is not None:
-                        waiter.callback(frame)
+                    on_response = self._waiting.pop(frame.req_id, None)
+                    if on_response is not None:
+                        on_response(frame)
                 elif frame.opcode == Opcode.CHAT_BROADCAST and self.on_push is not None:
                     self._pushes_decoded += 1
                     self.on_push(bodies.decode_chat_broadcast(frame.body))
@@ -536,8 +563,8 @@ class TradeChatClientProtocol(Protocol):
 
     def connectionLost(self, reason=None) -> None:
         waiting, self._waiting = self._waiting, {}
-        for waiter in waiting.values():
-            waiter.errback(ConnectionLost("the connection closed with this request pending"))
+        for on_response in waiting.values():
+            on_response(Failure(ConnectionLost("the connection closed with this request pending")))
         lost_waiters, self._lost_waiters = self._lost_waiters, None
         for waiter in lost_waiters:
             waiter.callback(None)

@@ -257,6 +257,7 @@ class Worker:
         self.connections = connections
         self.finished = defer.Deferred()
         self._turn = 0
+        # (client, op, request, started, req_id) of the request in flight
         self._in_flight = None
 
     def expire(self, now: float, timeout: float) -> None:
@@ -265,8 +266,11 @@ class Worker:
         a second for all workers costs far less than a timer per request,
         which would weigh on the very latencies being measured.
         """
-        if self._in_flight is not None and now - self._in_flight[1] > timeout:
-            self._in_flight[0].cancel()
+        in_flight = self._in_flight
+        if in_flight is not None and now - in_flight[3] > timeout:
+            client, *_, req_id = in_flight
+            client.protocol.forget(req_id)
+            self._settled(Failure(defer.CancelledError()))
 
     def start(self) -> None:
         self._next()
@@ -281,12 +285,12 @@ class Worker:
         self._turn += 1
         op, request = bench.choose(client.user_id)
         started = time.perf_counter()
-        d = client.protocol.request(request)
-        self._in_flight = (d, started)
-        d.addBoth(self._settled, client, op, request, started)
+        req_id = client.protocol.send(request, self._settled)
+        self._in_flight = (client, op, request, started, req_id)
 
-    def _settled(self, outcome, client, op, request, started) -> None:
-        """Account for a reply or a failure, then send the next request (one callback)."""
+    def _settled(self, outcome) -> None:
+        """Account for a reply or a failure, then send the next request."""
+        client, op, request, started, _ = self._in_flight
         self._in_flight = None
         if isinstance(outcome, Failure):
             self._failed(outcome, client, op, request)

@@ -135,6 +135,7 @@ class BenchTests(unittest.TestCase):
         self.assertEqual(len(protocol.pending), 1)
         runner.stopping = True
         worker.expire(time.perf_counter() + 10, timeout=5.0)
+        self.assertEqual(protocol.pending, {})
         self.assertEqual(runner.results.errors, {Status.TIMEOUT: 1})
         self.successResultOf(worker.finished)
         self.assertEqual(runner.ledger.uncertain, 5)
@@ -245,13 +246,16 @@ class _SilentProtocol:
 
     def __init__(self):
         self.sent = []
-        self.pending = []
+        self.pending = {}
 
-    def request(self, request):
+    def send(self, request, on_response):
         self.sent.append(request)
-        d = defer.Deferred()
-        self.pending.append(d)
-        return d
+        req_id = len(self.sent)
+        self.pending[req_id] = on_response
+        return req_id
+
+    def forget(self, req_id):
+        del self.pending[req_id]
 
 
 class _FakeClient:
