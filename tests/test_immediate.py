@@ -130,29 +130,33 @@ class ImmediateWriterTests(unittest.TestCase):
 class BufferedWriterTests(unittest.TestCase):
     """Transports that must not be written to at once keep Twisted's path."""
 
+    def buffered_writer(self, transport) -> ImmediateWriter:
+        """A writer over C{transport}, checked to be on the buffered path."""
+        writer = ImmediateWriter(transport)
+        writer.register_producer(Producer())
+        self.assertFalse(writer.immediate)
+        self.assertTrue(transport.streaming)
+        return writer
+
     def test_tls_transport_is_never_written_at_once(self):
         ours, peer = socket.socketpair()
         self.addCleanup(ours.close)
         self.addCleanup(peer.close)
+        peer.setblocking(False)
         transport = TLSSocketTransport(ours)
         self.assertIsNone(plain_tcp_socket(transport))
-        writer = ImmediateWriter(transport)
-        writer.register_producer(Producer())
-        self.assertTrue(transport.streaming)
-        writer.write(b"secret")
+        self.buffered_writer(transport).write(b"secret")
         self.assertEqual(transport.value(), b"secret")
+        self.assertEqual(receive_all(peer), b"")
 
     def test_transport_without_a_socket(self):
         transport = StringTransport()
-        writer = ImmediateWriter(transport)
-        self.assertFalse(writer.immediate)
-        writer.write(b"data")
+        self.buffered_writer(transport).write(b"data")
         self.assertEqual(transport.value(), b"data")
 
     def test_streaming_pause_counts_the_backlog_until_drained(self):
         transport = StringTransport()
-        writer = ImmediateWriter(transport)
-        writer.register_producer(Producer())
+        writer = self.buffered_writer(transport)
         writer.write(b"before")
         writer.pause()
         writer.write(b"12345")
