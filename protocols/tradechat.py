@@ -185,8 +185,11 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         """
         Close after flushing what is already written, but abort if the peer
         does not read it within L{CLOSE_GRACE} seconds: a stuck peer must
-        not keep a closing connection forever.
+        not keep a closing connection forever.  Closing twice (a timeout
+        firing during a close) does nothing more.
         """
+        if self._closing:
+            return
         self.flush()
         self._closing = True
         self._writer.release()
@@ -520,9 +523,9 @@ class TradeChatClientProtocol(Protocol):
         Send a request value and return its req_id; C{on_response} is called
         with the response L{Frame} (any status), or with a L{Failure} if the
         connection closes first, and must not raise.  L{request} without the
-        Deferred: the
-        stress tool's closed loops send hundreds of thousands a second, and
-        a Deferred's callback machinery was a noticeable part of each.
+        Deferred: the stress tool's closed loops send hundreds of thousands a
+        second, and a Deferred's callback machinery was a noticeable part of
+        each.
         """
         opcode, body = bodies.encode_request(request)
         if req_id is None:

@@ -14,7 +14,7 @@ from marketplace.tradechat.directory import DirectoryFull
 from protocols.tradechat_bodies import login_token
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import (
-    FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, Opcode, Status, encode_frame,
+    FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, HEADER_LEN, Opcode, Status, encode_frame,
 )
 from protocols.tradechat import error_status
 from tests.tradechat.helpers import Harness, WriteCountingTransport
@@ -579,6 +579,16 @@ class StuckPeerTests(unittest.TestCase):
         self.assertFalse(peer.transport.disconnected)
         harness.clock.advance(10)
         self.assertTrue(peer.transport.disconnected)
+
+    def test_a_timeout_during_a_close_adds_no_second_abort(self):
+        harness = Harness(idle_timeout=5.0)
+        peer = harness.logged_in("alice")
+        peer.send_raw(b"\x00" * HEADER_LEN)
+        self.assertTrue(peer.transport.disconnecting)
+        harness.clock.advance(5)
+        aborts = [call for call in harness.clock.getDelayedCalls()
+                  if call.func == peer.transport.abortConnection]
+        self.assertEqual(len(aborts), 1)
 
     def test_nothing_is_written_to_a_closing_connection(self):
         harness = Harness(idle_timeout=5.0)
