@@ -81,11 +81,11 @@ class ImmediateWriter:
         if self._held == 0 and self.immediate:
             try:
                 sent = self._socket.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
             except OSError:
-                # The connection is failing: the transport meets the same
-                # error at its next write and closes the connection.
+                # The kernel's buffer is full, the call was interrupted, or
+                # the connection is failing: the transport takes the data
+                # and, in the last case, meets the error itself and closes
+                # the connection.
                 sent = 0
             if sent == len(data):
                 return
