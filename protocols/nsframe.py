@@ -38,13 +38,16 @@ _OBFUSCATION_TABLE = bytes(b ^ OBFUSCATION_BYTE for b in range(256))
 
 _HEADER = struct.Struct(">HBBHIHHQI6x")
 _pack_header = _HEADER.pack
-_unpack_header = _HEADER.unpack_from
-_CHECKSUM_OFFSET = 22
-# The header's first 12 bytes as (magic, version and flags in one word,
-# header_len, body_len, opcode): what skipping a frame needs to look at.
+# The decoder reads a header in two parts: the first 12 bytes as (magic,
+# version and flags in one word, header_len, body_len, opcode), all that
+# framing and skipping a frame need, and the rest (status, req_id, checksum)
+# only for a frame it returns.
 _unpack_header_prefix = struct.Struct(">IHIH").unpack_from
-_PLAIN_WORD = (MAGIC << 16) | (VERSION << 8)
-"""Magic, version and no flags, as one word of L{_unpack_header_prefix}."""
+_unpack_header_rest = struct.Struct(">HQI").unpack_from
+_HEADER_PREFIX_LEN = 12
+_MAGIC_VERSION = (MAGIC << 8) | VERSION
+"""Magic and version: the header prefix's first word without its flags byte."""
+_CHECKSUM_OFFSET = 22
 _ZERO_CHECKSUM = b"\x00\x00\x00\x00"
 
 
@@ -235,8 +238,7 @@ class FrameDecoder:
         size = len(buffer)
         start = self._offset
         skip_opcode = self._skip_opcode
-        if skip_opcode is not None:
-            start = self._skip_plain_frames(buffer, start, size)
+        max_body_len = self._max_body_len
         while True:
             if size - start < HEADER_LEN:
                 if start == size:
@@ -249,21 +251,22 @@ class FrameDecoder:
                 self._compact()
                 self._check_partial_header(self._buffer)
                 return None
-            (magic, version, flags, header_len, body_len, opcode, status, req_id,
-             checksum) = _unpack_header(buffer, start)
-            if (magic != MAGIC or version != VERSION or header_len != HEADER_LEN
-                    or body_len > self._max_body_len):
+            word, header_len, body_len, opcode = _unpack_header_prefix(buffer, start)
+            if word >> 8 != _MAGIC_VERSION or header_len != HEADER_LEN or body_len > max_body_len:
                 self._offset = start
-                self._check_header(magic, version, header_len, body_len)
+                self._check_header(word >> 16, (word >> 8) & 0xFF, header_len, body_len)
             end = start + HEADER_LEN + body_len
             if size < end:
                 self._offset = start
                 self._compact()
                 return None
-            if opcode != skip_opcode or flags & FLAG_RESPONSE:
+            # The flags are the word's low byte.
+            if opcode != skip_opcode or word & FLAG_RESPONSE:
                 break
             self.skipped += 1
             start = end
+        flags = word & 0xFF
+        status, req_id, checksum = _unpack_header_rest(buffer, start + _HEADER_PREFIX_LEN)
         buffer[start + _CHECKSUM_OFFSET:start + _CHECKSUM_OFFSET + 4] = _ZERO_CHECKSUM
         actual = zlib.crc32(buffer[start:end])
         body = bytes(buffer[start + HEADER_LEN:end])
@@ -273,28 +276,6 @@ class FrameDecoder:
         if flags & FLAG_OBFUSCATED:
             body = body.translate(_OBFUSCATION_TABLE)
         return Frame(opcode, req_id, status, flags, body)
-
-    def _skip_plain_frames(self, buffer: bytearray, start: int, size: int) -> int:
-        """
-        The fast path of skipping, for the common case: step over complete
-        frames of the skipped opcode that carry no flags, checking their
-        header as L{next_frame} would, and return where the first other
-        frame starts.  Anything else (another opcode, flags, a bad header, a
-        partial frame) is left to the general loop.
-        """
-        skip_opcode = self._skip_opcode
-        max_body_len = self._max_body_len
-        skipped = 0
-        while size - start >= HEADER_LEN:
-            word, header_len, body_len, opcode = _unpack_header_prefix(buffer, start)
-            end = start + HEADER_LEN + body_len
-            if (opcode != skip_opcode or word != _PLAIN_WORD or header_len != HEADER_LEN
-                    or body_len > max_body_len or end > size):
-                break
-            skipped += 1
-            start = end
-        self.skipped += skipped
-        return start
 
     def _compact(self) -> None:
         if self._offset:
