@@ -107,7 +107,7 @@ def load(reactor_name, bench_arguments):
     bench_main(bench_arguments)
 
 
-def server_reactor(args, name):
+def server_reactor(args):
     return args.reactor or DEFAULT_REACTOR
 
 
@@ -130,7 +130,7 @@ def run_once(args, name, csv_path):
     connections, concurrency, mix, payload, _, _, _ = SCENARIOS[name]
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--store", args.store,
-         "--reactor", server_reactor(args, name)],
+         "--reactor", server_reactor(args)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
     try:
         started = json.loads(server.stdout.readline())
@@ -142,7 +142,7 @@ def run_once(args, name, csv_path):
                  "--processes", str(args.processes), "--out", csv_path]
         result = subprocess.run(bench, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, timeout=args.duration + 120)
-        sys.stdout.write(f"--- {name} (server reactor {server_reactor(args, name)}, "
+        sys.stdout.write(f"--- {name} (server reactor {server_reactor(args)}, "
                          f"load generator reactor {load_reactor(args, name)})\n{result.stdout}")
         if result.returncode != 0:
             raise SystemExit(f"tradechat-bench failed in {name}")
@@ -191,12 +191,9 @@ def main():
         for row, (server_cpu, load_cpu) in zip(rows, cpu):
             row.update(cpu_per_request(row, server_cpu, load_cpu))
         _append_rows(args.out, rows)
-        medians[name] = {key: statistics.median(float(row[key]) for row in rows if row[key] != "")
+        medians[name] = {key: median_of(rows, key)
                          for key in ("rps", "p50_us", "p99_us", "p999_us", "err",
-                                     "load_cpu_us_per_req")}
-        server_cpu = [float(row["server_cpu_us_per_req"]) for row in rows
-                      if row["server_cpu_us_per_req"] != ""]
-        medians[name]["server_cpu_us_per_req"] = statistics.median(server_cpu) if server_cpu else None
+                                     "server_cpu_us_per_req", "load_cpu_us_per_req")}
     print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}; "
           f"reactors: server/load generator")
     print(f"{cpus()}; load average {load_before} before, {load_average()} after")
@@ -208,10 +205,16 @@ def main():
         if target_rps:
             met = median["rps"] >= target_rps and median["p99_us"] <= target_p99
             target = f">= {target_rps} req/s, p99 <= {target_p99} us: {'met' if met else 'NOT met'}"
-        reactors = f"{server_reactor(args, name)}/{load_reactor(args, name)}"
+        reactors = f"{server_reactor(args)}/{load_reactor(args, name)}"
         print(f"{name:<17}{reactors:>16}{median['rps']:>9.0f}"
               f"{median['p50_us']:>9.0f}{median['p99_us']:>9.0f}{median['p999_us']:>9.0f}"
               f"{median['err']:>8.0f}{cpu_column(median):>12}  {target}")
+
+
+def median_of(rows: list, key: str):
+    """The median of column C{key}, or None if no row has a value there."""
+    values = [float(row[key]) for row in rows if row[key] != ""]
+    return statistics.median(values) if values else None
 
 
 def cpu_per_request(row: dict, server_cpu, load_cpu: float) -> dict:
