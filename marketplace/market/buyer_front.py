@@ -9,8 +9,8 @@ A purchase runs as a small saga keyed by the buyer's idempotency key:
    refuses with the item that is short);
 2. payments ``Authorize`` checks the card and captures the total once per key;
 3. product-db ``Commit`` and customer-db ``RecordPurchase`` make it final
-   (history, items bought and sold, the bought units leave the cart); they
-   are independent, so they run side by side.
+   (history, items bought and sold, the bought units leave the cart), in
+   that order: a purchase is recorded only once its stock is committed.
 
 A decline or a failed authorisation releases the reservation.  Every step is
 idempotent per key, so a client that lost the reply retries MakePurchase with
@@ -169,18 +169,15 @@ class BuyerFront:
             "Reserve", {"purchase_id": purchase_id, "lines": lines})))
         if reservation.state != COMMITTED:
             yield self._authorize(purchase_id, reservation.total_cents, card)
-            committed = self._product("Commit", {"purchase_id": purchase_id})
-        else:
-            committed = defer.succeed(None)
-        # Once the payment is captured, committing the stock and recording the
-        # history only make the purchase final; neither needs the other, so
-        # they run side by side, and a retry with the same key finishes
-        # whichever did not.
-        recorded = self._customer("RecordPurchase", request, {
+            # Recording waits for the commit: a commit refused because a
+            # concurrent attempt with the same key released the reservation
+            # must not leave a purchase in the history (and the bought units
+            # gone from the cart) for stock that is back on sale.
+            yield self._product("Commit", {"purchase_id": purchase_id})
+        yield self._customer("RecordPurchase", request, {
             "purchase_id": purchase_id,
             "lines": [[line.item_id, line.seller_id, line.quantity, line.price_cents]
                       for line in reservation.lines]}, idempotent=True)
-        yield together(committed, recorded)
         return None, {
             "status": STATUS_OK, "idempotency_key": key,
             "total": validation.cents_to_decimal(reservation.total_cents),

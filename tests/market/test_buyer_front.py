@@ -7,6 +7,7 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from marketplace.market.buyer_front import BuyerFront
+from marketplace.market.errors import ClientError
 from protocols.envelope import Request
 from tests.market.market_harness import CARD
 
@@ -46,12 +47,20 @@ class PurchaseTests(unittest.TestCase):
         self.payments.answer("Authorize", {"approved": True, "reason": "approved"})
         return done
 
-    def test_commit_and_record_run_side_by_side(self):
+    def test_the_purchase_is_recorded_once_the_stock_is_committed(self):
         done = self.purchase()
-        self.assertEqual(self.log[-2:], ["product-db Commit", "customer-db RecordPurchase"])
-        self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
-        self.assertNoResult(done)
+        self.assertEqual(self.log[-1], "product-db Commit")
         self.product_db.answer("Commit", {"purchase_id": "buyer-4:k", "state": "committed",
                                           "lines": [[9, 3, 2, 450]]})
+        self.assertEqual(self.log[-1], "customer-db RecordPurchase")
+        self.assertNoResult(done)
+        self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
         _, reply = self.successResultOf(done)
         self.assertEqual((reply["status"], str(reply["total"])), ("ok", "9.00"))
+
+    def test_a_refused_commit_records_nothing(self):
+        done = self.purchase()
+        self.product_db.waiting.pop("Commit").errback(
+            ClientError("reservation buyer-4:k was released"))
+        self.failureResultOf(done, ClientError)
+        self.assertNotIn("customer-db RecordPurchase", self.log)
