@@ -34,22 +34,35 @@ YOUNG_THRESHOLD = 10_000
 class CollectorSettings(Service):
     """
     Freeze the start-up heap and raise the young threshold on start; undo
-    both on stop (so a test process that starts and stops services is left
-    as it was).  One per process is enough; several are harmless.
+    both when the last running instance stops (so a test process that starts
+    and stops services is left as it was).  The settings belong to the
+    process, not to one service: a process running several services (the
+    C{suite} plugin) holds several instances, which may stop in any order.
     """
 
-    _saved_threshold = None
+    _holding = False
+    #: Running instances in this process, and the threshold found by the first.
+    _holders = 0
+    _saved_threshold: tuple[int, int, int] | None = None
 
     def startService(self):
         super().startService()
-        self._saved_threshold = gc.get_threshold()
-        _, middle, oldest = self._saved_threshold
-        gc.set_threshold(max(YOUNG_THRESHOLD, self._saved_threshold[0]), middle, oldest)
+        cls = CollectorSettings
+        if cls._holders == 0:
+            young, middle, oldest = cls._saved_threshold = gc.get_threshold()
+            gc.set_threshold(max(YOUNG_THRESHOLD, young), middle, oldest)
+        cls._holders += 1
+        self._holding = True
+        # Each start freezes what start-up has added since the last.
         gc.freeze()
 
     def stopService(self):
-        if self._saved_threshold is not None:
-            gc.unfreeze()
-            gc.set_threshold(*self._saved_threshold)
-            self._saved_threshold = None
+        if self._holding:
+            self._holding = False
+            cls = CollectorSettings
+            cls._holders -= 1
+            if cls._holders == 0:
+                gc.unfreeze()
+                gc.set_threshold(*cls._saved_threshold)
+                cls._saved_threshold = None
         return super().stopService()

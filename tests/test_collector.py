@@ -30,3 +30,16 @@ class CollectorSettingsTests(unittest.TestCase):
         settings.startService()
         self.addCleanup(settings.stopService)
         self.assertEqual(gc.get_threshold(), (50_000, 10, 10))
+
+    def test_settings_last_until_the_last_instance_stops_in_any_order(self):
+        first, second = CollectorSettings(), CollectorSettings()
+        for settings in (first, second):
+            settings.startService()
+            self.addCleanup(lambda settings=settings: settings.running and settings.stopService())
+        first.stopService()
+        self.assertEqual(gc.get_threshold(), (YOUNG_THRESHOLD, 10, 10))
+        self.assertGreater(gc.get_freeze_count(), 0)
+        first.stopService()  # stopping twice counts once
+        second.stopService()
+        self.assertEqual(gc.get_threshold(), (700, 10, 10))
+        self.assertEqual(gc.get_freeze_count(), 0)
