@@ -42,6 +42,7 @@ class ItemRepliesTests(unittest.TestCase):
     def test_a_changed_item_is_encoded_again(self):
         self.call("CreateItem", seller_id=1, **LAMP)
         self.call("GetItem", item_id=1)
+        self.call("Search", keywords=["lamp"])
         self.call("SetPrice", seller_id=1, item_id=1, price_cents=1999)
         self.assertIn(b'"price":19.99,"price_cents":1999', self.call("GetItem", item_id=1))
         self.assertIn(b'"price":19.99,', self.call("Search", keywords=["lamp"]))
