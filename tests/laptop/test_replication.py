@@ -228,6 +228,20 @@ class BatchingTests(unittest.TestCase):
         )
         self.assertEqual(results, [leader] * 3)
 
+    def test_a_read_is_not_held_for_the_slowest_live_backup(self):
+        """
+        A read needs a round acknowledged by a majority, not by every live
+        backup: while a frozen backup has a batch out, a read of a committed
+        order is answered by the primary and the other backup at once, not
+        at the next heartbeat.
+        """
+        net, leader, fast, slow, results = self._first_batch_half_answered()
+        primary = net.replicas[leader]
+        read = []
+        primary.read(7).addCallback(read.append)
+        net.run(0.02)
+        self.assertEqual(len(read), 1)
+
     def test_orders_held_for_a_backup_that_dies_go_out_at_once(self):
         """
         When the live backup the others wait for drops out, the orders held
