@@ -148,7 +148,10 @@ class _CustomerRequest:
         self.retry_call = None
 
     def done(self, last_order: Optional[int], admin_id: int) -> None:
-        """Waiter: served by this replica as primary; answer the customer."""
+        """
+        Served, by this replica as primary (as its waiter) or by the primary
+        it was forwarded to: answer the customer.
+        """
         outcome = admin_id if self.request_type == TYPE_ORDER else ReadResult(last_order, admin_id)
         self._replica._finish_request(self.tag, outcome)
 
@@ -756,11 +759,7 @@ class Replica:
         if request is None:
             return
         if message.status == FORWARD_OK:
-            if request.request_type == TYPE_ORDER:
-                self._finish_request(message.tag, message.admin_id)
-            else:
-                last = None if message.value < 0 else message.value
-                self._finish_request(message.tag, ReadResult(last, message.admin_id))
+            request.done(None if message.value < 0 else message.value, message.admin_id)
         else:
             # The replica we asked is no primary (any more): wait for the next
             # primary to be known, or try again after a heartbeat.
