@@ -415,14 +415,14 @@ class Replica:
         return False
 
     def _live_backup_behind(self) -> bool:
-        """Whether a live backup lacks entries, or the latest round (which pending reads need)."""
+        """Whether a live backup is L{_behind}."""
         last_index = self.replicated_log.last_index
         peers = self._peers
-        for peer in self.live:
-            progress = peers[peer]
-            if progress.next_index <= last_index or progress.acked_round < self._round:
-                return True
-        return False
+        return any(self._behind(peers[peer], last_index) for peer in self.live)
+
+    def _behind(self, progress, last_index: int) -> bool:
+        """Whether a peer lacks entries, or the latest round (which pending reads need)."""
+        return progress.next_index <= last_index or progress.acked_round < self._round
 
     def _schedule_flush(self) -> None:
         if self._flush_call is None and self._running:
@@ -503,11 +503,8 @@ class Replica:
         self._answer_reads()
         if reply.replica_id in self.live:
             if not self._live_backup_busy() and self._live_backup_behind():
-                self._send_round(in_step=True)
-        elif (
-            progress.next_index <= self.replicated_log.last_index
-            or progress.acked_round < self._round
-        ):
+                self._send_round()
+        elif self._behind(progress, self.replicated_log.last_index):
             self._send_append(reply.replica_id)
 
     def _advance_commit(self) -> None:
