@@ -470,23 +470,25 @@ _REPLICA_DECODERS = {
 }
 
 
-def decode_replica_message(data: bytes) -> Tuple[Optional[object], int]:
+def decode_replica_message(data: bytes, offset: int = 0) -> Tuple[Optional[object], int]:
     """
-    Decode one replica frame from the start of ``data``; return the message
-    (or None if more bytes are needed) and how many bytes it used.
+    Decode one replica frame starting at ``offset`` in ``data``; return the
+    message (or None if more bytes are needed) and where the next frame
+    starts (``offset`` when None).
     """
-    if len(data) < _FRAME_HEADER.size:
-        return None, 0
-    kind, length = _FRAME_HEADER.unpack_from(data)
+    body_start = offset + _FRAME_HEADER.size
+    if len(data) < body_start:
+        return None, offset
+    kind, length = _FRAME_HEADER.unpack_from(data, offset)
     decoder = _REPLICA_DECODERS.get(kind)
     if decoder is None:
         raise ProtocolError("unknown_frame_kind")
     if length < 0 or length > MAX_FRAME_BODY:
         raise ProtocolError("frame_too_large")
-    end = _FRAME_HEADER.size + length
+    end = body_start + length
     if len(data) < end:
-        return None, 0
-    return decoder(bytes(data[_FRAME_HEADER.size : end])), end
+        return None, offset
+    return decoder(data[body_start:end]), end
 
 
 class ServerDecoder:
@@ -508,19 +510,12 @@ class ServerDecoder:
         return self.role is None or bool(self._buffer)
 
     def feed(self, data: bytes) -> list:
+        if self.role == ROLE_CUSTOMER and not self._buffer and len(data) == _REQUEST.size:
+            # The common case of a closed loop: one whole request per read.
+            return [CustomerRequest(*_REQUEST.unpack(data))]
+        buffer = self._buffer + data if self._buffer else data
         events = []
         offset = 0
-        if not self._buffer:
-            # The common cases of a closed loop: one whole message per read.
-            if self.role == ROLE_CUSTOMER and len(data) == _REQUEST.size:
-                return [CustomerRequest(*_REQUEST.unpack(data))]
-            if self.role == ROLE_REPLICA:
-                message, offset = decode_replica_message(data)
-                if message is not None:
-                    if offset == len(data):
-                        return [message]
-                    events.append(message)
-        buffer = self._buffer + data if self._buffer else data
         if self.role is None:
             if len(buffer) < 4:
                 self._buffer = buffer
@@ -539,13 +534,11 @@ class ServerDecoder:
             )
             offset = usable
         elif self.role == ROLE_REPLICA:
-            view = memoryview(buffer)
             while True:
-                message, used = decode_replica_message(view[offset:])
+                message, offset = decode_replica_message(buffer, offset)
                 if message is None:
                     break
                 events.append(message)
-                offset += used
         else:
             usable = offset + (len(buffer) - offset) // 24 * 24
             events.extend(
