@@ -16,16 +16,13 @@ load average before and after, since other work on the machine skews the
 figures.
 
 The server runs on the platform's default reactor (epoll on Linux), as
-C{twistd -n tradechat} does.  The load generator runs on the reactor that
-measured faster for the scenario, and the output names it: the chat
-scenarios use C{poll}, because the load generator stops and resumes reading
-a connection around each request there and C{poll} changes those
-registrations in memory where epoll makes a system call for each; the
-trade-heavy one uses the default, which does not rescan its 200 connections
-at every wait.  --reactor and --load-reactor run every scenario's server or
-load generator on the reactor given, to compare them (C{poll} and epoll
-measured the same for the server, which writes at once and so no longer
-changes registrations per write).
+C{twistd -n tradechat} does.  The load generator runs on tradechat-bench's
+own default for the scenario's mix (C{poll} with chat, the platform's
+default without; L{marketplace.tradechat.bench.default_reactor} says why),
+and the output names it.  --reactor and --load-reactor run every
+scenario's server or load generator on the reactor given, to compare them
+(C{poll} and epoll measured the same for the server, which writes at once
+and so no longer changes registrations per write).
 
 Beside each scenario's figures it prints the CPU microseconds per request
 of the server (during the load) and of the load generator (its whole
@@ -52,26 +49,18 @@ from machine import cpus, load_average, process_cpu_seconds
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-DEFAULT_REACTOR = "default"
-"""The platform's default reactor (epoll on Linux), installed by importing it."""
+from marketplace.tradechat.bench import PLATFORM_REACTOR, default_reactor, install_reactor  # noqa: E402
 
-# name: (connections, concurrency, mix, payload, load generator's reactor, target rps, target p99 us)
+# name: (connections, concurrency, mix, payload, target rps, target p99 us)
 SCENARIOS = {
-    "mixed-100": (100, 16, "mixed", 32, "poll", 15_000, 4_000),
-    "trade-200": (200, 32, "trade-heavy", 32, DEFAULT_REACTOR, 25_000, 3_000),
-    "chat-100": (100, 16, "chat-heavy", 32, "poll", None, None),
-    "mixed-100-p256": (100, 16, "mixed", 256, "poll", None, None),
-    "mixed-100-p1024": (100, 16, "mixed", 1024, "poll", None, None),
-    "chat-100-p256": (100, 16, "chat-heavy", 256, "poll", None, None),
-    "chat-100-p1024": (100, 16, "chat-heavy", 1024, "poll", None, None),
+    "mixed-100": (100, 16, "mixed", 32, 15_000, 4_000),
+    "trade-200": (200, 32, "trade-heavy", 32, 25_000, 3_000),
+    "chat-100": (100, 16, "chat-heavy", 32, None, None),
+    "mixed-100-p256": (100, 16, "mixed", 256, None, None),
+    "mixed-100-p1024": (100, 16, "mixed", 1024, None, None),
+    "chat-100-p256": (100, 16, "chat-heavy", 256, None, None),
+    "chat-100-p1024": (100, 16, "chat-heavy", 1024, None, None),
 }
-
-
-def install_reactor(name):
-    """Install reactor C{name} (a C{twistd --reactor} name) unless it is the default."""
-    if name != DEFAULT_REACTOR:
-        from twisted.application.reactors import installReactor
-        installReactor(name)
 
 
 def serve(store, reactor_name):
@@ -100,19 +89,12 @@ def serve(store, reactor_name):
     reactor.run()
 
 
-def load(reactor_name, bench_arguments):
-    """Child side: run tradechat-bench with C{bench_arguments} on reactor C{reactor_name}."""
-    install_reactor(reactor_name)
-    from marketplace.tradechat.bench import main as bench_main
-    bench_main(bench_arguments)
-
-
 def server_reactor(args):
-    return args.reactor or DEFAULT_REACTOR
+    return args.reactor or PLATFORM_REACTOR
 
 
 def load_reactor(args, name):
-    return args.load_reactor or SCENARIOS[name][4]
+    return args.load_reactor or default_reactor(SCENARIOS[name][2])
 
 
 def children_cpu_seconds() -> float:
@@ -127,7 +109,7 @@ def run_once(args, name, csv_path):
     @return: the CPU seconds the server and the load generator used during
         the run (the server's is None where /proc is missing).
     """
-    connections, concurrency, mix, payload, _, _, _ = SCENARIOS[name]
+    connections, concurrency, mix, payload, _, _ = SCENARIOS[name]
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--store", args.store,
          "--reactor", server_reactor(args)],
@@ -136,7 +118,8 @@ def run_once(args, name, csv_path):
         started = json.loads(server.stdout.readline())
         port, server_cpu_before = started["port"], process_cpu_seconds(started["pid"])
         load_cpu_before = children_cpu_seconds()
-        bench = [sys.executable, __file__, "--load", load_reactor(args, name), "--port", str(port),
+        bench = [sys.executable, "-m", "marketplace.tradechat.bench",
+                 "--reactor", load_reactor(args, name), "--port", str(port),
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),
                  "--processes", str(args.processes), "--out", csv_path]
@@ -180,7 +163,7 @@ def main():
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     load_before = load_average()
     print(f"{cpus()}; client and server share them; store {args.store}; "
-          f"reactors {args.reactor or DEFAULT_REACTOR} (server), "
+          f"reactors {server_reactor(args)} (server), "
           f"{args.load_reactor or 'per scenario'} (load); {args.processes} load process(es); "
           f"load average {load_before}")
     medians = {}
@@ -255,10 +238,4 @@ def _append_rows(path, rows):
 
 
 if __name__ == "__main__":
-    # Load-generator child: "--load REACTOR" then tradechat-bench's own
-    # arguments, which must not go through this script's parser (both have
-    # --duration, --processes and --out).
-    if sys.argv[1:2] == ["--load"]:
-        load(sys.argv[2], sys.argv[3:])
-    else:
-        main()
+    main()

@@ -4,7 +4,7 @@ Building a store from the ``--store`` URL.
 
 from __future__ import annotations
 
-from marketplace.store.redis.address import parse_redis_url
+from marketplace.store.address import parse_redis_url
 
 #: Seconds a store call may take before it fails with ``StoreUnavailable``.
 DEFAULT_STORE_TIMEOUT = 2.0

@@ -34,8 +34,8 @@ from twisted.internet import defer, protocol, stdio, task
 from twisted.protocols.basic import LineOnlyReceiver
 
 from marketplace.tradechat.bench import (
-    Bench, Ledger, Options, Results, judge_conservation, keys_from_json, keys_to_json, report,
-    show_progress, timeline_point,
+    Bench, Ledger, Options, Results, install_reactor, judge_conservation, keys_from_json,
+    keys_to_json, report, show_progress, timeline_point,
 )
 
 SETUP_GRACE = 30.0
@@ -300,6 +300,7 @@ def main(argv=None) -> None:
     index, processes, *bench_arguments = sys.argv[1:] if argv is None else argv
     options = Options()
     options.parseOptions(bench_arguments)
+    install_reactor(options["reactor"])
     task.react(lambda reactor: serve_parent(reactor, options, int(index), int(processes)))
 
 

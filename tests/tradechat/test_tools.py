@@ -4,10 +4,12 @@ password tool and the plugin's options.
 """
 
 import csv
+import os
 import socket
+import sys
 import time
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, utils
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
@@ -18,6 +20,8 @@ from marketplace.tradechat.client import Shell, format_push
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
 from tests.tradechat.helpers import connect_client, start_server
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ShellTests(unittest.TestCase):
@@ -124,6 +128,26 @@ class BenchTests(unittest.TestCase):
             with self.subTest(arguments):
                 self.assertRaises(usage.UsageError, self.options, *arguments)
         self.assertEqual(self.options("--connections", "4", "--threads", "9")["concurrency"], 4)
+
+    def test_reactor_defaults_to_the_faster_one_for_the_mix(self):
+        self.assertEqual(self.options("--mix", "mixed")["reactor"], "poll")
+        self.assertEqual(self.options("--mix", "chat-heavy")["reactor"], "poll")
+        self.assertEqual(self.options("--mix", "trade-heavy")["reactor"], bench.PLATFORM_REACTOR)
+        self.assertEqual(self.options("--mix", "mixed", "--reactor", "select")["reactor"], "select")
+        self.assertRaises(usage.UsageError, self.options, "--reactor", "nope")
+
+    @defer.inlineCallbacks
+    def test_importing_the_tools_installs_no_reactor(self):
+        """
+        C{--reactor} works only if nothing the tool imports has installed
+        the default reactor already (txredisapi does at import, so the
+        option parsing must not reach the Redis store).
+        """
+        script = ("import sys; import marketplace.tradechat.bench, marketplace.tradechat.benchpool; "
+                  "print('twisted.internet.reactor' in sys.modules)")
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable, ["-c", script], env=os.environ, path=REPOSITORY)
+        self.assertEqual((out.strip(), code), (b"False", 0), err)
 
     def test_unanswered_request_counts_as_timeout_and_makes_the_audit_indeterminate(self):
         runner = bench.Bench(reactor, self.options())

@@ -7,7 +7,7 @@ from twisted.application.service import Service
 from zope.interface import implementer
 
 from marketplace.store.interfaces import IStore
-from marketplace.store.redis.address import RedisAddress
+from marketplace.store.address import RedisAddress
 from marketplace.store.redis.catalog import RedisCatalog
 from marketplace.store.redis.connection import RedisConnection
 from marketplace.store.redis.customers import RedisCustomers

@@ -18,7 +18,7 @@ from twisted.python.filepath import FilePath
 import txredisapi
 
 from marketplace.store.errors import StoreError, StoreUnavailable
-from marketplace.store.redis.address import RedisAddress
+from marketplace.store.address import RedisAddress
 
 #: Redis replies that mean "not now" rather than "wrong request".
 _TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
