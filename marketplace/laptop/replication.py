@@ -36,7 +36,7 @@ The scheme (README, "Laptop orders: replication"):
 """
 
 import random
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import attrs
 from twisted.internet import defer
@@ -209,7 +209,9 @@ class Replica:
         self._round = 0
         self._view_start_index = -1
         self._persisted_index = -1
-        self._order_waiters: Dict[int, List[_Waiter]] = {}
+        # log index -> what to tell once it commits: forwarded requests'
+        # _Waiter and this replica's own _CustomerRequest alike.
+        self._order_waiters: Dict[int, List[Union[_Waiter, _CustomerRequest]]] = {}
         self._read_waiters: List[tuple] = []
         self._pending_orders: Dict[int, tuple] = {}
         self._flush_call = None
