@@ -14,14 +14,14 @@ line before it, progress goes to stderr.
 
 import getopt
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import attrs
-from hdrh.histogram import HdrHistogram
 from twisted.internet import defer, error, task
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from marketplace.latency import LatencyCounts, new_histogram
 from marketplace.laptop.history import History
 from marketplace.net import connect
 from marketplace.options import parse_command_line, positive_float
@@ -162,43 +162,31 @@ class FailoverSession:
 class Latencies:
     """
     Microsecond latencies: exact count, average, min and max; percentiles
-    from an HDR histogram.  Recording only counts the value (a load run
-    records tens of thousands a second, and a histogram update costs several
-    times a dict update); the histogram is filled from the counts when a
-    percentile is asked for.
+    from an HDR histogram, into which the counted values go only when a
+    percentile is asked for (L{marketplace.latency} says why).
     """
 
     def __init__(self):
-        #: microseconds -> how many requests took that long
-        self._counts: Dict[int, int] = {}
-        self._histogram: Optional[HdrHistogram] = None
+        self._pending = LatencyCounts()
+        self._histogram = new_histogram()
         self.count = 0
         self.total = 0
+        self.low: Optional[int] = None
+        self.high = 0
 
     def record(self, microseconds: int) -> None:
-        value = microseconds if microseconds > 1 else 1
-        counts = self._counts
-        counts[value] = counts.get(value, 0) + 1
+        value = self._pending.record(microseconds)
         self.count += 1
         self.total += value
-        self._histogram = None
-
-    @property
-    def low(self) -> Optional[int]:
-        return min(self._counts) if self._counts else None
-
-    @property
-    def high(self) -> int:
-        return max(self._counts) if self._counts else 0
+        if value > self.high:
+            self.high = value
+        if self.low is None or value < self.low:
+            self.low = value
 
     def percentile(self, p: float) -> int:
         if not self.count:
             return 0
-        if self._histogram is None:
-            histogram = HdrHistogram(1, 60_000_000, 3)
-            for value, count in self._counts.items():
-                histogram.record_value(value, count)
-            self._histogram = histogram
+        self._pending.fill(self._histogram)
         return self._histogram.get_value_at_percentile(p)
 
     @property

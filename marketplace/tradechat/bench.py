@@ -46,6 +46,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from marketplace.collector import CollectorSettings
+from marketplace.latency import LatencyCounts, new_histogram
 from marketplace.options import check_client_endpoint, parse_command_line, positive_float
 from marketplace.tradechat.remote import TradeChatClient
 from protocols import tradechat_bodies as bodies
@@ -70,13 +71,8 @@ _STATUS_COLUMNS = {
     Status.INSUFFICIENT_FUNDS: "err_insufficient_funds", Status.SERVER_BUSY: "err_server_busy",
     Status.TIMEOUT: "err_timeout",
 }
-_LOWEST_US, _HIGHEST_US, _DIGITS = 1, 60_000_000, 3
 _SEED_STRIDE = 1_000_003
 """Offsets each load process's --seed so their request sequences differ."""
-
-
-def _histogram() -> HdrHistogram:
-    return HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
 
 
 class Options(usage.Options):
@@ -228,30 +224,23 @@ class Ledger:
 class Results:
     ok: int = 0
     errors: Counter = attrs.Factory(Counter)
-    histogram: HdrHistogram = attrs.Factory(_histogram)
-    interval: HdrHistogram = attrs.Factory(_histogram)
+    histogram: HdrHistogram = attrs.Factory(new_histogram)
+    interval: HdrHistogram = attrs.Factory(new_histogram)
     timeline: list = attrs.Factory(list)
     pushes: int = 0
-    # Latencies not yet in the histograms: value -> count.  Counting here and
-    # folding once a second costs a dict update per request instead of two
-    # HdrHistogram.record_value calls, which weighed on the tool's own CPU.
-    _unfolded: dict = attrs.field(factory=dict, init=False)
+    # Latencies not yet in the histograms, folded in once a second.
+    _unfolded: LatencyCounts = attrs.field(factory=LatencyCounts, init=False)
 
     @property
     def total(self) -> int:
         return self.ok + sum(self.errors.values())
 
     def record(self, latency_us: int) -> None:
-        latency_us = min(max(latency_us, _LOWEST_US), _HIGHEST_US)
-        unfolded = self._unfolded
-        unfolded[latency_us] = unfolded.get(latency_us, 0) + 1
+        self._unfolded.record(latency_us)
 
     def fold(self) -> None:
         """Put the latencies recorded since the last fold into both histograms."""
-        unfolded, self._unfolded = self._unfolded, {}
-        for latency_us, count in unfolded.items():
-            self.histogram.record_value(latency_us, count)
-            self.interval.record_value(latency_us, count)
+        self._unfolded.fill(self.histogram, self.interval)
 
     def add(self, other: "Results") -> None:
         """Fold another process's results into these (counts and histogram, exactly)."""

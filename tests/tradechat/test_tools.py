@@ -14,6 +14,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
+from marketplace import latency
 from marketplace.collector import CollectorSettings
 from marketplace.tradechat import auth, bench, benchpool, passwd, tap
 from marketplace.tradechat.client import Shell, format_push
@@ -208,7 +209,7 @@ class BenchTests(unittest.TestCase):
             self.assertEqual(histogram.get_total_count(), 4)
             self.assertEqual(histogram.get_count_at_value(100), 2)
             self.assertTrue(histogram.values_are_equivalent(histogram.get_max_value(),
-                                                            bench._HIGHEST_US))
+                                                            latency.HIGHEST_US))
         results.fold()
         self.assertEqual(results.histogram.get_total_count(), 4)
 
