@@ -581,13 +581,18 @@ class Replica:
         log = self.replicated_log
         log.compact(self.commit_index)
         self._snapshot_records = self.book.records()
+        self._save_snapshot()
+        self._counters.increment("laptop_snapshots")
+
+    def _save_snapshot(self) -> None:
+        """Persist the snapshot at the log's base with the entries after it."""
+        log = self.replicated_log
         self._storage.save_snapshot(
             log.base_index,
             log.base_view,
             self._snapshot_records,
             log.entries_from(log.base_index + 1, log.last_index - log.base_index),
         )
-        self._counters.increment("laptop_snapshots")
 
     # ------------------------------------------------------------ messages
 
@@ -725,12 +730,7 @@ class Replica:
             self._snapshot_records = message.records
             self.commit_index = message.last_index
             self._persisted_index = log.last_index
-            self._storage.save_snapshot(
-                log.base_index,
-                log.base_view,
-                message.records,
-                log.entries_from(log.base_index + 1, log.last_index - log.base_index),
-            )
+            self._save_snapshot()
             self._counters.increment("laptop_snapshots_installed")
         self._send(
             message.primary_id,
