@@ -1,15 +1,16 @@
 """
-Latency recording for the load tools (tradechat-bench, laptop-client,
-market-bench): microsecond HDR histograms of one shape, and a counter that
-puts latencies into them in bulk.
+Latency recording for the load tools: microsecond HDR histograms of one
+shape (tradechat-bench, laptop-client, market-bench), so that histograms of
+several processes or apis add up exactly, and a counter that puts
+latencies into them in bulk.
 
-A load tool records tens of thousands of latencies a second on the cores
-it shares with the server it measures, and an C{HdrHistogram.record_value}
-costs several times a dict update.  L{LatencyCounts} therefore only counts
-each value; the counts go into histograms when figures are wanted, one
-C{record_value(value, count)} per distinct value.  The histograms all have
-one range and precision so that histograms of several processes or apis
-add up exactly.
+tradechat-bench and laptop-client record tens of thousands of latencies a
+second on the cores they share with the servers they measure, and an
+C{HdrHistogram.record_value} costs several times a dict update.
+L{LatencyCounts} therefore only counts each value; the counts go into
+histograms when figures are wanted, one C{record_value(value, count)} per
+distinct value.  market-bench records a few thousand calls a second and
+records each straight into its api's histogram.
 """
 
 from __future__ import annotations

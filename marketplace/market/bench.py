@@ -44,7 +44,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
 from marketplace.collector import CollectorSettings
-from marketplace.latency import LatencyCounts, new_histogram
+from marketplace.latency import LOWEST_US, new_histogram
 from marketplace.market.errors import ApiError, ServiceUnavailable, error_for_code
 from marketplace.net import connect
 from marketplace.options import check_client_endpoint, parse_command_line
@@ -103,38 +103,25 @@ class Tally:
     """
     Successful calls (count and latency, per api) and failures by code.
 
-    Each call is counted once, under its api; the counts go into one
-    histogram per api when figures are asked for, and the overall figures
-    come from their sum, so the breakdown costs the generator only a
-    dictionary lookup per call.
+    Each call is recorded once, in its api's histogram; the overall figures
+    come from their sum, so the breakdown costs the generator only a dictionary
+    lookup per call.
     """
 
     def __init__(self):
         self.successful = 0
         self.failed = {}
-        self._counts: dict[str, LatencyCounts] = {}
-        self._histograms: dict[str, HdrHistogram] = {}
+        self.histograms: dict[str, HdrHistogram] = {}
 
     def success(self, api: str, seconds: float):
         self.successful += 1
-        counts = self._counts.get(api)
-        if counts is None:
-            counts = self._counts[api] = LatencyCounts()
-        counts.record(int(seconds * 1_000_000))
+        histogram = self.histograms.get(api)
+        if histogram is None:
+            histogram = self.histograms[api] = new_histogram()
+        histogram.record_value(max(LOWEST_US, int(seconds * 1_000_000)))
 
     def failure(self, code: str):
         self.failed[code] = self.failed.get(code, 0) + 1
-
-    @property
-    def histograms(self) -> dict[str, HdrHistogram]:
-        """Each api's latency histogram, with every call counted so far."""
-        for api, counts in self._counts.items():
-            if counts:
-                histogram = self._histograms.get(api)
-                if histogram is None:
-                    histogram = self._histograms[api] = new_histogram()
-                counts.fill(histogram)
-        return self._histograms
 
     def overall(self) -> Latency:
         total = new_histogram()
@@ -145,9 +132,8 @@ class Tally:
     def per_api(self) -> dict:
         """{api: Latency}, in the order of ``MIX_APIS`` (any other api after them)."""
         order = {api: n for n, api in enumerate(MIX_APIS)}
-        histograms = self.histograms
-        return {api: Latency.of(histograms[api])
-                for api in sorted(histograms, key=lambda api: (order.get(api, len(order)), api))}
+        return {api: Latency.of(self.histograms[api])
+                for api in sorted(self.histograms, key=lambda api: (order.get(api, len(order)), api))}
 
 
 @attrs.frozen

@@ -75,6 +75,10 @@ _SEED_STRIDE = 1_000_003
 """Offsets each load process's --seed so their request sequences differ."""
 
 
+PLATFORM_REACTOR = "default"
+"""C{--reactor} value for the platform's default reactor (epoll on Linux)."""
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     optFlags = [["encrypt", None, "Obfuscate request bodies (XOR 0xA5), as the existing tool's --encrypt."]]
@@ -131,10 +135,6 @@ def default_reactor(mix: str) -> str:
     not rescan them all at each wait.
     """
     return "poll" if any(op == "chat" for op, _ in MIXES[mix]) else PLATFORM_REACTOR
-
-
-PLATFORM_REACTOR = "default"
-"""C{--reactor} value for the platform's default reactor (epoll on Linux)."""
 
 
 def _reactor_names() -> set[str]:
