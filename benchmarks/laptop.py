@@ -17,7 +17,6 @@ the machine and its load average are printed with them.
 import argparse
 import csv
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from machine import cpus, load_average
+from machine import children_cpu_seconds, cpus, load_average, process_cpu_seconds
 
 PYTHON = sys.executable
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,18 +61,6 @@ def _environment():
     path = environment.get("PYTHONPATH")
     environment["PYTHONPATH"] = REPOSITORY + (os.pathsep + path if path else "")
     return environment
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a running process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def client(ports, customers, orders, request_type, extra=()):
@@ -112,12 +99,12 @@ def measure(ports, processes, customers, orders, request_type, first_order):
     One client run; adds each replica's CPU microseconds per request (highest
     first: the primary's) and the client's, which includes its start-up.
     """
-    replicas_before = [cpu_seconds(process.pid) for process in processes]
+    replicas_before = [process_cpu_seconds(process.pid) for process in processes]
     client_before = children_cpu_seconds()
     extra = ["--first-order", str(first_order)] if request_type == 1 else []
     figures = client(ports, customers, orders, request_type, extra)
     requests = customers * orders
-    replica_cpu = [cpu_seconds(process.pid) - before
+    replica_cpu = [process_cpu_seconds(process.pid) - before
                    for process, before in zip(processes, replicas_before)]
     figures["replica_cpu_us"] = sorted((1e6 * spent / requests for spent in replica_cpu),
                                        reverse=True)

@@ -4,6 +4,7 @@ mean little without the CPU count, model and how busy the machine was.
 """
 
 import os
+import resource
 
 
 def cpus() -> str:
@@ -38,3 +39,9 @@ def process_cpu_seconds(pid: int):
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

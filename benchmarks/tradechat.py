@@ -38,13 +38,12 @@ import argparse
 import csv
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 
-from machine import cpus, load_average, process_cpu_seconds
+from machine import children_cpu_seconds, cpus, load_average, process_cpu_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -95,11 +94,6 @@ def server_reactor(args):
 
 def load_reactor(args, name):
     return args.load_reactor or default_reactor(SCENARIOS[name][2])
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_once(args, name, csv_path):
