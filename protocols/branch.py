@@ -11,7 +11,7 @@ with plain bytes, including every possible split of the input.
 """
 
 import re
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
 import attrs
 
@@ -28,6 +28,21 @@ MAX_REPLY = 4096
 #: than that cannot be a request they would answer either.
 MAX_REQUEST = 127
 
+#: Integer digits a SUBTOTAL may have on the wire.  Our aggregator calls a
+#: longer one malformed, so our branch server answers an error instead of
+#: sending it.
+MAX_AMOUNT_DIGITS = 30
+
+#: The decimal context for money.  Python's default context keeps 28
+#: significant digits, so a sum of large or finely divided amounts would be
+#: rounded silently and rounding such a sum to cents would raise
+#: C{InvalidOperation}; with the largest precision and exponent range the
+#: implementation allows, additions are exact and only an explicit
+#: C{quantize} ever rounds (half to even, as L{format_amount} documents).
+MONEY_CONTEXT = Context(
+    prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_EVEN
+)
+
 _CENTS = Decimal("0.01")
 
 # No whitespace or control bytes; check_branch_id also refuses the two bytes
@@ -35,7 +50,7 @@ _CENTS = Decimal("0.01")
 # quoted field for csv readers).
 _BRANCH_ID = re.compile(rb"[\x21-\x7e\x80-\xff]{1,63}")
 _RECORDS = re.compile(rb"[0-9]{1,18}")
-_SUBTOTAL = re.compile(rb"-?[0-9]{1,30}\.[0-9]{2}")
+_SUBTOTAL = re.compile(rb"-?[0-9]{1,%d}\.[0-9]{2}" % MAX_AMOUNT_DIGITS)
 _FIELD = re.compile(rb"(BRANCH_ID|RECORDS|SUBTOTAL):[ \t]*(.*?)[ \t]*")
 _ERROR = re.compile(rb"ERROR:[ \t]*(.*?)[ \t]*")
 
@@ -55,6 +70,12 @@ class RequestTooLarge(CodecError):
 class UnknownRequest(CodecError):
     """
     A complete line arrived that is not C{REQUEST}.
+    """
+
+
+class AmountOutOfRange(CodecError):
+    """
+    A subtotal with more integer digits than a reply may carry.
     """
 
 
@@ -104,9 +125,10 @@ def format_amount(amount):
     The exact decimal value is rounded, ties half to even (as C rounds a
     tie its binary double holds exactly); C rounds a binary approximation
     instead, so C{1.015} prints C{1.02} here where C prints C{1.01}.  A sum
-    that rounds to zero prints C{0.00}, never C{-0.00}.
+    that rounds to zero prints C{0.00}, never C{-0.00}.  Any number of
+    digits is formatted exactly (see L{MONEY_CONTEXT}).
     """
-    rounded = amount.quantize(_CENTS, rounding=ROUND_HALF_EVEN)
+    rounded = amount.quantize(_CENTS, context=MONEY_CONTEXT)
     if rounded.is_zero():
         rounded = abs(rounded)
     return f"{rounded:f}"
@@ -136,14 +158,24 @@ def encode_reply(reply):
     """
     Serialise a L{BranchReply} or L{ErrorReply} into the bytes to send in a
     single write.
+
+    @raise AmountOutOfRange: the subtotal has more than
+        L{MAX_AMOUNT_DIGITS} integer digits, so our own aggregator would
+        reject the reply as malformed.
     """
     if isinstance(reply, ErrorReply):
         reason = " ".join(reply.reason.split()) or "unknown error"
         return b"ERROR: %s\nEND\n" % (reason.encode("utf-8"),)
+    subtotal = format_amount(reply.subtotal).encode("ascii")
+    if _SUBTOTAL.fullmatch(subtotal) is None:
+        raise AmountOutOfRange(
+            f"subtotal has {len(subtotal.lstrip(b'-')) - 3} integer digits; "
+            f"a reply carries at most {MAX_AMOUNT_DIGITS}"
+        )
     return b"BRANCH_ID: %s\nRECORDS: %d\nSUBTOTAL: %s\nEND\n" % (
         check_branch_id(reply.branch_id),
         reply.records,
-        format_amount(reply.subtotal).encode("ascii"),
+        subtotal,
     )
 
 

@@ -21,6 +21,8 @@ import attrs
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
+from protocols.branch import MONEY_CONTEXT
+
 #: How many rejected rows to keep for the log; the count is always exact.
 REJECTED_SAMPLE = 20
 
@@ -85,6 +87,8 @@ def summarize(rows):
     The first non-blank row is skipped only when its amount column does not
     parse: existing servers skip it unconditionally, which silently drops
     the first sale of a file without a header.  Blank lines are not rows.
+    Amounts are added in L{MONEY_CONTEXT}, so the sum is exact whatever
+    their digits (the default context would round it to 28 digits).
     """
     records = 0
     subtotal = Decimal(0)
@@ -107,7 +111,7 @@ def summarize(rows):
                 rejected.append(RejectedRow(line, _rejection_reason(row)))
             continue
         records += 1
-        subtotal += amount
+        subtotal = MONEY_CONTEXT.add(subtotal, amount)
     return SalesSummary(
         records=records,
         subtotal=subtotal,

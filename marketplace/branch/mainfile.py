@@ -36,11 +36,11 @@ import shutil
 import stat
 import time
 from contextlib import contextmanager
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from twisted.internet.threads import deferToThread
 
-from protocols.branch import format_amount
+from protocols.branch import MONEY_CONTEXT, format_amount
 
 #: The id written in the totals file's rows.
 TOTAL_ID = "TOTAL"
@@ -85,11 +85,13 @@ def branch_rows(results, timestamp):
 
 def totals_row(results, timestamp):
     """
-    The totals-file line for one run.
+    The totals-file line for one run.  The subtotals are added exactly
+    (L{MONEY_CONTEXT}): each may have 32 significant digits.
     """
     answered = [r.reply for r in results if r.answered]
     records = sum(reply.records for reply in answered)
-    subtotal = sum((reply.subtotal for reply in answered), Decimal(0))
+    with localcontext(MONEY_CONTEXT):
+        subtotal = sum((reply.subtotal for reply in answered), Decimal(0))
     return (
         f"{timestamp},{TOTAL_ID},{records},{format_amount(subtotal)},{timestamp},"
         f"{len(answered)},{len(results)}\n"
@@ -189,9 +191,13 @@ def write_run(main_path, results, finished_at, lock_timeout):
     """
     main_path = os.path.realpath(main_path)
     timestamp = format_timestamp(finished_at)
+    # Format every line before taking the lock: nothing that can fail on a
+    # branch's values runs while other aggregators wait or a file is open.
+    rows = branch_rows(results, timestamp)
+    total = totals_row(results, timestamp)
     with exclusive_lock(lock_path(main_path), lock_timeout):
-        append_atomically(main_path, branch_rows(results, timestamp))
-        append_atomically(totals_path(main_path), [totals_row(results, timestamp)])
+        append_atomically(main_path, rows)
+        append_atomically(totals_path(main_path), [total])
 
 
 def record_run(main_path, results, finished_at, lock_timeout, run_blocking=deferToThread):

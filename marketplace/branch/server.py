@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from protocols.branch import (
+    AmountOutOfRange,
     BranchReply,
     CodecError,
     ErrorReply,
@@ -25,6 +26,10 @@ from .csvsource import UnreadableSales
 #: What existing aggregators are told when the CSV cannot be read; the
 #: details (path, errno) go to the log, not to the network.
 UNREADABLE_REASON = "cannot read CSV"
+
+#: What aggregators are told when the subtotal has more digits than a reply
+#: may carry (L{protocols.branch.MAX_AMOUNT_DIGITS}).
+OUT_OF_RANGE_REASON = "subtotal out of range"
 
 
 class BranchProtocol(Protocol, TimeoutMixin):
@@ -59,10 +64,12 @@ class BranchProtocol(Protocol, TimeoutMixin):
             self._answering = True
             self.factory.counters.increment("branch.requests")
             d = self.factory.sales.summary()
-            d.addCallbacks(self._answer, self._unreadable)
+            d.addCallback(self._encode)
+            d.addErrback(self._encode_error)
+            d.addCallback(self._send)
 
-    def _answer(self, summary):
-        self._send(
+    def _encode(self, summary):
+        return encode_reply(
             BranchReply(
                 branch_id=self.factory.sales.branch_id,
                 records=summary.records,
@@ -70,18 +77,37 @@ class BranchProtocol(Protocol, TimeoutMixin):
             )
         )
 
-    def _unreadable(self, failure):
-        if not failure.check(UnreadableSales):
+    def _encode_error(self, failure):
+        """
+        Turn any failure to produce the reply into an error reply, so the
+        aggregator always gets an answer and the reason is always logged
+        (L{BranchSales} has already logged an unreadable file).
+        """
+        reason = UNREADABLE_REASON
+        if failure.check(AmountOutOfRange):
+            reason = OUT_OF_RANGE_REASON
+            self.log.error(
+                "branch {branch_id}: cannot reply: {error}",
+                branch_id=self.factory.sales.branch_id,
+                error=str(failure.value),
+            )
+            self.factory.counters.increment("branch.subtotal_out_of_range")
+        elif not failure.check(UnreadableSales):
             self.log.failure("branch summary failed", failure)
             self.factory.counters.increment("branch.internal_errors")
         self.factory.counters.increment("branch.error_replies")
-        self._send(ErrorReply(UNREADABLE_REASON))
+        return encode_reply(ErrorReply(reason))
 
-    def _send(self, reply):
+    def _send(self, data):
+        """
+        Write the complete reply bytes and close.  The bytes are built
+        before the idle timeout is cancelled, so nothing that can fail runs
+        between cancelling it and closing the connection.
+        """
         if not self.connected:
             return
         self.setTimeout(None)
-        self.transport.write(encode_reply(reply))
+        self.transport.write(data)
         self.transport.loseConnection()
 
     def _reject(self, error):

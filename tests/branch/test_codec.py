@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from protocols.branch import (
+    MAX_AMOUNT_DIGITS,
     REQUEST,
+    AmountOutOfRange,
     BranchReply,
     ErrorReply,
     InvalidBranchId,
@@ -68,6 +70,33 @@ class EncodeTests(SynchronousTestCase):
         cases = {"1.005": "1.00", "1.015": "1.02", "2.675": "2.68", "-0.001": "0.00"}
         for amount, printed in cases.items():
             self.assertEqual(format_amount(Decimal(amount)), printed, amount)
+
+    def test_amounts_beyond_default_precision(self):
+        """
+        Amounts with more significant digits than Python's default 28 are
+        rounded exactly, not refused.
+        """
+        digits = "9" * MAX_AMOUNT_DIGITS
+        self.assertEqual(format_amount(Decimal(digits + ".995")), "1" + "0" * MAX_AMOUNT_DIGITS + ".00")
+        self.assertEqual(
+            format_amount(Decimal("-1000000000000000000000.005000000000000000000001")),
+            "-1000000000000000000000.01",
+        )
+
+    def test_largest_subtotal_round_trips(self):
+        subtotal = Decimal("-" + "9" * MAX_AMOUNT_DIGITS + ".99")
+        encoded = encode_reply(BranchReply("A", 1, subtotal))
+        self.assertEqual(ReplyParser().feed(encoded), BranchReply("A", 1, subtotal))
+
+    def test_subtotal_too_long_for_a_reply(self):
+        """
+        A subtotal our own aggregator would call malformed is refused with
+        a clear error instead of being sent.
+        """
+        too_long = BranchReply("A", 1, Decimal("1" + "0" * MAX_AMOUNT_DIGITS))
+        with self.assertRaises(AmountOutOfRange) as raised:
+            encode_reply(too_long)
+        self.assertIn(f"{MAX_AMOUNT_DIGITS + 1} integer digits", str(raised.exception))
 
     def test_branch_id_rules(self):
         self.assertEqual(check_branch_id("A" * 63), b"A" * 63)

@@ -41,6 +41,18 @@ class SummarizeTests(SynchronousTestCase):
         summary = summary_of("date,amount\n" + "d,0.10\n" * 10 + "d,0.20\n")
         self.assertEqual(summary.subtotal, Decimal("1.20"))
 
+    def test_sum_exact_beyond_default_precision(self):
+        """
+        Python's default context keeps 28 digits; the sum keeps them all,
+        so it rounds to the right cent.
+        """
+        summary = summary_of(
+            "date,amount\nd,1000000000000000000000.00\nd,0.005000000000000000000001\n"
+        )
+        self.assertEqual(
+            summary.subtotal, Decimal("1000000000000000000000.005000000000000000000001")
+        )
+
     def test_quoted_fields(self):
         summary = summary_of('date,amount\n"Jan 1, 2025","1200.50"\n"x","-0.50"\n')
         self.assertEqual((summary.records, summary.subtotal), (2, Decimal("1200.00")))

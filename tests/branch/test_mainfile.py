@@ -82,6 +82,23 @@ class WriteRunTests(SynchronousTestCase):
         self.assertEqual(leftovers(self.directory), [])
         self.assertTrue(os.path.exists(lock_path(self.main)))
 
+    def test_longest_subtotals_keep_every_row(self):
+        """
+        Subtotals with as many digits as a reply may carry (more than the
+        default decimal context's 28) are written and totalled exactly,
+        along with every other branch's row.
+        """
+        largest = "9" * 30 + ".99"
+        results = [answered("B", 1, largest), answered("C", 1, largest), *RESULTS]
+        write_run(self.main, results, CAPTURED_AT, lock_timeout=1)
+        self.assertEqual(
+            [line.split(",")[1:4] for line in read(self.main).splitlines()],
+            [["B", "1", largest], ["C", "1", largest], ["B", "2", "30.30"], ["A", "3", "350.75"]],
+        )
+        self.assertEqual(
+            read(totals_path(self.main)).split(",")[2:4], ["7", "2" + "0" * 27 + "381.03"]
+        )
+
     def test_appends_and_keeps_mode(self):
         with open(self.main, "w") as f:
             f.write("2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z\n")

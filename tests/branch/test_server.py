@@ -4,12 +4,14 @@ Tests for L{marketplace.branch.server} over in-memory transports.
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from marketplace.branch.csvsource import BranchSales, SalesFile
 from marketplace.branch.server import BranchFactory
 from marketplace.metrics import Counters
+from protocols.branch import MAX_AMOUNT_DIGITS
 
 SPEC_CSV = "date,amount\n2025-01-01,100.25\n2025-01-02,250.50\n"
 SPEC_REPLY = b"BRANCH_ID: A\nRECORDS: 2\nSUBTOTAL: 350.75\nEND\n"
@@ -139,3 +141,31 @@ class BranchProtocolTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"ERROR: cannot read CSV\nEND\n")
         self.assertEqual(self.counters.counts["branch.internal_errors"], 1)
         self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_subtotal_beyond_default_precision(self):
+        self.write_csv("date,amount\nd,1000000000000000000000.00\nd,0.005000000000000000000001\n")
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(
+            transport.value(),
+            b"BRANCH_ID: A\nRECORDS: 2\nSUBTOTAL: 1000000000000000000000.01\nEND\n",
+        )
+
+    def test_subtotal_too_long_is_logged_error_reply(self):
+        """
+        A subtotal too long for a reply is answered with an error reply and
+        logged, and the connection still closes: the reply is built before
+        the idle timeout is cancelled.
+        """
+        self.write_csv("date,amount\nd,1" + "0" * MAX_AMOUNT_DIGITS + "\n")
+        protocol, transport = self.connect()
+        with capturedLogs() as events:
+            protocol.dataReceived(b"REQUEST\n")
+        self.assertEqual(transport.value(), b"ERROR: subtotal out of range\nEND\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        errors = [e for e in events if e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 1)
+        self.assertIn("integer digits", errors[0]["error"])
+        self.assertEqual(self.counters.counts["branch.subtotal_out_of_range"], 1)
+        self.assertEqual(self.counters.counts["branch.error_replies"], 1)
