@@ -14,7 +14,7 @@ from marketplace.options import ServiceOptions, check_client_endpoint, positive_
 
 from .aggregate import aggregate_into
 from .cli import LIMIT_PARAMETERS, limits_from
-from .mainfile import LockTimeout
+from .mainfile import LockTimeout, TotalsNotWritten
 
 DEFAULT_BRANCH = "tcp:127.0.0.1:5001"
 
@@ -73,7 +73,12 @@ def aggregate_and_log(main_path, branches, limits, lock_timeout, reactor):
             )
 
     def not_written(failure):
-        if failure.check(OSError, LockTimeout):
+        if failure.check(TotalsNotWritten):
+            log.error(
+                "branch-aggregator: run's total missing from the totals file: {reason}",
+                reason=failure.getErrorMessage(),
+            )
+        elif failure.check(OSError, LockTimeout):
             log.error(
                 "branch-aggregator: cannot write {main}: {reason}",
                 main=main_path,

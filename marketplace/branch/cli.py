@@ -5,8 +5,10 @@ branch-aggregate: query branches once and append their totals to main.csv.
 
 Prints one status line per branch on stdout.  Exits 0 only if every branch
 answered; otherwise 1, with a summary of the failures on stderr.  Exit 2 is
-a usage error, 3 means main.csv could not be written (nothing was written
-half-way).
+a usage error, 3 means main.csv could not be written (neither main.csv nor
+the totals file changed, so the run may be repeated), 4 means main.csv has
+the rows but the totals file was not updated (repeating the run would
+append the rows again).
 """
 
 import sys
@@ -17,10 +19,11 @@ from twisted.python import usage
 from marketplace.options import check_client_endpoint, parse_command_line, positive_float
 
 from .aggregate import Limits, aggregate_into
-from .mainfile import LockTimeout, totals_path
+from .mainfile import LockTimeout, TotalsNotWritten, totals_path
 
 EXIT_BRANCHES_FAILED = 1
 EXIT_WRITE_FAILED = 3
+EXIT_TOTALS_NOT_WRITTEN = 4
 
 _DEFAULT_LIMITS = Limits()
 
@@ -120,6 +123,13 @@ def run(reactor, options, out=sys.stdout, err=sys.stderr):
         return summarize(results, options["main"], out, err)
 
     def not_written(failure):
+        if failure.check(TotalsNotWritten):
+            print(
+                f"branch-aggregate: {failure.value}; do not run again for this run "
+                f"(it would append the rows a second time)",
+                file=err,
+            )
+            return EXIT_TOTALS_NOT_WRITTEN
         print(f"branch-aggregate: cannot write {options['main']}: {failure.value}", file=err)
         if not failure.check(OSError, LockTimeout):
             failure.printTraceback(err)

@@ -19,9 +19,12 @@ replaced and shared one temporary name, so concurrent runs lost rows.  Here
 every writer takes an exclusive C{flock} on a dedicated lock file
 (C{main.csv.lock}) that is never renamed, then for each file writes the old
 content plus the new rows to a uniquely named temporary file in the same
-directory, fsyncs it, gives it the original file's mode, renames it over the
-original and fsyncs the directory.  Readers see either the old or the new
-file, never a torn line, and no row is lost.
+directory, fsyncs it and gives it the original file's mode; only once both
+are ready does it rename them over the originals, main.csv first, and fsync
+the directory.  Readers see either the old or the new file, never a torn
+line, and no row is lost.  A failure before the renames leaves both files
+as they were; one after main.csv's rename is reported as
+L{TotalsNotWritten}, since running again would repeat main.csv's rows.
 
 Threads.  All of this is blocking file I/O, so it runs after every branch has
 been collected, in a worker thread (L{record_run} uses C{deferToThread}):
@@ -49,6 +52,14 @@ TOTAL_ID = "TOTAL"
 class LockTimeout(Exception):
     """
     Another writer held main.csv's lock for longer than we may wait.
+    """
+
+
+class TotalsNotWritten(Exception):
+    """
+    main.csv has the run's rows but the totals file could not be updated
+    (or the update could not be made durable).  Running again would append
+    the same rows to main.csv a second time.
     """
 
 
@@ -125,13 +136,16 @@ def exclusive_lock(path, timeout):
         os.close(fd)
 
 
-def append_atomically(path, lines):
+def stage(path, lines):
     """
-    Replace C{path} by its current content followed by C{lines}, atomically.
+    Write C{path}'s current content followed by C{lines} to a new, uniquely
+    named temporary file next to it, with C{path}'s mode, and make it
+    durable; return the temporary file's name.
 
-    The caller must hold the lock.  A last line left unterminated by some
-    other writer's crash is kept and terminated, so our rows start on a
-    line of their own.
+    The caller must hold the lock, and either rename the temporary file
+    over C{path} (an atomic append) or remove it.  A last line left
+    unterminated by some other writer's crash is kept and terminated, so
+    our rows start on a line of their own.
     """
     directory = os.path.dirname(path)
     temporary = os.path.join(
@@ -145,11 +159,10 @@ def append_atomically(path, lines):
             out.write("".join(lines).encode("utf-8"))
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temporary, path)
     except BaseException:
         _remove_quietly(temporary)
         raise
-    _fsync_directory(directory)
+    return temporary
 
 
 def _copy_existing(path, out):
@@ -186,18 +199,42 @@ def write_run(main_path, results, finished_at, lock_timeout):
     Append one run's branch rows to main.csv and its total to the totals
     file, both under main.csv's lock.  Blocking.
 
-    @raise LockTimeout: the lock was not obtained within C{lock_timeout}.
-    @raise OSError: a file could not be written; nothing was half-written.
+    Two files cannot be replaced in one atomic step, so everything that can
+    reasonably fail (formatting, reading the old contents, writing and
+    fsyncing both new versions) is done before either is replaced; only the
+    two renames and the directory fsync remain.
+
+    @raise LockTimeout: the lock was not obtained within C{lock_timeout};
+        nothing was written.
+    @raise OSError: a file could not be written; neither file changed.
+    @raise TotalsNotWritten: main.csv has the rows, the totals file may not
+        have the total.
     """
     main_path = os.path.realpath(main_path)
+    totals = totals_path(main_path)
     timestamp = format_timestamp(finished_at)
     # Format every line before taking the lock: nothing that can fail on a
     # branch's values runs while other aggregators wait or a file is open.
     rows = branch_rows(results, timestamp)
     total = totals_row(results, timestamp)
     with exclusive_lock(lock_path(main_path), lock_timeout):
-        append_atomically(main_path, rows)
-        append_atomically(totals_path(main_path), [total])
+        staged = []
+        try:
+            staged.append(stage(main_path, rows))
+            staged.append(stage(totals, [total]))
+            os.replace(staged[0], main_path)
+        except BaseException:
+            for temporary in staged:
+                _remove_quietly(temporary)
+            raise
+        try:
+            os.replace(staged[1], totals)
+            _fsync_directory(os.path.dirname(main_path))
+        except OSError as e:
+            _remove_quietly(staged[1])
+            raise TotalsNotWritten(
+                f"rows appended to {main_path}, but updating {totals} failed: {e}"
+            ) from e
 
 
 def record_run(main_path, results, finished_at, lock_timeout, run_blocking=deferToThread):

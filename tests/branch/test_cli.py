@@ -13,11 +13,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from marketplace.branch.cli import (
     EXIT_BRANCHES_FAILED,
+    EXIT_TOTALS_NOT_WRITTEN,
     EXIT_WRITE_FAILED,
     Options,
     main,
     run,
 )
+from marketplace.branch.mainfile import totals_path
 from marketplace.branch.tap import branch_listener
 from marketplace.options import EXIT_USAGE
 from tests.support.services import listening_port, start_service
@@ -115,3 +117,27 @@ class RunTests(TestCase):
         self.assertEqual(code, EXIT_WRITE_FAILED)
         self.assertIn("cannot write", err)
         self.assertIn(f"{a} ok branch=A", out)
+
+    @inlineCallbacks
+    def test_totals_not_written_has_its_own_status(self):
+        """
+        Rows appended but no total is not exit 3, which means the run may
+        be repeated.
+        """
+        a = yield self.branch("A", "date,amount\n2025-01-01,1.00\n")
+        main = os.path.join(os.path.realpath(self.mktemp()), "main.csv")
+        os.mkdir(os.path.dirname(main))
+        replace = os.replace
+
+        def failing_for_totals(source, destination):
+            if destination == totals_path(main):
+                raise OSError(28, "No space left on device", destination)
+            replace(source, destination)
+
+        self.patch(os, "replace", failing_for_totals)
+        code, out, err = yield self.run_cli(main, a)
+        self.assertEqual(code, EXIT_TOTALS_NOT_WRITTEN)
+        self.assertIn(f"rows appended to {main}", err)
+        self.assertIn("do not run again", err)
+        with open(main) as f:
+            self.assertEqual(len(f.readlines()), 1)

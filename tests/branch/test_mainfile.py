@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from marketplace.branch.aggregate import OK, TIMEOUT, BranchResult
 from marketplace.branch.mainfile import (
     LockTimeout,
+    TotalsNotWritten,
     lock_path,
     totals_path,
     write_run,
@@ -144,6 +145,40 @@ class WriteRunTests(SynchronousTestCase):
     def test_failed_write_leaves_no_temporary_file(self):
         os.mkdir(totals_path(self.main))
         self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(leftovers(self.directory), [])
+
+
+    def test_unwritable_totals_changes_neither_file(self):
+        """
+        When the totals file cannot be written, main.csv is left as it was,
+        so the run can be repeated without duplicating rows.
+        """
+        with open(self.main, "w") as f:
+            f.write("2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z\n")
+        os.mkdir(totals_path(self.main))
+        self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(read(self.main), "2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z\n")
+
+    def test_totals_rename_failure_says_rows_were_appended(self):
+        """
+        If the totals file cannot be replaced once main.csv has been, the
+        error says so: it is not an I{OSError}, which means nothing changed.
+        """
+        totals = totals_path(os.path.realpath(self.main))
+        replace = os.replace
+
+        def failing_for_totals(source, destination):
+            if destination == totals:
+                raise PermissionError(13, "Permission denied", destination)
+            replace(source, destination)
+
+        self.patch(os, "replace", failing_for_totals)
+        with self.assertRaises(TotalsNotWritten) as raised:
+            write_run(self.main, RESULTS, CAPTURED_AT, lock_timeout=1)
+        self.assertIn(f"rows appended to {os.path.realpath(self.main)}", str(raised.exception))
+        self.assertIn("Permission denied", str(raised.exception))
+        self.assertEqual(len(read(self.main).splitlines()), 2)
+        self.assertFalse(os.path.exists(totals))
         self.assertEqual(leftovers(self.directory), [])
 
 
