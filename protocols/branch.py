@@ -188,7 +188,8 @@ class RequestParser:
     L{feed} returns C{True} once a C{REQUEST} line (LF or CRLF terminated) is
     complete, C{False} while more bytes are needed, and raises a
     L{CodecError} for anything else.  Bytes after the request are ignored:
-    there is one request per connection.
+    there is one request per connection.  Call L{finish} if the client
+    ends its side of the connection before a complete line.
     """
 
     max_size: int = MAX_REQUEST
@@ -205,9 +206,31 @@ class RequestParser:
             return False
         if len(line) + 1 > self.max_size:
             raise RequestTooLarge(f"request line longer than {self.max_size} bytes")
-        if line.removesuffix(b"\r") != REQUEST[:-1]:
-            raise UnknownRequest(f"unknown request {line[:32]!r}")
-        return True
+        return _check_request(line)
+
+    def finish(self):
+        """
+        The client sent end-of-file: what arrived is the whole request.
+        Existing servers answer C{REQUEST} without a line end (they look
+        for the substring in their first read), so it counts here too.
+
+        @return: C{True}.
+        @raise UnknownRequest: nothing arrived, or something other than
+            C{REQUEST}.
+        """
+        if not self._buffer:
+            raise UnknownRequest("end of input without a request")
+        return _check_request(self._buffer)
+
+
+def _check_request(line):
+    """
+    Return C{True} if C{line}, without its LF, is C{REQUEST} (a trailing CR
+    allowed), else raise L{UnknownRequest}.
+    """
+    if line.removesuffix(b"\r") != REQUEST[:-1]:
+        raise UnknownRequest(f"unknown request {line[:32]!r}")
+    return True
 
 
 @attrs.define

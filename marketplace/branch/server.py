@@ -7,9 +7,11 @@ timeout, never anyone else's (the existing server served one client at a
 time and a silent one stalled all others).
 """
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 from protocols.branch import (
     AmountOutOfRange,
@@ -32,6 +34,7 @@ UNREADABLE_REASON = "cannot read CSV"
 OUT_OF_RANGE_REASON = "subtotal out of range"
 
 
+@implementer(IHalfCloseableProtocol)
 class BranchProtocol(Protocol, TimeoutMixin):
     """
     Answer one C{REQUEST} with the branch's totals, then close.
@@ -39,6 +42,10 @@ class BranchProtocol(Protocol, TimeoutMixin):
     An unknown request is closed without a byte, as existing servers do.
     The idle timeout covers the whole connection, including waiting for the
     CSV, so a connection can never outlive it.
+
+    Half-closeable: a client that shuts down its sending side after the
+    request (C{nc -N}, C{ncat}) still gets the reply, and end-of-file ends
+    a request sent without its line end.
     """
 
     log = Logger()
@@ -46,14 +53,16 @@ class BranchProtocol(Protocol, TimeoutMixin):
     def __init__(self, factory):
         self.factory = factory
         self._parser = RequestParser(max_size=factory.max_request)
-        self._answering = False
+        # Answering or rejecting settles the connection's one request;
+        # whatever arrives afterwards, bytes or end-of-file, is ignored.
+        self._settled = False
 
     def connectionMade(self):
         self.callLater = self.factory.reactor.callLater
         self.setTimeout(self.factory.idle_timeout)
 
     def dataReceived(self, data):
-        if self._answering:
+        if self._settled:
             return
         try:
             complete = self._parser.feed(data)
@@ -61,12 +70,33 @@ class BranchProtocol(Protocol, TimeoutMixin):
             self._reject(e)
             return
         if complete:
-            self._answering = True
-            self.factory.counters.increment("branch.requests")
-            d = self.factory.sales.summary()
-            d.addCallback(self._encode)
-            d.addErrback(self._encode_error)
-            d.addCallback(self._send)
+            self._respond()
+
+    def readConnectionLost(self):
+        """
+        The client will send nothing more but can still read the reply.
+        """
+        if self._settled:
+            return
+        try:
+            self._parser.finish()
+        except CodecError as e:
+            self._reject(e)
+            return
+        self._respond()
+
+    def writeConnectionLost(self):
+        """
+        Never called: this protocol does not half-close its own side.
+        """
+
+    def _respond(self):
+        self._settled = True
+        self.factory.counters.increment("branch.requests")
+        d = self.factory.sales.summary()
+        d.addCallback(self._encode)
+        d.addErrback(self._encode_error)
+        d.addCallback(self._send)
 
     def _encode(self, summary):
         return encode_reply(
@@ -111,6 +141,7 @@ class BranchProtocol(Protocol, TimeoutMixin):
         self.transport.loseConnection()
 
     def _reject(self, error):
+        self._settled = True
         kind = "oversize_requests" if isinstance(error, RequestTooLarge) else "bad_requests"
         self.factory.counters.increment(f"branch.{kind}")
         self.log.info(

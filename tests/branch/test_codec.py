@@ -141,6 +141,22 @@ class RequestParserTests(SynchronousTestCase):
     def test_oversize_line(self):
         self.assertRaises(RequestTooLarge, RequestParser(max_size=16).feed, b"R" * 16 + b"\n")
 
+    def test_request_ended_by_end_of_file(self):
+        """
+        Existing servers answer C{REQUEST} without a line end; at
+        end-of-file so do we.
+        """
+        for sent in [b"REQUEST", b"REQUEST\r"]:
+            parser = RequestParser()
+            self.assertFalse(parser.feed(sent))
+            self.assertTrue(parser.finish(), sent)
+
+    def test_end_of_file_without_request(self):
+        for sent in [b"", b"REQ", b"REQUESTS", b"request"]:
+            parser = RequestParser()
+            parser.feed(sent)
+            self.assertRaises(UnknownRequest, parser.finish)
+
 
 class ReplyParserTests(SynchronousTestCase):
     expected = BranchReply("A", 3, Decimal("350.75"))

@@ -1,17 +1,22 @@
 """
-Tests for L{marketplace.branch.server} over in-memory transports.
+Tests for L{marketplace.branch.server} over in-memory transports, and over
+loopback sockets where the socket's own behaviour matters.
 """
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from marketplace.branch.csvsource import BranchSales, SalesFile
 from marketplace.branch.server import BranchFactory
+from marketplace.branch.tap import branch_listener
 from marketplace.metrics import Counters
+from marketplace.net import connect
 from protocols.branch import MAX_AMOUNT_DIGITS
+from tests.support.services import listening_port, start_service
 
 SPEC_CSV = "date,amount\n2025-01-01,100.25\n2025-01-02,250.50\n"
 SPEC_REPLY = b"BRANCH_ID: A\nRECORDS: 2\nSUBTOTAL: 350.75\nEND\n"
@@ -88,6 +93,30 @@ class BranchProtocolTests(SynchronousTestCase):
         protocol.dataReceived(b"REQUEST\n")
         self.assertEqual(transport.value(), SPEC_REPLY)
         self.assertEqual(self.counters.counts["branch.rows_rejected"], 1)
+
+    def test_request_then_end_of_file(self):
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST\n")
+        protocol.readConnectionLost()
+        self.assertEqual(transport.value(), SPEC_REPLY)
+        self.assertEqual(self.counters.counts["branch.requests"], 1)
+
+    def test_request_without_line_end_then_end_of_file(self):
+        self.write_csv(SPEC_CSV)
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQUEST")
+        self.assertEqual(transport.value(), b"")
+        protocol.readConnectionLost()
+        self.assertEqual(transport.value(), SPEC_REPLY)
+
+    def test_partial_request_then_end_of_file_closed_silently(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"REQ")
+        protocol.readConnectionLost()
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["branch.bad_requests"], 1)
 
     def test_unknown_request_closed_silently(self):
         protocol, transport = self.connect()
@@ -169,3 +198,55 @@ class BranchProtocolTests(SynchronousTestCase):
         self.assertIn("integer digits", errors[0]["error"])
         self.assertEqual(self.counters.counts["branch.subtotal_out_of_range"], 1)
         self.assertEqual(self.counters.counts["branch.error_replies"], 1)
+
+
+class _HalfClosingClient(Protocol):
+    """
+    Send C{request}, shut down the sending side as C{nc -N} does, and
+    collect the reply until the server closes.
+    """
+
+    def __init__(self, request):
+        self.request = request
+        self.received = b""
+        self.closed = Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+        self.transport.loseWriteConnection()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(self.received)
+
+
+class HalfCloseTests(TestCase):
+    """
+    Over real loopback sockets: end-of-file from the client does not stop
+    the reply.
+    """
+
+    timeout = 10
+
+    @inlineCallbacks
+    def ask(self, request):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(SPEC_CSV)
+        listener = start_service(
+            self, branch_listener("A", path, listen="tcp:0:interface=127.0.0.1")
+        )
+        port = yield listening_port(listener)
+        client = _HalfClosingClient(request)
+        yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5)
+        return (yield client.closed)
+
+    @inlineCallbacks
+    def test_request_then_shutdown(self):
+        self.assertEqual((yield self.ask(b"REQUEST\n")), SPEC_REPLY)
+
+    @inlineCallbacks
+    def test_request_without_line_end_then_shutdown(self):
+        self.assertEqual((yield self.ask(b"REQUEST")), SPEC_REPLY)
