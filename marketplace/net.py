@@ -27,6 +27,12 @@ class Listener(Service):
 
     Unlike ``strports.service`` it exposes the bound port, which tests (that
     listen on port 0) and the ``suite`` plugin's address table need.
+
+    Like ``strports.service``, a listen that fails at once (``tcp:`` and
+    ``ssl:`` listen synchronously, so a port in use does) makes
+    ``startService`` raise, so ``twistd`` exits non-zero at startup with the
+    error instead of running without the listener.  An endpoint that fails
+    later can only log it and fail ``whenListening``.
     """
 
     log = Logger()
@@ -37,13 +43,22 @@ class Listener(Service):
         self.port = None
         self._reactor = _reactor_or_global(reactor)
         self._listening = None
+        self._failure = None
+        self._starting = False
         self._waiters: list[defer.Deferred] = []
 
     def startService(self):
         super().startService()
         endpoint = endpoints.serverFromString(self._reactor, self.description)
-        self._listening = endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._failed)
+        self._failure = None
+        self._starting = True
+        try:
+            self._listening = endpoint.listen(self.factory)
+            self._listening.addCallbacks(self._listened, self._failed)
+        finally:
+            self._starting = False
+        if self._failure is not None:
+            self._failure.raiseException()
 
     def _listened(self, port):
         self.port = port
@@ -54,7 +69,11 @@ class Listener(Service):
             waiter.callback(port)
 
     def _failed(self, failure):
-        self.log.failure("cannot listen on {description}", failure, description=self.description)
+        self._failure = failure
+        if not self._starting:
+            # Nobody is left to raise to: startService has returned.
+            self.log.failure("cannot listen on {description}", failure,
+                             description=self.description)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(failure)
@@ -68,9 +87,14 @@ class Listener(Service):
         return f"{host.host}:{host.port}"
 
     def whenListening(self) -> defer.Deferred:
-        """A Deferred firing with the ``IListeningPort`` once bound."""
+        """
+        A Deferred firing with the ``IListeningPort`` once bound, or failing
+        with the reason it could not be.
+        """
         if self.port is not None:
             return defer.succeed(self.port)
+        if self._failure is not None:
+            return defer.fail(self._failure)
         waiter = defer.Deferred()
         self._waiters.append(waiter)
         return waiter

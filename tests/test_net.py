@@ -4,8 +4,10 @@ Listening and connecting through endpoint strings, TLS included.
 
 from __future__ import annotations
 
-from twisted.internet import defer, protocol
-from twisted.internet.error import ConnectionRefusedError
+import re
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.trial import unittest
@@ -15,6 +17,7 @@ from marketplace.net import Listener, connect
 from marketplace.options import ServiceOptions, check_client_endpoint, listen_option
 from tests.support.services import listening_port, start_service
 from tests.support.tls import make_tls_files
+from tests.support.twistd import spawn_twistd
 
 
 class Echo(protocol.Protocol):
@@ -66,6 +69,41 @@ class ListenerTests(unittest.TestCase):
         yield listener.stopService()
         yield self.assertFailure(connect(f"tcp:127.0.0.1:{port}", Collector(b"x"), timeout=5),
                                  ConnectionRefusedError)
+
+
+    def take_port(self):
+        taken = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        return taken.getHost().port
+
+    def test_port_in_use_fails_start(self):
+        """
+        As with ``strports.service``, a port in use makes ``startService``
+        raise instead of leaving a running service that listens nowhere,
+        and ``whenListening`` fails, before or after.
+        """
+        listener = Listener(f"tcp:{self.take_port()}:interface=127.0.0.1",
+                            protocol.Factory.forProtocol(Echo))
+        before = listener.whenListening()
+        self.assertRaises(CannotListenError, listener.startService)
+        self.addCleanup(listener.stopService)
+        self.failureResultOf(before, CannotListenError)
+        self.failureResultOf(listener.whenListening(), CannotListenError)
+        self.assertIsNone(listener.port)
+
+    @defer.inlineCallbacks
+    def test_port_in_use_stops_twistd(self):
+        """
+        ``twistd -n branch`` on a port in use exits non-zero at startup,
+        saying why, instead of running without its listener.
+        """
+        port = self.take_port()
+        twistd = spawn_twistd(self, re.compile(rb"Address already in use"),
+                              "branch", "--listen", f"tcp:{port}:interface=127.0.0.1")
+        code = yield twistd.ended.addTimeout(30, reactor)
+        self.assertNotIn(code, (0, None), twistd.output)
+        self.assertIn(f"Couldn't listen on 127.0.0.1:{port}".encode(), twistd.output)
+        self.successResultOf(twistd.seen)
 
 
 class TLSTests(unittest.TestCase):

@@ -1,0 +1,68 @@
+"""
+Running ``twistd`` with one of the project's plugins as a child process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+
+from twisted.internet import defer, protocol, reactor
+
+#: The project's root, put on the child's PYTHONPATH so it finds the plugins.
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class TwistdProcess(protocol.ProcessProtocol):
+    """
+    Collects a ``twistd`` child's stdout and stderr together.
+
+    ``seen`` fires with the output once ``marker`` appears in it, or fails
+    with the output's tail if the process ends first; ``ended`` fires with
+    the exit code (``None`` when a signal ended it).
+    """
+
+    def __init__(self, marker: re.Pattern):
+        self.marker = marker
+        self.output = b""
+        self.seen = defer.Deferred()
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):
+        self.output += data
+        if not self.seen.called and self.marker.search(self.output):
+            self.seen.callback(self.output)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        if not self.seen.called:
+            self.seen.errback(AssertionError(self.output.decode(errors="replace")[-3000:]))
+        self.ended.callback(reason.value.exitCode)
+
+
+def spawn_twistd(testcase, marker: re.Pattern, *arguments: str) -> TwistdProcess:
+    """
+    Start ``twistd --nodaemon ARGUMENTS`` in a fresh directory, logging to
+    its stdout; the test's cleanup stops it if it is still running.
+    """
+    twistd = TwistdProcess(marker)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = PROJECT
+    directory = os.path.abspath(testcase.mktemp())
+    os.makedirs(directory)
+    reactor.spawnProcess(
+        twistd, sys.executable,
+        [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+         "--nodaemon", "--pidfile=", "--logfile=-", *arguments],
+        env=env, path=directory)
+
+    def stop():
+        if not twistd.ended.called:
+            twistd.transport.signalProcess(signal.SIGTERM)
+        return twistd.ended
+
+    testcase.addCleanup(stop)
+    return twistd
