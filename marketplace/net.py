@@ -117,8 +117,12 @@ def client_endpoint(description: str, reactor=None):
 def connect(description: str, protocol, timeout: float, reactor=None) -> defer.Deferred:
     """
     Connect ``protocol`` to the endpoint ``description`` names, failing with
-    ``TimeoutError`` if the connection (TLS handshake included for ``tls:``
-    endpoints, which complete it lazily) is not made within ``timeout``.
+    ``TimeoutError`` if the connection is not made within ``timeout``.
+
+    For ``tls:`` endpoints the connection counts as made once TCP connects:
+    the TLS handshake happens afterwards, while ``protocol`` already runs,
+    so whatever bounds the protocol's first exchange also bounds the
+    handshake.
     """
     reactor = _reactor_or_global(reactor)
     d = client_endpoint(description, reactor).connect(_OneConnection(protocol))

@@ -3,7 +3,8 @@ Query many branches at once and report each one's outcome.
 
 Every branch is asked concurrently, and every wait is bounded three ways: the
 connect timeout (a branch whose host drops SYNs), the reply timeout (a branch
-that accepts and then stays silent or dribbles), and the whole-run timeout
+that accepts and then stays silent or dribbles, or stalls the TLS handshake,
+which starts once TCP is connected), and the whole-run timeout
 (everything else).  A failing branch never fails the run: it becomes a
 L{BranchResult} with a status and a human-readable reason.
 """

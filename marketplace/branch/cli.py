@@ -30,7 +30,8 @@ _DEFAULT_LIMITS = Limits()
 #: Timeout options shared with the long-running aggregator plugin.
 LIMIT_PARAMETERS = [
     ["connect-timeout", None, _DEFAULT_LIMITS.connect,
-     "Seconds to wait for each branch's connection (TLS handshake included).",
+     "Seconds to wait for each branch's TCP connection (a tls: branch's "
+     "handshake counts against --reply-timeout).",
      positive_float],
     ["reply-timeout", None, _DEFAULT_LIMITS.reply,
      "Seconds to wait for each branch's complete reply once connected.",

@@ -279,6 +279,21 @@ class AggregateTests(TestCase):
         self.assertEqual((result.status, result.reply), (OK, SPEC_RESULT))
 
     @inlineCallbacks
+    def test_tls_handshake_bounded_by_reply_timeout(self):
+        """
+        A tls: endpoint reports connected once TCP is, so a branch that
+        accepts and never handshakes is cut by the reply timeout (as the
+        help of --connect-timeout says), not the connect timeout.
+        """
+        tls = make_tls_files(self.mktemp())
+        silent = yield scripted_branch(self, None)
+        port = silent.rsplit(":", 1)[1]
+        endpoint = f"tls:127.0.0.1:{port}:trustRoots={tls.ca_dir}"
+        [result], elapsed = yield self.aggregate_timed([endpoint])
+        self.assertEqual((result.status, result.reason), (TIMEOUT, "no complete reply within 0.5s"))
+        self.assertLess(elapsed, 0.5 + MARGIN)
+
+    @inlineCallbacks
     def test_tls_untrusted_certificate(self):
         tls = make_tls_files(self.mktemp())
         other = make_tls_files(self.mktemp())
