@@ -221,6 +221,27 @@ class LedgerContract:
                           report.deposit_total, report.withdrawal_total), (2, 165, 150, 25, 10))
 
     @defer.inlineCallbacks
+    def test_running_totals_cannot_overflow(self):
+        """
+        Totals grow without bound even while balances stay small: moving
+        the largest amount in and out more than 1024 times takes them past
+        2**63, and every operation and the audit must still be exact.
+        """
+        store = yield self.make_store()
+        yield store.ledger.open_account("churn", MAX_BALANCE)
+        yield store.ledger.open_account("bystander", 100)
+        rounds = 1030
+        for _ in range(rounds):
+            yield store.ledger.withdraw("churn", MAX_BALANCE)
+            yield store.ledger.deposit("churn", MAX_BALANCE)
+        self.assertEqual((yield store.ledger.deposit("bystander", 1)), 101)
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual((report.opening_total, report.deposit_total, report.withdrawal_total),
+                         (MAX_BALANCE + 100, rounds * MAX_BALANCE + 1, rounds * MAX_BALANCE))
+        self.assertGreater(report.deposit_total, 2**63)
+
+    @defer.inlineCallbacks
     def test_concurrent_transfers_conserve_money(self):
         """
         Hundreds of concurrent operations from several store clients (separate

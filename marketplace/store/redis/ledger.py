@@ -21,12 +21,26 @@ _ACCOUNT = "ledger:account:"
 _HISTORY = "ledger:history:"
 _IDEMPOTENCY = "ledger:once:"
 _NO_KEY = "ledger:once"
+_CARRY = ":carry"
+_TOTAL_UNIT = 2**53
+"""A running total is the field ``name`` plus ``name:carry`` units of this
+(``TOTAL_UNIT`` in ``ledger_prelude.lua``), so it cannot overflow."""
 
 
 def _parse_entry(account: str, entry: str) -> Transaction:
     txn_id, kind, counterparty, amount, balance_after, timestamp = entry.split("|")
     return Transaction(int(txn_id), account, kind, counterparty or None,
                        int(amount), int(balance_after), float(timestamp))
+
+
+def _totals(flat) -> dict[str, int]:
+    """Add each running total's two fields back up (exact: Python ints)."""
+    totals: dict[str, int] = {}
+    for field, value in zip(flat[::2], flat[1::2]):
+        name, carry, _ = field.partition(_CARRY)
+        unit = _TOTAL_UNIT if carry else 1
+        totals[name] = totals.get(name, 0) + int(value) * unit
+    return totals
 
 
 def _outcome(reply):
@@ -93,7 +107,7 @@ class RedisLedger:
     def audit(self):
         def build(reply):
             flat_totals, accounts = reply
-            totals = {k: int(v) for k, v in zip(flat_totals[::2], flat_totals[1::2])}
+            totals = _totals(flat_totals)
             snapshot = (
                 (account, int(balance), [_parse_entry(account, e) for e in entries])
                 for account, balance, entries in accounts)

@@ -8,5 +8,5 @@ local balance = tonumber(redis.call('HGET', KEYS[4], 'balance'))
 if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then
   return finish('overflow', ARGV[4])
 end
-redis.call('HINCRBY', KEYS[1], 'deposit', ARGV[3])
+add_total('deposit', ARGV[3])
 return finish('ok', int(record(KEYS[4], KEYS[5], 'deposit', '', ARGV[3])))

@@ -23,6 +23,21 @@ local function record(account_key, history_key, kind, counterparty, delta)
   return balance
 end
 
+-- Add a non-negative amount (a decimal string) to the running total `name`.
+-- A total is kept in two fields of the totals hash, `name` below 2^53 and
+-- `name:carry` counting units of 2^53, because one HINCRBY field is a signed
+-- 64-bit integer that amounts of up to 2^53 - 1 would overflow within about
+-- a thousand operations; the carry field would need 2^63 of them.  The
+-- comparison is exact enough: the field is below 2^54 and doubles only round
+-- odd integers above 2^53.  RedisLedger.audit adds the two fields back up.
+local TOTAL_UNIT = 9007199254740992
+local function add_total(name, amount)
+  if redis.call('HINCRBY', KEYS[1], name, amount) >= TOTAL_UNIT then
+    redis.call('HINCRBY', KEYS[1], name, '-9007199254740992')
+    redis.call('HINCRBY', KEYS[1], name .. ':carry', 1)
+  end
+end
+
 local function finish(status, value)
   if ARGV[1] == '1' then
     redis.call('SET', KEYS[3], status .. ':' .. value, 'EX', ARGV[2])

@@ -8,5 +8,5 @@ local balance = tonumber(redis.call('HGET', KEYS[4], 'balance'))
 if tonumber(ARGV[3]) > balance then
   return finish('insufficient', int(balance))
 end
-redis.call('HINCRBY', KEYS[1], 'withdrawal', ARGV[3])
+add_total('withdrawal', ARGV[3])
 return finish('ok', int(record(KEYS[4], KEYS[5], 'withdraw', '', '-' .. ARGV[3])))
