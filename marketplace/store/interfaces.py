@@ -41,7 +41,9 @@ class ILedger(Interface):
 
     Each operation is atomic; a balance never goes below zero nor above
     C{MAX_BALANCE}.  Operations that take an ``idempotency_key`` apply once:
-    repeating the key returns the first outcome (result or error).
+    repeating the key within ``idempotency_ttl`` seconds (a day when not
+    given) returns the first outcome (result or error).  The outcome is
+    forgotten after that, so the lifetime bounds the memory outcomes take.
     """
 
     def open_account(account, opening_balance=0):
@@ -50,13 +52,13 @@ class ILedger(Interface):
     def balance(account):
         """@return: a Deferred firing with the balance."""
 
-    def deposit(account, amount, idempotency_key=None):
+    def deposit(account, amount, idempotency_key=None, idempotency_ttl=None):
         """@return: a Deferred firing with the new balance."""
 
-    def withdraw(account, amount, idempotency_key=None):
+    def withdraw(account, amount, idempotency_key=None, idempotency_ttl=None):
         """@return: a Deferred firing with the new balance."""
 
-    def transfer(source, target, amount, idempotency_key=None):
+    def transfer(source, target, amount, idempotency_key=None, idempotency_ttl=None):
         """@return: a Deferred firing with the source's new balance."""
 
     def history(account, limit=50, before=None):

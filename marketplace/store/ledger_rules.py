@@ -9,6 +9,7 @@ and it is far above any balance the wire formats carry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from marketplace.store.errors import InvalidAmount, SelfTransfer
@@ -17,11 +18,26 @@ from marketplace.store.records import AuditReport, Transaction
 MAX_AMOUNT = 2**53 - 1
 MAX_BALANCE = 2**53 - 1
 
-#: How long an idempotency key is remembered.  A client retries within
-#: seconds of a lost reply; a day covers any reconnect.
+#: How long an idempotency key is remembered unless the caller says: a day
+#: covers a client that retries after reconnecting.  Callers whose keys live
+#: only as long as something shorter (the trading chatroom's login session)
+#: pass that lifetime instead, since every outcome is held until it expires.
 IDEMPOTENCY_TTL = 24 * 3600
 
 KINDS_BY_TOTAL = {"open": "opening", "deposit": "deposit", "withdraw": "withdrawal"}
+
+
+def idempotency_ttl(ttl) -> int:
+    """
+    Seconds to keep an outcome: C{IDEMPOTENCY_TTL} for C{None}, else
+    C{ttl} rounded up to a whole second (Redis expires whole seconds, and
+    rounding up never forgets an outcome early).
+    """
+    if ttl is None:
+        return IDEMPOTENCY_TTL
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise ValueError(f"idempotency ttl must be a positive number of seconds: {ttl!r}")
+    return math.ceil(ttl)
 
 
 def check_amount(amount) -> int:

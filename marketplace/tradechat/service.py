@@ -216,18 +216,24 @@ class TradeChatService:
     def _key(self, state, req_id: int) -> str:
         return f"{state.session_id}:{req_id}"
 
+    # Each outcome is kept for one session TTL: a retry after a lost reply
+    # comes on the same connection within seconds, and nothing longer-lived
+    # needs it (a new login is a new session, so a new key); the ledger holds
+    # every outcome until it expires, so a day's worth would grow by
+    # hundreds of bytes per money operation for a day.
+
     def _deposit(self, state, request: Deposit, req_id: int):
         return self._when_fresh(state, self._ledger.deposit, state.account, request.amount,
-                                self._key(state, req_id))
+                                self._key(state, req_id), self._config.session_ttl)
 
     def _withdraw(self, state, request: Withdraw, req_id: int):
         return self._when_fresh(state, self._ledger.withdraw, state.account, request.amount,
-                                self._key(state, req_id))
+                                self._key(state, req_id), self._config.session_ttl)
 
     def _transfer(self, state, request: Transfer, req_id: int):
         return self._when_fresh(state, self._ledger.transfer, state.account,
                                 account_of(request.to_user_id), request.amount,
-                                self._key(state, req_id))
+                                self._key(state, req_id), self._config.session_ttl)
 
     def _balance(self, state, request: Balance, req_id: int):
         return self._when_fresh(state, self._ledger.balance, state.account)

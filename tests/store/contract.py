@@ -208,6 +208,24 @@ class LedgerContract:
         self.assertEqual((yield store.ledger.balance("a")), 110)
 
     @defer.inlineCallbacks
+    def test_idempotency_outcome_expires_after_its_ttl(self):
+        """An outcome is replayed within its lifetime, and forgotten after it."""
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        yield store.ledger.open_account("a", 100)
+        yield store.ledger.open_account("b")
+        self.assertEqual((yield store.ledger.deposit("a", 5, "s:1", ttl)), 105)
+        self.assertEqual((yield store.ledger.withdraw("a", 7, "s:2", ttl)), 98)
+        self.assertEqual((yield store.ledger.transfer("a", "b", 8, "s:3", ttl)), 90)
+        yield self.let_time_pass(ttl * 0.5)
+        self.assertEqual((yield store.ledger.deposit("a", 5, "s:1", ttl)), 105)
+        self.assertEqual((yield store.ledger.transfer("a", "b", 8, "s:3", ttl)), 90)
+        yield self.let_time_pass(ttl * 2)
+        self.assertEqual((yield store.ledger.deposit("a", 5, "s:1", ttl)), 95)
+        self.assertEqual((yield store.ledger.withdraw("a", 7, "s:2", ttl)), 88)
+        self.assertEqual((yield store.ledger.transfer("a", "b", 8, "s:3", ttl)), 80)
+
+    @defer.inlineCallbacks
     def test_audit_balances(self):
         store = yield self.make_store()
         yield store.ledger.open_account("a", 100)

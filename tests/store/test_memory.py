@@ -26,3 +26,20 @@ class MemorySessionSweepTests(unittest.TestCase):
         clock.advance(61)
         self.assertEqual(store.sessions.prune(), 0)
         self.assertEqual(self.successResultOf(store.sessions.sessions_of("idle")), [])
+
+
+class MemoryOutcomeSweepTests(unittest.TestCase):
+    def test_expired_outcomes_are_freed_without_further_operations(self):
+        """Idempotency outcomes do not outlive their TTL in memory."""
+        clock = task.Clock()
+        store = make_store("memory", reactor=clock)
+        store.startService()
+        self.addCleanup(store.stopService)
+        store.ledger.open_account("a", 100)
+        for i in range(50):
+            store.ledger.deposit("a", 1, f"s:{i}", 10)
+        store.ledger.deposit("a", 1, "long:1")
+        self.assertEqual(len(store.ledger._outcomes), 51)
+        clock.advance(61)
+        self.assertEqual(list(store.ledger._outcomes), ["long:1"])
+        self.assertEqual(store.ledger.prune(), 0)

@@ -306,6 +306,21 @@ class MoneyTests(unittest.TestCase):
         self.peer.ask(bodies.Deposit(10), req_id=3)
         self.assertEqual(_balance(other.ask(bodies.Deposit(10), req_id=3)), 100020)
 
+    def test_outcomes_are_kept_for_one_session_ttl(self):
+        """A login session's retry outcomes are freed one session TTL later."""
+        ledger = self.harness.store.ledger
+        for req_id in range(1, 51):
+            self.peer.ask(bodies.Deposit(1), req_id=req_id)
+        for _ in range(4):
+            self.harness.clock.advance(74)
+            self.peer.ask(bodies.Heartbeat())
+        self.assertEqual(_balance(self.peer.ask(bodies.Deposit(1), req_id=50)), 100050)
+        self.peer.protocol.connectionLost(None)
+        self.harness.clock.advance(4)
+        other = self.harness.logged_in("bob")
+        other.ask(bodies.Deposit(1), req_id=1)
+        self.assertEqual(len(ledger._outcomes), 1)
+
     def test_history_newest_first_and_paged(self):
         for amount in (1, 2, 3):
             self.peer.ask(bodies.Deposit(amount))

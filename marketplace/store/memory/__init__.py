@@ -16,7 +16,8 @@ from marketplace.store.memory.customers import MemoryCustomers
 from marketplace.store.memory.ledger import MemoryLedger
 from marketplace.store.memory.sessions import MemorySessions
 
-#: Seconds between sweeps of expired sessions nobody asked for again.
+#: Seconds between sweeps of expired sessions nobody asked for again, and of
+#: expired idempotency outcomes (otherwise freed only by later operations).
 PRUNE_INTERVAL = 60.0
 
 
@@ -31,8 +32,12 @@ class MemoryStore(Service):
         self.ledger = MemoryLedger(clock)
         self.customers = MemoryCustomers(clock)
         self.catalog = MemoryCatalog()
-        self._pruning = task.LoopingCall(self.sessions.prune)
+        self._pruning = task.LoopingCall(self._prune)
         self._pruning.clock = clock
+
+    def _prune(self):
+        self.sessions.prune()
+        self.ledger.prune()
 
     def startService(self):
         super().startService()

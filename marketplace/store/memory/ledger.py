@@ -8,7 +8,7 @@ atomic in a single process without locks.
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+from collections import deque
 
 from twisted.internet import defer
 
@@ -24,7 +24,11 @@ class MemoryLedger:
         self._histories: dict[str, list[Transaction]] = {}
         self._totals = {"opening": 0, "deposit": 0, "withdrawal": 0}
         self._last_txn_id = 0
-        self._outcomes: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        # key -> (expires at, outcome), and per lifetime the keys in the
+        # order they expire, so that expired outcomes are found and freed
+        # without scanning the rest.
+        self._outcomes: dict[str, tuple[float, object]] = {}
+        self._expiry: dict[int, deque[tuple[float, str]]] = {}
 
     def open_account(self, account, opening_balance=0):
         try:
@@ -45,14 +49,14 @@ class MemoryLedger:
             return defer.fail(UnknownAccount(f"no such account: {account!r}"))
         return defer.succeed(self._balances[account])
 
-    def deposit(self, account, amount, idempotency_key=None):
-        return self._once(idempotency_key, self._deposit, account, amount)
+    def deposit(self, account, amount, idempotency_key=None, idempotency_ttl=None):
+        return self._once(idempotency_key, idempotency_ttl, self._deposit, account, amount)
 
-    def withdraw(self, account, amount, idempotency_key=None):
-        return self._once(idempotency_key, self._withdraw, account, amount)
+    def withdraw(self, account, amount, idempotency_key=None, idempotency_ttl=None):
+        return self._once(idempotency_key, idempotency_ttl, self._withdraw, account, amount)
 
-    def transfer(self, source, target, amount, idempotency_key=None):
-        return self._once(idempotency_key, self._transfer, source, target, amount)
+    def transfer(self, source, target, amount, idempotency_key=None, idempotency_ttl=None):
+        return self._once(idempotency_key, idempotency_ttl, self._transfer, source, target, amount)
 
     def history(self, account, limit=50, before=None):
         if account not in self._histories:
@@ -109,23 +113,44 @@ class MemoryLedger:
             self._last_txn_id, account, kind, counterparty, amount, balance, self._clock.seconds()))
         return balance
 
-    def _once(self, key, operation, *args):
-        """Run ``operation`` unless ``key`` already has an outcome; replay it."""
+    def prune(self) -> int:
+        """Free every expired outcome; returns how many were freed."""
         now = self._clock.seconds()
-        while self._outcomes:
-            oldest_key, (expires_at, _) = next(iter(self._outcomes.items()))
-            if expires_at > now:
-                break
-            del self._outcomes[oldest_key]
-        if key is not None and key in self._outcomes:
-            outcome = self._outcomes[key][1]
+        return sum(self._expire(queue, now) for queue in self._expiry.values())
+
+    def _expire(self, queue, now) -> int:
+        freed = 0
+        outcomes = self._outcomes
+        while queue and queue[0][0] <= now:
+            expires_at, key = queue.popleft()
+            kept = outcomes.get(key)
+            if kept is not None and kept[0] == expires_at:
+                del outcomes[key]
+                freed += 1
+        return freed
+
+    def _once(self, key, ttl, operation, *args):
+        """Run ``operation`` unless ``key`` already has a live outcome; replay it."""
+        try:
+            ttl = rules.idempotency_ttl(ttl)
+        except ValueError:
+            return defer.fail()
+        now = self._clock.seconds()
+        queue = self._expiry.get(ttl)
+        if queue is None:
+            queue = self._expiry[ttl] = deque()
+        self._expire(queue, now)
+        kept = self._outcomes.get(key) if key is not None else None
+        if kept is not None and kept[0] > now:
+            outcome = kept[1]
         else:
             try:
                 outcome = operation(*args)
             except LedgerError as error:
                 outcome = error
             if key is not None:
-                self._outcomes[key] = (now + rules.IDEMPOTENCY_TTL, outcome)
+                self._outcomes[key] = (now + ttl, outcome)
+                queue.append((now + ttl, key))
         if isinstance(outcome, LedgerError):
             return defer.fail(outcome)
         return defer.succeed(outcome)

@@ -80,18 +80,18 @@ class RedisLedger:
             return int(value)
         return self._redis.command("hget", _ACCOUNT + account, "balance").addCallback(parse)
 
-    def deposit(self, account, amount, idempotency_key=None):
+    def deposit(self, account, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_deposit", [account], [amount, account, rules.MAX_BALANCE],
-                           idempotency_key, lambda: rules.check_single(account, amount))
+                           idempotency_key, idempotency_ttl, lambda: rules.check_single(account, amount))
 
-    def withdraw(self, account, amount, idempotency_key=None):
+    def withdraw(self, account, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_withdraw", [account], [amount, account],
-                           idempotency_key, lambda: rules.check_single(account, amount))
+                           idempotency_key, idempotency_ttl, lambda: rules.check_single(account, amount))
 
-    def transfer(self, source, target, amount, idempotency_key=None):
+    def transfer(self, source, target, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_transfer", [source, target],
                            [amount, source, target, rules.MAX_BALANCE],
-                           idempotency_key, lambda: rules.check_transfer(source, target, amount))
+                           idempotency_key, idempotency_ttl, lambda: rules.check_transfer(source, target, amount))
 
     def history(self, account, limit=50, before=None):
         upper = "+inf" if before is None else f"({int(before)}"
@@ -115,17 +115,18 @@ class RedisLedger:
         d = self._redis.script(lua("ledger_audit"), [_TOTALS, _ACCOUNTS], [_ACCOUNT, _HISTORY])
         return d.addCallback(build)
 
-    def _money(self, script, accounts, args, idempotency_key, validate):
+    def _money(self, script, accounts, args, idempotency_key, idempotency_ttl, validate):
         """
         Run a money script after checking its arguments here: a refused
         argument never reaches Redis, and is refused again on any retry.
         """
         try:
             validate()
-        except LedgerError:
+            ttl = rules.idempotency_ttl(idempotency_ttl)
+        except (LedgerError, ValueError):
             return defer.fail()
         keys = [_TOTALS, _TXN_COUNTER, _IDEMPOTENCY + idempotency_key if idempotency_key else _NO_KEY]
         for account in accounts:
             keys += [_ACCOUNT + account, _HISTORY + account]
-        once = ["1" if idempotency_key else "0", rules.IDEMPOTENCY_TTL]
+        once = ["1" if idempotency_key else "0", ttl]
         return self._redis.script(lua(script), keys, once + args).addCallback(_outcome)
