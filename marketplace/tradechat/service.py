@@ -198,17 +198,31 @@ class TradeChatService:
 
     # Rooms ---------------------------------------------------------------
 
+    # Room requests go through _when_fresh like money ones: a user who only
+    # chats is still using the connection, and its login session (which
+    # lives as long as the connection) must not expire under it.
+
     def _join(self, state, request: JoinRoom, req_id: int):
-        self._rooms.join(state.user_id, request.room)
+        return self._when_fresh(state, self._join_now, state.user_id, request.room)
+
+    def _join_now(self, user_id, room):
+        self._rooms.join(user_id, room)
         return defer.succeed(None)
 
     def _leave(self, state, request: LeaveRoom, req_id: int):
-        if not self._rooms.leave(state.user_id, request.room):
-            return defer.fail(NotAMember(f"not in room {request.room}"))
+        return self._when_fresh(state, self._leave_now, state.user_id, request.room)
+
+    def _leave_now(self, user_id, room):
+        if not self._rooms.leave(user_id, room):
+            return defer.fail(NotAMember(f"not in room {room}"))
         return defer.succeed(None)
 
     def _chat(self, state, request: ChatSend, req_id: int):
-        self._rooms.publish(request.room, state.user_id, request.message)
+        return self._when_fresh(state, self._chat_now, request.room, state.user_id,
+                                request.message)
+
+    def _chat_now(self, room, user_id, message):
+        self._rooms.publish(room, user_id, message)
         return defer.succeed(None)
 
     # Money ---------------------------------------------------------------

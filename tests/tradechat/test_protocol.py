@@ -107,6 +107,22 @@ class LoginTests(unittest.TestCase):
         self.assertEqual(harness.counters.counts["unauthorized"], 1)
 
 
+    def test_room_requests_keep_the_session_alive(self):
+        harness = Harness(session_ttl=10.0, idle_timeout=1000.0, login_timeout=1000.0)
+        alice = harness.logged_in("alice")
+        bob = harness.logged_in("bob")
+        for peer in (alice, bob):
+            self.assertEqual(peer.ask(bodies.JoinRoom(1)).status, Status.OK)
+        for request in (bodies.ChatSend(1, b"hi"), bodies.JoinRoom(2), bodies.LeaveRoom(2)) * 2:
+            harness.clock.advance(3)
+            self.assertEqual(alice.ask(request).status, Status.OK)
+            bob.ask(bodies.Heartbeat())
+        # 18 s of room requests alone, far past the 10 s session TTL.
+        self.assertEqual(alice.ask(bodies.Balance()).status, Status.OK)
+        bob.ask(bodies.ChatSend(1, b"to alice"))
+        self.assertEqual(len([f for f in alice.received() if f.opcode == Opcode.CHAT_BROADCAST]), 1)
+
+
 class BadInputTests(unittest.TestCase):
     def setUp(self):
         self.harness = Harness()
