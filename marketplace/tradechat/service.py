@@ -19,7 +19,6 @@ from typing import Optional
 
 import attrs
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from marketplace.store import SessionNotFound
 from marketplace.tradechat.compat import account_of, provision_accounts
@@ -89,16 +88,23 @@ class TradeChatService:
         if ready is None:
             if self._config.compat:
                 ready = self._ready = provision_accounts(self._ledger, self._config.opening_balance)
-                ready.addErrback(self._unprepared)
+                ready.addErrback(self._unprepared, ready)
             else:
                 ready = self._ready = defer.succeed(0)
         waiter = defer.Deferred()
         ready.addBoth(_pass_to, waiter)
         return waiter
 
-    def _unprepared(self, failure):
-        """A store outage during provisioning: let the next login try again."""
+    def _unprepared(self, failure, ready: defer.Deferred):
+        """
+        A store outage during provisioning: every login waiting for it is
+        refused with the failure, and the next login tries again.  The
+        failure stays the shared Deferred's result so that each waiter's
+        L{_pass_to} sees it; the errback added here runs after all of them
+        (callbacks added while a Deferred fires go last) and consumes it.
+        """
         self._ready = None
+        ready.addErrback(lambda _: None)
         return failure
 
     def connect(self, target) -> ConnectionState:
@@ -259,9 +265,9 @@ class TradeChatService:
 
 
 def _pass_to(result, waiter: defer.Deferred):
-    """Hand a shared Deferred's result to one waiter, keeping it for the next."""
+    """Hand a shared Deferred's result, a failure too, to one waiter, keeping it for the next."""
     waiter.callback(result)
-    return None if isinstance(result, Failure) else result
+    return result
 
 
 def _history_entry(txn) -> HistoryEntry:

@@ -601,6 +601,21 @@ class StoreFailureTests(unittest.TestCase):
         self.assertEqual(response.status, Status.SERVER_BUSY)
 
 
+    def test_failed_provisioning_refuses_every_waiting_login(self):
+        harness = Harness(compat=True)
+        provisioning = defer.Deferred()
+        self.patch(harness.store.ledger, "open_account", lambda *args: provisioning)
+        peers = [harness.connect() for _ in range(3)]
+        req_ids = []
+        for n, peer in enumerate(peers):
+            nonce = bodies.decode_hello_reply(peer.ask(bodies.Hello()).body).nonce
+            req_ids.append(peer.send(bodies.Login(f"u{n}", login_token(f"u{n}", nonce))))
+        provisioning.errback(StoreUnavailable("down"))
+        statuses = [[f.status for f in peer.received() if f.req_id == req_id]
+                    for peer, req_id in zip(peers, req_ids)]
+        self.assertEqual(statuses, [[Status.SERVER_BUSY]] * 3)
+        self.assertEqual(harness.counters.counts["store_unavailable"], 3)
+
 class StuckPeerTests(unittest.TestCase):
     def test_closing_connection_that_does_not_flush_is_aborted(self):
         harness = Harness(idle_timeout=5.0)
