@@ -271,7 +271,12 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
             else:
                 self._succeeded(result, frame)
         except Exception:
+            # A reply that cannot be encoded (a value outside its wire field)
+            # is a server fault: the client must still get an answer, or it
+            # waits for this req_id forever.  Encoding comes before writing,
+            # so nothing of the failed reply was written.
             self.log.failure("answering request {opcode:#06x} failed", opcode=frame.opcode)
+            self._refuse(frame, Status.INTERNAL, "internal_error")
         self._request_done()
 
     def _succeeded(self, result, frame: Frame) -> None:

@@ -591,6 +591,16 @@ class StoreFailureTests(unittest.TestCase):
         self.assertEqual(peer.ask(bodies.Balance()).status, Status.INTERNAL)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_reply_that_cannot_be_encoded_is_answered_internal(self):
+        harness = Harness()
+        peer = harness.logged_in("alice")
+        self.patch(harness.store.ledger, "balance", lambda *args: defer.succeed(2**64))
+        response = peer.ask(bodies.Balance())
+        self.assertEqual((response.status, response.body), (Status.INTERNAL, b""))
+        self.assertEqual(harness.counters.counts["internal_error"], 1)
+        self.assertEqual(len(self.flushLoggedErrors()), 1)
+        self.assertEqual(peer.ask(bodies.Heartbeat()).status, Status.OK)
+
     def test_full_compat_directory_refuses_login_with_server_busy(self):
         harness = Harness(compat=True)
         for n in range(1024):
