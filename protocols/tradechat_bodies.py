@@ -55,6 +55,11 @@ _PUSH_HEADER = struct.Struct(">HIH")
 _HISTORY_REQUEST = struct.Struct(">HQ")
 _HISTORY_ENTRY = struct.Struct(">QBIqqQ")
 _AUTH_PARAMS = struct.Struct(">BIIBH")
+#: The largest KDF parameters the HELLO reply's fields (u32 time cost,
+#: u32 memory in KiB, u8 lanes) can carry.
+MAX_KDF_TIME_COST = 0xFFFFFFFF
+MAX_KDF_MEMORY_KIB = 0xFFFFFFFF
+MAX_KDF_PARALLELISM = 0xFF
 
 
 class BadBody(ValueError):

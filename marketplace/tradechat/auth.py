@@ -28,7 +28,9 @@ from typing import Mapping, Optional
 import attrs
 from argon2.low_level import Type, hash_secret_raw
 
-from protocols.tradechat_bodies import AuthParams
+from protocols.tradechat_bodies import (
+    MAX_KDF_MEMORY_KIB, MAX_KDF_PARALLELISM, MAX_KDF_TIME_COST, AuthParams,
+)
 
 KEY_BYTES = 32
 SALT_BYTES = 16
@@ -83,6 +85,20 @@ def verify_proof(credential: Credential, nonce: int, proof: bytes) -> bool:
     return hmac.compare_digest(_stored_key(_xor(proof, signature)), credential.stored_key)
 
 
+def check_params(time_cost, memory_cost_kib, parallelism) -> None:
+    """
+    Refuse Argon2id parameters the HELLO reply cannot carry or Argon2id
+    rejects (at least 8 KiB of memory per lane): a credential with them
+    would make every HELLO for its account fail to encode.
+    """
+    def check(label, value, low, high):
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(f"Argon2id {label} must be an integer in {low}..{high}: {value!r}")
+    check("time cost", time_cost, 1, MAX_KDF_TIME_COST)
+    check("parallelism", parallelism, 1, MAX_KDF_PARALLELISM)
+    check("memory (KiB)", memory_cost_kib, 8 * parallelism, MAX_KDF_MEMORY_KIB)
+
+
 def hash_password(
     name: str,
     password: str,
@@ -91,6 +107,7 @@ def hash_password(
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> Credential:
     """Make a credential with a fresh random salt (slow on purpose: Argon2id)."""
+    check_params(time_cost, memory_cost_kib, parallelism)
     params = AuthParams(os.urandom(SALT_BYTES), time_cost, memory_cost_kib, parallelism)
     return Credential(name, params, _stored_key(derive_client_key(password, params)))
 
@@ -122,6 +139,7 @@ def parse_credentials(text: str) -> dict[str, Credential]:
         try:
             params = AuthParams(base64.b64decode(salt, validate=True), int(time_cost),
                                 int(memory_kib), int(parallelism))
+            check_params(params.time_cost, params.memory_cost_kib, params.parallelism)
             stored_key = base64.b64decode(key, validate=True)
         except ValueError as error:
             raise CredentialFileError(f"line {number}: {error}") from None

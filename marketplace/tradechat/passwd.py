@@ -32,6 +32,12 @@ class Options(usage.Options):
         ["parallelism", None, auth.DEFAULT_PARALLELISM, "Argon2id lanes.", int],
     ]
 
+    def postOptions(self):
+        try:
+            auth.check_params(self["time-cost"], self["memory-kib"], self["parallelism"])
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+
     def parseArgs(self, path, name):
         if not 1 <= len(name.encode("utf-8")) <= MAX_NAME_BYTES or "\x00" in name:
             raise usage.UsageError(f"NAME must be 1..{MAX_NAME_BYTES} bytes of UTF-8")

@@ -47,7 +47,9 @@ class ProofTests(unittest.TestCase):
 
     def test_malformed_credentials_file(self):
         for text in ("alice:md5:1:2:3:AA==:AA==", "alice", "alice:argon2id:x:8:1:AA==:AA==",
-                     "alice:argon2id:1:8:1:not-base64:AA=="):
+                     "alice:argon2id:1:8:1:not-base64:AA==",
+                     # parameters the HELLO reply's fields cannot carry
+                     "alice:argon2id:1:65536:256:AA==:AA==", "alice:argon2id:0:8:1:AA==:AA=="):
             with self.subTest(text):
                 self.assertRaises(auth.CredentialFileError, auth.parse_credentials, text)
 

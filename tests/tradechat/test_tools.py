@@ -319,6 +319,17 @@ class PasswdTests(unittest.TestCase):
     def test_name_is_checked(self):
         self.assertRaises(usage.UsageError, passwd.Options().parseOptions, ["file", "n" * 32])
 
+    def test_kdf_parameters_must_fit_the_hello_reply(self):
+        for option, value in (("--parallelism", "256"), ("--parallelism", "0"),
+                              ("--time-cost", "0"), ("--time-cost", str(2**32)),
+                              ("--memory-kib", "7"), ("--memory-kib", str(2**32))):
+            with self.subTest(option=option, value=value):
+                self.assertRaises(usage.UsageError, passwd.Options().parseOptions,
+                                  [option, value, "file", "alice"])
+        options = passwd.Options()
+        options.parseOptions(["--parallelism", "255", "--memory-kib", "2040", "file", "alice"])
+        self.assertEqual(options["parallelism"], 255)
+
 
 class OptionsTests(unittest.TestCase):
     def parse(self, *arguments):
