@@ -101,6 +101,10 @@ ERROR_STATUSES: tuple[tuple[type, Status, str], ...] = (
 INTERNAL (and logged)."""
 
 
+_LOGIN_CHANGES = frozenset({Opcode.LOGIN, Opcode.LOGOUT})
+"""Opcodes whose success starts or ends a login (and its deadline)."""
+
+
 def error_status(error: BaseException) -> tuple[Status, str, bytes]:
     """The status, counter name and body answering C{error}."""
     for kind, status, counter in ERROR_STATUSES:
@@ -150,7 +154,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self._writer = ImmediateWriter(self.transport)
         self._writer.register_producer(self)
         self.setTimeout(self.factory.idle_timeout)
-        self._login_deadline = self.callLater(self.factory.login_timeout, self._login_expired)
+        self._arm_login_deadline()
         self.counters.increment("connections")
         self.factory.connections.add(self)
 
@@ -175,6 +179,15 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
     def timeoutConnection(self) -> None:
         self.counters.increment("idle_timeout")
         self._close()
+
+    def _arm_login_deadline(self) -> None:
+        """
+        Give the connection C{login_timeout} seconds to log in, unless that
+        clock already runs: on connecting, and again after LOGOUT or an
+        expired session, so no connection stays open unauthenticated.
+        """
+        if self._login_deadline is None or not self._login_deadline.active():
+            self._login_deadline = self.callLater(self.factory.login_timeout, self._login_expired)
 
     def _login_expired(self) -> None:
         if self.state.user_id is None:
@@ -280,12 +293,20 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self._request_done()
 
     def _succeeded(self, result, frame: Frame) -> None:
-        if frame.opcode == Opcode.LOGIN and self._login_deadline.active():
-            self._login_deadline.cancel()
+        if frame.opcode in _LOGIN_CHANGES:
+            if frame.opcode == Opcode.LOGIN:
+                if self._login_deadline.active():
+                    self._login_deadline.cancel()
+            else:
+                self._arm_login_deadline()
         self._write(encode_response(frame, Status.OK, RESPONSE_ENCODERS[frame.opcode](result)))
 
     def _failed(self, failure, frame: Frame) -> None:
         status, counter, body = error_status(failure.value)
+        if status is Status.UNAUTHORIZED and self.state.user_id is None:
+            # Possibly an expired login session (or a refused LOGIN, where
+            # the deadline still runs and this does nothing).
+            self._arm_login_deadline()
         if status is Status.INTERNAL:
             self.log.failure("request {opcode:#06x} failed", failure, opcode=frame.opcode)
         self._refuse(frame, status, counter, body)

@@ -509,6 +509,38 @@ class TimeoutTests(unittest.TestCase):
         harness.clock.advance(5)
         self.assertTrue(peer.closed)
 
+    def test_logout_restarts_the_login_deadline(self):
+        harness = Harness(idle_timeout=5.0, login_timeout=8.0)
+        peer = harness.logged_in("alice")
+        for _ in range(4):
+            harness.clock.advance(3)
+            peer.ask(bodies.Heartbeat())
+        self.assertEqual(peer.ask(bodies.Logout()).status, Status.OK)
+        for _ in range(2):
+            harness.clock.advance(3)
+            peer.ask(bodies.Heartbeat())
+        self.assertFalse(peer.closed)
+        harness.clock.advance(3)
+        self.assertTrue(peer.closed)
+        self.assertEqual(harness.counters.counts["login_timeout"], 1)
+
+    def test_expired_session_restarts_the_login_deadline(self):
+        harness = Harness(session_ttl=10.0, idle_timeout=5.0, login_timeout=8.0)
+        peer = harness.logged_in("alice")
+        for _ in range(4):
+            harness.clock.advance(3)
+            self.assertEqual(peer.ask(bodies.Heartbeat()).status, Status.OK)
+        # 12 s, past the first login deadline; now the session ends in the store.
+        harness.store.sessions.delete(peer.protocol.state.session_id)
+        harness.clock.advance(3)
+        self.assertEqual(peer.ask(bodies.Balance()).status, Status.UNAUTHORIZED)
+        harness.clock.advance(4)
+        peer.ask(bodies.Heartbeat())
+        self.assertFalse(peer.closed)
+        harness.clock.advance(4)
+        self.assertTrue(peer.closed)
+        self.assertEqual(harness.counters.counts["login_timeout"], 1)
+
     def test_login_cancels_the_login_deadline(self):
         harness = Harness(idle_timeout=5.0, login_timeout=8.0)
         peer = harness.logged_in("alice")
