@@ -101,6 +101,9 @@ ERROR_STATUSES: tuple[tuple[type, Status, str], ...] = (
 INTERNAL (and logged)."""
 
 
+_PRE_LOGIN = frozenset({Opcode.HELLO, Opcode.LOGIN, Opcode.HEARTBEAT})
+"""The only opcodes answered before login."""
+
 _LOGIN_CHANGES = frozenset({Opcode.LOGIN, Opcode.LOGOUT})
 """Opcodes whose success starts or ends a login (and its deadline)."""
 
@@ -262,7 +265,11 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         single callback on the service's Deferred (which the embedded store
         has usually fired already, so the answer is written right here).
         """
-        if frame.flags & FLAG_COMPRESSED:
+        if self.state.user_id is None and frame.opcode not in _PRE_LOGIN:
+            # The spec: before login anything but HELLO, LOGIN and HEARTBEAT
+            # (unknown opcodes included) gets UNAUTHORIZED, whatever its body.
+            self._refuse(frame, Status.UNAUTHORIZED, "unauthorized")
+        elif frame.flags & FLAG_COMPRESSED:
             self._refuse(frame, Status.BAD_PACKET, "compressed_unsupported")
         else:
             try:

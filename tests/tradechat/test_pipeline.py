@@ -8,6 +8,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from marketplace.tradechat.service import ConnectionState
 from protocols.nsframe import FrameDecoder, Opcode, Status, encode_frame
 from protocols.tradechat import MAX_QUEUED_REQUESTS, TradeChatServerFactory
 
@@ -19,7 +20,8 @@ class SlowService:
         self.calls = []
 
     def connect(self, target):
-        return object()
+        # Logged in, so that the protocol passes every opcode on.
+        return ConnectionState(target, user_id=1)
 
     def handle(self, state, request, req_id):
         d = defer.Deferred()

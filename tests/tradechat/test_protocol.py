@@ -129,7 +129,23 @@ class BadInputTests(unittest.TestCase):
         self.peer = self.harness.connect()
         self.counts = self.harness.counters.counts
 
+    def test_before_login_other_opcodes_are_unauthorized_whatever_the_body(self):
+        for opcode, body, flags in ((Opcode.DEPOSIT, (0).to_bytes(8, "big"), 0),
+                                    (Opcode.BALANCE, b"x", 0),
+                                    (Opcode.TRANSFER, b"", 0),
+                                    (Opcode.BALANCE, b"", FLAG_COMPRESSED),
+                                    (Opcode.CHAT_BROADCAST, b"", 0),
+                                    (0x7777, b"", 0)):
+            with self.subTest(opcode=opcode, body=body, flags=flags):
+                self.peer.send_raw(encode_frame(opcode, 5, 0, body, flags))
+                [response] = self.peer.received()
+                self.assertEqual((response.opcode, response.status), (opcode, Status.UNAUTHORIZED))
+        self.assertEqual(self.counts["unauthorized"], 6)
+        self.assertEqual(self.counts.get("bad_body", 0), 0)
+        self.assertFalse(self.peer.closed)
+
     def test_unknown_opcode_is_bad_packet_and_connection_stays(self):
+        self.peer.login("alice")
         self.peer.send_raw(encode_frame(0x7777, 5))
         [response] = self.peer.received()
         self.assertEqual((response.opcode, response.req_id, response.status),
@@ -138,6 +154,7 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(self.counts["unknown_opcode"], 1)
 
     def test_push_opcode_as_request_is_bad_packet(self):
+        self.peer.login("alice")
         self.peer.send_raw(encode_frame(Opcode.CHAT_BROADCAST, 5))
         [response] = self.peer.received()
         self.assertEqual(response.status, Status.BAD_PACKET)
