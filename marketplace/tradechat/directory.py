@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from protocols.tradechat_bodies import NO_COUNTERPARTY
+
 FNV_OFFSET_BASIS = 0x811C9DC5
 FNV_PRIME = 0x01000193
 FULL_ID_SPACE = 1 << 32
@@ -37,6 +39,10 @@ class NameDirectory:
         self.id_space = id_space
         self._ids_by_name: dict[str, int] = {}
         self._names_by_id: dict[int, str] = {}
+        if NO_COUNTERPARTY < id_space:
+            # TXN_HISTORY encodes "no counterparty" as this id, so a user
+            # holding it would read as none; it is never given out.
+            self._names_by_id[NO_COUNTERPARTY] = ""
 
     def user_id_for(self, name: str) -> defer.Deferred:
         """Fire with the id of C{name}, claiming one on first use."""

@@ -3,8 +3,9 @@
 from twisted.trial import unittest
 
 from marketplace.store import make_store
-from marketplace.tradechat import compat
+from marketplace.tradechat import compat, directory as directory_module
 from marketplace.tradechat.directory import DirectoryFull, NameDirectory, fnv1a_32
+from protocols.tradechat_bodies import NO_COUNTERPARTY
 
 
 class DirectoryTests(unittest.TestCase):
@@ -22,6 +23,12 @@ class DirectoryTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(directory.user_id_for(first)), home[first])
         self.assertEqual(self.successResultOf(directory.user_id_for(clash)), (home[first] + 1) % 8)
         self.assertEqual(self.successResultOf(directory.user_id_for(first)), home[first])
+
+    def test_no_counterparty_id_is_never_given_out(self):
+        self.patch(directory_module, "fnv1a_32", lambda data: NO_COUNTERPARTY)
+        directory = NameDirectory()
+        self.assertEqual(self.successResultOf(directory.user_id_for("unlucky")), 0)
+        self.assertEqual(self.successResultOf(directory.user_id_for("next")), 1)
 
     def test_full_directory(self):
         directory = NameDirectory(id_space=4)
