@@ -128,9 +128,23 @@ class TradeChatRoot(MultiService):
         return closed.addCallback(lambda _: super(TradeChatRoot, self).stopService())
 
 
+_log = Logger()
+
+RESTART_HAZARD = (
+    "--compat with the persistent store {store}: the name -> user id directory lives "
+    "in this process only, so after a restart names whose ids collided are given ids "
+    "in the order they next log in, and a name can get another user's id and balance. "
+    "Use the embedded store, or keep the process running, until the directory is "
+    "store-backed.")
+
+
 def makeService(options: Options, reactor=None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
+    if options["compat"] and options["store"] != "memory":
+        # Not refused: the compatibility deployment runs on Redis, and the
+        # hazard is only at a restart; but it must not go unnoticed.
+        _log.warn(RESTART_HAZARD, store=options["store"])
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
     store = make_store(options["store"], options["store-timeout"], reactor)
