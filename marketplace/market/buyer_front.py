@@ -12,7 +12,9 @@ A purchase runs as a small saga keyed by the buyer's idempotency key:
    (history, items bought and sold, the bought units leave the cart), in
    that order: a purchase is recorded only once its stock is committed.
 
-A decline or a failed authorisation releases the reservation.  Every step is
+A decline or any failed authorisation releases the reservation.  The saga
+runs to its end even when the request is cancelled (client gone, request
+timed out), so it never stops between two steps.  Every step is
 idempotent per key, so a client that lost the reply retries MakePurchase with
 the same ``idempotency_key`` and the purchase completes -- charged once.
 """
@@ -26,7 +28,7 @@ from twisted.internet import defer
 
 from marketplace.market import payments, validation
 from marketplace.market.errors import ClientError, ServiceUnavailable
-from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, together
+from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, shielded, together
 from marketplace.market.internal import reservation_from_payload
 from marketplace.store.market_records import COMMITTED
 
@@ -155,8 +157,17 @@ class BuyerFront:
         } for line in reply["items"]]
         return None, {"items": items}
 
-    @defer.inlineCallbacks
     def make_purchase(self, request):
+        """
+        The purchase saga, shielded from the request's cancellation: a client
+        that disconnects or a request that times out must not stop it between
+        reserving and releasing the stock, or between the charge and the
+        purchase's record.
+        """
+        return shielded(self._purchase(request), "MakePurchase")
+
+    @defer.inlineCallbacks
+    def _purchase(self, request):
         payload = request.payload
         card = {field: validation.required(payload, field)
                 for field in ("name", "card_number", "expiration_date", "security_code")}
@@ -188,17 +199,22 @@ class BuyerFront:
 
     @defer.inlineCallbacks
     def _authorize(self, purchase_id, amount_cents, card):
-        """Authorise and capture, or release the reservation and say why not."""
+        """
+        Authorise and capture, or release the reservation and say why not.
+
+        Every failure here comes before the commit, so whatever it is (a
+        refusal, an unreachable payments service, a bug) the units go back on
+        sale rather than staying reserved for a purchase that is not made.
+        """
         try:
             decision = yield payload_of(self._payments.call(
                 "Authorize", {"purchase_id": purchase_id, "amount_cents": amount_cents, **card},
                 idempotent=True))
-        except (ClientError, ServiceUnavailable):
+            if not decision["approved"]:
+                raise ClientError(f"payment declined: {decision['reason']}")
+        except Exception:
             yield self._release(purchase_id)
             raise
-        if not decision["approved"]:
-            yield self._release(purchase_id)
-            raise ClientError(f"payment declined: {decision['reason']}")
 
     def _release(self, purchase_id):
         """Put the units back; if product-db is unreachable they stay reserved for a retry."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from marketplace.market import accounts
-from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable
 
 STATUS_OK = "ok"
 
@@ -64,6 +65,36 @@ def together(first, second):
         return failure
 
     return first.addCallbacks(first_done, first_failed)
+
+
+def shielded(work, what):
+    """
+    Let a request give up on ``work`` without stopping it.
+
+    The envelope server cancels a request's Deferred when its client
+    disconnects or its time is up; cancelling a saga halfway (say between
+    reserving the stock and releasing it) would leave the stores
+    inconsistent.  The Deferred returned here fails with ``CancelledError``
+    when cancelled while ``work`` goes on to its end -- every call it makes
+    has its own timeout, so it does end.  An outcome nobody awaits any more
+    is logged if it is a failure, since no reply will carry it.
+    """
+    waiter = defer.Deferred(lambda _: None)  # cancel() then fails it with CancelledError
+
+    def finished(outcome):
+        failed = isinstance(outcome, Failure)
+        if not waiter.called:
+            (waiter.errback if failed else waiter.callback)(outcome)
+        elif failed:
+            if outcome.check(ApiError):
+                log.warn("{what} failed after its caller gave up: {why}",
+                         what=what, why=outcome.getErrorMessage())
+            else:
+                log.failure("{what} failed after its caller gave up", outcome, what=what)
+        return None
+
+    work.addBoth(finished)
+    return waiter
 
 
 class AccountCalls:

@@ -7,7 +7,7 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from marketplace.market.buyer_front import BuyerFront
-from marketplace.market.errors import ClientError
+from marketplace.market.errors import ClientError, ServiceUnavailable
 from protocols.envelope import Request
 from tests.market.market_harness import CARD
 
@@ -30,7 +30,9 @@ class HeldBackend:
         self.waiting.pop(api).callback((None, payload))
 
 
-class PurchaseTests(unittest.TestCase):
+class PurchaseHarness(unittest.TestCase):
+    """A buyer front end over held DB services, and a purchase of 2 units of item 9."""
+
     def setUp(self):
         self.log = []
         self.customer_db = HeldBackend("customer-db", self.log)
@@ -38,15 +40,23 @@ class PurchaseTests(unittest.TestCase):
         self.payments = HeldBackend("payments", self.log)
         self.front = BuyerFront(self.customer_db, self.product_db, self.payments, None, task.Clock())
 
-    def purchase(self):
+    def reserved(self):
+        """A purchase waiting for its authorisation (the request's Deferred)."""
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})
         done = self.front.make_purchase(request)
         self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 2}]})
         self.product_db.answer("Reserve", {"purchase_id": "buyer-4:k", "state": "reserved",
                                            "lines": [[9, 3, 2, 450]]})
+        return done
+
+    def purchase(self):
+        """A purchase authorised and waiting for its commit."""
+        done = self.reserved()
         self.payments.answer("Authorize", {"approved": True, "reason": "approved"})
         return done
 
+
+class PurchaseTests(PurchaseHarness):
     def test_the_purchase_is_recorded_once_the_stock_is_committed(self):
         done = self.purchase()
         self.assertEqual(self.log[-1], "product-db Commit")
@@ -64,3 +74,50 @@ class PurchaseTests(unittest.TestCase):
             ClientError("reservation buyer-4:k was released"))
         self.failureResultOf(done, ClientError)
         self.assertNotIn("customer-db RecordPurchase", self.log)
+
+
+class ShieldedPurchaseTests(PurchaseHarness):
+    """
+    A purchase goes on to its end when its request is cancelled (the client
+    disconnected or the request timed out): the stock is released or the
+    purchase recorded, never left halfway.
+    """
+
+    def test_a_cancelled_request_fails_at_once(self):
+        done = self.reserved()
+        done.cancel()
+        self.failureResultOf(done, defer.CancelledError)
+        self.assertIn("Authorize", self.payments.waiting)
+
+    def test_a_purchase_given_up_during_authorisation_still_releases_the_stock(self):
+        done = self.reserved()
+        done.cancel()
+        self.failureResultOf(done, defer.CancelledError)
+        self.payments.waiting.pop("Authorize").errback(ServiceUnavailable("payments is unavailable"))
+        self.assertEqual(self.log[-1], "product-db Release")
+
+    def test_a_purchase_given_up_during_the_commit_is_still_recorded(self):
+        done = self.purchase()
+        done.cancel()
+        self.failureResultOf(done, defer.CancelledError)
+        self.product_db.answer("Commit", {"purchase_id": "buyer-4:k", "state": "committed",
+                                          "lines": [[9, 3, 2, 450]]})
+        self.assertEqual(self.log[-1], "customer-db RecordPurchase")
+        self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
+
+    def test_any_failure_of_the_authorisation_releases_the_stock(self):
+        done = self.reserved()
+        self.payments.waiting.pop("Authorize").errback(defer.CancelledError())
+        self.assertEqual(self.log[-1], "product-db Release")
+        self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
+                                           "lines": [[9, 3, 2, 450]]})
+        self.failureResultOf(done, defer.CancelledError)
+
+    def test_a_failure_nobody_awaits_is_logged(self):
+        done = self.reserved()
+        done.cancel()
+        self.payments.waiting.pop("Authorize").errback(RuntimeError("payments reply unreadable"))
+        self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
+                                           "lines": [[9, 3, 2, 450]]})
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.failureResultOf(done, defer.CancelledError)
