@@ -9,10 +9,15 @@ Money must stay exact, so JSON numbers with a fraction or exponent decode to
 ``decimal.Decimal`` (never ``float``), and a ``Decimal`` in an outgoing payload
 is written as a plain JSON number with exactly its digits.  NaN and Infinity
 are rejected in both directions.
+
+Strings must be valid Unicode: a ``\\ud800`` escape with no partner (a lone
+UTF-16 surrogate) is malformed JSON, since it cannot be written as UTF-8 --
+not in an error reply echoing it, nor anywhere a stored value is sent on.
 """
 
 import functools
 import json
+import re
 import uuid
 from decimal import Decimal
 
@@ -71,20 +76,56 @@ def _reject_constant(name):
 
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
 
+#: A ``\uD...`` escape, the only way a surrogate can get into a decoded string
+#: (UTF-8 input cannot carry one).  An escaped backslash before ``ud`` also
+#: matches; that only costs a needless check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(document) -> str | None:
+    """
+    The first surrogate code point left in any string (key or value) of a
+    decoded document, or None.  The decoder joins escaped pairs into one
+    character, so any surrogate left over has no partner.  Iterative: the
+    document may be nested as deeply as the decoder allows.
+    """
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                return found.group()
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
+
 
 def decode_json(data: bytes):
     """
     Decode a JSON document exactly (``Decimal`` for fractions) or raise ``ValueError``.
 
     Covers every way a hostile frame can fail: bad UTF-8, bad syntax,
-    NaN/Infinity, integers too long to convert, nesting too deep to recurse.
+    NaN/Infinity, integers too long to convert, nesting too deep to recurse,
+    lone surrogates.  Only frames with a ``\\uD`` escape are searched for
+    surrogates, so ordinary frames pay nothing for the check.
     """
     try:
-        return _DECODER.decode(data.decode("utf-8"))
+        document = _DECODER.decode(data.decode("utf-8"))
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 ({e.reason} at byte {e.start})") from None
+    if _SURROGATE_ESCAPE.search(data):
+        surrogate = _lone_surrogate(document)
+        if surrogate is not None:
+            raise ValueError(f"a string holds the lone surrogate \\u{ord(surrogate):04x}, "
+                             "which is not Unicode text")
+    return document
 
 
 def _decode_object(data: bytes, malformed: str, not_an_object: str) -> dict:
@@ -181,12 +222,19 @@ def _encode_exact_text(document) -> str:
 
 
 def encode_json(document) -> bytes:
-    """Compact UTF-8 JSON; ``Decimal`` written exactly; NaN/Infinity refused."""
+    """
+    Compact UTF-8 JSON; ``Decimal`` written exactly; NaN/Infinity refused.
+
+    A lone surrogate (which ``decode_json`` refuses, but a string may come
+    from elsewhere) never makes encoding fail: non-ASCII characters only
+    occur inside JSON strings, where ``backslashreplace`` writes it as the
+    ``\\ud800`` escape it stands for, so the output is valid UTF-8 and JSON.
+    """
     try:
         text = _ENCODER.encode(document)
     except _NotAFloat:
         text = _encode_exact_text(document)
-    return text.encode("utf-8")
+    return text.encode("utf-8", "backslashreplace")
 
 
 def encode_request(api: str, session_id: str | None, payload: dict) -> bytes:

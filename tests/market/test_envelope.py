@@ -95,8 +95,36 @@ class ParseRequestTests(unittest.TestCase):
             api="Login",
         )
 
+    def test_lone_surrogate_in_api_is_bad_request(self):
+        self.assertBadRequest(
+            b'{"type":"request","api":"X\\ud800","session_id":null,"payload":{}}',
+            "lone surrogate \\ud800")
+
+    def test_lone_surrogate_in_session_id_is_bad_request(self):
+        self.assertBadRequest(
+            b'{"type":"request","api":"Echo","session_id":"\\udfff","payload":{}}',
+            "lone surrogate \\udfff")
+
+    def test_lone_surrogate_deep_in_payload_is_bad_request(self):
+        self.assertBadRequest(
+            b'{"type":"request","api":"X","payload":{"a":[{"\\ud83d x":1}]}}',
+            "lone surrogate")
+
+    def test_surrogate_pair_is_text(self):
+        data = b'{"type":"request","api":"X","payload":{"name":"\\ud83d\\ude00"}}'
+        self.assertEqual(parse_request(data).payload["name"], "\U0001f600")
+
+    def test_escaped_backslash_before_u_is_text(self):
+        data = b'{"type":"request","api":"X","payload":{"name":"\\\\ud800"}}'
+        self.assertEqual(parse_request(data).payload["name"], "\\ud800")
+
 
 class EncodeTests(unittest.TestCase):
+    def test_lone_surrogate_is_written_as_its_escape(self):
+        encoded = encode_json({"api": "X\ud800"})
+        self.assertEqual(encoded, b'{"api":"X\\ud800"}')
+        self.assertEqual(json.loads(encoded), {"api": "X\ud800"})
+
     def test_response_bytes(self):
         self.assertEqual(
             encode_response("Login", "abc", {"buyer_id": 3}),

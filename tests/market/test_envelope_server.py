@@ -122,6 +122,16 @@ class ReplyTests(unittest.TestCase):
         self.assertEqual(harness.calls, [])
         self.assertFalse(harness.transport.disconnecting)
 
+    def test_lone_surrogate_is_bad_request_and_the_connection_goes_on(self):
+        harness = Harness(self)
+        replies = harness.send(
+            b'{"type":"request","api":"\\ud800","session_id":"\\udfff","payload":{}}\n'
+            + line("Echo"))
+        self.assertEqual([reply["type"] for reply in replies], ["error", "response"])
+        self.assertEqual(replies[0]["error"]["code"], "BAD_REQUEST")
+        self.assertEqual((replies[0]["api"], replies[0]["session_id"]), (None, None))
+        self.assertFalse(harness.transport.disconnecting)
+
     def test_bad_envelope_echoes_api_and_session(self):
         harness = Harness(self)
         [reply] = harness.send(b'{"type":"request","api":"GetItem","session_id":"s1"}\n')
