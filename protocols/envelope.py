@@ -144,12 +144,23 @@ def _optional_text(envelope, key):
     return value if isinstance(value, str) else None
 
 
+def _sent_session_id(envelope):
+    """
+    The ``session_id`` to echo in an error reply: as sent (the spec's
+    "as sent") when it is a JSON scalar, even a wrongly typed one such as
+    ``42``; None for an object or an array, which would make the reply as big
+    as the request.
+    """
+    value = envelope.get("session_id")
+    return value if isinstance(value, (str, int, Decimal)) else None
+
+
 def parse_request(data: bytes) -> Request:
     """Parse one frame into a ``Request`` or raise ``EnvelopeError(BAD_REQUEST, ...)``."""
     envelope = _decode_object(data, "malformed JSON", "the request must be a JSON object")
     api = _optional_text(envelope, "api")
     session_id = envelope.get("session_id")
-    echo = {"api": api, "session_id": _optional_text(envelope, "session_id")}
+    echo = {"api": api, "session_id": _sent_session_id(envelope)}
     if envelope.get("type") != "request":
         raise EnvelopeError(BAD_REQUEST, 'field "type" must be "request"', **echo)
     if not api:

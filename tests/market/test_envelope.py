@@ -88,9 +88,23 @@ class ParseRequestTests(unittest.TestCase):
             b'{"type":"request","api":"Login","payload":[]}', '"payload"', api="Login"
         )
 
-    def test_session_id_wrong_type(self):
+    def test_session_id_wrong_type_is_echoed_as_sent(self):
         self.assertBadRequest(
             b'{"type":"request","api":"Login","session_id":5,"payload":{}}',
+            '"session_id"',
+            api="Login",
+            session_id=5,
+        )
+        self.assertBadRequest(
+            b'{"type":"request","api":"Login","session_id":1.50,"payload":{}}',
+            '"session_id"',
+            api="Login",
+            session_id=Decimal("1.50"),
+        )
+
+    def test_session_id_object_is_not_echoed(self):
+        self.assertBadRequest(
+            b'{"type":"request","api":"Login","session_id":{"a":[1]},"payload":{}}',
             '"session_id"',
             api="Login",
         )

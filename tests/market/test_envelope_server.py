@@ -138,6 +138,12 @@ class ReplyTests(unittest.TestCase):
         self.assertEqual((reply["api"], reply["session_id"]), ("GetItem", "s1"))
         self.assertEqual(reply["error"]["code"], "BAD_REQUEST")
 
+    def test_bad_session_id_is_echoed_as_sent(self):
+        harness = Harness(self)
+        [reply] = harness.send(b'{"type":"request","api":"GetItem","session_id":42,"payload":{}}\n')
+        self.assertEqual((reply["api"], reply["session_id"]), ("GetItem", 42))
+        self.assertEqual(reply["error"]["code"], "BAD_REQUEST")
+
     def test_unknown_api_via_router(self):
         harness = Harness(self, dispatch=api_router({"Known": lambda request: (None, {})}))
         [reply] = harness.send(line("Nope"))
