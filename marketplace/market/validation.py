@@ -18,6 +18,10 @@ from marketplace.market.errors import ClientError
 
 MAX_ITEM_NAME = 32
 MAX_KEYWORDS = 5
+#: The longest keyword list accepted, duplicates included: bounded before
+#: anything else is checked, so a frame of a hundred thousand keywords costs
+#: nothing to refuse.
+MAX_KEYWORD_ENTRIES = 4 * MAX_KEYWORDS
 MAX_KEYWORD = 8
 MAX_CATEGORY = 2**31 - 1
 #: The largest price or stock count: money and counts stay exact in Lua
@@ -138,6 +142,10 @@ def keywords(value, name: str = "keywords") -> tuple[str, ...]:
     """
     Up to five distinct keywords of at most eight characters, lower-cased so
     that search matches regardless of case; order is kept, duplicates dropped.
+
+    The work is bounded whatever the client sends: a list longer than
+    ``MAX_KEYWORD_ENTRIES`` is refused unread, and the loop stops at the
+    first keyword over the limit.
     """
     if value is None:
         return ()
@@ -145,7 +153,10 @@ def keywords(value, name: str = "keywords") -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list):
         raise ClientError(f"{name!r} must be a list of strings")
-    result: list[str] = []
+    if len(value) > MAX_KEYWORD_ENTRIES:
+        raise ClientError(f"{name!r} may hold at most {MAX_KEYWORD_ENTRIES} entries "
+                          f"and {MAX_KEYWORDS} distinct keywords")
+    result: dict[str, None] = {}  # insertion-ordered set
     for word in value:
         if not isinstance(word, str):
             raise ClientError(f"{name!r} must be a list of strings")
@@ -154,10 +165,9 @@ def keywords(value, name: str = "keywords") -> tuple[str, ...]:
             raise ClientError(
                 f"keyword {word!r} must be 1 to {MAX_KEYWORD} letters, digits, '_' or '-'"
             )
-        if word not in result:
-            result.append(word)
-    if len(result) > MAX_KEYWORDS:
-        raise ClientError(f"at most {MAX_KEYWORDS} keywords are allowed")
+        result[word] = None
+        if len(result) > MAX_KEYWORDS:
+            raise ClientError(f"at most {MAX_KEYWORDS} keywords are allowed")
     return tuple(result)
 
 

@@ -49,6 +49,23 @@ class ItemDraftTests(unittest.TestCase):
         self.assertEqual(error.message, "missing field 'price'")
 
 
+
+class KeywordTests(unittest.TestCase):
+    def test_duplicates_count_once(self):
+        self.assertEqual(validation.keywords(["a", "A", " b", "c", "d", "e", "a", "E"]),
+                         ("a", "b", "c", "d", "e"))
+
+    def test_refused_at_the_first_keyword_over_the_limit(self):
+        error = self.assertRaises(ClientError, validation.keywords,
+                                  ["a", "b", "c", "d", "e", "f", 1])
+        self.assertEqual(error.message, "at most 5 keywords are allowed")
+
+    def test_a_long_list_is_refused_unread(self):
+        self.assertEqual(validation.keywords(["red"] * validation.MAX_KEYWORD_ENTRIES), ("red",))
+        error = self.assertRaises(ClientError, validation.keywords,
+                                  ["red"] * (validation.MAX_KEYWORD_ENTRIES + 1) + [1])
+        self.assertIn(f"at most {validation.MAX_KEYWORD_ENTRIES} entries", error.message)
+
 class FieldTests(unittest.TestCase):
     def test_item_ids(self):
         self.assertEqual(validation.item_id({"item_id": "42"}), 42)
