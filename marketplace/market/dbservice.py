@@ -27,6 +27,7 @@ def _stock_message(error: refusals.StockTooLow) -> str:
 #: Store refusal -> the client error a caller sees (message from the refusal or the function).
 _REFUSALS = (
     (refusals.StockTooLow, _stock_message),
+    (refusals.StockTooHigh, lambda e: f"item {e.item_id}: at most {e.limit} unit(s) may be in stock"),
     (refusals.NotInCart, lambda e: f"the cart holds only {e.in_cart} unit(s) of item {e.item_id}"),
     (refusals.UnknownItem, str),
     (refusals.UnknownUser, str),

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 import attrs
 
 from marketplace.market.errors import ClientError
+from marketplace.store.market_rules import MAX_STOCK
 
 MAX_ITEM_NAME = 32
 MAX_KEYWORDS = 5
@@ -77,12 +78,15 @@ def positive_quantity(payload: dict, name: str = "quantity") -> int:
 
 
 def stock_quantity(payload: dict, name: str = "quantity") -> int:
-    return integer(required(payload, name), name, minimum=0)
+    return integer(required(payload, name), name, minimum=0, maximum=MAX_STOCK)
 
 
 def stock_change(payload: dict, name: str = "quantity") -> int:
-    """A signed change to stock; zero changes nothing and is refused as a no-op."""
-    change = integer(required(payload, name), name, minimum=-MAX_EXACT)
+    """
+    A signed change to stock; zero changes nothing and is refused as a no-op.
+    Whether the stock it leaves is within ``MAX_STOCK`` is the store's check.
+    """
+    change = integer(required(payload, name), name, minimum=-MAX_STOCK, maximum=MAX_STOCK)
     if change == 0:
         raise ClientError(f"{name!r} must be a non-zero change to the stock")
     return change

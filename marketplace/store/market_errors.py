@@ -40,6 +40,15 @@ class StockTooLow(MarketStoreError):
         self.available = available
 
 
+class StockTooHigh(MarketStoreError):
+    """A stock change would leave the item above ``limit`` units (``market_rules.MAX_STOCK``)."""
+
+    def __init__(self, item_id: int, limit: int):
+        super().__init__(f"item {item_id} may have at most {limit} unit(s) in stock")
+        self.item_id = item_id
+        self.limit = limit
+
+
 class NotInCart(MarketStoreError):
     """The cart holds fewer units of the item than were to be removed."""
 

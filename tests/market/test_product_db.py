@@ -7,9 +7,11 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from marketplace.market.dbservice import make_dispatch
+from marketplace.market.errors import ClientError
 from marketplace.market.internal import item_to_spec
 from marketplace.market.product_db import ProductDbService
 from marketplace.store import make_store
+from marketplace.store.market_rules import MAX_STOCK
 from protocols.envelope import EncodedPayload, Request, encode_json
 
 LAMP = {"item_name": "Lamp", "category": 2, "keywords": ["lamp", "desk"],
@@ -46,3 +48,16 @@ class ItemRepliesTests(unittest.TestCase):
         self.call("SetPrice", seller_id=1, item_id=1, price_cents=1999)
         self.assertIn(b'"price":19.99,"price_cents":1999', self.call("GetItem", item_id=1))
         self.assertIn(b'"price":19.99,', self.call("Search", keywords=["lamp"]))
+
+
+
+class StockLimitTests(unittest.TestCase):
+    def test_stock_above_the_limit_is_a_client_error(self):
+        catalog = make_store("memory", reactor=task.Clock()).catalog
+        dispatch = make_dispatch(ProductDbService(catalog).dispatch_table())
+        self.successResultOf(dispatch(Request(
+            "CreateItem", None, {**LAMP, "seller_id": 1, "quantity": MAX_STOCK})))
+        failure = self.failureResultOf(dispatch(Request(
+            "AdjustStock", None, {"seller_id": 1, "item_id": 1, "change": 1})), ClientError)
+        self.assertEqual(failure.value.message,
+                         f"item 1: at most {MAX_STOCK} unit(s) may be in stock")

@@ -15,12 +15,14 @@ from marketplace.store.market_errors import (
     NotOwner,
     NotPurchased,
     ReservationClosed,
+    StockTooHigh,
     StockTooLow,
     UnknownItem,
     UnknownUser,
     UsernameTaken,
 )
 from marketplace.store.market_records import COMMITTED, RELEASED, RESERVED, ReservedLine
+from marketplace.store.market_rules import MAX_STOCK
 from tests.store.backends import MemoryBackend, RedisBackend
 
 
@@ -191,6 +193,17 @@ class CatalogContract:
         yield catalog.adjust_stock(item.item_id, 1, 1)
         page = yield catalog.search(None, ("light",), False, 0, 10)
         self.assertEqual([i.item_id for i in page.items], [item.item_id])
+
+    @defer.inlineCallbacks
+    def test_stock_never_goes_above_the_limit(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=MAX_STOCK - 1))
+        self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, 1)), MAX_STOCK)
+        refused = yield self.assertFailure(catalog.adjust_stock(item.item_id, 1, MAX_STOCK),
+                                           StockTooHigh)
+        self.assertEqual(refused.limit, MAX_STOCK)
+        yield self.assertFailure(catalog.adjust_stock(item.item_id, 1, 1), StockTooHigh)
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, MAX_STOCK)
 
     @defer.inlineCallbacks
     def test_search_ranks_by_matching_keywords_then_id(self):

@@ -15,6 +15,7 @@ from collections import Counter
 import attrs
 
 from marketplace.market.search import rank
+from marketplace.store.market_rules import check_stock
 from marketplace.store.memory.answers import answers
 from marketplace.store.market_errors import (
     NotOwner,
@@ -82,7 +83,8 @@ class MemoryCatalog:
         item = self._owned(item_id, seller_id)
         if item.quantity + change < 0:
             raise StockTooLow(item_id, item.quantity)
-        return self._set_stock(item, item.quantity + change).quantity
+        quantity = check_stock(item_id, item.quantity + change)
+        return self._set_stock(item, quantity).quantity
 
     @answers
     def search(self, category, keywords, include_out_of_stock, offset, limit):

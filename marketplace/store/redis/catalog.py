@@ -12,9 +12,11 @@ from collections import Counter
 from marketplace.store.market_errors import (
     NotOwner,
     ReservationClosed,
+    StockTooHigh,
     StockTooLow,
     UnknownItem,
 )
+from marketplace.store.market_rules import MAX_STOCK
 from marketplace.store.market_records import Item, Reservation, ReservedLine, SearchPage
 from marketplace.store.redis.scripts import lua
 
@@ -124,7 +126,7 @@ class RedisCatalog:
 
     def _update(self, item_id, seller_id, field, value):
         d = self._redis.script(lua("market_item_update"), [_item_key(item_id), _IN_STOCK],
-                               [item_id, seller_id, field, value])
+                               [item_id, seller_id, field, value, MAX_STOCK])
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -133,6 +135,8 @@ class RedisCatalog:
                 raise NotOwner(f"item {item_id} belongs to another seller")
             if reply[0] == "low":
                 raise StockTooLow(item_id, int(reply[1]))
+            if reply[0] == "high":
+                raise StockTooHigh(item_id, MAX_STOCK)
             return reply[1]
         return d.addCallback(parse)
 

@@ -1,6 +1,7 @@
 -- Catalogue: a seller changes the price or the stock of their own item.
 -- KEYS[1] item hash, KEYS[2] in-stock set.
--- ARGV: item id, seller, field ('price' sets it, 'qty' adds a signed change), value
+-- ARGV: item id, seller, field ('price' sets it, 'qty' adds a signed change), value,
+-- the most units an item may have in stock (market_rules.MAX_STOCK)
 local key = KEYS[1]
 local seller = redis.call('HGET', key, 'seller')
 if not seller then
@@ -16,6 +17,11 @@ else
   local new = qty + tonumber(ARGV[4])
   if new < 0 then
     return {'low', qty}
+  end
+  -- Exact as long as the stock is: a sum above the limit (<= 2**53 - 1)
+  -- still compares above it after rounding to a double.
+  if new > tonumber(ARGV[5]) then
+    return {'high', qty}
   end
   redis.call('HSET', key, 'qty', new)
   if new > 0 then

@@ -1,0 +1,23 @@
+"""
+Catalogue rules shared by every backend, so the embedded store and Redis
+refuse the same changes.
+
+The stock limit is 2**53 - 1, as for the ledger (``ledger_rules``): Redis
+runs the catalogue's Lua scripts with double-precision numbers, exact only up
+to 2**53, so above it the two backends would count a different stock.  The
+Redis scripts get the limit from here as an argument.
+"""
+
+from __future__ import annotations
+
+from marketplace.store.market_errors import StockTooHigh
+
+#: The most units an item may have in stock.
+MAX_STOCK = 2**53 - 1
+
+
+def check_stock(item_id: int, quantity: int) -> int:
+    """``quantity`` if an item may be left with that stock, else ``StockTooHigh``."""
+    if quantity > MAX_STOCK:
+        raise StockTooHigh(item_id, MAX_STOCK)
+    return quantity
