@@ -202,11 +202,13 @@ class BuyerFront:
         """
         Authorise and capture, or release the reservation and say why not.
 
-        Every failure here comes before the commit, so whatever it is (a
-        refusal, an unreachable payments service, a bug) the units go back on
-        sale rather than staying reserved for a purchase that is not made.
+        Every failure here comes before the commit, so whatever it is (a total
+        above the limit, a refusal, an unreachable payments service, a bug)
+        the units go back on sale rather than staying reserved for a purchase
+        that is not made.
         """
         try:
+            validation.purchase_total(amount_cents)
             decision = yield payload_of(self._payments.call(
                 "Authorize", {"purchase_id": purchase_id, "amount_cents": amount_cents, **card},
                 idempotent=True))

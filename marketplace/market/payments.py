@@ -143,7 +143,9 @@ class PaymentsService:
     def authorize(self, request):
         payload = request.payload
         key = validation.text(payload, "purchase_id", max_length=200)
-        amount = validation.integer(validation.required(payload, "amount_cents"), "amount_cents")
+        # The same limit as the front end's: the merchant account must not fill up.
+        amount = validation.purchase_total(
+            validation.integer(validation.required(payload, "amount_cents"), "amount_cents"))
         card_from_payload(payload, self._clock.seconds())
         decision = self._policy.decide(key, amount)
         if not decision.approved:

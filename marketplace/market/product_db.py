@@ -103,7 +103,7 @@ class ProductDbService:
         payload = request.payload
         item = yield self._catalog.set_price(
             validation.item_id(payload), validation.user_id(payload, "seller_id"),
-            validation.integer(validation.required(payload, "price_cents"), "price_cents"))
+            validation.internal_price_cents(payload))
         return None, _item_payload(item)
 
     @defer.inlineCallbacks

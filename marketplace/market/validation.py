@@ -25,9 +25,16 @@ MAX_KEYWORDS = 5
 MAX_KEYWORD_ENTRIES = 4 * MAX_KEYWORDS
 MAX_KEYWORD = 8
 MAX_CATEGORY = 2**31 - 1
-#: The largest price or stock count: money and counts stay exact in Lua
-#: numbers (doubles) and in JSON readers that use doubles.
+#: The largest count: counts stay exact in Lua numbers (doubles) and in JSON
+#: readers that use doubles.
 MAX_EXACT = 2**53 - 1
+#: The highest price of one unit (10,000,000.00) and total of one purchase
+#: (100,000,000.00).  Every purchase is captured into the one merchant ledger
+#: account, whose balance is capped at 2**53 - 1 cents: without a cap one
+#: purchase could fill it, and every later capture would be refused.  Capped,
+#: it takes some 900,000 purchases of the maximum.
+MAX_PRICE_CENTS = 1_000_000_000
+MAX_PURCHASE_CENTS = 10_000_000_000
 MAX_ID = 2**53 - 1
 _CENTS = Decimal("0.01")
 _KEYWORD = re.compile(r"^[a-z0-9_-]+$")
@@ -123,13 +130,25 @@ def price_cents(value, name: str = "price") -> int:
         raise ClientError(f"{name!r} must be >= 0")
     # Checked before quantize(), which raises for numbers wider than the
     # decimal context's precision (1E+30, say).
-    if amount.adjusted() >= len(str(MAX_EXACT)) - 2:
-        raise ClientError(f"{name!r} is too large")
+    highest = cents_to_decimal(MAX_PRICE_CENTS)
+    if amount > highest:
+        raise ClientError(f"{name!r} must be at most {highest}")
     if amount != amount.quantize(_CENTS, rounding="ROUND_DOWN"):
         raise ClientError(f"{name!r} must have at most two decimal places")
-    cents = int(amount * 100)
-    if cents > MAX_EXACT:
-        raise ClientError(f"{name!r} is too large")
+    return int(amount * 100)
+
+
+def internal_price_cents(payload: dict, name: str = "price_cents") -> int:
+    """A price as a front end forwards it to product-db: integer cents, same limit."""
+    return integer(required(payload, name), name, maximum=MAX_PRICE_CENTS)
+
+
+def purchase_total(cents: int) -> int:
+    """A purchase's total in cents, refused above ``MAX_PURCHASE_CENTS``."""
+    if cents > MAX_PURCHASE_CENTS:
+        raise ClientError(
+            f"the purchase total {cents_to_decimal(cents)} is above the maximum of "
+            f"{cents_to_decimal(MAX_PURCHASE_CENTS)} per purchase; buy fewer units at a time")
     return cents
 
 
@@ -229,6 +248,6 @@ def item_draft_from_internal(payload: dict) -> ItemDraft:
         category=category(required(payload, "category")),
         keywords=keywords(payload.get("keywords")),
         condition_is_new=boolean(payload, "condition_is_new"),
-        price_cents=integer(required(payload, "price_cents"), "price_cents"),
+        price_cents=internal_price_cents(payload),
         quantity=stock_quantity(payload),
     )

@@ -68,6 +68,19 @@ class PurchaseTests(PurchaseHarness):
         _, reply = self.successResultOf(done)
         self.assertEqual((reply["status"], str(reply["total"])), ("ok", "9.00"))
 
+    def test_a_total_above_the_limit_is_released_unpaid(self):
+        request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})
+        done = self.front.make_purchase(request)
+        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 11}]})
+        self.product_db.answer("Reserve", {"purchase_id": "buyer-4:k", "state": "reserved",
+                                           "lines": [[9, 3, 11, 1_000_000_000]]})
+        self.assertEqual(self.log[-1], "product-db Release")
+        self.assertNotIn("payments Authorize", self.log)
+        self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
+                                           "lines": [[9, 3, 11, 1_000_000_000]]})
+        error = self.failureResultOf(done, ClientError).value
+        self.assertIn("the purchase total 110000000.00 is above the maximum", error.message)
+
     def test_a_refused_commit_records_nothing(self):
         done = self.purchase()
         self.product_db.waiting.pop("Commit").errback(

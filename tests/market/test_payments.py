@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
+from marketplace.market import validation
 from marketplace.market.errors import ClientError
 from marketplace.market.payments import (
     MERCHANT_ACCOUNT,
@@ -67,7 +68,7 @@ class PolicyTests(unittest.TestCase):
 
 class AuthorizeTests(unittest.TestCase):
     def setUp(self):
-        clock = task.Clock()
+        self.clock = clock = task.Clock()
         clock.advance(NOW)
         self.store = make_store("memory", reactor=clock)
         self.service = PaymentsService(self.store.ledger, ApprovalPolicy("max:5000"), clock)
@@ -84,6 +85,16 @@ class AuthorizeTests(unittest.TestCase):
         self.assertTrue(first["approved"])
         yield self.authorize("p2", 300)
         self.assertEqual((yield self.store.ledger.balance(MERCHANT_ACCOUNT)), 1500)
+
+    @defer.inlineCallbacks
+    def test_a_total_above_the_limit_is_refused_and_not_captured(self):
+        self.service = PaymentsService(self.store.ledger, ApprovalPolicy("all"), self.clock)
+        error = yield self.assertFailure(
+            self.authorize("p1", validation.MAX_PURCHASE_CENTS + 1), ClientError)
+        self.assertIn("above the maximum", error.message)
+        yield self.authorize("p2", validation.MAX_PURCHASE_CENTS)
+        self.assertEqual((yield self.store.ledger.balance(MERCHANT_ACCOUNT)),
+                         validation.MAX_PURCHASE_CENTS)
 
     @defer.inlineCallbacks
     def test_declines_and_bad_cards_capture_nothing(self):

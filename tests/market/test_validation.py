@@ -24,6 +24,21 @@ class PriceTests(unittest.TestCase):
                       1e30, Decimal("1E+30"), "1E+400"):
             self.assertRaises(ClientError, validation.price_cents, value)
 
+    def test_a_price_is_at_most_ten_million(self):
+        self.assertEqual(validation.price_cents("10000000.00"), validation.MAX_PRICE_CENTS)
+        for value in ("10000000.01", Decimal("90071992547409.91")):
+            error = self.assertRaises(ClientError, validation.price_cents, value)
+            self.assertEqual(error.message, "'price' must be at most 10000000.00")
+        self.assertRaises(ClientError, validation.internal_price_cents,
+                          {"price_cents": validation.MAX_PRICE_CENTS + 1})
+
+    def test_a_purchase_total_is_at_most_a_hundred_million(self):
+        self.assertEqual(validation.purchase_total(validation.MAX_PURCHASE_CENTS),
+                         validation.MAX_PURCHASE_CENTS)
+        error = self.assertRaises(ClientError, validation.purchase_total,
+                                  validation.MAX_PURCHASE_CENTS + 1)
+        self.assertIn("above the maximum of 100000000.00 per purchase", error.message)
+
     def test_cents_to_decimal_is_exact(self):
         self.assertEqual(validation.cents_to_decimal(1999), Decimal("19.99"))
         self.assertEqual(validation.cents_to_decimal(2**53 - 1), Decimal("90071992547409.91"))
