@@ -282,14 +282,15 @@ def encode_response(api: str | None, session_id: str | None, payload) -> bytes:
     )
 
 
-def encode_error(api: str | None, session_id: str | None, code: str, message: str) -> bytes:
-    """Encode an error reply."""
+def encode_error(api: str | None, session_id: str | None, code: str, message: str,
+                 fields: dict | None = None) -> bytes:
+    """Encode an error reply; ``fields`` are extra members of its error object."""
     return encode_json(
         {
             "type": "error",
             "api": api,
             "session_id": session_id,
-            "error": {"code": code, "message": message},
+            "error": {**(fields or {}), "code": code, "message": message},
         }
     )
 

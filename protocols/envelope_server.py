@@ -216,7 +216,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
 
     def _encode_error(self, api, session_id, error):
         self.factory.counters.increment(f"errors.{error.code}")
-        return encode_error(api, session_id, error.code, error.message)
+        return encode_error(api, session_id, error.code, error.message, error.fields)
 
     def _flush(self):
         """Write every reply that is ready and has no unanswered request before it."""

@@ -27,7 +27,7 @@ import secrets
 from twisted.internet import defer
 
 from marketplace.market import payments, validation
-from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable, Timeout
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, shielded, together
 from marketplace.market.internal import reservation_from_payload
 from marketplace.store.market_records import COMMITTED
@@ -163,16 +163,31 @@ class BuyerFront:
         that disconnects or a request that times out must not stop it between
         reserving and releasing the stock, or between the charge and the
         purchase's record.
+
+        Every error reply carries the purchase's ``idempotency_key`` -- also
+        the one drawn here for a client that sent none, which could otherwise
+        only retry as a new purchase and be charged twice.
         """
-        return shielded(self._purchase(request), "MakePurchase")
+        key = _idempotency_key(request.payload)
+
+        def given_up():
+            return Timeout("MakePurchase did not finish in time and goes on; retry with its "
+                           "idempotency_key for the outcome")
+
+        def with_key(failure):
+            if failure.check(ApiError):
+                failure.value.fields = {**failure.value.fields, "idempotency_key": key}
+            return failure
+
+        saga = shielded(self._purchase(request, key), "MakePurchase", given_up)
+        return saga.addErrback(with_key)
 
     @defer.inlineCallbacks
-    def _purchase(self, request):
+    def _purchase(self, request, key):
         payload = request.payload
         card = {field: validation.required(payload, field)
                 for field in ("name", "card_number", "expiration_date", "security_code")}
         payments.card_from_payload(card, self._clock.seconds())
-        key = _idempotency_key(payload)
         cart = yield self._customer("CartGet", request, idempotent=True)
         purchase_id = f"buyer-{cart['user_id']}:{key}"
         lines = [[line["item_id"], line["quantity"]] for line in cart["cart"]]

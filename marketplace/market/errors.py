@@ -11,13 +11,20 @@ where an existing system would have dropped the connection or hung.
 
 
 class ApiError(Exception):
-    """An error reply: ``code`` for programs, ``message`` for people."""
+    """
+    An error reply: ``code`` for programs, ``message`` for people.
+
+    ``fields`` are written into the reply's error object beside ``code`` and
+    ``message`` (MakePurchase's ``idempotency_key``); clients that know only
+    the two read past them.
+    """
 
     code = "SERVER_ERROR"
     default_message = "internal server error"
 
-    def __init__(self, message: str | None = None):
+    def __init__(self, message: str | None = None, **fields):
         self.message = message if message is not None else self.default_message
+        self.fields = fields
         super().__init__(self.message)
 
     def __repr__(self):

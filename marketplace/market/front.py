@@ -67,19 +67,27 @@ def together(first, second):
     return first.addCallbacks(first_done, first_failed)
 
 
-def shielded(work, what):
+def shielded(work, what, given_up=None):
     """
     Let a request give up on ``work`` without stopping it.
 
     The envelope server cancels a request's Deferred when its client
     disconnects or its time is up; cancelling a saga halfway (say between
     reserving the stock and releasing it) would leave the stores
-    inconsistent.  The Deferred returned here fails with ``CancelledError``
-    when cancelled while ``work`` goes on to its end -- every call it makes
-    has its own timeout, so it does end.  An outcome nobody awaits any more
-    is logged if it is a failure, since no reply will carry it.
+    inconsistent.  The Deferred returned here fails when cancelled -- with
+    ``given_up()``, an ``ApiError`` the reply carries instead of a plain
+    timeout, or else with ``CancelledError`` -- while ``work`` goes on to its
+    end: every call it makes has its own timeout, so it does end.  An outcome
+    nobody awaits any more is logged if it is a failure, since no reply will
+    carry it.
     """
-    waiter = defer.Deferred(lambda _: None)  # cancel() then fails it with CancelledError
+
+    def cancel(waiter):
+        if given_up is not None:
+            waiter.errback(given_up())
+        # else cancel() fails the waiter with CancelledError
+
+    waiter = defer.Deferred(cancel)
 
     def finished(outcome):
         failed = isinstance(outcome, Failure)

@@ -7,7 +7,7 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from marketplace.market.buyer_front import BuyerFront
-from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.errors import ClientError, ServiceUnavailable, Timeout
 from protocols.envelope import Request
 from tests.market.market_harness import CARD
 
@@ -81,6 +81,13 @@ class PurchaseTests(PurchaseHarness):
         error = self.failureResultOf(done, ClientError).value
         self.assertIn("the purchase total 110000000.00 is above the maximum", error.message)
 
+    def test_an_error_reply_carries_the_key_drawn_for_a_keyless_purchase(self):
+        done = self.front.make_purchase(Request("MakePurchase", "session", dict(CARD)))
+        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 2}]})
+        self.product_db.waiting.pop("Reserve").errback(ServiceUnavailable("product-db is down"))
+        error = self.failureResultOf(done, ServiceUnavailable).value
+        self.assertRegex(error.fields["idempotency_key"], r"^[A-Za-z0-9_-]{16,}$")
+
     def test_a_refused_commit_records_nothing(self):
         done = self.purchase()
         self.product_db.waiting.pop("Commit").errback(
@@ -96,23 +103,24 @@ class ShieldedPurchaseTests(PurchaseHarness):
     purchase recorded, never left halfway.
     """
 
-    def test_a_cancelled_request_fails_at_once(self):
+    def test_a_cancelled_request_fails_at_once_with_the_key(self):
         done = self.reserved()
         done.cancel()
-        self.failureResultOf(done, defer.CancelledError)
+        error = self.failureResultOf(done, Timeout).value
+        self.assertEqual(error.fields, {"idempotency_key": "k"})
         self.assertIn("Authorize", self.payments.waiting)
 
     def test_a_purchase_given_up_during_authorisation_still_releases_the_stock(self):
         done = self.reserved()
         done.cancel()
-        self.failureResultOf(done, defer.CancelledError)
+        self.failureResultOf(done, Timeout)
         self.payments.waiting.pop("Authorize").errback(ServiceUnavailable("payments is unavailable"))
         self.assertEqual(self.log[-1], "product-db Release")
 
     def test_a_purchase_given_up_during_the_commit_is_still_recorded(self):
         done = self.purchase()
         done.cancel()
-        self.failureResultOf(done, defer.CancelledError)
+        self.failureResultOf(done, Timeout)
         self.product_db.answer("Commit", {"purchase_id": "buyer-4:k", "state": "committed",
                                           "lines": [[9, 3, 2, 450]]})
         self.assertEqual(self.log[-1], "customer-db RecordPurchase")
@@ -133,4 +141,4 @@ class ShieldedPurchaseTests(PurchaseHarness):
         self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
                                            "lines": [[9, 3, 2, 450]]})
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        self.failureResultOf(done, defer.CancelledError)
+        self.failureResultOf(done, Timeout)

@@ -152,6 +152,16 @@ class EncodeTests(unittest.TestCase):
             b'"error":{"code":"CLIENT_ERROR","message":"no such item"}}',
         )
 
+    def test_error_fields_sit_beside_code_and_message(self):
+        self.assertEqual(
+            encode_error("MakePurchase", None, "SERVICE_UNAVAILABLE", "down",
+                         {"idempotency_key": "k", "code": "ignored"}),
+            b'{"type":"error","api":"MakePurchase","session_id":null,"error":'
+            b'{"idempotency_key":"k","code":"SERVICE_UNAVAILABLE","message":"down"}}',
+        )
+        reply = parse_reply(encode_error("X", None, "CLIENT_ERROR", "no", {"extra": 1}))
+        self.assertEqual(reply, ErrorReply("X", None, "CLIENT_ERROR", "no"))
+
     def test_utf8_not_escaped(self):
         self.assertIn("caf\u00e9".encode(), encode_json({"name": "caf\u00e9"}))
 

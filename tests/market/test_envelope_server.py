@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from marketplace.market.errors import ClientError
+from marketplace.market.errors import ClientError, Timeout
 from marketplace.metrics import Counters
 from protocols.envelope import encode_request
 from protocols.envelope_server import EnvelopeServerFactory, api_router
@@ -225,6 +225,16 @@ class TimeoutTests(unittest.TestCase):
         replies = harness.replies()
         self.assertEqual([r["type"] for r in replies], ["error", "response"])
         self.assertEqual(replies[0]["error"]["code"], "TIMEOUT")
+
+    def test_a_dispatch_may_answer_its_timeout_with_its_own_error(self):
+        def dispatch(request):
+            return defer.Deferred(lambda d: d.errback(Timeout("still going", key="k1")))
+
+        harness = Harness(self, dispatch=dispatch, request_timeout=5)
+        harness.protocol.dataReceived(line("A"))
+        harness.clock.advance(5)
+        [reply] = harness.replies()
+        self.assertEqual(reply["error"], {"code": "TIMEOUT", "message": "still going", "key": "k1"})
 
     def test_idle_connection_closed(self):
         harness = Harness(self, idle_timeout=60)
