@@ -17,7 +17,9 @@ The scheme (README, "Laptop orders: replication"):
 - Elections start when no primary has been heard from for the election
   timeout; lower replica ids time out first.  A pre-vote round (would you
   vote for me?) comes first, so a replica that was frozen or cut off cannot
-  depose a working primary by bumping the view when it comes back.
+  depose a working primary by bumping the view when it comes back.  A
+  refused pre-vote carries the refuser's view, which an asker behind it
+  adopts, so a lower view never keeps the longest log from winning.
 - The primary commits an entry once every *live* backup and a majority of
   the configured replicas hold it.  A backup is live once it holds every
   committed entry and answers; one silent for the backup timeout, or whose
@@ -785,7 +787,13 @@ class Replica:
                 and quiet
                 and self._log_is_current(request.last_view, request.last_index)
             )
-            self._send(request.candidate_id, VoteReply(request.view, self.replica_id, granted, True))
+            # A refusal carries this replica's own view: an asker behind it
+            # adopts it, or it would keep asking for a view that is taken
+            # (and may hold the only log a new primary can come from).
+            # Nobody adopts the view a pre-vote asks for, so a rejoiner
+            # still cannot depose a working primary this way.
+            view = request.view if granted else self.view
+            self._send(request.candidate_id, VoteReply(view, self.replica_id, granted, True))
             return
         if request.view > self.view:
             self._adopt_view(request.view, None)
@@ -802,7 +810,10 @@ class Replica:
 
     def _on_vote_reply(self, reply: VoteReply) -> None:
         if reply.pre:
-            if self.role == FOLLOWER and reply.view == self.view + 1 and reply.granted:
+            if not reply.granted:
+                if reply.view > self.view:
+                    self._adopt_view(reply.view, None)
+            elif self.role == FOLLOWER and reply.view == self.view + 1:
                 self._pre_votes.add(reply.replica_id)
                 if len(self._pre_votes) >= self.majority:
                     self._start_election()

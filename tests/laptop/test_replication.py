@@ -113,6 +113,35 @@ class ElectionTests(unittest.TestCase):
         net.run(0.1)
         self.assertEqual(results, [0])
 
+    def test_replica_behind_in_view_learns_it_from_a_refused_pre_vote(self):
+        """
+        A holds the longest log but a lower view than B (B's election in
+        a higher view failed when its voter died): with only A and B up, A's
+        pre-votes must tell it B's view, or neither can ever win (B's log is
+        behind A's, and A keeps asking B for a view B has already seen).
+        """
+        from marketplace.laptop.replication import CANDIDATE
+
+        net = SimulatedNetwork(seed=1)
+        a = elect(net)
+        net.run(0.5)
+        net.partition([a], [i for i in net.ids if i != a])
+        net.replicas[a].order(1, 1).addErrback(lambda failure: None)  # only its log entry matters
+        net.run(0.05)
+        net.run_until(lambda: any(net.replicas[i].role == CANDIDATE for i in net.ids if i != a))
+        b = next(i for i in net.ids if i != a and net.replicas[i].role == CANDIDATE)
+        net.crash(next(i for i in net.ids if i not in (a, b)))
+        net.run(0.05)
+        self.assertGreater(net.replicas[b].view, net.replicas[a].view)
+        self.assertGreater(
+            net.replicas[a].replicated_log.last_index, net.replicas[b].replicated_log.last_index
+        )
+        net.heal()
+        self.assertEqual(elect(net, 3 * FAILOVER_BOUND), a)
+        net.run(0.1)
+        self.assertEqual(net.replicas[b].primary_id, a)
+        self.assertEqual(net.replicas[b].book.last_order(1), 1)
+
     def test_no_primary_without_majority(self):
         net = SimulatedNetwork()
         net.crash(1)
