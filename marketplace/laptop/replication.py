@@ -33,8 +33,10 @@ The scheme (README, "Laptop orders: replication"):
   messages sent after the read arrived was acknowledged by a majority in
   its view (so a deposed primary cannot serve a stale read).
 - Any replica accepts customer requests; a backup forwards them to the
-  primary and re-routes them when the primary changes.  Orders are
-  idempotent per (customer, order number), so re-routing is safe.
+  primary, re-routes them when the primary changes, and forwards again
+  what stays unanswered for the retransmit interval (links drop messages
+  while down or congested).  Orders are idempotent per (customer, order
+  number), so re-routing and resending are safe.
 """
 
 import random
@@ -133,7 +135,7 @@ class _CustomerRequest:
 
     __slots__ = (
         "tag", "request_type", "customer_id", "order_number", "deadline", "on_done", "on_failed",
-        "routed_to", "retry_call", "_replica",
+        "routed_to", "sent_at", "retry_call", "_replica",
     )
 
     def __init__(self, replica, tag, request_type, customer_id, order_number, deadline, on_done,
@@ -147,6 +149,8 @@ class _CustomerRequest:
         self.on_done = on_done
         self.on_failed = on_failed
         self.routed_to: Optional[int] = None
+        #: when it was last forwarded to ``routed_to``
+        self.sent_at = 0.0
         self.retry_call = None
 
     def done(self, last_order: Optional[int], admin_id: int) -> None:
@@ -341,6 +345,23 @@ class Replica:
             )
             if self._send(self.primary_id, forwarded):
                 request.routed_to = self.primary_id
+                request.sent_at = self._clock.seconds()
+
+    def _resend_forwarded(self, now: float) -> None:
+        """
+        Forward again what the primary has not answered: a link drops
+        messages while it is down or congested, and both the request and
+        the reply can be lost that way.  One that never left goes at the
+        next tick, one unanswered after the retransmit interval again; the
+        primary answers a repeat from its record or joins it to the pending
+        entry (orders are idempotent per customer and order number).
+        """
+        retransmit = self.timeouts.retransmit
+        for request in list(self._requests.values()):
+            if request.retry_call is not None and request.retry_call.active():
+                continue  # refused by a non-primary: rerouted at its own time
+            if request.routed_to is None or now - request.sent_at >= retransmit:
+                self._route(request)
 
     def _reroute(self, tag: int) -> None:
         request = self._requests.get(tag)
@@ -921,7 +942,10 @@ class Replica:
         self._expire_requests(now)
         if self.role == PRIMARY:
             self._check_backups(now)
-        elif now - self._last_contact >= self._election_span:
+            return
+        if self._requests and self.primary_id is not None:
+            self._resend_forwarded(now)
+        if now - self._last_contact >= self._election_span:
             self._start_pre_vote()
 
     def _check_backups(self, now: float) -> None:

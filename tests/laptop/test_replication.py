@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from marketplace.laptop.history import History, check_history
 from marketplace.laptop.replication import PRIMARY, ReadResult, RequestFailed, Timeouts
+from protocols.laptop import ForwardReply, ForwardRequest
 from tests.laptop.simnet import SimulatedNetwork
 
 TIMEOUTS = Timeouts()
@@ -172,6 +173,45 @@ class CommitTests(unittest.TestCase):
         net.replicas[backup].read(7).addCallback(results.append)
         net.run(0.2)
         self.assertEqual(results[1], ReadResult(3, primary))
+
+    def _forward_with_one_lost(self, kind):
+        """
+        An order placed at a backup of a healthy cluster while the first
+        message of type ``kind`` cannot be sent (a link refuses messages
+        while it is down or congested); returns how long the customer
+        waited for its answer, and the primary's log growth.
+        """
+        net = SimulatedNetwork()
+        primary = elect(net)
+        backup = next(i for i in net.ids if i != primary)
+        net.run(0.5)
+        send, refused = net._send, []
+
+        def lossy(source, target, message):
+            if type(message) is kind and not refused:
+                refused.append(message)
+                return False
+            return send(source, target, message)
+
+        net._send = lossy
+        before = net.replicas[primary].replicated_log.last_index
+        start, results = net.now, []
+        net.replicas[backup].order(42, 1).addBoth(results.append)
+        net.run_until(lambda: results, TIMEOUTS.request + 1.0)
+        self.assertTrue(refused)
+        self.assertEqual(results, [primary])
+        self.assertEqual(net.replicas[primary].book.last_order(42), 1)
+        return net.now - start, net.replicas[primary].replicated_log.last_index - before
+
+    def test_forwarded_request_refused_by_the_link_goes_at_the_next_tick(self):
+        waited, appended = self._forward_with_one_lost(ForwardRequest)
+        self.assertLess(waited, 2 * TIMEOUTS.heartbeat + 0.05)
+        self.assertEqual(appended, 1)
+
+    def test_forwarded_request_whose_reply_is_lost_is_resent_and_applied_once(self):
+        waited, appended = self._forward_with_one_lost(ForwardReply)
+        self.assertLess(waited, TIMEOUTS.retransmit + TIMEOUTS.heartbeat + 0.05)
+        self.assertEqual(appended, 1)
 
     def test_repeated_order_applied_once(self):
         net = SimulatedNetwork()
