@@ -47,7 +47,8 @@ def start_replicas(ports, work):
     processes = []
     for i, port in enumerate(ports):
         argv = [PYTHON, "-m", "twisted", f"--log-file={os.path.join(work, f'replica-{i}.log')}",
-                "laptop-factory", "--id", str(i), "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024"]
+                "laptop-factory", "--id", str(i), "--memory-only",
+                "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024"]
         for peer, peer_port in enumerate(ports):
             if peer != i:
                 argv += ["--peer", f"{peer}=tcp:127.0.0.1:{peer_port}"]

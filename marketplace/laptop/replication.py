@@ -9,7 +9,7 @@ The scheme (README, "Laptop orders: replication"):
 - Views are numbered; a view has at most one primary because a replica
   becomes primary of view v only with votes from a majority of the
   *configured* replicas, and each replica votes at most once per view
-  (the vote is persisted with ``--data-dir``).
+  (the vote is persisted, unless a replica runs ``--memory-only``).
 - A replica votes only for a candidate whose log is at least as up to date
   as its own (last entry's view, then length), so a new primary holds every
   committed entry.  It starts with a no-op entry of its view; committing it

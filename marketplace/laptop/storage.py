@@ -1,8 +1,9 @@
 """
-What a replica keeps across restarts with ``--data-dir``: its view and vote,
-a write-ahead log of entries, and a snapshot of the book that lets the log
-be truncated.  Without ``--data-dir`` a replica keeps nothing
-(``MemoryStorage``) and relies on catching up from the others.
+What a replica keeps across restarts in its data directory (``--data-dir``,
+on by default): its view and vote, a write-ahead log of entries, and a
+snapshot of the book that lets the log be truncated.  With ``--memory-only``
+a replica keeps nothing (``MemoryStorage``), which is unsafe across
+restarts: it comes back empty and votes at once.
 
 Files in the data directory:
 
@@ -47,7 +48,11 @@ class Recovered:
 
 
 class MemoryStorage:
-    """Keeps nothing: a restarted replica starts empty and catches up."""
+    """
+    Keeps nothing: a restarted replica starts empty, yet votes and counts
+    toward majorities at once, so it can help elect a primary that lacks an
+    acknowledged order.  For simulations and ``--memory-only`` runs.
+    """
 
     durable = False
 

@@ -7,9 +7,15 @@ service.  A three-host deployment runs one per host::
 
 ``cluster_service`` builds a whole cluster in one process (the ``suite``
 plugin's, and a quick way to try the system on one machine).
+
+Replicas keep their state on disk unless told otherwise: the replication
+scheme's safety rests on a replica remembering its vote and log, and a
+replica that restarts empty but votes at once can elect a primary that lacks
+an acknowledged order.  ``--memory-only`` is for throwaway runs.
 """
 
-from typing import Dict, Sequence
+import os
+from typing import Dict, Optional, Sequence
 
 from twisted.application.service import Application, MultiService
 from twisted.python import usage
@@ -29,7 +35,16 @@ BACKLOG = 1024
 DEFAULT_LISTEN = f"tcp:8080:backlog={BACKLOG}"
 #: the suite's in-process cluster: replica i listens on port 8080 + i
 SUITE_PORTS = (8080, 8081, 8082)
+#: where replicas keep their state when no --data-dir is given (relative to
+#: the working directory), one subdirectory per replica id
+DEFAULT_DATA_ROOT = "laptop-data"
+#: the same for the suite's in-process cluster, apart from a replica's own
+SUITE_DATA_ROOT = "laptop-suite-data"
 _DEFAULTS = Timeouts()
+
+
+def default_data_dir(replica_id: int, root: str = DEFAULT_DATA_ROOT) -> str:
+    return os.path.join(root, f"replica-{replica_id}")
 
 
 def _replica_id(value: str) -> int:
@@ -54,9 +69,9 @@ class Options(ServiceOptions):
         listen_option(DEFAULT_LISTEN),
         ["id", None, 0, "This replica's id.", _replica_id],
         ["data-dir", None, None,
-         "Directory for the write-ahead log and snapshots, so a restart (even of the "
-         "whole cluster) keeps every acknowledged order.  Without it a restarted "
-         "replica catches up from the others."],
+         "Directory for the view, vote, write-ahead log and snapshots, so a restart "
+         "(even of the whole cluster) keeps every acknowledged order.  Default: "
+         f"{DEFAULT_DATA_ROOT}/replica-ID in the working directory."],
         ["heartbeat", None, _DEFAULTS.heartbeat,
          "Seconds between the primary's heartbeats.", positive_float],
         ["backup-timeout", None, _DEFAULTS.backup,
@@ -72,6 +87,9 @@ class Options(ServiceOptions):
          "customer gets a failure reply.", positive_float],
     ]
     optFlags = [
+        ["memory-only", None, "Keep nothing on disk.  UNSAFE across restarts: a replica "
+                              "restarted empty votes at once, so an acknowledged order can be "
+                              "lost with only one replica down.  For throwaway runs."],
         ["fsync", None, "fsync the write-ahead log before acknowledging (survives a "
                         "machine crash, not only a process crash)."],
     ]
@@ -102,6 +120,13 @@ class Options(ServiceOptions):
             raise usage.UsageError("--backup-timeout must be longer than --heartbeat")
         if self["election-timeout"] <= self["backup-timeout"]:
             raise usage.UsageError("--election-timeout must be longer than --backup-timeout")
+        if self["memory-only"]:
+            if self["data-dir"] is not None:
+                raise usage.UsageError("--memory-only and --data-dir exclude each other")
+            if self["fsync"]:
+                raise usage.UsageError("--fsync needs a data directory, not --memory-only")
+        elif self["data-dir"] is None:
+            self["data-dir"] = default_data_dir(self["id"])
 
     def timeouts(self) -> Timeouts:
         return Timeouts(
@@ -123,7 +148,10 @@ def replica_service(
     counters=None,
     reactor=None,
 ) -> ReplicaService:
-    """One replica; a ``.tac`` per host calls this with its own id and peers."""
+    """
+    One replica; a ``.tac`` per host calls this with its own id and peers.
+    ``data_dir`` None keeps nothing on disk (unsafe across restarts).
+    """
     return ReplicaService(
         replica_id,
         listen,
@@ -135,12 +163,17 @@ def replica_service(
     )
 
 
-def replica_application(replica_id: int, hosts: Dict[int, str], data_dir=None) -> Application:
+def replica_application(
+    replica_id: int, hosts: Dict[int, str], data_dir: Optional[str] = None
+) -> Application:
     """
     The ``application`` of a per-host ``.tac``: replica ``replica_id`` of the
     cluster ``hosts`` ({id: "host:port"}, the same table on every host),
-    listening on its own port on every interface.
+    listening on its own port on every interface, keeping its state in
+    ``data_dir`` (by default ``default_data_dir(replica_id)``).
     """
+    if data_dir is None:
+        data_dir = default_data_dir(replica_id)
     own_port = hosts[replica_id].rpartition(":")[2]
     peers = {peer: f"tcp:{address}" for peer, address in hosts.items() if peer != replica_id}
     application = Application(f"laptop-replica-{replica_id}")
@@ -166,11 +199,13 @@ def cluster_service(
     host: str = "127.0.0.1",
     timeouts: Timeouts = _DEFAULTS,
     reactor=None,
+    data_root: Optional[str] = SUITE_DATA_ROOT,
 ) -> MultiService:
     """
-    A whole cluster in one process: replica i listens on ``ports[i]`` and
-    reaches the others on ``host``.  It survives no machine failure, but
-    shows the protocol at work (and each replica can be stopped alone).
+    A whole cluster in one process: replica i listens on ``ports[i]``,
+    reaches the others on ``host`` and keeps its state under ``data_root``
+    (None: nothing on disk).  It survives no machine failure, but shows the
+    protocol at work (and each replica can be stopped alone).
     """
     cluster = MultiService()
     for replica_id, port in enumerate(ports):
@@ -179,8 +214,10 @@ def cluster_service(
             for other, other_port in enumerate(ports)
             if other != replica_id
         }
+        data_dir = None if data_root is None else default_data_dir(replica_id, data_root)
         replica = replica_service(
-            replica_id, f"tcp:{port}:backlog={BACKLOG}", peers, timeouts, reactor=reactor
+            replica_id, f"tcp:{port}:backlog={BACKLOG}", peers, timeouts, data_dir=data_dir,
+            reactor=reactor,
         )
         replica.setName(f"replica {replica_id}")
         replica.setServiceParent(cluster)
@@ -188,5 +225,8 @@ def cluster_service(
 
 
 def suite_service(options) -> MultiService:
-    """The ``suite`` plugin's laptop system: three replicas on 8080-8082."""
+    """
+    The ``suite`` plugin's laptop system: three replicas on 8080-8082, their
+    state under ``SUITE_DATA_ROOT`` in the working directory.
+    """
     return cluster_service()

@@ -90,6 +90,8 @@ class ProcessCluster:
                 args += ["--peer", f"{peer}=tcp:127.0.0.1:{port}"]
         if self.data_dirs:
             args += ["--data-dir", os.path.join(self.work, f"replica-{i}")]
+        else:
+            args.append("--memory-only")
         return args + self.extra_args
 
     def start(self, i) -> defer.Deferred:

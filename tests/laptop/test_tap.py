@@ -30,7 +30,22 @@ class OptionsTests(unittest.TestCase):
     def test_defaults(self):
         options = parse()
         self.assertEqual((options["id"], options["listen"], options["peers"]), (0, "tcp:8080:backlog=1024", {}))
+        self.assertEqual(options["data-dir"], os.path.join("laptop-data", "replica-0"))
+
+    def test_state_is_on_disk_unless_memory_only_is_asked_for(self):
+        """
+        A replica restarted empty would vote at once and could elect a
+        primary lacking an acknowledged order: keeping nothing on disk must
+        be asked for.
+        """
+        storage = makeService(parse("--id", "2", "--listen", "tcp:0")).replica._storage
+        self.assertIsInstance(storage, FileStorage)
+        self.assertEqual(storage.directory, os.path.join("laptop-data", "replica-2"))
+        options = parse("--memory-only")
         self.assertIsNone(options["data-dir"])
+        self.assertIsInstance(makeService(options).replica._storage, MemoryStorage)
+        self.assertRaises(usage.UsageError, parse, "--memory-only", "--data-dir", "d")
+        self.assertRaises(usage.UsageError, parse, "--memory-only", "--fsync")
 
     def test_issue_command_line(self):
         options = parse("--id", "0", "--listen", "tcp:8080", "--peer", "1=tcp:hostB:8081",
@@ -67,10 +82,10 @@ class OptionsTests(unittest.TestCase):
         self.assertIsInstance(service, ReplicaService)
         self.assertEqual(service.replica.replica_id, 2)
         self.assertEqual(service.replica.peer_ids, (0,))
-        self.assertIsInstance(service.replica._storage, MemoryStorage)
         directory = self.mktemp()
         service = makeService(parse("--data-dir", directory))
         self.assertIsInstance(service.replica._storage, FileStorage)
+        self.assertEqual(service.replica._storage.directory, directory)
 
     def test_suite_cluster_layout(self):
         cluster = suite_service(None)
@@ -79,7 +94,13 @@ class OptionsTests(unittest.TestCase):
                          ["tcp:8080:backlog=1024", "tcp:8081:backlog=1024",
                           "tcp:8082:backlog=1024"])
         self.assertEqual(replicas[0].links[2].description, "tcp:127.0.0.1:8082")
+        self.assertEqual(
+            [r.replica._storage.directory for r in replicas],
+            [os.path.join("laptop-suite-data", f"replica-{i}") for i in range(3)],
+        )
         self.assertEqual(len(list(cluster_service(ports=(1, 2, 3, 4, 5)))), 5)
+        memory = cluster_service(ports=(1, 2, 3), data_root=None)
+        self.assertEqual({type(r.replica._storage) for r in memory}, {MemoryStorage})
 
 
 class TacFileTests(unittest.TestCase):
