@@ -499,6 +499,13 @@ class ServerDecoder:
 
     def __init__(self):
         self._buffer = b""
+        #: the reads of a replica frame whose header has arrived but not all
+        #: of its body: kept as they come and joined once, when the frame is
+        #: whole (adding each read to one buffer copied a 16 MiB frame
+        #: hundreds of times); ``_buffer`` is empty meanwhile
+        self._parts: List[bytes] = []
+        self._parts_size = 0
+        self._awaited = 0
         self.role: Optional[int] = None
 
     @property
@@ -507,9 +514,16 @@ class ServerDecoder:
         True while the role word or part of a message is still awaited: a
         peer that stalls here is sending a truncated message.
         """
-        return self.role is None or bool(self._buffer)
+        return self.role is None or bool(self._buffer) or bool(self._parts)
 
     def feed(self, data: bytes) -> list:
+        if self._parts:
+            self._parts.append(data)
+            self._parts_size += len(data)
+            if self._parts_size < self._awaited:
+                return []
+            data = b"".join(self._parts)
+            self._parts = []
         if self.role == ROLE_CUSTOMER and not self._buffer and len(data) == _REQUEST.size:
             # The common case of a closed loop: one whole request per read.
             return [CustomerRequest(*_REQUEST.unpack(data))]
@@ -546,5 +560,14 @@ class ServerDecoder:
                 for fields in _LEGACY_ENTRY.iter_unpack(memoryview(buffer)[offset:usable])
             )
             offset = usable
-        self._buffer = bytes(buffer[offset:])
+        rest = buffer[offset:]
+        if self.role == ROLE_REPLICA and len(rest) >= _FRAME_HEADER.size:
+            # decode_replica_message checked this header before asking for more
+            _, length = _FRAME_HEADER.unpack_from(rest)
+            self._parts = [bytes(rest)]
+            self._parts_size = len(rest)
+            self._awaited = _FRAME_HEADER.size + length
+            self._buffer = b""
+        else:
+            self._buffer = bytes(rest)
         return events

@@ -136,6 +136,26 @@ class DecoderTests(unittest.TestCase):
             self.assertEqual(decoder.mid_message, fed not in (4, len(data)), fed)
         self.assertEqual(events, [RoleDeclared(0), CustomerRequest(5, 6, 1)])
 
+    def test_large_frame_in_many_reads_is_not_copied_per_read(self):
+        """
+        The reads of a frame whose header has arrived are kept as they come
+        and joined once: re-copying everything buffered on every read made
+        a 16 MiB snapshot cost seconds of CPU in 16 KiB reads.
+        """
+        snapshot = InstallSnapshot(3, 0, 10, 2, 5, tuple((c, c + 1) for c in range(20_000)))
+        frame = encode_replica_message(snapshot)
+        follower = encode_replica_message(AppendReply(1, 2, True, 3, 4))
+        decoder = ServerDecoder()
+        decoder.feed(encode_role(ROLE_REPLICA))
+        reads = [frame[i : i + 4096] for i in range(0, len(frame), 4096)]
+        reads[-1] += follower
+        for read in reads[:-1]:
+            self.assertEqual(decoder.feed(read), [])
+            self.assertTrue(decoder.mid_message)
+            self.assertIs(decoder._parts[-1], read)
+        self.assertEqual(decoder.feed(reads[-1]), [snapshot, AppendReply(1, 2, True, 3, 4)])
+        self.assertFalse(decoder.mid_message)
+
     def test_bad_role(self):
         for role in (3, -1, 0x41414141):
             with self.assertRaises(ProtocolError) as raised:
