@@ -43,7 +43,16 @@ def set_no_delay(transport) -> None:
         transport.setTcpNoDelay(True)
 
 
+@implementer(IPushProducer)
 class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
+    """
+    On a customer connection this is the transport's streaming producer:
+    it stops reading requests while the replies already written wait in a
+    full transport buffer (a customer that sends but never reads), as it
+    does while ``MAX_PIPELINE`` requests are unanswered, so what is
+    buffered for one customer stays bounded by both.
+    """
+
     log = Logger()
 
     def __init__(self, factory, engineer_id: int):
@@ -51,7 +60,10 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self.engineer_id = engineer_id
         self._decoder = ServerDecoder()
         self._replies = deque()
+        #: reading from the customer is paused
         self._paused = False
+        #: the transport's buffer is full (``pauseProducing``)
+        self._write_blocked = False
         self._closing = False
         self._peer_id = None
         #: replies that became ready while a batch of requests is being
@@ -104,6 +116,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def _role(self, role: int) -> None:
         if role == ROLE_CUSTOMER:
             self.factory.counters.increment("laptop_customer_connections")
+            self.transport.registerProducer(self, True)
         elif role != ROLE_REPLICA:
             # Our replicas replicate over ROLE_REPLICA, with views; entries
             # from a legacy primary carry none, so accepting them could undo
@@ -122,8 +135,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self._replies.append(slot)
         self.factory.desk.handle(request, self.engineer_id, partial(self._answered, slot))
         if len(self._replies) >= MAX_PIPELINE and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
+            self._update_reading()
 
     def _answered(self, slot, reply: bytes) -> None:
         slot[0] = reply
@@ -140,10 +152,36 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
                 ready.append(replies.popleft()[0])
             self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
         if self._paused and len(replies) < MAX_PIPELINE // 2:
-            self._paused = False
-            self.transport.resumeProducing()
+            self._update_reading()
         if self._closing:
             self._close_when_answered()
+
+    def _update_reading(self) -> None:
+        """
+        Read requests only while the transport takes our replies and fewer
+        than ``MAX_PIPELINE`` are unanswered (resuming below half of it).
+        """
+        limit = MAX_PIPELINE // 2 if self._paused else MAX_PIPELINE
+        should_pause = self._write_blocked or len(self._replies) >= limit
+        if should_pause != self._paused and not self._closing:
+            self._paused = should_pause
+            if should_pause:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
+
+    # Streaming producer of a customer connection: the transport says when
+    # its buffer is full and when it drained.
+    def pauseProducing(self):
+        self._write_blocked = True
+        self._update_reading()
+
+    def resumeProducing(self):
+        self._write_blocked = False
+        self._update_reading()
+
+    def stopProducing(self):
+        self._write_blocked = True
 
     def _write_held(self) -> None:
         held = self._held

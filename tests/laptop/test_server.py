@@ -147,6 +147,37 @@ class ServerProtocolTests(unittest.TestCase):
             waiter.callback(0)
         self.assertEqual(len(transport.value()), MAX_PIPELINE * 20)
 
+    def test_customer_that_does_not_read_is_not_read_from(self):
+        """
+        Replies to a customer that sends but never reads pile up in the
+        transport: once its buffer is full (the transport pauses its
+        producer) no more requests are read, and reading resumes when the
+        buffer drained, though not while the pipeline is still too long.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0))
+        self.assertIs(transport.producer, protocol)
+        self.assertTrue(transport.streaming)
+        reads = encode_request(CustomerRequest(1, -1, 2)) * 100
+        protocol.dataReceived(reads)
+        self.assertEqual(len(transport.value()), 100 * 8)
+        protocol.pauseProducing()  # what the transport does when its buffer is full
+        self.assertEqual(transport.producerState, "paused")
+        protocol.dataReceived(reads)  # read before the pause took effect: still answered
+        self.assertEqual(len(transport.value()), 200 * 8)
+        self.assertEqual(transport.producerState, "paused")
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        protocol.dataReceived(
+            b"".join(encode_request(CustomerRequest(c, 1, 1)) for c in range(MAX_PIPELINE))
+        )
+        protocol.pauseProducing()
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "paused", "the pipeline is still full")
+        for waiter in self.replica.pending:
+            waiter.callback(0)
+        self.assertEqual(transport.producerState, "producing")
+
     def test_unknown_type_gets_failure_reply(self):
         protocol, transport = self.connect()
         protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(5, 3, 9)))
