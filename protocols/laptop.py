@@ -54,6 +54,15 @@ _FRAME_HEADER = struct.Struct(">ii")
 _ENTRY = struct.Struct(">iiii")
 _RECORD = struct.Struct(">ii")
 _COUNT = struct.Struct(">i")
+_SNAPSHOT_HEAD = struct.Struct(">iiqiqi")
+
+#: The most customer records one InstallSnapshot frame can carry: a peer
+#: refuses a larger frame, so a sender must not build one.
+MAX_SNAPSHOT_RECORDS = (MAX_FRAME_BODY - _SNAPSHOT_HEAD.size) // _RECORD.size
+
+
+class FrameTooLarge(ValueError):
+    """A replica message whose frame body would exceed ``MAX_FRAME_BODY``; it is not encoded."""
 
 
 class ProtocolError(Exception):
@@ -328,12 +337,13 @@ _APPEND_HEAD = struct.Struct(">iiqiqqi")
 _APPEND_REPLY = struct.Struct(">iiiqq")
 _VOTE_REQUEST = struct.Struct(">iiqii")
 _VOTE_REPLY = struct.Struct(">iiii")
-_SNAPSHOT_HEAD = struct.Struct(">iiqiqi")
 _FORWARD = struct.Struct(">qiii")
 _FORWARD_REPLY = struct.Struct(">qiii")
 
 
 def _frame(kind: int, body: bytes) -> bytes:
+    if len(body) > MAX_FRAME_BODY:
+        raise FrameTooLarge(f"frame kind {kind}: body of {len(body)} bytes, limit {MAX_FRAME_BODY}")
     return _FRAME_HEADER.pack(kind, len(body)) + body
 
 
@@ -398,6 +408,11 @@ def encode_replica_message(message) -> bytes:
             ),
         )
     if kind is InstallSnapshot:
+        if len(message.records) > MAX_SNAPSHOT_RECORDS:
+            # Refused before packing: the frame would be refused anyway.
+            raise FrameTooLarge(
+                f"InstallSnapshot of {len(message.records)} records, limit {MAX_SNAPSHOT_RECORDS}"
+            )
         head = _SNAPSHOT_HEAD.pack(
             message.view,
             message.primary_id,

@@ -22,6 +22,7 @@ from protocols.laptop import (
     ROLE_CUSTOMER,
     ROLE_REPLICA,
     CustomerRequest,
+    FrameTooLarge,
     Hello,
     ProtocolError,
     RoleDeclared,
@@ -271,6 +272,8 @@ class ReplicaLinkProtocol(protocol.Protocol):
     bound: the replication protocol resends what was lost.
     """
 
+    log = Logger()
+
     def __init__(self, own_id: int, on_lost):
         self._own_id = own_id
         self._on_lost = on_lost
@@ -286,7 +289,14 @@ class ReplicaLinkProtocol(protocol.Protocol):
     def send(self, message) -> bool:
         if not self.connected or self.congested:
             return False
-        self.transport.write(encode_replica_message(message))
+        try:
+            frame = encode_replica_message(message)
+        except FrameTooLarge as error:
+            # The peer would close the link on it: the message is lost, as
+            # on a congested link, but said.
+            self.log.error("not sending {kind}: {why}", kind=type(message).__name__, why=error)
+            return False
+        self.transport.write(frame)
         return True
 
     def dataReceived(self, data):

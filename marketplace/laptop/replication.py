@@ -48,6 +48,7 @@ from twisted.logger import Logger
 
 from protocols.laptop import (
     FORWARD_OK,
+    MAX_SNAPSHOT_RECORDS,
     FORWARD_RETRY,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
@@ -215,6 +216,8 @@ class Replica:
         self._round = 0
         self._view_start_index = -1
         self._persisted_index = -1
+        #: peer -> the snapshot index last reported as too large to send it
+        self._oversize_reported: Dict[int, int] = {}
         # log index -> what to tell once it commits: forwarded requests'
         # _Waiter and this replica's own _CustomerRequest alike.
         self._order_waiters: Dict[int, List[Union[_Waiter, _CustomerRequest]]] = {}
@@ -471,6 +474,9 @@ class Replica:
         self._persist_appended()
         log = self.replicated_log
         if progress.next_index <= log.base_index:
+            if len(self._snapshot_records) > MAX_SNAPSHOT_RECORDS:
+                self._snapshot_too_large(peer)
+                return
             message = InstallSnapshot(
                 self.view,
                 self.replica_id,
@@ -500,6 +506,28 @@ class Replica:
                 self._counters.increment("laptop_append_messages")
                 self._counters.increment("laptop_entries_sent", next_index - progress.next_index)
             progress.next_index = next_index
+
+    def _snapshot_too_large(self, peer: int) -> None:
+        """
+        ``peer`` needs the snapshot, which holds more records than one frame
+        may carry: sending it would only get the link closed by the peer.
+        The peer stays out of the live set (commits go on with a majority);
+        said once per peer and snapshot, not on every heartbeat.
+        """
+        base = self.replicated_log.base_index
+        if self._oversize_reported.get(peer) == base:
+            return
+        self._oversize_reported[peer] = base
+        self._counters.increment("laptop_snapshot_too_large")
+        self.log.error(
+            "replica {peer} needs the snapshot at index {index}, but its {count} records exceed "
+            "the {limit} one frame can carry (snapshots go in one frame): it cannot catch up "
+            "over the network",
+            peer=peer,
+            index=base,
+            count=len(self._snapshot_records),
+            limit=MAX_SNAPSHOT_RECORDS,
+        )
 
     def _on_append_reply(self, reply: AppendReply) -> None:
         progress = self._peers.get(reply.replica_id)

@@ -3,12 +3,14 @@ The laptop-order codec: the spec's test vectors as tables, round trips of
 every replica message, and input split at every byte.
 """
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from protocols.laptop import (
     MAX_FRAME_BODY,
+    MAX_SNAPSHOT_RECORDS,
     ROLE_CUSTOMER,
     ROLE_LEGACY_REPLICATION,
     ROLE_REPLICA,
@@ -22,6 +24,7 @@ from protocols.laptop import (
     ForwardReply,
     ForwardRequest,
     Hello,
+    FrameTooLarge,
     InstallSnapshot,
     LegacyEntry,
     OrderReply,
@@ -155,6 +158,13 @@ class DecoderTests(unittest.TestCase):
             self.assertIs(decoder._parts[-1], read)
         self.assertEqual(decoder.feed(reads[-1]), [snapshot, AppendReply(1, 2, True, 3, 4)])
         self.assertFalse(decoder.mid_message)
+
+    def test_snapshot_too_large_for_a_frame_is_not_encoded(self):
+        """A frame the peer would refuse is refused by the sender, before packing it."""
+        fits = InstallSnapshot(3, 0, 10, 2, 5, ((7, 1),) * MAX_SNAPSHOT_RECORDS)
+        self.assertLessEqual(len(encode_replica_message(fits)) - 8, MAX_FRAME_BODY)
+        too_many = attrs.evolve(fits, records=fits.records + ((8, 1),))
+        self.assertRaises(FrameTooLarge, encode_replica_message, too_many)
 
     def test_bad_role(self):
         for role in (3, -1, 0x41414141):

@@ -7,7 +7,7 @@ from twisted.trial import unittest
 
 from marketplace.laptop.history import History, check_history
 from marketplace.laptop.replication import PRIMARY, ReadResult, RequestFailed, Timeouts
-from protocols.laptop import ForwardReply, ForwardRequest
+from protocols.laptop import ForwardReply, ForwardRequest, InstallSnapshot
 from tests.laptop.simnet import SimulatedNetwork
 
 TIMEOUTS = Timeouts()
@@ -476,6 +476,42 @@ class CatchUpTests(unittest.TestCase):
         net.run_until(lambda: backup in net.replicas[primary].live, 2.0)
         settle(net, work)
         work.check(self)
+
+    def test_snapshot_too_large_for_a_frame_is_not_sent(self):
+        """
+        A snapshot with more records than one frame may carry would get the
+        link closed by the backup: the primary does not send it, says so
+        once, and goes on committing with the other backup.
+        """
+        from marketplace.laptop import replication
+
+        self.patch(replication, "MAX_SNAPSHOT_RECORDS", 2)
+        net = SimulatedNetwork(compact_threshold=50)
+        primary = elect(net)
+        backup = next(i for i in net.ids if i != primary)
+        net.crash(backup)
+        work = Workload(net, customers=3)
+        net.run(2.0)
+        work.limit = 0
+        net.run(0.5)
+        self.assertGreater(net.replicas[primary].replicated_log.base_index, 0)
+        counters = net.replicas[primary]._counters
+        reported = counters.snapshot().get("laptop_snapshot_too_large", 0)
+        net.trace = []
+        net.restart(backup)
+        net.run(2.0)
+        self.assertEqual(
+            [m for _, target, m in net.trace if target == backup and type(m) is InstallSnapshot], []
+        )
+        self.assertNotIn(backup, net.replicas[primary].live)
+        # Said once per snapshot, not on each of the 40 heartbeats since.
+        now_reported = counters.snapshot().get("laptop_snapshot_too_large", 0)
+        self.assertGreaterEqual(now_reported, 1)
+        self.assertLessEqual(now_reported - reported, 1)
+        results = []
+        net.replicas[primary].order(99, 1).addCallback(results.append)
+        net.run(0.2)
+        self.assertEqual(results, [primary])
 
     def test_whole_cluster_restart_recovers_acknowledged_orders(self):
         net = SimulatedNetwork(durable=True, compact_threshold=40)
