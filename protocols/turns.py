@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from twisted.logger import Logger
+
 
 class TurnFlusher:
     """
@@ -41,6 +43,8 @@ class TurnFlusher:
     may still be flushed twice (its reply and a fan-out); flushing an
     already flushed connection must be a cheap no-op.
     """
+
+    log = Logger()
 
     def __init__(self, clock) -> None:
         self._clock = clock
@@ -72,4 +76,10 @@ class TurnFlusher:
         pending, self._pending = self._pending, {}
         for flushes in pending.values():
             for flush in flushes:
-                flush()
+                # One connection's failure must not keep the turn's other
+                # connections from being written: their frames would wait,
+                # unsent, until something scheduled them again.
+                try:
+                    flush()
+                except Exception:
+                    self.log.failure("flushing a connection failed")

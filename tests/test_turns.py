@@ -47,6 +47,16 @@ class TurnFlusherTests(unittest.TestCase):
         self.assertEqual(self.ran, ["later"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_a_failing_flush_does_not_stop_the_others(self):
+        def broken():
+            raise RuntimeError("broken connection")
+
+        self.flusher.schedule((self.flush("a"), broken, self.flush("b")))
+        self.flusher.schedule((self.flush("c"),))
+        self.clock.advance(0)
+        self.assertEqual(self.ran, ["a", "b", "c"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_nothing_scheduled_nothing_called(self):
         self.clock.advance(0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
