@@ -96,6 +96,10 @@ class FileStorage:
             if self.fsync:
                 os.fsync(handle.fileno())
         os.replace(temporary, self._path(name))
+        self._sync_directory()
+
+    def _sync_directory(self) -> None:
+        """With C{fsync}, make the directory's entries (a rename, a new file) durable too."""
         if self.fsync:
             directory = os.open(self.directory, os.O_RDONLY)
             try:
@@ -116,6 +120,9 @@ class FileStorage:
         snapshot_index, snapshot_view, records = self._load_snapshot()
         entries = self._replay_wal(snapshot_index)
         self._wal = open(self._path("wal"), "ab")
+        # The first start creates the wal: without its directory entry on
+        # disk, entries fsynced into it could vanish with the machine.
+        self._sync_directory()
         return Recovered(view, voted_for, snapshot_index, snapshot_view, records, tuple(entries))
 
     def _load_snapshot(self):

@@ -3,6 +3,7 @@ The write-ahead log and snapshots behind ``--data-dir``.
 """
 
 import os
+import stat
 
 from twisted.trial import unittest
 
@@ -82,6 +83,20 @@ class FileStorageTests(unittest.TestCase):
         with open(os.path.join(self.directory, "snapshot"), "wb") as handle:
             handle.write(b"LAPS" + b"\x00" * 20)
         self.assertRaises(StorageCorrupt, FileStorage(self.directory).load)
+
+    def test_fsync_mode_makes_the_new_wal_entry_durable(self):
+        synced = []
+        real_fsync = os.fsync
+
+        def recording_fsync(fd):
+            synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+            real_fsync(fd)
+
+        self.patch(os, "fsync", recording_fsync)
+        storage = FileStorage(self.directory, fsync=True)
+        self.addCleanup(storage.close)
+        storage.load()
+        self.assertEqual(synced, [True])
 
     def test_fsync_mode_writes_the_same(self):
         storage = FileStorage(self.directory, fsync=True)
