@@ -7,16 +7,17 @@ process that points at it).
 """
 
 from marketplace.store.errors import (
-    BalanceOverflow, InsufficientFunds, InvalidAmount, LedgerError, SelfTransfer,
+    BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, LedgerError, SelfTransfer,
     SessionNotFound, StoreError, StoreUnavailable, UnknownAccount,
 )
 from marketplace.store.factory import DEFAULT_STORE_TIMEOUT, check_store_url, make_store
-from marketplace.store.interfaces import ILedger, ISessionStore, IStore
+from marketplace.store.interfaces import IDirectory, ILedger, ISessionStore, IStore
 from marketplace.store.ledger_rules import MAX_AMOUNT, MAX_BALANCE
 from marketplace.store.records import AuditReport, Session, Transaction
 
 __all__ = [
-    "AuditReport", "BalanceOverflow", "DEFAULT_STORE_TIMEOUT", "ILedger", "ISessionStore", "IStore",
+    "AuditReport", "BalanceOverflow", "DEFAULT_STORE_TIMEOUT", "DirectoryFull", "IDirectory",
+    "ILedger", "ISessionStore", "IStore",
     "InsufficientFunds", "InvalidAmount", "LedgerError", "MAX_AMOUNT", "MAX_BALANCE", "SelfTransfer",
     "Session", "SessionNotFound", "StoreError", "StoreUnavailable", "Transaction", "UnknownAccount",
     "check_store_url", "make_store",

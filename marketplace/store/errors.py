@@ -25,6 +25,10 @@ class SessionNotFound(StoreError):
     """The session id is unknown, or the session expired."""
 
 
+class DirectoryFull(StoreError):
+    """Every user id of the id space is taken: a new name cannot get one."""
+
+
 class LedgerError(StoreError):
     """A ledger operation was refused; the ledger is unchanged."""
 

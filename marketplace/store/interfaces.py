@@ -71,12 +71,33 @@ class ILedger(Interface):
         """@return: a Deferred firing with an L{AuditReport} of the whole ledger."""
 
 
+class IDirectory(Interface):
+    """
+    Login names to u32 user ids, the same for every process on the store
+    and across restarts (the rule is in L{marketplace.store.directory_rules}).
+
+    Each id space (``1..2**32``) is a directory of its own: a name claimed in
+    one has no bearing on another.
+    """
+
+    def user_id_for(name, id_space):
+        """
+        The id of ``name`` in ``id_space``, claiming the first free id from
+        the name's home slot on first use (atomically: concurrent claims of
+        different names never get one id).
+
+        @return: a Deferred firing with the id, or failing with
+            L{DirectoryFull} when a new name finds every id taken.
+        """
+
+
 class IStore(Interface):
     """A backend: an C{IService} offering one object per domain."""
 
     url = Attribute("The store URL this backend was built from.")
     sessions = Attribute("An L{ISessionStore}.")
     ledger = Attribute("An L{ILedger}.")
+    directory = Attribute("An L{IDirectory}.")
     customers = Attribute(
         "An L{marketplace.store.market_interfaces.ICustomerStore}: the marketplace's "
         "buyers and sellers, carts and purchases.")

@@ -11,9 +11,11 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from marketplace.store import (
-    MAX_BALANCE, BalanceOverflow, InsufficientFunds, InvalidAmount, SelfTransfer,
+    MAX_BALANCE, BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
     SessionNotFound, UnknownAccount,
 )
+from marketplace.store import directory_rules
+from marketplace.store.directory_rules import FULL_ID_SPACE, RESERVED_ID, home_slot
 
 
 class SessionContract:
@@ -292,5 +294,139 @@ class LedgerContract:
         self.assertEqual(sum(balances), report.expected_total)
 
 
-class StoreContract(SessionContract, LedgerContract):
+def _clashing_names(id_space, count, prefix="user"):
+    """``count`` names sharing one home slot in ``id_space``, and that slot."""
+    by_home = {}
+    n = 0
+    while True:
+        name = f"{prefix}{n}"
+        names = by_home.setdefault(home_slot(name, id_space), [])
+        names.append(name)
+        if len(names) == count:
+            return names, home_slot(name, id_space)
+        n += 1
+
+
+class DirectoryContract:
+    @defer.inlineCallbacks
+    def test_same_name_same_id(self):
+        first, second = yield self.make_clients(2)
+        user_id = yield first.directory.user_id_for("alice", FULL_ID_SPACE)
+        self.assertEqual(user_id, home_slot("alice", FULL_ID_SPACE))
+        self.assertEqual((yield first.directory.user_id_for("alice", FULL_ID_SPACE)), user_id)
+        self.assertEqual((yield second.directory.user_id_for("alice", FULL_ID_SPACE)), user_id)
+
+    @defer.inlineCallbacks
+    def test_names_are_unicode_exact(self):
+        store = yield self.make_store()
+        name = "j\u00f6rg \u2603"
+        self.assertEqual((yield store.directory.user_id_for(name, FULL_ID_SPACE)),
+                         home_slot(name, FULL_ID_SPACE))
+        self.assertEqual((yield store.directory.user_id_for(name, FULL_ID_SPACE)),
+                         home_slot(name, FULL_ID_SPACE))
+
+    @defer.inlineCallbacks
+    def test_collisions_probe_to_the_next_free_id(self):
+        store = yield self.make_store()
+        (a, b, c), home = _clashing_names(8, 3)
+        self.assertEqual((yield store.directory.user_id_for(a, 8)), home)
+        self.assertEqual((yield store.directory.user_id_for(b, 8)), (home + 1) % 8)
+        self.assertEqual((yield store.directory.user_id_for(c, 8)), (home + 2) % 8)
+        self.assertEqual((yield store.directory.user_id_for(a, 8)), home)
+
+    @defer.inlineCallbacks
+    def test_probing_wraps_around_the_id_space(self):
+        self.patch(directory_rules, "fnv1a_32", lambda data: 7)
+        store = yield self.make_store()
+        ids = []
+        for name in ("p", "q", "r"):
+            ids.append((yield store.directory.user_id_for(name, 8)))
+        self.assertEqual(ids, [7, 0, 1])
+
+    @defer.inlineCallbacks
+    def test_probing_in_the_full_id_space(self):
+        """Probe lengths are bounded by the ids claimed, not the 2**32 space."""
+        self.patch(directory_rules, "fnv1a_32", lambda data: 5)
+        store = yield self.make_store()
+        ids = []
+        for n in range(20):
+            ids.append((yield store.directory.user_id_for(f"n{n}", FULL_ID_SPACE)))
+        self.assertEqual(ids, list(range(5, 25)))
+
+    @defer.inlineCallbacks
+    def test_reserved_id_is_never_given_out(self):
+        store = yield self.make_store()
+        self.patch(directory_rules, "fnv1a_32", lambda data: RESERVED_ID)
+        self.assertEqual((yield store.directory.user_id_for("unlucky", FULL_ID_SPACE)), 0)
+        self.assertEqual((yield store.directory.user_id_for("next", FULL_ID_SPACE)), 1)
+        self.patch(directory_rules, "fnv1a_32", lambda data: RESERVED_ID - 1)
+        self.assertEqual((yield store.directory.user_id_for("top", FULL_ID_SPACE)), RESERVED_ID - 1)
+        self.assertEqual((yield store.directory.user_id_for("over", FULL_ID_SPACE)), 2)
+
+    @defer.inlineCallbacks
+    def test_full_id_space_is_refused(self):
+        store = yield self.make_store()
+        ids = set()
+        for n in range(4):
+            ids.add((yield store.directory.user_id_for(f"n{n}", 4)))
+        self.assertEqual(ids, {0, 1, 2, 3})
+        yield self.assertFailure(store.directory.user_id_for("one too many", 4), DirectoryFull)
+        self.assertIn((yield store.directory.user_id_for("n0", 4)), ids)
+
+    @defer.inlineCallbacks
+    def test_id_spaces_are_separate_directories(self):
+        store = yield self.make_store()
+        for n in range(4):
+            yield store.directory.user_id_for(f"n{n}", 4)
+        self.assertEqual((yield store.directory.user_id_for("later", 1024)), home_slot("later", 1024))
+        self.assertEqual((yield store.directory.user_id_for("n0", 1024)), home_slot("n0", 1024))
+
+    @defer.inlineCallbacks
+    def test_invalid_arguments_are_refused(self):
+        store = yield self.make_store()
+        for id_space in (0, -1, FULL_ID_SPACE + 1, True, 8.0, "8"):
+            yield self.assertFailure(store.directory.user_id_for("a", id_space), ValueError)
+        yield self.assertFailure(store.directory.user_id_for(b"a", 8), TypeError)
+
+    @defer.inlineCallbacks
+    def test_concurrent_claims_give_distinct_ids(self):
+        """
+        More names than ids, claimed at once through several store clients
+        (separate connections, for Redis): every id goes to exactly one name,
+        the rest are refused, and every client agrees afterwards.
+        """
+        stores = yield self.make_clients(4)
+        names = [f"c{n}" for n in range(300)]
+        claims = [stores[n % 4].directory.user_id_for(name, 256) for n, name in enumerate(names)]
+        results = yield defer.DeferredList(claims, consumeErrors=True)
+        given = {}
+        for name, (ok, result) in zip(names, results):
+            if ok:
+                given[name] = result
+            else:
+                result.trap(DirectoryFull)
+        self.assertEqual(sorted(given.values()), list(range(256)))
+        for n, (name, user_id) in enumerate(sorted(given.items())):
+            self.assertEqual((yield stores[n % 4].directory.user_id_for(name, 256)), user_id)
+
+    @defer.inlineCallbacks
+    def test_a_new_store_object_finds_the_same_ids(self):
+        """
+        A restarted process (a new store on the same backend) asking in
+        another order gets the ids first given, collisions included.
+        """
+        first = yield self.make_store()
+        names, home = _clashing_names(1024, 3, prefix="restart")
+        given = []
+        for name in names:
+            given.append((yield first.directory.user_id_for(name, 1024)))
+        self.assertEqual(given, [home, (home + 1) % 1024, (home + 2) % 1024])
+        second = yield self.make_store()
+        again = {}
+        for name in reversed(names):
+            again[name] = yield second.directory.user_id_for(name, 1024)
+        self.assertEqual([again[name] for name in names], given)
+
+
+class StoreContract(SessionContract, LedgerContract, DirectoryContract):
     """Everything a backend must do."""

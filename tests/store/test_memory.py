@@ -5,7 +5,7 @@ The contract suite against the embedded store, on a controllable clock.
 from twisted.internet import task
 from twisted.trial import unittest
 
-from marketplace.store import make_store
+from marketplace.store import directory_rules, make_store
 from tests.store.backends import MemoryBackend
 from tests.store.contract import StoreContract
 
@@ -43,3 +43,13 @@ class MemoryOutcomeSweepTests(unittest.TestCase):
         clock.advance(61)
         self.assertEqual(list(store.ledger._outcomes), ["long:1"])
         self.assertEqual(store.ledger.prune(), 0)
+
+
+class MemoryDirectoryTests(unittest.TestCase):
+    def test_known_name_is_one_lookup(self):
+        """A name already claimed is answered without hashing or probing."""
+        store = make_store("memory", reactor=task.Clock())
+        user_id = self.successResultOf(store.directory.user_id_for("alice", 1024))
+        self.patch(directory_rules, "home_slot", None)
+        self.patch(directory_rules, "check_id_space", None)
+        self.assertEqual(self.successResultOf(store.directory.user_id_for("alice", 1024)), user_id)

@@ -132,6 +132,28 @@ class RedisOutageTests(RedisTestCase):
         self.assertTrue((yield store.ledger.audit()).balanced)
 
     @defer.inlineCallbacks
+    def test_directory_survives_a_redis_restart(self):
+        """
+        Claimed ids are in Redis's own persistence: while it is down a claim
+        fails within the store timeout, and after its restart every name,
+        asked for by a new store in any order, has the id it was given.
+        """
+        store = self.client()
+        names = [f"u{n}" for n in range(24)]
+        given = {}
+        for name in names:
+            given[name] = yield store.directory.user_id_for(name, 32)
+        self.assertEqual(len(set(given.values())), len(names))
+        yield self.redis.kill()
+        yield self.assertUnavailableWithinTimeout(lambda: store.directory.user_id_for("u0", 32))
+        yield self.redis.restart()
+        restarted = self.client()
+        for name in reversed(names):
+            user_id = yield _retry_until_available(
+                lambda name=name: restarted.directory.user_id_for(name, 32))
+            self.assertEqual(user_id, given[name])
+
+    @defer.inlineCallbacks
     def test_hung_redis_times_out_then_recovers(self):
         store = self.client()
         yield store.ledger.open_account("a", 10)

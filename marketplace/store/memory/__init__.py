@@ -13,6 +13,7 @@ from zope.interface import implementer
 from marketplace.store.interfaces import IStore
 from marketplace.store.memory.catalog import MemoryCatalog
 from marketplace.store.memory.customers import MemoryCustomers
+from marketplace.store.memory.directory import MemoryDirectory
 from marketplace.store.memory.ledger import MemoryLedger
 from marketplace.store.memory.sessions import MemorySessions
 
@@ -30,6 +31,7 @@ class MemoryStore(Service):
             from twisted.internet import reactor as clock
         self.sessions = MemorySessions(clock)
         self.ledger = MemoryLedger(clock)
+        self.directory = MemoryDirectory()
         self.customers = MemoryCustomers(clock)
         self.catalog = MemoryCatalog()
         self._pruning = task.LoopingCall(self._prune)

@@ -1,6 +1,6 @@
 """
-The Redis store: sessions and balances shared by every process and host that
-points at the same server.
+The Redis store: sessions, balances and the user id directory shared by every
+process and host that points at the same server.
 """
 
 from twisted.application.service import Service
@@ -11,6 +11,7 @@ from marketplace.store.address import RedisAddress
 from marketplace.store.redis.catalog import RedisCatalog
 from marketplace.store.redis.connection import RedisConnection
 from marketplace.store.redis.customers import RedisCustomers
+from marketplace.store.redis.directory import RedisDirectory
 from marketplace.store.redis.ledger import RedisLedger
 from marketplace.store.redis.sessions import RedisSessions
 
@@ -24,6 +25,7 @@ class RedisStore(Service):
         self.connection = RedisConnection(address, timeout, reactor)
         self.sessions = RedisSessions(self.connection)
         self.ledger = RedisLedger(self.connection)
+        self.directory = RedisDirectory(self.connection)
         self.customers = RedisCustomers(self.connection)
         self.catalog = RedisCatalog(self.connection)
 
