@@ -40,10 +40,9 @@ from zope.interface import implementer
 
 from marketplace.metrics import Counters
 from marketplace.store import (
-    BalanceOverflow, InsufficientFunds, InvalidAmount, SelfTransfer, SessionNotFound,
-    StoreUnavailable, UnknownAccount,
+    BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
+    SessionNotFound, StoreUnavailable, UnknownAccount,
 )
-from marketplace.tradechat.directory import DirectoryFull
 from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
 from protocols import tradechat_bodies as bodies
 from protocols.immediate import ImmediateWriter

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from marketplace.tradechat.directory import NameDirectory
-
+#: The profile's accounts, and so its user id space: names map into 0..1023.
 COMPAT_ACCOUNTS = 1024
 COMPAT_OPENING_BALANCE = 100_000
 
@@ -19,10 +18,6 @@ COMPAT_OPENING_BALANCE = 100_000
 def account_of(user_id: int) -> str:
     """The ledger account of a user id (one scheme for every profile)."""
     return str(user_id)
-
-
-def compat_directory() -> NameDirectory:
-    return NameDirectory(id_space=COMPAT_ACCOUNTS)
 
 
 @defer.inlineCallbacks

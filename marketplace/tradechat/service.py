@@ -6,10 +6,11 @@ the connection's L{ConnectionState}; the result is a Deferred firing with a
 plain value (an int balance, a L{LoginReply}, ...) or failing with a
 domain or store error that the protocol maps to a status.
 
-All money and login-session state lives in the store (embedded or Redis), so
-several worker processes can share it; a money operation's idempotency key
-is C{"<login session id>:<req_id>"}, which makes a retried request after a
-lost reply return the first outcome instead of moving money twice.
+All money, login-session and name -> user id state lives in the store
+(embedded or Redis), so several worker processes can share it and a restart
+keeps every name's id; a money operation's idempotency key is
+C{"<login session id>:<req_id>"}, which makes a retried request after a lost
+reply return the first outcome instead of moving money twice.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import attrs
 from twisted.internet import defer
 
 from marketplace.store import SessionNotFound
-from marketplace.tradechat.compat import account_of, provision_accounts
+from marketplace.store.directory_rules import FULL_ID_SPACE
+from marketplace.tradechat.compat import COMPAT_ACCOUNTS, account_of, provision_accounts
 from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
 from protocols.tradechat_bodies import (
     Balance, ChatSend, Deposit, Heartbeat, Hello, HelloReply, HistoryEntry, JoinRoom,
@@ -57,17 +59,25 @@ class TradeChatConfig:
     compat: bool = False
     opening_balance: int = 0
     session_ttl: float = DEFAULT_SESSION_TTL
+    #: The user ids names map into: the profile's accounts with C{compat},
+    #: else every u32.
+    id_space: int = attrs.field()
+
+    @id_space.default
+    def _id_space_of_the_profile(self) -> int:
+        return COMPAT_ACCOUNTS if self.compat else FULL_ID_SPACE
 
 
 class TradeChatService:
     PRE_LOGIN = (Hello, Login, Heartbeat)
 
-    def __init__(self, store, rooms, directory, authenticator, clock,
+    def __init__(self, store, rooms, authenticator, clock,
                  config: TradeChatConfig = TradeChatConfig()) -> None:
         self._sessions = store.sessions
         self._ledger = store.ledger
+        self._directory = store.directory
+        self._id_space = config.id_space
         self._rooms = rooms
-        self._directory = directory
         self._authenticator = authenticator
         self._clock = clock
         self._config = config
@@ -147,7 +157,7 @@ class TradeChatService:
         if not self._authenticator.allows(request.name, nonce, request.proof):
             raise LoginRefused("password proof missing or wrong")
         yield self.prepare()
-        user_id = yield self._directory.user_id_for(request.name)
+        user_id = yield self._directory.user_id_for(request.name, self._id_space)
         account = account_of(user_id)
         if not self._config.compat:
             yield self._ledger.open_account(account, self._config.opening_balance)

@@ -15,8 +15,7 @@ from marketplace.net import Listener
 from marketplace.options import ServiceOptions, listen_option, positive_float
 from marketplace.store import MAX_BALANCE, make_store
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
-from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE, compat_directory
-from marketplace.tradechat.directory import NameDirectory
+from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
 from marketplace.tradechat.rooms import LocalRoomHub
 from marketplace.tradechat.service import DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService
 from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
@@ -128,23 +127,9 @@ class TradeChatRoot(MultiService):
         return closed.addCallback(lambda _: super(TradeChatRoot, self).stopService())
 
 
-_log = Logger()
-
-RESTART_HAZARD = (
-    "--compat with the persistent store {store}: the name -> user id directory lives "
-    "in this process only, so after a restart names whose ids collided are given ids "
-    "in the order they next log in, and a name can get another user's id and balance. "
-    "Use the embedded store, or keep the process running, until the directory is "
-    "store-backed.")
-
-
 def makeService(options: Options, reactor=None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
-    if options["compat"] and options["store"] != "memory":
-        # Not refused: the compatibility deployment runs on Redis, and the
-        # hazard is only at a restart; but it must not go unnoticed.
-        _log.warn(RESTART_HAZARD, store=options["store"])
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
     store = make_store(options["store"], options["store-timeout"], reactor)
@@ -152,9 +137,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
     store.setServiceParent(root)
     flusher = TurnFlusher(reactor)
     tradechat = TradeChatService(
-        store, LocalRoomHub(flusher),
-        compat_directory() if options["compat"] else NameDirectory(),
-        options["authenticator"], reactor,
+        store, LocalRoomHub(flusher), options["authenticator"], reactor,
         TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))
     _Provisioning(tradechat).setServiceParent(root)
     factory = TradeChatServerFactory(

@@ -12,8 +12,7 @@ from twisted.internet.testing import StringTransport
 from marketplace.metrics import Counters
 from marketplace.store import make_store
 from marketplace.tradechat.auth import Authenticator
-from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE, compat_directory
-from marketplace.tradechat.directory import NameDirectory
+from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
 from marketplace.tradechat.rooms import LocalRoomHub
 from marketplace.tradechat.service import TradeChatConfig, TradeChatService
 from protocols import tradechat_bodies as bodies
@@ -88,16 +87,15 @@ class WriteCountingTransport(StringTransport):
 
 class Harness:
     def __init__(self, compat: bool = False, authenticator=None, session_ttl: float = 300.0,
-                 **factory_options) -> None:
+                 store=None, **factory_options) -> None:
         self.clock = task.Clock()
-        self.store = make_store("memory", reactor=self.clock)
+        self.store = make_store("memory", reactor=self.clock) if store is None else store
         self.flusher = TurnFlusher(self.clock)
         self.rooms = LocalRoomHub(self.flusher)
-        self.directory = compat_directory() if compat else NameDirectory()
         opening = COMPAT_OPENING_BALANCE if compat else 0
+        self.config = TradeChatConfig(compat, opening, session_ttl)
         self.service = TradeChatService(
-            self.store, self.rooms, self.directory, authenticator or Authenticator(), self.clock,
-            TradeChatConfig(compat, opening, session_ttl))
+            self.store, self.rooms, authenticator or Authenticator(), self.clock, self.config)
         self.counters = Counters()
         self.factory = TradeChatServerFactory(self.service, self.clock, self.counters,
                                               flusher=self.flusher, **factory_options)

@@ -1,7 +1,8 @@
 """
 The plugin's service over real loopback connections: 200 concurrent clients
-moving money on each store with an exact audit afterwards, pushes to a silent
-member, password login over TLS, and output written straight to sockets.
+moving money on each store with an exact audit afterwards, servers sharing
+one Redis agreeing on every name's user id, pushes to a silent member,
+password login over TLS, and output written straight to sockets.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
 
+from marketplace.store.directory_rules import home_slot
 from marketplace.tradechat import auth
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import FrameDecoder, Opcode, Status, encode_frame
@@ -108,6 +110,42 @@ class RedisStoreConcurrencyTests(ConcurrentMoneyMixin, unittest.TestCase):
     def store_arguments(self):
         redis = yield start_redis(self)
         return ["--store", redis.url]
+
+
+class SharedRedisDirectoryTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_servers_on_one_redis_agree_on_ids(self):
+        """
+        Two --compat servers on one Redis (two workers, or one restarted):
+        names whose home slots collide keep their ids whatever order they log
+        in to the second one, and so keep their balances.
+        """
+        redis = yield start_redis(self)
+        by_home = {}
+        names = None
+        n = 0
+        while names is None:
+            name = f"trader{n}"
+            clash = by_home.setdefault(home_slot(name, 1024), [])
+            clash.append(name)
+            if len(clash) == 3:
+                names = clash
+            n += 1
+        _, first_port = yield start_server(self, "--compat", "--store", redis.url)
+        first_ids = []
+        for amount, name in enumerate(names, 1):
+            client = yield connect_client(self, f"tcp:127.0.0.1:{first_port}")
+            first_ids.append((yield client.login(name)).user_id)
+            yield client.deposit(amount)
+        self.assertEqual(len(set(first_ids)), 3)
+        _, second_port = yield start_server(self, "--compat", "--store", redis.url)
+        for name in reversed(names):
+            client = yield connect_client(self, f"tcp:127.0.0.1:{second_port}")
+            reply = yield client.login(name)
+            index = names.index(name)
+            self.assertEqual((reply.user_id, reply.balance), (first_ids[index], OPENING + index + 1))
 
 
 class LiveTests(unittest.TestCase):

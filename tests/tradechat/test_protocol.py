@@ -8,9 +8,8 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from marketplace.store import (
-    MAX_BALANCE, BalanceOverflow, StoreUnavailable, UnknownAccount,
+    MAX_BALANCE, BalanceOverflow, DirectoryFull, StoreUnavailable, UnknownAccount,
 )
-from marketplace.tradechat.directory import DirectoryFull
 from protocols.tradechat_bodies import login_token
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import (
@@ -653,7 +652,7 @@ class StoreFailureTests(unittest.TestCase):
     def test_full_compat_directory_refuses_login_with_server_busy(self):
         harness = Harness(compat=True)
         for n in range(1024):
-            harness.directory.user_id_for(f"user{n}")
+            harness.store.directory.user_id_for(f"user{n}", harness.config.id_space)
         peer = harness.connect()
         nonce = bodies.decode_hello_reply(peer.ask(bodies.Hello()).body).nonce
         response = peer.ask(bodies.Login("late", login_token("late", nonce)))

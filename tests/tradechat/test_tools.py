@@ -10,7 +10,6 @@ import sys
 import time
 
 from twisted.internet import defer, reactor, utils
-from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
@@ -364,18 +363,6 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(root.getServiceNamed("tradechat").description, "tcp:0")
         self.assertIsNotNone(root.getServiceNamed("store"))
         self.assertEqual(len([s for s in root if isinstance(s, CollectorSettings)]), 1)
-
-    def test_compat_on_a_persistent_store_warns_of_restarts(self):
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        tap.makeService(self.parse("--listen", "tcp:0", "--compat"))
-        tap.makeService(self.parse("--listen", "tcp:0", "--store", "redis://127.0.0.1:1/0"))
-        self.assertEqual([e for e in events if e.get("log_format") == tap.RESTART_HAZARD], [])
-        tap.makeService(self.parse("--listen", "tcp:0", "--compat",
-                                   "--store", "redis://127.0.0.1:1/0"))
-        [warning] = [e for e in events if e.get("log_format") == tap.RESTART_HAZARD]
-        self.assertEqual(warning["log_level"], LogLevel.warn)
 
 
 
