@@ -1,0 +1,75 @@
+# -*- test-case-name: tests.test_peerauth -*-
+"""
+The shared secret that authenticates links between our own processes
+(``--replica-secret``, ``--service-secret``), and the rule for when one is
+required.
+
+A secret file holds at least 16 bytes (leading and trailing white space is
+ignored, so ``head -c 32 /dev/urandom | base64 > FILE`` makes a good one) and
+is readable by its owner only, like an ssh key: a secret others can read
+authenticates nobody.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+
+from twisted.internet import endpoints
+
+from protocols.peerauth import MIN_SECRET_SIZE
+
+MAKE_ONE = "make one with: (umask 077; head -c 32 /dev/urandom | base64 > FILE)"
+
+
+def load_secret(path: str) -> bytes:
+    """
+    The secret in ``path``.
+
+    @raise ValueError: with a message fit for a usage error, if the file
+        cannot be read, is readable by group or others, or is too short.
+    """
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            secret = file.read().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the secret file {path!r}: {error.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(
+            f"the secret file {path!r} is readable by others (mode {stat.S_IMODE(mode):04o}): "
+            f"chmod 600 it"
+        )
+    if len(secret) < MIN_SECRET_SIZE:
+        raise ValueError(
+            f"the secret file {path!r} holds {len(secret)} bytes, fewer than "
+            f"{MIN_SECRET_SIZE}; {MAKE_ONE}"
+        )
+    return secret
+
+
+class _NoReactor:
+    """Lets the endpoint parser read a string without touching a reactor."""
+
+
+def is_loopback_endpoint(description: str) -> bool:
+    """
+    Whether a server endpoint string accepts connections from this machine
+    only: a ``unix:`` socket, or ``tcp:``/``ssl:`` bound to a loopback
+    interface.  Anything else (no ``interface=``, which means every
+    interface; a LAN address; an endpoint type we cannot read) is not.
+    """
+    try:
+        endpoint = endpoints.serverFromString(_NoReactor(), description)
+    except Exception:  # parsers raise anything from ValueError to OpenSSL errors
+        return False
+    if isinstance(endpoint, endpoints.UNIXServerEndpoint):
+        return True
+    interface = getattr(endpoint, "_interface", None)
+    if not interface:
+        return False
+    try:
+        return ipaddress.ip_address(interface.split("%")[0]).is_loopback
+    except ValueError:
+        return interface == "localhost"
