@@ -210,7 +210,7 @@ class WorkerSupervisor(Service):
         workers = list(self.workers.values())
         for worker in workers:
             worker.stop()
-        finished = defer.DeferredList([w.when_ended() for w in workers])
+        finished = defer.DeferredList([w.when_ended() for w in workers], consumeErrors=True)
         finished.addTimeout(STOP_TIMEOUT, self._reactor, onTimeoutCancel=self._kill_remaining)
         return finished.addCallback(self._stopped)
 
@@ -220,7 +220,7 @@ class WorkerSupervisor(Service):
                       n=len(remaining), timeout=timeout)
         for worker in remaining:
             worker.kill()
-        killed = defer.DeferredList([w.when_ended() for w in remaining])
+        killed = defer.DeferredList([w.when_ended() for w in remaining], consumeErrors=True)
         return killed.addTimeout(KILL_TIMEOUT, self._reactor)
 
     def _stopped(self, _):
