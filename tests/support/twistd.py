@@ -43,12 +43,15 @@ class TwistdProcess(protocol.ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
-def spawn_twistd(testcase, marker: re.Pattern, *arguments: str) -> TwistdProcess:
+def spawn_twistd(testcase, marker: re.Pattern, *arguments: str,
+                 process: TwistdProcess | None = None) -> TwistdProcess:
     """
     Start ``twistd --nodaemon ARGUMENTS`` in a fresh directory, logging to
     its stdout; the test's cleanup stops it if it is still running.
+    ``process`` is the protocol to use (a ``TwistdProcess`` for ``marker``
+    by default).
     """
-    twistd = TwistdProcess(marker)
+    twistd = TwistdProcess(marker) if process is None else process
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = PROJECT
     directory = os.path.abspath(testcase.mktemp())
