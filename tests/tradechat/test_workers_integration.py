@@ -25,7 +25,10 @@ from protocols.tradechat import ResponseError
 from tests.support.redis_server import start_redis
 from tests.support.services import start_service
 from tests.tradechat.helpers import connect_client
-from tests.tradechat.masters import process_gone, start_master
+from tests.support.twistd import PROJECT, spawn_twistd
+from tests.tradechat.masters import (
+    LISTENING, START_TIMEOUT, MasterProcess, process_gone, start_master,
+)
 from tests.tradechat.test_integration import ConcurrentMoneyMixin
 
 OPENING = 1_000
@@ -352,3 +355,43 @@ class CrossWorkerChatTests(unittest.TestCase):
     def _say_all(self, client, n: int):
         for i in range(self.MESSAGES):
             yield client.say(1, f"{n}:{i}".encode())
+
+
+class TwoHostTests(unittest.TestCase):
+    """tapfiles/tradechat-host.tac twice on one Redis: one service."""
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def start_host(self, redis_url: str, workers: int) -> defer.Deferred:
+        host = MasterProcess()
+        spawn_twistd(self, LISTENING, "-y", os.path.join(PROJECT, "tapfiles", "tradechat-host.tac"),
+                     process=host, env={"TRADECHAT_STORE": redis_url,
+                                        "TRADECHAT_WORKERS": str(workers),
+                                        "TRADECHAT_LISTEN": "tcp:0:interface=127.0.0.1"})
+        found = yield host.seen.addTimeout(START_TIMEOUT, reactor)
+        for slot in range(1, workers + 1 if workers > 1 else 1):  # 1: no workers, no master
+            yield host.wait_for(rb"worker %d ready" % slot)
+        return int(LISTENING.search(found).group(1))
+
+    @defer.inlineCallbacks
+    def test_two_hosts_on_one_redis_share_rooms_and_the_ledger(self):
+        redis = yield start_redis(self)
+        ports = yield defer.gatherResults([self.start_host(redis.url, 2),
+                                           self.start_host(redis.url, 1)])
+        logs = [PushLog(2), PushLog(2)]
+        clients = []
+        for name, port, log in zip(("ana", "ben"), ports, logs):
+            client = yield connect_client(self, f"tcp:127.0.0.1:{port}", on_push=log.append)
+            yield client.login(name)
+            yield client.join(3)
+            clients.append(client)
+        ana, ben = clients
+        yield ana.deposit(500)
+        yield ana.say(3, b"from host A")
+        yield ben.say(3, b"from host B")
+        self.assertEqual((yield ana.transfer(ben.user_id, 200)), 300)
+        self.assertEqual((yield ben.balance()), 200)
+        for log in logs:
+            yield log.complete.addTimeout(10.0, reactor)
+            self.assertEqual([p.message for p in log.pushes], [b"from host A", b"from host B"])
