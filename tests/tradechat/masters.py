@@ -73,14 +73,15 @@ class MasterProcess(TwistdProcess):
 
 
 @defer.inlineCallbacks
-def start_master(testcase, store_url: str, *arguments: str, workers: int = 2):
+def start_master(testcase, store_url: str, *arguments: str, workers: int = 2,
+                 listen: str = "tcp:0:interface=127.0.0.1"):
     """
     Start a master with C{workers} workers on a free loopback port and wait
     until every worker is ready.  Cleanup stops it and kills any worker
     still alive, so a failing test leaves nothing running.
     """
     master = MasterProcess()
-    spawn_twistd(testcase, LISTENING, "tradechat", "--listen", "tcp:0:interface=127.0.0.1",
+    spawn_twistd(testcase, LISTENING, "tradechat", "--listen", listen,
                  "--workers", str(workers), "--store", store_url, *arguments, process=master)
     testcase.addCleanup(_kill_leftovers, master)
     found = yield master.seen.addTimeout(START_TIMEOUT, reactor)

@@ -25,6 +25,7 @@ from protocols.tradechat import ResponseError
 from tests.support.redis_server import start_redis
 from tests.support.services import start_service
 from tests.tradechat.helpers import connect_client
+from tests.support.tls import make_tls_files
 from tests.support.twistd import PROJECT, spawn_twistd
 from tests.tradechat.masters import (
     LISTENING, START_TIMEOUT, MasterProcess, process_gone, start_master,
@@ -355,6 +356,22 @@ class CrossWorkerChatTests(unittest.TestCase):
     def _say_all(self, client, n: int):
         for i in range(self.MESSAGES):
             yield client.say(1, f"{n}:{i}".encode())
+
+
+class WorkerTLSTests(unittest.TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_workers_serve_an_ssl_endpoint_with_its_certificate(self):
+        redis = yield start_redis(self)
+        tls = make_tls_files(os.path.abspath(self.mktemp()))  # the master runs elsewhere
+        master = yield start_master(
+            self, redis.url,
+            listen=f"ssl:0:interface=127.0.0.1:privateKey={tls.key}:certKey={tls.cert}")
+        client = yield connect_client(
+            self, f"tls:127.0.0.1:{master.port}:trustRoots={tls.ca_dir}")
+        reply = yield client.login("secure")
+        self.assertEqual(reply.balance, 0)
 
 
 class TwoHostTests(unittest.TestCase):
