@@ -31,7 +31,20 @@ class _NeverAccepts(Factory):
         return None
 
 
-class SharedSocket(Service):
+class _PortService(Service):
+    """Holds a listening port while it runs."""
+
+    port = None
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None
+
+
+class SharedSocket(_PortService):
     """
     Binds and listens on C{description} when started, then stops reading it:
     the workers accept, the master only keeps the socket (and the port
@@ -43,7 +56,6 @@ class SharedSocket(Service):
     def __init__(self, description: str, reactor) -> None:
         self.description = description
         self._reactor = reactor
-        self.port = None
 
     def startService(self):
         super().startService()
@@ -67,15 +79,8 @@ class SharedSocket(Service):
     def fileno(self) -> int:
         return self.port.fileno()
 
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
 
-
-class AdoptedListener(Service):
+class AdoptedListener(_PortService):
     """
     Accepts on an inherited listening descriptor while it runs.  C{description}
     is the same ``--listen`` string the master bound: for an ``ssl:``
@@ -87,7 +92,6 @@ class AdoptedListener(Service):
         self._fd = fd
         self._reactor = reactor
         self.factory = _tls_wrapped(description, factory, reactor)
-        self.port = None
 
     def startService(self):
         super().startService()
@@ -97,13 +101,6 @@ class AdoptedListener(Service):
             self.port = self._reactor.adoptStreamPort(self._fd, family, self.factory)
         finally:
             inherited.close()  # the port holds its own duplicate
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
 
 
 def _tls_wrapped(description: str, factory, reactor):
