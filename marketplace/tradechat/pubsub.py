@@ -130,7 +130,10 @@ class RedisRoomHub(LocalRoomHub, Service):
         if room in self._subscribed:
             return defer.succeed(None)
         waiter = defer.Deferred()
-        self._join_waiters.setdefault(room, []).append(waiter)
+        # Waiters that timed out during an outage are dropped here, not kept until it ends.
+        waiting = [w for w in self._join_waiters.get(room, ()) if not w.called]
+        waiting.append(waiter)
+        self._join_waiters[room] = waiting
         if room not in self._subscribing:
             self._subscribe(room)
         return waiter.addTimeout(self._connection.timeout, self._reactor,

@@ -142,3 +142,4 @@ def process_gone(pid: int, timeout: float) -> defer.Deferred:
         raise AssertionError(f"process {pid} still running {timeout}s later")
 
     return gone.addTimeout(timeout, reactor, onTimeoutCancel=still_running)
+
