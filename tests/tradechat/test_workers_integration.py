@@ -34,7 +34,7 @@ from tests.tradechat.test_integration import ConcurrentMoneyMixin
 
 OPENING = 1_000
 TRADERS = 24
-MAX_OPERATIONS = 400
+MAX_OPERATIONS = 20_000
 LOAD_SECONDS = 15.0
 """The longest any load loop may run, whatever happens."""
 RECONNECT_ATTEMPTS = 200
@@ -124,6 +124,16 @@ class Trader:
         refused SERVER_BUSY is sent again with the same req_id (exactly
         once by the ledger's idempotency key) until it is answered.
         """
+        try:
+            yield self._run(retry_busy)
+        finally:
+            waiting, self._progress = self._progress, []
+            for _, waiter in waiting:
+                waiter.errback(AssertionError(
+                    f"{self.name} stopped after {self.operations} operations"))
+
+    @defer.inlineCallbacks
+    def _run(self, retry_busy: bool):
         deadline = time.monotonic() + LOAD_SECONDS
         req_id = 1_000_000
         while not self.stopped and self.operations < MAX_OPERATIONS:
