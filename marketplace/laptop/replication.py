@@ -541,13 +541,24 @@ class Replica:
                 self._counters.increment("laptop_entries_sent", next_index - progress.next_index)
             progress.next_index = next_index
 
-    def _on_append_reply(self, reply: AppendReply) -> None:
+    def _answered(self, reply) -> Optional[_PeerProgress]:
+        """
+        A backup answered this primary's last message to it, in this view:
+        it is heard from, has nothing in flight and acknowledged the reply's
+        round.  Returns its progress, or None for a reply to ignore.
+        """
         progress = self._peers.get(reply.replica_id)
         if self.role != PRIMARY or reply.view != self.view or progress is None:
-            return
+            return None
         progress.heard_at = self._clock.seconds()
         progress.in_flight_since = None
         progress.acked_round = max(progress.acked_round, reply.round)
+        return progress
+
+    def _on_append_reply(self, reply: AppendReply) -> None:
+        progress = self._answered(reply)
+        if progress is None:
+            return
         progress.match_index = reply.match_index if reply.success else min(
             progress.match_index, reply.match_index
         )
@@ -574,12 +585,9 @@ class Replica:
 
     def _on_snapshot_reply(self, reply: SnapshotReply) -> None:
         """A backup holds part of the snapshot: send it the next chunk (or again from its count)."""
-        progress = self._peers.get(reply.replica_id)
-        if self.role != PRIMARY or reply.view != self.view or progress is None:
+        progress = self._answered(reply)
+        if progress is None:
             return
-        progress.heard_at = self._clock.seconds()
-        progress.in_flight_since = None
-        progress.acked_round = max(progress.acked_round, reply.round)
         if reply.last_index == progress.snapshot_index:
             received = reply.received
             progress.snapshot_received = (
