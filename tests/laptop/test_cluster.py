@@ -14,13 +14,11 @@ from twisted.trial import unittest
 
 from marketplace.laptop.client import FailoverSession, LoadRun, read_replica, verify
 from marketplace.laptop.history import History, check_history
-from marketplace.laptop.replication import Timeouts
 from marketplace.net import connect
 from protocols.laptop import CustomerRequest, encode_request, encode_role
 from protocols.laptop_client import CustomerClientProtocol
 from tests.laptop.processes import ProcessCluster
 
-DEFAULTS = Timeouts()
 PROBE_CUSTOMER = 1_000_000
 #: the longest any one wait for progress may take before the test fails:
 #: a safety net for a stuck cluster, not a latency bound
