@@ -66,12 +66,16 @@ class OrderDesk:
             queue.append(order)
 
             def committed(admin_id):
-                respond(encode_order_reply_fields(customer, number, kind, engineer_id, admin_id))
-                self._order_answered(key, order)
+                try:
+                    respond(encode_order_reply_fields(customer, number, kind, engineer_id, admin_id))
+                finally:
+                    self._order_answered(key, order)
 
             def failed(_):
-                respond(self._failed(request, engineer_id))
-                self._order_answered(key, order)
+                try:
+                    respond(self._failed(request, engineer_id))
+                finally:
+                    self._order_answered(key, order)
 
             self._replica.place_order(customer, number, committed, failed)
             return
@@ -121,7 +125,8 @@ class OrderDesk:
                 queue.popleft()
             else:
                 queue.popleft()()
-        del self._unanswered[key]
+        if self._unanswered.get(key) is queue:
+            del self._unanswered[key]
 
     @staticmethod
     def _record(result, customer: int) -> bytes:
