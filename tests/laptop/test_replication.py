@@ -10,6 +10,7 @@ from twisted.trial import unittest
 from marketplace.laptop.history import History, check_history
 from marketplace.laptop.replication import PRIMARY, ReadResult, Replica, RequestFailed, Timeouts
 from protocols.laptop import (
+    MAX_FRAME_BODY,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
     AppendEntries,
@@ -20,6 +21,7 @@ from protocols.laptop import (
     InstallSnapshot,
     SnapshotReply,
     VoteRequest,
+    encode_replica_message,
 )
 from tests.laptop.simnet import STEP, SimulatedNetwork
 
@@ -809,6 +811,11 @@ class SnapshotChunkTests(unittest.TestCase):
             lone.receive(0, chunk(1, 0, 2, ((3, 3),))), [(0, AppendReply(2, 1, False, -1, 1))]
         )
         self.assertEqual((replica.commit_index, replica.book.records()), (-1, ()))
+
+    def test_a_whole_chunk_fits_one_frame(self):
+        records = ((1, 1),) * Replica.snapshot_chunk
+        frame = encode_replica_message(InstallSnapshot(1, 0, 10, 1, 1, 10**7, 0, records))
+        self.assertLessEqual(len(frame) - 8, MAX_FRAME_BODY)
 
     def test_chunks_of_another_primary_are_not_combined(self):
         lone = LoneReplica()
