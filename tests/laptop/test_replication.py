@@ -860,3 +860,9 @@ class RandomFaultTests(unittest.TestCase):
     def test_seeds(self):
         for seed in range(8):
             self._run_with_faults(seed)
+
+    def test_seeds_with_snapshots_of_one_record_per_chunk(self):
+        """Catch-up from snapshots sent a record at a time, so faults strike mid-snapshot."""
+        self.patch(Replica, "snapshot_chunk", 1)
+        for seed in range(8, 12):
+            self._run_with_faults(seed)
