@@ -29,6 +29,10 @@ The scheme (README, "Laptop orders: replication"):
   deposed primary learns it that way and can commit nothing, since no
   majority accepts its entries.  A primary that has not heard from a
   majority for the election timeout steps down by itself.
+- A backup whose missing entries were compacted away gets the snapshot in
+  chunks, one at a time; it installs it only once it holds every chunk,
+  all from one view's primary, and drops the chunks it has when it adopts
+  a new view.
 - Reads are answered by the primary from committed state once a round of
   messages sent after the read arrived was acknowledged by a majority in
   its view (so a deposed primary cannot serve a stale read).
@@ -841,9 +845,8 @@ class Replica:
         """
         Add a chunk to the snapshot being received; return all its records
         once complete.  Otherwise tell the primary how many records of it
-        this replica holds (0 for a chunk that does not follow on from
-        them: of another snapshot, view or primary, or out of place), and
-        return None.
+        this replica holds, from where the next chunk must start (0 after a
+        chunk of another snapshot, view or primary), and return None.
         """
         assembly = self._snapshot_assembly
         if message.offset == 0 or assembly is None or not assembly.matches(message):
