@@ -59,8 +59,11 @@ def _log_to_stderr() -> None:
     """One line per event, without a timestamp: the master's log adds its own."""
     def observer(event):
         text = eventAsText(event, includeTimestamp=False, includeSystem=False)
-        sys.stderr.write(text.replace("\n", "\n  ") + "\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(text.replace("\n", "\n  ") + "\n")
+            sys.stderr.flush()
+        except OSError:
+            pass  # the master is gone; the worker is stopping
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
