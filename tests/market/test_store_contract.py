@@ -253,6 +253,18 @@ class CatalogContract:
         self.assertEqual((yield catalog.item(plenty.item_id)).quantity, 7)
 
     @defer.inlineCallbacks
+    def test_lines_naming_one_item_are_reserved_together(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=3, price_cents=100))
+        refused = yield self.assertFailure(
+            catalog.reserve("p1", [(item.item_id, 2), (item.item_id, 2)]), StockTooLow)
+        self.assertEqual((refused.item_id, refused.available), (item.item_id, 3))
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 3)
+        reservation = yield catalog.reserve("p2", [(item.item_id, 1), (item.item_id, 2)])
+        self.assertEqual(reservation.lines, (ReservedLine(item.item_id, 1, 3, 100),))
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 0)
+
+    @defer.inlineCallbacks
     def test_release_and_commit_are_idempotent_and_final(self):
         catalog = self.store.catalog
         item = yield catalog.create_item(1, draft(quantity=4))

@@ -15,7 +15,7 @@ from collections import Counter
 import attrs
 
 from marketplace.market.search import rank
-from marketplace.store.market_rules import check_stock
+from marketplace.store.market_rules import check_stock, merged_lines
 from marketplace.store.memory.answers import answers
 from marketplace.store.market_errors import (
     NotOwner,
@@ -115,7 +115,7 @@ class MemoryCatalog:
             return existing
         if not lines:
             raise ReservationClosed(purchase_id, existing and existing.state)
-        items = [(self._get(item_id), quantity) for item_id, quantity in lines]
+        items = [(self._get(item_id), quantity) for item_id, quantity in merged_lines(lines)]
         for item, quantity in items:
             if item.quantity < quantity:
                 raise StockTooLow(item.item_id, item.quantity)

@@ -7,8 +7,6 @@ any interleaving of front ends, and the index never disagrees with the items.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from marketplace.store.market_errors import (
     NotOwner,
     ReservationClosed,
@@ -16,7 +14,7 @@ from marketplace.store.market_errors import (
     StockTooLow,
     UnknownItem,
 )
-from marketplace.store.market_rules import MAX_STOCK
+from marketplace.store.market_rules import MAX_STOCK, merged_lines
 from marketplace.store.market_records import Item, Reservation, ReservedLine, SearchPage
 from marketplace.store.redis.scripts import lua
 
@@ -87,11 +85,9 @@ class RedisCatalog:
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
 
     def reserve(self, purchase_id, lines):
-        quantities = Counter()
-        for item_id, quantity in lines:
-            quantities[item_id] += quantity
-        ids = sorted(quantities)
-        args = [value for item_id in ids for value in (item_id, quantities[item_id])]
+        merged = merged_lines(lines)
+        ids = [item_id for item_id, _ in merged]
+        args = [value for line in merged for value in line]
         d = self._redis.script(
             lua("market_reserve"),
             [_reservation_key(purchase_id), _IN_STOCK, *map(_item_key, ids)], args)
