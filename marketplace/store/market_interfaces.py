@@ -58,7 +58,9 @@ class ICustomerStore(Interface):
         """
         Record a committed purchase once per ``purchase_id``: history lines,
         buyer items-bought, each seller's items-sold, the items the buyer may
-        rate, and the bought units taken out of the session's active cart.
+        rate, and the bought units taken out of the session's active cart and
+        out of the buyer's saved cart (a later login must not bring back
+        what was bought, to be bought again).
 
         @return: True if recorded now, False if it already was.
         """

@@ -104,12 +104,19 @@ class Shopper:
         self.role = role
         self.session_id = None
         self.user_id = None
+        self.username = self.password = None
 
     @defer.inlineCallbacks
     def sign_up(self, username, password="secret-pass"):
         yield self.connection.call("CreateAccount", {"username": username, "password": password})
+        self.username, self.password = username, password
+        return (yield self.log_in_again())
+
+    @defer.inlineCallbacks
+    def log_in_again(self):
+        """Log in again (a new session) with the account ``sign_up`` made."""
         session_id, reply = yield self.connection.call(
-            "Login", {"username": username, "password": password})
+            "Login", {"username": self.username, "password": self.password})
         self.session_id = session_id
         self.user_id = reply[f"{self.role}_id"]
         return self

@@ -182,6 +182,20 @@ class BuyerTests(MarketTestCase):
         self.assertEqual((yield later.call("DisplayCart"))["cart"], [])
 
     @defer.inlineCallbacks
+    def test_a_bought_saved_cart_is_not_restored_and_charged_again(self):
+        item_id = yield self.listed()
+        yield self.buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        yield self.buyer.call("SaveCart")
+        yield self.buyer.call("MakePurchase", CARD)
+        yield self.buyer.call("Logout")
+        yield self.buyer.log_in_again()
+        self.assertEqual((yield self.buyer.call("DisplayCart"))["cart"], [])
+        error = yield self.assertFailure(self.buyer.call("MakePurchase", CARD), ClientError)
+        self.assertIn("empty", error.message)
+        self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 2 * 1999)
+        self.assertEqual(len((yield self.buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+    @defer.inlineCallbacks
     def test_purchase_history_feedback_and_ratings(self):
         item_id = yield self.listed()
         yield self.buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})

@@ -132,6 +132,21 @@ class CustomersContract:
         self.assertEqual((yield customers.profile("seller", seller)).items_sold, 3)
 
     @defer.inlineCallbacks
+    def test_a_purchase_takes_what_it_bought_out_of_the_saved_cart(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        yield customers.cart_add("s1", 7, 3, 10, 300)
+        yield customers.cart_add("s1", 8, 1, 10, 300)
+        yield customers.cart_save("s1", buyer)
+        lines = [ReservedLine(7, 1, 2, 150), ReservedLine(8, 1, 1, 99)]
+        yield customers.record_purchase("p1", buyer, "s1", lines, 1.0)
+        yield customers.cart_restore("s2", buyer, 300)
+        self.assertEqual((yield customers.cart("s2")), {7: 1})
+        yield customers.record_purchase("p2", buyer, "s2", [ReservedLine(7, 1, 1, 150)], 2.0)
+        yield customers.cart_restore("s3", buyer, 300)
+        self.assertEqual((yield customers.cart("s3")), {})
+
+    @defer.inlineCallbacks
     def test_feedback_once_per_bought_item(self):
         customers = self.store.customers
         buyer = yield customers.create_user("buyer", "bea", "h")

@@ -123,20 +123,16 @@ class MemoryCustomers:
             return False
         self._recorded.add(purchase_id)
         history = self._history.setdefault(buyer_id, [])
-        cart = self._live_cart(session_id)
         for line in lines:
             history.append(Purchase(purchase_id, line.item_id, line.quantity,
                                     line.price_cents, purchased_at))
             self._bought.setdefault(buyer_id, set()).add(line.item_id)
             self._count("seller", line.seller_id, items_sold=line.quantity)
             self._count("buyer", buyer_id, items_bought=line.quantity)
-            left = cart.get(line.item_id, 0) - line.quantity
-            if left > 0:
-                cart[line.item_id] = left
-            else:
-                cart.pop(line.item_id, None)
-        if not cart:
+        if not _take_out(self._live_cart(session_id), lines):
             self._forget_cart(session_id)
+        if not _take_out(self._saved.get(buyer_id, {}), lines):
+            self._saved.pop(buyer_id, None)
         return True
 
     @answers
@@ -186,3 +182,14 @@ class MemoryCustomers:
     def _forget_cart(self, session_id) -> None:
         self._carts.pop(session_id, None)
         self._cart_expiry.pop(session_id, None)
+
+
+def _take_out(cart: dict[int, int], lines) -> dict[int, int]:
+    """Remove bought units from ``cart`` in place (a line at zero goes); returns it."""
+    for line in lines:
+        left = cart.get(line.item_id, 0) - line.quantity
+        if left > 0:
+            cart[line.item_id] = left
+        else:
+            cart.pop(line.item_id, None)
+    return cart

@@ -114,7 +114,7 @@ class RedisCustomers:
         d = self._redis.script(lua("market_purchase_record"), [
             f"{PREFIX}purchase:{purchase_id}", _buyer_key(buyer_id, "history"),
             _buyer_key(buyer_id, "bought"), _cart_key(session_id),
-            _user_prefix("buyer") + str(buyer_id)], args)
+            _user_prefix("buyer") + str(buyer_id), _saved_cart_key(buyer_id)], args)
         return d.addCallback(lambda recorded: recorded == 1)
 
     def purchases(self, buyer_id, limit):
