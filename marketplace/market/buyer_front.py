@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime, timezone
 
 from twisted.internet import defer
 
@@ -33,6 +34,14 @@ from marketplace.market.internal import reservation_from_payload
 from marketplace.store.market_records import COMMITTED
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def iso_utc(seconds) -> str:
+    """
+    A purchase time as the existing server sends it: ISO 8601, here in UTC.
+    customer-db sends POSIX seconds, an exact decimal once decoded.
+    """
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def _idempotency_key(payload: dict) -> str:
@@ -152,7 +161,7 @@ class BuyerFront:
         reply = yield self._customer("GetPurchases", request, idempotent=True)
         items = [{
             "item_id": line["item_id"], "quantity": line["quantity"],
-            "purchased_at": line["purchased_at"], "purchase_id": line["purchase_id"],
+            "purchased_at": iso_utc(line["purchased_at"]), "purchase_id": line["purchase_id"],
             "price": validation.cents_to_decimal(line["price_cents"]),
         } for line in reply["items"]]
         return None, {"items": items}

@@ -66,7 +66,7 @@ class PurchaseTests(PurchaseHarness):
         self.assertNoResult(done)
         self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
         _, reply = self.successResultOf(done)
-        self.assertEqual((reply["status"], str(reply["total"])), ("ok", "9.00"))
+        self.assertEqual((reply["status"], str(reply["total"])), ("success", "9.00"))
 
     def test_a_total_above_the_limit_is_released_unpaid(self):
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})

@@ -51,7 +51,7 @@ class SellerTests(MarketTestCase):
         item_id = yield self.listed()
         yield self.seller.call("ChangeItemPrice", {"item_id": str(item_id), "price": "25.50"})
         reply = yield self.seller.call("UpdateUnitsForSale", {"item_id": item_id, "quantity": -2})
-        self.assertEqual(reply, {"status": "ok", "quantity": 3})
+        self.assertEqual(reply, {"status": "success", "quantity": 3})
         items = (yield self.seller.call("DisplayItemsForSale"))["items"]
         self.assertEqual(len(items), 1)
         self.assertEqual(items[0]["price"], Decimal("25.5"))
@@ -203,11 +203,14 @@ class BuyerTests(MarketTestCase):
             self.buyer.call("ProvideFeedback", {"item_id": item_id, "thumbs_up": True}), ClientError)
         self.assertIn("bought", error.message)
         reply = yield self.buyer.call("MakePurchase", {**CARD, "idempotency_key": "order-1"})
-        self.assertEqual((reply["status"], reply["total"]), ("ok", Decimal("39.98")))
+        self.assertEqual((reply["status"], reply["total"]), ("success", Decimal("39.98")))
         self.assertEqual((yield self.buyer.call("DisplayCart"))["cart"], [])
         self.assertEqual((yield self.buyer.call("GetItem", {"item_id": item_id}))["quantity"], 3)
         purchases = (yield self.buyer.call("GetBuyerPurchases"))["items"]
         self.assertEqual([(p["item_id"], p["quantity"]) for p in purchases], [(item_id, 2)])
+        # The existing server's shape: an ISO 8601 string, not POSIX seconds.
+        self.assertRegex(purchases[0]["purchased_at"],
+                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
         yield self.buyer.call("ProvideFeedback", {"item_id": item_id, "is_positive": True})
         error = yield self.assertFailure(
             self.buyer.call("ProvideFeedback", {"item_id": item_id, "thumbs_up": False}), ClientError)
