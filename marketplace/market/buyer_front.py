@@ -22,7 +22,6 @@ the same ``idempotency_key`` and the purchase completes -- charged once.
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import datetime, timezone
 
 from twisted.internet import defer
@@ -44,10 +43,16 @@ def iso_utc(seconds) -> str:
     return datetime.fromtimestamp(float(seconds), tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _idempotency_key(payload: dict) -> str:
+#: A keyless purchase's name: this prefix and the revision of the cart it
+#: buys.  A client may send such a key back; it names the same purchase.
+CART_KEY_PREFIX = "cart-"
+
+
+def _idempotency_key(payload: dict) -> str | None:
+    """The client's key, checked; None for a keyless purchase."""
     key = payload.get("idempotency_key")
     if key is None:
-        return secrets.token_urlsafe(16)
+        return None
     if not isinstance(key, str) or not _KEY.match(key):
         raise ClientError("'idempotency_key' must be 1 to 64 letters, digits, '_', '.', ':' or '-'")
     return key
@@ -173,31 +178,37 @@ class BuyerFront:
         reserving and releasing the stock, or between the charge and the
         purchase's record.
 
-        Every error reply carries the purchase's ``idempotency_key`` -- also
-        the one drawn here for a client that sent none, which could otherwise
-        only retry as a new purchase and be charged twice.
+        A purchase is named by the client's ``idempotency_key`` or, without
+        one, by the revision of the cart it buys (``cart-<revision>``): a
+        keyless retry of a purchase that failed halfway finds the cart
+        unchanged and so continues the same purchase, charged once.  Every
+        error reply from the moment the purchase has a name carries it as
+        ``idempotency_key``.
         """
-        key = _idempotency_key(request.payload)
+        named = {"key": _idempotency_key(request.payload)}
 
         def given_up():
-            return Timeout("MakePurchase did not finish in time and goes on; retry with its "
-                           "idempotency_key for the outcome")
+            return Timeout("MakePurchase did not finish in time and goes on; retry it for the "
+                           "outcome")
 
         def with_key(failure):
-            if failure.check(ApiError):
-                failure.value.fields = {**failure.value.fields, "idempotency_key": key}
+            if failure.check(ApiError) and named["key"] is not None:
+                failure.value.fields = {**failure.value.fields, "idempotency_key": named["key"]}
             return failure
 
-        saga = shielded(self._purchase(request, key), "MakePurchase", given_up)
+        saga = shielded(self._purchase(request, named), "MakePurchase", given_up)
         return saga.addErrback(with_key)
 
     @defer.inlineCallbacks
-    def _purchase(self, request, key):
+    def _purchase(self, request, named):
         payload = request.payload
         card = {field: validation.required(payload, field)
                 for field in ("name", "card_number", "expiration_date", "security_code")}
         payments.card_from_payload(card, self._clock.seconds())
         cart = yield self._customer("CartGet", request, idempotent=True)
+        if named["key"] is None:
+            named["key"] = f"{CART_KEY_PREFIX}{cart['revision']}"
+        key = named["key"]
         purchase_id = f"buyer-{cart['user_id']}:{key}"
         lines = [[line["item_id"], line["quantity"]] for line in cart["cart"]]
         reservation = reservation_from_payload((yield self._product(

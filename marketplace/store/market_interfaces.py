@@ -27,6 +27,14 @@ class ICustomerStore(Interface):
     def cart(session_id):
         """@return: the session's active cart as {item_id: quantity}."""
 
+    def revised_cart(session_id):
+        """
+        @return: the session's active cart with its revision, read at once
+            (L{RevisedCart}).  Every change of the cart's lines (adding,
+            removing, the restore at login, a purchase leaving lines behind)
+            gives it a revision no cart ever had.
+        """
+
     def cart_add(session_id, item_id, quantity, limit, ttl):
         """
         Add units unless the cart would then hold more than ``limit`` (the

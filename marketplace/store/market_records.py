@@ -76,6 +76,19 @@ class Reservation:
 
 
 @attrs.frozen
+class RevisedCart:
+    """
+    A session's active cart and its revision: a number the store draws afresh
+    (never the same twice, across every cart) each time the cart changes, so
+    a purchase of "this cart as it is now" can be named without a key chosen
+    by the client.  An empty cart has revision 0.
+    """
+
+    lines: dict
+    revision: int
+
+
+@attrs.frozen
 class Purchase:
     """One line of a buyer's purchase history."""
 

@@ -19,10 +19,12 @@ class HeldBackend:
         self.name = name
         self.log = log
         self.waiting = {}
+        self.payloads = {}
 
     def call(self, api, payload, session_id=None, idempotent=False, encoded=False):
         d = defer.Deferred()
         self.waiting[api] = d
+        self.payloads[api] = payload
         self.log.append(f"{self.name} {api}")
         return d
 
@@ -44,7 +46,7 @@ class PurchaseHarness(unittest.TestCase):
         """A purchase waiting for its authorisation (the request's Deferred)."""
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})
         done = self.front.make_purchase(request)
-        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 2}]})
+        self.customer_db.answer("CartGet", {"user_id": 4, "revision": 17, "cart": [{"item_id": 9, "quantity": 2}]})
         self.product_db.answer("Reserve", {"purchase_id": "buyer-4:k", "state": "reserved",
                                            "lines": [[9, 3, 2, 450]]})
         return done
@@ -71,7 +73,7 @@ class PurchaseTests(PurchaseHarness):
     def test_a_total_above_the_limit_is_released_unpaid(self):
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})
         done = self.front.make_purchase(request)
-        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 11}]})
+        self.customer_db.answer("CartGet", {"user_id": 4, "revision": 17, "cart": [{"item_id": 9, "quantity": 11}]})
         self.product_db.answer("Reserve", {"purchase_id": "buyer-4:k", "state": "reserved",
                                            "lines": [[9, 3, 11, 1_000_000_000]]})
         self.assertEqual(self.log[-1], "product-db Release")
@@ -81,12 +83,19 @@ class PurchaseTests(PurchaseHarness):
         error = self.failureResultOf(done, ClientError).value
         self.assertIn("the purchase total 110000000.00 is above the maximum", error.message)
 
-    def test_an_error_reply_carries_the_key_drawn_for_a_keyless_purchase(self):
+    def test_a_keyless_purchase_is_named_by_its_cart_revision(self):
         done = self.front.make_purchase(Request("MakePurchase", "session", dict(CARD)))
-        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 2}]})
+        self.customer_db.answer("CartGet", {"user_id": 4, "revision": 17,
+                                            "cart": [{"item_id": 9, "quantity": 2}]})
+        self.assertEqual(self.product_db.payloads["Reserve"]["purchase_id"], "buyer-4:cart-17")
         self.product_db.waiting.pop("Reserve").errback(ServiceUnavailable("product-db is down"))
         error = self.failureResultOf(done, ServiceUnavailable).value
-        self.assertRegex(error.fields["idempotency_key"], r"^[A-Za-z0-9_-]{16,}$")
+        self.assertEqual(error.fields["idempotency_key"], "cart-17")
+
+    def test_an_error_before_the_cart_is_read_names_no_purchase(self):
+        done = self.front.make_purchase(Request("MakePurchase", "session", dict(CARD)))
+        self.customer_db.waiting.pop("CartGet").errback(ServiceUnavailable("customer-db is down"))
+        self.assertEqual(self.failureResultOf(done, ServiceUnavailable).value.fields, {})
 
     def test_a_refused_commit_records_nothing(self):
         done = self.purchase()

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, NotFound, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.store import StoreUnavailable
 from tests.market.market_harness import (
     CARD,
     Shopper,
@@ -232,6 +233,23 @@ class BuyerTests(MarketTestCase):
         self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 1999)
         self.assertEqual((yield self.buyer.call("GetItem", {"item_id": item_id}))["quantity"], 4)
         self.assertEqual(len((yield self.buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+    @defer.inlineCallbacks
+    def test_a_keyless_purchase_retried_after_failing_past_the_charge_is_charged_once(self):
+        item_id = yield self.listed()
+        yield self.buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 1})
+        customers = self.market.store.customers
+        record = customers.record_purchase
+        customers.record_purchase = lambda *args: defer.fail(StoreUnavailable("store is down"))
+        yield self.assertFailure(self.buyer.call("MakePurchase", CARD), ServiceUnavailable)
+        self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 1999)
+        customers.record_purchase = record
+        reply = yield self.buyer.call("MakePurchase", CARD)
+        self.assertEqual(reply["status"], "success")
+        self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 1999)
+        self.assertEqual((yield self.buyer.call("GetItem", {"item_id": item_id}))["quantity"], 4)
+        self.assertEqual(len((yield self.buyer.call("GetBuyerPurchases"))["items"]), 1)
+        self.assertEqual((yield self.buyer.call("DisplayCart"))["cart"], [])
 
     @defer.inlineCallbacks
     def test_bad_cards_are_refused_before_reserving(self):

@@ -21,7 +21,13 @@ from marketplace.store.market_errors import (
     UnknownUser,
     UsernameTaken,
 )
-from marketplace.store.market_records import COMMITTED, RELEASED, RESERVED, ReservedLine
+from marketplace.store.market_records import (
+    COMMITTED,
+    RELEASED,
+    RESERVED,
+    ReservedLine,
+    RevisedCart,
+)
 from marketplace.store.market_rules import MAX_STOCK
 from tests.store.backends import MemoryBackend, RedisBackend
 
@@ -99,6 +105,45 @@ class CustomersContract:
         yield customers.cart_save("s3", 42)
         yield customers.cart_restore("s4", 42, 300)
         self.assertEqual((yield customers.cart("s4")), {})
+
+    @defer.inlineCallbacks
+    def test_every_change_gives_a_cart_a_revision_no_cart_had(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        self.assertEqual((yield customers.revised_cart("s1")), RevisedCart({}, 0))
+        seen = []
+
+        @defer.inlineCallbacks
+        def revision_of(session_id, lines):
+            cart = yield customers.revised_cart(session_id)
+            self.assertEqual(cart.lines, lines)
+            self.assertNotIn(cart.revision, seen)
+            seen.append(cart.revision)
+
+        yield customers.cart_add("s1", 7, 2, 10, 300)
+        yield revision_of("s1", {7: 2})
+        yield customers.cart_add("s2", 7, 2, 10, 300)
+        yield revision_of("s2", {7: 2})
+        yield customers.cart_add("s1", 8, 1, 10, 300)
+        yield revision_of("s1", {7: 2, 8: 1})
+        yield customers.cart_remove("s1", 8, 1, 300)
+        yield revision_of("s1", {7: 2})
+        yield customers.cart_save("s1", buyer)
+        yield customers.cart_touch("s1", 300)
+        self.assertEqual((yield customers.revised_cart("s1")).revision, seen[-1])
+        yield customers.cart_restore("s3", buyer, 300)
+        yield revision_of("s3", {7: 2})
+        yield customers.record_purchase("p1", buyer, "s1", [ReservedLine(7, 1, 1, 5)], 1.0)
+        yield revision_of("s1", {7: 1})
+        yield customers.record_purchase("p2", buyer, "s1", [ReservedLine(7, 1, 1, 5)], 1.0)
+        self.assertEqual((yield customers.revised_cart("s1")), RevisedCart({}, 0))
+        # Emptied and filled again, as it was: still a new revision.
+        yield customers.cart_add("s1", 7, 1, 10, 300)
+        yield revision_of("s1", {7: 1})
+        yield customers.cart_clear("s1")
+        yield customers.cart_add("s1", 7, 1, 10, 300)
+        yield revision_of("s1", {7: 1})
+        self.assertEqual((yield customers.cart("s1")), {7: 1})
 
     @defer.inlineCallbacks
     def test_active_cart_expires_unless_used(self):

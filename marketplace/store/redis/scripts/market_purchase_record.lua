@@ -1,7 +1,7 @@
 -- Customers: record a committed purchase once per purchase id.
 -- KEYS[1] once-marker, KEYS[2] buyer history list, KEYS[3] buyer's bought
 -- items set, KEYS[4] the session's active cart, KEYS[5] buyer hash,
--- KEYS[6] the buyer's saved cart.
+-- KEYS[6] the buyer's saved cart, KEYS[7] the cart revision counter.
 -- ARGV: seller hash prefix, purchase id, purchased_at, then per line:
 -- item id, seller id, quantity, price
 if redis.call('SET', KEYS[1], '1', 'NX') == false then
@@ -26,5 +26,11 @@ for i = 4, #ARGV, 4 do
   redis.call('HINCRBY', KEYS[5], 'items_bought', qty)
   take_out(KEYS[4], item, tonumber(qty))
   take_out(KEYS[6], item, tonumber(qty))
+end
+-- An active cart left with lines has changed: a fresh revision.
+if redis.call('HLEN', KEYS[4]) - redis.call('HEXISTS', KEYS[4], 'rev') == 0 then
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('HSET', KEYS[4], 'rev', redis.call('INCR', KEYS[7]))
 end
 return 1
