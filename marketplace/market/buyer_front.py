@@ -25,12 +25,16 @@ import re
 from datetime import datetime, timezone
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from marketplace.market import payments, validation
 from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable, Timeout
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, shielded, together
 from marketplace.market.internal import reservation_from_payload
+from marketplace.market.voids import PaymentVoids
 from marketplace.store.market_records import COMMITTED
+
+log = Logger()
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -65,6 +69,7 @@ class BuyerFront:
         self._payments = payments_service
         self._clock = clock
         self._accounts = AccountCalls("buyer", customer_db, passwords)
+        self.voids = PaymentVoids(product_db, payments_service)
 
     def dispatch_table(self) -> dict:
         return {
@@ -214,12 +219,11 @@ class BuyerFront:
         reservation = reservation_from_payload((yield self._product(
             "Reserve", {"purchase_id": purchase_id, "lines": lines})))
         if reservation.state != COMMITTED:
-            yield self._authorize(purchase_id, reservation.total_cents, card)
-            # Recording waits for the commit: a commit refused because a
-            # concurrent attempt with the same key released the reservation
-            # must not leave a purchase in the history (and the bought units
-            # gone from the cart) for stock that is back on sale.
-            yield self._product("Commit", {"purchase_id": purchase_id})
+            yield self._authorize(reservation, card)
+            # Recording waits for the commit: a commit refused because the
+            # attempt lapsed must not leave a purchase in the history (and
+            # the bought units gone from the cart) for stock back on sale.
+            yield self._commit(reservation)
         yield self._customer("RecordPurchase", request, {
             "purchase_id": purchase_id,
             "lines": [[line.item_id, line.seller_id, line.quantity, line.price_cents]
@@ -233,27 +237,56 @@ class BuyerFront:
         }
 
     @defer.inlineCallbacks
-    def _authorize(self, purchase_id, amount_cents, card):
+    def _authorize(self, reservation, card):
         """
-        Authorise and capture, or release the reservation and say why not.
+        Authorise and capture, or say why not.
 
-        Every failure here comes before the commit, so whatever it is (a total
-        above the limit, a refusal, an unreachable payments service, a bug)
-        the units go back on sale rather than staying reserved for a purchase
-        that is not made.
+        When the payment is known not to be taken (a total above the limit,
+        a decline, a card or ledger refusal) the reservation is released at
+        once.  When its fate is unknown (payments unreachable, no answer in
+        time, a bug) the reservation stays: a retry within its lease
+        completes the purchase, and otherwise it lapses and any charge is
+        voided -- released now, the stock could be sold again while the
+        money stayed taken.
         """
         try:
-            validation.purchase_total(amount_cents)
-            decision = yield payload_of(self._payments.call(
-                "Authorize", {"purchase_id": purchase_id, "amount_cents": amount_cents, **card},
-                idempotent=True))
+            validation.purchase_total(reservation.total_cents)
+            decision = yield payload_of(self._payments.call("Authorize", {
+                "purchase_id": reservation.purchase_id, "attempt": reservation.attempt,
+                "amount_cents": reservation.total_cents, **card}, idempotent=True))
             if not decision["approved"]:
                 raise ClientError(f"payment declined: {decision['reason']}")
-        except Exception:
-            yield self._release(purchase_id)
+        except ClientError:
+            yield self._release(reservation)
             raise
 
-    def _release(self, purchase_id):
-        """Put the units back; if product-db is unreachable they stay reserved for a retry."""
-        d = self._product("Release", {"purchase_id": purchase_id})
-        return d.addErrback(lambda failure: failure.trap(ServiceUnavailable))
+    @defer.inlineCallbacks
+    def _commit(self, reservation):
+        """
+        Commit the stock of the attempt just paid for.  A refusal means the
+        attempt lapsed (its lease ran out) or was followed by another: its
+        payment is voided -- no money without stock -- and the buyer is told
+        to buy again.
+        """
+        try:
+            yield self._product("Commit", {"purchase_id": reservation.purchase_id,
+                                           "attempt": reservation.attempt})
+        except ClientError:
+            # If payments cannot be reached now, the void stays pending in
+            # product-db and a sweep makes it.
+            yield self.voids.void(reservation).addErrback(
+                lambda failure: log.warn("voiding {purchase} #{attempt} is left to the sweep: {why}",
+                                         purchase=reservation.purchase_id,
+                                         attempt=reservation.attempt,
+                                         why=failure.getErrorMessage()))
+            raise ClientError("the purchase took longer than its reservation of the stock "
+                              "allows; any charge for it is refunded; purchase again") from None
+
+    def _release(self, reservation):
+        """
+        Put the units back.  If product-db is unreachable, or the attempt
+        ended meanwhile, the lease sees to it.
+        """
+        d = self._product("Release", {"purchase_id": reservation.purchase_id,
+                                      "attempt": reservation.attempt})
+        return d.addErrback(lambda failure: failure.trap(ServiceUnavailable, ClientError))

@@ -18,7 +18,7 @@ from marketplace.store.market_errors import (
     UsernameTaken,
 )
 from marketplace.store.market_records import Credentials, Profile, Purchase, RevisedCart
-from marketplace.store.redis.scripts import lua
+from marketplace.store.redis.scripts import lua, milliseconds
 
 PREFIX = "market:customers:"
 
@@ -48,10 +48,6 @@ _REVISION_FIELD = "rev"
 
 def _cart_lines(fields: dict) -> dict[int, int]:
     return {int(k): int(v) for k, v in fields.items() if k != _REVISION_FIELD}
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 def _purchase(entry: str) -> Purchase:
@@ -114,14 +110,14 @@ class RedisCustomers:
 
     def cart_touch(self, session_id, ttl):
         return self._redis.command(
-            "execute_command", "PEXPIRE", _cart_key(session_id), _ms(ttl)).addCallback(
+            "execute_command", "PEXPIRE", _cart_key(session_id), milliseconds(ttl)).addCallback(
             lambda _: None)
 
     def cart_save(self, session_id, buyer_id):
         return self._copy(_cart_key(session_id), _saved_cart_key(buyer_id), 0)
 
     def cart_restore(self, session_id, buyer_id, ttl):
-        return self._copy(_saved_cart_key(buyer_id), _cart_key(session_id), _ms(ttl))
+        return self._copy(_saved_cart_key(buyer_id), _cart_key(session_id), milliseconds(ttl))
 
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
         args = [_user_prefix("seller"), purchase_id, repr(float(purchased_at))]
@@ -152,7 +148,7 @@ class RedisCustomers:
 
     def _change(self, session_id, item_id, change, limit, ttl):
         d = self._redis.script(lua("market_cart_change"), [_cart_key(session_id), _CART_REVISION],
-                               [item_id, change, limit, _ms(ttl)])
+                               [item_id, change, limit, milliseconds(ttl)])
 
         def parse(reply):
             if reply[0] == "low":
