@@ -17,6 +17,8 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.market.product_db import DEFAULT_LEASE
+from marketplace.market.voids import PaymentVoids
 from marketplace.store import StoreUnavailable, make_store
 from tests.market.market_harness import (
     CARD,
@@ -147,6 +149,55 @@ class FrontEndRestartTests(unittest.TestCase):
         self.assertEqual((yield buyer.call("DisplayCart"))["cart"], [{"item_id": item_id, "quantity": 3}])
         yield buyer.call("MakePurchase", CARD)
         self.assertEqual((yield buyer.call("GetItem", {"item_id": item_id}))["quantity"], 2)
+        self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+
+class LeaseTests(unittest.TestCase):
+    """
+    A buyer front end killed (SIGKILL) between reserving and committing a
+    purchase it has already been paid for: the reservation lapses after its
+    lease, the stock is back on sale, the payment is voided, and the buyer
+    can buy again -- no stock without money, no money without stock.
+    """
+
+    @defer.inlineCallbacks
+    def test_a_front_end_killed_mid_purchase_holds_neither_stock_nor_money(self):
+        clock = task.Clock()
+        store = make_store("memory", reactor=clock)
+        market = yield start_market(self, store=store, lease_clock=clock)
+        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
+        item_id = (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
+        doomed = yield spawn_tac(self, "buyer-front", cheap_kdf="1", **peers(market))
+        buyer = yield Shopper(client(self, doomed.port, timeout=10), "buyer").sign_up("buyer")
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+
+        # product-db holds the commit: the front end has reserved and been paid.
+        committing = defer.Deferred()
+        commit = store.catalog.commit
+        store.catalog.commit = lambda *attempt: committing.callback(attempt) or defer.Deferred()
+        buyer.call("MakePurchase", CARD).addErrback(lambda _: None)
+        yield committing.addTimeout(10, reactor)
+        store.catalog.commit = commit
+        self.assertEqual((yield store.catalog.item(item_id)).quantity, 3)
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+        yield doomed.kill()
+
+        clock.advance(DEFAULT_LEASE)
+        self.assertEqual((yield store.catalog.item(item_id)).quantity, 5)
+        voids = PaymentVoids(client(self, market.ports["product-db"]),
+                             client(self, market.ports["payments"]))
+        yield voids.sweep()
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 0)
+        self.assertEqual((yield store.catalog.pending_voids(10)), [])
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+        # The same session and cart, bought again through a live front end:
+        # the same purchase, as its next attempt, charged once.
+        buyer.connection = client(self, market.ports["buyer-front"])
+        yield buyer.call("MakePurchase", CARD)
+        item = yield store.catalog.item(item_id)
+        self.assertEqual((item.quantity, item.sold), (3, 2))
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
         self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
 
 
