@@ -3,20 +3,26 @@ The buyer front end: the spec's buyer APIs over customer-db, product-db and
 payments.
 
 Carts live in customer-db per session; the front end only composes calls.
-A purchase runs as a small saga keyed by the buyer's idempotency key:
+A purchase runs as a small saga named by the buyer's idempotency key or,
+without one, by the revision of the cart it buys:
 
 1. product-db ``Reserve`` takes every cart line out of stock atomically (or
-   refuses with the item that is short);
-2. payments ``Authorize`` checks the card and captures the total once per key;
+   refuses with the item that is short), for a lease;
+2. payments ``Authorize`` checks the card and captures the total once per
+   purchase and reservation attempt;
 3. product-db ``Commit`` and customer-db ``RecordPurchase`` make it final
-   (history, items bought and sold, the bought units leave the cart), in
+   (history, items bought and sold, the bought units leave the carts), in
    that order: a purchase is recorded only once its stock is committed.
 
-A decline or any failed authorisation releases the reservation.  The saga
-runs to its end even when the request is cancelled (client gone, request
-timed out), so it never stops between two steps.  Every step is
-idempotent per key, so a client that lost the reply retries MakePurchase with
-the same ``idempotency_key`` and the purchase completes -- charged once.
+A payment known not to be taken (a decline, a refusal) releases the
+reservation; one whose fate is unknown leaves it to its lease.  A commit
+refused because the lease ran out voids the payment; lapsed attempts whose
+front end died are voided by the sweep every buyer front end runs
+(``voids.PaymentVoids``).  The saga runs to its end even when the request is
+cancelled (client gone, request timed out), so it never stops between two
+steps.  Every step is idempotent per name and attempt, so a client that
+lost the reply retries MakePurchase (with the same ``idempotency_key``, or
+keyless with the cart unchanged) and the purchase completes -- charged once.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 The catalogue held in this process: items, stock, search index, reservations.
 
 Every method runs to completion before it returns, so each is atomic on the
-single reactor thread.  The search index (item ids per keyword and per
+single reactor thread.  Reservation leases run on the store's clock (a
+``task.Clock`` in tests).  The search index (item ids per keyword and per
 category, plus the set of items in stock) keeps search cost proportional to
 the matching items, not to the catalogue.
 """
