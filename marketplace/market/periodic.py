@@ -11,6 +11,8 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from marketplace.market.errors import ApiError
+
 log = Logger()
 
 
@@ -30,10 +32,16 @@ class Periodic(Service):
         self._loop.clock = clock
 
     def _run(self):
-        d = defer.maybeDeferred(self._job)
-        return d.addErrback(lambda failure: log.failure("{name} failed; tried again in {interval} s",
-                                                        failure, name=self.name,
-                                                        interval=self._interval))
+        return defer.maybeDeferred(self._job).addErrback(self._failed)
+
+    def _failed(self, failure):
+        if failure.check(ApiError):
+            # Expected while a service is down: no traceback every few seconds.
+            log.warn("{name} failed; tried again in {interval} s: {why}", name=self.name,
+                     interval=self._interval, why=failure.getErrorMessage())
+        else:
+            log.failure("{name} failed; tried again in {interval} s", failure, name=self.name,
+                        interval=self._interval)
 
     def startService(self):
         super().startService()

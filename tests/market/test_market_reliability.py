@@ -201,6 +201,35 @@ class LeaseTests(unittest.TestCase):
         self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
 
 
+    @defer.inlineCallbacks
+    def test_a_commit_after_the_lease_fails_and_keeps_no_money(self):
+        clock = task.Clock()
+        store = make_store("memory", reactor=clock)
+        market = yield start_market(self, store=store, lease_clock=clock)
+        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
+        item_id = (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
+        buyer = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("buyer")
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+
+        commit = store.catalog.commit
+
+        def late_commit(*attempt):
+            clock.advance(DEFAULT_LEASE)
+            return commit(*attempt)
+
+        store.catalog.commit = late_commit
+        error = yield self.assertFailure(buyer.call("MakePurchase", CARD), ClientError)
+        store.catalog.commit = commit
+        self.assertIn("any charge for it is refunded", error.message)
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 0)
+        self.assertEqual((yield store.catalog.item(item_id)).quantity, 5)
+        self.assertEqual((yield buyer.call("GetBuyerPurchases"))["items"], [])
+        self.assertEqual((yield buyer.call("DisplayCart"))["cart"],
+                         [{"item_id": item_id, "quantity": 2}])
+        yield buyer.call("MakePurchase", CARD)
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+
+
 class DbServiceRestartOnRedisTests(unittest.TestCase):
     """The DB services run as their own processes on a Redis store."""
 

@@ -5,6 +5,7 @@ The periodic job behind the lease and void sweeps, on a ``task.Clock``.
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
+from marketplace.market.errors import ServiceUnavailable
 from marketplace.market.periodic import Periodic
 
 
@@ -35,6 +36,13 @@ class PeriodicTests(unittest.TestCase):
         self.clock.advance(5)
         self.runs[0].errback(RuntimeError("store down"))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(5)
+        self.assertEqual(len(self.runs), 2)
+
+    def test_an_unavailable_service_is_a_warning_and_the_next_run_comes(self):
+        self.clock.advance(5)
+        self.runs[0].errback(ServiceUnavailable("payments is unavailable"))
+        self.assertEqual(self.flushLoggedErrors(), [])
         self.clock.advance(5)
         self.assertEqual(len(self.runs), 2)
 
