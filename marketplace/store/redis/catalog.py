@@ -8,6 +8,8 @@ any interleaving of front ends, and the index never disagrees with the items.
 
 from __future__ import annotations
 
+from zope.interface import implementer
+
 from marketplace.store.market_errors import (
     NotOwner,
     ReservationClosed,
@@ -15,6 +17,7 @@ from marketplace.store.market_errors import (
     StockTooLow,
     UnknownItem,
 )
+from marketplace.store.market_interfaces import ICatalogStore
 from marketplace.store.market_rules import MAX_STOCK, merged_lines
 from marketplace.store.market_records import (
     COMMITTED,
@@ -61,6 +64,7 @@ def _reservation(purchase_id: str, state: str, encoded: str, attempt) -> Reserva
     return Reservation(purchase_id, state, lines, int(attempt))
 
 
+@implementer(ICatalogStore)
 class RedisCatalog:
     def __init__(self, connection):
         self._redis = connection

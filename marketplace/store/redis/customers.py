@@ -9,6 +9,8 @@ once, one vote per bought item -- is one Lua script.
 
 from __future__ import annotations
 
+from zope.interface import implementer
+
 from marketplace.store.market_errors import (
     FeedbackAlreadyGiven,
     NotInCart,
@@ -17,6 +19,7 @@ from marketplace.store.market_errors import (
     UnknownUser,
     UsernameTaken,
 )
+from marketplace.store.market_interfaces import ICustomerStore
 from marketplace.store.market_records import Credentials, Profile, Purchase, RevisedCart
 from marketplace.store.redis.scripts import lua, milliseconds
 
@@ -55,6 +58,7 @@ def _purchase(entry: str) -> Purchase:
     return Purchase(purchase_id, int(item_id), int(quantity), int(price), float(purchased_at))
 
 
+@implementer(ICustomerStore)
 class RedisCustomers:
     def __init__(self, connection):
         self._redis = connection
