@@ -196,6 +196,8 @@ class BuyerFront:
         error reply from the moment the purchase has a name carries it as
         ``idempotency_key``.
         """
+        # The purchase's name: the client's key now, or the cart revision's
+        # once the saga has read the cart.
         named = {"key": _idempotency_key(request.payload)}
 
         def given_up():
