@@ -14,11 +14,14 @@ at once, and one that dies halfway leaves the void pending for the next.
 from __future__ import annotations
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from marketplace.market import validation
 from marketplace.market.errors import ClientError
 from marketplace.market.front import payload_of
 from marketplace.market.internal import reservation_from_payload
+
+log = Logger()
 
 #: Pending voids taken per request to product-db, and requests per sweep.
 VOID_BATCH = 100
@@ -49,7 +52,15 @@ class PaymentVoids:
                 "PendingVoids", {"limit": VOID_BATCH}, idempotent=True))
             for payload in listed["voids"]:
                 reservation = reservation_from_payload(payload)
-                yield self.void(reservation)
+                try:
+                    yield self.void(reservation)
+                except ClientError as refused:
+                    # This one refused (say the merchant account cannot
+                    # cover the refund): it stays pending, the rest go on.
+                    log.warn("voiding {purchase} #{attempt} was refused: {why}",
+                             purchase=reservation.purchase_id, attempt=reservation.attempt,
+                             why=refused.message)
+                    continue
                 yield self._product_db.call("VoidDone", {
                     "purchase_id": reservation.purchase_id, "attempt": reservation.attempt},
                     idempotent=True)

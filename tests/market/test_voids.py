@@ -7,7 +7,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from marketplace.market import voids
-from marketplace.market.errors import ServiceUnavailable
+from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.validation import MAX_PURCHASE_CENTS
 
 
@@ -28,7 +28,9 @@ class AnsweringBackend:
         reply = self.replies[api]
         if isinstance(reply, Exception):
             return defer.fail(reply)
-        return defer.succeed((None, reply(payload) if callable(reply) else reply))
+        if callable(reply):
+            return defer.maybeDeferred(reply, payload).addCallback(lambda answer: (None, answer))
+        return defer.succeed((None, reply))
 
 
 class VoidSweepTests(unittest.TestCase):
@@ -64,6 +66,16 @@ class VoidSweepTests(unittest.TestCase):
         self.payments.replies["Void"] = ServiceUnavailable("payments is unavailable")
         self.failureResultOf(self.voids.sweep(), ServiceUnavailable)
         self.assertEqual(len(self.pending), 3)
+
+    def test_a_refused_void_stays_pending_and_the_others_are_made(self):
+        def refuse_the_first(payload):
+            if payload["purchase_id"] == "buyer-4:k":
+                raise ClientError("payment refused: insufficient funds")
+            return {"refunded_cents": 900}
+
+        self.payments.replies["Void"] = refuse_the_first
+        self.successResultOf(self.voids.sweep())
+        self.assertEqual([v["purchase_id"] for v in self.pending], ["buyer-4:k"])
 
     def test_a_sweep_takes_batches_up_to_its_bound(self):
         self.patch(voids, "VOID_BATCH", 1)
