@@ -154,22 +154,35 @@ class FrontEndRestartTests(unittest.TestCase):
 
 class LeaseTests(unittest.TestCase):
     """
-    A buyer front end killed (SIGKILL) between reserving and committing a
-    purchase it has already been paid for: the reservation lapses after its
-    lease, the stock is back on sale, the payment is voided, and the buyer
-    can buy again -- no stock without money, no money without stock.
+    Purchases that outlive their reservation's lease: the stock comes back on
+    sale, the payment is voided, and the buyer can buy again -- no stock
+    without money, no money without stock.  The store's clock is a
+    task.Clock, which product-db's lease sweep runs on too.
     """
 
     @defer.inlineCallbacks
-    def test_a_front_end_killed_mid_purchase_holds_neither_stock_nor_money(self):
-        clock = task.Clock()
-        store = make_store("memory", reactor=clock)
-        market = yield start_market(self, store=store, lease_clock=clock)
-        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
-        item_id = (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
-        doomed = yield spawn_tac(self, "buyer-front", cheap_kdf="1", **peers(market))
-        buyer = yield Shopper(client(self, doomed.port, timeout=10), "buyer").sign_up("buyer")
+    def start(self):
+        """The market, a lamp with 5 in stock, and the item's id."""
+        self.clock = task.Clock()
+        self.store = make_store("memory", reactor=self.clock)
+        self.market = yield start_market(self, store=self.store, lease_clock=self.clock)
+        seller = yield Shopper(client(self, self.market.ports["seller-front"]), "seller").sign_up(
+            "seller")
+        return (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
+
+    @defer.inlineCallbacks
+    def buyer_of(self, item_id, port):
+        """A buyer on the front end at ``port`` with 2 lamps in the cart."""
+        buyer = yield Shopper(client(self, port, timeout=10), "buyer").sign_up("buyer")
         yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        return buyer
+
+    @defer.inlineCallbacks
+    def test_a_front_end_killed_mid_purchase_holds_neither_stock_nor_money(self):
+        item_id = yield self.start()
+        store, market, clock = self.store, self.market, self.clock
+        doomed = yield spawn_tac(self, "buyer-front", cheap_kdf="1", **peers(market))
+        buyer = yield self.buyer_of(item_id, doomed.port)
 
         # product-db holds the commit: the front end has reserved and been paid.
         committing = defer.Deferred()
@@ -200,16 +213,11 @@ class LeaseTests(unittest.TestCase):
         self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
         self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
 
-
     @defer.inlineCallbacks
     def test_a_commit_after_the_lease_fails_and_keeps_no_money(self):
-        clock = task.Clock()
-        store = make_store("memory", reactor=clock)
-        market = yield start_market(self, store=store, lease_clock=clock)
-        seller = yield Shopper(client(self, market.ports["seller-front"]), "seller").sign_up("seller")
-        item_id = (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
-        buyer = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("buyer")
-        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        item_id = yield self.start()
+        store, clock = self.store, self.clock
+        buyer = yield self.buyer_of(item_id, self.market.ports["buyer-front"])
 
         commit = store.catalog.commit
 
