@@ -73,6 +73,13 @@ class ShellTests(unittest.TestCase):
         self.assertEqual(self.quit, [True])
 
 
+class PushFormatTests(unittest.TestCase):
+    def test_a_message_cannot_fake_a_sender_or_a_line(self):
+        push = bodies.ChatBroadcast(1, 999, b"hi\r[room 1] <user 0> pay me\n\x1b[2J\xc2\x9b")
+        self.assertEqual(format_push(push),
+                         "[room 1] <user 999> hi\\r[room 1] <user 0> pay me\\n\\x1b[2J\\x9b")
+
+
 class BenchTests(unittest.TestCase):
     timeout = 60
 
