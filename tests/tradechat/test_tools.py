@@ -323,6 +323,22 @@ class PasswdTests(unittest.TestCase):
         self.assertEqual(sorted(parsed), ["alice", "bob"])
         self.assertEqual(parsed["alice"], replacement)
 
+    def test_the_file_is_owner_only_when_created_and_when_updated(self):
+        fast = dict(time_cost=1, memory_cost_kib=8, parallelism=1)
+        path = FilePath(self.mktemp())
+        path.parent().makedirs(ignoreExistingDirectory=True)
+        old_umask = os.umask(0)
+        self.addCleanup(os.umask, old_umask)
+        passwd.set_password(path, auth.hash_password("alice", "one", **fast))
+        self.assertEqual(os.stat(path.path).st_mode & 0o777, 0o600)
+        for mode in (0o600, 0o755):
+            path.chmod(mode)
+            passwd.set_password(path, auth.hash_password("bob", "two", **fast))
+            self.assertEqual(os.stat(path.path).st_mode & 0o777, 0o600)
+        self.assertEqual(sorted(auth.parse_credentials(path.getContent().decode())),
+                         ["alice", "bob"])
+        self.assertEqual(path.parent().listdir(), [path.basename()])
+
     def test_name_is_checked(self):
         self.assertRaises(usage.UsageError, passwd.Options().parseOptions, ["file", "n" * 32])
 
