@@ -38,6 +38,8 @@ DEFAULT_TIME_COST = 3
 DEFAULT_MEMORY_COST_KIB = 64 * 1024
 DEFAULT_PARALLELISM = 1
 _CLIENT_KEY_LABEL = b"Client Key"
+_DECOY_LABEL = b"tradechat-decoy-salt\x00"
+"""Separates decoy salts from any other use of the same secret file."""
 
 
 @attrs.frozen
@@ -156,18 +158,25 @@ class Authenticator:
 
     credentials: Mapping[str, Credential] = attrs.field(factory=dict)
     require_password: bool = False
+    #: Keys the decoy salts.  Every process of a deployment, and every
+    #: restart, must be given the same one (the plugin's C{--decoy-secret}):
+    #: with a salt that changed between two HELLOs for the same name, the
+    #: name plainly has no password, since a real salt never changes.  The
+    #: random default is only for an authenticator without credentials,
+    #: where there is nothing to hide.
     decoy_secret: bytes = attrs.field(factory=lambda: os.urandom(32))
 
     def params_for(self, name: str) -> AuthParams:
         """
         The KDF parameters the client needs for C{name}.  Unknown names get
-        stable decoy parameters so that the reply does not reveal which
-        accounts have passwords.
+        decoy parameters, stable for as long as the decoy secret is, so that
+        the reply does not reveal which accounts have passwords.
         """
         credential = self.credentials.get(name)
         if credential is not None:
             return credential.params
-        salt = hmac.digest(self.decoy_secret, name.encode("utf-8"), "sha256")[:SALT_BYTES]
+        salt = hmac.digest(self.decoy_secret, _DECOY_LABEL + name.encode("utf-8"),
+                           "sha256")[:SALT_BYTES]
         return AuthParams(salt, DEFAULT_TIME_COST, DEFAULT_MEMORY_COST_KIB, DEFAULT_PARALLELISM)
 
     def allows(self, name: str, nonce: int, proof: Optional[bytes]) -> bool:

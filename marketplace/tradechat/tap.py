@@ -13,6 +13,7 @@ from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters
 from marketplace.net import Listener
 from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.peersecret import MAKE_ONE, load_secret
 from marketplace.store import MAX_BALANCE, make_store
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
 from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
@@ -64,7 +65,10 @@ class Options(ServiceOptions):
          f"Opening balance of new accounts (default {COMPAT_OPENING_BALANCE} with --compat, "
          "else 0).", _balance],
         ["credentials", None, None,
-         "File of password credentials (lines made by tradechat-passwd)."],
+         "File of password credentials (lines made by tradechat-passwd); needs --decoy-secret."],
+        ["decoy-secret", None, None,
+         "Secret file (mode 0600, at least 16 bytes) keying the KDF parameters HELLO gives "
+         "names without a password; the same file for every process and restart."],
         ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
          "Close a connection that sends nothing for this many seconds.", positive_float],
         ["login-timeout", None, DEFAULT_LOGIN_TIMEOUT,
@@ -87,7 +91,17 @@ class Options(ServiceOptions):
                 credentials = parse_credentials(FilePath(self["credentials"]).getContent().decode("utf-8"))
             except (OSError, UnicodeDecodeError, CredentialFileError) as error:
                 raise usage.UsageError(f"--credentials: {error}") from None
-        self["authenticator"] = Authenticator(credentials, self["require-password"])
+            if self["decoy-secret"] is None:
+                raise usage.UsageError(
+                    "--credentials needs --decoy-secret: without one, decoy salts change at "
+                    f"every start and show which names have passwords; {MAKE_ONE}")
+        decoy = {}
+        if self["decoy-secret"] is not None:
+            try:
+                decoy["decoy_secret"] = load_secret(self["decoy-secret"])
+            except ValueError as error:
+                raise usage.UsageError(f"--decoy-secret: {error}") from None
+        self["authenticator"] = Authenticator(credentials, self["require-password"], **decoy)
 
 
 class _Provisioning(Service):

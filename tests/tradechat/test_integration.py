@@ -180,8 +180,11 @@ class LiveTests(unittest.TestCase):
         credentials.setContent(auth.format_credential(auth.hash_password(
             "alice", "s3cret", time_cost=1, memory_cost_kib=8, parallelism=1)).encode())
         listen = f"ssl:0:interface=127.0.0.1:privateKey={tls.key}:certKey={tls.cert}"
+        decoy_secret = FilePath(self.mktemp())
+        decoy_secret.setContent(b"a decoy secret of 16 bytes or more")
+        decoy_secret.chmod(0o600)
         _, port = yield start_server(self, "--listen", listen, "--credentials", credentials.path,
-                                     "--require-password")
+                                     "--decoy-secret", decoy_secret.path, "--require-password")
         description = f"tls:127.0.0.1:{port}:trustRoots={tls.ca_dir}"
         client = yield connect_client(self, description)
         reply = yield client.login("alice", "s3cret")

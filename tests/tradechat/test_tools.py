@@ -381,6 +381,41 @@ class OptionsTests(unittest.TestCase):
             with self.subTest(arguments):
                 self.assertRaises(usage.UsageError, self.parse, *arguments)
 
+    def secret_file(self, mode=0o600, content=b"0123456789abcdef0123456789abcdef"):
+        path = FilePath(self.mktemp())
+        path.setContent(content)
+        path.chmod(mode)
+        return path.path
+
+    def credentials_file(self):
+        path = FilePath(self.mktemp())
+        path.setContent(auth.format_credential(auth.hash_password(
+            "alice", "s3cret", time_cost=1, memory_cost_kib=8, parallelism=1)).encode())
+        return path.path
+
+    def test_decoy_salts_are_the_same_in_every_process_given_the_secret(self):
+        credentials, secret = self.credentials_file(), self.secret_file()
+        first, second = (self.parse("--credentials", credentials, "--decoy-secret", secret)
+                         for _ in range(2))
+        decoys = [options["authenticator"].params_for("eve") for options in (first, second)]
+        self.assertEqual(decoys[0], decoys[1])
+        self.assertNotEqual(decoys[0], first["authenticator"].params_for("mallory"))
+        other = self.parse("--credentials", credentials, "--decoy-secret",
+                           self.secret_file(content=b"another secret of 16+ bytes"))
+        self.assertNotEqual(other["authenticator"].params_for("eve"), decoys[0])
+
+    def test_credentials_need_a_private_decoy_secret(self):
+        credentials = self.credentials_file()
+        for arguments in (["--credentials", credentials],
+                          ["--credentials", credentials, "--decoy-secret",
+                           self.secret_file(mode=0o644)],
+                          ["--credentials", credentials, "--decoy-secret",
+                           self.secret_file(content=b"short")],
+                          ["--credentials", credentials, "--decoy-secret", self.mktemp()]):
+            with self.subTest(arguments):
+                error = self.assertRaises(usage.UsageError, self.parse, *arguments)
+                self.assertIn("decoy-secret", str(error))
+
     def test_make_service_tree(self):
         root = tap.makeService(self.parse("--listen", "tcp:0"))
         self.assertEqual(root.getServiceNamed("tradechat").description, "tcp:0")
