@@ -43,7 +43,9 @@ from marketplace.store import (
     BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
     SessionNotFound, StoreUnavailable, UnknownAccount,
 )
-from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
+from marketplace.tradechat.errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
+)
 from protocols import tradechat_bodies as bodies
 from protocols.immediate import ImmediateWriter
 from protocols.nsframe import (
@@ -86,6 +88,7 @@ ERROR_STATUSES: tuple[tuple[type, Status, str], ...] = (
     (NotLoggedIn, Status.UNAUTHORIZED, "unauthorized"),
     (LoginRefused, Status.UNAUTHORIZED, "login_refused"),
     (SessionNotFound, Status.UNAUTHORIZED, "session_expired"),
+    (NotInRoom, Status.UNAUTHORIZED, "chat_not_member"),
     (AlreadyLoggedIn, Status.BAD_PACKET, "already_logged_in"),
     (UnknownAccount, Status.NOT_FOUND, "unknown_account"),
     (NotAMember, Status.NOT_FOUND, "not_a_member"),

@@ -24,7 +24,9 @@ from twisted.internet import defer
 from marketplace.store import SessionNotFound
 from marketplace.store.directory_rules import FULL_ID_SPACE
 from marketplace.tradechat.compat import COMPAT_ACCOUNTS, account_of, provision_accounts
-from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
+from marketplace.tradechat.errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
+)
 from protocols.tradechat_bodies import (
     Balance, ChatSend, Deposit, Heartbeat, Hello, HelloReply, HistoryEntry, JoinRoom,
     LeaveRoom, Login, LoginReply, Logout, Transfer, TxnHistory, Withdraw, login_token,
@@ -238,6 +240,8 @@ class TradeChatService:
                                 request.message)
 
     def _chat_now(self, room, user_id, message):
+        if not self._rooms.is_member(user_id, room):
+            return defer.fail(NotInRoom(f"not in room {room}"))
         self._rooms.publish(room, user_id, message)
         return defer.succeed(None)
 

@@ -167,6 +167,7 @@ class LiveTests(unittest.TestCase):
         yield silent.login("silent")
         yield silent.join(3)
         sender = yield talker.login("talker")
+        yield talker.join(3)
         for n in range(10):
             talker.say(3, b"message %d" % n)
         yield arrived.addTimeout(10, reactor)
@@ -246,6 +247,7 @@ class WriteAtOnceTests(unittest.TestCase):
         yield reader.login("reader")
         yield reader.join(0)
         yield talker.login("talker")
+        yield talker.join(0)
         reader.protocol.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         reader.protocol.transport.pauseProducing()
         counts = root.factory.counters.counts

@@ -473,6 +473,21 @@ class RoomTests(unittest.TestCase):
         self.alice.ask(bodies.ChatSend(1, b"members only"))
         self.assertEqual(self.pushes(outsider), [])
 
+    def test_chat_to_a_room_not_joined_is_unauthorized_and_delivered_to_nobody(self):
+        outsider = self.harness.logged_in("outsider")
+        self.assertEqual(outsider.ask(bodies.ChatSend(1, b"let me in")).status,
+                         Status.UNAUTHORIZED)
+        self.assertEqual(self.harness.counters.counts["chat_not_member"], 1)
+        self.assertEqual(self.pushes(self.bob), [])
+        self.assertEqual(self.pushes(self.alice), [])
+        self.assertEqual(outsider.ask(bodies.Balance()).status, Status.OK)
+
+    def test_chat_after_leaving_is_unauthorized(self):
+        self.bob.ask(bodies.LeaveRoom(1))
+        self.assertEqual(self.bob.ask(bodies.ChatSend(1, b"still here?")).status,
+                         Status.UNAUTHORIZED)
+        self.assertEqual(self.pushes(self.alice), [])
+
     def test_leave_stops_pushes(self):
         self.assertEqual(self.bob.ask(bodies.LeaveRoom(1)).status, Status.OK)
         self.alice.ask(bodies.ChatSend(1, b"gone"))
