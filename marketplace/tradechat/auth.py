@@ -180,7 +180,13 @@ class Authenticator:
         return AuthParams(salt, DEFAULT_TIME_COST, DEFAULT_MEMORY_COST_KIB, DEFAULT_PARALLELISM)
 
     def allows(self, name: str, nonce: int, proof: Optional[bytes]) -> bool:
+        """
+        Whether this LOGIN may proceed.  A name without a password is let in
+        (unless passwords are required) whatever follows its CRC token: the
+        existing server ignores those bytes, so refusing them could refuse an
+        existing client, and the CRC token alone already lets anyone in there.
+        """
         credential = self.credentials.get(name)
         if credential is None:
-            return proof is None and not self.require_password
+            return not self.require_password
         return proof is not None and verify_proof(credential, nonce, proof)

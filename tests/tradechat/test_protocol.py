@@ -161,16 +161,12 @@ class BadInputTests(unittest.TestCase):
     def test_malformed_bodies_are_bad_packet_and_connection_stays(self):
         self.peer.login("alice")
         bad = [
-            (Opcode.HELLO, b"\x00"),
-            (Opcode.LOGOUT, b"x"),
-            (Opcode.HEARTBEAT, b"x"),
             (Opcode.JOIN_ROOM, b"\x00"),
-            (Opcode.LEAVE_ROOM, b"\x00\x00\x00"),
+            (Opcode.LEAVE_ROOM, b""),
             (Opcode.CHAT_SEND, b"\x00\x00\x00\x05abc"),
             (Opcode.DEPOSIT, (0).to_bytes(8, "big")),
             (Opcode.WITHDRAW, (-5).to_bytes(8, "big", signed=True)),
             (Opcode.TRANSFER, b"\x00" * 11),
-            (Opcode.BALANCE, b"\x00"),
             (Opcode.TXN_HISTORY, b"\x00\x00" + b"\x00" * 8),
         ]
         for opcode, body in bad:
@@ -183,11 +179,48 @@ class BadInputTests(unittest.TestCase):
 
     def test_malformed_login_is_bad_packet(self):
         for body in (b"", b"\x00\x00" + b"\x00" * 4, b"\x00\x20" + b"n" * 32 + b"\x00" * 4,
-                     b"\x00\x01a\x00\x00\x00\x00\x00"):
+                     b"\x00\x01a\x00\x00\x00"):
             with self.subTest(body=body):
                 self.peer.send_raw(encode_frame(Opcode.LOGIN, 3, 0, body))
                 [response] = self.peer.received()
                 self.assertEqual(response.status, Status.BAD_PACKET)
+
+    def test_an_existing_client_padding_every_body_is_served(self):
+        """The existing server ignores bytes after a body's fields; so does this one."""
+        tail = b"\x00\xffpadding"
+        req_ids = iter(range(1, 100))
+
+        def ask(request):
+            opcode, body = bodies.encode_request(request)
+            self.peer.send_raw(encode_frame(opcode, next(req_ids), 0, body + tail))
+            [response] = [f for f in self.peer.received() if f.is_response]
+            return response
+
+        hello = ask(bodies.Hello())
+        self.assertEqual((hello.status, len(hello.body)), (Status.OK, 8))
+        nonce = bodies.decode_hello_reply(hello.body).nonce
+        login = ask(bodies.Login("alice", login_token("alice", nonce)))
+        self.assertEqual(login.status, Status.OK)
+        for request in (bodies.Heartbeat(), bodies.JoinRoom(7), bodies.ChatSend(7, b"hi"),
+                        bodies.Deposit(10), bodies.Withdraw(5), bodies.Balance(),
+                        bodies.LeaveRoom(7)):
+            with self.subTest(request=request):
+                self.assertEqual(ask(request).status, Status.OK)
+        self.assertEqual(_balance(ask(bodies.Balance())), 5)
+        self.assertEqual(self.counts["bad_body"], 0)
+
+    def test_room_ids_are_the_whole_u16(self):
+        """
+        The existing server answers BAD_PACKET above room 63; this one takes
+        every u16 room (docs/tradechat.md says why): no existing client is
+        refused a room the existing server gives it.
+        """
+        self.peer.login("alice")
+        for room in (0, 63, 64, 65535):
+            with self.subTest(room=room):
+                self.assertEqual(self.peer.ask(bodies.JoinRoom(room)).status, Status.OK)
+                self.assertEqual(self.peer.ask(bodies.ChatSend(room, b"x")).status, Status.OK)
+                self.assertEqual(self.peer.ask(bodies.LeaveRoom(room)).status, Status.OK)
 
     def test_checksum_failure_answers_then_closes(self):
         frame = bytearray(encode_frame(Opcode.BALANCE, 42))
