@@ -5,7 +5,7 @@ profile, and the compatibility profile's accounts.
 
 from twisted.trial import unittest
 
-from marketplace.store import make_store
+from marketplace.store import UnknownAccount, make_store
 from marketplace.store.directory_rules import FULL_ID_SPACE, RESERVED_ID, fnv1a_32, home_slot
 from marketplace.tradechat import compat
 from marketplace.tradechat.service import TradeChatConfig
@@ -72,7 +72,7 @@ class CompatTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(compat.provision_accounts(store.ledger)), 0)
         self.assertEqual(self.successResultOf(store.ledger.balance("5")), 99990)
         self.assertEqual(self.successResultOf(store.ledger.balance("1023")), 100000)
-        self.failureResultOf(store.ledger.balance("1024"))
+        self.failureResultOf(store.ledger.balance("1024"), UnknownAccount)
 
     def test_compat_ids_stay_in_range(self):
         directory = make_store("memory").directory

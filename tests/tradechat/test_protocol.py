@@ -82,11 +82,12 @@ class LoginTests(unittest.TestCase):
         self.assertEqual(self.peer.ask(bodies.Heartbeat()).status, Status.OK)
 
     def test_logout_ends_the_login_session(self):
-        self.peer.login("alice")
+        self.alice_account = str(self.peer.login("alice").user_id)
+        sessions = self.harness.store.sessions
+        self.assertEqual(len(self.successResultOf(sessions.sessions_of(self.alice_account))), 1)
         self.assertEqual(self.peer.ask(bodies.Logout()).status, Status.OK)
         self.assertEqual(self.peer.ask(bodies.Balance()).status, Status.UNAUTHORIZED)
-        sessions = self.successResultOf(self.harness.store.sessions.sessions_of("0"))
-        self.assertEqual(sessions, [])
+        self.assertEqual(self.successResultOf(sessions.sessions_of(self.alice_account)), [])
         self.peer.login("alice")
         self.assertEqual(self.peer.ask(bodies.Balance()).status, Status.OK)
 
@@ -307,6 +308,39 @@ class MoneyTests(unittest.TestCase):
     def test_obfuscated_request(self):
         response = self.peer.ask(bodies.Deposit(7), flags=FLAG_OBFUSCATED)
         self.assertEqual((response.flags, _balance(response)), (FLAG_RESPONSE, 100007))
+
+    def test_obfuscated_request_with_a_bad_checksum_moves_no_money(self):
+        frame = bytearray(encode_frame(Opcode.DEPOSIT, 5, 0, (7).to_bytes(8, "big"),
+                                       FLAG_OBFUSCATED))
+        frame[-1] ^= 0x01  # the obfuscated amount becomes 6
+        self.peer.send_raw(bytes(frame))
+        [response] = self.peer.received()
+        self.assertEqual((response.req_id, response.status), (5, Status.CHECKSUM_FAIL))
+        self.assertTrue(self.peer.closed)
+        account = str(self.user_id)
+        self.assertEqual(self.successResultOf(self.harness.store.ledger.balance(account)), 100000)
+
+    def test_money_is_keyed_by_login_session_and_req_id(self):
+        """The idempotency key names the login session, so no two sessions share one."""
+        seen = []
+        ledger = self.harness.store.ledger
+        for operation in ("deposit", "withdraw", "transfer"):
+            real = getattr(ledger, operation)
+
+            def recording(*args, real=real, operation=operation):
+                seen.append((operation, args[-2], args[-1]))
+                return real(*args)
+
+            self.patch(ledger, operation, recording)
+        session_id = self.peer.protocol.state.session_id
+        self.assertTrue(session_id)
+        self.peer.ask(bodies.Deposit(5), req_id=11)
+        self.peer.ask(bodies.Withdraw(5), req_id=12)
+        self.peer.ask(bodies.Transfer((self.user_id + 1) % 1024, 5), req_id=13)
+        ttl = self.harness.config.session_ttl
+        self.assertEqual(seen, [("deposit", f"{session_id}:11", ttl),
+                                ("withdraw", f"{session_id}:12", ttl),
+                                ("transfer", f"{session_id}:13", ttl)])
 
     def test_insufficient_funds_carries_the_balance(self):
         response = self.peer.ask(bodies.Withdraw(100001))

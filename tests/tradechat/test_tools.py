@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+import types
 
 from twisted.internet import defer, reactor, utils
 from twisted.python import usage
@@ -172,17 +173,37 @@ class BenchTests(unittest.TestCase):
         self.successResultOf(worker.finished)
         self.assertEqual(runner.ledger.uncertain, 5)
 
-    def test_plot_is_written_or_skipped_with_a_notice(self):
-        path = self.mktemp() + ".png"
-        output = _Lines()
+    def replace_module(self, name, module):
+        """Make C{import name} give C{module} (None: fail) for this test."""
+        self.addCleanup(_restore_module, name, sys.modules.get(name, _ABSENT))
+        sys.modules[name] = module
+
+    def test_plot_draws_each_percentile_and_the_throughput_per_second(self):
+        pyplot = _RecordingPyplot()
+        matplotlib = types.ModuleType("matplotlib")
+        matplotlib.backends = []
+        matplotlib.use = matplotlib.backends.append
+        matplotlib.pyplot = pyplot
+        self.replace_module("matplotlib", matplotlib)
+        self.replace_module("matplotlib.pyplot", pyplot)
+        path, output = "run.png", _Lines()
         timeline = [(1.0, 100, 50, 90, 99), (2.0, 120, 40, 80, 95)]
-        bench.plot(self.options("--plot", path), timeline, path, output)
-        try:
-            import matplotlib  # noqa: F401  (optional: not a dependency)
-        except ImportError:
-            self.assertIn("--plot skipped: matplotlib is not installed", output.text)
-        else:
-            self.assertTrue(FilePath(path).getContent().startswith(b"\x89PNG"))
+        bench.plot(self.options("--plot", path, "--mix", "chat-heavy"), timeline, path, output)
+        self.assertEqual(matplotlib.backends, ["Agg"])
+        latency, throughput = pyplot.axes
+        self.assertEqual(latency.lines, [([1.0, 2.0], [50, 40], "p50"), ([1.0, 2.0], [90, 80], "p99"),
+                                         ([1.0, 2.0], [99, 95], "p99.9")])
+        self.assertEqual(throughput.lines, [([1.0, 2.0], [100, 120], None)])
+        self.assertEqual(pyplot.figure.saved, [path])
+        self.assertIn("chat-heavy", pyplot.figure.title)
+        self.assertIn(f"plot written to {path}", output.text)
+
+    def test_plot_is_skipped_with_a_notice_without_matplotlib(self):
+        self.replace_module("matplotlib", None)
+        path, output = self.mktemp() + ".png", _Lines()
+        bench.plot(self.options("--plot", path), [(1.0, 100, 50, 90, 99)], path, output)
+        self.assertIn("--plot skipped: matplotlib is not installed", output.text)
+        self.assertFalse(os.path.exists(path))
 
     def test_conservation_detects_a_wrong_balance(self):
         ledger = bench.Ledger({1: 100, 2: 100})
@@ -305,6 +326,58 @@ class _Lines:
 
     def flush(self):
         pass
+
+
+_ABSENT = object()
+
+
+def _restore_module(name, module):
+    if module is _ABSENT:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = module
+
+
+class _RecordingAxes:
+    def __init__(self):
+        self.lines = []
+
+    def plot(self, xs, ys, label=None):
+        self.lines.append((list(xs), list(ys), label))
+
+    def set_ylabel(self, text):
+        pass
+
+    def set_xlabel(self, text):
+        pass
+
+    def legend(self):
+        pass
+
+
+class _RecordingFigure:
+    def __init__(self):
+        self.saved = []
+        self.title = None
+
+    def suptitle(self, text):
+        self.title = text
+
+    def savefig(self, path):
+        self.saved.append(path)
+
+
+class _RecordingPyplot(types.ModuleType):
+    """Stands in for matplotlib.pyplot: records what the plot is drawn from."""
+
+    def __init__(self):
+        super().__init__("matplotlib.pyplot")
+        self.figure = _RecordingFigure()
+        self.axes = (_RecordingAxes(), _RecordingAxes())
+
+    def subplots(self, rows, columns, **keywords):
+        assert (rows, columns) == (2, 1)
+        return self.figure, self.axes
 
 
 class PasswdTests(unittest.TestCase):
