@@ -21,7 +21,8 @@ from marketplace.tradechat.rooms import LocalRoomHub
 from marketplace.tradechat.service import DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService
 from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
 from protocols.tradechat import (
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, TradeChatServerFactory,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, DEFAULT_MAX_TOTAL_OUTPUT,
+    TradeChatServerFactory,
 )
 from protocols.turns import TurnFlusher
 
@@ -79,6 +80,9 @@ class Options(ServiceOptions):
          "Largest request frame accepted, header included, in bytes.", _frame_size],
         ["max-output-buffer", None, DEFAULT_MAX_OUTPUT_BUFFER,
          "Bytes queued to a connection that stopped reading before it is dropped.", _byte_count],
+        ["max-total-output", None, DEFAULT_MAX_TOTAL_OUTPUT,
+         "Bytes queued to all connections together before the readers with the most "
+         "queued are dropped.", _byte_count],
     ]
 
     def postOptions(self):
@@ -158,7 +162,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
         tradechat, reactor, Counters(),
         idle_timeout=options["idle-timeout"], login_timeout=options["login-timeout"],
         max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"],
-        flusher=flusher)
+        flusher=flusher, max_total_output=options["max-total-output"])
     root.factory = factory
     listener = Listener(options["listen"], factory, reactor)
     listener.setName("tradechat")

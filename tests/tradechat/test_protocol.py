@@ -15,6 +15,7 @@ from protocols import tradechat_bodies as bodies
 from protocols.nsframe import (
     FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, HEADER_LEN, Opcode, Status, encode_frame,
 )
+from protocols.immediate import HIGH_WATER
 from protocols.tradechat import error_status
 from tests.tradechat.helpers import Harness, WriteCountingTransport
 
@@ -684,6 +685,67 @@ class SlowReaderTests(unittest.TestCase):
     def test_protocol_is_registered_as_a_streaming_producer(self):
         self.assertIs(self.reader.transport.producer, self.reader.protocol)
         self.assertTrue(self.reader.transport.streaming)
+
+
+class OutputBudgetTests(unittest.TestCase):
+    """
+    The bound on the output queued to all connections together: readers
+    that each stay under --max-output-buffer are dropped, most queued
+    first, once their sum passes --max-total-output.
+    """
+
+    def setUp(self):
+        self.harness = Harness(max_output_buffer=10**9, max_total_output=4 * HIGH_WATER)
+        self.talker = self.harness.logged_in("talker")
+        self.talker.ask(bodies.JoinRoom(0))
+        self.readers = []
+        for n in range(6):
+            reader = self.harness.logged_in(f"reader{n}")
+            reader.ask(bodies.JoinRoom(0))
+            self.readers.append(reader)
+
+    def chat(self, count, size=1000):
+        for _ in range(count):
+            self.talker.send(bodies.ChatSend(0, b"x" * size))
+        self.harness.end_turn()
+
+    def test_the_sum_is_bounded_by_dropping_the_readers_most_behind(self):
+        budget = self.harness.factory.output_budget
+        # Readers stop reading one after another: the first to stop has the most queued.
+        for reader in self.readers:
+            reader.protocol.pauseProducing()
+            self.chat(20)
+        dropped = [reader for reader in self.readers if reader.transport.disconnecting]
+        self.assertTrue(dropped)
+        self.assertEqual(dropped, self.readers[:len(dropped)])
+        self.assertLessEqual(budget.total, budget.limit)
+        self.assertEqual(self.harness.counters.counts["output_budget_disconnect"], len(dropped))
+        self.assertEqual(self.harness.counters.counts["slow_reader_disconnect"], 0)
+        self.assertFalse(self.talker.closed)
+        for reader in self.readers[len(dropped):]:
+            self.assertFalse(reader.closed)
+
+    def test_readers_that_drain_give_their_share_back(self):
+        budget = self.harness.factory.output_budget
+        for _ in range(3):
+            for reader in self.readers[:3]:
+                reader.protocol.pauseProducing()
+            self.chat(10)
+            self.assertGreater(budget.total, 3 * HIGH_WATER)
+            for reader in self.readers[:3]:
+                reader.protocol.resumeProducing()
+            self.assertEqual(budget.total, 0)
+        self.assertFalse(any(reader.closed for reader in self.readers))
+        self.assertEqual(self.harness.counters.counts["output_budget_disconnect"], 0)
+
+    def test_a_closed_connection_no_longer_counts(self):
+        budget = self.harness.factory.output_budget
+        reader = self.readers[0]
+        reader.protocol.pauseProducing()
+        self.chat(5)
+        self.assertGreater(budget.total, 0)
+        reader.protocol.connectionLost(None)
+        self.assertEqual(budget.total, 0)
 
 
 class StoreFailureTests(unittest.TestCase):
