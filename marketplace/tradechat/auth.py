@@ -179,6 +179,10 @@ class Authenticator:
                            "sha256")[:SALT_BYTES]
         return AuthParams(salt, DEFAULT_TIME_COST, DEFAULT_MEMORY_COST_KIB, DEFAULT_PARALLELISM)
 
+    def has_password(self, name: str) -> bool:
+        """Whether C{name} is an account with a password (and so keeps its user id for good)."""
+        return name in self.credentials
+
     def allows(self, name: str, nonce: int, proof: Optional[bytes]) -> bool:
         """
         Whether this LOGIN may proceed.  A name without a password is let in

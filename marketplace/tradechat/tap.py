@@ -18,7 +18,9 @@ from marketplace.store import MAX_BALANCE, make_store
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
 from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
 from marketplace.tradechat.rooms import LocalRoomHub
-from marketplace.tradechat.service import DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService
+from marketplace.tradechat.service import (
+    DEFAULT_ANONYMOUS_LEASE, DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService,
+)
 from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
 from protocols.tradechat import (
     DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, DEFAULT_MAX_TOTAL_OUTPUT,
@@ -76,6 +78,9 @@ class Options(ServiceOptions):
          "Close a connection that has not logged in after this many seconds.", positive_float],
         ["session-ttl", None, DEFAULT_SESSION_TTL,
          "Seconds a login session stays alive without activity.", positive_float],
+        ["anonymous-lease", None, DEFAULT_ANONYMOUS_LEASE,
+         "Seconds a name without a password keeps its user id after its last use "
+         "(at least twice --session-ttl).", positive_float],
         ["max-frame-size", None, DEFAULT_MAX_FRAME_SIZE,
          "Largest request frame accepted, header included, in bytes.", _frame_size],
         ["max-output-buffer", None, DEFAULT_MAX_OUTPUT_BUFFER,
@@ -87,6 +92,10 @@ class Options(ServiceOptions):
 
     def postOptions(self):
         super().postOptions()
+        if self["anonymous-lease"] < 2 * self["session-ttl"]:
+            raise usage.UsageError(
+                "--anonymous-lease must be at least twice --session-ttl, so that a logged-in "
+                "name always renews its user id before the lease can end")
         if self["opening-balance"] is None:
             self["opening-balance"] = COMPAT_OPENING_BALANCE if self["compat"] else 0
         credentials = {}
@@ -156,7 +165,8 @@ def makeService(options: Options, reactor=None) -> MultiService:
     flusher = TurnFlusher(reactor)
     tradechat = TradeChatService(
         store, LocalRoomHub(flusher), options["authenticator"], reactor,
-        TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))
+        TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"],
+                        options["anonymous-lease"]))
     _Provisioning(tradechat).setServiceParent(root)
     factory = TradeChatServerFactory(
         tradechat, reactor, Counters(),

@@ -450,7 +450,9 @@ class OptionsTests(unittest.TestCase):
         for arguments in (["--max-frame-size", "70000"], ["--max-frame-size", "16"],
                           ["--idle-timeout", "0"], ["--opening-balance", "-1"],
                           ["--credentials", missing], ["--credentials", garbled.path],
-                          ["--listen", "bogus:1"], ["--store", "ftp://x"]):
+                          ["--listen", "bogus:1"], ["--store", "ftp://x"],
+                          ["--anonymous-lease", "599"], ["--session-ttl", "2000"],
+                          ["--max-total-output", "0"]):
             with self.subTest(arguments):
                 self.assertRaises(usage.UsageError, self.parse, *arguments)
 
