@@ -492,6 +492,13 @@ class DirectoryLeaseContract:
         self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), (home + 2) % 8)
 
     @defer.inlineCallbacks
+    def assertStillHeld(self, store, holder, newcomer, home):
+        """``holder`` still has ``home``: ``newcomer``, of the same home, probes past it."""
+        ttl = self.short_ttl
+        self.assertEqual((yield store.directory.user_id_for(newcomer, 8, lease=ttl)), (home + 1) % 8)
+        self.assertEqual((yield store.directory.user_id_for(holder, 8, lease=ttl)), home)
+
+    @defer.inlineCallbacks
     def test_a_renewed_lease_lives_on(self):
         store = yield self.make_store()
         ttl = self.short_ttl
@@ -500,8 +507,7 @@ class DirectoryLeaseContract:
         yield self.let_time_pass(ttl * 0.6)
         self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
         yield self.let_time_pass(ttl * 0.6)
-        self.assertEqual((yield store.directory.user_id_for(second, 8, lease=ttl)), (home + 1) % 8)
-        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
+        yield self.assertStillHeld(store, first, second, home)
 
     @defer.inlineCallbacks
     def test_a_permanent_claim_keeps_a_leased_names_id_for_good(self):
@@ -511,8 +517,7 @@ class DirectoryLeaseContract:
         self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
         self.assertEqual((yield store.directory.user_id_for(first, 8)), home)
         yield self.let_time_pass(ttl * 1.5)
-        self.assertEqual((yield store.directory.user_id_for(second, 8, lease=ttl)), (home + 1) % 8)
-        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
+        yield self.assertStillHeld(store, first, second, home)
 
     @defer.inlineCallbacks
     def test_the_lease_limit_keeps_ids_for_permanent_names(self):
