@@ -167,6 +167,21 @@ class AnonymousLeaseTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(
             harness.store.sessions.sessions_of(str(home_slot("bob", FULL_ID_SPACE)))), [])
 
+    def test_the_next_holder_of_an_id_gets_its_account_as_it_is_and_the_audit_holds(self):
+        self.authenticator = Authenticator(decoy_secret=b"d" * 32)
+        harness = self.harness(id_space=1, opening_balance=10)
+        first, response = _anonymous_login(harness, "first")
+        self.assertEqual(bodies.decode_login_reply(response.body), bodies.LoginReply(0, 10))
+        self.assertEqual(first.ask(bodies.Deposit(25)).status, Status.OK)
+        self.assertEqual(_anonymous_login(harness, "second")[1].status, Status.SERVER_BUSY)
+        first.protocol.connectionLost(None)
+        harness.clock.advance(601)
+        _, response = _anonymous_login(harness, "second")
+        self.assertEqual(bodies.decode_login_reply(response.body), bodies.LoginReply(0, 35))
+        audit = self.successResultOf(harness.store.ledger.audit())
+        self.assertTrue(audit.balanced)
+        self.assertEqual((audit.accounts, audit.balance_total), (1, 35))
+
     def test_password_accounts_keep_their_id_for_good(self):
         harness = self.harness(id_space=4)
         alice = bodies.decode_login_reply(_password_peer(harness, "alice", "s3cret").body).user_id
