@@ -181,6 +181,12 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         ended = self.factory.service.disconnect(self.state)
         ended.addErrback(self._session_not_ended)
         self.factory.connection_ended(self, ended)
+        # What the peer never read is still in the transport, up to the
+        # output caps.  This protocol sits in reference cycles (its state,
+        # its timers) that only the cyclic collector frees, and until then
+        # it would keep the transport and those buffers alive: let go of
+        # them now, so that dropping a reader frees its output at once.
+        self.transport = self._writer = None
 
     def _session_not_ended(self, failure) -> None:
         """The store could not delete the session: it expires by its TTL instead."""
@@ -393,8 +399,10 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
 
     def _update_reading(self) -> None:
         """Stop reading requests while output is stuck or too many are queued."""
+        if self._closing:
+            return
         should_pause = self._writer.paused or len(self._queue) >= MAX_QUEUED_REQUESTS
-        if should_pause == self._reading_paused or self._closing:
+        if should_pause == self._reading_paused:
             return
         self._reading_paused = should_pause
         if should_pause:

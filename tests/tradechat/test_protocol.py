@@ -4,6 +4,9 @@ path and its counter, money operations, rooms and push, timeouts and the
 slow-reader bound.
 """
 
+import gc
+import weakref
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -737,6 +740,19 @@ class OutputBudgetTests(unittest.TestCase):
             self.assertEqual(budget.total, 0)
         self.assertFalse(any(reader.closed for reader in self.readers))
         self.assertEqual(self.harness.counters.counts["output_budget_disconnect"], 0)
+
+    def test_a_closed_connection_frees_its_queued_output_at_once(self):
+        """Not at the next cyclic garbage collection, which may be long after."""
+        gc.disable()
+        self.addCleanup(gc.enable)
+        reader = self.readers.pop()
+        reader.protocol.pauseProducing()
+        self.chat(5)
+        transport = weakref.ref(reader.transport)
+        protocol = reader.protocol
+        del reader
+        protocol.connectionLost(None)
+        self.assertIsNone(transport())
 
     def test_a_closed_connection_no_longer_counts(self):
         budget = self.harness.factory.output_budget
