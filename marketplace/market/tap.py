@@ -7,10 +7,12 @@ Each plugin is an attribute of this module holding ``Options`` and
 ...)``), so the option code below is written once and shared:
 
 - the DB services and payments own a store (``--store``) and listen on
-  loopback by default: their internal APIs trust their callers, so expose
-  them only on a private network;
+  loopback by default.  With ``--service-secret FILE`` they serve only
+  callers that prove the secret in that file (see ``dbservice.authenticated``);
+  without one they refuse to listen anywhere but on loopback;
 - the front ends own no state and no store; they are told where the DB
-  services are (``--customer-db``, ``--product-db``, ``--payments``);
+  services are (``--customer-db``, ``--product-db``, ``--payments``) and
+  prove ``--service-secret`` on every pooled connection to them;
 - every one of them runs with ``CollectorSettings`` (see ``marketplace.collector``).
 
 ``suite_service`` runs all five in one process for the ``suite`` plugin.
@@ -19,6 +21,7 @@ Each plugin is an attribute of this module holding ``Options`` and
 from __future__ import annotations
 
 import os
+import secrets
 
 import attrs
 from twisted.application.service import MultiService
@@ -29,7 +32,7 @@ from marketplace.market.accounts import CHEAP_COST, KdfCost, Passwords
 from marketplace.market.buyer_front import BuyerFront
 from marketplace.collector import CollectorSettings
 from marketplace.market.customer_db import CustomerDbService
-from marketplace.market.dbservice import make_dispatch
+from marketplace.market.dbservice import authenticated, make_dispatch
 from marketplace.market.front import Backend
 from marketplace.market.payments import ApprovalPolicy, PaymentsService
 from marketplace.market.product_db import ProductDbService
@@ -37,6 +40,7 @@ from marketplace.market.rpc import ServiceClient
 from marketplace.market.seller_front import SellerFront
 from marketplace.metrics import Counters
 from marketplace.net import Listener
+from marketplace.peersecret import MAKE_ONE, is_loopback_endpoint, load_secret
 from marketplace.options import (
     ServiceOptions,
     check_client_endpoint,
@@ -90,7 +94,42 @@ class _EnvelopeOptions:
     ]
 
 
-class CustomerDbOptions(_EnvelopeOptions, ServiceOptions):
+class _ServiceSecretOptions:
+    """Mixin: ``--service-secret``, loaded into ``self["secret"]`` (None without one)."""
+
+    optParameters = [
+        ["service-secret", None, None,
+         "File holding the secret shared by the front ends and the DB services; every "
+         "link between them proves it. Required to listen beyond loopback. "
+         + MAKE_ONE.capitalize() + "."],
+    ]
+
+    def load_service_secret(self):
+        path = self["service-secret"]
+        try:
+            self["secret"] = None if path is None else load_secret(path)
+        except ValueError as error:
+            raise usage.UsageError(f"--service-secret: {error}") from None
+
+
+class _DbServiceOptions(_ServiceSecretOptions, _EnvelopeOptions, ServiceOptions):
+    """
+    A DB service (or payments): its internal APIs act for whoever calls them,
+    so it serves only callers that prove the service secret, or else only
+    this machine.
+    """
+
+    def postOptions(self):
+        super().postOptions()
+        self.load_service_secret()
+        if self["secret"] is None and not is_loopback_endpoint(self["listen"]):
+            raise usage.UsageError(
+                f"--listen {self['listen']} accepts callers from other hosts: give "
+                f"--service-secret FILE (the front ends' one), or listen on loopback "
+                f"(tcp:PORT:interface=127.0.0.1)")
+
+
+class CustomerDbOptions(_DbServiceOptions):
     synopsis = "[options]"
     longdesc = "Accounts, sessions, carts, purchase history and ratings of the marketplace."
     optParameters = [
@@ -100,13 +139,13 @@ class CustomerDbOptions(_EnvelopeOptions, ServiceOptions):
     ]
 
 
-class ProductDbOptions(_EnvelopeOptions, ServiceOptions):
+class ProductDbOptions(_DbServiceOptions):
     synopsis = "[options]"
     longdesc = "Items, stock, search index, purchase reservations and item feedback."
     optParameters = [listen_option(_loopback(PRODUCT_DB_PORT))]
 
 
-class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
+class PaymentsOptions(_DbServiceOptions):
     synopsis = "[options]"
     longdesc = "Card authorisation (Luhn, expiry, CVV) with a configurable approval policy."
     optParameters = [
@@ -122,7 +161,7 @@ class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
             raise usage.UsageError(f"--approve: {error}") from None
 
 
-class _FrontOptions(_EnvelopeOptions, usage.Options):
+class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
     """A stateless front end: where its DB services are, and how to call them."""
 
     optParameters = [
@@ -141,6 +180,7 @@ class _FrontOptions(_EnvelopeOptions, usage.Options):
         for peer in self.peers:
             check_client_endpoint(self[peer])
         check_server_endpoint(self["listen"])
+        self.load_service_secret()
 
 
 class SellerFrontOptions(_FrontOptions):
@@ -159,10 +199,13 @@ class BuyerFrontOptions(_FrontOptions):
     peers = ("customer-db", "product-db", "payments")
 
 
-def _listener(options, name, table, reactor, max_in_flight=1):
+def _listener(options, name, table, reactor, max_in_flight=1, secret=None):
+    """The listener of one service; with ``secret``, only its holders get through."""
     factory = EnvelopeServerFactory(
         make_dispatch(table), Counters(), options["max-frame"], options["idle-timeout"], reactor,
         max_in_flight=max_in_flight)
+    if secret is not None:
+        factory = authenticated(factory, name, secret, reactor)
     listener = Listener(options["listen"], factory, reactor)
     listener.setName(name)
     return listener
@@ -178,7 +221,8 @@ def _db_service(name, options, build, store=None, reactor=None):
         store = make_store(options["store"], options["store-timeout"], reactor)
         store.setServiceParent(service)
     table = build(store, reactor)
-    _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT).setServiceParent(service)
+    _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT,
+              options["secret"]).setServiceParent(service)
     return service
 
 
@@ -200,7 +244,8 @@ def make_payments(options, store=None, reactor=None):
 
 def _clients(options, reactor):
     return {peer: Backend(peer, ServiceClient(
-        options[peer], options["rpc-pool"], options["rpc-timeout"], options["rpc-retries"], reactor))
+        options[peer], options["rpc-pool"], options["rpc-timeout"], options["rpc-retries"], reactor,
+        secret=options["secret"]))
         for peer in options.peers}
 
 
@@ -286,17 +331,23 @@ def options_from_environ(options_class, environ=None, prefix="MARKET_"):
 def suite_service(suite_options):
     """
     Every marketplace service in one process on its default ports, the DB
-    services and payments sharing the suite's store.
+    services and payments sharing the suite's store.  Their links are
+    authenticated with a secret drawn for this run: another user of the
+    machine can reach loopback ports too.
     """
     service = MultiService()
     store = make_store(suite_options["store"], suite_options["store-timeout"])
     store.setServiceParent(service)
+    secret = secrets.token_bytes(32)
+
+    def defaults(plugin):
+        options = plugin.Options()
+        options.parseOptions([])
+        options["secret"] = secret
+        return options
+
     for plugin in (customer_db, product_db, payments):
-        options = plugin.Options()
-        options.parseOptions([])
-        plugin.makeService(options, store=store).setServiceParent(service)
+        plugin.makeService(defaults(plugin), store=store).setServiceParent(service)
     for plugin in (seller_front, buyer_front):
-        options = plugin.Options()
-        options.parseOptions([])
-        plugin.makeService(options).setServiceParent(service)
+        plugin.makeService(defaults(plugin)).setServiceParent(service)
     return service

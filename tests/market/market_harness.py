@@ -1,7 +1,8 @@
 """
 The whole marketplace on 127.0.0.1 for end-to-end tests: customer-db,
-product-db and payments on OS-chosen ports, both front ends pointed at them,
-and envelope clients for the front ends.
+product-db and payments on OS-chosen ports, both front ends pointed at them
+(every link between them authenticated by a service secret), and envelope
+clients for the front ends.
 """
 
 from __future__ import annotations
@@ -35,16 +36,30 @@ def parse(plugin, argv):
     return options
 
 
+def secret_file(testcase, secret=b"a service secret for this test only"):
+    """A service secret file (mode 0600) in the test's temporary directory."""
+    path = os.path.abspath(testcase.mktemp())
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(secret)
+    return path
+
+
 @attrs.define
 class Market:
     store: object
+    secret_file: str | None = None
     ports: dict = attrs.Factory(dict)
+    listeners: dict = attrs.Factory(dict)
+
+    def secret_argv(self) -> list:
+        return [] if self.secret_file is None else ["--service-secret", self.secret_file]
 
     def front_options(self, role, listen=LOOPBACK_ANY_PORT):
         plugin = tap.buyer_front if role == "buyer" else tap.seller_front
         argv = ["--listen", listen, "--cheap-kdf", "--rpc-timeout", "2",
                 "--customer-db", f"tcp:127.0.0.1:{self.ports['customer-db']}",
-                "--product-db", f"tcp:127.0.0.1:{self.ports['product-db']}"]
+                "--product-db", f"tcp:127.0.0.1:{self.ports['product-db']}",
+                *self.secret_argv()]
         if role == "buyer":
             argv += ["--payments", f"tcp:127.0.0.1:{self.ports['payments']}"]
         return parse(plugin, argv)
@@ -53,7 +68,7 @@ class Market:
 @defer.inlineCallbacks
 def start_db_services(testcase, market, approve="all"):
     """customer-db, product-db and payments sharing ``market.store``."""
-    common = ["--listen", LOOPBACK_ANY_PORT]
+    common = ["--listen", LOOPBACK_ANY_PORT, *market.secret_argv()]
     makers = {
         "customer-db": (tap.make_customer_db, parse(tap.customer_db, common)),
         "product-db": (tap.make_product_db, parse(tap.product_db, common)),
@@ -61,7 +76,8 @@ def start_db_services(testcase, market, approve="all"):
     }
     for name, (make, options) in makers.items():
         service = start_service(testcase, make(options, store=market.store, reactor=reactor))
-        market.ports[name] = yield listening_port(listeners_of(service)[0])
+        market.listeners[name] = listeners_of(service)[0]
+        market.ports[name] = yield listening_port(market.listeners[name])
 
 
 @defer.inlineCallbacks
@@ -82,7 +98,7 @@ def start_market(testcase, store=None, approve="all"):
     if store is None:
         store = make_store("memory", reactor=reactor)
     start_service(testcase, store)
-    market = Market(store)
+    market = Market(store, secret_file(testcase))
     yield start_db_services(testcase, market, approve)
     market.ports["buyer-front"] = yield start_front(testcase, market, "buyer")
     market.ports["seller-front"] = yield start_front(testcase, market, "seller")

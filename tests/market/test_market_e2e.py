@@ -288,7 +288,7 @@ class DbServiceOutageTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_down_db_service_is_reported_and_recovered_from(self):
         market = yield start_market(self)
-        product_db = yield spawn_tac(self, "product-db")
+        product_db = yield spawn_tac(self, "product-db", service_secret=market.secret_file)
         market.ports["product-db"] = product_db.port
         buyer_port = yield start_front(self, market, "buyer")
         buyer = yield Shopper(client(self, buyer_port), "buyer").sign_up("bert")
@@ -299,5 +299,6 @@ class DbServiceOutageTests(unittest.TestCase):
         self.assertIn("product-db", error.message)
         self.assertEqual((yield buyer.call("DisplayCart"))["cart"], [])
 
-        yield spawn_tac(self, "product-db", market.ports["product-db"])
+        yield spawn_tac(self, "product-db", market.ports["product-db"],
+                        service_secret=market.secret_file)
         self.assertEqual((yield buyer.call("SearchItemsForSale", {}))["items"], [])
