@@ -33,6 +33,7 @@ from marketplace.market import accounts, validation
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.errors import ClientError, Forbidden, InvalidSession
 from marketplace.store import SessionNotFound
+from marketplace.store.sessionids import is_session_id
 from marketplace.store.market_errors import FeedbackAlreadyGiven, UnknownUser
 from marketplace.store.market_records import ReservedLine
 
@@ -235,6 +236,8 @@ class CustomerDbService:
         """Deferred[Caller]: the live session's user, its role checked and its cart slid."""
         if not session_id:
             raise InvalidSession("this call needs a session_id; log in first")
+        if not is_session_id(session_id):
+            raise InvalidSession()
         touched = self._sessions.touch(session_id)
         return touched.addCallbacks(self._caller_of, _invalid_session,
                                     callbackArgs=(session_id, role))

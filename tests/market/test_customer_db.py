@@ -50,6 +50,16 @@ class CustomerDbTests(unittest.TestCase):
         yield self.assertFailure(self.call("CheckSession", {"role": "seller"}), InvalidSession)
 
     @defer.inlineCallbacks
+    def test_malformed_session_ids_never_reach_the_store(self):
+        touched = []
+        self.patch(self.store.sessions, "touch", lambda session_id: touched.append(session_id))
+        for sent in ("user:buyer:1", "session:user:buyer:1", "a" * 44, "a" * 42 + "!"):
+            yield self.assertFailure(self.call("CartGet", {}, sent), InvalidSession)
+            yield self.assertFailure(self.call("CheckSession", {"role": "seller"}, sent),
+                                     InvalidSession)
+        self.assertEqual(touched, [])
+
+    @defer.inlineCallbacks
     def test_sessions_of_unknown_users_are_refused(self):
         yield self.assertFailure(self.call("OpenSession", {"role": "buyer", "user_id": 7}), ClientError)
 

@@ -13,7 +13,7 @@ from twisted.internet import defer
 from marketplace.store.errors import SessionNotFound
 from marketplace.store.records import Session
 from marketplace.store.redis.scripts import lua
-from marketplace.store.sessionids import DEFAULT_SESSION_TTL, new_session_id
+from marketplace.store.sessionids import DEFAULT_SESSION_TTL, is_session_id, new_session_id
 
 _SESSION = "session:"
 _USER_SESSIONS = "session:user:"
@@ -44,12 +44,14 @@ class RedisSessions:
             if not fields:
                 raise SessionNotFound(f"no such session: {session_id!r}")
             return _session(session_id, fields)
-        if not isinstance(session_id, str) or not session_id:
+        if not is_session_id(session_id):
             return defer.fail(SessionNotFound(f"no such session: {session_id!r}"))
         d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [])
         return d.addCallback(parse)
 
     def delete(self, session_id):
+        if not is_session_id(session_id):
+            return defer.succeed(False)
         d = self._redis.script(lua("session_delete"), [_SESSION + session_id],
                                [_USER_SESSIONS, session_id])
         return d.addCallback(lambda removed: removed == 1)
