@@ -102,6 +102,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
         self._pumping = False
         self._pump_again = False
         self.callLater = factory.reactor.callLater
+        self._peer_host = getattr(self.transport.getPeer(), "host", None)
         self.setTimeout(factory.idle_timeout)
         self.transport.registerProducer(self, True)
         no_delay(self.transport)
@@ -128,7 +129,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
     def _frame_received(self, data):
         self.factory.counters.increment("requests")
         try:
-            request = parse_request(data)
+            request = parse_request(data, self._peer_host)
         except EnvelopeError as e:
             self._reject(e.api, e.session_id, error_for_code(e.code, e.message))
             return

@@ -34,6 +34,7 @@ from marketplace.collector import CollectorSettings
 from marketplace.market.customer_db import CustomerDbService
 from marketplace.market.dbservice import authenticated, make_dispatch
 from marketplace.market.front import Backend
+from marketplace.market.kdfgate import GateLimits, KdfGate
 from marketplace.market.payments import ApprovalPolicy, PaymentsService
 from marketplace.market.product_db import ProductDbService
 from marketplace.market.rpc import ServiceClient
@@ -57,6 +58,8 @@ PRODUCT_DB_PORT = 7002
 PAYMENTS_PORT = 7003
 SELLER_FRONT_PORT = 7010
 BUYER_FRONT_PORT = 7011
+
+_DEFAULT_LIMITS = GateLimits()
 
 #: Calls a DB service runs at once per connection: front ends pipeline
 #: independent calls over a few pooled connections.
@@ -171,6 +174,18 @@ class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
         ["rpc-pool", None, 4, "Connections kept to each DB service.", _int_at_least(1)],
         ["rpc-retries", None, 2, "Extra attempts for idempotent DB calls.", _int_at_least(0)],
     ]
+    optParameters += [
+        ["kdf-workers", None, _DEFAULT_LIMITS.workers, "Password hashes run at once.", _int_at_least(1)],
+        ["kdf-queue", None, _DEFAULT_LIMITS.max_waiting,
+         "Password hashes that may wait for a worker; more are refused as busy.", _int_at_least(0)],
+        ["kdf-per-client", None, _DEFAULT_LIMITS.per_client,
+         "Password hashes one client address may have running or waiting.", _int_at_least(1)],
+        ["kdf-rate", None, _DEFAULT_LIMITS.rate,
+         "Password hashes per second one client address may start, on average.", positive_float],
+        ["kdf-burst", None, _DEFAULT_LIMITS.burst,
+         "Password hashes one client address may start at once after a quiet spell.",
+         _int_at_least(1)],
+    ]
     optFlags = [
         ["cheap-kdf", None, "Use a fast argon2id setting (tests and benchmarks only)."],
     ]
@@ -249,15 +264,18 @@ def _clients(options, reactor):
         for peer in options.peers}
 
 
-def _passwords(options):
-    return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost())
+def _passwords(options, reactor):
+    limits = GateLimits(options["kdf-workers"], options["kdf-queue"], options["kdf-per-client"],
+                        options["kdf-rate"], options["kdf-burst"])
+    return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost(),
+                     gate=KdfGate(reactor, limits))
 
 
 def make_seller_front(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     clients = _clients(options, reactor)
-    front = SellerFront(clients["customer-db"], clients["product-db"], _passwords(options))
+    front = SellerFront(clients["customer-db"], clients["product-db"], _passwords(options, reactor))
     return _front_service(options, "seller-front", front, clients, reactor)
 
 
@@ -266,7 +284,7 @@ def make_buyer_front(options, reactor=None):
         from twisted.internet import reactor
     clients = _clients(options, reactor)
     front = BuyerFront(clients["customer-db"], clients["product-db"], clients["payments"],
-                       _passwords(options), reactor)
+                       _passwords(options, reactor), reactor)
     return _front_service(options, "buyer-front", front, clients, reactor)
 
 

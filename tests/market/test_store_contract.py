@@ -44,6 +44,17 @@ class CustomersContract:
         yield self.assertFailure(customers.credentials("buyer", "nobody"), UnknownUser)
 
     @defer.inlineCallbacks
+    def test_password_hash_is_replaced_only_if_unchanged(self):
+        customers = self.store.customers
+        alice = yield customers.create_user("buyer", "alice", "weak")
+        self.assertFalse((yield customers.replace_password_hash("buyer", alice, "other", "strong")))
+        self.assertEqual((yield customers.credentials("buyer", "alice")).password_hash, "weak")
+        self.assertTrue((yield customers.replace_password_hash("buyer", alice, "weak", "strong")))
+        self.assertEqual((yield customers.credentials("buyer", "alice")).password_hash, "strong")
+        yield self.assertFailure(
+            customers.replace_password_hash("seller", alice, "strong", "x"), UnknownUser)
+
+    @defer.inlineCallbacks
     def test_profile(self):
         customers = self.store.customers
         seller = yield customers.create_user("seller", "sam", "h")
