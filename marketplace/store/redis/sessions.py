@@ -1,6 +1,8 @@
 """
 Sessions in Redis.  Expiry is Redis's own (``PEXPIRE``, slid on every touch),
-so sessions outlive any one process and need no sweeper.
+so sessions outlive any one process and need no sweeper.  Each user's set of
+session ids expires with the longest-lived of its sessions (its expiry
+slides with theirs), and every create drops a few ids whose session is gone.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class RedisSessions:
             lua("session_create"),
             [_SESSION + session.session_id, _USER_SESSIONS + session.user_id],
             [session.user_id, max(1, round(ttl * 1000)), repr(session.created_at),
-             json.dumps(session.data), session.session_id])
+             json.dumps(session.data), session.session_id, _SESSION])
         return d.addCallback(lambda _: session)
 
     def touch(self, session_id):
@@ -46,7 +48,7 @@ class RedisSessions:
             return _session(session_id, fields)
         if not is_session_id(session_id):
             return defer.fail(SessionNotFound(f"no such session: {session_id!r}"))
-        d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [])
+        d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [_USER_SESSIONS])
         return d.addCallback(parse)
 
     def delete(self, session_id):
