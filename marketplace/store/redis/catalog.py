@@ -1,7 +1,8 @@
 """
 The catalogue in Redis: items as hashes, the search index as sets (one per
-keyword, per category, per seller, and the items in stock), reservations as
-hashes.  Every change is one Lua script, so stock can never be oversold by
+keyword and per seller) and sorted sets scored by item id (every item, the
+items in stock, and both per category: a search without keywords reads one
+page of one of them), reservations as hashes.  Every change is one Lua script, so stock can never be oversold by
 any interleaving of front ends, and the index never disagrees with the items.
 """
 
@@ -21,7 +22,6 @@ from marketplace.store.market_records import Item, Reservation, ReservedLine, Se
 from marketplace.store.redis.scripts import lua
 
 PREFIX = "market:catalog:"
-_IN_STOCK = PREFIX + "instock"
 
 
 def _item_key(item_id) -> str:
@@ -80,9 +80,11 @@ class RedisCatalog:
             lambda fields: _item(item_id, fields).quantity)
 
     def search(self, category, keywords, include_out_of_stock, offset, limit):
-        d = self._redis.script(lua("market_search"), [_IN_STOCK], [
+        # The page's last index is worked out here: Lua numbers above 10**14
+        # would reach Redis written as floats.
+        d = self._redis.script(lua("market_search"), [], [
             PREFIX, "" if category is None else category, int(include_out_of_stock),
-            offset, limit, *keywords])
+            offset, offset + limit - 1, *keywords])
         return d.addCallback(lambda reply: SearchPage(
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
 
@@ -94,7 +96,7 @@ class RedisCatalog:
         args = [value for item_id in ids for value in (item_id, quantities[item_id])]
         d = self._redis.script(
             lua("market_reserve"),
-            [_reservation_key(purchase_id), _IN_STOCK, *map(_item_key, ids)], args)
+            [_reservation_key(purchase_id), *map(_item_key, ids)], [PREFIX, *args])
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -125,8 +127,8 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _update(self, item_id, seller_id, field, value):
-        d = self._redis.script(lua("market_item_update"), [_item_key(item_id), _IN_STOCK],
-                               [item_id, seller_id, field, value, MAX_STOCK])
+        d = self._redis.script(lua("market_item_update"), [_item_key(item_id)],
+                               [item_id, seller_id, field, value, MAX_STOCK, PREFIX])
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -141,7 +143,7 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _settle(self, purchase_id, target):
-        d = self._redis.script(lua("market_settle"), [_reservation_key(purchase_id), _IN_STOCK],
+        d = self._redis.script(lua("market_settle"), [_reservation_key(purchase_id)],
                                [PREFIX, target])
 
         def parse(reply):

@@ -1,17 +1,17 @@
 -- Catalogue: take every line of a purchase out of stock at once, or none.
 -- Idempotent per purchase id: a reserved or committed purchase is returned
 -- as it is; a released one is reserved again.
--- KEYS[1] reservation hash, KEYS[2] in-stock set, KEYS[3..] item hashes.
--- ARGV: item ids and quantities, in the order of KEYS[3..] (id1, q1, id2, q2, ...)
+-- KEYS[1] reservation hash, KEYS[2..] item hashes.
+-- ARGV: prefix, then item ids and quantities in the order of KEYS[2..] (id1, q1, id2, q2, ...)
 local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'released' then
   return {'ok', state, redis.call('HGET', KEYS[1], 'lines')}
 end
-if #KEYS == 2 then
+if #KEYS == 1 then
   return {'closed', state or ''}
 end
-for i = 3, #KEYS do
-  local id, need = ARGV[2 * (i - 2) - 1], tonumber(ARGV[2 * (i - 2)])
+for i = 2, #KEYS do
+  local id, need = ARGV[2 * i - 2], tonumber(ARGV[2 * i - 1])
   local qty = redis.call('HGET', KEYS[i], 'qty')
   if not qty then
     return {'unknown', id}
@@ -21,11 +21,11 @@ for i = 3, #KEYS do
   end
 end
 local lines = {}
-for i = 3, #KEYS do
-  local id, need = ARGV[2 * (i - 2) - 1], ARGV[2 * (i - 2)]
+for i = 2, #KEYS do
+  local id, need = ARGV[2 * i - 2], ARGV[2 * i - 1]
   local left = redis.call('HINCRBY', KEYS[i], 'qty', -tonumber(need))
   if left == 0 then
-    redis.call('SREM', KEYS[2], id)
+    index_stock(ARGV[1], id, false)
   end
   local seller, price = unpack(redis.call('HMGET', KEYS[i], 'seller', 'price'))
   lines[#lines + 1] = id .. ',' .. seller .. ',' .. need .. ',' .. price

@@ -1,7 +1,7 @@
 -- Catalogue: settle a reservation, idempotently.  'committed' counts the
 -- units as sold; 'released' puts them back in stock.  A reservation already
 -- in the other final state is refused.
--- KEYS[1] reservation hash, KEYS[2] in-stock set.  ARGV: prefix, target state
+-- KEYS[1] reservation hash.  ARGV: prefix, target state
 local p, target = ARGV[1], ARGV[2]
 local state = redis.call('HGET', KEYS[1], 'state')
 local lines = redis.call('HGET', KEYS[1], 'lines')
@@ -16,7 +16,7 @@ for id, _, need in string.gmatch(lines, '(%d+),(%d+),(%d+),%d+') do
   if target == 'committed' then
     redis.call('HINCRBY', key, 'sold', need)
   elseif redis.call('HINCRBY', key, 'qty', need) > 0 then
-    redis.call('SADD', KEYS[2], id)
+    index_stock(p, id, true)
   end
 end
 redis.call('HSET', KEYS[1], 'state', target)
