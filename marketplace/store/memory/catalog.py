@@ -16,8 +16,10 @@ import itertools
 from collections import Counter, defaultdict
 
 import attrs
+from zope.interface import implementer
 
 from marketplace.market.search import rank
+from marketplace.store.market_interfaces import ICatalogStore
 from marketplace.store.market_rules import check_stock
 from marketplace.store.memory.answers import answers
 from marketplace.store.market_errors import (
@@ -58,6 +60,7 @@ class _IdOrder:
             del self.ids[at]
 
 
+@implementer(ICatalogStore)
 class MemoryCatalog:
     def __init__(self):
         self._items: dict[int, Item] = {}
