@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.market.test_kdfgate -*-
+# -*- test-case-name: tests.market.test_logins -*-
 """
 Admission of password-hash work (Login, CreateAccount) in a front end.
 

@@ -50,6 +50,10 @@ class ThreadPool:
         self._start()
         d.callback(function(*args))
 
+    def finish_all(self):
+        while self.running:
+            self.finish_one()
+
 
 class CustomerDb:
     """Answers GetCredentials from ``users``, OpenSession at once; records every call."""
@@ -89,8 +93,11 @@ class Harness(unittest.TestCase):
 
 
 class FloodTests(Harness):
-    def test_a_flood_from_one_address_does_not_starve_another(self):
-        accounts = self.accounts()
+    def flood_then_log_in(self, accounts):
+        """
+        300 wrong logins from one address, then a real one from another:
+        the flood's logins and how many hashes finished before the real one.
+        """
         flood = [login(accounts, "bea", f"guess {n}", ATTACKER) for n in range(300)]
         real = login(accounts, "bea", "right password", USER)
         ahead = 0
@@ -98,6 +105,10 @@ class FloodTests(Harness):
             self.pool.finish_one()
             ahead += 1
         self.successResultOf(real)
+        return flood, ahead
+
+    def test_a_flood_from_one_address_does_not_starve_another(self):
+        flood, ahead = self.flood_then_log_in(self.accounts())
         self.assertLessEqual(ahead, 3)
         refused = [self.failureResultOf(d, ClientError).value.message for d in flood]
         self.assertEqual(refused[:2], ["wrong user name or password"] * 2)
@@ -105,13 +116,7 @@ class FloodTests(Harness):
 
     def test_without_a_gate_the_real_login_waits_behind_the_flood(self):
         # What the gate prevents: the thread pool alone serves in order.
-        accounts = self.accounts(gate=False)
-        flood = [login(accounts, "bea", f"guess {n}", ATTACKER) for n in range(300)]
-        real = login(accounts, "bea", "right password", USER)
-        ahead = 0
-        while not real.called:
-            self.pool.finish_one()
-            ahead += 1
+        flood, ahead = self.flood_then_log_in(self.accounts(gate=False))
         self.assertGreater(ahead, 300)
         for d in flood:
             self.failureResultOf(d, ClientError)
@@ -165,8 +170,7 @@ class UpgradeTests(Harness):
         self.customer_db.users["bea"]["password_hash"] = weak
         accounts = self.accounts(gate=False)
         done = login(accounts, "bea", "right password", USER)
-        while self.pool.running:
-            self.pool.finish_one()
+        self.pool.finish_all()
         self.successResultOf(done)
         [(_, upgrade)] = [call for call in self.customer_db.calls if call[0] == "UpgradePasswordHash"]
         self.assertEqual((upgrade["user_id"], upgrade["old_hash"]), (1, weak))
@@ -178,15 +182,13 @@ class UpgradeTests(Harness):
     def test_a_hash_at_the_configured_cost_is_left_alone(self):
         accounts = self.accounts(gate=False)
         done = login(accounts, "bea", "right password", USER)
-        while self.pool.running:
-            self.pool.finish_one()
+        self.pool.finish_all()
         self.successResultOf(done)
         self.assertNotIn("UpgradePasswordHash", [api for api, _ in self.customer_db.calls])
 
     def test_a_front_end_on_the_cheap_setting_never_downgrades(self):
         accounts = self.accounts(gate=False, cost=CHEAP_COST)
         done = login(accounts, "bea", "right password", USER)
-        while self.pool.running:
-            self.pool.finish_one()
+        self.pool.finish_all()
         self.successResultOf(done)
         self.assertNotIn("UpgradePasswordHash", [api for api, _ in self.customer_db.calls])
