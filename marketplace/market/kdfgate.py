@@ -39,7 +39,7 @@ class GateLimits:
     max_waiting: int = 32
     per_client: int = 2
     rate: float = 1.0
-    burst: float = 10.0
+    burst: int = 10
 
 
 class _Client:

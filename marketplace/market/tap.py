@@ -86,6 +86,16 @@ def _int_at_least(minimum: int, maximum: int | None = None):
     return coerce
 
 
+def _positive_rate(value: str) -> float:
+    rate = float(value)
+    if not rate > 0:
+        raise ValueError(f"must be a positive number per second: {value}")
+    return rate
+
+
+_positive_rate.coerceDoc = "Per second, greater than 0."
+
+
 class _EnvelopeOptions:
     """Mixin: the frame cap every marketplace listener enforces."""
 
@@ -103,8 +113,8 @@ class _ServiceSecretOptions:
     optParameters = [
         ["service-secret", None, None,
          "File holding the secret shared by the front ends and the DB services; every "
-         "link between them proves it. Required to listen beyond loopback. "
-         + MAKE_ONE.capitalize() + "."],
+         "link between them proves it, and a DB service needs it to listen beyond "
+         "loopback. " + MAKE_ONE[0].upper() + MAKE_ONE[1:] + "."],
     ]
 
     def load_service_secret(self):
@@ -181,7 +191,7 @@ class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
         ["kdf-per-client", None, _DEFAULT_LIMITS.per_client,
          "Password hashes one client address may have running or waiting.", _int_at_least(1)],
         ["kdf-rate", None, _DEFAULT_LIMITS.rate,
-         "Password hashes per second one client address may start, on average.", positive_float],
+         "Password hashes per second one client address may start, on average.", _positive_rate],
         ["kdf-burst", None, _DEFAULT_LIMITS.burst,
          "Password hashes one client address may start at once after a quiet spell.",
          _int_at_least(1)],
@@ -214,11 +224,11 @@ class BuyerFrontOptions(_FrontOptions):
     peers = ("customer-db", "product-db", "payments")
 
 
-def _listener(options, name, table, reactor, max_in_flight=1, secret=None):
+def _listener(options, name, table, reactor, max_in_flight=1, secret=None, counters=None):
     """The listener of one service; with ``secret``, only its holders get through."""
     factory = EnvelopeServerFactory(
-        make_dispatch(table), Counters(), options["max-frame"], options["idle-timeout"], reactor,
-        max_in_flight=max_in_flight)
+        make_dispatch(table), counters or Counters(), options["max-frame"],
+        options["idle-timeout"], reactor, max_in_flight=max_in_flight)
     if secret is not None:
         factory = authenticated(factory, name, secret, reactor)
     listener = Listener(options["listen"], factory, reactor)
@@ -264,28 +274,30 @@ def _clients(options, reactor):
         for peer in options.peers}
 
 
-def _passwords(options, reactor):
+def _passwords(options, reactor, counters):
+    """Password hashing admitted by the gate; its refusals counted with the listener's."""
     limits = GateLimits(options["kdf-workers"], options["kdf-queue"], options["kdf-per-client"],
                         options["kdf-rate"], options["kdf-burst"])
     return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost(),
-                     gate=KdfGate(reactor, limits))
+                     gate=KdfGate(reactor, limits, counters))
 
 
 def make_seller_front(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    clients = _clients(options, reactor)
-    front = SellerFront(clients["customer-db"], clients["product-db"], _passwords(options, reactor))
-    return _front_service(options, "seller-front", front, clients, reactor)
+    clients, counters = _clients(options, reactor), Counters()
+    front = SellerFront(clients["customer-db"], clients["product-db"],
+                        _passwords(options, reactor, counters))
+    return _front_service(options, "seller-front", front, clients, reactor, counters)
 
 
 def make_buyer_front(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    clients = _clients(options, reactor)
+    clients, counters = _clients(options, reactor), Counters()
     front = BuyerFront(clients["customer-db"], clients["product-db"], clients["payments"],
-                       _passwords(options, reactor), reactor)
-    return _front_service(options, "buyer-front", front, clients, reactor)
+                       _passwords(options, reactor, counters), reactor)
+    return _front_service(options, "buyer-front", front, clients, reactor, counters)
 
 
 class _FrontService(MultiService):
@@ -301,10 +313,11 @@ class _FrontService(MultiService):
         return defer.gatherResults([defer.maybeDeferred(lambda: stopped), *closed])
 
 
-def _front_service(options, name, front, clients, reactor):
+def _front_service(options, name, front, clients, reactor, counters):
     service = _FrontService(clients)
     CollectorSettings().setServiceParent(service)
-    _listener(options, name, front.dispatch_table(), reactor).setServiceParent(service)
+    _listener(options, name, front.dispatch_table(), reactor,
+              counters=counters).setServiceParent(service)
     return service
 
 
