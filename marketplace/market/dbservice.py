@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable
 from marketplace.market.rpc import SERVICE_LINK
-from marketplace.store import LedgerError, StoreError, StoreUnavailable
+from marketplace.store import LedgerError, StoreUnavailable
 from marketplace.store import market_errors as refusals
 from protocols.envelope_server import api_router
 from protocols.peerauth import AuthenticatingFactory
@@ -54,8 +54,8 @@ def api_error(failure):
     for kind, message in _REFUSALS:
         if failure.check(kind):
             raise ClientError(message(failure.value))
-    if failure.check(StoreError):
-        log.failure("store error", failure)
+    # Anything else (a StoreError among them) is a bug: the envelope server
+    # logs it once, counts it and answers SERVER_ERROR.
     return failure
 
 

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from marketplace.market.customer_db import CustomerDbService
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.errors import ClientError, Forbidden, InvalidSession, NotFound, ServiceUnavailable
-from marketplace.store import StoreUnavailable, make_store
+from marketplace.store import StoreError, StoreUnavailable, make_store
 from protocols.envelope import Request
 
 
@@ -70,6 +70,14 @@ class CustomerDbTests(unittest.TestCase):
         error = yield self.assertFailure(
             self.call("RecordPurchase", {"purchase_id": "p", "lines": [["x"]]}, session_id), ClientError)
         self.assertIn("lines", error.message)
+
+    def test_a_store_error_is_left_to_the_server_to_log_once(self):
+        def broken(*args):
+            return defer.fail(StoreError("WRONGTYPE Operation against a key"))
+        self.patch(self.store.customers, "credentials", broken)
+        self.failureResultOf(self.call("GetCredentials", {"role": "buyer", "username": "bea"}),
+                             StoreError)
+        self.assertEqual(self.flushLoggedErrors(StoreError), [])
 
     @defer.inlineCallbacks
     def test_store_unavailable_is_service_unavailable(self):
