@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, NotFound, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.store import make_store
 from tests.market.market_harness import (
     CARD,
     Shopper,
@@ -22,6 +23,7 @@ from tests.market.market_harness import (
     start_front,
     start_market,
 )
+from tests.support.redis_server import start_redis
 
 ITEM = {"item_name": "Desk lamp", "category": 3, "keywords": ["light", "desk"],
         "condition": "new", "price": 19.99, "quantity": 5}
@@ -302,3 +304,16 @@ class DbServiceOutageTests(unittest.TestCase):
         yield spawn_tac(self, "product-db", market.ports["product-db"],
                         service_secret=market.secret_file)
         self.assertEqual((yield buyer.call("SearchItemsForSale", {}))["items"], [])
+
+
+class ForeignSessionIdOnRedisTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_session_id_naming_another_key_is_an_invalid_session(self):
+        redis = yield start_redis(self)
+        market = yield start_market(self, store=make_store(redis.url, timeout=5.0, reactor=reactor))
+        buyer = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("bert")
+        for foreign in ("user:buyer:1", f"user:buyer:{buyer.user_id}"):
+            buyer.session_id = foreign
+            error = yield self.assertFailure(buyer.call("DisplayCart"), ClientError)
+            self.assertIn("invalid or expired session", error.message)
+        # trial fails the test if anything was logged as an error
