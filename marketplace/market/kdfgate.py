@@ -11,7 +11,8 @@ the hashing bounded and shares it between client addresses:
 * at most ``workers`` hashes run at once (the CPUs they may take), and at
   most ``max_waiting`` more wait, first come first served;
 * one client address has at most ``per_client`` hashes running or waiting,
-  so however many connections it opens it holds a few places in the queue;
+  so however many connections it opens it holds a few places in the queue
+  (an IPv6 client is its /64 network: one host is given a whole one);
 * one client address starts at most ``rate`` hashes a second on average
   (bursts of ``burst``).
 
@@ -23,6 +24,7 @@ for at most ``max_waiting`` hashes, never for an attacker's backlog.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 
 import attrs
@@ -40,6 +42,19 @@ class GateLimits:
     per_client: int = 2
     rate: float = 1.0
     burst: int = 10
+
+
+def client_key(address):
+    """What the per-client limits count by: the address, or an IPv6 address's /64."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return parsed
+    if parsed.ipv4_mapped is not None:
+        return parsed.ipv4_mapped
+    return ipaddress.ip_network(f"{parsed}/64", strict=False)
 
 
 class _Client:
@@ -72,7 +87,7 @@ class KdfGate:
 
     def run(self, client, work) -> defer.Deferred:
         limits = self._limits
-        state = self._client(client)
+        state = self._client(client_key(client))
         if state.busy >= limits.per_client or state.tokens < 1:
             self.counters.increment("kdf_refused_client")
             return defer.fail(ClientError(

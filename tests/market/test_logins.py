@@ -133,6 +133,16 @@ class FloodTests(Harness):
         self.assertTrue(self.successResultOf(gate.run(ATTACKER, lambda: defer.succeed(True))))
         self.failureResultOf(gate.run(ATTACKER, lambda: defer.succeed(True)), ClientError)
 
+    def test_an_ipv6_client_is_its_whole_network(self):
+        gate = KdfGate(self.clock, GateLimits(per_client=2))
+        gate.run("2001:db8:1:2::1", defer.Deferred)
+        gate.run("2001:db8:1:2:ffff::9", defer.Deferred)
+        self.failureResultOf(gate.run("2001:db8:1:2::3", defer.Deferred), ClientError)
+        self.assertNoResult(gate.run("2001:db8:1:3::1", defer.Deferred))
+        gate.run("::ffff:192.0.2.1", defer.Deferred)
+        gate.run("192.0.2.1", defer.Deferred)
+        self.failureResultOf(gate.run("192.0.2.1", defer.Deferred), ClientError)
+
     def test_a_full_queue_refuses_everyone_at_once(self):
         gate = KdfGate(self.clock, GateLimits(workers=1, max_waiting=2))
         held = [gate.run(f"10.0.0.{n}", defer.Deferred) for n in range(3)]
