@@ -31,9 +31,9 @@ does not prove the secret is never used.  The CLIs talk to the front ends,
 which take anyone, without one.
 
 Retries: a call that never reached the service (the connection could not be
-opened or authenticated) is always retried; a call that was sent is retried only when the
-caller says it is ``idempotent``, because its effect may already have
-happened.  Error replies are never retried.
+opened or authenticated) is always retried; a call that was sent is retried
+only when the caller says it is ``idempotent``, because its effect may
+already have happened.  Error replies are never retried.
 """
 
 import functools

@@ -5,15 +5,16 @@ service secret; the front ends prove it on every pooled connection.
 
 import os
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.python import usage
 from twisted.trial import unittest
 
-from marketplace.market import tap
+from marketplace.market import dbservice, tap
 from marketplace.market.errors import ServiceUnavailable
 from marketplace.market.rpc import ServiceClient
 from protocols.jsonframe import Framing, encode_frame
 from protocols.envelope import encode_request
+from protocols.envelope_server import EnvelopeServerFactory
 from protocols.peerauth import MAGIC, NONCE_SIZE, AuthenticatingFactory
 from tests.market.market_harness import Shopper, client, secret_file, start_market
 from tests.support.redis_server import START_TIMEOUT
@@ -74,6 +75,20 @@ class SuiteTests(unittest.TestCase):
         for name in DB_PLUGINS:
             self.assertIsInstance(factories[name], AuthenticatingFactory, name)
         self.assertNotIsInstance(factories["buyer-front"], AuthenticatingFactory)
+
+
+class RefusalLogTests(unittest.TestCase):
+    def test_every_refusal_is_counted_and_a_flood_logs_a_line_per_interval(self):
+        clock = task.Clock()
+        lines = []
+        self.patch(dbservice.log, "warn", lambda *args, **kwargs: lines.append(kwargs["count"]))
+        factory = dbservice.authenticated(EnvelopeServerFactory(lambda request: None, reactor=clock),
+                                          "payments", b"s" * 32, clock)
+        for _ in range(100):
+            factory.buildProtocol(None)._on_refused("wrong proof of the shared secret")
+            clock.advance(0.25)
+        self.assertEqual(factory.wrapped.counters.counts["auth_refusals"], 100)
+        self.assertEqual(lines, [1, 41, 81])
 
 
 class _RawClient(protocol.Protocol):
