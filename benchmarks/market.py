@@ -100,7 +100,7 @@ def serve(roles, store, ports):
             options = plugin.Options()
             # Every simulated user signs up from this one address at once.
             argv = ["--listen", loopback[name], "--cheap-kdf", "--kdf-queue", "10000",
-                    "--kdf-per-client", "10000", "--kdf-rate", "10000", "--kdf-burst", "10000",
+                    "--kdf-per-client", "10000", "--kdf-interval", "0.0001", "--kdf-burst", "10000",
                     "--customer-db", peers["customer-db"], "--product-db", peers["product-db"]]
             if name == "buyer-front":
                 argv += ["--payments", peers["payments"]]

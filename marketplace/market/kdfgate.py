@@ -13,8 +13,8 @@ the hashing bounded and shares it between client addresses:
 * one client address has at most ``per_client`` hashes running or waiting,
   so however many connections it opens it holds a few places in the queue
   (an IPv6 client is its /64 network: one host is given a whole one);
-* one client address starts at most ``rate`` hashes a second on average
-  (bursts of ``burst``).
+* one client address starts at most one hash per ``interval`` seconds on
+  average (bursts of ``burst``).
 
 Work over a bound is refused at once, before any hashing: the address over
 its share with ``CLIENT_ERROR``, everyone when the queue is full with
@@ -40,7 +40,7 @@ class GateLimits:
     workers: int = 2
     max_waiting: int = 32
     per_client: int = 2
-    rate: float = 1.0
+    interval: float = 1.0  # seconds per hash started, on average
     burst: int = 10
 
 
@@ -123,7 +123,7 @@ class KdfGate:
             self._prune(now)
             state = self._clients[client] = _Client(limits.burst, now)
         else:
-            state.tokens = min(limits.burst, state.tokens + (now - state.updated) * limits.rate)
+            state.tokens = min(limits.burst, state.tokens + (now - state.updated) / limits.interval)
             state.updated = now
         return state
 
@@ -131,13 +131,13 @@ class KdfGate:
         """
         Forget addresses that are back where a new one starts (full bucket,
         nothing running), whenever the table has doubled: it holds only the
-        addresses of the last ``burst / rate`` seconds, at O(1) a call.
+        addresses of the last ``burst * interval`` seconds, at O(1) a call.
         """
         if len(self._clients) < self._prune_at:
             return
         limits = self._limits
         for client, state in list(self._clients.items()):
-            tokens = state.tokens + (now - state.updated) * limits.rate
+            tokens = state.tokens + (now - state.updated) / limits.interval
             if state.busy == 0 and tokens >= limits.burst:
                 del self._clients[client]
         self._prune_at = max(64, 2 * len(self._clients))

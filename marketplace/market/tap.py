@@ -86,16 +86,6 @@ def _int_at_least(minimum: int, maximum: int | None = None):
     return coerce
 
 
-def _positive_rate(value: str) -> float:
-    rate = float(value)
-    if not rate > 0:
-        raise ValueError(f"must be a positive number per second: {value}")
-    return rate
-
-
-_positive_rate.coerceDoc = "Per second, greater than 0."
-
-
 class _EnvelopeOptions:
     """Mixin: the frame cap every marketplace listener enforces."""
 
@@ -190,8 +180,9 @@ class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
          "Password hashes that may wait for a worker; more are refused as busy.", _int_at_least(0)],
         ["kdf-per-client", None, _DEFAULT_LIMITS.per_client,
          "Password hashes one client address may have running or waiting.", _int_at_least(1)],
-        ["kdf-rate", None, _DEFAULT_LIMITS.rate,
-         "Password hashes per second one client address may start, on average.", _positive_rate],
+        ["kdf-interval", None, _DEFAULT_LIMITS.interval,
+         "One client address may start a password hash every this many seconds, on average.",
+         positive_float],
         ["kdf-burst", None, _DEFAULT_LIMITS.burst,
          "Password hashes one client address may start at once after a quiet spell.",
          _int_at_least(1)],
@@ -277,7 +268,7 @@ def _clients(options, reactor):
 def _passwords(options, reactor, counters):
     """Password hashing admitted by the gate; its refusals counted with the listener's."""
     limits = GateLimits(options["kdf-workers"], options["kdf-queue"], options["kdf-per-client"],
-                        options["kdf-rate"], options["kdf-burst"])
+                        options["kdf-interval"], options["kdf-burst"])
     return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost(),
                      gate=KdfGate(reactor, limits, counters))
 

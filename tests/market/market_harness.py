@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LOOPBACK_ANY_PORT = "tcp:0:interface=127.0.0.1"
 
 #: Front-end options that let every test user sign up at once from 127.0.0.1.
-UNLIMITED_LOGINS = ["--kdf-queue", "10000", "--kdf-per-client", "10000", "--kdf-rate", "10000",
+UNLIMITED_LOGINS = ["--kdf-queue", "10000", "--kdf-per-client", "10000", "--kdf-interval", "0.0001",
                     "--kdf-burst", "10000"]
 
 #: A card that passes Luhn, with an expiry far ahead.

@@ -122,7 +122,7 @@ class FloodTests(Harness):
             self.failureResultOf(d, ClientError)
 
     def test_each_address_starts_a_limited_number_of_hashes_a_second(self):
-        limits = GateLimits(per_client=100, rate=1.0, burst=10)
+        limits = GateLimits(per_client=100, interval=1.0, burst=10)
         gate = KdfGate(self.clock, limits)
         started = [gate.run(ATTACKER, lambda: defer.succeed(True)) for _ in range(11)]
         self.assertEqual([d.called and not isinstance(d.result, Exception) for d in started[:10]],

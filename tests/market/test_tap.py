@@ -44,7 +44,7 @@ class OptionsTests(unittest.TestCase):
                              (tap.buyer_front, ["--payments", "nonsense:1"]),
                              (tap.seller_front, ["--listen", "nonsense:1"]),
                              (tap.seller_front, ["--rpc-pool", "0"]),
-                             (tap.buyer_front, ["--kdf-rate", "0"]),
+                             (tap.buyer_front, ["--kdf-interval", "0"]),
                              (tap.seller_front, ["--kdf-workers", "0"])]:
             self.assertRaises(usage.UsageError, parsed, plugin, argv)
 
