@@ -16,7 +16,14 @@ from protocols.jsonframe import Framing, encode_frame
 from protocols.envelope import encode_request
 from protocols.envelope_server import EnvelopeServerFactory
 from protocols.peerauth import MAGIC, NONCE_SIZE, AuthenticatingFactory
-from tests.market.market_harness import Shopper, client, secret_file, start_market
+from tests.market.market_harness import (
+    Market,
+    Shopper,
+    client,
+    secret_file,
+    start_front,
+    start_market,
+)
 from tests.support.redis_server import START_TIMEOUT
 from tests.support.services import listeners_of
 
@@ -159,3 +166,13 @@ class CallerTests(unittest.TestCase):
         _, reply = yield right.call("GetCredentials", {"role": "seller", "username": "sam"})
         self.assertEqual(reply["user_id"], 1)
         self.assertEqual(self.counters("customer-db").counts.get("auth_refusals", 0), 0)
+
+    @defer.inlineCallbacks
+    def test_a_front_end_without_the_secret_gets_no_service(self):
+        bare = Market(self.market.store, None, dict(self.market.ports))
+        port = yield start_front(self, bare, "seller")
+        error = yield self.assertFailure(
+            client(self, port).call("Login", {"username": "sam", "password": "secret-pass"}),
+            ServiceUnavailable)
+        self.assertIn("customer-db is unavailable", error.message)
+        self.assertGreater(self.counters("customer-db").counts["auth_refusals"], 0)
