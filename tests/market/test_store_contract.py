@@ -311,6 +311,33 @@ class CatalogContract:
         self.assertEqual((yield found(2, False, 0, 2)), ([ids[1], ids[5]], 4))
 
     @defer.inlineCallbacks
+    def test_stock_of_a_lapsed_lease_is_back_in_searches_without_keywords(self):
+        catalog = self.store.catalog
+        swept = yield catalog.create_item(1, draft(category=1, quantity=2))
+        late = yield catalog.create_item(1, draft(category=2, quantity=1))
+        # "a-..." lapses first: deadlines that tie are taken in purchase id order.
+        yield catalog.reserve("a-swept", [(swept.item_id, 2)], self.short_ttl)
+        yield catalog.reserve("b-committed-late", [(late.item_id, 1)], self.short_ttl)
+
+        @defer.inlineCallbacks
+        def in_stock(category):
+            page = yield catalog.search(category, (), False, 0, 10)
+            return [i.item_id for i in page.items], page.total
+
+        for category in (None, 1, 2):
+            self.assertEqual((yield in_stock(category)), ([], 0))
+        yield self.let_time_pass(self.short_ttl * 1.5)
+        # The sweep puts the first back on sale ...
+        self.assertEqual((yield catalog.expire_leases(1)), 1)
+        self.assertEqual((yield in_stock(None)), ([swept.item_id], 1))
+        self.assertEqual((yield in_stock(1)), ([swept.item_id], 1))
+        self.assertEqual((yield in_stock(2)), ([], 0))
+        # ... and a commit that comes too late lapses the other then and there.
+        yield self.assertFailure(catalog.commit("b-committed-late", 1), ReservationClosed)
+        self.assertEqual((yield in_stock(None)), ([swept.item_id, late.item_id], 2))
+        self.assertEqual((yield in_stock(2)), ([late.item_id], 1))
+
+    @defer.inlineCallbacks
     def test_search_ranks_by_matching_keywords_then_id(self):
         catalog = self.store.catalog
         one = yield catalog.create_item(1, draft(keywords=("red",)))
