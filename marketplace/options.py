@@ -2,7 +2,7 @@
 Command-line options every plugin shares.
 
 Each plugin's ``Options`` derives from :class:`ServiceOptions` (``--store``,
-``--store-timeout``) and adds ``listen_option(default)`` to its own
+``--store-timeout``, and ``--metrics`` from :class:`MetricsOptions`) and adds ``listen_option(default)`` to its own
 ``optParameters``; ``usage.Options`` gathers option tables up the class
 hierarchy, so nothing is repeated.
 """
@@ -73,7 +73,22 @@ def check_client_endpoint(description: str) -> None:
         raise usage.UsageError(f"bad client endpoint {description!r}: {error}") from None
 
 
-class ServiceOptions(usage.Options):
+class MetricsOptions(usage.Options):
+    """``--metrics``: where the process serves Prometheus metrics (see ``metrics_endpoint``)."""
+
+    optParameters = [
+        ["metrics", None, None,
+         "Server endpoint serving Prometheus metrics at /metrics, e.g. "
+         "tcp:9100:interface=127.0.0.1 (default: none)."],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        if self["metrics"] is not None:
+            check_server_endpoint(self["metrics"])
+
+
+class ServiceOptions(MetricsOptions):
     optParameters = [
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
@@ -83,6 +98,7 @@ class ServiceOptions(usage.Options):
     ]
 
     def postOptions(self):
+        super().postOptions()
         try:
             check_store_url(self["store"])
         except ValueError as error:

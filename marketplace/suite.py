@@ -15,6 +15,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import Listener
 from marketplace.options import ServiceOptions
 
@@ -70,4 +71,4 @@ def makeService(options) -> MultiService:
         system.setServiceParent(suite)
         systems.append((name, system))
     AddressTable(systems).setServiceParent(suite)
-    return suite
+    return serve_metrics(suite, options)

@@ -18,8 +18,10 @@ import json
 
 import attrs
 
-MAX_LINE = 64 * 1024
-MAX_COUNTERS = 512
+#: A report holds a worker's events, requests by opcode and outcome, and a
+#: latency histogram per opcode and per store call: hundreds of entries.
+MAX_LINE = 512 * 1024
+MAX_COUNTERS = 4096
 MAX_COUNTER_NAME = 64
 KINDS = ("ready", "counters")
 

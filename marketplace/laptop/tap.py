@@ -22,6 +22,8 @@ from twisted.python import usage
 
 from marketplace.laptop.replication import Timeouts
 from marketplace.laptop.service import ReplicaService, make_storage
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.options import (
     ServiceOptions,
     check_client_endpoint,
@@ -158,7 +160,7 @@ def replica_service(
         peers,
         timeouts=timeouts,
         storage=make_storage(data_dir, fsync),
-        counters=counters,
+        counters=export("laptop", f"replica {replica_id}", Counters() if counters is None else counters),
         clock=reactor,
     )
 
@@ -184,14 +186,14 @@ def replica_application(
 
 
 def makeService(options) -> ReplicaService:
-    return replica_service(
+    return serve_metrics(replica_service(
         options["id"],
         options["listen"],
         options["peers"],
         timeouts=options.timeouts(),
         data_dir=options["data-dir"],
         fsync=options["fsync"],
-    )
+    ), options)
 
 
 def cluster_service(

@@ -40,10 +40,12 @@ from marketplace.market.periodic import Periodic
 from marketplace.market.product_db import DEFAULT_LEASE, ProductDbService, lease_sweep_interval
 from marketplace.market.rpc import ServiceClient
 from marketplace.market.seller_front import SellerFront
-from marketplace.metrics import Counters
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import Listener
 from marketplace.peersecret import MAKE_ONE, is_loopback_endpoint, load_secret
 from marketplace.options import (
+    MetricsOptions,
     ServiceOptions,
     check_client_endpoint,
     check_server_endpoint,
@@ -170,7 +172,7 @@ class PaymentsOptions(_DbServiceOptions):
             raise usage.UsageError(f"--approve: {error}") from None
 
 
-class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
+class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, MetricsOptions):
     """A stateless front end: where its DB services are, and how to call them."""
 
     optParameters = [
@@ -199,6 +201,7 @@ class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
     peers: tuple = ("customer-db", "product-db")
 
     def postOptions(self):
+        super().postOptions()
         for peer in self.peers:
             check_client_endpoint(self[peer])
         check_server_endpoint(self["listen"])
@@ -226,8 +229,9 @@ class BuyerFrontOptions(_FrontOptions):
 def _listener(options, name, table, reactor, max_in_flight=1, secret=None, counters=None):
     """The listener of one service; with ``secret``, only its holders get through."""
     factory = EnvelopeServerFactory(
-        make_dispatch(table), counters or Counters(), options["max-frame"],
-        options["idle-timeout"], reactor, max_in_flight=max_in_flight)
+        make_dispatch(table), export("market", name, counters or Counters()),
+        options["max-frame"], options["idle-timeout"], reactor, max_in_flight=max_in_flight)
+    factory.apis = frozenset(table)
     if secret is not None:
         factory = authenticated(factory, name, secret, reactor)
     listener = Listener(options["listen"], factory, reactor)
@@ -250,7 +254,7 @@ def _db_service(name, options, build, store=None, reactor=None):
     table = build(store, reactor, service)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT,
               options["secret"]).setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)
 
 
 def make_customer_db(options, store=None, reactor=None):
@@ -334,7 +338,7 @@ def _front_service(options, name, front, clients, reactor, counters):
     CollectorSettings().setServiceParent(service)
     _listener(options, name, front.dispatch_table(), reactor,
               counters=counters).setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)
 
 
 @attrs.frozen
