@@ -10,7 +10,7 @@ import os
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.python import usage
 from twisted.trial import unittest
@@ -274,3 +274,81 @@ class PluginEndpointTests(unittest.TestCase):
 def _headers(**fields):
     from twisted.web.http_headers import Headers
     return Headers({name.encode(): [value] for name, value in fields.items()})
+
+
+class _Reports:
+    """A supervisor stand-in: C{counters()} is the sum of the workers' reports."""
+
+    def __init__(self, total: dict):
+        self.total = total
+
+    def counters(self) -> dict:
+        return self.total
+
+
+class WorkerSumsTests(unittest.SynchronousTestCase):
+    def test_the_master_exports_its_workers_sum_split_into_chat_and_store(self):
+        from marketplace.tradechat.tap import STORE_PREFIX, WorkerSums
+        chat, store = Counters(), Counters()
+        chat.increment("unauthorized", 2)
+        chat.request("LOGIN", "OK", 0.001)
+        store.request("ledger.transfer", "ok", 0.002)
+        report = {**chat.flat(), **{STORE_PREFIX + k: v for k, v in store.flat().items()}}
+        before = families(generate_latest(metrics.REGISTRY).decode())
+        sums = WorkerSums(_Reports(report), "redis://sums-test:6379/0")
+        exported = families(generate_latest(metrics.REGISTRY).decode())
+        self.assertEqual(count(exported, "marketplace_tradechat_events", event="unauthorized")
+                         - count(before, "marketplace_tradechat_events", event="unauthorized"), 2)
+        self.assertEqual(count(exported, "marketplace_store_requests",
+                               service="redis://sums-test:6379/0", api="ledger.transfer"), 1)
+        self.assertEqual(count(exported, "marketplace_tradechat_requests", api="ledger.transfer"),
+                         0)
+        del sums
+
+
+class WorkerMetricsTests(unittest.TestCase):
+    """C{tradechat --workers 2 --metrics}: the master's endpoint shows every worker."""
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_the_masters_endpoint_adds_up_its_workers(self):
+        from tests.support.redis_server import start_redis
+        from tests.tradechat.helpers import connect_client
+        from tests.tradechat.masters import start_master
+        redis = yield start_redis(self)
+        master = yield start_master(self, redis.url, "--metrics", LOOPBACK)
+        found = yield master.wait_for(rb"metrics listening on 127\.0\.0\.1:(\d+)")
+        metrics_port = int(found.group(1))
+        connections = 10
+        yield defer.gatherResults([
+            exchange(master.port, encode_frame(Opcode.HEARTBEAT, 1), 32)
+            for _ in range(connections)])
+        client = yield connect_client(self, f"tcp:127.0.0.1:{master.port}")
+        yield client.login("metrics")  # a store call: the user id directory
+        exported = yield _until_scraped(metrics_port, lambda exported: count(
+            exported, "marketplace_tradechat_requests", api="HEARTBEAT") >= connections)
+        self.assertEqual(count(exported, "marketplace_tradechat_requests", api="HEARTBEAT"),
+                         connections)
+        self.assertEqual(count(exported, "marketplace_tradechat_request_duration_seconds",
+                               api="HEARTBEAT", le="+Inf"), connections)
+        exported = yield _until_scraped(
+            metrics_port, lambda exported: count(exported, "marketplace_store_requests",
+                                                 service=redis.url, outcome="ok") > 0)
+        self.assertGreater(
+            count(exported, "marketplace_store_requests", service=redis.url, outcome="ok"), 0)
+
+
+@defer.inlineCallbacks
+def _until_scraped(metrics_port: int, condition, within: float = 15.0):
+    """
+    Scrape until C{condition(families)} holds (workers report once a
+    second), at most C{within} seconds; fire with the last scrape.
+    """
+    deadline = reactor.seconds() + within
+    while True:
+        _, body = yield scrape(metrics_port)
+        exported = families(body.decode())
+        if condition(exported) or reactor.seconds() > deadline:
+            return exported
+        yield task.deferLater(reactor, 0.2, lambda: None)
