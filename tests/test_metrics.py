@@ -352,3 +352,26 @@ def _until_scraped(metrics_port: int, condition, within: float = 15.0):
         if condition(exported) or reactor.seconds() > deadline:
             return exported
         yield task.deferLater(reactor, 0.2, lambda: None)
+
+
+class DeploymentTests(unittest.SynchronousTestCase):
+    def test_the_host_tac_serves_metrics_when_asked(self):
+        from twisted.application.service import IServiceCollection, loadApplication
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "tapfiles", "tradechat-host.tac")
+        environ = dict(os.environ, TRADECHAT_STORE="redis://127.0.0.1:1/0")
+        self.patch(os, "environ", environ)
+        without = loadApplication(path, "python")
+        self.assertNotIn("metrics", [l.name for l in listeners_of(IServiceCollection(without))])
+        environ["TRADECHAT_METRICS"] = LOOPBACK
+        application = loadApplication(path, "python")
+        [listener] = [l for l in listeners_of(IServiceCollection(application))
+                      if l.name == "metrics"]
+        self.assertEqual(listener.description, LOOPBACK)
+
+    def test_the_suite_has_one_endpoint_for_every_system(self):
+        from marketplace import suite
+        options = suite.Options()
+        options.parseOptions(["--metrics", LOOPBACK])
+        names = [listener.name for listener in listeners_of(suite.makeService(options))]
+        self.assertEqual(names.count("metrics"), 1)
