@@ -31,6 +31,7 @@ import weakref
 from bisect import bisect_left
 from collections import Counter, defaultdict
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, \
     HistogramMetricFamily
 
@@ -197,10 +198,15 @@ def _families(system: str, services: dict[str, Counter]):
             if family.samples]
 
 
-#: The process's one registry: what C{--metrics} serves.
+#: The process's one registry: what C{--metrics} serves.  Besides the
+#: systems' counters it holds C{prometheus_client}'s standard collectors of
+#: the process (CPU, memory, open files), the interpreter and its garbage
+#: collector.
 REGISTRY = CollectorRegistry(auto_describe=False)
 _COLLECTOR = CountersCollector()
 REGISTRY.register(_COLLECTOR)
+for _standard in (ProcessCollector, PlatformCollector, GCCollector):
+    _standard(registry=REGISTRY)
 
 
 def export(system: str, service: str, counters: Counters) -> Counters:
