@@ -53,7 +53,13 @@ _LATENCY_SUM = "latency_us"
 
 
 def _empty_histogram() -> list:
+    """A count per bucket (the last one +Inf)."""
     return [0] * (len(LATENCY_BUCKETS) + 1)
+
+
+def _empty_recording() -> list:
+    """A count per bucket, then the sum of the seconds observed."""
+    return [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
 
 
 class Counters:
@@ -67,8 +73,7 @@ class Counters:
     def __init__(self):
         self.counts = Counter()
         self._requests = Counter()
-        self._latency = defaultdict(_empty_histogram)
-        self._latency_us = Counter()
+        self._latency = defaultdict(_empty_recording)
 
     def increment(self, name: str, n: int = 1) -> None:
         self.counts[name] += n
@@ -76,8 +81,9 @@ class Counters:
     def request(self, api: str, outcome: str, seconds: float) -> None:
         """One request of C{api} answered with C{outcome} after C{seconds}."""
         self._requests[api, outcome] += 1
-        self._latency[api][bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_us[api] += int(seconds * 1_000_000)
+        recording = self._latency[api]
+        recording[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        recording[-1] += seconds
 
     def snapshot(self) -> dict[str, int]:
         """The events counted so far (name -> count)."""
@@ -92,11 +98,12 @@ class Counters:
         state = dict(self.counts)
         for (api, outcome), count in self._requests.items():
             state[_SEP.join((_REQUESTS, api, outcome))] = count
-        for api, buckets in self._latency.items():
+        for api, recording in self._latency.items():
+            *buckets, seconds = recording
             for index, count in enumerate(buckets):
                 if count:
                     state[_SEP.join((_LATENCY, api, str(index)))] = count
-            state[_SEP.join((_LATENCY_SUM, api))] = self._latency_us[api]
+            state[_SEP.join((_LATENCY_SUM, api))] = round(seconds * 1_000_000)
         return state
 
 

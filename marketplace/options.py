@@ -2,9 +2,9 @@
 Command-line options every plugin shares.
 
 Each plugin's ``Options`` derives from :class:`ServiceOptions` (``--store``,
-``--store-timeout``, and ``--metrics`` from :class:`MetricsOptions`) and adds ``listen_option(default)`` to its own
-``optParameters``; ``usage.Options`` gathers option tables up the class
-hierarchy, so nothing is repeated.
+``--store-timeout``, and ``--metrics`` from :class:`MetricsOptions`) and adds
+``listen_option(default)`` to its own ``optParameters``; ``usage.Options``
+gathers option tables up the class hierarchy, so nothing is repeated.
 """
 
 from __future__ import annotations

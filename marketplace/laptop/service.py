@@ -107,7 +107,8 @@ class OrderDesk:
 
     def _measured(self, respond, kind: int):
         """C{respond}, counting the request of type C{kind} when it is answered."""
-        api, started, record = REQUEST_NAMES.get(kind, "UNKNOWN"), perf_counter(), self._counters.request
+        api, started = REQUEST_NAMES.get(kind, "UNKNOWN"), perf_counter()
+        record = self._counters.request
 
         def answered(reply: bytes, outcome: str = "ok") -> None:
             record(api, outcome, perf_counter() - started)

@@ -160,7 +160,8 @@ def replica_service(
         peers,
         timeouts=timeouts,
         storage=make_storage(data_dir, fsync),
-        counters=export("laptop", f"replica {replica_id}", Counters() if counters is None else counters),
+        counters=export("laptop", f"replica {replica_id}",
+                        Counters() if counters is None else counters),
         clock=reactor,
     )
 
