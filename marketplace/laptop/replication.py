@@ -37,6 +37,15 @@ The scheme (README, "Laptop orders: replication"):
   what stays unanswered for the retransmit interval (links drop messages
   while down or congested).  Orders are idempotent per (customer, order
   number), so re-routing and resending are safe.
+
+Links between replicas are authenticated, but a replica can be buggy or
+compromised, so every message is checked before it touches any state
+(``_admissible`` and the handlers): it must name its sender as the sender,
+stay within the view limit, be well formed; entries and snapshots come only
+from the primary of the current view, never rewrite a committed entry, and
+a snapshot never takes back a committed order; what a backup reports is
+never believed beyond what was sent to it.  A refused message is counted
+(``laptop_refused_*``) and changes nothing.
 """
 
 import random
@@ -48,6 +57,7 @@ from twisted.logger import Logger
 
 from protocols.laptop import (
     FORWARD_OK,
+    MAX_VIEW,
     MAX_SNAPSHOT_RECORDS,
     FORWARD_RETRY,
     OPCODE_NOOP,
@@ -62,6 +72,7 @@ from protocols.laptop import (
     InstallSnapshot,
     VoteReply,
     VoteRequest,
+    claimed_sender,
 )
 
 from marketplace.laptop.log import ReplicatedLog
@@ -105,6 +116,8 @@ class _PeerProgress:
 
     def __init__(self, next_index: int, now: float):
         self.next_index = next_index
+        #: the highest index sent to it in this view: what it may claim to hold
+        self.sent_through = -1
         self.match_index = -1
         self.in_flight_since: Optional[float] = None
         self.heard_at = now
@@ -501,6 +514,7 @@ class Replica:
             next_index = progress.next_index + len(entries)
         if self._send(peer, message):
             progress.in_flight_since = self._clock.seconds()
+            progress.sent_through = max(progress.sent_through, next_index - 1)
             if next_index != progress.next_index:
                 # Entries per message show how well replication batches.
                 self._counters.increment("laptop_append_messages")
@@ -535,11 +549,15 @@ class Replica:
             return
         progress.heard_at = self._clock.seconds()
         progress.in_flight_since = None
-        progress.acked_round = max(progress.acked_round, reply.round)
-        progress.match_index = reply.match_index if reply.success else min(
-            progress.match_index, reply.match_index
+        # A backup holds at most what it was sent, and acknowledges at most
+        # the rounds that were sent: believing more would commit entries
+        # nobody holds, or send it entries from beyond this log.
+        progress.acked_round = max(progress.acked_round, min(reply.round, self._round))
+        reported = max(-1, min(reply.match_index, progress.sent_through))
+        progress.match_index = reported if reply.success else min(
+            progress.match_index, reported
         )
-        progress.next_index = reply.match_index + 1
+        progress.next_index = reported + 1
         if (
             reply.success
             and reply.replica_id not in self.live
@@ -649,7 +667,7 @@ class Replica:
 
     def receive(self, sender: int, message) -> None:
         """Handle one message from replica ``sender``."""
-        if not self._running:
+        if not self._running or not self._admissible(sender, message):
             return
         kind = type(message)
         if kind is AppendEntries:
@@ -662,13 +680,34 @@ class Replica:
         elif kind is ForwardRequest:
             self._on_forward(sender, message)
         elif kind is ForwardReply:
-            self._on_forward_reply(message)
+            self._on_forward_reply(sender, message)
         elif kind is VoteRequest:
             self._on_vote_request(message)
         elif kind is VoteReply:
             self._on_vote_reply(message)
         elif kind is InstallSnapshot:
             self._on_snapshot(message)
+
+    def _admissible(self, sender: int, message) -> bool:
+        """
+        The checks every message passes before its handler runs: it comes
+        from a configured peer, names that peer as its sender (a replica
+        speaking as another is refused), and carries a view within limits.
+        """
+        if sender not in self.peer_ids:
+            return self._refuse("unknown_sender")
+        claimed = claimed_sender(message)
+        if claimed is not None and claimed != sender:
+            return self._refuse("impersonation")
+        view = getattr(message, "view", 0)
+        if not 0 <= view <= MAX_VIEW:
+            return self._refuse("view_out_of_range")
+        return True
+
+    def _refuse(self, why: str) -> bool:
+        """Count a message refused for ``why``; it changes nothing.  Returns False."""
+        self._counters.increment("laptop_refused_" + why)
+        return False
 
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
@@ -714,8 +753,47 @@ class Replica:
         )
         return True
 
-    def _on_append(self, message: AppendEntries) -> None:
+    def _from_current_primary(self, message) -> bool:
+        """
+        Whether entries or a snapshot come from the primary of this
+        replica's view (or announce a newer view).  A view has one primary:
+        once this replica knows it, or is it, nobody else speaks for the view.
+        """
         if self._refused_as_stale(message):
+            return False
+        if message.view == self.view and (
+            self.role == PRIMARY
+            or (self.primary_id is not None and message.primary_id != self.primary_id)
+        ):
+            return self._refuse("second_primary")
+        return True
+
+    def _well_formed_append(self, message: AppendEntries) -> bool:
+        """
+        Indexes that exist, entry views that never decrease and none above
+        the message's, known opcodes, and orders a customer could place.
+        """
+        if message.prev_index < -1 or message.commit_index < -1:
+            return False
+        if not -1 <= message.prev_view <= message.view:
+            return False
+        view = message.prev_view
+        for entry in message.entries:
+            if not view <= entry.view <= message.view:
+                return False
+            view = entry.view
+            if entry.opcode == OPCODE_SET_LAST_ORDER:
+                if entry.customer_id < 0 or entry.order_number < 0:
+                    return False
+            elif entry.opcode != OPCODE_NOOP:
+                return False
+        return True
+
+    def _on_append(self, message: AppendEntries) -> None:
+        if not self._well_formed_append(message):
+            self._refuse("malformed_entries")
+            return
+        if not self._from_current_primary(message):
             return
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
@@ -742,6 +820,11 @@ class Replica:
                     if index <= log.last_index:
                         if log.view_at(index) == entry.view:
                             continue
+                        if index <= self.commit_index:
+                            # Only a faulty primary contradicts a committed
+                            # entry; nothing was changed yet.
+                            self._refuse("rewrite_committed")
+                            return
                         log.truncate_after(index - 1)
                     first_new = index
                 log.append(entry)
@@ -763,8 +846,30 @@ class Replica:
             AppendReply(self.view, self.replica_id, success, match_index, message.round),
         )
 
+    def _snapshot_keeps_commits(self, message: InstallSnapshot) -> bool:
+        """
+        Whether a snapshot is well formed and holds every committed record
+        at least as far as this replica has it: order numbers only grow, so
+        a snapshot covering more of the log cannot have less of them.
+        """
+        if message.last_index < -1 or not -1 <= message.last_view <= message.view:
+            return False
+        records = dict(message.records)
+        if len(records) != len(message.records):
+            return False  # a customer twice
+        if any(customer < 0 or order < 0 for customer, order in message.records):
+            return False
+        if message.last_index <= self.commit_index:
+            return True  # nothing is installed
+        return all(
+            records.get(customer, -1) >= order for customer, order in self.book.records()
+        )
+
     def _on_snapshot(self, message: InstallSnapshot) -> None:
-        if self._refused_as_stale(message):
+        if not self._snapshot_keeps_commits(message):
+            self._refuse("snapshot_loses_commits")
+            return
+        if not self._from_current_primary(message):
             return
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
@@ -792,6 +897,13 @@ class Replica:
         )
 
     def _on_forward(self, sender: int, message: ForwardRequest) -> None:
+        if message.customer_id < 0 or not (
+            message.request_type == TYPE_READ
+            or (message.request_type == TYPE_ORDER and message.order_number >= 0)
+        ):
+            # The forwarding replica's customers were checked there already.
+            self._refuse("malformed_forward")
+            return
         if self.role != PRIMARY:
             self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
             return
@@ -804,9 +916,12 @@ class Replica:
         retry = lambda: self._send(sender, ForwardReply(tag, FORWARD_RETRY, -1, -1))
         self._serve(message.request_type, message.customer_id, message.order_number, _Waiter(done, retry))
 
-    def _on_forward_reply(self, message: ForwardReply) -> None:
+    def _on_forward_reply(self, sender: int, message: ForwardReply) -> None:
         request = self._requests.get(message.tag)
         if request is None:
+            return
+        if request.routed_to != sender:
+            self._refuse("unasked_forward_reply")
             return
         if message.status == FORWARD_OK:
             request.done(None if message.value < 0 else message.value, message.admin_id)
@@ -877,6 +992,13 @@ class Replica:
     def _start_pre_vote(self) -> None:
         self._last_contact = self._clock.seconds()
         self._draw_election_span()
+        if self.view >= MAX_VIEW:
+            self._counters.increment("laptop_view_limit_reached")
+            self.log.error(
+                "replica {id} cannot stand for election: view {view} is at the limit {limit}",
+                id=self.replica_id, view=self.view, limit=MAX_VIEW,
+            )
+            return
         if self.role == CANDIDATE:
             self.role = FOLLOWER
         self._pre_votes = {self.replica_id}

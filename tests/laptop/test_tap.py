@@ -20,17 +20,56 @@ from tests.laptop.processes import REPOSITORY
 from tests.support.services import listening_port
 
 
+#: a replica endpoint that needs no secret
+LOOPBACK = "tcp:0:interface=127.0.0.1"
+
+
 def parse(*argv):
     options = Options()
     options.parseOptions(list(argv))
     return options
 
 
+def write_secret(testcase, secret=b"c2VjcmV0IHNoYXJlZCBieSBldmVyeSByZXBsaWNh\n", mode=0o600):
+    """A secret file as the docs say to make one; returns its path."""
+    path = testcase.mktemp()
+    with open(path, "wb") as file:
+        file.write(secret)
+    os.chmod(path, mode)
+    return path
+
+
 class OptionsTests(unittest.TestCase):
     def test_defaults(self):
-        options = parse()
+        options = parse("--replica-secret", write_secret(self))
         self.assertEqual((options["id"], options["listen"], options["peers"]), (0, "tcp:8080:backlog=1024", {}))
         self.assertEqual(options["data-dir"], os.path.join("laptop-data", "replica-0"))
+        self.assertEqual((options["replica-listen"], options["idle-timeout"]), (None, 300.0))
+        self.assertEqual(options["secret"], b"c2VjcmV0IHNoYXJlZCBieSBldmVyeSByZXBsaWNh")
+
+    def test_replica_links_off_loopback_need_a_secret(self):
+        """Without a secret, anyone who can reach a replica link endpoint could rewrite orders."""
+        for argv in (
+            [],  # every interface
+            ["--listen", "tcp:8080:interface=10.0.0.5"],
+            ["--listen", LOOPBACK, "--peer", "1=tcp:hostB:8081"],
+            ["--listen", LOOPBACK, "--replica-listen", "tcp:8090"],
+        ):
+            error = self.assertRaises(usage.UsageError, parse, *argv)
+            self.assertIn("--replica-secret", str(error))
+        secret = write_secret(self)
+        parse("--replica-secret", secret, "--peer", "1=tcp:hostB:8081")
+        for argv in (
+            ["--listen", LOOPBACK, "--peer", "1=tcp:127.0.0.1:8081", "--peer", "2=tcp:localhost:1"],
+            # Customers anywhere, replica links on loopback.
+            ["--replica-listen", "tcp:8090:interface=127.0.0.1", "--peer", "1=tcp:127.0.0.1:1"],
+        ):
+            self.assertIsNone(parse(*argv)["secret"])
+
+    def test_unusable_secret_files_are_usage_errors(self):
+        for path in (write_secret(self, mode=0o644), write_secret(self, b"short"),
+                     os.path.join(self.mktemp(), "missing")):
+            self.assertRaises(usage.UsageError, parse, "--replica-secret", path)
 
     def test_state_is_on_disk_unless_memory_only_is_asked_for(self):
         """
@@ -38,10 +77,10 @@ class OptionsTests(unittest.TestCase):
         primary lacking an acknowledged order: keeping nothing on disk must
         be asked for.
         """
-        storage = makeService(parse("--id", "2", "--listen", "tcp:0")).replica._storage
+        storage = makeService(parse("--id", "2", "--listen", LOOPBACK)).replica._storage
         self.assertIsInstance(storage, FileStorage)
         self.assertEqual(storage.directory, os.path.join("laptop-data", "replica-2"))
-        options = parse("--memory-only")
+        options = parse("--memory-only", "--listen", LOOPBACK)
         self.assertIsNone(options["data-dir"])
         self.assertIsInstance(makeService(options).replica._storage, MemoryStorage)
         self.assertRaises(usage.UsageError, parse, "--memory-only", "--data-dir", "d")
@@ -49,7 +88,7 @@ class OptionsTests(unittest.TestCase):
 
     def test_issue_command_line(self):
         options = parse("--id", "0", "--listen", "tcp:8080", "--peer", "1=tcp:hostB:8081",
-                        "--peer", "2=tcp:hostC:8082")
+                        "--peer", "2=tcp:hostC:8082", "--replica-secret", write_secret(self))
         self.assertEqual(options["peers"], {1: "tcp:hostB:8081", 2: "tcp:hostC:8082"})
 
     def test_rejections(self):
@@ -64,12 +103,14 @@ class OptionsTests(unittest.TestCase):
             ["--heartbeat", "0.5", "--backup-timeout", "0.4"],
             ["--backup-timeout", "2", "--election-timeout", "1"],
             ["--listen", "nonsense"],
+            ["--replica-listen", "nonsense"],
+            ["--idle-timeout", "0"],
         ]
         for argv in bad:
             self.assertRaises(usage.UsageError, parse, *argv)
 
     def test_timeouts(self):
-        timeouts = parse("--heartbeat", "0.1", "--backup-timeout", "0.3", "--election-timeout",
+        timeouts = parse("--listen", LOOPBACK, "--heartbeat", "0.1", "--backup-timeout", "0.3", "--election-timeout",
                          "2", "--election-stagger", "0.5", "--request-timeout", "9").timeouts()
         self.assertEqual(
             (timeouts.heartbeat, timeouts.backup, timeouts.election, timeouts.election_stagger,
@@ -78,12 +119,17 @@ class OptionsTests(unittest.TestCase):
         )
 
     def test_make_service(self):
-        service = makeService(parse("--id", "2", "--listen", "tcp:0", "--peer", "0=tcp:a:1"))
+        service = makeService(parse("--id", "2", "--listen", "tcp:0", "--peer", "0=tcp:a:1",
+                                    "--replica-secret", write_secret(self),
+                                    "--replica-listen", "tcp:0", "--idle-timeout", "60"))
         self.assertIsInstance(service, ReplicaService)
         self.assertEqual(service.replica.replica_id, 2)
         self.assertEqual(service.replica.peer_ids, (0,))
+        self.assertEqual(service.replica_listener.description, "tcp:0")
+        self.assertEqual(service.factory.idle_timeout, 60.0)
+        self.assertIsNotNone(service.links[0]._secret)
         directory = self.mktemp()
-        service = makeService(parse("--data-dir", directory))
+        service = makeService(parse("--data-dir", directory, "--listen", LOOPBACK))
         self.assertIsInstance(service.replica._storage, FileStorage)
         self.assertEqual(service.replica._storage.directory, directory)
 
@@ -105,19 +151,25 @@ class OptionsTests(unittest.TestCase):
 
 class TacFileTests(unittest.TestCase):
     def test_one_replica_per_host(self):
-        hosts = {0: "hostA:8080", 1: "hostB:8081", 2: "hostC:8082"}
+        hosts = {0: "hostA:8090", 1: "hostB:8090", 2: "hostC:8090"}
+        work = os.path.abspath(self.mktemp())
+        os.makedirs(work)
+        os.rename(write_secret(self), os.path.join(work, "laptop-replica.secret"))
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(work)
         for i in range(3):
             path = os.path.join(REPOSITORY, "tapfiles", f"laptop-replica-{i}.tac")
             application = loadApplication(path, "python")
             (replica,) = list(IServiceCollection(application))
             self.assertIsInstance(replica, ReplicaService)
             self.assertEqual(replica.replica.replica_id, i)
-            self.assertEqual(replica.listener.description,
-                             f"tcp:{hosts[i].split(':')[1]}:backlog=1024")
+            self.assertEqual(replica.listener.description, "tcp:8080:backlog=1024")
+            self.assertEqual(replica.replica_listener.description, "tcp:8090")
             self.assertEqual(
                 {peer: link.description for peer, link in replica.links.items()},
                 {peer: f"tcp:{address}" for peer, address in hosts.items() if peer != i},
             )
+            self.assertTrue(all(link._secret for link in replica.links.values()))
             self.assertIsInstance(replica.replica._storage, FileStorage)
 
 
