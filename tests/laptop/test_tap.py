@@ -6,7 +6,7 @@ cluster in one process on OS-chosen ports.
 import os
 
 from twisted.application.service import IServiceCollection, loadApplication
-from twisted.internet import defer, reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.python import usage
 from twisted.trial import unittest
 
@@ -16,6 +16,8 @@ from marketplace.laptop.replication import PRIMARY
 from marketplace.laptop.service import ReplicaService
 from marketplace.laptop.storage import FileStorage, MemoryStorage
 from marketplace.laptop.tap import Options, cluster_service, makeService, suite_service
+from marketplace.net import connect
+from protocols.laptop import ROLE_REPLICA, Hello, InstallSnapshot, encode_replica_message, encode_role
 from tests.laptop.processes import REPOSITORY
 from tests.support.services import listening_port
 
@@ -208,3 +210,71 @@ class InProcessClusterTests(unittest.TestCase):
         book = dict(primaries[0].replica.book.records())
         self.assertEqual(book, {c: 99 for c in range(4)})
         self.assertEqual(check_history(history.operations, book), [])
+
+    @defer.inlineCallbacks
+    def test_unauthenticated_replica_links_are_refused_and_counted(self):
+        """
+        The reported attack on real sockets: role 2, Hello(0) and a forged
+        InstallSnapshot sent to every replica's customer port and replica
+        port.  Replica 0 takes replica links on a port of its own, the
+        others on their customer port after the secret's handshake; all
+        three share a secret, and nothing the forger sent is read.
+        """
+        secret = b"a secret every replica of this cluster shares"
+        addresses = [{peer: None for peer in range(3) if peer != i} for i in range(3)]
+        services = []
+        for i in range(3):
+            service = ReplicaService(
+                i, LOOPBACK, addresses[i], replica_secret=secret,
+                replica_listen=LOOPBACK if i == 0 else None,
+            )
+            service.startService()
+            self.addCleanup(service.stopService)
+            services.append(service)
+        customer_ports = []
+        replica_ports = []
+        for service in services:
+            customer_ports.append((yield listening_port(service.listener)))
+            replica_ports.append((yield listening_port(service.replica_listener or service.listener)))
+        for i in range(3):
+            for peer in addresses[i]:
+                addresses[i][peer] = f"tcp:127.0.0.1:{replica_ports[peer]}"
+        client_addresses = [Address("127.0.0.1", port) for port in customer_ports]
+        run = LoadRun(client_addresses, 2, 55, 1, reactor, spread=True)
+        summary = yield run.run().addTimeout(30, reactor)
+        self.assertEqual(summary.failed, 0)
+
+        led = sum(s.counters.counts.get("laptop_views_led", 0) for s in services)
+        forged = (
+            encode_role(ROLE_REPLICA) + encode_replica_message(Hello(0))
+            + encode_replica_message(InstallSnapshot(1, 0, 10**9, 1, 0, ((0, 5), (999, 424242))))
+        )
+        for port in set(customer_ports + replica_ports):
+            raw = yield connect(f"tcp:127.0.0.1:{port}", RawPeer(), 2.0, reactor)
+            raw.transport.write(forged)
+            yield raw.closed.addTimeout(5, reactor)
+        counts = [service.counters.counts for service in services]
+        self.assertEqual(counts[0]["laptop_rejected_replica_on_customer_port"], 1)
+        self.assertEqual(
+            [c.get("laptop_rejected_replica_unauthenticated", 0) for c in counts], [1, 1, 1]
+        )
+        outcome = yield verify(client_addresses, 1000, reactor)
+        self.assertTrue(outcome.ok, outcome.lines())
+        for service in services:
+            self.assertEqual(dict(service.replica.book.records()), {0: 54, 1: 54})
+        self.assertEqual(sum(s.counters.counts.get("laptop_views_led", 0) for s in services), led,
+                         "nobody deposed the primary")
+
+
+class RawPeer(protocol.Protocol):
+    """Sends what it is told and keeps what it gets until the connection ends."""
+
+    def __init__(self):
+        self.received = b""
+        self.closed = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(self.received)
