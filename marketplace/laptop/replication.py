@@ -219,6 +219,9 @@ class Replica:
         self._snapshot_records: tuple = ()
 
         self._last_contact = 0.0
+        #: when the heartbeat tick last ran: a late one means this replica
+        #: itself was not running (a long batch, a pause of the process)
+        self._last_tick_at = 0.0
         self._primary_heard_at: Optional[float] = None
         self._election_span = 0.0
         self._pre_votes: set = set()
@@ -257,7 +260,7 @@ class Replica:
         self.commit_index = recovered.snapshot_index
         self._persisted_index = self.replicated_log.last_index
         self._running = True
-        self._last_contact = self._clock.seconds()
+        self._last_contact = self._last_tick_at = self._clock.seconds()
         self._draw_election_span()
         self._tick_call = self._clock.callLater(self.timeouts.heartbeat, self._tick)
 
@@ -1089,14 +1092,32 @@ class Replica:
     def _tick(self) -> None:
         self._tick_call = self._clock.callLater(self.timeouts.heartbeat, self._tick)
         now = self._clock.seconds()
+        stalled = now - self._last_tick_at - self.timeouts.heartbeat
+        self._last_tick_at = now
         self._expire_requests(now)
         if self.role == PRIMARY:
+            if self.timeouts.heartbeat <= stalled < self.timeouts.election:
+                self._credit_stall(stalled)
             self._check_backups(now)
             return
         if self._requests and self.primary_id is not None:
             self._resend_forwarded(now)
         if now - self._last_contact >= self._election_span:
             self._start_pre_vote()
+
+    def _credit_stall(self, stalled: float) -> None:
+        """
+        This primary did not run for ``stalled`` seconds (a long batch of
+        work, a pause of the whole process): its overdue tick runs before it
+        reads what the backups sent meanwhile, so that time is no silence of
+        theirs.  Only pauses shorter than the election timeout are credited:
+        after a longer one the backups may have elected another primary, and
+        this one gives way as before.
+        """
+        now = self._clock.seconds()
+        for progress in self._peers.values():
+            progress.heard_at = min(progress.heard_at + stalled, now)
+        self._counters.increment("laptop_primary_stalls")
 
     def _check_backups(self, now: float) -> None:
         heard = 1

@@ -3,6 +3,7 @@ Replicas as real child processes, for the tests that kill -9, SIGSTOP and
 SIGCONT them.  Every wait is bounded.
 """
 
+import base64
 import os
 import signal
 import socket
@@ -66,14 +67,28 @@ class ReplicaProcess(protocol.ProcessProtocol):
 
 
 class ProcessCluster:
-    def __init__(self, testcase, count=3, extra_args=(), data_dirs=False):
+    """
+    ``count`` replicas on loopback.  With ``secured`` they take replica links
+    on ports of their own (``--replica-listen``) and prove a shared secret,
+    as a deployment across hosts must.
+    """
+
+    def __init__(self, testcase, count=3, extra_args=(), data_dirs=False, secured=False):
         self.testcase = testcase
         self.count = count
-        self.ports = free_ports(count)
+        ports = free_ports(count * 2 if secured else count)
+        self.ports = ports[:count]
+        #: where replica links go: ports of their own, or the customer ports
+        self.replica_ports = ports[count:] if secured else self.ports
         self.extra_args = list(extra_args)
         self.work = os.path.abspath(testcase.mktemp())
         os.makedirs(self.work)
         self.data_dirs = data_dirs
+        self.secret_file = None
+        if secured:
+            self.secret_file = os.path.join(self.work, "replica.secret")
+            with open(os.open(self.secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as file:
+                file.write(base64.b64encode(os.urandom(32)).decode() + "\n")
         self.processes = {}
         testcase.addCleanup(self.stop_all)
 
@@ -85,9 +100,12 @@ class ProcessCluster:
 
     def _arguments(self, i):
         args = ["--id", str(i), "--listen", f"tcp:{self.ports[i]}:interface=127.0.0.1:backlog=1024"]
-        for peer, port in enumerate(self.ports):
+        for peer, port in enumerate(self.replica_ports):
             if peer != i:
                 args += ["--peer", f"{peer}=tcp:127.0.0.1:{port}"]
+        if self.secret_file is not None:
+            args += ["--replica-secret", self.secret_file,
+                     "--replica-listen", f"tcp:{self.replica_ports[i]}:interface=127.0.0.1"]
         if self.data_dirs:
             args += ["--data-dir", os.path.join(self.work, f"replica-{i}")]
         else:
@@ -118,6 +136,12 @@ class ProcessCluster:
 
     def resume(self, i):
         self.processes[i].signal(signal.SIGCONT)
+
+    def log_lines(self, i, text):
+        """The lines of replica ``i``'s log (so far) that contain ``text``."""
+        with open(os.path.join(self.work, f"replica-{i}.log"), "rb") as log:
+            return [line for line in log.read().decode("utf-8", "replace").splitlines()
+                    if text in line]
 
     def stop_all(self) -> defer.Deferred:
         waits = []

@@ -96,10 +96,20 @@ class FullRunTests(ClusterTestCase):
 
     @defer.inlineCallbacks
     def test_128_customers_connect_at_once(self):
-        yield self.start_cluster()
-        run, done = self.load(customers=128, orders=5, spread=False)
+        """
+        Customers connecting all at once, on a cluster with authenticated
+        replica links on ports of their own: nobody is reset, and replica
+        traffic does not starve behind them (no backup leaves the live set,
+        no view change).
+        """
+        yield self.start_cluster(secured=True)
+        run, done = self.load(customers=128, orders=20, spread=False)
         summary = yield self.finish(run, done, stop=False)
         self.assertEqual((summary.failed, summary.failovers), (0, 0), "no customer was reset")
+        views = [line for i in range(3) for line in self.cluster.log_lines(i, "is primary of view")]
+        self.assertEqual(len(views), 1, views)
+        for i in range(3):
+            self.assertEqual(self.cluster.log_lines(i, "left the live set"), [])
 
 
 class FailureTests(ClusterTestCase):
