@@ -400,6 +400,8 @@ class ReplicaLinkAuthenticationTests(unittest.TestCase):
         self.assertEqual(self.counters.counts["laptop_rejected_replica_unauthenticated"], 1)
         # The acceptor's challenge is all the peer got.
         self.assertEqual(transport.value()[:len(MAGIC)], MAGIC)
+        protocol.connectionLost(None)
+        self.assertEqual(self.inbox.lost_peers, [], "a mere claim to be replica 0 changes nothing")
 
     def test_role_word_then_silence_times_out_counted(self):
         protocol, transport = self.connect(self.factory())
