@@ -1,6 +1,9 @@
 """
 Replicas as real child processes, for the tests that kill -9, SIGSTOP and
-SIGCONT them.  Every wait is bounded.
+SIGCONT them.  Every wait is bounded.  Each replica inherits a listening
+socket the test made, so every replica knows its peers' ports before any
+starts, and a killed one restarts on its own port.  The replicas share a
+secret, which their replica links prove.
 """
 
 import base64
@@ -18,22 +21,34 @@ START_TIMEOUT = 20.0
 EXIT_TIMEOUT = 10.0
 
 
-def free_ports(count):
+#: the descriptor a replica process inherits its listening socket as (the
+#: first of systemd's socket activation protocol, which the runner speaks)
+LISTEN_FD = 3
+
+
+def listening_socket(backlog=1024):
     """
-    Ports the OS picked for us, released again: replicas must know each
-    other's ports before they start, and a killed replica restarts on its
-    own port.
+    A socket listening on an OS-chosen loopback port, for a replica process
+    to inherit: the test keeps it open for its whole run, so the port stays
+    ours across replica restarts (no port is released and bound again).
+    While its replica is down, connections wait in the socket's backlog
+    instead of being refused.
     """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(backlog)
+    return listener
+
+
+def refusing_port(testcase):
+    """
+    A loopback port that refuses connections for the rest of ``testcase``:
+    bound, never listened on, closed at cleanup.
+    """
+    bound = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    bound.bind(("127.0.0.1", 0))
+    testcase.addCleanup(bound.close)
+    return bound.getsockname()[1]
 
 
 class ReplicaProcess(protocol.ProcessProtocol):
@@ -68,28 +83,27 @@ class ReplicaProcess(protocol.ProcessProtocol):
 
 class ProcessCluster:
     """
-    ``count`` replicas on loopback.  With ``secured`` they take replica links
-    on ports of their own (``--replica-listen``) and prove a shared secret,
-    as a deployment across hosts must.
+    ``count`` replica processes on loopback.  With ``replica_ports`` each
+    takes replica links on a port of its own (``--replica-listen``, a second
+    inherited socket), as a deployment across hosts would.
     """
 
-    def __init__(self, testcase, count=3, extra_args=(), data_dirs=False, secured=False):
+    def __init__(self, testcase, count=3, extra_args=(), data_dirs=False, replica_ports=False):
         self.testcase = testcase
         self.count = count
-        ports = free_ports(count * 2 if secured else count)
-        self.ports = ports[:count]
-        #: where replica links go: ports of their own, or the customer ports
-        self.replica_ports = ports[count:] if secured else self.ports
+        self.sockets = [listening_socket() for _ in range(count)]
+        self.ports = [listener.getsockname()[1] for listener in self.sockets]
+        #: each replica's socket for replica links, if they have their own
+        self.replica_sockets = [listening_socket() for _ in range(count)] if replica_ports else []
         self.extra_args = list(extra_args)
         self.work = os.path.abspath(testcase.mktemp())
         os.makedirs(self.work)
         self.data_dirs = data_dirs
-        self.secret_file = None
-        if secured:
-            self.secret_file = os.path.join(self.work, "replica.secret")
-            with open(os.open(self.secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as file:
-                file.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        self.secret_file = os.path.join(self.work, "replica.secret")
+        with open(os.open(self.secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as secret:
+            secret.write(base64.b64encode(os.urandom(32)).decode() + "\n")
         self.processes = {}
+        testcase.addCleanup(self._close_sockets)
         testcase.addCleanup(self.stop_all)
 
     @property
@@ -98,14 +112,19 @@ class ProcessCluster:
 
         return [Address("127.0.0.1", port) for port in self.ports]
 
+    @property
+    def replica_link_ports(self):
+        """Where each replica takes replica links."""
+        return [listener.getsockname()[1] for listener in self.replica_sockets] or self.ports
+
     def _arguments(self, i):
-        args = ["--id", str(i), "--listen", f"tcp:{self.ports[i]}:interface=127.0.0.1:backlog=1024"]
-        for peer, port in enumerate(self.replica_ports):
+        args = ["--id", str(i), "--listen", "systemd:domain=INET:index=0",
+                "--replica-secret", self.secret_file]
+        if self.replica_sockets:
+            args += ["--replica-listen", "systemd:domain=INET:index=1"]
+        for peer, port in enumerate(self.replica_link_ports):
             if peer != i:
                 args += ["--peer", f"{peer}=tcp:127.0.0.1:{port}"]
-        if self.secret_file is not None:
-            args += ["--replica-secret", self.secret_file,
-                     "--replica-listen", f"tcp:{self.replica_ports[i]}:interface=127.0.0.1"]
         if self.data_dirs:
             args += ["--data-dir", os.path.join(self.work, f"replica-{i}")]
         else:
@@ -117,9 +136,16 @@ class ProcessCluster:
         process = ReplicaProcess(i, log)
         process.ended.addBoth(lambda result: (log.close(), result)[1])
         self.processes[i] = process
-        env = dict(os.environ, PYTHONPATH=REPOSITORY)
+        inherited = {LISTEN_FD: self.sockets[i].fileno()}
+        if self.replica_sockets:
+            inherited[LISTEN_FD + 1] = self.replica_sockets[i].fileno()
+        env = dict(os.environ, PYTHONPATH=REPOSITORY, LISTEN_FDS=str(len(inherited)),
+                   LISTEN_FDNAMES=":".join(["listen", "replica"][:len(inherited)]))
         argv = [sys.executable, "-m", "tests.laptop.replica_runner"] + self._arguments(i)
-        reactor.spawnProcess(process, sys.executable, argv, env=env, path=REPOSITORY)
+        reactor.spawnProcess(
+            process, sys.executable, argv, env=env, path=REPOSITORY,
+            childFDs={0: "w", 1: "r", 2: "r", **inherited},
+        )
         return process.ready.addTimeout(START_TIMEOUT, reactor)
 
     def start_all(self) -> defer.Deferred:
@@ -151,3 +177,7 @@ class ProcessCluster:
                 process.signal(signal.SIGKILL)
                 waits.append(process.ended.addTimeout(EXIT_TIMEOUT, reactor))
         return defer.DeferredList(waits, consumeErrors=True)
+
+    def _close_sockets(self):
+        for listener in self.sockets + self.replica_sockets:
+            listener.close()

@@ -19,6 +19,7 @@ from protocols.laptop import (
     ForwardReply,
     ForwardRequest,
     InstallSnapshot,
+    SnapshotReply,
     VoteReply,
     VoteRequest,
 )
@@ -96,7 +97,7 @@ class ReportedForgeriesTests(unittest.TestCase):
         committed = CommittedState(self, net)
         view = net.replicas[net.primary()].view
         for sender in net.ids:
-            forged = InstallSnapshot(view, sender, 10**9, view, 0, ((0, 5), (999, 424242)))
+            forged = InstallSnapshot(view, sender, 10**9, view, 0, 2, 0, ((0, 5), (999, 424242)))
             for target in net.ids:
                 net.replicas[target].receive(sender, forged)
         net.run(2.0)
@@ -129,7 +130,7 @@ class ReportedForgeriesTests(unittest.TestCase):
         """The report's frame: every replica adopted view 2**31-1 and no election could follow."""
         net = SimulatedNetwork(durable=True)
         old = elect(net)
-        forged = InstallSnapshot(INT32, 0, 0, INT32, 0, ())
+        forged = InstallSnapshot(INT32, 0, 0, INT32, 0, 0, 0, ())
         for target in net.ids:
             for sender in net.ids:
                 net.replicas[target].receive(sender, forged)
@@ -169,7 +170,9 @@ MESSAGES = st.one_of(
     st.builds(AppendReply, _views, _ids, st.booleans(), _indexes, _indexes),
     st.builds(VoteRequest, _views, _ids, _indexes, _views, st.booleans()),
     st.builds(VoteReply, _views, _ids, st.booleans(), st.booleans()),
-    st.builds(InstallSnapshot, _views, _ids, _indexes, _views, _indexes, _records),
+    st.builds(InstallSnapshot, _views, _ids, _indexes, _views, _indexes, st.integers(-1, 6),
+              st.integers(-1, 6), _records),
+    st.builds(SnapshotReply, _views, _ids, _indexes, st.integers(-1, 6), _indexes),
     st.builds(ForwardRequest, _indexes, st.integers(-1, 4), _numbers, st.integers(0, 5)),
     st.builds(ForwardReply, _indexes, st.integers(0, 2), _numbers, _ids),
 )

@@ -247,7 +247,7 @@ class InProcessClusterTests(unittest.TestCase):
         led = sum(s.counters.counts.get("laptop_views_led", 0) for s in services)
         forged = (
             encode_role(ROLE_REPLICA) + encode_replica_message(Hello(0))
-            + encode_replica_message(InstallSnapshot(1, 0, 10**9, 1, 0, ((0, 5), (999, 424242))))
+            + encode_replica_message(InstallSnapshot(1, 0, 10**9, 1, 0, 2, 0, ((0, 5), (999, 424242))))
         )
         for port in set(customer_ports + replica_ports):
             raw = yield connect(f"tcp:127.0.0.1:{port}", RawPeer(), 2.0, reactor)
