@@ -9,7 +9,7 @@ failover or a frozen backup holds orders up is asserted over the simulated
 network (``test_replication``), where time is the test's own.
 """
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from marketplace.laptop.client import FailoverSession, LoadRun, read_replica, verify
@@ -19,6 +19,7 @@ from protocols.laptop import CustomerRequest, encode_request, encode_role
 from protocols.laptop_client import CustomerClientProtocol
 from protocols.peerauth import MAGIC, NONCE_SIZE
 from tests.laptop.processes import ProcessCluster
+from tests.laptop.rawpeer import RawClient
 
 PROBE_CUSTOMER = 1_000_000
 #: the longest any one wait for progress may take before the test fails:
@@ -227,18 +228,6 @@ class DurabilityTests(ClusterTestCase):
         yield self.cluster.start_all()
         # Requests in flight during the kill are retried against the restarted cluster.
         yield self.finish(run, done, stop=False)
-
-
-class RawClient(protocol.Protocol):
-    def __init__(self):
-        self.received = b""
-        self.closed = defer.Deferred()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.received)
 
 
 class BadInputTests(ClusterTestCase):

@@ -6,7 +6,7 @@ cluster in one process on OS-chosen ports.
 import os
 
 from twisted.application.service import IServiceCollection, loadApplication
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, reactor
 from twisted.python import usage
 from twisted.trial import unittest
 
@@ -19,6 +19,7 @@ from marketplace.laptop.tap import Options, cluster_service, makeService, suite_
 from marketplace.net import connect
 from protocols.laptop import ROLE_REPLICA, Hello, InstallSnapshot, encode_replica_message, encode_role
 from tests.laptop.processes import REPOSITORY
+from tests.laptop.rawpeer import RawClient
 from tests.support.services import listening_port
 
 
@@ -250,7 +251,7 @@ class InProcessClusterTests(unittest.TestCase):
             + encode_replica_message(InstallSnapshot(1, 0, 10**9, 1, 0, 2, 0, ((0, 5), (999, 424242))))
         )
         for port in set(customer_ports + replica_ports):
-            raw = yield connect(f"tcp:127.0.0.1:{port}", RawPeer(), 2.0, reactor)
+            raw = yield connect(f"tcp:127.0.0.1:{port}", RawClient(), 2.0, reactor)
             raw.transport.write(forged)
             yield raw.closed.addTimeout(5, reactor)
         counts = [service.counters.counts for service in services]
@@ -265,16 +266,3 @@ class InProcessClusterTests(unittest.TestCase):
         self.assertEqual(sum(s.counters.counts.get("laptop_views_led", 0) for s in services), led,
                          "nobody deposed the primary")
 
-
-class RawPeer(protocol.Protocol):
-    """Sends what it is told and keeps what it gets until the connection ends."""
-
-    def __init__(self):
-        self.received = b""
-        self.closed = defer.Deferred()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.received)
