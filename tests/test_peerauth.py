@@ -179,6 +179,17 @@ class AuthenticatingProtocolTests(unittest.TestCase):
         self.assertTrue(IHalfCloseableProtocol.providedBy(server))
         self.assertEqual(self.refusals, [])
 
+    def test_preamble_goes_before_the_handshake(self):
+        """A port serving several kinds of connection reads which kind first."""
+        client = connecting(Recorder(), SECRET, LABEL, self.clock, 5.0, preamble=b"ROLE")
+        transport = StringTransport()
+        client.makeConnection(transport)
+        self.assertEqual(transport.value(), b"ROLE")
+        acceptor = Acceptor(SECRET, LABEL)
+        transport.clear()
+        client.dataReceived(acceptor.start())
+        self.assertTrue(acceptor.receive(transport.value()).done)
+
     def test_wrong_secret_is_refused_counted_and_aborted(self):
         server, st, client, ct, client_inner = self.connect(secret=b"z" * 32)
         failures = []

@@ -3,6 +3,8 @@ The server protocol and the order desk, over ``StringTransport`` and a
 ``task.Clock``: customer requests, pipelining, the close request, bad input.
 """
 
+import struct
+
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
@@ -462,6 +464,23 @@ class ReplicaLinkAuthenticationTests(unittest.TestCase):
         self.assertEqual(transport.value()[:len(MAGIC)], MAGIC)
         protocol.connectionLost(None)
         self.assertEqual(self.inbox.lost_peers, [], "a mere claim to be replica 0 changes nothing")
+
+    def test_reported_frames_byte_for_byte(self):
+        """
+        The two reported attacks as sent: role 2, Hello(0), then one frame
+        (the report's layout of InstallSnapshot, before snapshots came in
+        chunks).  Neither is read: the link never proved the secret.
+        """
+        snapshot = struct.pack(">iiqiqi", 1, 0, 10**9, 1, 0, 2) + struct.pack(">iiii", 0, 5, 999, 424242)
+        at_the_limit = struct.pack(">iiqiqi", 2**31 - 1, 0, 0, 2**31 - 1, 0, 0)
+        for body in (snapshot, at_the_limit):
+            frame = (struct.pack(">i", 2) + struct.pack(">iii", 1, 4, 0)
+                     + struct.pack(">ii", 6, len(body)) + body)
+            protocol, transport = self.connect(self.factory())
+            protocol.dataReceived(frame)
+            protocol.connectionLost(None)
+        self.assertEqual((self.inbox.messages, self.inbox.lost_peers), ([], []))
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_unauthenticated"], 2)
 
     def test_role_word_then_silence_times_out_counted(self):
         protocol, transport = self.connect(self.factory())
