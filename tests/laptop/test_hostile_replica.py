@@ -177,9 +177,9 @@ MESSAGES = st.one_of(
     st.builds(ForwardReply, _indexes, st.integers(0, 2), _numbers, _ids),
 )
 
-#: (simulated steps to run first, sender, target, message)
+#: (simulated steps to run first, sender, target, message); sender 3 is no replica
 SCHEDULES = st.lists(
-    st.tuples(st.integers(0, 30), st.integers(0, 2), st.integers(0, 2), MESSAGES),
+    st.tuples(st.integers(0, 30), st.integers(0, 3), st.integers(0, 2), MESSAGES),
     min_size=1,
     max_size=25,
 )
