@@ -246,6 +246,9 @@ class InProcessClusterTests(unittest.TestCase):
         self.assertEqual(summary.failed, 0)
 
         led = sum(s.counters.counts.get("laptop_views_led", 0) for s in services)
+        refused_before = [
+            s.counters.counts.get("laptop_rejected_replica_unauthenticated", 0) for s in services
+        ]
         forged = (
             encode_role(ROLE_REPLICA) + encode_replica_message(Hello(0))
             + encode_replica_message(InstallSnapshot(1, 0, 10**9, 1, 0, 2, 0, ((0, 5), (999, 424242))))
@@ -257,7 +260,9 @@ class InProcessClusterTests(unittest.TestCase):
         counts = [service.counters.counts for service in services]
         self.assertEqual(counts[0]["laptop_rejected_replica_on_customer_port"], 1)
         self.assertEqual(
-            [c.get("laptop_rejected_replica_unauthenticated", 0) for c in counts], [1, 1, 1]
+            [c.get("laptop_rejected_replica_unauthenticated", 0) - before
+             for c, before in zip(counts, refused_before)],
+            [1, 1, 1],
         )
         outcome = yield verify(client_addresses, 1000, reactor)
         self.assertTrue(outcome.ok, outcome.lines())
