@@ -1181,7 +1181,7 @@ class Replica:
         self._last_tick_at = now
         self._expire_requests(now)
         if self.role == PRIMARY:
-            if self.timeouts.heartbeat <= stalled < self.timeouts.election:
+            if self.timeouts.backup / 2 <= stalled < self.timeouts.election:
                 self._credit_stall(stalled)
             self._check_backups(now)
             return
@@ -1197,7 +1197,9 @@ class Replica:
         reads what the backups sent meanwhile, so that time is no silence of
         theirs.  Only pauses shorter than the election timeout are credited:
         after a longer one the backups may have elected another primary, and
-        this one gives way as before.
+        this one gives way as before.  Nor are ticks a little late, as on a
+        busy machine all the time: crediting those would let a frozen backup
+        hold commits up well past the backup timeout.
         """
         now = self._clock.seconds()
         for progress in self._peers.values():
