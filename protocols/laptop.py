@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_codec -*-
 """
 Sans-I/O codec for the laptop-order wire format.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_server -*-
 """
 Twisted protocols for the laptop-order wire: the server side of every
 accepted connection (customers and replica links) and the outbound link a

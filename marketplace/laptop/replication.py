@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_replication,tests.laptop.test_hostile_replica,tests.laptop.test_failure_detection -*-
 """
 Primary-backup replication over numbered views, as a state machine with no
 sockets: messages come in through ``receive``, go out through the ``send``

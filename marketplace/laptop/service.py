@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_tap -*-
 """
 One laptop-order replica as a Twisted service: the replication state machine
 (``replication.Replica``) wired to a listening port for customers and peers

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_tap -*-
 """
 The ``laptop-factory`` twistd plugin: one replica of the laptop-order
 service.  A three-host deployment runs one per host::
