@@ -9,13 +9,9 @@ from twisted.trial import unittest
 
 from marketplace.laptop.replication import PRIMARY, Timeouts
 from tests.laptop.simnet import SimulatedNetwork
+from tests.laptop.test_replication import elect
 
 TIMEOUTS = Timeouts()
-
-
-def elect(net, limit=5.0):
-    net.run_until(lambda: net.primary() is not None, limit)
-    return net.primary()
 
 
 class PrimaryPauseTests(unittest.TestCase):

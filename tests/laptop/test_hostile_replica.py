@@ -24,13 +24,9 @@ from protocols.laptop import (
     VoteRequest,
 )
 from tests.laptop.simnet import SimulatedNetwork
+from tests.laptop.test_replication import elect
 
 INT32 = 2**31 - 1
-
-
-def elect(net, limit=5.0):
-    net.run_until(lambda: net.primary() is not None, limit)
-    return net.primary()
 
 
 def place_orders(net, orders):
