@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from marketplace.peersecret import is_loopback_endpoint, load_secret
+from marketplace.peersecret import is_loopback_client_endpoint, is_loopback_endpoint, load_secret
 from protocols.peerauth import (
     MAGIC,
     Acceptor,
@@ -247,3 +247,12 @@ class LoopbackTests(unittest.TestCase):
         for description in ("tcp:7000", "tcp:7000:interface=0.0.0.0",
                             "tcp:7000:interface=10.0.0.5", "nonsense:1"):
             self.assertFalse(is_loopback_endpoint(description), description)
+
+    def test_client_endpoints(self):
+        """Where a link connects to: this machine only, or anywhere else."""
+        for description in ("tcp:127.0.0.1:7000", "tcp:localhost:7000", "unix:/tmp/some.sock",
+                            "tls:127.0.0.1:7000"):
+            self.assertTrue(is_loopback_client_endpoint(description), description)
+        for description in ("tcp:hostB:7000", "tcp:10.0.0.5:7000", "tls:example.com:443",
+                            "nonsense:1"):
+            self.assertFalse(is_loopback_client_endpoint(description), description)
