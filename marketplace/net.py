@@ -14,6 +14,7 @@ from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from marketplace.metrics import CONNECTION_CLOSED, CONNECTION_OPENED, Counters
 from marketplace.tls import forward_secret_only
 
 
@@ -35,13 +36,20 @@ class Listener(Service):
     ``startService`` raise, so ``twistd`` exits non-zero at startup with the
     error instead of running without the listener.  An endpoint that fails
     later can only log it and fail ``whenListening``.
+
+    Every connection it accepts and loses is counted in ``counters`` (the
+    factory's own ``counters`` when it has them): the metrics' open and
+    total connections.
     """
 
     log = Logger()
 
-    def __init__(self, description: str, factory, reactor=None):
+    def __init__(self, description: str, factory, reactor=None, *, counters=None):
         self.description = description
         self.factory = factory
+        if counters is None:
+            counters = getattr(factory, "counters", None) or Counters()
+        self.counters = counters
         self.port = None
         self._reactor = _reactor_or_global(reactor)
         self._listening = None
@@ -55,7 +63,7 @@ class Listener(Service):
         self._failure = None
         self._starting = True
         try:
-            self._listening = endpoint.listen(self.factory)
+            self._listening = endpoint.listen(CountingFactory(self.factory, self.counters))
             self._listening.addCallbacks(self._listened, self._failed)
         finally:
             self._starting = False
@@ -109,6 +117,47 @@ class Listener(Service):
         if self._listening is not None:
             self._listening.cancel()
         return None
+
+
+class CountingFactory(Factory):
+    """
+    Hands out C{factory}'s protocols, counting each connection in
+    C{counters} when it is made (L{CONNECTION_OPENED}) and when it is lost
+    (L{CONNECTION_CLOSED}).  The protocol itself is handed out unwrapped, so
+    its transport stays the real one; its C{connectionLost} is chained.
+    """
+
+    noisy = False
+
+    def __init__(self, factory, counters: Counters):
+        self.factory = factory
+        self.counters = counters
+
+    def logPrefix(self):
+        return self.factory.logPrefix()
+
+    def doStart(self):
+        self.factory.doStart()
+
+    def doStop(self):
+        self.factory.doStop()
+
+    def buildProtocol(self, addr):
+        protocol = self.factory.buildProtocol(addr)
+        if protocol is None:
+            return None
+        counters = self.counters
+        counters.increment(CONNECTION_OPENED)
+        lost = protocol.connectionLost
+
+        def connectionLost(reason):
+            try:
+                return lost(reason)
+            finally:
+                counters.increment(CONNECTION_CLOSED)
+
+        protocol.connectionLost = connectionLost
+        return protocol
 
 
 def client_endpoint(description: str, reactor=None):

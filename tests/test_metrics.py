@@ -187,6 +187,8 @@ class PluginEndpointTests(unittest.TestCase):
                          ({"service": "branch M", "api": "REQUEST", "outcome": "error"}, 1))
         self.assertTrue(samples(exported["marketplace_branch_request_duration_seconds"],
                                 service="branch M", api="REQUEST", le="+Inf"))
+        self.assertEqual(count(exported, "marketplace_branch_connections", service="branch M"),
+                         1)
 
     @defer.inlineCallbacks
     def test_branch_aggregator(self):
@@ -217,6 +219,7 @@ class PluginEndpointTests(unittest.TestCase):
 
         requests = "marketplace_tradechat_requests"
         self.assertEqual(added(requests, api="HEARTBEAT", outcome="OK"), 1)
+        self.assertEqual(added("marketplace_tradechat_connections", service="tradechat"), 1)
         self.assertEqual(added(requests, api="DEPOSIT", outcome="UNAUTHORIZED"), 1)
         self.assertEqual(added("marketplace_tradechat_events", event="unauthorized"), 1)
         self.assertEqual(added("marketplace_tradechat_request_duration_seconds",
@@ -246,6 +249,9 @@ class PluginEndpointTests(unittest.TestCase):
                 self.assertEqual(count(after, family, service=name, api="UNKNOWN", **labels)
                                  - count(before, family, service=name, api="UNKNOWN", **labels),
                                  1, (name, family))
+            self.assertEqual(count(after, "marketplace_market_connections", service=name)
+                             - count(before, "marketplace_market_connections", service=name),
+                             1, name)
 
     @defer.inlineCallbacks
     def test_laptop_factory(self):
@@ -332,6 +338,7 @@ class WorkerMetricsTests(unittest.TestCase):
                          connections)
         self.assertEqual(count(exported, "marketplace_tradechat_request_duration_seconds",
                                api="HEARTBEAT", le="+Inf"), connections)
+        self.assertGreaterEqual(count(exported, "marketplace_tradechat_connections"), connections)
         exported = yield _until_scraped(
             metrics_port, lambda exported: count(exported, "marketplace_store_requests",
                                                  service=redis.url, outcome="ok") > 0)

@@ -228,13 +228,14 @@ class BuyerFrontOptions(_FrontOptions):
 
 def _listener(options, name, table, reactor, max_in_flight=1, secret=None, counters=None):
     """The listener of one service; with ``secret``, only its holders get through."""
+    counters = export("market", name, counters or Counters())
     factory = EnvelopeServerFactory(
-        make_dispatch(table), export("market", name, counters or Counters()),
-        options["max-frame"], options["idle-timeout"], reactor, max_in_flight=max_in_flight)
+        make_dispatch(table), counters, options["max-frame"], options["idle-timeout"], reactor,
+        max_in_flight=max_in_flight)
     factory.apis = frozenset(table)
     if secret is not None:
         factory = authenticated(factory, name, secret, reactor)
-    listener = Listener(options["listen"], factory, reactor)
+    listener = Listener(options["listen"], factory, reactor, counters=counters)
     listener.setName(name)
     return listener
 
