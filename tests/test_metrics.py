@@ -145,6 +145,15 @@ class MetricsOptionTests(unittest.SynchronousTestCase):
             options.parseOptions(["--metrics", "tcp:notaport"])
         self.assertIn("bad server endpoint 'tcp:notaport'", str(raised.exception))
 
+    def test_every_plugin_takes_it(self):
+        from twisted.application.service import IServiceMaker
+        from twisted.plugins import marketplace_plugins
+        makers = [maker for maker in vars(marketplace_plugins).values()
+                  if IServiceMaker.providedBy(maker)]
+        self.assertEqual(len(makers), 10)
+        for maker in makers:
+            self.assertIn("metrics=", maker.options().longOpt, maker.tapname)
+
     def test_no_listener_without_the_option(self):
         from marketplace.branch import tap
         options = tap.Options()
