@@ -59,7 +59,7 @@ def _empty_histogram() -> list:
 
 def _empty_recording() -> list:
     """A count per bucket, then the sum of the seconds observed."""
-    return [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+    return _empty_histogram() + [0.0]
 
 
 class Counters:
