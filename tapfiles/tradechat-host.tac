@@ -10,7 +10,7 @@ on any host (and any worker) receive every message.
 
     # with Prometheus metrics of the host (its master and every worker) on port 9100
     TRADECHAT_STORE=redis://10.0.0.5:6379/0 TRADECHAT_METRICS=tcp:9100 \\
-      twistd -ny tapfiles/tradechat-host.tac
+      twistd --pidfile= -ny tapfiles/tradechat-host.tac
 
 $TRADECHAT_STORE (required): the shared Redis, redis:// or rediss://.
 $TRADECHAT_LISTEN (default tcp:9000): this host's endpoint.
