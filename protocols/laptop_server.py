@@ -14,8 +14,9 @@ from functools import partial
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
+
+from protocols.discipline import Discipline, HalfCloseable
 
 from protocols.laptop import (
     CLOSE_CUSTOMER_ID,
@@ -45,13 +46,17 @@ def set_no_delay(transport) -> None:
 
 
 @implementer(IPushProducer)
-class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
+class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
     """
     On a customer connection this is the transport's streaming producer:
     it stops reading requests while the replies already written wait in a
     full transport buffer (a customer that sends but never reads), as it
     does while ``MAX_PIPELINE`` requests are unanswered, so what is
     buffered for one customer stays bounded by both.
+
+    The shared discipline (L{protocols.discipline}) runs the connection:
+    the partial-message timer waits while reading is stopped, and a
+    half-close is answered in full before the close.
     """
 
     log = Logger()
@@ -61,10 +66,8 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self.engineer_id = engineer_id
         self._decoder = ServerDecoder()
         self._replies = deque()
-        #: reading from the customer is paused
-        self._paused = False
-        #: the transport's buffer is full (``pauseProducing``)
-        self._write_blocked = False
+        #: reading is stopped because too many requests are unanswered
+        self._backlogged = False
         self._closing = False
         self._peer_id = None
         #: replies that became ready while a batch of requests is being
@@ -74,7 +77,10 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def connectionMade(self):
         self.factory.connections.add(self)
         set_no_delay(self.transport)
-        self.setTimeout(self.factory.partial_timeout)
+        self.discipline = Discipline(self.transport, self.factory.clock, self.factory.counters)
+        self._partial_timer = self.discipline.timer(
+            self.factory.partial_timeout, self._partial_timed_out)
+        self._partial_timer.start()
 
     def dataReceived(self, data):
         try:
@@ -101,9 +107,9 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         if self._decoder.mid_message:
             # Every read of a message still incomplete restarts the countdown.
-            self.setTimeout(self.factory.partial_timeout)
-        elif self.timeOut is not None:
-            self.setTimeout(None)
+            self._partial_timer.start()
+        else:
+            self._partial_timer.stop()
 
     def _reject(self, reason: str) -> None:
         self.factory.counters.increment("laptop_rejected_" + reason)
@@ -111,13 +117,12 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             "closing connection from {peer}: {reason}", peer=self.transport.getPeer(), reason=reason
         )
         self._closing = True
-        self.setTimeout(None)
-        self.transport.loseConnection()
+        self.discipline.close()
 
     def _role(self, role: int) -> None:
         if role == ROLE_CUSTOMER:
             self.factory.counters.increment("laptop_customer_connections")
-            self.transport.registerProducer(self, True)
+            self.discipline.register_producer(self)
         elif role != ROLE_REPLICA:
             # Our replicas replicate over ROLE_REPLICA, with views; entries
             # from a legacy primary carry none, so accepting them could undo
@@ -129,13 +134,13 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def _customer_request(self, request: CustomerRequest) -> None:
         if request.customer_id == CLOSE_CUSTOMER_ID:
             self._closing = True
-            self.setTimeout(None)
+            self._partial_timer.stop()
             self._close_when_answered()
             return
         slot = [None]
         self._replies.append(slot)
         self.factory.desk.handle(request, self.engineer_id, partial(self._answered, slot))
-        if len(self._replies) >= MAX_PIPELINE and not self._paused:
+        if len(self._replies) >= MAX_PIPELINE and not self._backlogged:
             self._update_reading()
 
     def _answered(self, slot, reply: bytes) -> None:
@@ -152,37 +157,31 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             while replies and replies[0][0] is not None:
                 ready.append(replies.popleft()[0])
             self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
-        if self._paused and len(replies) < MAX_PIPELINE // 2:
+        if self._backlogged and len(replies) < MAX_PIPELINE // 2:
             self._update_reading()
         if self._closing:
             self._close_when_answered()
 
     def _update_reading(self) -> None:
         """
-        Read requests only while the transport takes our replies and fewer
-        than ``MAX_PIPELINE`` are unanswered (resuming below half of it).
+        Read requests only while fewer than ``MAX_PIPELINE`` are unanswered
+        (resuming below half of it); the discipline also stops reading while
+        the transport does not take our replies.
         """
-        limit = MAX_PIPELINE // 2 if self._paused else MAX_PIPELINE
-        should_pause = self._write_blocked or len(self._replies) >= limit
-        if should_pause != self._paused and not self._closing:
-            self._paused = should_pause
-            if should_pause:
-                self.transport.pauseProducing()
-            else:
-                self.transport.resumeProducing()
+        limit = MAX_PIPELINE // 2 if self._backlogged else MAX_PIPELINE
+        self._backlogged = len(self._replies) >= limit
+        self.discipline.stop_reading("backlog", self._backlogged)
 
     # Streaming producer of a customer connection: the transport says when
     # its buffer is full and when it drained.
     def pauseProducing(self):
-        self._write_blocked = True
-        self._update_reading()
+        self.discipline.output_paused()
 
     def resumeProducing(self):
-        self._write_blocked = False
-        self._update_reading()
+        self.discipline.output_resumed()
 
     def stopProducing(self):
-        self._write_blocked = True
+        """The transport is closing; ``connectionLost`` follows."""
 
     def _write_held(self) -> None:
         held = self._held
@@ -193,7 +192,17 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def _close_when_answered(self) -> None:
         if not self._replies:
             self._write_held()
-            self.transport.loseConnection()
+            self.discipline.close()
+
+    def input_ended(self):
+        """
+        The client half-closed: answer the requests it sent, then close.  A
+        message it left unfinished can never complete.
+        """
+        if self._decoder.mid_message and not self._closing:
+            self.factory.counters.increment("laptop_rejected_truncated_message")
+        self._closing = True
+        self._close_when_answered()
 
     # -------------------------------------------------------------- replica links
 
@@ -207,13 +216,13 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         inbox.received(self._peer_id, message)
 
-    def timeoutConnection(self):
+    def _partial_timed_out(self):
         self.factory.counters.increment("laptop_rejected_truncated_message")
         self._closing = True
-        self.transport.abortConnection()
+        self.discipline.close()
 
     def connectionLost(self, reason):
-        self.setTimeout(None)
+        self.discipline.lost()
         if self._decoder.mid_message and not self._closing:
             self.factory.counters.increment("laptop_rejected_truncated_message")
         if self._peer_id is not None:
@@ -241,9 +250,7 @@ class LaptopServerFactory(protocol.Factory):
     def buildProtocol(self, addr):
         engineer_id = self._accepted
         self._accepted = (self._accepted + 1) & 0x7FFFFFFF
-        connection = LaptopServerProtocol(self, engineer_id)
-        connection.callLater = self.clock.callLater
-        return connection
+        return LaptopServerProtocol(self, engineer_id)
 
     def connection_closed(self, connection) -> None:
         self.connections.discard(connection)

@@ -34,7 +34,6 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -45,6 +44,7 @@ from marketplace.store import (
 )
 from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
 from protocols import tradechat_bodies as bodies
+from protocols.discipline import Discipline, HalfCloseable
 from protocols.immediate import ImmediateWriter
 from protocols.nsframe import (
     DEFAULT_MAX_FRAME_SIZE, FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, ChecksumMismatch, Frame,
@@ -127,7 +127,13 @@ def _no_delay(transport) -> None:
 
 
 @implementer(IPushProducer, IPullProducer)
-class TradeChatServerProtocol(Protocol, TimeoutMixin):
+class TradeChatServerProtocol(HalfCloseable, Protocol):
+    """
+    One chat connection, run by the shared discipline
+    (L{protocols.discipline}): the idle timer waits while reading is
+    stopped, and a half-close is answered in full before the close.
+    """
+
     log = Logger()
 
     def __init__(self, factory: "TradeChatServerFactory") -> None:
@@ -155,14 +161,16 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self.state = self.factory.service.connect(self)
         self._writer = ImmediateWriter(self.transport)
         self._writer.register_producer(self)
-        self.setTimeout(self.factory.idle_timeout)
+        self.discipline = Discipline(self.transport, self.factory.clock, self.counters)
+        self._idle_timer = self.discipline.timer(self.factory.idle_timeout, self._idle_timed_out)
+        self._idle_timer.start()
         self._arm_login_deadline()
         self.counters.increment("connections")
         self.factory.connections.add(self)
 
     def connectionLost(self, reason=None) -> None:
         self._closing = True
-        self.setTimeout(None)
+        self.discipline.lost()
         for timer in (self._login_deadline, self._abort_timer):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -178,7 +186,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self.log.warn("could not end a login session (it will expire): {error}",
                       error=failure.getErrorMessage())
 
-    def timeoutConnection(self) -> None:
+    def _idle_timed_out(self) -> None:
         self.counters.increment("idle_timeout")
         self._close()
 
@@ -216,7 +224,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closing or self._input_failed:
             return
-        self.resetTimeout()
+        self._idle_timer.start()
         decoder = self._decoder
         try:
             decoder.receive(data)
@@ -244,6 +252,18 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         finally:
             self._draining = False
         self._update_reading()
+        if self.discipline.input_ended and not (self._queue or self._busy):
+            self._close()
+
+    def input_ended(self) -> None:
+        """
+        The client half-closed: answer every whole request it sent (L{_drain}
+        closes once they are), then close.  A frame it left unfinished can
+        never complete.
+        """
+        if self._decoder.buffered:
+            self.counters.increment("truncated_frames")
+        self._drain()
 
     def _request_done(self) -> None:
         self._busy = False
@@ -373,10 +393,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         if should_pause == self._reading_paused or self._closing:
             return
         self._reading_paused = should_pause
-        if should_pause:
-            self.transport.pauseProducing()
-        else:
-            self.transport.resumeProducing()
+        self.discipline.stop_reading("backpressure", should_pause)
 
 
 class TradeChatServerFactory(Factory):

@@ -64,8 +64,10 @@ class BranchProtocolTests(SynchronousTestCase):
     def test_split_request_with_carriage_return(self):
         self.write_csv(SPEC_CSV)
         protocol, transport = self.connect()
-        for byte in b"REQUEST\r\n":
+        for byte in b"REQUEST":
             self.assertEqual(transport.value(), b"")
+            protocol.dataReceived(bytes([byte]))
+        for byte in b"\r\n":
             protocol.dataReceived(bytes([byte]))
         self.assertEqual(transport.value(), SPEC_REPLY)
 
@@ -102,11 +104,16 @@ class BranchProtocolTests(SynchronousTestCase):
         self.assertEqual(transport.value(), SPEC_REPLY)
         self.assertEqual(self.counters.counts["branch.requests"], 1)
 
-    def test_request_without_line_end_then_end_of_file(self):
+    def test_request_without_line_end_answered_at_once(self):
+        """
+        Existing servers answer C{REQUEST} without its line end at once,
+        with no end-of-file and no timeout to wait for.
+        """
         self.write_csv(SPEC_CSV)
         protocol, transport = self.connect()
         protocol.dataReceived(b"REQUEST")
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.value(), SPEC_REPLY)
+        self.assertTrue(transport.disconnecting)
         protocol.readConnectionLost()
         self.assertEqual(transport.value(), SPEC_REPLY)
 
@@ -136,9 +143,9 @@ class BranchProtocolTests(SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(b"REQ")
         self.clock.advance(9.9)
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
         self.clock.advance(0.1)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         self.assertEqual(self.counters.counts["branch.idle_timeouts"], 1)
 
     def test_idle_timeout_while_summary_pending(self):
@@ -151,7 +158,7 @@ class BranchProtocolTests(SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(b"REQUEST\n")
         self.clock.advance(10)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         protocol.connectionLost(None)
         self.write_csv(SPEC_CSV)
         pending.callback(SalesFile(self.path).current()[0])

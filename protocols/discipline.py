@@ -1,0 +1,282 @@
+# -*- test-case-name: tests.test_discipline,tests.test_connection_contract -*-
+"""
+The connection discipline every server protocol shares.
+
+Each thin server protocol owns one L{Discipline} for its connection and
+leaves these rules to it, so that every server behaves alike towards its
+clients:
+
+* B{Reading} stops while any of the protocol's reasons to stop holds (its
+  client does not read its replies, too many requests are queued) and
+  resumes once none does, or never again once the client's input has ended.
+* B{Client timers} (L{ClientTimer}: idle, half-sent request) measure the
+  client's slowness only.  While the server itself has stopped reading they
+  are suspended, and they go on with the time they had left once it reads
+  again: a client that pipelines whole requests and reads its replies
+  slowly is never cut off while replies are owed to it.
+* B{End of input}: a half-close from the client (C{shutdown(SHUT_WR)},
+  C{nc -N}) means "no more requests".  Everything received is answered and
+  then the connection is closed; the protocol, which alone knows what it
+  still owes, reports through L{Discipline.settle}.
+* B{Closes are orderly}: L{Discipline.close} sends FIN once the output is
+  flushed.  Only abuse limits abort (L{Discipline.abort}), and the one limit
+  a slow reader can hit is the output bound (L{Discipline.wrote}), counted
+  and logged.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+#: Bytes a connection may have written while its client is not reading
+#: (since the transport last asked us to pause) before it is dropped.
+DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
+
+_log = Logger()
+
+
+class ClientTimer:
+    """
+    A countdown of the client's slowness on one connection: it runs only
+    while the server reads from that client.
+
+    L{start} (re)arms the full period, L{stop} disarms it; the owning
+    L{Discipline} suspends and resumes it as reading stops and starts.
+    """
+
+    __slots__ = ("seconds", "_clock", "_expired", "_call", "_left", "_suspended")
+
+    def __init__(self, clock, seconds: float | None, expired):
+        self.seconds = seconds
+        self._clock = clock
+        self._expired = expired
+        self._call = None
+        #: seconds left while armed and suspended
+        self._left = None
+        self._suspended = False
+
+    @property
+    def armed(self) -> bool:
+        """Counting down, or suspended with time left."""
+        return self._call is not None or self._left is not None
+
+    def start(self) -> None:
+        """Arm the full period again (a no-op for a timer without one)."""
+        if self.seconds is None:
+            return
+        if self._suspended:
+            self._left = self.seconds
+        elif self._call is not None:
+            self._call.reset(self.seconds)
+        else:
+            self._call = self._clock.callLater(self.seconds, self._fire)
+
+    def stop(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+        self._left = None
+
+    def suspend(self) -> None:
+        if self._suspended:
+            return
+        self._suspended = True
+        if self._call is not None:
+            self._left = max(0.0, self._call.getTime() - self._clock.seconds())
+            self._call.cancel()
+            self._call = None
+
+    def resume(self) -> None:
+        if not self._suspended:
+            return
+        self._suspended = False
+        if self._left is not None:
+            self._call = self._clock.callLater(self._left, self._fire)
+            self._left = None
+
+    def _fire(self) -> None:
+        self._call = None
+        self._expired()
+
+
+class Discipline:
+    """
+    One server connection's reading, client timers, end of input and close.
+
+    @param transport: the connection's transport.
+    @param clock: an C{IReactorTime} for the timers.
+    @param counters: a L{marketplace.metrics.Counters}-like object with
+        C{increment(name)}; L{abort} and the output bound count there.
+    @param max_output_buffer: bytes L{wrote} lets pile up while the client
+        is not reading before the connection is dropped.
+    """
+
+    def __init__(self, transport, clock, counters, max_output_buffer=DEFAULT_MAX_OUTPUT_BUFFER):
+        self.transport = transport
+        self.counters = counters
+        self.max_output_buffer = max_output_buffer
+        self._clock = clock
+        self._timers: list[ClientTimer] = []
+        self._stops: set[str] = set()
+        self._reading_stopped = False
+        #: bytes written since the transport last said its buffer was full
+        self._unread = 0
+        self.output_blocked = False
+        self.input_ended = False
+        self.closing = False
+        self._aborted = False
+        self._registered = False
+
+    def register_producer(self, producer) -> None:
+        """Register C{producer} (the protocol) as the transport's streaming producer."""
+        self.transport.registerProducer(producer, True)
+        self._registered = True
+
+    # Timers ------------------------------------------------------------------
+
+    def timer(self, seconds: float | None, expired) -> ClientTimer:
+        """A new L{ClientTimer} of C{seconds} (C{None}: never) this connection suspends."""
+        timer = ClientTimer(self._clock, seconds, expired)
+        if self._reading_stopped:
+            timer.suspend()
+        self._timers.append(timer)
+        return timer
+
+    def _stop_timers(self) -> None:
+        for timer in self._timers:
+            timer.stop()
+
+    # Reading -----------------------------------------------------------------
+
+    @property
+    def reading(self) -> bool:
+        return not self._reading_stopped
+
+    def stop_reading(self, reason: str, stop: bool = True) -> None:
+        """
+        Stop reading for C{reason} (C{stop=False}: C{reason} no longer
+        holds, and reading resumes once no other reason does).
+        """
+        if stop:
+            self._stops.add(reason)
+        else:
+            self._stops.discard(reason)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        should_stop = bool(self._stops) or self.input_ended or self.closing
+        if should_stop == self._reading_stopped:
+            return
+        self._reading_stopped = should_stop
+        if should_stop:
+            for timer in self._timers:
+                timer.suspend()
+            if not (self.input_ended or self.closing):
+                self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+            for timer in self._timers:
+                timer.resume()
+
+    # Output ------------------------------------------------------------------
+
+    def output_paused(self) -> None:
+        """The transport's buffer is full: the client is not reading; stop reading it."""
+        self.output_blocked = True
+        self.stop_reading("output")
+
+    def output_resumed(self) -> None:
+        """The transport's buffer drained."""
+        self.output_blocked = False
+        self._unread = 0
+        self.stop_reading("output", False)
+
+    def wrote(self, size: int) -> bool:
+        """
+        Account C{size} bytes written.  While the client is not reading,
+        more than C{max_output_buffer} of them drop it (counted as
+        C{slow_reader_disconnect} and logged); return C{False} if so.
+        """
+        if not self.output_blocked:
+            return True
+        self._unread += size
+        if self._unread <= self.max_output_buffer:
+            return True
+        _log.info("dropping {peer}: it does not read its replies ({size} bytes unread)",
+                  peer=self.transport.getPeer(), size=self._unread)
+        self.abort("slow_reader_disconnect")
+        return False
+
+    # End of input and close ---------------------------------------------------
+
+    def end_input(self) -> bool:
+        """
+        The client half-closed: it sends no more requests.  Its timers stop
+        (there is nothing left to wait for from it) and reading stays off.
+        Return C{True} the first time only (the transport may report the
+        end more than once).
+        """
+        if self.input_ended:
+            return False
+        self.input_ended = True
+        self._stop_timers()
+        self._update_reading()
+        return True
+
+    def settle(self, owed: bool) -> None:
+        """
+        The protocol's report after it answered something: C{owed} says
+        whether any reply is still due.  Once the input has ended and
+        nothing is due, the connection closes.
+        """
+        if self.input_ended and not owed:
+            self.close()
+
+    def close(self) -> None:
+        """
+        Close in order: what is written is flushed, then FIN.  The producer
+        L{register_producer} registered is unregistered first, or the
+        transport would wait for it instead of closing.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self._stop_timers()
+        if self._registered:
+            self._registered = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def abort(self, counter: str) -> None:
+        """Drop the connection at once, for an abuse limit: counted as C{counter}."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self.counters.increment(counter)
+        self.closing = True
+        self._stop_timers()
+        self.transport.abortConnection()
+
+    def lost(self) -> None:
+        """The connection is gone: no timer may fire for it any more."""
+        self.closing = True
+        self._stop_timers()
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseable:
+    """
+    Mixin for a server protocol with a C{discipline}: the transport reports
+    the client's end of input here instead of closing, and the protocol's
+    C{input_ended()} answers what it has before L{Discipline.settle}
+    closes.
+    """
+
+    def readConnectionLost(self):
+        if self.discipline.end_input():
+            self.input_ended()
+
+    def writeConnectionLost(self):
+        """Our own side closed: nothing to do, the close that follows is ours."""
