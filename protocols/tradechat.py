@@ -204,20 +204,23 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
             self.counters.increment("login_timeout")
             self._close()
 
-    def _close(self) -> None:
+    def _close(self, limited: bool = True) -> None:
         """
-        Close after flushing what is already written, but abort if the peer
-        does not read it within L{CLOSE_GRACE} seconds: a stuck peer must
-        not keep a closing connection forever.  Closing twice (a timeout
-        firing during a close) does nothing more.
+        Close after flushing what is already written.  A close the server
+        imposes (C{limited}: a timeout, bad framing) aborts if the peer does
+        not read within L{CLOSE_GRACE} seconds: a stuck peer must not keep
+        a closing connection forever.  The close that answers a half-close
+        waits for the client however slowly it reads its replies.
+        Closing twice (a timeout firing during a close) does nothing more.
         """
         if self._closing:
             return
         self.flush()
         self._closing = True
         self._writer.release()
-        self.transport.loseConnection()
-        self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
+        self.discipline.close()
+        if limited:
+            self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     # Input -----------------------------------------------------------------
 
@@ -253,7 +256,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
             self._draining = False
         self._update_reading()
         if self.discipline.input_ended and not (self._queue or self._busy):
-            self._close()
+            self._close(limited=False)
 
     def input_ended(self) -> None:
         """

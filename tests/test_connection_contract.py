@@ -1,0 +1,301 @@
+"""
+The connection discipline's contract (L{protocols.discipline}), run against
+every server family: the branch server, the marketplace's envelope ports
+(both framings), the trading chatroom and the laptop customer port.
+
+Each family is driven through a C{StringTransport} and a C{task.Clock}.  The
+transport's producer calls stand for the kernel: C{pauseProducing} on the
+protocol is a client that stopped reading its replies, and the protocol's
+own C{pauseProducing} on the transport is the server stopping reading, after
+which the test sends nothing more until the server reads again, exactly as
+the client's bytes would wait in the socket.
+"""
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from marketplace.branch.csvsource import BranchSales, SalesFile
+from marketplace.branch.server import BranchFactory
+from marketplace.laptop.service import OrderDesk
+from marketplace.metrics import Counters
+from protocols import tradechat_bodies
+from protocols.envelope import encode_request as encode_envelope
+from protocols.envelope_server import EnvelopeServerFactory
+from protocols.jsonframe import Frame, FrameDecoder, Framing, encode_frame
+from protocols.laptop import ROLE_CUSTOMER, CustomerRequest, encode_request, encode_role
+from protocols.laptop_server import LaptopServerFactory
+from protocols.nsframe import FrameDecoder as NSFrameDecoder
+from protocols.nsframe import encode_frame as encode_ns_frame
+from tests.laptop.test_server import FakeReplica, Inbox
+from tests.tradechat.helpers import Harness as TradeChatHarness
+
+#: Seconds the contract waits where a client timer would have fired:
+#: far beyond every family's own (the families below use 10 s).
+LONG = 1000.0
+
+#: Requests a pipelining client sends before it stops reading.
+PIPELINE = 300
+
+
+class ConnectionContract:
+    """
+    The tests; a family's C{TestCase} mixes this in and provides:
+
+    * C{connect()} -> (protocol, transport), a new connection;
+    * C{prelude}: bytes a client sends before its first request;
+    * C{request(i)}: one whole request, answered with one reply;
+    * C{count_replies(data)}: the whole replies in C{data};
+    * C{counters}; C{idle_counter}: the counter an idle close increments;
+    * C{idle_timeout}: seconds after which a silent client is closed;
+    * C{one_request}: the family answers one request per connection.
+    """
+
+    prelude = b""
+    one_request = False
+
+    def replies_written(self, transport):
+        self.clock.advance(0)  # a turn ends: batched output is written
+        return self.count_replies(transport.value())
+
+    def assertOpen(self, transport):
+        self.assertFalse(transport.disconnecting, "the server closed the connection")
+
+    def assertClosedInOrder(self, transport):
+        self.assertTrue(transport.disconnecting, "the server did not close the connection")
+        self.assertFalse(transport.disconnected, "the server reset the connection")
+
+    def pipeline(self, count):
+        return self.prelude + b"".join(self.request(i) for i in range(count))
+
+    def client_stops_reading(self, protocol):
+        """
+        The transport's buffer is full.  A family answering one request per
+        connection writes one bounded reply and registers no producer.
+        """
+        if not self.one_request:
+            protocol.pauseProducing()
+
+    def client_reads_again(self, protocol):
+        if not self.one_request:
+            protocol.resumeProducing()
+
+    def test_half_closeable(self):
+        protocol, _ = self.connect()
+        self.assertTrue(IHalfCloseableProtocol.providedBy(protocol))
+
+    def test_pipelined_requests_with_a_slow_reader(self):
+        """
+        A client pipelines whole requests and stops reading: however long
+        it takes to read again, no reply is lost and nothing resets it.
+        The server may have read part of a request when it stopped reading
+        (the client sent only whole ones): that is not the client's
+        slowness either.
+        """
+        count = 1 if self.one_request else PIPELINE
+        data = self.pipeline(count)
+        protocol, transport = self.connect()
+        cut = len(data) // 2 + 3
+        protocol.dataReceived(data[:cut])
+        self.client_stops_reading(protocol)
+        if not self.one_request:
+            self.assertEqual(transport.producerState, "paused",
+                             "the server kept reading a client that does not read")
+        self.clock.advance(LONG)
+        self.assertFalse(transport.disconnected, "the server reset a slow reader")
+        if self.one_request:
+            self.assertEqual(self.replies_written(transport), 1)
+            return
+        self.assertOpen(transport)
+        self.client_reads_again(protocol)
+        protocol.dataReceived(data[cut:])
+        self.assertEqual(self.replies_written(transport), count)
+        self.assertOpen(transport)
+
+    def test_half_close_after_requests(self):
+        """
+        A half-close means "no more requests": every request is answered,
+        then the connection closes in order.
+        """
+        count = 1 if self.one_request else 5
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.pipeline(count))
+        protocol.readConnectionLost()
+        self.assertEqual(self.replies_written(transport), count)
+        self.assertClosedInOrder(transport)
+
+    def test_half_close_while_the_client_is_not_reading(self):
+        """
+        A client that half-closes and reads its replies late gets them all,
+        then the close: it is never reset for reading slowly.
+        """
+        count = 1 if self.one_request else 5
+        protocol, transport = self.connect()
+        self.client_stops_reading(protocol)
+        protocol.dataReceived(self.pipeline(count))
+        protocol.readConnectionLost()
+        self.clock.advance(LONG)
+        self.assertFalse(transport.disconnected, "the server reset a slow reader")
+        self.client_reads_again(protocol)
+        self.assertEqual(self.replies_written(transport), count)
+        self.assertClosedInOrder(transport)
+
+    def test_half_close_without_requests(self):
+        protocol, transport = self.connect()
+        protocol.readConnectionLost()
+        self.clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+
+    def test_request_split_at_every_byte(self):
+        request = self.request(0)
+        for cut in range(1, len(request)):
+            protocol, transport = self.connect()
+            protocol.dataReceived(self.prelude + request[:cut])
+            protocol.dataReceived(request[cut:])
+            self.assertEqual(self.replies_written(transport), 1, f"split at {cut}")
+        protocol, transport = self.connect()
+        for byte in self.prelude + request:
+            protocol.dataReceived(bytes([byte]))
+        self.assertEqual(self.replies_written(transport), 1, "one byte at a time")
+
+    def test_idle_client_closed_in_order(self):
+        protocol, transport = self.connect()
+        self.clock.advance(self.idle_timeout - 0.5)
+        self.assertOpen(transport)
+        self.clock.advance(1)
+        self.assertClosedInOrder(transport)
+        self.assertEqual(self.counters.counts[self.idle_counter], 1)
+
+    def test_output_bounded_while_the_client_does_not_read(self):
+        """
+        A client that never reads while it keeps sending makes the server
+        stop reading it: what is written for it stays bounded.
+        """
+        if self.one_request:
+            raise self.skipTest("one request per connection: one bounded reply")
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.prelude)
+        protocol.pauseProducing()
+        sent = 0
+        request = self.request(0)
+        while transport.producerState != "paused" and sent < 100_000:
+            protocol.dataReceived(request)
+            self.clock.advance(0)
+            sent += 1
+        self.assertEqual(transport.producerState, "paused")
+        self.assertLess(sent, 100_000)
+        self.assertOpen(transport)
+
+
+class BranchContractTests(ConnectionContract, SynchronousTestCase):
+    one_request = True
+    idle_timeout = 10.0
+    idle_counter = "branch.idle_timeouts"
+
+    def setUp(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("date,amount\n2025-01-01,100.25\n")
+        self.clock = Clock()
+        self.counters = Counters()
+        sales = BranchSales("A", SalesFile(path), self.counters, run_blocking=defer.maybeDeferred)
+        self.factory = BranchFactory(sales, self.counters, self.clock, idle_timeout=10.0)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def request(self, i):
+        return b"REQUEST\n"
+
+    def count_replies(self, data):
+        return data.count(b"\nEND\n")
+
+
+class _EnvelopeContract(ConnectionContract):
+    idle_timeout = 10.0
+    idle_counter = "idle_timeouts"
+
+    def setUp(self):
+        self.clock = Clock()
+        self.counters = Counters()
+        self.factory = EnvelopeServerFactory(
+            lambda request: (None, {"echo": request.payload}), counters=self.counters,
+            reactor=self.clock, idle_timeout=10.0, frame_timeout=10.0)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def request(self, i):
+        return encode_frame(self.framing, encode_envelope("Echo", None, {"n": i}))
+
+    def count_replies(self, data):
+        frames = FrameDecoder(framing=self.framing).feed(data)
+        return sum(isinstance(frame, Frame) for frame in frames)
+
+
+class EnvelopeLengthPrefixedContractTests(_EnvelopeContract, SynchronousTestCase):
+    framing = Framing.LENGTH_PREFIXED
+
+
+class EnvelopeNewlineContractTests(_EnvelopeContract, SynchronousTestCase):
+    """The newline JSON a piped C{nc -N} sends."""
+
+    framing = Framing.NEWLINE
+
+
+class TradeChatContractTests(ConnectionContract, SynchronousTestCase):
+    idle_timeout = 10.0
+    idle_counter = "idle_timeout"
+
+    def setUp(self):
+        self.harness = TradeChatHarness(idle_timeout=10.0, login_timeout=LONG * 10)
+        self.clock = self.harness.clock
+        self.counters = self.harness.counters
+
+    def connect(self):
+        peer = self.harness.connect()
+        return peer.protocol, peer.transport
+
+    def request(self, i):
+        opcode, body = tradechat_bodies.encode_request(tradechat_bodies.Heartbeat())
+        return encode_ns_frame(opcode, i + 1, 0, body, 0)
+
+    def count_replies(self, data):
+        decoder = NSFrameDecoder()
+        decoder.receive(data)
+        return sum(frame.is_response for frame in decoder.frames())
+
+
+class LaptopCustomerContractTests(ConnectionContract, SynchronousTestCase):
+    prelude = encode_role(ROLE_CUSTOMER)
+    idle_timeout = 10.0
+    idle_counter = "laptop_rejected_truncated_message"
+    #: a read reply: customer id and last order, 4 bytes each
+    reply_size = 8
+
+    def setUp(self):
+        self.clock = Clock()
+        self.counters = Counters()
+        self.factory = LaptopServerFactory(
+            OrderDesk(FakeReplica(), self.counters), Inbox(), self.counters, self.clock,
+            partial_timeout=10.0)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def request(self, i):
+        return encode_request(CustomerRequest(1, -1, 2))
+
+    def count_replies(self, data):
+        return len(data) // self.reply_size
