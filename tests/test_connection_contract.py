@@ -12,15 +12,19 @@ the client's bytes would wait in the socket.
 """
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from marketplace.branch.csvsource import BranchSales, SalesFile
 from marketplace.branch.server import BranchFactory
 from marketplace.laptop.service import OrderDesk
 from marketplace.metrics import Counters
+from marketplace.net import Listener, connect
+from protocols.branch import MAX_REPLY
 from protocols import tradechat_bodies
 from protocols.envelope import encode_request as encode_envelope
 from protocols.envelope_server import EnvelopeServerFactory
@@ -29,7 +33,9 @@ from protocols.laptop import ROLE_CUSTOMER, CustomerRequest, encode_request, enc
 from protocols.laptop_server import LaptopServerFactory
 from protocols.nsframe import FrameDecoder as NSFrameDecoder
 from protocols.nsframe import encode_frame as encode_ns_frame
+from protocols.tradechat import TradeChatServerFactory
 from tests.laptop.test_server import FakeReplica, Inbox
+from tests.support.services import listening_port, start_service
 from tests.tradechat.helpers import Harness as TradeChatHarness
 
 #: Seconds the contract waits where a client timer would have fired:
@@ -173,9 +179,13 @@ class ConnectionContract:
         A client that never reads while it keeps sending makes the server
         stop reading it: what is written for it stays bounded.
         """
-        if self.one_request:
-            raise self.skipTest("one request per connection: one bounded reply")
         protocol, transport = self.connect()
+        if self.one_request:
+            for _ in range(100):
+                protocol.dataReceived(self.request(0))
+            self.assertLessEqual(len(transport.value()), MAX_REPLY)
+            self.assertClosedInOrder(transport)
+            return
         protocol.dataReceived(self.prelude)
         protocol.pauseProducing()
         sent = 0
@@ -299,3 +309,80 @@ class LaptopCustomerContractTests(ConnectionContract, SynchronousTestCase):
 
     def count_replies(self, data):
         return len(data) // self.reply_size
+
+
+class _HalfClosingClient(Protocol):
+    """Send C{data}, half-close as C{nc -N} does, collect until the server closes."""
+
+    def __init__(self, data):
+        self.data = data
+        self.received = b""
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.data)
+        self.transport.loseWriteConnection()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closed.callback((self.received, reason))
+
+
+class RealSocketHalfCloseTests(TestCase):
+    """
+    Over loopback sockets: the reactor's half-close reaches each server, and
+    the replies owed arrive before an orderly close (FIN, not RST).
+    """
+
+    timeout = 15
+
+    @defer.inlineCallbacks
+    def exchange(self, factory, data):
+        from twisted.internet import reactor
+        listener = start_service(self, Listener("tcp:0:interface=127.0.0.1", factory))
+        port = yield listening_port(listener)
+        client = _HalfClosingClient(data)
+        yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5, reactor=reactor)
+        received, reason = yield client.closed
+        self.assertTrue(reason.check(ConnectionDone), reason)
+        return received
+
+    @defer.inlineCallbacks
+    def test_newline_json_piped_then_half_closed(self):
+        from twisted.internet import reactor
+        factory = EnvelopeServerFactory(lambda request: (None, {"echo": request.payload}),
+                                        reactor=reactor)
+        lines = b"".join(
+            encode_frame(Framing.NEWLINE, encode_envelope("Echo", None, {"n": i}))
+            for i in range(50))
+        received = yield self.exchange(factory, lines)
+        frames = FrameDecoder(framing=Framing.NEWLINE).feed(received)
+        self.assertEqual(sum(isinstance(frame, Frame) for frame in frames), 50)
+
+    @defer.inlineCallbacks
+    def test_laptop_order_then_half_close(self):
+        from twisted.internet import reactor
+
+        class Primary(FakeReplica):
+            def order(self, customer, number):
+                return defer.succeed(0)
+
+        counters = Counters()
+        factory = LaptopServerFactory(OrderDesk(Primary(), counters), Inbox(), counters, reactor)
+        received = yield self.exchange(
+            factory, encode_role(ROLE_CUSTOMER) + encode_request(CustomerRequest(5, 1, 1)))
+        self.assertEqual(len(received), 20)
+
+    @defer.inlineCallbacks
+    def test_tradechat_heartbeats_then_half_close(self):
+        from twisted.internet import reactor
+        harness = TradeChatHarness()
+        factory = TradeChatServerFactory(harness.service, reactor, Counters())
+        opcode, body = tradechat_bodies.encode_request(tradechat_bodies.Heartbeat())
+        data = b"".join(encode_ns_frame(opcode, i, 0, body, 0) for i in range(1, 21))
+        received = yield self.exchange(factory, data)
+        decoder = NSFrameDecoder()
+        decoder.receive(received)
+        self.assertEqual(sum(frame.is_response for frame in decoder.frames()), 20)
