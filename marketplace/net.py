@@ -9,16 +9,105 @@ and reaches peers through client strings (``tcp:host:port``,
 
 from __future__ import annotations
 
+from collections import Counter
+
+import attrs
 from twisted.application.service import Service
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+
+from marketplace.metrics import Counters
 
 
 def _reactor_or_global(reactor):
     if reactor is None:
         from twisted.internet import reactor
     return reactor
+
+
+@attrs.frozen
+class ConnectionLimits:
+    """
+    How many connections one listener keeps open at once: C{total} in all,
+    C{per_address} from one client address (C{None}: no limit).
+    """
+
+    total: int | None = None
+    per_address: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.total is not None or self.per_address is not None
+
+
+class _LimitedFactory(Factory):
+    """
+    Serves C{factory}'s protocols within L{ConnectionLimits}.  A connection
+    beyond a limit gets no protocol, so the port closes it at once; each
+    refusal is counted (C{connections_refused.listener},
+    C{connections_refused.address}) and logged at every power of ten.
+
+    The protocol itself is handed out unwrapped, so its transport stays the
+    real one (half-close, TCP options and direct socket writes keep
+    working); its C{connectionLost} is chained to release its place.
+    """
+
+    noisy = False
+    log = Logger()
+
+    def __init__(self, factory, limits: ConnectionLimits, counters):
+        self.factory = factory
+        self.limits = limits
+        self.counters = counters
+        self.open = 0
+        self.by_address: Counter = Counter()
+
+    def logPrefix(self):
+        return self.factory.logPrefix()
+
+    def doStart(self):
+        self.factory.doStart()
+
+    def doStop(self):
+        self.factory.doStop()
+
+    def buildProtocol(self, addr):
+        address = getattr(addr, "host", None)
+        limits = self.limits
+        if limits.total is not None and self.open >= limits.total:
+            return self._refuse("listener", addr)
+        if limits.per_address is not None and self.by_address[address] >= limits.per_address:
+            return self._refuse("address", addr)
+        protocol = self.factory.buildProtocol(addr)
+        if protocol is None:
+            return None
+        self.open += 1
+        self.by_address[address] += 1
+        lost = protocol.connectionLost
+
+        def connectionLost(reason):
+            self._release(address)
+            return lost(reason)
+
+        protocol.connectionLost = connectionLost
+        return protocol
+
+    def _refuse(self, which: str, addr):
+        name = f"connections_refused.{which}"
+        self.counters.increment(name)
+        refused = self.counters.counts[name]
+        if str(refused).strip("0") == "1":
+            self.log.warn(
+                "refused a connection from {peer}: the {which} limit is reached "
+                "({refused} refused so far)", peer=addr, which=which, refused=refused)
+        return None
+
+    def _release(self, address):
+        self.open -= 1
+        self.by_address[address] -= 1
+        if not self.by_address[address]:
+            del self.by_address[address]
 
 
 class Listener(Service):
@@ -33,13 +122,22 @@ class Listener(Service):
     ``startService`` raise, so ``twistd`` exits non-zero at startup with the
     error instead of running without the listener.  An endpoint that fails
     later can only log it and fail ``whenListening``.
+
+    ``limits`` (L{ConnectionLimits}) caps the connections it keeps open;
+    refusals are counted in ``counters`` (the factory's own ``counters``
+    when it has them).
     """
 
     log = Logger()
 
-    def __init__(self, description: str, factory, reactor=None):
+    def __init__(self, description: str, factory, reactor=None, *,
+                 limits: ConnectionLimits = ConnectionLimits(), counters=None):
         self.description = description
         self.factory = factory
+        if counters is None:
+            counters = getattr(factory, "counters", None) or Counters()
+        self.counters = counters
+        self._serving = _LimitedFactory(factory, limits, counters) if limits.limited else factory
         self.port = None
         self._reactor = _reactor_or_global(reactor)
         self._listening = None
@@ -53,7 +151,7 @@ class Listener(Service):
         self._failure = None
         self._starting = True
         try:
-            self._listening = endpoint.listen(self.factory)
+            self._listening = endpoint.listen(self._serving)
             self._listening.addCallbacks(self._listened, self._failed)
         finally:
             self._starting = False

@@ -1,10 +1,13 @@
 """
-Command-line options every plugin shares.
+Command-line options the plugins share, each taken only by the plugins that
+use it.
 
-Each plugin's ``Options`` derives from :class:`ServiceOptions` (``--store``,
-``--store-timeout``) and adds ``listen_option(default)`` to its own
-``optParameters``; ``usage.Options`` gathers option tables up the class
-hierarchy, so nothing is repeated.
+A server's ``Options`` derives from :class:`ServerOptions` (connection limits,
+and the ``--listen`` its own ``optParameters`` add with
+``listen_option(default)``); a plugin that keeps state in the store also
+derives from :class:`StoreOptions` (``--store``, ``--store-timeout``), and
+:class:`ServiceOptions` is both.  ``usage.Options`` gathers option tables up
+the class hierarchy, so nothing is repeated.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from twisted.internet import endpoints
 from twisted.python import usage
 
+from marketplace.net import ConnectionLimits
 from marketplace.store import DEFAULT_STORE_TIMEOUT, check_store_url
 
 
@@ -53,6 +57,16 @@ def positive_float(value: str) -> float:
 positive_float.coerceDoc = "Seconds, greater than 0."
 
 
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be a positive integer: {value}")
+    return number
+
+
+positive_int.coerceDoc = "An integer, 1 or more."
+
+
 class _NoReactor:
     """Lets endpoint parsers validate a string without touching a reactor."""
 
@@ -73,7 +87,9 @@ def check_client_endpoint(description: str) -> None:
         raise usage.UsageError(f"bad client endpoint {description!r}: {error}") from None
 
 
-class ServiceOptions(usage.Options):
+class StoreOptions(usage.Options):
+    """``--store`` and ``--store-timeout``, for plugins that keep state in the store."""
+
     optParameters = [
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
@@ -83,9 +99,36 @@ class ServiceOptions(usage.Options):
     ]
 
     def postOptions(self):
+        super().postOptions()
         try:
             check_store_url(self["store"])
         except ValueError as error:
             raise usage.UsageError(f"--store: {error}") from None
+
+
+class ServerOptions(usage.Options):
+    """
+    A server's ``--listen`` (validated here, added by each plugin with its
+    own default) and its connection limits.
+    """
+
+    optParameters = [
+        ["max-connections", None, None,
+         "Most connections the listener keeps open at once; more are closed at once "
+         "and counted (default: no limit).", positive_int],
+        ["max-connections-per-address", None, None,
+         "Most connections one client address may keep open at once (default: no limit).",
+         positive_int],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
         if "listen" in self:
             check_server_endpoint(self["listen"])
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self["max-connections"], self["max-connections-per-address"])
+
+
+class ServiceOptions(ServerOptions, StoreOptions):
+    """A server that keeps state in the store."""

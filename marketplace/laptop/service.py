@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from marketplace.laptop.replication import ReadResult, Replica, Timeouts
 from marketplace.laptop.storage import FileStorage, MemoryStorage
 from marketplace.metrics import Counters
-from marketplace.net import Listener, connect
+from marketplace.net import ConnectionLimits, Listener, connect
 from protocols.laptop import (
     NO_VALUE,
     READ_FAILED,
@@ -221,6 +221,7 @@ class ReplicaService(MultiService):
         clock=None,
         connect_timeout: float = 1.0,
         partial_timeout: float = 10.0,
+        limits: ConnectionLimits = ConnectionLimits(),
     ):
         super().__init__()
         if clock is None:
@@ -238,7 +239,7 @@ class ReplicaService(MultiService):
         self.factory = LaptopServerFactory(
             OrderDesk(self.replica, self.counters), self, self.counters, clock, partial_timeout
         )
-        self.listener = Listener(listen, self.factory, reactor=clock)
+        self.listener = Listener(listen, self.factory, reactor=clock, limits=limits)
         self.listener.setName(f"laptop replica {replica_id}")
         self.listener.setServiceParent(self)
         self.links = {

@@ -22,8 +22,9 @@ from twisted.python import usage
 
 from marketplace.laptop.replication import Timeouts
 from marketplace.laptop.service import ReplicaService, make_storage
+from marketplace.net import ConnectionLimits
 from marketplace.options import (
-    ServiceOptions,
+    ServerOptions,
     check_client_endpoint,
     listen_option,
     positive_float,
@@ -57,7 +58,7 @@ def _replica_id(value: str) -> int:
 _replica_id.coerceDoc = "A non-negative integer, unique in the cluster."
 
 
-class Options(ServiceOptions):
+class Options(ServerOptions):
     synopsis = "--id N --listen ENDPOINT [--peer ID=ENDPOINT]... [options]"
     longdesc = (
         "Run one replica of the laptop-order service.  Customers (the existing "
@@ -147,6 +148,7 @@ def replica_service(
     fsync: bool = False,
     counters=None,
     reactor=None,
+    limits: ConnectionLimits = ConnectionLimits(),
 ) -> ReplicaService:
     """
     One replica; a ``.tac`` per host calls this with its own id and peers.
@@ -160,6 +162,7 @@ def replica_service(
         storage=make_storage(data_dir, fsync),
         counters=counters,
         clock=reactor,
+        limits=limits,
     )
 
 
@@ -191,6 +194,7 @@ def makeService(options) -> ReplicaService:
         timeouts=options.timeouts(),
         data_dir=options["data-dir"],
         fsync=options["fsync"],
+        limits=options.connection_limits(),
     )
 
 

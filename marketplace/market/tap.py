@@ -38,9 +38,9 @@ from marketplace.market.seller_front import SellerFront
 from marketplace.metrics import Counters
 from marketplace.net import Listener
 from marketplace.options import (
+    ServerOptions,
     ServiceOptions,
     check_client_endpoint,
-    check_server_endpoint,
     listen_option,
     positive_float,
 )
@@ -122,7 +122,7 @@ class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
             raise usage.UsageError(f"--approve: {error}") from None
 
 
-class _FrontOptions(_EnvelopeOptions, usage.Options):
+class _FrontOptions(_EnvelopeOptions, ServerOptions):
     """A stateless front end: where its DB services are, and how to call them."""
 
     optParameters = [
@@ -138,9 +138,9 @@ class _FrontOptions(_EnvelopeOptions, usage.Options):
     peers: tuple = ("customer-db", "product-db")
 
     def postOptions(self):
+        super().postOptions()
         for peer in self.peers:
             check_client_endpoint(self[peer])
-        check_server_endpoint(self["listen"])
 
 
 class SellerFrontOptions(_FrontOptions):
@@ -163,7 +163,7 @@ def _listener(options, name, table, reactor, max_in_flight=1):
     factory = EnvelopeServerFactory(
         make_dispatch(table), Counters(), options["max-frame"], options["idle-timeout"], reactor,
         max_in_flight=max_in_flight)
-    listener = Listener(options["listen"], factory, reactor)
+    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits())
     listener.setName(name)
     return listener
 

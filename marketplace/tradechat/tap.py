@@ -146,7 +146,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
         max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"],
         flusher=flusher)
     root.factory = factory
-    listener = Listener(options["listen"], factory, reactor)
+    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits())
     listener.setName("tradechat")
     listener.setServiceParent(root)
     return root
