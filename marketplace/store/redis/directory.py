@@ -13,9 +13,11 @@ where it was.
 from __future__ import annotations
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store import directory_rules as rules
 from marketplace.store.errors import DirectoryFull, StoreError
+from marketplace.store.interfaces import IDirectory
 from marketplace.store.redis.scripts import lua
 
 _PREFIX = "directory:"
@@ -25,6 +27,7 @@ def _keys(id_space: int) -> list[str]:
     return [f"{_PREFIX}{id_space}:names", f"{_PREFIX}{id_space}:ids"]
 
 
+@implementer(IDirectory)
 class RedisDirectory:
     def __init__(self, connection):
         self._redis = connection
