@@ -19,7 +19,8 @@ from protocols.branch import MAX_REQUEST, InvalidBranchId, check_branch_id
 from .csvsource import BranchSales, SalesFile
 from .server import BranchFactory
 
-DEFAULT_LISTEN = "tcp:5001"
+DEFAULT_PORT = 5001
+DEFAULT_LISTEN = f"tcp:{DEFAULT_PORT}"
 
 
 def _request_limit(value):
@@ -108,9 +109,9 @@ def makeService(options):
 def suite_service(suite_options):
     """
     The branch system inside the C{suite} plugin: branch A from
-    C{branchA.csv} (in twistd's directory) on the default port.  Until that
-    file exists, the branch answers C{ERROR: cannot read CSV}.
+    C{branchA.csv} (in twistd's directory) on the suite's branch port.
+    Until that file exists, the branch answers C{ERROR: cannot read CSV}.
     """
     options = Options()
-    options.parseOptions([])
+    options.parseOptions(["--listen", suite_options.endpoint(suite_options["branch-port"])])
     return makeService(options)

@@ -204,9 +204,10 @@ def cluster_service(
     timeouts: Timeouts = _DEFAULTS,
     reactor=None,
     data_root: Optional[str] = SUITE_DATA_ROOT,
+    listen=lambda port: f"tcp:{port}",
 ) -> MultiService:
     """
-    A whole cluster in one process: replica i listens on ``ports[i]``,
+    A whole cluster in one process: replica i listens on ``listen(ports[i])``,
     reaches the others on ``host`` and keeps its state under ``data_root``
     (None: nothing on disk).  It survives no machine failure, but shows the
     protocol at work (and each replica can be stopped alone).
@@ -220,7 +221,7 @@ def cluster_service(
         }
         data_dir = None if data_root is None else default_data_dir(replica_id, data_root)
         replica = replica_service(
-            replica_id, f"tcp:{port}:backlog={BACKLOG}", peers, timeouts, data_dir=data_dir,
+            replica_id, f"{listen(port)}:backlog={BACKLOG}", peers, timeouts, data_dir=data_dir,
             reactor=reactor,
         )
         replica.setName(f"replica {replica_id}")
@@ -230,7 +231,9 @@ def cluster_service(
 
 def suite_service(options) -> MultiService:
     """
-    The ``suite`` plugin's laptop system: three replicas on 8080-8082, their
-    state under ``SUITE_DATA_ROOT`` in the working directory.
+    The ``suite`` plugin's laptop system: three replicas on the suite's
+    laptop ports (8080-8082 by default), their state under
+    ``SUITE_DATA_ROOT`` in the working directory.
     """
-    return cluster_service()
+    return cluster_service(options["laptop-ports"], host=options["interface"] or "127.0.0.1",
+                           listen=options.endpoint)

@@ -285,18 +285,34 @@ def options_from_environ(options_class, environ=None, prefix="MARKET_"):
 
 def suite_service(suite_options):
     """
-    Every marketplace service in one process on its default ports, the DB
-    services and payments sharing the suite's store.
+    Every marketplace service in one process on the suite's ports, the DB
+    services (on loopback) and payments sharing the suite's store.
     """
     service = MultiService()
     store = make_store(suite_options["store"], suite_options["store-timeout"])
     store.setServiceParent(service)
+
+    def listen(name, loopback=False):
+        return ["--listen", suite_options.endpoint(suite_options[f"{name}-port"], loopback)]
+
+    def peer(name):
+        return [f"--{name}", f"tcp:127.0.0.1:{suite_options[f'{name}-port']}"]
+
+    arguments = {
+        customer_db: listen("customer-db", True)
+        + ["--session-ttl", str(suite_options["session-ttl"])],
+        product_db: listen("product-db", True),
+        payments: listen("payments", True),
+        seller_front: listen("seller-front") + peer("customer-db") + peer("product-db"),
+        buyer_front: listen("buyer-front") + peer("customer-db") + peer("product-db")
+        + peer("payments"),
+    }
     for plugin in (customer_db, product_db, payments):
         options = plugin.Options()
-        options.parseOptions([])
+        options.parseOptions(arguments[plugin])
         plugin.makeService(options, store=store).setServiceParent(service)
     for plugin in (seller_front, buyer_front):
         options = plugin.Options()
-        options.parseOptions([])
+        options.parseOptions(arguments[plugin])
         plugin.makeService(options).setServiceParent(service)
     return service

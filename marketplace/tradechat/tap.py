@@ -24,7 +24,8 @@ from protocols.tradechat import (
 )
 from protocols.turns import TurnFlusher
 
-DEFAULT_LISTEN = "tcp:9000"
+DEFAULT_PORT = 9000
+DEFAULT_LISTEN = f"tcp:{DEFAULT_PORT}"
 
 
 def _frame_size(value: str) -> int:
@@ -154,11 +155,12 @@ def makeService(options: Options, reactor=None) -> MultiService:
 
 def suite_service(suite_options) -> MultiService:
     """
-    The trading chatroom inside the C{suite} plugin: default options (port
-    9000, CRC-only login allowed, no compatibility profile) on the suite's
-    store settings.
+    The trading chatroom inside the C{suite} plugin: default options
+    (CRC-only login allowed, no compatibility profile) on the suite's port
+    and store settings.
     """
     options = Options()
-    options.parseOptions(["--store", suite_options["store"],
+    options.parseOptions(["--listen", suite_options.endpoint(suite_options["tradechat-port"]),
+                          "--store", suite_options["store"],
                           "--store-timeout", str(suite_options["store-timeout"])])
     return makeService(options)
