@@ -1,7 +1,7 @@
 """
 Replica 2 of the three-host laptop-order cluster.
 
-    twistd -ny tapfiles/laptop-replica-2.tac
+    twistd --pidfile= -ny tapfiles/laptop-replica-2.tac
 
 HOSTS must be the same table in laptop-replica-0/1/2.tac; edit it for your
 hosts.  The write-ahead log and snapshots go to DATA_DIR, so a restart of

@@ -3,7 +3,7 @@ The customer-db host: accounts, sessions, carts, purchase history, ratings.
 
     MARKET_LISTEN=tcp:7001:interface=10.0.0.11 MARKET_STORE=redis://10.0.0.10:6379/0 \
  \
-       twistd -ny tapfiles/market-customer-db.tac
+       twistd --pidfile= -ny tapfiles/market-customer-db.tac
 
 Every option of the ``customer-db`` plugin can be set from the environment as
 MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--customer-db`` is

@@ -3,7 +3,7 @@ The payments host: card checks and the approval policy; captures go to its store
 
     MARKET_LISTEN=tcp:7003:interface=10.0.0.13 MARKET_STORE=redis://10.0.0.10:6379/1 \
        MARKET_APPROVE=all \
-       twistd -ny tapfiles/market-payments.tac
+       twistd --pidfile= -ny tapfiles/market-payments.tac
 
 Every option of the ``payments`` plugin can be set from the environment as
 MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--customer-db`` is

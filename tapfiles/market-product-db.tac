@@ -3,7 +3,7 @@ The product-db host: items, stock, the search index, reservations, item feedback
 
     MARKET_LISTEN=tcp:7002:interface=10.0.0.12 MARKET_STORE=redis://10.0.0.10:6379/0 \
  \
-       twistd -ny tapfiles/market-product-db.tac
+       twistd --pidfile= -ny tapfiles/market-product-db.tac
 
 Every option of the ``product-db`` plugin can be set from the environment as
 MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--customer-db`` is

@@ -3,7 +3,7 @@ A seller front-end host (stateless: run as many as you like behind one name).
 
     MARKET_LISTEN=tcp:7010 MARKET_CUSTOMER_DB=tcp:10.0.0.11:7001 \
        MARKET_PRODUCT_DB=tcp:10.0.0.12:7002 \
-       twistd -ny tapfiles/market-seller-front.tac
+       twistd --pidfile= -ny tapfiles/market-seller-front.tac
 
 Every option of the ``seller-front`` plugin can be set from the environment as
 MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--customer-db`` is
