@@ -13,9 +13,12 @@ from collections import Counter
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet import defer, endpoints
+from OpenSSL import SSL
+from service_identity import VerificationError
+from twisted.internet import defer, endpoints, error
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from marketplace.metrics import Counters
 
@@ -225,6 +228,35 @@ def connect(description: str, protocol, timeout: float, reactor=None) -> defer.D
     reactor = _reactor_or_global(reactor)
     d = client_endpoint(description, reactor).connect(_OneConnection(protocol))
     return d.addTimeout(timeout, reactor)
+
+
+def describe_connection_failure(reason) -> str:
+    """
+    Why a connection could not be made, or was lost, in words for the
+    person at a command line: a refused connection, a name that does not
+    resolve, and above all a TLS failure's reason (the server's certificate
+    is signed by no CA the client trusts, or names another host).
+
+    @param reason: a L{Failure} or an exception.
+    """
+    problem = reason.value if isinstance(reason, Failure) else reason
+    if isinstance(problem, VerificationError):
+        return ("TLS: the server's certificate is for another host name (hostname mismatch); "
+                "dial the name it was issued for")
+    if isinstance(problem, SSL.Error):
+        reasons = [str(detail[-1]) for detail in (problem.args[0] if problem.args else ())
+                   if isinstance(detail, tuple) and detail]
+        if any("certificate verify failed" in text for text in reasons):
+            return ("TLS: the server's certificate is not signed by a CA in trustRoots "
+                    "(unknown CA)")
+        return f"TLS: {', '.join(reasons) or 'handshake failed'}"
+    if isinstance(problem, error.ConnectionRefusedError):
+        return "connection refused: nothing listens there"
+    if isinstance(problem, error.DNSLookupError):
+        return f"cannot resolve the host name ({problem})"
+    if isinstance(problem, (defer.TimeoutError, error.TimeoutError)):
+        return "no answer in time"
+    return str(problem) or type(problem).__name__
 
 
 class _OneConnection(Factory):

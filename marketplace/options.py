@@ -33,6 +33,30 @@ def listen_option(default: str) -> list:
 EXIT_USAGE = 2
 
 
+def program_name() -> str:
+    """The name the running console script was called by."""
+    return os.path.basename(sys.argv[0]) or "command"
+
+
+class ProgramOptions(usage.Options):
+    """
+    Options of a console script: its usage line starts with the program's
+    name, and ``--version`` prints the project's version (not Twisted's).
+    Subclasses set ``synopsis`` to what follows the name.
+    """
+
+    synopsis = "[options]"
+
+    def getSynopsis(self) -> str:
+        return f"Usage: {program_name()} {self.synopsis}"
+
+    def opt_version(self):
+        """Display the version and exit."""
+        from marketplace import __version__
+        print(f"{program_name()} {__version__}")
+        raise SystemExit(0)
+
+
 def parse_command_line(options: usage.Options, argv=None) -> usage.Options:
     """
     Parse a console script's arguments; on a usage error print the usage and
@@ -41,8 +65,7 @@ def parse_command_line(options: usage.Options, argv=None) -> usage.Options:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as error:
-        program = os.path.basename(sys.argv[0]) or "command"
-        print(f"{options}\n{program}: {error}", file=sys.stderr)
+        print(f"{options}\n{program_name()}: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
     return options
 
@@ -85,6 +108,25 @@ def check_client_endpoint(description: str) -> None:
         endpoints.clientFromString(_NoReactor(), description)
     except Exception as error:  # parsers raise anything from ValueError to OpenSSL errors
         raise usage.UsageError(f"bad client endpoint {description!r}: {error}") from None
+
+
+#: Endpoint types a ``NAME:PORT`` shorthand can never be mistaken for.
+_CLIENT_ENDPOINT_TYPES = frozenset({"tcp", "tls", "ssl", "unix"})
+
+
+def client_endpoint_argument(description: str) -> str:
+    """
+    A client endpoint a user typed: ``HOST:PORT`` is taken as
+    ``tcp:HOST:PORT``; anything else must be a valid endpoint string.
+
+    @raise usage.UsageError: if it is neither.
+    """
+    host, colon, port = description.rpartition(":")
+    if colon and port.isdigit() and host and ":" not in host \
+            and host.lower() not in _CLIENT_ENDPOINT_TYPES:
+        description = f"tcp:{description}"
+    check_client_endpoint(description)
+    return description
 
 
 class StoreOptions(usage.Options):

@@ -515,6 +515,8 @@ class TradeChatClientProtocol(Protocol):
         self._req_ids = itertools.count(1)
         self._lost_waiters: Optional[list[defer.Deferred]] = []
         self._writer: Optional[ImmediateWriter] = None
+        #: why the connection closed (a TLS failure, say), once it has
+        self.lost_reason: Optional[Failure] = None
 
     @property
     def closed(self) -> bool:
@@ -617,6 +619,7 @@ class TradeChatClientProtocol(Protocol):
             self.transport.pauseProducing()
 
     def connectionLost(self, reason=None) -> None:
+        self.lost_reason = reason
         waiting, self._waiting = self._waiting, {}
         for on_response in waiting.values():
             on_response(Failure(ConnectionLost("the connection closed with this request pending")))

@@ -47,7 +47,12 @@ from twisted.python.failure import Failure
 
 from marketplace.collector import CollectorSettings
 from marketplace.latency import LatencyCounts, new_histogram
-from marketplace.options import check_client_endpoint, parse_command_line, positive_float
+from marketplace.options import (
+    ProgramOptions,
+    client_endpoint_argument,
+    parse_command_line,
+    positive_float,
+)
 from marketplace.tradechat.remote import TradeChatClient
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
@@ -79,7 +84,7 @@ PLATFORM_REACTOR = "default"
 """C{--reactor} value for the platform's default reactor (epoll on Linux)."""
 
 
-class Options(usage.Options):
+class Options(ProgramOptions):
     synopsis = "[options]"
     optFlags = [["encrypt", None, "Obfuscate request bodies (XOR 0xA5), as the existing tool's --encrypt."]]
     optParameters = [
@@ -118,7 +123,7 @@ class Options(usage.Options):
             raise usage.UsageError("--processes must be 1..the requests in flight")
         if self["connect"] is None:
             self["connect"] = f"tcp:{self['host']}:{self['port']}"
-        check_client_endpoint(self["connect"])
+        self["connect"] = client_endpoint_argument(self["connect"])
         if self["reactor"] is None:
             self["reactor"] = default_reactor(self["mix"])
         elif self["reactor"] not in _reactor_names():

@@ -64,8 +64,29 @@ class ShellTests(unittest.TestCase):
     def test_usage_errors_and_help(self):
         output = yield self.run_lines("deposit lots", "join 70000", "transfer 1", "join '1",
                                       "say 1", "nonsense")
-        self.assertEqual(output.count("usage error"), 5)
+        self.assertEqual(output.count("usage error"), 3)
+        self.assertIn("amount must be a whole number, not 'lots'", output)
+        self.assertIn("usage: transfer USER_ID AMOUNT", output)
+        self.assertIn("usage: say ROOM TEXT...", output)
+        self.assertIn("unknown command 'nonsense'", output)
         self.assertIn("commands:", output)
+        self.assertTrue(self.shell.failed)
+
+    @defer.inlineCallbacks
+    def test_mistyped_input_shows_no_python_internals(self):
+        output = yield self.run_lines("login", "logout now", "history x", "balance 1 2")
+        for internal in ("positional argument", "Shell.", "_login", "invalid literal", "int()"):
+            self.assertNotIn(internal, output)
+        self.assertIn("usage: login NAME [PASSWORD]", output)
+        self.assertIn("usage: logout", output)
+        self.assertIn("limit must be a whole number, not 'x'", output)
+
+    @defer.inlineCallbacks
+    def test_a_failed_command_is_remembered(self):
+        yield self.run_lines("heartbeat")
+        self.assertFalse(self.shell.failed)
+        yield self.run_lines("balance")  # not logged in: refused
+        self.assertTrue(self.shell.failed)
 
     @defer.inlineCallbacks
     def test_quit(self):
@@ -125,7 +146,7 @@ class BenchTests(unittest.TestCase):
 
     def test_option_checks(self):
         for arguments in (["--mix", "nope"], ["--connections", "0"], ["--payload-size", "70000"],
-                          ["--connect", "nonsense:1"]):
+                          ["--connect", "tcp:nohost"]):
             with self.subTest(arguments):
                 self.assertRaises(usage.UsageError, self.options, *arguments)
         self.assertEqual(self.options("--connections", "4", "--threads", "9")["concurrency"], 4)
