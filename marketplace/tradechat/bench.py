@@ -76,6 +76,14 @@ _STATUS_COLUMNS = {
     Status.INSUFFICIENT_FUNDS: "err_insufficient_funds", Status.SERVER_BUSY: "err_server_busy",
     Status.TIMEOUT: "err_timeout",
 }
+WITHOUT_COMPAT_HINT = (
+    "note: NOT_FOUND means transfers went to user ids that do not exist. This tool's "
+    "workload is the existing tool's: it transfers to user ids 0..1023 and spends the "
+    "existing server's opening balance, and a server has those accounts only when started "
+    "with --compat (twistd -n --pidfile= tradechat --compat). Without it the accounts open "
+    "empty (INSUFFICIENT_FUNDS) and most transfer targets are missing (NOT_FOUND).\n")
+"""Printed after a run that met missing accounts: the server lacks the existing accounts."""
+
 _SEED_STRIDE = 1_000_003
 """Offsets each load process's --seed so their request sequences differ."""
 
@@ -550,6 +558,8 @@ def report(options, results: Results, elapsed: float, out) -> None:
         write("errors by status: " + ", ".join(
             f"{code_name(Status, status)}={count}"
             for status, count in sorted(results.errors.items())) + "\n")
+    if results.errors[Status.NOT_FOUND]:
+        write(WITHOUT_COMPAT_HINT)
     if options["out"]:
         _append_csv(options["out"], row)
     if options["plot"]:

@@ -103,6 +103,26 @@ class BenchTests(unittest.TestCase):
         return options
 
     @defer.inlineCallbacks
+    def test_a_server_without_compat_gets_a_hint(self):
+        """The existing tool's workload needs the existing accounts: the run says so."""
+        _, port = yield start_server(self)
+        options = self.options("--port", str(port), "--connections", "4", "--threads", "2",
+                               "--duration", "0.3", "--mix", "trade-heavy", "--seed", "1")
+        output = _Lines()
+        yield bench.Bench(reactor, options, out=output, progress=_Lines()).run()
+        self.assertIn("NOT_FOUND=", output.text)
+        self.assertIn("started with --compat", output.text)
+
+    @defer.inlineCallbacks
+    def test_a_compat_server_gets_no_hint(self):
+        _, port = yield start_server(self, "--compat")
+        options = self.options("--port", str(port), "--connections", "4", "--threads", "2",
+                               "--duration", "0.3", "--mix", "trade-heavy", "--seed", "1")
+        output = _Lines()
+        yield bench.Bench(reactor, options, out=output, progress=_Lines()).run()
+        self.assertNotIn("--compat", output.text)
+
+    @defer.inlineCallbacks
     def test_short_run_conserves_assets_and_writes_csv(self):
         _, port = yield start_server(self, "--compat")
         out_path = self.mktemp()
