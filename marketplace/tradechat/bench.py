@@ -47,11 +47,13 @@ from twisted.python.failure import Failure
 
 from marketplace.collector import CollectorSettings
 from marketplace.latency import LatencyCounts, new_histogram
+from marketplace.net import describe_connection_failure
 from marketplace.options import (
     ProgramOptions,
     client_endpoint_argument,
     parse_command_line,
     positive_float,
+    program_name,
 )
 from marketplace.tradechat.remote import TradeChatClient
 from protocols import tradechat_bodies as bodies
@@ -407,8 +409,19 @@ class Bench:
 
     @defer.inlineCallbacks
     def run(self):
-        """The whole run in this process: set up, load, report, check conservation."""
-        yield self.setup()
+        """
+        The whole run in this process: set up, load, report, check
+        conservation.  A setup that cannot connect or log in ends the
+        program with one line saying why, and status 1.
+        """
+        try:
+            yield self.setup()
+        except Exception as error:
+            reason = error.subFailure if isinstance(error, defer.FirstError) else error
+            print(f"{program_name()}: cannot set up against {self.options['connect']}: "
+                  f"{describe_connection_failure(reason)}", file=sys.stderr)
+            self.close()
+            raise SystemExit(1)
         elapsed = yield self.load()
         self.progress.write("\n")
         report(self.options, self.results, elapsed, self.out)

@@ -4,6 +4,7 @@ password tool and the plugin's options.
 """
 
 import csv
+import io
 import os
 import socket
 import sys
@@ -101,6 +102,19 @@ class BenchTests(unittest.TestCase):
         options = bench.Options()
         options.parseOptions(list(arguments))
         return options
+
+    @defer.inlineCallbacks
+    def test_no_server_is_one_line_and_status_1(self):
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.patch(sys, "argv", ["tradechat-bench"])
+        options = self.options("--connect", "127.0.0.1:1", "--connections", "2",
+                               "--duration", "0.1")
+        with self.assertRaises(SystemExit) as exited:
+            yield bench.Bench(reactor, options, out=_Lines(), progress=_Lines()).run()
+        self.assertEqual(exited.exception.code, 1)
+        self.assertEqual(err.getvalue(), "tradechat-bench: cannot set up against "
+                         "tcp:127.0.0.1:1: connection refused: nothing listens there\n")
 
     @defer.inlineCallbacks
     def test_a_server_without_compat_gets_a_hint(self):
