@@ -204,10 +204,17 @@ class Discipline:
         self._unread += size
         if self._unread <= self.max_output_buffer:
             return True
-        _log.info("dropping {peer}: it does not read its replies ({size} bytes unread)",
-                  peer=self.transport.getPeer(), size=self._unread)
-        self.abort("slow_reader_disconnect")
+        self.drop_slow_reader(self._unread)
         return False
+
+    def drop_slow_reader(self, unread: int) -> None:
+        """
+        The output bound: a client that left C{unread} bytes unread past the
+        limit is dropped, counted as C{slow_reader_disconnect} and logged.
+        """
+        _log.info("dropping {peer}: it does not read what is sent to it ({size} bytes unread)",
+                  peer=self.transport.getPeer(), size=unread)
+        self.abort("slow_reader_disconnect")
 
     # End of input and close ---------------------------------------------------
 

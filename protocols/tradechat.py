@@ -371,9 +371,8 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         writer.write(data)
         if writer.paused:
             if writer.backlog > self.factory.max_output_buffer:
-                self.counters.increment("slow_reader_disconnect")
                 self._closing = True
-                self.transport.abortConnection()
+                self.discipline.drop_slow_reader(writer.backlog)
                 return
             self._update_reading()
 
