@@ -14,7 +14,6 @@ the client's bytes would wait in the socket.
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -35,7 +34,7 @@ from protocols.nsframe import FrameDecoder as NSFrameDecoder
 from protocols.nsframe import encode_frame as encode_ns_frame
 from protocols.tradechat import TradeChatServerFactory
 from tests.laptop.test_server import FakeReplica, Inbox
-from tests.support.services import listening_port, start_service
+from tests.support.services import HalfClosingClient, listening_port, start_service
 from tests.tradechat.helpers import Harness as TradeChatHarness
 
 #: Seconds the contract waits where a client timer would have fired:
@@ -50,7 +49,7 @@ class ConnectionContract:
     """
     The tests; a family's C{TestCase} mixes this in and provides:
 
-    * C{connect()} -> (protocol, transport), a new connection;
+    * C{factory}, or C{connect()} -> (protocol, transport), a new connection;
     * C{prelude}: bytes a client sends before its first request;
     * C{request(i)}: one whole request, answered with one reply;
     * C{count_replies(data)}: the whole replies in C{data};
@@ -61,6 +60,13 @@ class ConnectionContract:
 
     prelude = b""
     one_request = False
+
+    def connect(self):
+        """A new connection of C{self.factory}'s on a C{StringTransport}."""
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
 
     def replies_written(self, transport):
         self.clock.advance(0)  # a turn ends: batched output is written
@@ -213,12 +219,6 @@ class BranchContractTests(ConnectionContract, SynchronousTestCase):
         sales = BranchSales("A", SalesFile(path), self.counters, run_blocking=defer.maybeDeferred)
         self.factory = BranchFactory(sales, self.counters, self.clock, idle_timeout=10.0)
 
-    def connect(self):
-        protocol = self.factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        return protocol, transport
-
     def request(self, i):
         return b"REQUEST\n"
 
@@ -236,12 +236,6 @@ class _EnvelopeContract(ConnectionContract):
         self.factory = EnvelopeServerFactory(
             lambda request: (None, {"echo": request.payload}), counters=self.counters,
             reactor=self.clock, idle_timeout=10.0, frame_timeout=10.0)
-
-    def connect(self):
-        protocol = self.factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        return protocol, transport
 
     def request(self, i):
         return encode_frame(self.framing, encode_envelope("Echo", None, {"n": i}))
@@ -298,36 +292,11 @@ class LaptopCustomerContractTests(ConnectionContract, SynchronousTestCase):
             OrderDesk(FakeReplica(), self.counters), Inbox(), self.counters, self.clock,
             partial_timeout=10.0)
 
-    def connect(self):
-        protocol = self.factory.buildProtocol(None)
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        return protocol, transport
-
     def request(self, i):
         return encode_request(CustomerRequest(1, -1, 2))
 
     def count_replies(self, data):
         return len(data) // self.reply_size
-
-
-class _HalfClosingClient(Protocol):
-    """Send C{data}, half-close as C{nc -N} does, collect until the server closes."""
-
-    def __init__(self, data):
-        self.data = data
-        self.received = b""
-        self.closed = defer.Deferred()
-
-    def connectionMade(self):
-        self.transport.write(self.data)
-        self.transport.loseWriteConnection()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback((self.received, reason))
 
 
 class RealSocketHalfCloseTests(TestCase):
@@ -343,10 +312,10 @@ class RealSocketHalfCloseTests(TestCase):
         from twisted.internet import reactor
         listener = start_service(self, Listener("tcp:0:interface=127.0.0.1", factory))
         port = yield listening_port(listener)
-        client = _HalfClosingClient(data)
+        client = HalfClosingClient(data)
         yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5, reactor=reactor)
-        received, reason = yield client.closed
-        self.assertTrue(reason.check(ConnectionDone), reason)
+        received = yield client.closed
+        self.assertTrue(client.reason.check(ConnectionDone), client.reason)
         return received
 
     @defer.inlineCallbacks

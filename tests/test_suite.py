@@ -12,6 +12,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from marketplace import suite
+from tests.support.services import free_ports
 from tests.support.twistd import spawn_twistd
 
 STARTUP_TIMEOUT = 60.0
@@ -19,21 +20,6 @@ STARTUP_TIMEOUT = 60.0
 #: The suite's port options, in the order free_ports fills them.
 PORT_OPTIONS = ("branch", "tradechat", "customer-db", "product-db", "payments",
                 "seller-front", "buyer-front")
-
-
-def free_ports(count: int) -> list[int]:
-    """
-    Ports the OS says are free on loopback now, all different: the suite's
-    systems find each other on fixed ports, so it cannot listen on port 0.
-    """
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def suite_arguments() -> list[str]:

@@ -4,7 +4,6 @@ loopback sockets where the socket's own behaviour matters.
 """
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
@@ -16,7 +15,7 @@ from marketplace.branch.tap import branch_listener
 from marketplace.metrics import Counters
 from marketplace.net import connect
 from protocols.branch import MAX_AMOUNT_DIGITS
-from tests.support.services import listening_port, start_service
+from tests.support.services import HalfClosingClient, listening_port, start_service
 
 SPEC_CSV = "date,amount\n2025-01-01,100.25\n2025-01-02,250.50\n"
 SPEC_REPLY = b"BRANCH_ID: A\nRECORDS: 2\nSUBTOTAL: 350.75\nEND\n"
@@ -207,28 +206,6 @@ class BranchProtocolTests(SynchronousTestCase):
         self.assertEqual(self.counters.counts["branch.error_replies"], 1)
 
 
-class _HalfClosingClient(Protocol):
-    """
-    Send C{request}, shut down the sending side as C{nc -N} does, and
-    collect the reply until the server closes.
-    """
-
-    def __init__(self, request):
-        self.request = request
-        self.received = b""
-        self.closed = Deferred()
-
-    def connectionMade(self):
-        self.transport.write(self.request)
-        self.transport.loseWriteConnection()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.received)
-
-
 class HalfCloseTests(TestCase):
     """
     Over real loopback sockets: end-of-file from the client does not stop
@@ -246,7 +223,7 @@ class HalfCloseTests(TestCase):
             self, branch_listener("A", path, listen="tcp:0:interface=127.0.0.1")
         )
         port = yield listening_port(listener)
-        client = _HalfClosingClient(request)
+        client = HalfClosingClient(request)
         yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5)
         return (yield client.closed)
 
