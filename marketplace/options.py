@@ -38,23 +38,26 @@ def program_name() -> str:
     return os.path.basename(sys.argv[0]) or "command"
 
 
-class ProgramOptions(usage.Options):
-    """
-    Options of a console script: its usage line starts with the program's
-    name, and ``--version`` prints the project's version (not Twisted's).
-    Subclasses set ``synopsis`` to what follows the name.
-    """
-
-    synopsis = "[options]"
-
-    def getSynopsis(self) -> str:
-        return f"Usage: {program_name()} {self.synopsis}"
+class ProjectOptions(usage.Options):
+    """Options whose ``--version`` prints the project's version, not Twisted's."""
 
     def opt_version(self):
         """Display the version and exit."""
         from marketplace import __version__
         print(f"{program_name()} {__version__}")
         raise SystemExit(0)
+
+
+class ProgramOptions(ProjectOptions):
+    """
+    Options of a console script: its usage line starts with the program's
+    name.  Subclasses set ``synopsis`` to what follows the name.
+    """
+
+    synopsis = "[options]"
+
+    def getSynopsis(self) -> str:
+        return f"Usage: {program_name()} {self.synopsis}"
 
 
 def parse_command_line(options: usage.Options, argv=None) -> usage.Options:
@@ -129,7 +132,7 @@ def client_endpoint_argument(description: str) -> str:
     return description
 
 
-class StoreOptions(usage.Options):
+class StoreOptions(ProjectOptions):
     """``--store`` and ``--store-timeout``, for plugins that keep state in the store."""
 
     optParameters = [
@@ -148,7 +151,7 @@ class StoreOptions(usage.Options):
             raise usage.UsageError(f"--store: {error}") from None
 
 
-class ServerOptions(usage.Options):
+class ServerOptions(ProjectOptions):
     """
     A server's ``--listen`` (validated here, added by each plugin with its
     own default) and its connection limits.

@@ -7,11 +7,15 @@ table says exactly which plugin takes which option, and every documented
 from __future__ import annotations
 
 import glob
+import io
 import os
 import re
+import sys
 
 from twisted.application.service import IServiceMaker
 from twisted.trial import unittest
+
+from marketplace import __version__
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,6 +48,14 @@ def long_options(maker) -> set[str]:
 
 
 class SharedOptionsTableTests(unittest.TestCase):
+    def test_every_plugin_prints_the_projects_version(self):
+        for name, maker in plugins().items():
+            out = io.StringIO()
+            self.patch(sys, "stdout", out)
+            self.assertRaises(SystemExit, maker.options().parseOptions, ["--version"])
+            self.assertIn(__version__, out.getvalue(), name)
+            self.assertNotIn("Twisted", out.getvalue(), name)
+
     def test_the_table_says_which_plugin_takes_which_option(self):
         table = shared_options_table()
         self.assertEqual(set(table), {"--listen", "--max-connections",

@@ -9,9 +9,8 @@ starts only once the previous run has written its files).
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.logger import Logger
-from twisted.python import usage
 
-from marketplace.options import check_client_endpoint, positive_float
+from marketplace.options import ProjectOptions, check_client_endpoint, positive_float
 
 from .aggregate import aggregate_into
 from .cli import LIMIT_PARAMETERS, limits_from
@@ -22,7 +21,7 @@ DEFAULT_BRANCH = "tcp:127.0.0.1:5001"
 log = Logger()
 
 
-class Options(usage.Options):
+class Options(ProjectOptions):
     """
     Options of the C{branch-aggregator} plugin.
     """
