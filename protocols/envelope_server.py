@@ -120,15 +120,18 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
 
     def dataReceived(self, data):
         self._idle_timer.start()
-        for event in self._decoder.feed(data):
+        self._decoded(self._decoder.feed(data))
+        self._watch_partial_frame()
+        self._pump()
+
+    def _decoded(self, events):
+        for event in events:
             if isinstance(event, Frame):
                 self._frame_received(event.data)
             else:
                 self._reject(None, None, FrameTooLarge(
                     f"frame exceeds the {event.limit}-byte limit; it was discarded"
                 ))
-        self._watch_partial_frame()
-        self._pump()
 
     def _frame_received(self, data):
         self.factory.counters.increment("requests")
@@ -211,10 +214,12 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
 
     def input_ended(self):
         """
-        The client half-closed: answer every whole request it sent, then
-        close.  A frame it left unfinished can never complete.
+        The client half-closed: answer every whole request it sent (a last
+        line without its newline is one), then close.  A length-prefixed
+        frame it left unfinished can never complete.
         """
         self._frame_timer.stop()
+        self._decoded(self._decoder.finish())
         if self._decoder.mid_frame:
             self.factory.counters.increment("truncated_frames")
         self._pump()

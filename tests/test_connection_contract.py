@@ -254,6 +254,16 @@ class EnvelopeNewlineContractTests(_EnvelopeContract, SynchronousTestCase):
 
     framing = Framing.NEWLINE
 
+    def test_last_line_without_newline_then_half_close(self):
+        """A file whose last line lacks its newline, piped with C{nc -N}."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.pipeline(3).rstrip(b"\n"))
+        self.assertEqual(self.replies_written(transport), 2)
+        protocol.readConnectionLost()
+        self.assertEqual(self.replies_written(transport), 3)
+        self.assertClosedInOrder(transport)
+        self.assertEqual(self.counters.counts["truncated_frames"], 0)
+
 
 class TradeChatContractTests(ConnectionContract, SynchronousTestCase):
     idle_timeout = 10.0
