@@ -17,7 +17,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from protocols.discipline import Discipline, HalfCloseable
-
 from protocols.laptop import (
     CLOSE_CUSTOMER_ID,
     ROLE_CUSTOMER,
