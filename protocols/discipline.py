@@ -150,10 +150,6 @@ class Discipline:
 
     # Reading -----------------------------------------------------------------
 
-    @property
-    def reading(self) -> bool:
-        return not self._reading_stopped
-
     def stop_reading(self, reason: str, stop: bool = True) -> None:
         """
         Stop reading for C{reason} (C{stop=False}: C{reason} no longer

@@ -110,11 +110,13 @@ class DisciplineTests(SynchronousTestCase):
         self.assertFalse(self.timer.armed)
 
     def test_reading_never_resumes_after_end_of_input(self):
+        """The transport stopped reading at the end; resuming would read it again."""
         self.discipline.end_input()
+        resumed = []
+        self.transport.resumeProducing = lambda: resumed.append(True)
         self.discipline.output_paused()
         self.discipline.output_resumed()
-        self.assertEqual(self.transport.producerState, "producing")
-        self.assertFalse(self.discipline.reading)
+        self.assertEqual(resumed, [])
 
     def test_settle_closes_once_nothing_is_owed(self):
         self.discipline.settle(owed=False)
