@@ -55,7 +55,8 @@ class ConnectionContract:
     * C{count_replies(data)}: the whole replies in C{data};
     * C{counters}; C{idle_counter}: the counter an idle close increments;
     * C{idle_timeout}: seconds after which a silent client is closed;
-    * C{one_request}: the family answers one request per connection.
+    * C{one_request}: the family answers one request per connection, and
+      its idle timeout bounds the whole connection, from accept to reply.
     """
 
     prelude = b""
@@ -171,6 +172,24 @@ class ConnectionContract:
         for byte in self.prelude + request:
             protocol.dataReceived(bytes([byte]))
         self.assertEqual(self.replies_written(transport), 1, "one byte at a time")
+
+    def test_steady_slow_sender_is_never_cut_off(self):
+        """
+        Every piece of a request that arrives within the timeout starts it
+        again: a client writing steadily, however slowly, is served.
+        """
+        protocol, transport = self.connect()
+        request = self.prelude + self.request(0)
+        for byte in request[:-1]:
+            protocol.dataReceived(bytes([byte]))
+            self.clock.advance(self.idle_timeout * 0.9)
+        if self.one_request:
+            # The whole exchange has one deadline, as documented.
+            self.assertClosedInOrder(transport)
+            return
+        self.assertOpen(transport)
+        protocol.dataReceived(request[-1:])
+        self.assertEqual(self.replies_written(transport), 1)
 
     def test_idle_client_closed_in_order(self):
         protocol, transport = self.connect()
