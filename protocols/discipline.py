@@ -13,7 +13,9 @@ clients:
   client's slowness only.  While the server itself has stopped reading they
   are suspended, and they go on with the time they had left once it reads
   again: a client that pipelines whole requests and reads its replies
-  slowly is never cut off while replies are owed to it.
+  slowly is never cut off while replies are owed to it.  An idle timer
+  also waits while the server owes replies (a slow store is not an idle
+  client).
 * B{End of input}: a half-close from the client (C{shutdown(SHUT_WR)},
   C{nc -N}) means "no more requests".  Everything received is answered and
   then the connection is closed; the protocol, which alone knows what it
@@ -46,10 +48,12 @@ class ClientTimer:
     L{Discipline} suspends and resumes it as reading stops and starts.
     """
 
-    __slots__ = ("seconds", "_clock", "_expired", "_call", "_left", "_suspended")
+    __slots__ = ("seconds", "idle", "_clock", "_expired", "_call", "_left", "_suspended")
 
-    def __init__(self, clock, seconds: float | None, expired):
+    def __init__(self, clock, seconds: float | None, expired, idle: bool = False):
         self.seconds = seconds
+        #: an idle timer also waits while replies are owed
+        self.idle = idle
         self._clock = clock
         self._expired = expired
         self._call = None
@@ -121,6 +125,8 @@ class Discipline:
         self._timers: list[ClientTimer] = []
         self._stops: set[str] = set()
         self._reading_stopped = False
+        #: the protocol owes the client replies (L{settle})
+        self._owed = False
         #: bytes written since the transport last said its buffer was full
         self._unread = 0
         self.output_blocked = False
@@ -136,13 +142,22 @@ class Discipline:
 
     # Timers ------------------------------------------------------------------
 
-    def timer(self, seconds: float | None, expired) -> ClientTimer:
-        """A new L{ClientTimer} of C{seconds} (C{None}: never) this connection suspends."""
-        timer = ClientTimer(self._clock, seconds, expired)
-        if self._reading_stopped:
-            timer.suspend()
+    def timer(self, seconds: float | None, expired, *, idle: bool = False) -> ClientTimer:
+        """
+        A new L{ClientTimer} of C{seconds} (C{None}: never) this connection
+        suspends while it does not read, and, for an C{idle} one, while
+        replies are owed.
+        """
+        timer = ClientTimer(self._clock, seconds, expired, idle)
         self._timers.append(timer)
+        self._apply(timer)
         return timer
+
+    def _apply(self, timer: ClientTimer) -> None:
+        if self._reading_stopped or (timer.idle and self._owed):
+            timer.suspend()
+        else:
+            timer.resume()
 
     def _stop_timers(self) -> None:
         for timer in self._timers:
@@ -167,14 +182,12 @@ class Discipline:
             return
         self._reading_stopped = should_stop
         if should_stop:
-            for timer in self._timers:
-                timer.suspend()
             if not (self.input_ended or self.closing):
                 self.transport.pauseProducing()
         else:
             self.transport.resumeProducing()
-            for timer in self._timers:
-                timer.resume()
+        for timer in self._timers:
+            self._apply(timer)
 
     # Output ------------------------------------------------------------------
 
@@ -228,14 +241,19 @@ class Discipline:
         self._update_reading()
         return True
 
-    def settle(self, owed: bool) -> None:
+    def settle(self, owed: bool) -> bool:
         """
-        The protocol's report after it answered something: C{owed} says
-        whether any reply is still due.  Once the input has ended and
-        nothing is due, the connection closes.
+        The protocol's report after it took or answered requests: C{owed}
+        says whether any reply is still due.  Return C{True} once the input
+        has ended and nothing is due: the protocol closes then (L{close},
+        after whatever it still batches for writing).
         """
-        if self.input_ended and not owed:
-            self.close()
+        if owed != self._owed:
+            self._owed = owed
+            for timer in self._timers:
+                if timer.idle:
+                    self._apply(timer)
+        return self.input_ended and not owed
 
     def close(self) -> None:
         """
@@ -273,8 +291,8 @@ class HalfCloseable:
     """
     Mixin for a server protocol with a C{discipline}: the transport reports
     the client's end of input here instead of closing, and the protocol's
-    C{input_ended()} answers what it has before L{Discipline.settle}
-    closes.
+    C{input_ended()} answers what it has; L{Discipline.settle} says when
+    nothing more is owed and the protocol may close.
     """
 
     def readConnectionLost(self):

@@ -107,7 +107,8 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
         self._pump_again = False
         self.discipline = Discipline(
             self.transport, factory.reactor, factory.counters, factory.max_output_buffer)
-        self._idle_timer = self.discipline.timer(factory.idle_timeout, self._idle_timed_out)
+        self._idle_timer = self.discipline.timer(
+            factory.idle_timeout, self._idle_timed_out, idle=True)
         self._frame_timer = self.discipline.timer(factory.frame_timeout, self._frame_timed_out)
         self._idle_timer.start()
         self.discipline.register_producer(self)
@@ -210,7 +211,8 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
             self._update_reading()
         finally:
             self._pumping = False
-        self.discipline.settle(bool(self._slots or self._waiting or self._running))
+        if self.discipline.settle(bool(self._slots or self._waiting or self._running)):
+            self._close()
 
     def input_ended(self):
         """

@@ -162,7 +162,8 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         self._writer = ImmediateWriter(self.transport)
         self._writer.register_producer(self)
         self.discipline = Discipline(self.transport, self.factory.clock, self.counters)
-        self._idle_timer = self.discipline.timer(self.factory.idle_timeout, self._idle_timed_out)
+        self._idle_timer = self.discipline.timer(
+            self.factory.idle_timeout, self._idle_timed_out, idle=True)
         self._idle_timer.start()
         self._arm_login_deadline()
         self.counters.increment("connections")
@@ -255,7 +256,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         finally:
             self._draining = False
         self._update_reading()
-        if self.discipline.input_ended and not (self._queue or self._busy):
+        if self.discipline.settle(bool(self._queue or self._busy)):
             self._close(limited=False)
 
     def input_ended(self) -> None:

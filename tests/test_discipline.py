@@ -118,15 +118,45 @@ class DisciplineTests(SynchronousTestCase):
         self.discipline.output_resumed()
         self.assertEqual(resumed, [])
 
-    def test_settle_closes_once_nothing_is_owed(self):
-        self.discipline.settle(owed=False)
-        self.assertFalse(self.transport.disconnecting)
+    def test_settle_says_when_to_close(self):
+        self.assertFalse(self.discipline.settle(owed=False))
         self.discipline.end_input()
+        self.assertFalse(self.discipline.settle(owed=True))
+        self.assertTrue(self.discipline.settle(owed=False))
+
+    def test_idle_timer_waits_while_replies_are_owed(self):
+        """A slow answer is the server's slowness, not an idle client."""
+        idled = []
+        idle = self.discipline.timer(10.0, lambda: idled.append(True), idle=True)
+        idle.start()
+        self.clock.advance(4)
         self.discipline.settle(owed=True)
-        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(100)
+        self.assertEqual((idled, self.fired), ([], [True]))  # the other timer ran on
         self.discipline.settle(owed=False)
-        self.assertTrue(self.transport.disconnecting)
-        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(5.9)
+        self.assertEqual(idled, [])
+        self.clock.advance(0.1)
+        self.assertEqual(idled, [True])
+
+    def test_idle_timer_made_while_owing_waits(self):
+        self.discipline.settle(owed=True)
+        idled = []
+        self.discipline.timer(1.0, lambda: idled.append(True), idle=True).start()
+        self.clock.advance(100)
+        self.assertEqual(idled, [])
+
+    def test_idle_timer_waits_for_both_reasons_to_clear(self):
+        idled = []
+        self.discipline.timer(10.0, lambda: idled.append(True), idle=True).start()
+        self.discipline.settle(owed=True)
+        self.discipline.stop_reading("backlog")
+        self.discipline.settle(owed=False)
+        self.clock.advance(100)
+        self.assertEqual(idled, [])
+        self.discipline.stop_reading("backlog", False)
+        self.clock.advance(10)
+        self.assertEqual(idled, [True])
 
     def test_close_unregisters_its_own_producer_only(self):
         self.discipline.register_producer(self)

@@ -262,6 +262,19 @@ class TimeoutTests(unittest.TestCase):
         harness.clock.advance(1)
         self.assertTrue(harness.transport.disconnecting)
 
+    def test_idle_timer_waits_while_a_reply_is_owed(self):
+        """A slow service is no idle client: the timer counts from the reply."""
+        harness = Harness(self, idle_timeout=60, request_timeout=600)
+        harness.protocol.dataReceived(line("A", {"wait": "k"}))
+        harness.clock.advance(300)
+        self.assertFalse(harness.transport.disconnecting)
+        harness.deferreds["k"].callback(None)
+        self.assertEqual(len(harness.replies()), 1)
+        harness.clock.advance(59)
+        self.assertFalse(harness.transport.disconnecting)
+        harness.clock.advance(1)
+        self.assertTrue(harness.transport.disconnecting)
+
     def test_half_sent_frame_timer_restarts_on_progress(self):
         harness = Harness(self, frame_timeout=10)
         harness.protocol.dataReceived(b'{"type":')
