@@ -101,7 +101,6 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
         self._slots = deque()
         self._waiting = deque()  # (slot, request) not yet dispatched
         self._running = set()  # Deferreds of dispatches in progress
-        self._peer_not_reading = False
         self._closed = False
         self._pumping = False
         self._pump_again = False
@@ -152,7 +151,7 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
     def _start_waiting(self):
         while (
             self._waiting
-            and not self._peer_not_reading
+            and not self.discipline.output_blocked
             and len(self._running) < self.factory.max_in_flight
         ):
             slot, request = self._waiting.popleft()
@@ -290,11 +289,9 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
         self.discipline.stop_reading("backlog", len(self._slots) >= self.factory.max_queued)
 
     def pauseProducing(self):
-        self._peer_not_reading = True
         self.discipline.output_paused()
 
     def resumeProducing(self):
-        self._peer_not_reading = False
         self.discipline.output_resumed()
         self._pump()
 
