@@ -11,9 +11,12 @@ which the test sends nothing more until the server reads again, exactly as
 the client's bytes would wait in the socket.
 """
 
+import socket
+
 from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -384,3 +387,106 @@ class RealSocketHalfCloseTests(TestCase):
         decoder = NSFrameDecoder()
         decoder.receive(received)
         self.assertEqual(sum(frame.is_response for frame in decoder.frames()), 20)
+
+
+class _PipeliningSlowReader(Protocol):
+    """
+    Send C{data} at once, read nothing until C{resume()}, then count the
+    replies C{count} finds in what arrives until C{expected} are in.
+    """
+
+    def __init__(self, data, count, expected):
+        self.data = data
+        self.count = count
+        self.expected = expected
+        self.received = b""
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        # A small receive buffer: the server's replies back up after a few
+        # hundred kilobytes, not after what loopback's autotuning would take.
+        self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        self.transport.pauseProducing()
+        self.transport.write(self.data)
+
+    def resume(self):
+        self.transport.resumeProducing()
+
+    def dataReceived(self, data):
+        self.received += data
+        if self.count(self.received) >= self.expected and not self.done.called:
+            self.done.callback(self.count(self.received))
+
+    def connectionLost(self, reason):
+        if not self.done.called:
+            self.done.callback(self.count(self.received))
+
+
+class RealSocketSlowReaderTests(TestCase):
+    """
+    Over loopback sockets, with the reactor's own pausing: a client that
+    pipelines whole requests and stops reading for many times the
+    half-sent-request timeout loses no reply and is not reset.
+    """
+
+    timeout = 30
+
+    #: seconds the client does not read, against a 0.2-s request timer
+    PAUSE = 1.5
+
+    @defer.inlineCallbacks
+    def slow_reader(self, factory, data, count, expected):
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+        build = factory.buildProtocol
+
+        def build_with_a_small_send_buffer(address):
+            # What the kernel takes is small too, so the server's own
+            # buffer fills and it stops reading, as with a remote client.
+            protocol = build(address)
+            make_connection = protocol.makeConnection
+
+            def makeConnection(transport):
+                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+                make_connection(transport)
+
+            protocol.makeConnection = makeConnection
+            return protocol
+
+        factory.buildProtocol = build_with_a_small_send_buffer
+        listener = start_service(self, Listener("tcp:0:interface=127.0.0.1", factory))
+        port = yield listening_port(listener)
+        client = _PipeliningSlowReader(data, count, expected)
+        yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5, reactor=reactor)
+        self.addCleanup(client.transport.loseConnection)
+        yield deferLater(reactor, self.PAUSE, client.resume)
+        return (yield client.done)
+
+    @defer.inlineCallbacks
+    def test_marketplace(self):
+        from twisted.internet import reactor
+        factory = EnvelopeServerFactory(lambda request: (None, {"echo": request.payload}),
+                                        reactor=reactor, frame_timeout=0.2, idle_timeout=0.2)
+        requests = 20_000
+        data = b"".join(encode_frame(Framing.LENGTH_PREFIXED, encode_envelope("E", None, {"n": i}))
+                        for i in range(requests))
+
+        def count(received):
+            frames = FrameDecoder(framing=Framing.LENGTH_PREFIXED).feed(received)
+            return sum(isinstance(frame, Frame) for frame in frames)
+
+        self.assertEqual((yield self.slow_reader(factory, data, count, requests)), requests)
+        self.assertEqual(factory.counters.counts["frame_timeouts"], 0)
+
+    @defer.inlineCallbacks
+    def test_laptop_customer_port(self):
+        from twisted.internet import reactor
+        counters = Counters()
+        factory = LaptopServerFactory(OrderDesk(FakeReplica(), counters), Inbox(), counters,
+                                      reactor, partial_timeout=0.2)
+        requests = 200_000
+        data = encode_role(ROLE_CUSTOMER) + encode_request(CustomerRequest(1, -1, 2)) * requests
+        replies = yield self.slow_reader(factory, data, lambda received: len(received) // 8,
+                                         requests)
+        self.assertEqual(replies, requests)
+        self.assertEqual(counters.counts["laptop_rejected_truncated_message"], 0)
