@@ -39,16 +39,16 @@ class ConnectionLimits:
     total: int | None = None
     per_address: int | None = None
 
-    @property
-    def limited(self) -> bool:
-        return self.total is not None or self.per_address is not None
 
-
-class _LimitedFactory(Factory):
+class _ServingFactory(Factory):
     """
-    Serves C{factory}'s protocols within L{ConnectionLimits}.  A connection
-    beyond a limit gets no protocol, so the port closes it at once; each
-    refusal is counted (C{connections_refused.listener},
+    Serves C{factory}'s protocols within L{ConnectionLimits} and knows the
+    connections open, so that the listener can close them when it stops (a
+    client that half-closed would otherwise keep its connection until every
+    request it sent is answered, however long the service takes).
+
+    A connection beyond a limit gets no protocol, so the port closes it at
+    once; each refusal is counted (C{connections_refused.listener},
     C{connections_refused.address}) and logged at every power of ten.
 
     The protocol itself is handed out unwrapped, so its transport stays the
@@ -63,8 +63,9 @@ class _LimitedFactory(Factory):
         self.factory = factory
         self.limits = limits
         self.counters = counters
-        self.open = 0
+        self.open: set = set()
         self.by_address: Counter = Counter()
+        self._all_closed: list[defer.Deferred] = []
 
     def logPrefix(self):
         return self.factory.logPrefix()
@@ -78,20 +79,22 @@ class _LimitedFactory(Factory):
     def buildProtocol(self, addr):
         address = getattr(addr, "host", None)
         limits = self.limits
-        if limits.total is not None and self.open >= limits.total:
+        if limits.total is not None and len(self.open) >= limits.total:
             return self._refuse("listener", addr)
         if limits.per_address is not None and self.by_address[address] >= limits.per_address:
             return self._refuse("address", addr)
         protocol = self.factory.buildProtocol(addr)
         if protocol is None:
             return None
-        self.open += 1
+        self.open.add(protocol)
         self.by_address[address] += 1
         lost = protocol.connectionLost
 
         def connectionLost(reason):
-            self._release(address)
-            return lost(reason)
+            try:
+                return lost(reason)
+            finally:
+                self._release(protocol, address)
 
         protocol.connectionLost = connectionLost
         return protocol
@@ -106,11 +109,26 @@ class _LimitedFactory(Factory):
                 "({refused} refused so far)", peer=addr, which=which, refused=refused)
         return None
 
-    def _release(self, address):
-        self.open -= 1
+    def _release(self, protocol, address):
+        self.open.discard(protocol)
         self.by_address[address] -= 1
         if not self.by_address[address]:
             del self.by_address[address]
+        if not self.open:
+            waiters, self._all_closed = self._all_closed, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def close_all(self) -> defer.Deferred:
+        """Drop every open connection; fire once all are gone."""
+        if not self.open:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._all_closed.append(waiter)
+        for protocol in list(self.open):
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+        return waiter
 
 
 class Listener(Service):
@@ -128,7 +146,7 @@ class Listener(Service):
 
     ``limits`` (L{ConnectionLimits}) caps the connections it keeps open;
     refusals are counted in ``counters`` (the factory's own ``counters``
-    when it has them).
+    when it has them).  Stopping it drops the connections still open.
     """
 
     log = Logger()
@@ -140,7 +158,7 @@ class Listener(Service):
         if counters is None:
             counters = getattr(factory, "counters", None) or Counters()
         self.counters = counters
-        self._serving = _LimitedFactory(factory, limits, counters) if limits.limited else factory
+        self._serving = _ServingFactory(factory, limits, counters)
         self.port = None
         self._reactor = _reactor_or_global(reactor)
         self._listening = None
@@ -204,10 +222,12 @@ class Listener(Service):
         super().stopService()
         port, self.port = self.port, None
         if port is not None:
-            return port.stopListening()
-        if self._listening is not None:
-            self._listening.cancel()
-        return None
+            stopped = defer.maybeDeferred(port.stopListening)
+        else:
+            if self._listening is not None:
+                self._listening.cancel()
+            stopped = defer.succeed(None)
+        return defer.gatherResults([stopped, self._serving.close_all()], consumeErrors=True)
 
 
 def client_endpoint(description: str, reactor=None):

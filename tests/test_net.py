@@ -270,11 +270,28 @@ class ConnectionLimitTests(unittest.TestCase):
         self.assertEqual(len(self.factory.held), 1)
         self.assertEqual(self.counters.counts["connections_refused.address"], 1)
 
+    @defer.inlineCallbacks
+    def test_stopping_drops_the_connections_still_open(self):
+        """
+        A half-closed client's connection lasts until its requests are
+        answered; a stopping listener does not wait for that.
+        """
+        self.factory = HoldingFactory()
+        listener = Listener("tcp:0:interface=127.0.0.1", self.factory)
+        listener.startService()
+        self.port = yield listening_port(listener)
+        arrival = self.factory.next_arrival()
+        client = yield self.open_connection()
+        held = yield arrival
+        yield listener.stopService()
+        self.assertTrue(held.lost.called)
+        yield client.closed
+
     def test_protocol_is_handed_out_unwrapped(self):
         """Half-close, TCP options and direct socket writes need the real transport."""
-        from marketplace.net import _LimitedFactory
+        from marketplace.net import _ServingFactory
         factory = HoldingFactory()
-        limited = _LimitedFactory(factory, ConnectionLimits(total=1), Counters())
+        limited = _ServingFactory(factory, ConnectionLimits(total=1), Counters())
         built = limited.buildProtocol(None)
         self.assertIsInstance(built, Held)
         self.assertIsNone(limited.buildProtocol(None))

@@ -77,19 +77,8 @@ class FakeService:
     def start(self, port=0):
         self.listener = Listener(f"tcp:{port}:interface=127.0.0.1", self.factory)
         start_service(self.testcase, self.listener)
-        self.testcase.addCleanup(self.abort_connections)
         self.port = yield listening_port(self.listener)
         return self.port
-
-    def abort_connections(self):
-        """
-        Drop what is still open at the end of a test: a client's close reads
-        as a half-close here, and the server keeps the connection until it
-        has answered every request, which a hanging handler never does.
-        """
-        for protocol in self.protocols:
-            if protocol.transport.connected:
-                protocol.transport.abortConnection()
 
     def stop(self):
         for protocol in self.protocols:
