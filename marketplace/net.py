@@ -40,12 +40,14 @@ class ConnectionLimits:
     per_address: int | None = None
 
 
+#: Seconds a stopping listener lets its connections finish before it aborts them.
+CLOSE_GRACE = 5.0
+
+
 class _ServingFactory(Factory):
     """
     Serves C{factory}'s protocols within L{ConnectionLimits} and knows the
-    connections open, so that the listener can close them when it stops (a
-    client that half-closed would otherwise keep its connection until every
-    request it sent is answered, however long the service takes).
+    connections open, so that the listener can finish them when it stops.
 
     A connection beyond a limit gets no protocol, so the port closes it at
     once; each refusal is counted (C{connections_refused.listener},
@@ -119,16 +121,36 @@ class _ServingFactory(Factory):
             for waiter in waiters:
                 waiter.callback(None)
 
-    def close_all(self) -> defer.Deferred:
-        """Drop every open connection; fire once all are gone."""
+    def finish_all(self, clock, grace: float = CLOSE_GRACE) -> defer.Deferred:
+        """
+        Finish every open connection: one that follows the connection
+        discipline (its C{shutdown}) answers the requests it has read and
+        closes; any other, and any still open C{grace} seconds on, is
+        aborted.  Fire once all are gone.
+        """
         if not self.open:
             return defer.succeed(None)
         waiter = defer.Deferred()
         self._all_closed.append(waiter)
         for protocol in list(self.open):
+            shutdown = getattr(protocol, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+            elif protocol.transport is not None:
+                protocol.transport.abortConnection()
+        late = clock.callLater(grace, self._abort_open)
+        return waiter.addBoth(self._cancel, late)
+
+    def _abort_open(self):
+        for protocol in list(self.open):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
-        return waiter
+
+    @staticmethod
+    def _cancel(result, call):
+        if call.active():
+            call.cancel()
+        return result
 
 
 class Listener(Service):
@@ -146,7 +168,9 @@ class Listener(Service):
 
     ``limits`` (L{ConnectionLimits}) caps the connections it keeps open;
     refusals are counted in ``counters`` (the factory's own ``counters``
-    when it has them).  Stopping it drops the connections still open.
+    when it has them).  Stopping it finishes the connections still open:
+    each answers what it has read and closes, and those still open after
+    L{CLOSE_GRACE} seconds are aborted.
     """
 
     log = Logger()
@@ -227,7 +251,8 @@ class Listener(Service):
             if self._listening is not None:
                 self._listening.cancel()
             stopped = defer.succeed(None)
-        return defer.gatherResults([stopped, self._serving.close_all()], consumeErrors=True)
+        finished = self._serving.finish_all(self._reactor)
+        return defer.gatherResults([stopped, finished], consumeErrors=True)
 
 
 def client_endpoint(description: str, reactor=None):

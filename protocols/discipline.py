@@ -241,6 +241,19 @@ class Discipline:
         self._update_reading()
         return True
 
+    def shutdown(self) -> bool:
+        """
+        The server is stopping: read nothing more and end the input as a
+        half-close would, so that what was read is answered before the
+        close.  Return C{True} if this ended the input (C{False}: it had
+        ended, or the connection is closing, already).
+        """
+        if self.input_ended or self.closing:
+            return False
+        if not self._reading_stopped:
+            self.transport.pauseProducing()
+        return self.end_input()
+
     def settle(self, owed: bool) -> bool:
         """
         The protocol's report after it took or answered requests: C{owed}
@@ -297,6 +310,11 @@ class HalfCloseable:
 
     def readConnectionLost(self):
         if self.discipline.end_input():
+            self.input_ended()
+
+    def shutdown(self):
+        """The server is stopping: answer what was read, then close, as after a half-close."""
+        if self.discipline.shutdown():
             self.input_ended()
 
     def writeConnectionLost(self):

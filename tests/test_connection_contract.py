@@ -158,6 +158,15 @@ class ConnectionContract:
         self.assertEqual(self.replies_written(transport), count)
         self.assertClosedInOrder(transport)
 
+    def test_shutdown_answers_what_was_read_then_closes(self):
+        """A stopping server (its listener's stop) finishes like a half-close."""
+        count = 1 if self.one_request else 5
+        protocol, transport = self.connect()
+        protocol.dataReceived(self.pipeline(count))
+        protocol.shutdown()
+        self.assertEqual(self.replies_written(transport), count)
+        self.assertClosedInOrder(transport)
+
     def test_half_close_without_requests(self):
         protocol, transport = self.connect()
         protocol.readConnectionLost()

@@ -109,6 +109,18 @@ class DisciplineTests(SynchronousTestCase):
         self.assertFalse(self.discipline.end_input())
         self.assertFalse(self.timer.armed)
 
+    def test_shutdown_stops_reading_and_ends_the_input_once(self):
+        self.assertTrue(self.discipline.shutdown())
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertTrue(self.discipline.input_ended)
+        self.assertFalse(self.discipline.shutdown())
+        self.assertFalse(self.timer.armed)
+
+    def test_shutdown_after_the_client_half_closed_does_nothing_more(self):
+        self.discipline.end_input()
+        self.assertFalse(self.discipline.shutdown())
+        self.assertEqual(self.transport.producerState, "producing")
+
     def test_reading_never_resumes_after_end_of_input(self):
         """The transport stopped reading at the end; resuming would read it again."""
         self.discipline.end_input()

@@ -270,12 +270,40 @@ class ConnectionLimitTests(unittest.TestCase):
         self.assertEqual(len(self.factory.held), 1)
         self.assertEqual(self.counters.counts["connections_refused.address"], 1)
 
+    def test_stopping_finishes_disciplined_connections_and_aborts_the_rest(self):
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+        from marketplace.net import CLOSE_GRACE, _ServingFactory
+
+        class Finishing(Held):
+            def shutdown(self):
+                self.finishing = True
+
+        factory = HoldingFactory()
+        serving = _ServingFactory(factory, ConnectionLimits(), Counters())
+        factory.protocol = Finishing
+        gentle, stuck = serving.buildProtocol(None), serving.buildProtocol(None)
+        factory.protocol = Held
+        plain = serving.buildProtocol(None)
+        for protocol in (gentle, stuck, plain):
+            protocol.makeConnection(StringTransport())
+        clock = Clock()
+        finished = serving.finish_all(clock)
+        self.assertTrue(gentle.finishing and stuck.finishing)
+        self.assertFalse(gentle.transport.disconnected)
+        self.assertTrue(plain.transport.disconnected)
+        plain.connectionLost(None)
+        gentle.connectionLost(None)  # it answered and closed
+        self.assertNoResult(finished)
+        clock.advance(CLOSE_GRACE)
+        self.assertTrue(stuck.transport.disconnected)
+        stuck.connectionLost(None)
+        self.successResultOf(finished)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     @defer.inlineCallbacks
     def test_stopping_drops_the_connections_still_open(self):
-        """
-        A half-closed client's connection lasts until its requests are
-        answered; a stopping listener does not wait for that.
-        """
+        """A connection without the discipline's shutdown is dropped at once."""
         self.factory = HoldingFactory()
         listener = Listener("tcp:0:interface=127.0.0.1", self.factory)
         listener.startService()
