@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections import Counter
 
 import attrs
-from twisted.application.service import Service
 from OpenSSL import SSL
 from service_identity import VerificationError
+from twisted.application.service import Service
 from twisted.internet import defer, endpoints, error
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from marketplace.metrics import Counters
+from marketplace.tls import forward_secret_only
 
 
 def _reactor_or_global(reactor):
@@ -192,7 +193,7 @@ class Listener(Service):
 
     def startService(self):
         super().startService()
-        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        endpoint = forward_secret_only(endpoints.serverFromString(self._reactor, self.description))
         self._failure = None
         self._starting = True
         try:

@@ -24,6 +24,7 @@ import time
 from twisted.internet import defer, stdio, task
 from twisted.protocols.basic import LineReceiver
 
+from marketplace.net import describe_connection_failure
 from marketplace.options import (
     ProgramOptions,
     client_endpoint_argument,
@@ -31,7 +32,7 @@ from marketplace.options import (
     positive_float,
     program_name,
 )
-from marketplace.net import describe_connection_failure
+from marketplace.terminal import printable
 from marketplace.tradechat.remote import DEFAULT_REQUEST_TIMEOUT, TradeChatClient, refused_balance
 from protocols.nsframe import Status
 from protocols.tradechat import ResponseError, code_name
@@ -67,7 +68,13 @@ def _integer(text: str, low: int, high: int, what: str) -> int:
 
 
 def format_push(push) -> str:
-    return f"[room {push.room}] <user {push.from_user_id}> {push.message.decode('utf-8', 'replace')}"
+    """
+    One line for a chat push.  The message is the sender's, shown through
+    L{printable}: a carriage return or escape sequence in it must not
+    rewrite the C{<user N>} prefix or start a line of its own.
+    """
+    message = printable(push.message.decode("utf-8", "replace"))
+    return f"[room {push.room}] <user {push.from_user_id}> {message}"
 
 
 def format_history(entries) -> list[str]:
@@ -75,7 +82,7 @@ def format_history(entries) -> list[str]:
     for entry in entries:
         counterparty = "-" if entry.counterparty is None else str(entry.counterparty)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.timestamp_ms / 1000))
-        lines.append(f"{entry.txn_id:<7} {entry.kind:<13} {counterparty:<13} "
+        lines.append(f"{entry.txn_id:<7} {printable(entry.kind):<13} {counterparty:<13} "
                      f"{entry.amount:<13} {entry.balance_after:<13} {stamp}")
     if not entries:
         lines.append("(no transactions)")
@@ -167,7 +174,7 @@ class Shell(LineReceiver):
                 message += f" (balance {balance})"
             self.say_line(message)
         else:
-            self.say_line(f"error: {failure.getErrorMessage() or failure.type.__name__}")
+            self.say_line(f"error: {printable(failure.getErrorMessage() or failure.type.__name__)}")
 
     def _login(self, name, password=None):
         d = self.client.login(name, password)
