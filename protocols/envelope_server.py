@@ -104,6 +104,7 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
         self._closed = False
         self._pumping = False
         self._pump_again = False
+        self._peer_host = getattr(self.transport.getPeer(), "host", None)
         self.discipline = Discipline(
             self.transport, factory.reactor, factory.counters, factory.max_output_buffer)
         self._idle_timer = self.discipline.timer(
@@ -120,23 +121,27 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
 
     def dataReceived(self, data):
         self._idle_timer.start()
-        self._decoded(self._decoder.feed(data))
-        self._watch_partial_frame()
+        completed = self._decoded(self._decoder.feed(data))
+        self._watch_partial_frame(completed)
         self._pump()
 
-    def _decoded(self, events):
+    def _decoded(self, events) -> bool:
+        """Take decoded events; return whether any completed a frame."""
+        completed = False
         for event in events:
             if isinstance(event, Frame):
+                completed = True
                 self._frame_received(event.data)
             else:
                 self._reject(None, None, FrameTooLarge(
                     f"frame exceeds the {event.limit}-byte limit; it was discarded"
                 ))
+        return completed
 
     def _frame_received(self, data):
         self.factory.counters.increment("requests")
         try:
-            request = parse_request(data)
+            request = parse_request(data, self._peer_host)
         except EnvelopeError as e:
             self._reject(e.api, e.session_id, error_for_code(e.code, e.message))
             return
@@ -254,14 +259,17 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
                 self.transport.write(frame)
                 discipline.wrote(len(frame))
 
-    def _watch_partial_frame(self):
+    def _watch_partial_frame(self, completed):
         """
-        Time the client's unfinished frame; every read that brings more of
-        it starts the period again, so a client writing steadily, however
-        slowly each piece comes, is never cut off.
+        Time the frame the client is in the middle of: ``frame_timeout`` runs
+        from its first byte, so a frame that follows a completed one gets
+        the whole time again (a client streaming frames in small pieces is
+        never mid-frame for long, however long it sends).  The timer waits
+        while the server is not reading (see the discipline).
         """
         if self._decoder.mid_frame:
-            self._frame_timer.start()
+            if completed or not self._frame_timer.armed:
+                self._frame_timer.start()
         else:
             self._frame_timer.stop()
 
