@@ -285,7 +285,7 @@ class Discipline:
 
     def abort(self, counter: str) -> None:
         """Drop the connection at once, for an abuse limit: counted as C{counter}."""
-        if self._aborted:
+        if self._aborted or self.transport is None:
             return
         self._aborted = True
         self.counters.increment(counter)
@@ -294,9 +294,14 @@ class Discipline:
         self.transport.abortConnection()
 
     def lost(self) -> None:
-        """The connection is gone: no timer may fire for it any more."""
+        """
+        The connection is gone: no timer may fire for it any more, and the
+        transport (with whatever output it still holds) is let go at once.
+        """
         self.closing = True
+        self.output_blocked = False
         self._stop_timers()
+        self.transport = None
 
 
 @implementer(IHalfCloseableProtocol)

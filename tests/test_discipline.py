@@ -190,6 +190,14 @@ class DisciplineTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnected)
         self.assertEqual(self.counters.counts["slow_reader_disconnect"], 1)
 
+    def test_lost_lets_the_transport_go(self):
+        self.discipline.lost()
+        self.assertIsNone(self.discipline.transport)
+        self.discipline.abort("limit")
+        self.discipline.close()
+        self.discipline.stop_reading("backlog")
+        self.assertEqual(self.counters.counts["limit"], 0)
+
     def test_abort_counts_once(self):
         self.discipline.abort("limit")
         self.discipline.abort("limit")
