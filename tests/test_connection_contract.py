@@ -209,6 +209,8 @@ class ConnectionContract:
 
     def test_idle_client_closed_in_order(self):
         protocol, transport = self.connect()
+        if self.prelude:
+            protocol.dataReceived(self.prelude)
         self.clock.advance(self.idle_timeout - 0.5)
         self.assertOpen(transport)
         self.clock.advance(1)
@@ -326,7 +328,7 @@ class TradeChatContractTests(ConnectionContract, SynchronousTestCase):
 class LaptopCustomerContractTests(ConnectionContract, SynchronousTestCase):
     prelude = encode_role(ROLE_CUSTOMER)
     idle_timeout = 10.0
-    idle_counter = "laptop_rejected_truncated_message"
+    idle_counter = "laptop_idle_timeouts"
     #: a read reply: customer id and last order, 4 bytes each
     reply_size = 8
 
@@ -335,7 +337,7 @@ class LaptopCustomerContractTests(ConnectionContract, SynchronousTestCase):
         self.counters = Counters()
         self.factory = LaptopServerFactory(
             OrderDesk(FakeReplica(), self.counters), Inbox(), self.counters, self.clock,
-            partial_timeout=10.0)
+            partial_timeout=10.0, idle_timeout=10.0)
 
     def request(self, i):
         return encode_request(CustomerRequest(1, -1, 2))
