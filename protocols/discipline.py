@@ -216,14 +216,20 @@ class Discipline:
         self.drop_slow_reader(self._unread)
         return False
 
-    def drop_slow_reader(self, unread: int) -> None:
+    def drop_slow_reader(self, unread: int, drop=None) -> None:
         """
         The output bound: a client that left C{unread} bytes unread past the
         limit is dropped, counted as C{slow_reader_disconnect} and logged.
+        C{drop} is the protocol's own way to drop it (one that also frees
+        what it queued); without one the connection is aborted.
         """
         _log.info("dropping {peer}: it does not read what is sent to it ({size} bytes unread)",
                   peer=self.transport.getPeer(), size=unread)
-        self.abort("slow_reader_disconnect")
+        if drop is None:
+            self.abort("slow_reader_disconnect")
+        else:
+            self.counters.increment("slow_reader_disconnect")
+            drop()
 
     # End of input and close ---------------------------------------------------
 

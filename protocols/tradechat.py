@@ -400,8 +400,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         writer.write(data)
         if writer.paused:
             if writer.backlog > self.factory.max_output_buffer:
-                self.counters.increment("slow_reader_disconnect")
-                self._drop()
+                self.discipline.drop_slow_reader(writer.backlog, self._drop)
                 return
             self._update_reading()
         self.factory.output_budget.update(self, writer.queued)

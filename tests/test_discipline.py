@@ -5,6 +5,7 @@ the output bound and the close, over a C{StringTransport} and a clock.
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from marketplace.metrics import Counters
@@ -197,6 +198,15 @@ class DisciplineTests(SynchronousTestCase):
         self.discipline.close()
         self.discipline.stop_reading("backlog")
         self.assertEqual(self.counters.counts["limit"], 0)
+
+    def test_a_protocol_may_drop_a_slow_reader_its_own_way(self):
+        dropped = []
+        with capturedLogs() as events:
+            self.discipline.drop_slow_reader(5000, lambda: dropped.append(True))
+        self.assertEqual([event["size"] for event in events], [5000])
+        self.assertEqual(dropped, [True])
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(self.counters.counts["slow_reader_disconnect"], 1)
 
     def test_abort_counts_once(self):
         self.discipline.abort("limit")
