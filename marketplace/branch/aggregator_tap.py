@@ -12,7 +12,7 @@ from twisted.logger import Logger
 
 from marketplace.metrics import Counters, export
 from marketplace.metrics_endpoint import serve_metrics
-from marketplace.options import ServiceOptions, check_client_endpoint, positive_float
+from marketplace.options import MetricsOptions, check_client_endpoint, positive_float
 
 from .aggregate import aggregate_into
 from .cli import LIMIT_PARAMETERS, limits_from
@@ -23,7 +23,7 @@ DEFAULT_BRANCH = "tcp:127.0.0.1:5001"
 log = Logger()
 
 
-class Options(ServiceOptions):
+class Options(MetricsOptions):
     """
     Options of the C{branch-aggregator} plugin.
     """
