@@ -162,8 +162,8 @@ class MetricsOptionTests(unittest.SynchronousTestCase):
                          ["branch A"])
 
 
-class PluginEndpointTests(unittest.TestCase):
-    """Each plugin's C{makeService} with C{--metrics} on port 0, after some traffic."""
+class _Endpoint:
+    """Serving a plugin's service with C{--metrics} on port 0, and scraping it."""
 
     @defer.inlineCallbacks
     def serve(self, options_class, make_service, *arguments):
@@ -180,6 +180,10 @@ class PluginEndpointTests(unittest.TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-type"),
                          [b"text/plain; version=0.0.4; charset=utf-8"])
         return families(body.decode())
+
+
+class PluginEndpointTests(_Endpoint, unittest.TestCase):
+    """Each plugin's C{makeService} with C{--metrics} on port 0, after some traffic."""
 
     @defer.inlineCallbacks
     def test_branch(self):
@@ -368,6 +372,37 @@ def _until_scraped(metrics_port: int, condition, within: float = 15.0):
         if condition(exported) or reactor.seconds() > deadline:
             return exported
         yield task.deferLater(reactor, 0.2, lambda: None)
+
+
+class SuiteEndpointTests(_Endpoint, unittest.TestCase):
+    """C{suite --metrics}: one endpoint for every system it runs."""
+
+    @defer.inlineCallbacks
+    def test_one_endpoint_shows_every_system(self):
+        import tempfile
+        from marketplace import suite
+        from tests.test_suite import suite_arguments
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(tempfile.mkdtemp(dir=os.getcwd()))  # the laptop replicas' state goes here
+        arguments = suite_arguments()
+        service, metrics_port = yield self.serve(suite.Options, suite.makeService, *arguments)
+        port = dict(zip(arguments[::2], arguments[1::2]))
+        laptop_port = int(port["--laptop-ports"].split(",")[0])
+        before = yield self.scrape_families(metrics_port)
+        yield exchange(int(port["--branch-port"]), b"REQUEST\n", 10_000)
+        yield exchange(int(port["--tradechat-port"]), encode_frame(Opcode.HEARTBEAT, 1), 32)
+        yield exchange(int(port["--buyer-front-port"]),
+                       b'{"type":"request","api":"Fly","session_id":null,"payload":{}}\n', 20)
+        yield exchange(laptop_port, encode_role(ROLE_CUSTOMER)
+                       + encode_request(CustomerRequest(3, 0, TYPE_LOCAL_READ)), 8)
+        after = yield self.scrape_families(metrics_port)
+        for system, service_name in [("branch", "branch A"), ("tradechat", "tradechat"),
+                                     ("market", "buyer-front"), ("laptop", "replica 0")]:
+            for family in ("connections", "requests"):
+                name = f"marketplace_{system}_{family}"
+                self.assertGreaterEqual(count(after, name, service=service_name)
+                                        - count(before, name, service=service_name),
+                                        1, name)
 
 
 class DeploymentTests(unittest.SynchronousTestCase):
