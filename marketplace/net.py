@@ -45,7 +45,38 @@ class ConnectionLimits:
 CLOSE_GRACE = 5.0
 
 
-class _ServingFactory(Factory):
+class _ForwardingFactory(Factory):
+    """A factory in front of C{factory}, which it starts, stops and names."""
+
+    noisy = False
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def logPrefix(self):
+        return self.factory.logPrefix()
+
+    def doStart(self):
+        self.factory.doStart()
+
+    def doStop(self):
+        self.factory.doStop()
+
+
+def _when_lost(protocol, then) -> None:
+    """Chain C{then()} after C{protocol}'s own C{connectionLost}, however that ends."""
+    lost = protocol.connectionLost
+
+    def connectionLost(reason):
+        try:
+            return lost(reason)
+        finally:
+            then()
+
+    protocol.connectionLost = connectionLost
+
+
+class _ServingFactory(_ForwardingFactory):
     """
     Serves C{factory}'s protocols within L{ConnectionLimits} and knows the
     connections open, so that the listener can finish them when it stops.
@@ -59,25 +90,15 @@ class _ServingFactory(Factory):
     working); its C{connectionLost} is chained to release its place.
     """
 
-    noisy = False
     log = Logger()
 
     def __init__(self, factory, limits: ConnectionLimits, counters):
-        self.factory = factory
+        super().__init__(factory)
         self.limits = limits
         self.counters = counters
         self.open: set = set()
         self.by_address: Counter = Counter()
         self._all_closed: list[defer.Deferred] = []
-
-    def logPrefix(self):
-        return self.factory.logPrefix()
-
-    def doStart(self):
-        self.factory.doStart()
-
-    def doStop(self):
-        self.factory.doStop()
 
     def buildProtocol(self, addr):
         address = getattr(addr, "host", None)
@@ -91,15 +112,7 @@ class _ServingFactory(Factory):
             return None
         self.open.add(protocol)
         self.by_address[address] += 1
-        lost = protocol.connectionLost
-
-        def connectionLost(reason):
-            try:
-                return lost(reason)
-            finally:
-                self._release(protocol, address)
-
-        protocol.connectionLost = connectionLost
+        _when_lost(protocol, lambda: self._release(protocol, address))
         return protocol
 
     def _refuse(self, which: str, addr):
@@ -258,7 +271,7 @@ class Listener(Service):
         return defer.gatherResults([stopped, finished], consumeErrors=True)
 
 
-class CountingFactory(Factory):
+class CountingFactory(_ForwardingFactory):
     """
     Hands out C{factory}'s protocols, counting each connection in
     C{counters} when it is made (L{CONNECTION_OPENED}) and when it is lost
@@ -266,20 +279,9 @@ class CountingFactory(Factory):
     its transport stays the real one; its C{connectionLost} is chained.
     """
 
-    noisy = False
-
     def __init__(self, factory, counters: Counters):
-        self.factory = factory
+        super().__init__(factory)
         self.counters = counters
-
-    def logPrefix(self):
-        return self.factory.logPrefix()
-
-    def doStart(self):
-        self.factory.doStart()
-
-    def doStop(self):
-        self.factory.doStop()
 
     def buildProtocol(self, addr):
         protocol = self.factory.buildProtocol(addr)
@@ -287,15 +289,7 @@ class CountingFactory(Factory):
             return None
         counters = self.counters
         counters.increment(CONNECTION_OPENED)
-        lost = protocol.connectionLost
-
-        def connectionLost(reason):
-            try:
-                return lost(reason)
-            finally:
-                counters.increment(CONNECTION_CLOSED)
-
-        protocol.connectionLost = connectionLost
+        _when_lost(protocol, lambda: counters.increment(CONNECTION_CLOSED))
         return protocol
 
 
