@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from marketplace.store import StoreUnavailable, make_store
+from marketplace.store import StoreError, StoreUnavailable, make_store
 from tests.store.backends import RedisBackend
 from tests.store.contract import StoreContract
 
@@ -26,6 +27,38 @@ class RedisTestCase(RedisBackend, unittest.TestCase):
 
 class RedisStoreContractTests(StoreContract, RedisTestCase):
     pass
+
+
+class RedisConnectionTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_commands_are_not_held_back_by_nagle(self):
+        """
+        With Nagle's algorithm a command written while an earlier one is
+        unanswered waits for that reply's ACK, so concurrent requests take
+        turns; the store's connection turns it off.
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 1)
+        (connection,) = store.connection._factory.pool
+        handle = connection.transport.getHandle()
+        self.assertTrue(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    @defer.inlineCallbacks
+    def test_a_turns_commands_are_pipelined_and_answered_in_order(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 0)
+        deposits = [store.ledger.deposit("a", 1) for _ in range(200)]
+        balances = yield defer.gatherResults(deposits)
+        self.assertEqual(balances, list(range(1, 201)))
+
+    @defer.inlineCallbacks
+    def test_redis_error_replies_fail_only_their_command(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 5)
+        refused = store.connection.execute("HINCRBY", "not-a-number-key", "f", "x")
+        balance = store.ledger.balance("a")
+        yield self.assertFailure(refused, StoreError)
+        self.assertEqual((yield balance), 5)
 
 
 class RedisTLSStoreTests(RedisTestCase):

@@ -78,7 +78,7 @@ class RedisLedger:
             if value is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return int(value)
-        return self._redis.command("hget", _ACCOUNT + account, "balance").addCallback(parse)
+        return self._redis.execute("HGET", _ACCOUNT + account, "balance").addCallback(parse)
 
     def deposit(self, account, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_deposit", [account], [amount, account, rules.MAX_BALANCE],
