@@ -1,5 +1,5 @@
 """
-Sans-I/O codec for the branch sales wire format (see specs/branch-wire.md).
+Sans-I/O codec for the branch sales wire format (docs/protocols/branch.md).
 
 One request per connection: an aggregator sends C{REQUEST\\n}, the branch
 answers with a reply block and closes.  Both directions must stay byte for
@@ -17,12 +17,18 @@ import attrs
 
 REQUEST = b"REQUEST\n"
 
-#: Existing aggregators keep at most 63 bytes of the id (a 64-byte C buffer).
+#: Our bound on a branch id, in bytes (existing aggregators write ids of any
+#: length in full; a bound keeps main.csv rows and terminal lines sane).
 MAX_BRANCH_ID = 63
 
 #: Existing aggregators read at most 4096 bytes; a reply larger than that is
-#: not something any branch server sends, so it is treated as malformed.
+#: not something any branch server sends, so it is refused as malformed,
+#: however few segments it arrives in.
 MAX_REPLY = 4096
+
+#: A field starting with one of these is a formula to a spreadsheet that opens
+#: main.csv (CSV injection); an id may not start with one.
+FORMULA_STARTS = "=+-@"
 
 #: Existing branch servers look at 127 bytes at most; a request line longer
 #: than that cannot be a request they would answer either.
@@ -95,9 +101,12 @@ def check_branch_id(branch_id):
     """
     Return C{branch_id} encoded as UTF-8 if it can travel on the wire intact.
 
-    Existing aggregators stop at whitespace and keep 63 bytes, and main.csv is
-    comma separated, so ids must be 1..63 bytes of non-whitespace, without
-    commas or double quotes.
+    An id lands in main.csv, which is comma separated and opened in
+    spreadsheets, and on the aggregator's terminal, so it must be 1..63
+    bytes of printable, non-whitespace characters (no control or line
+    separator characters, which covers terminal escapes and U+2028/U+0085),
+    without commas or double quotes, and must not start like a spreadsheet
+    formula (C{=}, C{+}, C{-}, C{@}).
 
     @raise InvalidBranchId: with a message fit for a command line user.
     """
@@ -107,12 +116,18 @@ def check_branch_id(branch_id):
     if len(encoded) > MAX_BRANCH_ID:
         raise InvalidBranchId(
             f"branch id is {len(encoded)} bytes; at most {MAX_BRANCH_ID} "
-            f"are allowed (existing aggregators truncate longer ids)"
+            f"are allowed"
         )
-    if _BRANCH_ID.fullmatch(encoded) is None or b"," in encoded or b'"' in encoded:
+    if (_BRANCH_ID.fullmatch(encoded) is None or b"," in encoded or b'"' in encoded
+            or not branch_id.isprintable()):
         raise InvalidBranchId(
             "branch id must not contain whitespace, control characters, "
             "commas or double quotes (they would break the reply or main.csv)"
+        )
+    if branch_id[0] in FORMULA_STARTS:
+        raise InvalidBranchId(
+            f"branch id must not start with any of {' '.join(FORMULA_STARTS)} "
+            f"(a spreadsheet would run it as a formula)"
         )
     return encoded
 
@@ -253,12 +268,14 @@ class ReplyParser:
 
     def feed(self, data):
         self._buffer += data
+        if self._received() > self.max_size:
+            # Checked before any line is taken: a reply that arrives in one
+            # segment with its END is no shorter for it.
+            raise MalformedReply(f"reply longer than {self.max_size} bytes")
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             if self._take(line.removesuffix(b"\r")):
                 return self._result()
-        if self._received() > self.max_size:
-            raise MalformedReply(f"reply longer than {self.max_size} bytes")
         return None
 
     def finish(self):

@@ -214,7 +214,30 @@ def aggregate(endpoints, limits, reactor):
             deadline.cancel()
         return result
 
-    return collecting.addBoth(stop_deadline)
+    return collecting.addBoth(stop_deadline).addCallback(refuse_shared_ids)
+
+
+def refuse_shared_ids(results):
+    """
+    A branch id answered by more than one endpoint in one run is refused for
+    all of them: one branch is claiming to be another, and which is genuine
+    cannot be told, so none of their rows is written.
+    """
+    endpoints_by_id = {}
+    for result in results:
+        if result.answered:
+            endpoints_by_id.setdefault(result.reply.branch_id, []).append(result.endpoint)
+    refused = []
+    for result in results:
+        claimants = endpoints_by_id.get(result.reply.branch_id) if result.answered else None
+        if claimants is not None and len(claimants) > 1:
+            others = ", ".join(e for e in claimants if e != result.endpoint)
+            result = BranchResult(
+                result.endpoint, MALFORMED,
+                reason=f"branch id {result.reply.branch_id!r} also answered by {others}",
+            )
+        refused.append(result)
+    return refused
 
 
 def _expire_all(queries):

@@ -187,6 +187,10 @@ class SalesFile:
                 self.path, newline="", encoding="utf-8-sig", errors="replace"
             ) as f:
                 signature = _Signature.of(os.fstat(f.fileno()))
+                if signature.size == 0:
+                    # Not even a header: a file truncated or not yet written,
+                    # as the existing servers also judge it.
+                    raise UnreadableSales(f"{self.path}: the file is empty")
                 summary = summarize(csv.reader(f))
         except OSError as e:
             raise UnreadableSales(f"{self.path}: {e.strerror}") from e

@@ -14,17 +14,25 @@ many branches answered and how many were queried::
 
     2026-11-22T02:04:12Z,TOTAL,5,381.05,2026-11-22T02:04:12Z,2,3
 
-Safety.  The existing aggregators locked the very inode that their rename
-replaced and shared one temporary name, so concurrent runs lost rows.  Here
-every writer takes an exclusive C{flock} on a dedicated lock file
-(C{main.csv.lock}) that is never renamed, then for each file writes the old
-content plus the new rows to a uniquely named temporary file in the same
-directory, fsyncs it and gives it the original file's mode; only once both
-are ready does it rename them over the originals, main.csv first, and fsync
-the directory.  Readers see either the old or the new file, never a torn
-line, and no row is lost.  A failure before the renames leaves both files
-as they were; one after main.csv's rename is reported as
-L{TotalsNotWritten}, since running again would repeat main.csv's rows.
+Safety.  Any number of our aggregators and of the existing ones may write
+main.csv at once.  The existing aggregators take an exclusive C{flock} on
+main.csv itself; ours take that same lock and, before it, one on a
+dedicated lock file (C{main.csv.lock}) that is never renamed, so two of ours
+never even contend for main.csv's inode.  After main.csv's lock is granted
+the path is checked to still name the locked file (an existing aggregator
+renames a new file over it); if it does not, the lock is taken again on the
+new file.  Under both locks the run's rows are appended to main.csv in
+place, with one write, then fsynced: main.csv's inode never changes under
+our hands, so an existing aggregator waiting on its lock is never left
+holding a lock on a file that is no longer main.csv.  The totals file is
+ours alone: its new version is written to a uniquely named temporary file,
+fsynced, and renamed over it once main.csv's rows are durable, and the
+directory is fsynced.  A failure before or during the append leaves both
+files as they were (a partial append is cut off again); one after it is
+reported as L{TotalsNotWritten}, since running again would repeat
+main.csv's rows.  No file is opened through a symbolic link other than
+main.csv's own path, which is resolved once, so a symlinked C{main.csv}
+updates its target.
 
 Threads.  All of this is blocking file I/O, so it runs after every branch has
 been collected, in a worker thread (L{record_run} uses C{deferToThread}):
@@ -109,31 +117,94 @@ def totals_row(results, timestamp):
     )
 
 
-@contextmanager
-def exclusive_lock(path, timeout):
+def _flock_before(fd, deadline, path):
     """
-    Hold an exclusive C{flock} on C{path} (created if missing).
+    Take an exclusive C{flock} on C{fd}, waiting until C{deadline} at the
+    most.  Polls with a non-blocking attempt so that a writer stuck elsewhere
+    makes us fail with L{LockTimeout} instead of waiting forever.
+    """
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeout(f"{path} still locked") from None
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.05)
 
-    Polls with a non-blocking attempt so that a writer stuck elsewhere makes
-    us fail with L{LockTimeout} instead of waiting forever.
+
+@contextmanager
+def exclusive_lock(path, deadline):
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    Hold an exclusive C{flock} on C{path} (created if missing, never through
+    a symbolic link).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
     try:
-        deadline = time.monotonic() + timeout
-        pause = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LockTimeout(f"{path} still locked after {timeout:g}s") from None
-                time.sleep(min(pause, remaining))
-                pause = min(pause * 2, 0.05)
+        _flock_before(fd, deadline, path)
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def locked_main_file(path, deadline):
+    """
+    Open C{path} for appending (created if missing) and hold the existing
+    aggregators' lock on it: an exclusive C{flock} on the file itself.
+
+    They rename a new file over main.csv while holding that lock, so once it
+    is granted the path must still name the file locked; if it does not,
+    the lock is taken again on the file the path names now.  Yields the
+    locked descriptor.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o666)
+        try:
+            _flock_before(fd, deadline, path)
+            if _same_file(os.fstat(fd), path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _same_file(status, path):
+    try:
+        current = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (status.st_dev, status.st_ino)
+
+
+def append_rows(fd, lines):
+    """
+    Append C{lines} to the locked main.csv C{fd} with one write, then make
+    them durable.  A last line left unterminated by some other writer's
+    crash is terminated first, so our rows start on a line of their own.  A
+    failed or short write is cut off again, leaving the file as it was.
+    """
+    size = os.fstat(fd).st_size
+    data = "".join(lines).encode("utf-8")
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        data = b"\n" + data
+    try:
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write: {written} of {len(data)} bytes")
+        os.fsync(fd)
+    except BaseException:
+        os.ftruncate(fd, size)
+        raise
 
 
 def stage(path, lines):
@@ -167,7 +238,7 @@ def stage(path, lines):
 
 def _copy_existing(path, out):
     try:
-        original = open(path, "rb")
+        original = os.fdopen(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW), "rb")
     except FileNotFoundError:
         return
     with original:
@@ -197,14 +268,13 @@ def _fsync_directory(directory):
 def write_run(main_path, results, finished_at, lock_timeout):
     """
     Append one run's branch rows to main.csv and its total to the totals
-    file, both under main.csv's lock.  Blocking.
+    file, under both locks (see the module docstring).  Blocking.
 
-    Two files cannot be replaced in one atomic step, so everything that can
-    reasonably fail (formatting, reading the old contents, writing and
-    fsyncing both new versions) is done before either is replaced; only the
-    two renames and the directory fsync remain.
+    Everything that can reasonably fail on the totals file (reading it,
+    writing and fsyncing its new version) is done before main.csv is
+    touched; only its rename and the directory fsync remain afterwards.
 
-    @raise LockTimeout: the lock was not obtained within C{lock_timeout};
+    @raise LockTimeout: a lock was not obtained within C{lock_timeout};
         nothing was written.
     @raise OSError: a file could not be written; neither file changed.
     @raise TotalsNotWritten: main.csv has the rows, the totals file may not
@@ -217,24 +287,26 @@ def write_run(main_path, results, finished_at, lock_timeout):
     # branch's values runs while other aggregators wait or a file is open.
     rows = branch_rows(results, timestamp)
     total = totals_row(results, timestamp)
-    with exclusive_lock(lock_path(main_path), lock_timeout):
-        staged = []
-        try:
-            staged.append(stage(main_path, rows))
-            staged.append(stage(totals, [total]))
-            os.replace(staged[0], main_path)
-        except BaseException:
-            for temporary in staged:
-                _remove_quietly(temporary)
-            raise
-        try:
-            os.replace(staged[1], totals)
-            _fsync_directory(os.path.dirname(main_path))
-        except OSError as e:
-            _remove_quietly(staged[1])
-            raise TotalsNotWritten(
-                f"rows appended to {main_path}, but updating {totals} failed: {e}"
-            ) from e
+    deadline = time.monotonic() + lock_timeout
+    try:
+        with exclusive_lock(lock_path(main_path), deadline), \
+                locked_main_file(main_path, deadline) as main_fd:
+            staged = stage(totals, [total])
+            try:
+                append_rows(main_fd, rows)
+            except BaseException:
+                _remove_quietly(staged)
+                raise
+            try:
+                os.replace(staged, totals)
+                _fsync_directory(os.path.dirname(main_path))
+            except OSError as e:
+                _remove_quietly(staged)
+                raise TotalsNotWritten(
+                    f"rows appended to {main_path}, but updating {totals} failed: {e}"
+                ) from e
+    except LockTimeout as e:
+        raise LockTimeout(f"{e} after {lock_timeout:g}s") from None
 
 
 def record_run(main_path, results, finished_at, lock_timeout, run_blocking=deferToThread):

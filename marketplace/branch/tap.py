@@ -45,7 +45,7 @@ class Options(ServiceOptions):
     )
     optParameters = [
         listen_option(DEFAULT_LISTEN),
-        ["id", None, "A", "Branch id: 1 to 63 bytes, no whitespace, commas or quotes."],
+        ["id", None, "A", "Branch id: 1 to 63 printable bytes, no whitespace, commas or quotes, not starting with = + - @."],
         ["csv", None, "branchA.csv", "The branch's sales CSV (re-read whenever it changes)."],
         ["idle-timeout", None, 10.0,
          "Seconds a connection may take to send its request and receive the reply.",

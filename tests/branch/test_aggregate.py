@@ -23,8 +23,10 @@ from marketplace.branch.aggregate import (
     TIMEOUT,
     UNREACHABLE,
     BranchQueryProtocol,
+    BranchResult,
     Limits,
     aggregate,
+    refuse_shared_ids,
 )
 from marketplace.branch.tap import branch_listener
 from marketplace.net import Listener
@@ -78,6 +80,25 @@ class QueryProtocolTests(SynchronousTestCase):
         protocol.outcome.cancel()
         self.assertTrue(transport.disconnected)
         self.failureResultOf(protocol.outcome, CancelledError)
+
+
+class SharedIdTests(SynchronousTestCase):
+    def test_an_id_answered_twice_in_a_run_is_refused_for_both(self):
+        """
+        A branch claiming another's id gets neither row written: which one
+        is genuine cannot be told.
+        """
+        results = [
+            BranchResult("tcp:a:1", OK, reply=BranchReply("A", 1, Decimal("1.00"))),
+            BranchResult("tcp:b:2", OK, reply=BranchReply("B", 2, Decimal("2.00"))),
+            BranchResult("tcp:c:3", OK, reply=BranchReply("A", 9, Decimal("9.00"))),
+            BranchResult("tcp:d:4", TIMEOUT, reason="not connected within 3s"),
+        ]
+        checked = refuse_shared_ids(results)
+        self.assertEqual([r.status for r in checked], [MALFORMED, OK, MALFORMED, TIMEOUT])
+        self.assertIn("also answered by tcp:c:3", checked[0].reason)
+        self.assertIn("also answered by tcp:a:1", checked[2].reason)
+        self.assertEqual(checked[1], results[1])
 
 
 class _Scripted(Protocol):

@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from protocols.branch import (
     MAX_AMOUNT_DIGITS,
+    MAX_REPLY,
     REQUEST,
     AmountOutOfRange,
     BranchReply,
@@ -102,6 +103,21 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(check_branch_id("A" * 63), b"A" * 63)
         for bad in ["", "A" * 64, "A B", "A\tB", "A,B", 'A"B', "A\x00"]:
             self.assertRaises(InvalidBranchId, check_branch_id, bad)
+
+    def test_ids_that_would_be_formulas_or_hide_text_are_refused(self):
+        """
+        main.csv is opened in spreadsheets and ids are shown on terminals:
+        no formula start, no line separator, no C1 control (CSI starts an
+        escape sequence), no escape.
+        """
+        for bad in ["=1+1", "+A", "-A", "@SUM(A1)", "A\u2028B", "A\x85B", "A\x9b31m",
+                    "A\x1b[31m", "A\u202eB"]:
+            self.assertRaises(InvalidBranchId, check_branch_id, bad)
+        self.assertEqual(check_branch_id("A-1=2"), b"A-1=2")
+
+    def test_reply_with_a_formula_id_is_malformed(self):
+        self.assertRaises(MalformedReply, ReplyParser().feed,
+                          b"BRANCH_ID: =HYPERLINK(1)\nRECORDS: 1\nSUBTOTAL: 1.00\nEND\n")
 
     def test_encoding_rejects_bad_branch_id(self):
         self.assertRaises(InvalidBranchId, encode_reply, BranchReply("A B", 1, Decimal(1)))
@@ -234,7 +250,17 @@ class ReplyParserTests(SynchronousTestCase):
         parser = ReplyParser(max_size=64)
         self.assertRaises(MalformedReply, parser.feed, b"X\n" * 40)
 
-    @given(st.text(alphabet="AB-_.9é", min_size=1, max_size=20), st.integers(0, 10**9),
+    def test_size_bound_holds_for_a_whole_reply_in_one_segment(self):
+        """
+        A reply over the limit is refused even when it arrives, END and
+        all, in one segment (the limit was checked only between segments).
+        """
+        padding = b"NOTE: " + b"x" * MAX_REPLY + b"\n"
+        self.assertRaises(MalformedReply, ReplyParser().feed,
+                          padding + b"BRANCH_ID: A\nRECORDS: 1\nSUBTOTAL: 1.00\nEND\n")
+
+    @given(st.text(alphabet="AB-_.9é", min_size=1, max_size=20).filter(lambda s: s[0] != "-"),
+           st.integers(0, 10**9),
            st.decimals(min_value=-10**9, max_value=10**9, places=2))
     def test_round_trip(self, branch_id, records, subtotal):
         reply = BranchReply(branch_id, records, subtotal)

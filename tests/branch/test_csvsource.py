@@ -93,6 +93,21 @@ class SalesFileTests(SynchronousTestCase):
             SalesFile(self.path).current()
         self.assertIn("No such file", str(raised.exception))
 
+    def test_empty_file_is_unreadable(self):
+        """
+        A 0-byte file (not even a header) is answered as the existing
+        servers answer it: cannot read, not zero records.
+        """
+        self.write("")
+        with self.assertRaises(UnreadableSales) as raised:
+            SalesFile(self.path).current()
+        self.assertIn("empty", str(raised.exception))
+
+    def test_header_only_file_has_no_records(self):
+        self.write("date,amount\n")
+        summary, _ = SalesFile(self.path).current()
+        self.assertEqual(summary.records, 0)
+
     def test_directory(self):
         os.mkdir(self.path)
         self.assertRaises(UnreadableSales, SalesFile(self.path).current)

@@ -16,9 +16,11 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from marketplace.branch.aggregate import OK, TIMEOUT, BranchResult
+from marketplace.branch import mainfile
 from marketplace.branch.mainfile import (
     LockTimeout,
     TotalsNotWritten,
+    locked_main_file,
     lock_path,
     totals_path,
     write_run,
@@ -142,6 +144,90 @@ class WriteRunTests(SynchronousTestCase):
         self.assertRaises(LockTimeout, write_run, self.main, RESULTS, CAPTURED_AT, 0.05)
         self.assertFalse(os.path.exists(self.main))
 
+    def test_waits_for_the_existing_aggregators_lock_on_main_csv(self):
+        """
+        The existing aggregators flock main.csv itself; while one holds it,
+        ours writes nothing.
+        """
+        with open(self.main, "w") as f:
+            f.write("2026-11-22T02:04:12Z,B,2,30.30,2026-11-22T02:04:12Z\n")
+        fd = os.open(self.main, os.O_RDONLY)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.assertRaises(LockTimeout, write_run, self.main, RESULTS, CAPTURED_AT, 0.05)
+        self.assertEqual(len(read(self.main).splitlines()), 1)
+        self.assertFalse(os.path.exists(totals_path(self.main)))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        write_run(self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(len(read(self.main).splitlines()), 3)
+
+    def test_lock_retaken_when_main_csv_was_renamed_over_while_waiting(self):
+        """
+        An existing aggregator renames a new main.csv over the one whose lock
+        we waited for; the lock granted on the old file is not enough, and
+        the rows go to the file the path names now.
+        """
+        with open(self.main, "w") as f:
+            f.write("old\n")
+        flock_before = mainfile._flock_before
+        renamed = []
+
+        def existing_aggregator_renames_first(fd, deadline, path):
+            if not renamed:
+                replacement = self.main + ".theirs"
+                with open(replacement, "w") as f:
+                    f.write("old\ntheirs\n")
+                os.replace(replacement, self.main)
+                renamed.append(os.stat(self.main).st_ino)
+            flock_before(fd, deadline, path)
+
+        self.patch(mainfile, "_flock_before", existing_aggregator_renames_first)
+        with locked_main_file(self.main, deadline=float("inf")) as fd:
+            self.assertEqual(os.fstat(fd).st_ino, renamed[0])
+        write_run(self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(read(self.main).splitlines()[:2], ["old", "theirs"])
+        self.assertEqual(len(read(self.main).splitlines()), 4)
+
+    def test_appends_in_place(self):
+        """
+        main.csv keeps its inode: an existing aggregator waiting on its lock
+        is then waiting on the live file.
+        """
+        open(self.main, "w").close()
+        inode = os.stat(self.main).st_ino
+        write_run(self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(os.stat(self.main).st_ino, inode)
+
+    def test_symlinked_lock_file_is_not_followed(self):
+        target = os.path.join(self.directory, "elsewhere")
+        os.symlink(target, lock_path(os.path.realpath(self.main)))
+        self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertFalse(os.path.exists(target))
+        self.assertFalse(os.path.exists(self.main))
+
+    def test_symlinked_totals_file_is_not_copied(self):
+        secret = os.path.join(self.directory, "secret")
+        with open(secret, "w") as f:
+            f.write("do not copy\n")
+        os.symlink(secret, totals_path(os.path.realpath(self.main)))
+        self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertFalse(os.path.exists(self.main) and read(self.main))
+        self.assertEqual(leftovers(self.directory), [])
+
+    def test_failed_append_is_cut_off(self):
+        with open(self.main, "w") as f:
+            f.write("kept\n")
+        real_write = os.write
+
+        def short_write(fd, data):
+            return real_write(fd, data[:5])
+
+        self.patch(os, "write", short_write)
+        self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
+        self.assertEqual(read(self.main), "kept\n")
+        self.assertFalse(os.path.exists(totals_path(self.main)))
+        self.assertEqual(leftovers(self.directory), [])
+
     def test_failed_write_leaves_no_temporary_file(self):
         os.mkdir(totals_path(self.main))
         self.assertRaises(OSError, write_run, self.main, RESULTS, CAPTURED_AT, 1)
@@ -206,9 +292,7 @@ class ConcurrentAggregatorsTests(TestCase):
     processes = 20
 
     @inlineCallbacks
-    def test_twenty_aggregators_one_main_csv(self):
-        directory = os.path.abspath(self.mktemp())
-        os.mkdir(directory)
+    def start_branches(self, directory):
         endpoints = []
         for branch_id, amounts in [("A", ["1.10", "2.20"]), ("B", ["3.30"]), ("C", [])]:
             path = os.path.join(directory, f"branch{branch_id}.csv")
@@ -218,15 +302,52 @@ class ConcurrentAggregatorsTests(TestCase):
                 self, branch_listener(branch_id, path, listen="tcp:0:interface=127.0.0.1")
             )
             endpoints.append(f"tcp:127.0.0.1:{(yield listening_port(listener))}")
-        main = os.path.join(directory, "main.csv")
+        return endpoints
+
+    def run_ours(self, main, endpoints, count):
         env = dict(os.environ, PYTHONPATH=REPO)
         runs = []
-        for _ in range(self.processes):
+        for _ in range(count):
             protocol = _Exit()
             argv = [sys.executable, "-m", "marketplace.branch.cli", "--run-timeout", "30",
                     "--reply-timeout", "30", "--lock-timeout", "60", main, *endpoints]
             reactor.spawnProcess(protocol, sys.executable, argv, env=env, path=REPO)
             runs.append(protocol.ended)
+        return runs
+
+    @inlineCallbacks
+    def test_ours_beside_the_existing_aggregator(self):
+        """
+        Ours and a process appending the existing aggregators' way (flock on
+        main.csv, rename over it) run at once; neither loses a row.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        endpoints = yield self.start_branches(directory)
+        main = os.path.join(directory, "main.csv")
+        open(main, "w").close()
+        stop = os.path.join(directory, "stop")
+        theirs = _Exit()
+        script = os.path.join(REPO, "tests", "branch", "existing_aggregator.py")
+        reactor.spawnProcess(theirs, sys.executable, [sys.executable, script, main, stop],
+                             env=dict(os.environ), path=REPO)
+        ours = 8
+        outcomes = yield gatherResults(self.run_ours(main, endpoints, ours))
+        open(stop, "w").close()
+        code, appended = yield theirs.ended
+        self.assertEqual([code, *(code for code, _ in outcomes)], [0] * (ours + 1), outcomes)
+        lines = read(main).splitlines()
+        existing = [line for line in lines if ",EXISTING," in line]
+        self.assertEqual(len(existing), int(appended))
+        self.assertEqual(len(lines) - len(existing), 3 * ours)
+
+    @inlineCallbacks
+    def test_twenty_aggregators_one_main_csv(self):
+        directory = os.path.abspath(self.mktemp())
+        os.mkdir(directory)
+        endpoints = yield self.start_branches(directory)
+        main = os.path.join(directory, "main.csv")
+        runs = self.run_ours(main, endpoints, self.processes)
         outcomes = yield gatherResults(runs)
         self.assertEqual([code for code, _ in outcomes], [0] * self.processes, outcomes)
 
