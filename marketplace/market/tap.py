@@ -53,6 +53,8 @@ PRODUCT_DB_PORT = 7002
 PAYMENTS_PORT = 7003
 SELLER_FRONT_PORT = 7010
 BUYER_FRONT_PORT = 7011
+#: Where the marketplace's keys live in a shared Redis (docs/redis.md).
+KEY_PREFIX = "market:"
 
 #: Calls a DB service runs at once per connection: front ends pipeline
 #: independent calls over a few pooled connections.
@@ -175,7 +177,7 @@ def _db_service(name, options, build, store=None, reactor=None):
     service = MultiService()
     CollectorSettings().setServiceParent(service)
     if store is None:
-        store = make_store(options["store"], options["store-timeout"], reactor)
+        store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX)
         store.setServiceParent(service)
     table = build(store, reactor)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT).setServiceParent(service)
@@ -289,7 +291,7 @@ def suite_service(suite_options):
     services and payments sharing the suite's store.
     """
     service = MultiService()
-    store = make_store(suite_options["store"], suite_options["store-timeout"])
+    store = make_store(suite_options["store"], suite_options["store-timeout"], key_prefix=KEY_PREFIX)
     store.setServiceParent(service)
     for plugin in (customer_db, product_db, payments):
         options = plugin.Options()

@@ -4,6 +4,8 @@ Building a store from the ``--store`` URL.
 
 from __future__ import annotations
 
+import attrs
+
 from marketplace.store.address import parse_redis_url
 
 #: Seconds a store call may take before it fails with ``StoreUnavailable``.
@@ -16,10 +18,15 @@ def check_store_url(url: str) -> None:
         parse_redis_url(url)
 
 
-def make_store(url: str = "memory", timeout: float = DEFAULT_STORE_TIMEOUT, reactor=None):
+def make_store(url: str = "memory", timeout: float = DEFAULT_STORE_TIMEOUT, reactor=None,
+               key_prefix: str = ""):
     """
     Build the store ``url`` names.  The result is an ``IService``: add it to
     the application before the listeners that use it.
+
+    ``key_prefix`` is the system's own prefix for its keys in a shared
+    backend (``tradechat:``), used unless the URL names one (``?prefix=``);
+    the embedded store is private to its process and needs none.
 
     ``reactor`` is the clock and network to use; the embedded store takes any
     ``IReactorTime`` so tests can drive session expiry with ``task.Clock``.
@@ -28,4 +35,7 @@ def make_store(url: str = "memory", timeout: float = DEFAULT_STORE_TIMEOUT, reac
         from marketplace.store.memory import MemoryStore
         return MemoryStore(clock=reactor)
     from marketplace.store.redis import RedisStore
-    return RedisStore(parse_redis_url(url), timeout, reactor)
+    address = parse_redis_url(url)
+    if address.prefix is None:
+        address = attrs.evolve(address, prefix=key_prefix)
+    return RedisStore(address, timeout, reactor)

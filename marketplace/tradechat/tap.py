@@ -25,6 +25,8 @@ from protocols.tradechat import (
 from protocols.turns import TurnFlusher
 
 DEFAULT_LISTEN = "tcp:9000"
+#: Where this system's keys live in a shared Redis (docs/redis.md).
+KEY_PREFIX = "tradechat:"
 
 
 def _frame_size(value: str) -> int:
@@ -132,7 +134,7 @@ def makeService(options: Options, reactor=None) -> MultiService:
         from twisted.internet import reactor
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
-    store = make_store(options["store"], options["store-timeout"], reactor)
+    store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX)
     store.setName("store")
     store.setServiceParent(root)
     flusher = TurnFlusher(reactor)

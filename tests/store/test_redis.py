@@ -13,7 +13,7 @@ import time
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from marketplace.store import StoreError, StoreUnavailable, make_store
+from marketplace.store import StoreError, StoreUnavailable, UnknownAccount, make_store
 from tests.store.backends import RedisBackend
 from tests.store.contract import StoreContract
 
@@ -218,3 +218,62 @@ class RedisOutageTests(RedisTestCase):
         yield store.connection.command("script_flush")
         self.assertEqual((yield store.ledger.deposit("a", 1)), 12)
         self.assertEqual((yield store.ledger.withdraw("a", 2)), 10)
+
+
+class KeyPrefixTests(RedisTestCase):
+    """
+    Each system keeps its keys under its own prefix, so systems sharing one
+    Redis never count or touch each other's money, sessions or names.
+    """
+
+    def system_store(self, key_prefix, url=None):
+        store = make_store(url or self.redis.url, timeout=TIMEOUT, reactor=reactor,
+                           key_prefix=key_prefix)
+        store.startService()
+        self.addCleanup(store.stopService)
+        return store
+
+    @defer.inlineCallbacks
+    def keys(self):
+        found, cursor = [], "0"
+        while True:
+            cursor, batch = yield self.store.connection.execute("SCAN", cursor, "COUNT", 1000)
+            found += batch
+            if cursor == "0":
+                return sorted(found)
+
+    @defer.inlineCallbacks
+    def test_two_systems_on_one_redis_are_audited_apart(self):
+        from marketplace.market.tap import KEY_PREFIX as MARKET
+        from marketplace.tradechat.tap import KEY_PREFIX as TRADECHAT
+        tradechat, market = self.system_store(TRADECHAT), self.system_store(MARKET)
+        yield tradechat.ledger.open_account("7", 100)
+        yield tradechat.ledger.deposit("7", 5)
+        yield market.ledger.open_account("7", 1000)
+        yield market.ledger.withdraw("7", 30, idempotency_key="purchase:1")
+        yield tradechat.sessions.create("7")
+        yield tradechat.directory.user_id_for("alice", 1024)
+
+        chat_audit = yield tradechat.ledger.audit()
+        market_audit = yield market.ledger.audit()
+        self.assertEqual((chat_audit.accounts, chat_audit.balance_total), (1, 105))
+        self.assertEqual((market_audit.accounts, market_audit.balance_total), (1, 970))
+        self.assertTrue(chat_audit.balanced and market_audit.balanced)
+        self.assertEqual((yield tradechat.ledger.balance("7")), 105)
+        self.assertEqual((yield market.ledger.balance("7")), 970)
+        keys = yield self.keys()
+        self.assertTrue(keys)
+        self.assertEqual([k for k in keys if not k.startswith((TRADECHAT, MARKET))], [])
+        self.assertIn(TRADECHAT + "ledger:totals", keys)
+        self.assertIn(MARKET + "ledger:totals", keys)
+
+    @defer.inlineCallbacks
+    def test_the_url_prefix_overrides_the_systems(self):
+        url = self.redis.url + "?prefix=eu1:"
+        eu1 = self.system_store("tradechat:", url)
+        yield eu1.ledger.open_account("a", 3)
+        other = self.system_store("tradechat:")
+        yield self.assertFailure(other.ledger.balance("a"), UnknownAccount)
+        self.assertEqual((yield self.keys()), sorted(
+            ["eu1:ledger:totals", "eu1:ledger:txn", "eu1:ledger:accounts",
+             "eu1:ledger:account:a", "eu1:ledger:history:a"]))

@@ -375,4 +375,4 @@ class SuiteTests(unittest.TestCase):
         root = tap.suite_service(suite_options)  # built, never started: no connection is made
         self.assertEqual(root.getServiceNamed("tradechat").description, tap.DEFAULT_LISTEN)
         store = root.getServiceNamed("store")
-        self.assertEqual((store.url, store.connection.timeout), ("redis://127.0.0.1:1/0", 3.5))
+        self.assertEqual((store.url, store.connection.timeout), ("redis://127.0.0.1:1/0?prefix=tradechat:", 3.5))

@@ -20,18 +20,6 @@ from marketplace.store.market_rules import MAX_STOCK
 from marketplace.store.market_records import Item, Reservation, ReservedLine, SearchPage
 from marketplace.store.redis.scripts import lua
 
-PREFIX = "market:catalog:"
-_IN_STOCK = PREFIX + "instock"
-
-
-def _item_key(item_id) -> str:
-    return f"{PREFIX}item:{item_id}"
-
-
-def _reservation_key(purchase_id: str) -> str:
-    return f"{PREFIX}purchase:{purchase_id}"
-
-
 def _item(item_id, flat_fields) -> Item:
     fields = dict(zip(flat_fields[::2], flat_fields[1::2]))
     return Item(
@@ -53,10 +41,18 @@ def _reservation(purchase_id: str, state: str, encoded: str) -> Reservation:
 class RedisCatalog:
     def __init__(self, connection):
         self._redis = connection
+        self._prefix = connection.prefix + "catalog:"
+        self._in_stock = self._prefix + "instock"
+
+    def _item_key(self, item_id) -> str:
+        return f"{self._prefix}item:{item_id}"
+
+    def _reservation_key(self, purchase_id: str) -> str:
+        return f"{self._prefix}purchase:{purchase_id}"
 
     def create_item(self, seller_id, draft):
         d = self._redis.script(lua("market_item_create"), [], [
-            PREFIX, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
+            self._prefix, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
             int(draft.condition_is_new), draft.price_cents, draft.quantity])
         return d.addCallback(lambda reply: _item(*reply))
 
@@ -65,10 +61,10 @@ class RedisCatalog:
             if not fields:
                 raise UnknownItem(f"no item with id {item_id}")
             return _item(item_id, _flat(fields))
-        return self._redis.command("hgetall", _item_key(item_id)).addCallback(parse)
+        return self._redis.command("hgetall", self._item_key(item_id)).addCallback(parse)
 
     def items_of_seller(self, seller_id):
-        d = self._redis.script(lua("market_seller_items"), [f"{PREFIX}seller:{seller_id}"], [PREFIX])
+        d = self._redis.script(lua("market_seller_items"), [f"{self._prefix}seller:{seller_id}"], [self._prefix])
         return d.addCallback(lambda rows: [_item(item_id, fields) for item_id, fields in rows])
 
     def set_price(self, item_id, seller_id, price_cents):
@@ -80,8 +76,8 @@ class RedisCatalog:
             lambda fields: _item(item_id, fields).quantity)
 
     def search(self, category, keywords, include_out_of_stock, offset, limit):
-        d = self._redis.script(lua("market_search"), [_IN_STOCK], [
-            PREFIX, "" if category is None else category, int(include_out_of_stock),
+        d = self._redis.script(lua("market_search"), [self._in_stock], [
+            self._prefix, "" if category is None else category, int(include_out_of_stock),
             offset, limit, *keywords])
         return d.addCallback(lambda reply: SearchPage(
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
@@ -94,7 +90,7 @@ class RedisCatalog:
         args = [value for item_id in ids for value in (item_id, quantities[item_id])]
         d = self._redis.script(
             lua("market_reserve"),
-            [_reservation_key(purchase_id), _IN_STOCK, *map(_item_key, ids)], args)
+            [self._reservation_key(purchase_id), self._in_stock, *map(self._item_key, ids)], args)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -115,7 +111,7 @@ class RedisCatalog:
     def item_feedback(self, item_id, buyer_id, positive):
         d = self._redis.script(
             lua("market_item_feedback"),
-            [_item_key(item_id), f"{PREFIX}voters:{item_id}"],
+            [self._item_key(item_id), f"{self._prefix}voters:{item_id}"],
             [buyer_id, "pos" if positive else "neg"])
 
         def parse(counted):
@@ -125,7 +121,7 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _update(self, item_id, seller_id, field, value):
-        d = self._redis.script(lua("market_item_update"), [_item_key(item_id), _IN_STOCK],
+        d = self._redis.script(lua("market_item_update"), [self._item_key(item_id), self._in_stock],
                                [item_id, seller_id, field, value, MAX_STOCK])
 
         def parse(reply):
@@ -141,8 +137,8 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _settle(self, purchase_id, target):
-        d = self._redis.script(lua("market_settle"), [_reservation_key(purchase_id), _IN_STOCK],
-                               [PREFIX, target])
+        d = self._redis.script(lua("market_settle"), [self._reservation_key(purchase_id), self._in_stock],
+                               [self._prefix, target])
 
         def parse(reply):
             if reply[0] == "closed":

@@ -237,6 +237,8 @@ class RedisConnection:
 
     def __init__(self, address: RedisAddress, timeout: float, reactor):
         self.address = address
+        #: What every key of this store starts with.
+        self.prefix = address.prefix or ""
         self.timeout = timeout
         self._reactor = reactor
         self._factory = None

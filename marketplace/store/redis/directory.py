@@ -2,8 +2,8 @@
 The name -> user id directory in Redis, shared by every process on the
 server and kept across restarts.
 
-Each id space has two hashes, ``directory:<space>:names`` (name -> id) and
-``directory:<space>:ids`` (id -> name).  A claim is one Lua script: look the
+Each id space has two hashes, ``<prefix>directory:<space>:names`` (name -> id)
+and ``<prefix>directory:<space>:ids`` (id -> name).  A claim is one Lua script: look the
 name up, else probe from its home slot with ``HSETNX`` on the ids hash until
 one is free, then record the name.  Being one script, two processes claiming
 at once can never get the same id, and a restarted process finds every id
@@ -18,16 +18,13 @@ from marketplace.store import directory_rules as rules
 from marketplace.store.errors import DirectoryFull, StoreError
 from marketplace.store.redis.scripts import lua
 
-_PREFIX = "directory:"
-
-
-def _keys(id_space: int) -> list[str]:
-    return [f"{_PREFIX}{id_space}:names", f"{_PREFIX}{id_space}:ids"]
-
-
 class RedisDirectory:
     def __init__(self, connection):
         self._redis = connection
+        self._prefix = connection.prefix + "directory:"
+
+    def _keys(self, id_space: int) -> list[str]:
+        return [f"{self._prefix}{id_space}:names", f"{self._prefix}{id_space}:ids"]
 
     def user_id_for(self, name, id_space):
         try:
@@ -37,7 +34,7 @@ class RedisDirectory:
             return defer.fail()
         reserved = str(rules.RESERVED_ID) if rules.reserved_in(id_space) else ""
         d = self._redis.script(
-            lua("directory_claim"), _keys(id_space),
+            lua("directory_claim"), self._keys(id_space),
             [name, rules.home_slot(name, id_space), id_space, reserved, rules.capacity(id_space)])
         return d.addCallback(self._claimed, id_space)
 

@@ -14,13 +14,6 @@ from marketplace.store.errors import (
 from marketplace.store.records import Transaction
 from marketplace.store.redis.scripts import lua
 
-_TOTALS = "ledger:totals"
-_TXN_COUNTER = "ledger:txn"
-_ACCOUNTS = "ledger:accounts"
-_ACCOUNT = "ledger:account:"
-_HISTORY = "ledger:history:"
-_IDEMPOTENCY = "ledger:once:"
-_NO_KEY = "ledger:once"
 _CARRY = ":carry"
 _TOTAL_UNIT = 2**53
 """A running total is the field ``name`` plus ``name:carry`` units of this
@@ -60,6 +53,14 @@ def _outcome(reply):
 class RedisLedger:
     def __init__(self, connection):
         self._redis = connection
+        prefix = connection.prefix + "ledger:"
+        self._totals = prefix + "totals"
+        self._txn_counter = prefix + "txn"
+        self._accounts = prefix + "accounts"
+        self._account = prefix + "account:"
+        self._history = prefix + "history:"
+        self._idempotency = prefix + "once:"
+        self._no_key = prefix + "once"
 
     def open_account(self, account, opening_balance=0):
         try:
@@ -69,7 +70,7 @@ class RedisLedger:
             return defer.fail()
         d = self._redis.script(
             lua("ledger_open"),
-            [_TOTALS, _TXN_COUNTER, _ACCOUNTS, _ACCOUNT + account, _HISTORY + account],
+            [self._totals, self._txn_counter, self._accounts, self._account + account, self._history + account],
             ["0", "0", account, opening_balance])
         return d.addCallback(lambda created: created == 1)
 
@@ -78,7 +79,7 @@ class RedisLedger:
             if value is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return int(value)
-        return self._redis.execute("HGET", _ACCOUNT + account, "balance").addCallback(parse)
+        return self._redis.execute("HGET", self._account + account, "balance").addCallback(parse)
 
     def deposit(self, account, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_deposit", [account], [amount, account, rules.MAX_BALANCE],
@@ -100,7 +101,7 @@ class RedisLedger:
             if entries is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return [_parse_entry(account, entry) for entry in entries]
-        d = self._redis.script(lua("ledger_history"), [_ACCOUNT + account, _HISTORY + account],
+        d = self._redis.script(lua("ledger_history"), [self._account + account, self._history + account],
                                [upper, int(limit)])
         return d.addCallback(parse)
 
@@ -112,7 +113,7 @@ class RedisLedger:
                 (account, int(balance), [_parse_entry(account, e) for e in entries])
                 for account, balance, entries in accounts)
             return rules.audit_report(snapshot, totals)
-        d = self._redis.script(lua("ledger_audit"), [_TOTALS, _ACCOUNTS], [_ACCOUNT, _HISTORY])
+        d = self._redis.script(lua("ledger_audit"), [self._totals, self._accounts], [self._account, self._history])
         return d.addCallback(build)
 
     def _money(self, script, accounts, args, idempotency_key, idempotency_ttl, validate):
@@ -125,8 +126,8 @@ class RedisLedger:
             ttl = rules.idempotency_ttl(idempotency_ttl)
         except (LedgerError, ValueError):
             return defer.fail()
-        keys = [_TOTALS, _TXN_COUNTER, _IDEMPOTENCY + idempotency_key if idempotency_key else _NO_KEY]
+        keys = [self._totals, self._txn_counter, self._idempotency + idempotency_key if idempotency_key else self._no_key]
         for account in accounts:
-            keys += [_ACCOUNT + account, _HISTORY + account]
+            keys += [self._account + account, self._history + account]
         once = ["1" if idempotency_key else "0", ttl]
         return self._redis.script(lua(script), keys, once + args).addCallback(_outcome)
