@@ -41,10 +41,12 @@ from marketplace.options import (
     ServiceOptions,
     check_client_endpoint,
     check_server_endpoint,
+    history_keep_option,
     listen_option,
     positive_float,
 )
 from marketplace.store import make_store
+from marketplace.store.ledger_rules import KEEP_EVERYTHING
 from protocols.envelope_server import EnvelopeServerFactory
 from protocols.jsonframe import MAX_FRAME_LIMIT
 
@@ -114,6 +116,7 @@ class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
     optParameters = [
         listen_option(_loopback(PAYMENTS_PORT)),
         ["approve", None, "all", "Approval policy: all, none, max:CENTS or ratio:F (0..1)."],
+        history_keep_option(),
     ]
 
     def postOptions(self):
@@ -177,7 +180,8 @@ def _db_service(name, options, build, store=None, reactor=None):
     service = MultiService()
     CollectorSettings().setServiceParent(service)
     if store is None:
-        store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX)
+        store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX,
+                           options.get("history-keep", KEEP_EVERYTHING))
         store.setServiceParent(service)
     table = build(store, reactor)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT).setServiceParent(service)

@@ -12,7 +12,7 @@ from twisted.python.filepath import FilePath
 from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters
 from marketplace.net import Listener
-from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.options import ServiceOptions, history_keep_option, listen_option, positive_float
 from marketplace.store import MAX_BALANCE, make_store
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
 from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
@@ -77,6 +77,7 @@ class Options(ServiceOptions):
          "Largest request frame accepted, header included, in bytes.", _frame_size],
         ["max-output-buffer", None, DEFAULT_MAX_OUTPUT_BUFFER,
          "Bytes queued to a connection that stopped reading before it is dropped.", _byte_count],
+        history_keep_option(),
     ]
 
     def postOptions(self):
@@ -134,7 +135,8 @@ def makeService(options: Options, reactor=None) -> MultiService:
         from twisted.internet import reactor
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
-    store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX)
+    store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX,
+                       options["history-keep"])
     store.setName("store")
     store.setServiceParent(root)
     flusher = TurnFlusher(reactor)

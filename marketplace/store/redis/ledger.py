@@ -51,8 +51,10 @@ def _outcome(reply):
 
 
 class RedisLedger:
-    def __init__(self, connection):
+    def __init__(self, connection, retention: rules.HistoryRetention = rules.KEEP_EVERYTHING):
         self._redis = connection
+        # The last two ARGV of every script that records (ledger_prelude.lua).
+        self._retention_args = [retention.entries or 0, retention.seconds or 0]
         prefix = connection.prefix + "ledger:"
         self._totals = prefix + "totals"
         self._txn_counter = prefix + "txn"
@@ -71,7 +73,7 @@ class RedisLedger:
         d = self._redis.script(
             lua("ledger_open"),
             [self._totals, self._txn_counter, self._accounts, self._account + account, self._history + account],
-            ["0", "0", account, opening_balance])
+            ["0", "0", account, opening_balance, *self._retention_args])
         return d.addCallback(lambda created: created == 1)
 
     def balance(self, account):
@@ -110,8 +112,8 @@ class RedisLedger:
             flat_totals, accounts = reply
             totals = _totals(flat_totals)
             snapshot = (
-                (account, int(balance), [_parse_entry(account, e) for e in entries])
-                for account, balance, entries in accounts)
+                (account, int(balance), [_parse_entry(account, e) for e in entries], int(base))
+                for account, balance, entries, base in accounts)
             return rules.audit_report(snapshot, totals)
         d = self._redis.script(lua("ledger_audit"), [self._totals, self._accounts], [self._account, self._history])
         return d.addCallback(build)
@@ -130,4 +132,5 @@ class RedisLedger:
         for account in accounts:
             keys += [self._account + account, self._history + account]
         once = ["1" if idempotency_key else "0", ttl]
-        return self._redis.script(lua(script), keys, once + args).addCallback(_outcome)
+        return self._redis.script(lua(script), keys, once + args + self._retention_args).addCallback(
+            _outcome)

@@ -2,6 +2,9 @@
 --   KEYS[1] totals hash   KEYS[2] txn id counter   KEYS[3] idempotency key
 --   KEYS[4] account hash  KEYS[5] account history  (KEYS[6], KEYS[7]: target's)
 -- ARGV[1] '1' when an idempotency key is used, ARGV[2] its ttl in seconds.
+-- The last two ARGV of a script that records (open and the money ones) are
+-- the history retention: entries an account keeps (0: all) and seconds it
+-- keeps them (0: forever).
 -- Numbers cross into and out of Lua as decimal strings: Lua's own number
 -- formatting switches to exponents above 1e14.
 
@@ -12,15 +15,6 @@ end
 local function now()
   local t = redis.call('TIME')
   return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-end
-
--- Apply a signed change (a decimal string) to an account and log it.
-local function record(account_key, history_key, kind, counterparty, delta)
-  local balance = redis.call('HINCRBY', account_key, 'balance', delta)
-  local txn = redis.call('INCR', KEYS[2])
-  local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. now()
-  redis.call('ZADD', history_key, int(txn), entry)
-  return balance
 end
 
 -- Add a non-negative amount (a decimal string) to the running total `name`.
@@ -36,6 +30,56 @@ local function add_total(name, amount)
     redis.call('HINCRBY', KEYS[1], name, '-9007199254740992')
     redis.call('HINCRBY', KEYS[1], name .. ':carry', 1)
   end
+end
+
+-- The totals an entry of each kind counts in (ledger_rules.KINDS_BY_TOTAL).
+local TOTAL_OF_KIND = {open = 'opening', deposit = 'deposit', withdraw = 'withdrawal'}
+-- Entries dropped by one call at most (ledger_rules.TRIM_BATCH): a shortened
+-- retention takes effect over the next operations, never in one long script.
+local TRIM_BATCH = 64
+
+-- Drop the entries retention lets go into the account's checkpoint: the
+-- account's `base` (its balance before the oldest kept entry) and the
+-- `trimmed:` totals, so that the audit stays exact.
+local function trim(account_key, history_key, time)
+  local keep, seconds = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
+  if keep == 0 and seconds == 0 then
+    return
+  end
+  local count = redis.call('ZCARD', history_key)
+  local cutoff = tonumber(time) - seconds
+  local base = nil
+  for _ = 1, TRIM_BATCH do
+    if count <= 1 or ((keep == 0 or count <= keep) and seconds == 0) then
+      break
+    end
+    local oldest = redis.call('ZRANGE', history_key, 0, 0)[1]
+    local kind, delta, balance, stamp = string.match(oldest, '^%d+|([^|]*)|[^|]*|(-?%d+)|(%d+)|([%d.]+)$')
+    if not ((keep > 0 and count > keep) or (seconds > 0 and tonumber(stamp) < cutoff)) then
+      break
+    end
+    redis.call('ZREMRANGEBYRANK', history_key, 0, 0)
+    count = count - 1
+    local total = TOTAL_OF_KIND[kind]
+    if total then
+      add_total('trimmed:' .. total, (string.gsub(delta, '^-', '')))
+    end
+    base = balance
+  end
+  if base then
+    redis.call('HSET', account_key, 'base', base)
+  end
+end
+
+-- Apply a signed change (a decimal string) to an account and log it.
+local function record(account_key, history_key, kind, counterparty, delta)
+  local balance = redis.call('HINCRBY', account_key, 'balance', delta)
+  local txn = redis.call('INCR', KEYS[2])
+  local time = now()
+  local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. time
+  redis.call('ZADD', history_key, int(txn), entry)
+  trim(account_key, history_key, time)
+  return balance
 end
 
 local function finish(status, value)
