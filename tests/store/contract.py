@@ -11,14 +11,23 @@ the ledger), ``let_time_pass(seconds)`` and ``short_ttl``.
 from __future__ import annotations
 
 from twisted.internet import defer
+from zope.interface.verify import verifyObject
 
 from marketplace.store import (
-    MAX_BALANCE, BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
-    SessionNotFound, UnknownAccount,
+    MAX_BALANCE,
+    BalanceOverflow,
+    DirectoryFull,
+    InsufficientFunds,
+    InvalidAmount,
+    SelfTransfer,
+    SessionNotFound,
+    UnknownAccount,
+    directory_rules,
 )
-from marketplace.store import directory_rules
 from marketplace.store.directory_rules import FULL_ID_SPACE, RESERVED_ID, home_slot
+from marketplace.store.interfaces import IDirectory, ILedger, ISessionStore, IStore
 from marketplace.store.ledger_rules import HistoryRetention
+from marketplace.store.market_interfaces import ICatalogStore, ICustomerStore
 
 
 class SessionContract:
@@ -124,6 +133,18 @@ class LedgerContract:
         self.assertEqual((yield store.ledger.balance("b")), 0)
 
     @defer.inlineCallbacks
+    def test_whole_balance_can_be_spent(self):
+        """Moving exactly the balance leaves zero: the boundary is not a refusal."""
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 40)
+        yield store.ledger.open_account("b", 7)
+        self.assertEqual((yield store.ledger.transfer("a", "b", 40)), 0)
+        self.assertEqual((yield store.ledger.balance("b")), 47)
+        self.assertEqual((yield store.ledger.withdraw("b", 47)), 0)
+        error = yield self.assertFailure(store.ledger.transfer("b", "a", 1), InsufficientFunds)
+        self.assertEqual(error.balance, 0)
+
+    @defer.inlineCallbacks
     def test_self_transfer_refused(self):
         store = yield self.make_store()
         yield store.ledger.open_account("a", 5)
@@ -211,6 +232,28 @@ class LedgerContract:
                                          InsufficientFunds)
         self.assertEqual(error.balance, 10)
         self.assertEqual((yield store.ledger.balance("a")), 110)
+
+    @defer.inlineCallbacks
+    def test_idempotent_retry_replays_every_kind_of_refusal(self):
+        """
+        A refused transfer's retry is refused again with the first outcome
+        even once it would succeed, and so is a retry against an account
+        that has since been opened.
+        """
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 10)
+        yield store.ledger.open_account("b")
+        yield self.assertFailure(store.ledger.transfer("a", "b", 50, idempotency_key="t"),
+                                 InsufficientFunds)
+        yield self.assertFailure(store.ledger.deposit("c", 5, idempotency_key="u"), UnknownAccount)
+        yield store.ledger.deposit("a", 100)
+        yield store.ledger.open_account("c")
+        error = yield self.assertFailure(
+            store.ledger.transfer("a", "b", 50, idempotency_key="t"), InsufficientFunds)
+        self.assertEqual(error.balance, 10)
+        yield self.assertFailure(store.ledger.deposit("c", 5, idempotency_key="u"), UnknownAccount)
+        balances = yield defer.gatherResults([store.ledger.balance(name) for name in "abc"])
+        self.assertEqual(balances, [110, 0, 0])
 
     @defer.inlineCallbacks
     def test_idempotency_outcome_expires_after_its_ttl(self):
@@ -497,5 +540,23 @@ class HistoryRetentionContract:
         self.assertEqual(report.balance_total, 8)
 
 
-class StoreContract(SessionContract, LedgerContract, DirectoryContract, HistoryRetentionContract):
+class InterfaceContract:
+    @defer.inlineCallbacks
+    def test_provides_every_interface_it_claims(self):
+        """
+        Every domain object has every method and attribute its interface
+        names, with compatible signatures (``verifyObject``), so a backend
+        cannot miss an operation that only one system calls.
+        """
+        store = yield self.make_store()
+        verifyObject(IStore, store)
+        for interface, domain in [(ISessionStore, store.sessions), (ILedger, store.ledger),
+                                  (IDirectory, store.directory),
+                                  (ICustomerStore, store.customers),
+                                  (ICatalogStore, store.catalog)]:
+            self.assertTrue(verifyObject(interface, domain))
+
+
+class StoreContract(SessionContract, LedgerContract, DirectoryContract, InterfaceContract,
+                    HistoryRetentionContract):
     """Everything a backend must do."""

@@ -255,9 +255,12 @@ class BenchTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_a_load_process_that_fails_fails_the_run(self):
-        with socket.socket() as unused:
-            unused.bind(("127.0.0.1", 0))
-            port = unused.getsockname()[1]
+        # Bound but not listening for the whole test: connections to it are
+        # refused, and no other process can take the port meanwhile.
+        unused = socket.socket()
+        self.addCleanup(unused.close)
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
         arguments = ["--port", str(port), "--connections", "2", "--threads", "2",
                      "--processes", "2", "--duration", "0.5", "--timeout", "2"]
         pool = benchpool.LoadPool(reactor, self.options(*arguments), arguments,

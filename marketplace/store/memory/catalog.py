@@ -13,8 +13,10 @@ import itertools
 from collections import Counter
 
 import attrs
+from zope.interface import implementer
 
 from marketplace.market.search import rank
+from marketplace.store.market_interfaces import ICatalogStore
 from marketplace.store.market_rules import check_stock
 from marketplace.store.memory.answers import answers
 from marketplace.store.market_errors import (
@@ -36,6 +38,7 @@ from marketplace.store.market_records import (
 _NO_ITEMS = frozenset()
 
 
+@implementer(ICatalogStore)
 class MemoryCatalog:
     def __init__(self):
         self._items: dict[int, Item] = {}

@@ -9,6 +9,7 @@ swept at most once a minute during writes, so abandoned carts do not pile up.
 from __future__ import annotations
 
 import attrs
+from zope.interface import implementer
 
 from marketplace.store.market_errors import (
     FeedbackAlreadyGiven,
@@ -18,12 +19,14 @@ from marketplace.store.market_errors import (
     UnknownUser,
     UsernameTaken,
 )
+from marketplace.store.market_interfaces import ICustomerStore
 from marketplace.store.market_records import Credentials, Profile, Purchase
 from marketplace.store.memory.answers import answers
 
 SWEEP_INTERVAL = 60.0
 
 
+@implementer(ICustomerStore)
 class MemoryCustomers:
     def __init__(self, clock):
         self._clock = clock

@@ -8,11 +8,14 @@ embedded store as cheap as they were with a private table.
 from __future__ import annotations
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store import directory_rules as rules
 from marketplace.store.errors import DirectoryFull
+from marketplace.store.interfaces import IDirectory
 
 
+@implementer(IDirectory)
 class MemoryDirectory:
     def __init__(self) -> None:
         #: ``(id space, name) -> id``: the lookup every known login makes.

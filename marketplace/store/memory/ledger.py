@@ -11,12 +11,15 @@ import bisect
 from collections import deque
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store import ledger_rules as rules
 from marketplace.store.errors import BalanceOverflow, InsufficientFunds, LedgerError, UnknownAccount
+from marketplace.store.interfaces import ILedger
 from marketplace.store.records import Transaction
 
 
+@implementer(ILedger)
 class MemoryLedger:
     def __init__(self, clock, retention: rules.HistoryRetention = rules.KEEP_EVERYTHING):
         self._clock = clock

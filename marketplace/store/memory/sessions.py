@@ -9,12 +9,15 @@ nobody asks for again and is run periodically by the store service.
 from __future__ import annotations
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store.errors import SessionNotFound
+from marketplace.store.interfaces import ISessionStore
 from marketplace.store.records import Session
 from marketplace.store.sessionids import DEFAULT_SESSION_TTL, new_session_id
 
 
+@implementer(ISessionStore)
 class MemorySessions:
     def __init__(self, clock):
         self._clock = clock

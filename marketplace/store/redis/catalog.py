@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from zope.interface import implementer
+
 from marketplace.store.market_errors import (
     NotOwner,
     ReservationClosed,
@@ -16,6 +18,7 @@ from marketplace.store.market_errors import (
     StockTooLow,
     UnknownItem,
 )
+from marketplace.store.market_interfaces import ICatalogStore
 from marketplace.store.market_rules import MAX_STOCK
 from marketplace.store.market_records import Item, Reservation, ReservedLine, SearchPage
 from marketplace.store.redis.scripts import lua
@@ -38,6 +41,7 @@ def _reservation(purchase_id: str, state: str, encoded: str) -> Reservation:
     return Reservation(purchase_id, state, lines)
 
 
+@implementer(ICatalogStore)
 class RedisCatalog:
     def __init__(self, connection):
         self._redis = connection

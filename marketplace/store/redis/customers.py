@@ -8,6 +8,8 @@ once, one vote per bought item -- is one Lua script.
 
 from __future__ import annotations
 
+from zope.interface import implementer
+
 from marketplace.store.market_errors import (
     FeedbackAlreadyGiven,
     NotInCart,
@@ -16,6 +18,7 @@ from marketplace.store.market_errors import (
     UnknownUser,
     UsernameTaken,
 )
+from marketplace.store.market_interfaces import ICustomerStore
 from marketplace.store.market_records import Credentials, Profile, Purchase
 from marketplace.store.redis.scripts import lua
 
@@ -28,6 +31,7 @@ def _purchase(entry: str) -> Purchase:
     return Purchase(purchase_id, int(item_id), int(quantity), int(price), float(purchased_at))
 
 
+@implementer(ICustomerStore)
 class RedisCustomers:
     def __init__(self, connection):
         self._redis = connection

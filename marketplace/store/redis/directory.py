@@ -13,11 +13,14 @@ where it was.
 from __future__ import annotations
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store import directory_rules as rules
 from marketplace.store.errors import DirectoryFull, StoreError
+from marketplace.store.interfaces import IDirectory
 from marketplace.store.redis.scripts import lua
 
+@implementer(IDirectory)
 class RedisDirectory:
     def __init__(self, connection):
         self._redis = connection

@@ -6,11 +6,13 @@ processes sharing the server can never lose or create money.
 from __future__ import annotations
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store import ledger_rules as rules
 from marketplace.store.errors import (
     BalanceOverflow, InsufficientFunds, LedgerError, StoreError, UnknownAccount,
 )
+from marketplace.store.interfaces import ILedger
 from marketplace.store.records import Transaction
 from marketplace.store.redis.scripts import lua
 
@@ -50,6 +52,7 @@ def _outcome(reply):
     raise StoreError(f"unexpected ledger script reply: {reply!r}")
 
 
+@implementer(ILedger)
 class RedisLedger:
     def __init__(self, connection, retention: rules.HistoryRetention = rules.KEEP_EVERYTHING):
         self._redis = connection

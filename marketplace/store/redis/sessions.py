@@ -9,8 +9,10 @@ import json
 import time
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from marketplace.store.errors import SessionNotFound
+from marketplace.store.interfaces import ISessionStore
 from marketplace.store.records import Session
 from marketplace.store.redis.scripts import lua
 from marketplace.store.sessionids import DEFAULT_SESSION_TTL, new_session_id
@@ -22,6 +24,7 @@ def _session(session_id: str, flat_fields) -> Session:
                    int(fields["ttl_ms"]) / 1000.0, float(fields["created"]))
 
 
+@implementer(ISessionStore)
 class RedisSessions:
     def __init__(self, connection):
         self._redis = connection

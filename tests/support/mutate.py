@@ -1,0 +1,181 @@
+"""
+Mutation testing of the core modules: ``./dev mutate [MODULE ...]``.
+
+For each module, cosmic-ray makes every small change its operators know (a
+``>`` that becomes ``>=``, a ``+`` that becomes ``-``, a condition that is
+negated, a constant that moves by one...) one at a time, and runs the unit
+tests that guard that module against each.  A mutant the tests still pass
+is a rule nothing checks: kill it with a test, or mark the line
+``# pragma: no mutate`` with a comment saying why the change cannot be
+observed (an equivalent mutant).
+
+The work happens in a copy of the tracked files in a temporary directory,
+never in the working tree, so an interrupted run cannot leave a mutant
+behind.  Each module is tested by the fast unit modules listed in ``CORE``
+(seconds, not the whole suite): the rule must be caught where it lives.
+
+The Redis backend's Lua scripts are outside cosmic-ray's reach; their
+hand-written mutants (``LUA_MUTANTS``) are applied the same way, one at a
+time, and each must make the Redis contract suite fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: module -> the unit tests that must catch every change to it
+CORE = {
+    "marketplace/store/ledger_rules.py": ["tests.store.test_audit", "tests.store.test_memory"],
+    "marketplace/store/records.py": ["tests.store.test_audit"],
+    "marketplace/store/memory/ledger.py": ["tests.store.test_memory"],
+    "marketplace/store/memory/catalog.py": ["tests.market.test_store_contract.MemoryMarketStoreTests"],
+    "marketplace/laptop/replication.py": ["tests.laptop.test_replication"],
+    "protocols/laptop.py": ["tests.laptop.test_codec"],
+    "protocols/nsframe.py": ["tests.tradechat.test_nsframe"],
+    "protocols/branch.py": ["tests.branch.test_codec"],
+}
+
+#: script, text, its mutant, and what the mutant breaks
+LUA_MUTANTS = [
+    ("ledger_transfer.lua", "if amount > balance then", "if amount >= balance then",
+     "a whole balance can no longer be transferred"),
+    ("ledger_transfer.lua", "+ amount > tonumber(ARGV[6])", "+ amount >= tonumber(ARGV[6])",
+     "a transfer up to the maximum balance is refused"),
+]
+
+#: the tests a Lua mutant must fail
+LUA_TESTS = ["tests.store.test_redis.RedisStoreContractTests"]
+
+#: seconds one mutant's tests may take before it counts as killed (a hang)
+TIMEOUT = 120.0
+
+
+def copy_tree(destination: str) -> None:
+    """The tracked and untracked-but-not-ignored files, as in the working tree."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, check=True, capture_output=True).stdout.split(b"\0")
+    for name in filter(None, (entry.decode() for entry in listed)):
+        source = os.path.join(REPO, name)
+        if not os.path.isfile(source):
+            continue
+        target = os.path.join(destination, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def trial_command(tests: list[str]) -> str:
+    return f"{sys.executable} -m twisted.trial --exitfirst {' '.join(tests)}"
+
+
+def mutate_module(module: str, tests: list[str], work: str) -> dict:
+    """Run cosmic-ray over ``module`` in the copy ``work``; return the tally."""
+    config = os.path.join(work, "cosmic-ray.toml")
+    session = os.path.join(work, f"{module.replace('/', '_')}.sqlite")
+    with open(config, "w") as out:
+        out.write(
+            "[cosmic-ray]\n"
+            f"module-path = {json.dumps(module)}\n"
+            f"timeout = {TIMEOUT}\n"
+            "excluded-modules = []\n"
+            f"test-command = {json.dumps(trial_command(tests))}\n"
+            "[cosmic-ray.distributor]\n"
+            'name = "local"\n'
+        )
+    tools = os.path.dirname(sys.executable)
+    run = dict(cwd=work, check=True, capture_output=True)
+    subprocess.run([os.path.join(tools, "cosmic-ray"), "init", config, session], **run)
+    subprocess.run([os.path.join(tools, "cr-filter-pragma"), session], **run)
+    subprocess.run([os.path.join(tools, "cosmic-ray"), "exec", config, session], **run)
+    dump = subprocess.run([os.path.join(tools, "cosmic-ray"), "dump", session], **run).stdout
+    return tally(dump.decode())
+
+
+def tally(dump: str) -> dict:
+    killed, survivors, skipped = 0, [], 0
+    for line in filter(None, dump.splitlines()):
+        item, result = json.loads(line)
+        if result is None or result.get("worker_outcome") == "skipped":
+            skipped += 1
+            continue
+        if result.get("test_outcome") == "survived":
+            mutation = item["mutations"][0]
+            survivors.append(f"line {mutation['start_pos'][0]}: {mutation['operator_name']}"
+                             f" #{mutation['occurrence']}")
+        else:
+            killed += 1
+    return {"killed": killed, "survivors": survivors, "skipped": skipped}
+
+
+def mutate_lua(work: str) -> dict:
+    scripts = os.path.join(work, "marketplace", "store", "redis", "scripts")
+    killed, survivors = 0, []
+    for script, text, mutant, meaning in LUA_MUTANTS:
+        path = os.path.join(scripts, script)
+        with open(path) as file:
+            original = file.read()
+        if original.count(text) != 1:
+            survivors.append(f"{script}: {text!r} not found once (update LUA_MUTANTS)")
+            continue
+        with open(path, "w") as file:
+            file.write(original.replace(text, mutant))
+        try:
+            outcome = subprocess.run(trial_command(LUA_TESTS).split(), cwd=work,
+                                     capture_output=True, timeout=TIMEOUT * 3)
+            caught = outcome.returncode != 0
+        except subprocess.TimeoutExpired:
+            caught = True
+        finally:
+            with open(path, "w") as file:
+                file.write(original)
+        if caught:
+            killed += 1
+        else:
+            survivors.append(f"{script}: {text!r} -> {mutant!r} ({meaning})")
+    return {"killed": killed, "survivors": survivors, "skipped": 0}
+
+
+def report(name: str, result: dict, seconds: float, out=sys.stdout) -> None:
+    total = result["killed"] + len(result["survivors"])
+    score = 100.0 * result["killed"] / total if total else 100.0
+    print(f"{name}: {result['killed']} of {total} mutants killed ({score:.1f}%)"
+          f" in {seconds:.0f}s", file=out)
+    for survivor in result["survivors"]:
+        print(f"  survived: {survivor}", file=out)
+    out.flush()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./dev mutate",
+        description="Mutation testing of the core modules (default: all of them, and the Lua "
+                    "scripts' hand-written mutants).")
+    parser.add_argument("modules", nargs="*", metavar="MODULE",
+                        help=f"paths of core modules, or 'lua'; known: {', '.join(CORE)}")
+    arguments = parser.parse_args(argv)
+    modules = arguments.modules or [*CORE, "lua"]
+    unknown = [m for m in modules if m != "lua" and m not in CORE]
+    if unknown:
+        parser.error(f"not a core module: {', '.join(unknown)} (add it and its tests to CORE)")
+    survived = False
+    with tempfile.TemporaryDirectory(prefix="mutate-") as work:
+        copy_tree(work)
+        for module in modules:
+            started = time.monotonic()
+            result = mutate_lua(work) if module == "lua" else mutate_module(module, CORE[module], work)
+            report(module, result, time.monotonic() - started)
+            survived = survived or bool(result["survivors"])
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

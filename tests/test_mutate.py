@@ -1,0 +1,42 @@
+"""
+Tests for L{tests.support.mutate}, the driver of C{./dev mutate}: its tables
+must name what exists, or a mutation run silently tests nothing.
+"""
+
+import json
+import os
+
+from twisted.python.reflect import namedAny
+from twisted.trial import unittest
+
+from tests.support import mutate
+
+
+class TablesTests(unittest.TestCase):
+    def test_every_core_module_and_its_tests_exist(self):
+        for module, tests in mutate.CORE.items():
+            self.assertTrue(os.path.isfile(os.path.join(mutate.REPO, module)), module)
+            for name in tests:
+                namedAny(name)
+
+    def test_every_lua_mutant_applies_to_exactly_one_place(self):
+        scripts = os.path.join(mutate.REPO, "marketplace", "store", "redis", "scripts")
+        for script, text, mutant, _ in mutate.LUA_MUTANTS:
+            with open(os.path.join(scripts, script)) as file:
+                self.assertEqual(file.read().count(text), 1, (script, text))
+            self.assertNotEqual(text, mutant)
+
+
+class TallyTests(unittest.TestCase):
+    def test_counts_killed_and_names_survivors(self):
+        def line(outcome, line_number, operator="core/NumberReplacer"):
+            item = {"mutations": [{"start_pos": [line_number, 4], "operator_name": operator,
+                                   "occurrence": 0}]}
+            result = None if outcome is None else {"worker_outcome": "normal",
+                                                   "test_outcome": outcome}
+            return json.dumps([item, result])
+
+        dump = "\n".join([line("killed", 3), line("survived", 7), line("killed", 9),
+                          line(None, 11)])
+        self.assertEqual(mutate.tally(dump), {
+            "killed": 2, "survivors": ["line 7: core/NumberReplacer #0"], "skipped": 1})
