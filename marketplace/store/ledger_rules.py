@@ -52,11 +52,27 @@ class HistoryRetention:
     def keeps_everything(self) -> bool:
         return self.entries is None and self.seconds is None
 
-    def expired(self, count: int, oldest_timestamp: float, now: float) -> bool:
-        """Whether the oldest of ``count`` entries is to go."""
-        if self.entries is not None and count > self.entries:
-            return True
-        return self.seconds is not None and count > 1 and oldest_timestamp < now - self.seconds
+    def candidates(self, count: int) -> tuple[int, int]:
+        """
+        For a history of ``count`` entries (the newest just added): how many
+        of the oldest go for the count limit, and how many of the oldest to
+        look at in all (the age limit looks at C{AGE_CHECKS}).  The count
+        limit waits for C{slack} extra entries and then drops them in one
+        step, so that most operations only count the history.
+        """
+        over = 0
+        if self.entries is not None and count > self.entries + self.slack:
+            over = count - self.entries
+        looked_at = max(over, AGE_CHECKS if self.seconds is not None else 0)
+        return over, min(looked_at, TRIM_BATCH, count - 1)
+
+    @property
+    def slack(self) -> int:
+        """Entries beyond C{entries} an account may hold between two trims."""
+        return (self.entries or 0) // 16
+
+    def too_old(self, timestamp: float, now: float) -> bool:
+        return self.seconds is not None and timestamp < now - self.seconds
 
     def __str__(self):
         """As C{parse_history_keep} reads it (``1000``, ``30d``, ``1000,30d``, ``all``)."""
@@ -72,6 +88,9 @@ KEEP_EVERYTHING = HistoryRetention()
 #: a retention shortened across a restart takes effect over the next
 #: operations on an account, never in one long step.
 TRIM_BATCH = 64
+#: Oldest entries an operation checks against the age limit (C{AGE_CHECKS}
+#: in ledger_prelude.lua): at least one entry a new one.
+AGE_CHECKS = 2
 
 
 def parse_history_keep(text: str) -> HistoryRetention:

@@ -499,6 +499,19 @@ class HistoryRetentionContract:
                          (100, 21, 10))
 
     @defer.inlineCallbacks
+    def test_longer_histories_are_cut_in_steps(self):
+        """Keeping 32 entries, an account holds up to 32 // 16 more between two cuts."""
+        store = yield self.make_store_keeping(HistoryRetention(entries=32))
+        yield store.ledger.open_account("a", 1)
+        for _ in range(33):
+            yield store.ledger.deposit("a", 1)
+        self.assertEqual(len((yield store.ledger.history("a", limit=100))), 34)
+        yield store.ledger.deposit("a", 1)
+        history = yield store.ledger.history("a", limit=100)
+        self.assertEqual([t.balance_after for t in history], list(range(35, 3, -1)))
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
     def test_transfers_with_short_histories_audit_exactly(self):
         store = yield self.make_store_keeping(HistoryRetention(entries=2))
         for account in ("a", "b", "c"):

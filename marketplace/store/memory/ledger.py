@@ -127,9 +127,10 @@ class MemoryLedger:
 
     def _trim(self, account, history, now) -> None:
         """Drop what retention lets go, into the account's checkpoint."""
+        over, looked_at = self._retention.candidates(len(history))
         dropped = 0
-        while dropped < rules.TRIM_BATCH and self._retention.expired(
-                len(history) - dropped, history[dropped].timestamp, now):
+        while dropped < looked_at and (
+                dropped < over or self._retention.too_old(history[dropped].timestamp, now)):
             entry = history[dropped]
             total = rules.KINDS_BY_TOTAL.get(entry.kind)
             if total is not None:

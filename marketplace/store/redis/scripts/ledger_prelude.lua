@@ -12,9 +12,21 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Redis's clock, read once per script: a transfer's two entries share it.
+local time_now = nil
 local function now()
-  local t = redis.call('TIME')
-  return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  if not time_now then
+    local t = redis.call('TIME')
+    time_now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  end
+  return time_now
+end
+
+-- An account's balance (a number), or nil when the account was never opened:
+-- one HGET, since every opened account has the field.
+local function balance_of(account_key)
+  local balance = redis.call('HGET', account_key, 'balance')
+  return balance and tonumber(balance)
 end
 
 -- Add a non-negative amount (a decimal string) to the running total `name`.
@@ -34,9 +46,8 @@ end
 
 -- The totals an entry of each kind counts in (ledger_rules.KINDS_BY_TOTAL).
 local TOTAL_OF_KIND = {open = 'opening', deposit = 'deposit', withdraw = 'withdrawal'}
--- Entries dropped by one call at most (ledger_rules.TRIM_BATCH): a shortened
--- retention takes effect over the next operations, never in one long script.
-local TRIM_BATCH = 64
+-- HistoryRetention.candidates in ledger_rules.py, which explains these.
+local TRIM_BATCH, AGE_CHECKS = 64, 2
 
 -- Drop the entries retention lets go into the account's checkpoint: the
 -- account's `base` (its balance before the oldest kept entry) and the
@@ -47,26 +58,33 @@ local function trim(account_key, history_key, time)
     return
   end
   local count = redis.call('ZCARD', history_key)
+  local over = 0
+  if keep > 0 and count > keep + math.floor(keep / 16) then
+    over = count - keep
+  end
+  local looked_at = over
+  if seconds > 0 then
+    looked_at = math.max(over, AGE_CHECKS)
+  end
+  looked_at = math.min(looked_at, TRIM_BATCH, count - 1)
+  if looked_at <= 0 then
+    return
+  end
   local cutoff = tonumber(time) - seconds
-  local base = nil
-  for _ = 1, TRIM_BATCH do
-    if count <= 1 or ((keep == 0 or count <= keep) and seconds == 0) then
+  local dropped, base = 0, nil
+  for i, entry in ipairs(redis.call('ZRANGE', history_key, 0, looked_at - 1)) do
+    local kind, delta, balance, stamp = string.match(entry, '^%d+|([^|]*)|[^|]*|(-?%d+)|(%d+)|([%d.]+)$')
+    if i > over and not (seconds > 0 and tonumber(stamp) < cutoff) then
       break
     end
-    local oldest = redis.call('ZRANGE', history_key, 0, 0)[1]
-    local kind, delta, balance, stamp = string.match(oldest, '^%d+|([^|]*)|[^|]*|(-?%d+)|(%d+)|([%d.]+)$')
-    if not ((keep > 0 and count > keep) or (seconds > 0 and tonumber(stamp) < cutoff)) then
-      break
-    end
-    redis.call('ZREMRANGEBYRANK', history_key, 0, 0)
-    count = count - 1
     local total = TOTAL_OF_KIND[kind]
     if total then
       add_total('trimmed:' .. total, (string.gsub(delta, '^-', '')))
     end
-    base = balance
+    dropped, base = i, balance
   end
-  if base then
+  if dropped > 0 then
+    redis.call('ZREMRANGEBYRANK', history_key, 0, dropped - 1)
     redis.call('HSET', account_key, 'base', base)
   end
 end
