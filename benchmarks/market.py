@@ -86,7 +86,7 @@ def serve(roles, store, ports):
     loopback = {name: f"tcp:{port}:interface=127.0.0.1" for name, port in ports.items()}
     peers = {name: f"tcp:127.0.0.1:{port}" for name, port in ports.items()}
     if set(roles) & set(DB_SERVICES):
-        shared = make_store(store)
+        shared = make_store(store, key_prefix=tap.KEY_PREFIX)
         shared.setServiceParent(service)
     for name, plugin, maker in (("customer-db", tap.customer_db, tap.make_customer_db),
                                 ("product-db", tap.product_db, tap.make_product_db),
