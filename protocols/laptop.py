@@ -54,10 +54,11 @@ _FRAME_HEADER = struct.Struct(">ii")
 _ENTRY = struct.Struct(">iiii")
 _RECORD = struct.Struct(">ii")
 _COUNT = struct.Struct(">i")
-_SNAPSHOT_HEAD = struct.Struct(">iiqiqi")
+_SNAPSHOT_HEAD = struct.Struct(">iiqiqqqi")
 
 #: The most customer records one InstallSnapshot frame can carry: a peer
-#: refuses a larger frame, so a sender must not build one.
+#: refuses a larger frame, so a sender must not build one (a larger snapshot
+#: goes in several frames, each a chunk of it).
 MAX_SNAPSHOT_RECORDS = (MAX_FRAME_BODY - _SNAPSHOT_HEAD.size) // _RECORD.size
 
 
@@ -292,12 +293,36 @@ class VoteReply:
 
 @attrs.frozen
 class InstallSnapshot:
+    """
+    One chunk of the snapshot of the primary's state up to ``last_index``:
+    ``records`` are its records from position ``offset`` on, out of
+    ``total``.  A backup installs the snapshot once it holds all of them.
+    """
+
     view: int
     primary_id: int
     last_index: int
     last_view: int
     round: int
+    total: int
+    offset: int
     records: Tuple[Tuple[int, int], ...]
+
+
+@attrs.frozen
+class SnapshotReply:
+    """
+    A backup's answer to a snapshot chunk that did not complete it: it holds
+    the first ``received`` records of the snapshot at ``last_index``, so the
+    primary goes on from there (0: start again).  The chunk that completes
+    the snapshot is answered with an ``AppendReply``, as entries are.
+    """
+
+    view: int
+    replica_id: int
+    last_index: int
+    received: int
+    round: int
 
 
 @attrs.frozen
@@ -331,6 +356,7 @@ KIND_VOTE_REPLY = 5
 KIND_SNAPSHOT = 6
 KIND_FORWARD = 7
 KIND_FORWARD_REPLY = 8
+KIND_SNAPSHOT_REPLY = 9
 
 _HELLO = struct.Struct(">i")
 _APPEND_HEAD = struct.Struct(">iiqiqqi")
@@ -339,6 +365,7 @@ _VOTE_REQUEST = struct.Struct(">iiqii")
 _VOTE_REPLY = struct.Struct(">iiii")
 _FORWARD = struct.Struct(">qiii")
 _FORWARD_REPLY = struct.Struct(">qiii")
+_SNAPSHOT_REPLY = struct.Struct(">iiqqq")
 
 
 def _frame(kind: int, body: bytes) -> bytes:
@@ -419,10 +446,20 @@ def encode_replica_message(message) -> bytes:
             message.last_index,
             message.last_view,
             message.round,
+            message.total,
+            message.offset,
             len(message.records),
         )
         pack = _RECORD.pack
         return _frame(KIND_SNAPSHOT, head + b"".join([pack(c, o) for c, o in message.records]))
+    if kind is SnapshotReply:
+        return _frame(
+            KIND_SNAPSHOT_REPLY,
+            _SNAPSHOT_REPLY.pack(
+                message.view, message.replica_id, message.last_index, message.received,
+                message.round,
+            ),
+        )
     raise TypeError(f"not a replica message: {message!r}")
 
 
@@ -451,11 +488,13 @@ def _decode_append(body: bytes) -> AppendEntries:
 def _decode_snapshot(body: bytes) -> InstallSnapshot:
     if len(body) < _SNAPSHOT_HEAD.size:
         raise ProtocolError("bad_frame_length")
-    view, primary, last_index, last_view, round_, count = _SNAPSHOT_HEAD.unpack_from(body)
+    view, primary, last_index, last_view, round_, total, offset, count = _SNAPSHOT_HEAD.unpack_from(
+        body
+    )
     if count < 0 or len(body) != _SNAPSHOT_HEAD.size + count * _RECORD.size:
         raise ProtocolError("bad_frame_length")
     records = tuple(_RECORD.iter_unpack(memoryview(body)[_SNAPSHOT_HEAD.size :]))
-    return InstallSnapshot(view, primary, last_index, last_view, round_, records)
+    return InstallSnapshot(view, primary, last_index, last_view, round_, total, offset, records)
 
 
 def _decode_append_reply(body: bytes) -> AppendReply:
@@ -482,6 +521,7 @@ _REPLICA_DECODERS = {
     KIND_SNAPSHOT: _decode_snapshot,
     KIND_FORWARD: lambda body: ForwardRequest(*_fixed(_FORWARD, body)),
     KIND_FORWARD_REPLY: lambda body: ForwardReply(*_fixed(_FORWARD_REPLY, body)),
+    KIND_SNAPSHOT_REPLY: lambda body: SnapshotReply(*_fixed(_SNAPSHOT_REPLY, body)),
 }
 
 

@@ -22,6 +22,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from marketplace.net import connect
+from marketplace.terminal import printable
 from protocols.branch import MAX_REPLY, REQUEST, ErrorReply, MalformedReply, ReplyParser
 
 from . import mainfile
@@ -174,7 +175,7 @@ class _BranchQuery:
 
     def _replied(self, reply):
         if isinstance(reply, ErrorReply):
-            return self._result(ERROR, reason=f"branch says: {reply.reason}")
+            return self._result(ERROR, reason=f"branch says: {printable(reply.reason)}")
         return self._result(OK, reply=reply)
 
     def _failed(self, failure):

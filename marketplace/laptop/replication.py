@@ -29,6 +29,10 @@ The scheme (README, "Laptop orders: replication"):
   deposed primary learns it that way and can commit nothing, since no
   majority accepts its entries.  A primary that has not heard from a
   majority for the election timeout steps down by itself.
+- A backup whose missing entries were compacted away gets the snapshot in
+  chunks, one at a time; it installs it only once it holds every chunk,
+  all from one view's primary, and drops the chunks it has when it adopts
+  a new view.
 - Reads are answered by the primary from committed state once a round of
   messages sent after the read arrived was acknowledged by a majority in
   its view (so a deposed primary cannot serve a stale read).
@@ -48,7 +52,6 @@ from twisted.logger import Logger
 
 from protocols.laptop import (
     FORWARD_OK,
-    MAX_SNAPSHOT_RECORDS,
     FORWARD_RETRY,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
@@ -60,6 +63,7 @@ from protocols.laptop import (
     ForwardReply,
     ForwardRequest,
     InstallSnapshot,
+    SnapshotReply,
     VoteReply,
     VoteRequest,
 )
@@ -109,6 +113,30 @@ class _PeerProgress:
         self.in_flight_since: Optional[float] = None
         self.heard_at = now
         self.acked_round = 0
+        #: the snapshot (its last index) being sent to it in chunks, and how
+        #: many of its records it said it holds
+        self.snapshot_index: Optional[int] = None
+        self.snapshot_received = 0
+
+
+class _SnapshotAssembly:
+    """
+    The chunks of one snapshot a backup has received so far, from one
+    primary in one view.  Installed only once complete; dropped when the
+    view changes or a chunk of another snapshot comes.
+    """
+
+    __slots__ = ("key", "total", "records")
+
+    def __init__(self, message: InstallSnapshot):
+        self.key = (message.view, message.primary_id, message.last_index, message.last_view)
+        self.total = message.total
+        self.records: list = []
+
+    def matches(self, message: InstallSnapshot) -> bool:
+        return self.key == (
+            message.view, message.primary_id, message.last_index, message.last_view
+        ) and self.total == message.total
 
 
 class _Waiter:
@@ -172,6 +200,9 @@ class Replica:
 
     #: entries per AppendEntries message (catch-up goes in chunks this size)
     max_batch = 4096
+    #: records per InstallSnapshot chunk: 512 KiB, well within one frame
+    #: (``protocols.laptop.MAX_SNAPSHOT_RECORDS``)
+    snapshot_chunk = 65536
 
     def __init__(
         self,
@@ -216,8 +247,8 @@ class Replica:
         self._round = 0
         self._view_start_index = -1
         self._persisted_index = -1
-        #: peer -> the snapshot index last reported as too large to send it
-        self._oversize_reported: Dict[int, int] = {}
+        #: a snapshot arriving in chunks (backups only)
+        self._snapshot_assembly: Optional[_SnapshotAssembly] = None
         # log index -> what to tell once it commits: forwarded requests'
         # _Waiter and this replica's own _CustomerRequest alike.
         self._order_waiters: Dict[int, List[Union[_Waiter, _CustomerRequest]]] = {}
@@ -474,18 +505,25 @@ class Replica:
         self._persist_appended()
         log = self.replicated_log
         if progress.next_index <= log.base_index:
-            if len(self._snapshot_records) > MAX_SNAPSHOT_RECORDS:
-                self._snapshot_too_large(peer)
-                return
+            # The peer's next entry was compacted away: it gets the snapshot,
+            # a chunk at a time, each once it acknowledged the one before.
+            # Its next index moves on only when it says it installed it.
+            if progress.snapshot_index != log.base_index:
+                progress.snapshot_index = log.base_index
+                progress.snapshot_received = 0
+            records = self._snapshot_records
+            offset = progress.snapshot_received
             message = InstallSnapshot(
                 self.view,
                 self.replica_id,
                 log.base_index,
                 log.base_view,
                 self._round,
-                self._snapshot_records,
+                len(records),
+                offset,
+                records[offset : offset + self.snapshot_chunk],
             )
-            next_index = log.base_index + 1
+            next_index = progress.next_index
         else:
             prev = progress.next_index - 1
             entries = log.entries_from(progress.next_index, self.max_batch)
@@ -507,35 +545,24 @@ class Replica:
                 self._counters.increment("laptop_entries_sent", next_index - progress.next_index)
             progress.next_index = next_index
 
-    def _snapshot_too_large(self, peer: int) -> None:
+    def _answered(self, reply) -> Optional[_PeerProgress]:
         """
-        ``peer`` needs the snapshot, which holds more records than one frame
-        may carry: sending it would only get the link closed by the peer.
-        The peer stays out of the live set (commits go on with a majority);
-        said once per peer and snapshot, not on every heartbeat.
+        A backup answered this primary's last message to it, in this view:
+        it is heard from, has nothing in flight and acknowledged the reply's
+        round.  Returns its progress, or None for a reply to ignore.
         """
-        base = self.replicated_log.base_index
-        if self._oversize_reported.get(peer) == base:
-            return
-        self._oversize_reported[peer] = base
-        self._counters.increment("laptop_snapshot_too_large")
-        self.log.error(
-            "replica {peer} needs the snapshot at index {index}, but its {count} records exceed "
-            "the {limit} one frame can carry (snapshots go in one frame): it cannot catch up "
-            "over the network",
-            peer=peer,
-            index=base,
-            count=len(self._snapshot_records),
-            limit=MAX_SNAPSHOT_RECORDS,
-        )
-
-    def _on_append_reply(self, reply: AppendReply) -> None:
         progress = self._peers.get(reply.replica_id)
         if self.role != PRIMARY or reply.view != self.view or progress is None:
-            return
+            return None
         progress.heard_at = self._clock.seconds()
         progress.in_flight_since = None
         progress.acked_round = max(progress.acked_round, reply.round)
+        return progress
+
+    def _on_append_reply(self, reply: AppendReply) -> None:
+        progress = self._answered(reply)
+        if progress is None:
+            return
         progress.match_index = reply.match_index if reply.success else min(
             progress.match_index, reply.match_index
         )
@@ -559,6 +586,19 @@ class Replica:
                 self._send_round()
         elif self._behind(progress, self.replicated_log.last_index):
             self._send_append(reply.replica_id)
+
+    def _on_snapshot_reply(self, reply: SnapshotReply) -> None:
+        """A backup holds part of the snapshot: send it the next chunk (or again from its count)."""
+        progress = self._answered(reply)
+        if progress is None:
+            return
+        if reply.last_index == progress.snapshot_index:
+            received = reply.received
+            progress.snapshot_received = (
+                received if 0 <= received <= len(self._snapshot_records) else 0
+            )
+        self._answer_reads()
+        self._send_append(reply.replica_id)
 
     def _advance_commit(self) -> None:
         log = self.replicated_log
@@ -669,6 +709,11 @@ class Replica:
             self._on_vote_reply(message)
         elif kind is InstallSnapshot:
             self._on_snapshot(message)
+        elif kind is SnapshotReply:
+            if message.view > self.view:
+                self._adopt_view(message.view, None)
+            else:
+                self._on_snapshot_reply(message)
 
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
@@ -769,6 +814,9 @@ class Replica:
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
         if message.last_index > self.commit_index:
+            records = self._assemble_snapshot(message)
+            if records is None:
+                return
             keep_suffix = (
                 log.base_index <= message.last_index <= log.last_index
                 and log.view_at(message.last_index) == message.last_view
@@ -777,12 +825,14 @@ class Replica:
                 log.compact(message.last_index)
             else:
                 log.reset(message.last_index, message.last_view)
-            self.book = OrderBook(message.records)
-            self._snapshot_records = message.records
+            self.book = OrderBook(records)
+            self._snapshot_records = records
             self.commit_index = message.last_index
             self._persisted_index = log.last_index
             self._save_snapshot()
             self._counters.increment("laptop_snapshots_installed")
+        else:
+            self._snapshot_assembly = None  # it holds all of that snapshot already
         self._send(
             message.primary_id,
             AppendReply(
@@ -790,6 +840,29 @@ class Replica:
                 message.round,
             ),
         )
+
+    def _assemble_snapshot(self, message: InstallSnapshot) -> Optional[tuple]:
+        """
+        Add a chunk to the snapshot being received; return all its records
+        once complete.  Otherwise tell the primary how many records of it
+        this replica holds, from where the next chunk must start (0 after a
+        chunk of another snapshot, view or primary), and return None.
+        """
+        assembly = self._snapshot_assembly
+        if message.offset == 0 or assembly is None or not assembly.matches(message):
+            assembly = self._snapshot_assembly = _SnapshotAssembly(message)
+        count = len(message.records)
+        if message.offset == len(assembly.records) and message.offset + count <= assembly.total:
+            assembly.records.extend(message.records)
+            if len(assembly.records) == assembly.total:
+                self._snapshot_assembly = None
+                return tuple(assembly.records)
+        received = len(assembly.records)
+        self._send(
+            message.primary_id,
+            SnapshotReply(self.view, self.replica_id, message.last_index, received, message.round),
+        )
+        return None
 
     def _on_forward(self, sender: int, message: ForwardRequest) -> None:
         if self.role != PRIMARY:
@@ -890,6 +963,7 @@ class Replica:
     def _start_election(self) -> None:
         self._pre_votes = set()
         self.view += 1
+        self._snapshot_assembly = None
         self.role = CANDIDATE
         self.voted_for = self.replica_id
         self.primary_id = None
@@ -923,6 +997,7 @@ class Replica:
         if view > self.view:
             self.view = view
             self.voted_for = None
+            self._snapshot_assembly = None  # only the primary of its view may complete it
             self._storage.save_vote(self.view, self.voted_for)
         if self.role != FOLLOWER:
             self._step_down(primary_id)

@@ -4,7 +4,9 @@ One laptop-order replica as a Twisted service: the replication state machine
 and to one outbound link per peer.
 """
 
-from typing import Mapping, Optional
+from collections import deque
+from functools import partial
+from typing import Dict, Mapping, Optional, Tuple
 
 from twisted.application.service import MultiService
 from twisted.internet import defer
@@ -40,6 +42,9 @@ class OrderDesk:
     def __init__(self, replica: Replica, counters):
         self._replica = replica
         self._counters = counters
+        #: (connection, customer) -> that connection's unanswered orders of
+        #: that customer, and the reads it sent after them, in arrival order
+        self._unanswered: Dict[Tuple[int, int], deque] = {}
 
     def handle(self, request: CustomerRequest, engineer_id: int, respond) -> None:
         """
@@ -53,23 +58,36 @@ class OrderDesk:
                 self._counters.increment("laptop_invalid_orders")
                 respond(self._order_failed(request, engineer_id))
                 return
+            key = (engineer_id, customer)
+            queue = self._unanswered.get(key)
+            if queue is None:
+                queue = self._unanswered[key] = deque()
+            order = [False]  # answered yet?
+            queue.append(order)
 
             def committed(admin_id):
-                respond(encode_order_reply_fields(customer, number, kind, engineer_id, admin_id))
+                try:
+                    respond(encode_order_reply_fields(customer, number, kind, engineer_id, admin_id))
+                finally:
+                    self._order_answered(key, order)
 
-            self._replica.place_order(
-                customer, number, committed, lambda _: respond(self._failed(request, engineer_id))
-            )
+            def failed(_):
+                try:
+                    respond(self._failed(request, engineer_id))
+                finally:
+                    self._order_answered(key, order)
+
+            self._replica.place_order(customer, number, committed, failed)
             return
         if kind == TYPE_READ:
             if customer < 0:
                 respond(encode_record_reply(RecordReply(NO_VALUE, NO_VALUE)))
                 return
-            self._replica.read_record(
-                customer,
-                lambda result: respond(self._record(result, customer)),
-                lambda _: respond(self._failed(request, engineer_id)),
-            )
+            queue = self._unanswered.get((engineer_id, customer))
+            if queue is None:
+                self._read(request, engineer_id, respond)
+            else:
+                queue.append(partial(self._read, request, engineer_id, respond))
             return
         if kind == TYPE_LOCAL_READ:
             last = self._replica.book.last_order(customer)
@@ -77,6 +95,38 @@ class OrderDesk:
             return
         self._counters.increment("laptop_unknown_request_types")
         respond(self._order_failed(request, engineer_id))
+
+    def _read(self, request: CustomerRequest, engineer_id: int, respond) -> None:
+        customer = request.customer_id
+        self._replica.read_record(
+            customer,
+            lambda result: respond(self._record(result, customer)),
+            lambda _: respond(self._failed(request, engineer_id)),
+        )
+
+    def _order_answered(self, key: Tuple[int, int], order: list) -> None:
+        """
+        Read-your-writes on one connection: a read waits for the orders of
+        its customer the same connection sent before it (pipelined), so it
+        sees each of them once committed.  A read sent at once would be
+        served from the commit index of its arrival, which need not hold
+        them yet.  Reads that no unanswered order precedes any more go now.
+        A connection is keyed by its number (``engineer_id``), which stays
+        unique among open connections until 2**31 were accepted; sharing one
+        would only make a read wait for another connection's orders.
+        """
+        order[0] = True
+        queue = self._unanswered[key]
+        while queue:
+            head = queue[0]
+            if type(head) is list:
+                if not head[0]:
+                    return
+                queue.popleft()
+            else:
+                queue.popleft()()
+        if self._unanswered.get(key) is queue:
+            del self._unanswered[key]
 
     @staticmethod
     def _record(result, customer: int) -> bytes:

@@ -150,6 +150,17 @@ class AggregateTests(TestCase):
         return results, reactor.seconds() - started
 
     @inlineCallbacks
+    def test_error_reason_cannot_drive_the_terminal(self):
+        """
+        A branch's error text reaches the aggregator's terminal with its
+        escape sequences and carriage returns shown, not obeyed.
+        """
+        endpoint = yield scripted_branch(self, b"ERROR: \x1b]0;owned\x07\r ok\nEND\n")
+        results = yield aggregate([endpoint], self.limits, reactor)
+        self.assertEqual(results[0].status, ERROR)
+        self.assertEqual(results[0].reason, "branch says: \\x1b]0;owned\\x07\\r ok")
+
+    @inlineCallbacks
     def test_our_aggregator_against_existing_branch(self):
         """
         A raw-socket branch that reads once and sends its reply in one

@@ -1,6 +1,8 @@
 """
 Replicas as real child processes, for the tests that kill -9, SIGSTOP and
-SIGCONT them.  Every wait is bounded.
+SIGCONT them.  Every wait is bounded.  Each replica inherits a listening
+socket the test made, so every replica knows its peers' ports before any
+starts, and a killed one restarts on its own port.
 """
 
 import os
@@ -17,22 +19,34 @@ START_TIMEOUT = 20.0
 EXIT_TIMEOUT = 10.0
 
 
-def free_ports(count):
+#: the descriptor a replica process inherits its listening socket as (the
+#: first of systemd's socket activation protocol, which the runner speaks)
+LISTEN_FD = 3
+
+
+def listening_socket(backlog=1024):
     """
-    Ports the OS picked for us, released again: replicas must know each
-    other's ports before they start, and a killed replica restarts on its
-    own port.
+    A socket listening on an OS-chosen loopback port, for a replica process
+    to inherit: the test keeps it open for its whole run, so the port stays
+    ours across replica restarts (no port is released and bound again).
+    While its replica is down, connections wait in the socket's backlog
+    instead of being refused.
     """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(backlog)
+    return listener
+
+
+def refusing_port(testcase):
+    """
+    A loopback port that refuses connections for the rest of ``testcase``:
+    bound, never listened on, closed at cleanup.
+    """
+    bound = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    bound.bind(("127.0.0.1", 0))
+    testcase.addCleanup(bound.close)
+    return bound.getsockname()[1]
 
 
 class ReplicaProcess(protocol.ProcessProtocol):
@@ -69,12 +83,14 @@ class ProcessCluster:
     def __init__(self, testcase, count=3, extra_args=(), data_dirs=False):
         self.testcase = testcase
         self.count = count
-        self.ports = free_ports(count)
+        self.sockets = [listening_socket() for _ in range(count)]
+        self.ports = [listener.getsockname()[1] for listener in self.sockets]
         self.extra_args = list(extra_args)
         self.work = os.path.abspath(testcase.mktemp())
         os.makedirs(self.work)
         self.data_dirs = data_dirs
         self.processes = {}
+        testcase.addCleanup(self._close_sockets)
         testcase.addCleanup(self.stop_all)
 
     @property
@@ -84,7 +100,7 @@ class ProcessCluster:
         return [Address("127.0.0.1", port) for port in self.ports]
 
     def _arguments(self, i):
-        args = ["--id", str(i), "--listen", f"tcp:{self.ports[i]}:interface=127.0.0.1:backlog=1024"]
+        args = ["--id", str(i), "--listen", "systemd:domain=INET:index=0"]
         for peer, port in enumerate(self.ports):
             if peer != i:
                 args += ["--peer", f"{peer}=tcp:127.0.0.1:{port}"]
@@ -99,9 +115,12 @@ class ProcessCluster:
         process = ReplicaProcess(i, log)
         process.ended.addBoth(lambda result: (log.close(), result)[1])
         self.processes[i] = process
-        env = dict(os.environ, PYTHONPATH=REPOSITORY)
+        env = dict(os.environ, PYTHONPATH=REPOSITORY, LISTEN_FDS="1", LISTEN_FDNAMES="listen")
         argv = [sys.executable, "-m", "tests.laptop.replica_runner"] + self._arguments(i)
-        reactor.spawnProcess(process, sys.executable, argv, env=env, path=REPOSITORY)
+        reactor.spawnProcess(
+            process, sys.executable, argv, env=env, path=REPOSITORY,
+            childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sockets[i].fileno()},
+        )
         return process.ready.addTimeout(START_TIMEOUT, reactor)
 
     def start_all(self) -> defer.Deferred:
@@ -127,3 +146,7 @@ class ProcessCluster:
                 process.signal(signal.SIGKILL)
                 waits.append(process.ended.addTimeout(EXIT_TIMEOUT, reactor))
         return defer.DeferredList(waits, consumeErrors=True)
+
+    def _close_sockets(self):
+        for listener in self.sockets:
+            listener.close()

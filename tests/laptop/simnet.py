@@ -11,9 +11,11 @@ kill -9 does to TCP).
 import random
 
 from twisted.internet import task
+from twisted.trial.unittest import FailTest
 
 from marketplace.laptop.replication import PRIMARY, Replica, Timeouts
 from marketplace.laptop.storage import MemoryStorage, Recovered
+from protocols.laptop import FrameTooLarge, decode_replica_message, encode_replica_message
 
 STEP = 0.005
 
@@ -45,7 +47,14 @@ class SimulatedDisk(MemoryStorage):
 
 
 class SimulatedNetwork:
-    def __init__(self, count=3, timeouts=Timeouts(), seed=0, durable=False, **replica_options):
+    """
+    ``wire=True`` sends every message through the codec, as a replica link
+    does: one whose frame would be too large is not sent (the send says
+    so), and the receiver gets what decoding the frame gives.
+    """
+
+    def __init__(self, count=3, timeouts=Timeouts(), seed=0, durable=False, wire=False,
+                 **replica_options):
         self.ids = list(range(count))
         self.timeouts = timeouts
         self.now = 0.0
@@ -61,6 +70,7 @@ class SimulatedNetwork:
         self.primaries_by_view = {}
         #: set to a list to record every message sent, as (source, target, message)
         self.trace = None
+        self.wire = wire
         self.replica_options = replica_options
         for i in self.ids:
             self._boot(i)
@@ -128,6 +138,12 @@ class SimulatedNetwork:
     def _send(self, source, target, message):
         if target in self.down or source in self.down:
             return False
+        if self.wire:
+            try:
+                frame = encode_replica_message(message)
+            except FrameTooLarge:
+                return False
+            message, _ = decode_replica_message(frame)
         if self.trace is not None:
             self.trace.append((source, target, message))
         self.in_flight.append((source, target, message))
@@ -158,7 +174,7 @@ class SimulatedNetwork:
                 continue
             leader = self.primaries_by_view.setdefault(replica.view, i)
             if leader != i:
-                raise AssertionError(
+                raise FailTest(
                     f"two primaries in view {replica.view}: {leader} and {i}"
                 )
 
@@ -174,7 +190,7 @@ class SimulatedNetwork:
             self.step()
         if predicate():
             return self.now
-        raise AssertionError(f"condition not reached within {limit} simulated seconds")
+        raise FailTest(f"condition not reached within {limit} simulated seconds")
 
     # ------------------------------------------------------------ views of the cluster
 

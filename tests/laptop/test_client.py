@@ -6,7 +6,7 @@ stand-in for the existing server that answers exactly as the spec captures.
 import io
 import struct
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, error, protocol, reactor
 from twisted.python import usage
 from twisted.trial import unittest
 
@@ -15,7 +15,7 @@ from marketplace.laptop.client import Address, FailoverSession, Latencies, Optio
 from marketplace.laptop.service import ReplicaService
 from marketplace.net import Listener
 from protocols.laptop import CustomerRequest
-from tests.laptop.processes import free_ports
+from tests.laptop.processes import refusing_port
 from tests.support.services import listening_port, start_service
 
 
@@ -177,7 +177,7 @@ class AgainstServersTests(unittest.TestCase):
     def test_fails_over_from_a_dead_address_and_verifies(self):
         service = start_service(self, ReplicaService(0, "tcp:0:interface=127.0.0.1", {}))
         port = yield listening_port(service.listener)
-        (dead,) = free_ports(1)
+        dead = refusing_port(self)
         out, err = io.StringIO(), io.StringIO()
         options = Options()
         options.parseOptions(["--progress", "0.05", "--timeout", "1", "--verify", "-r",
@@ -193,9 +193,9 @@ class AgainstServersTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_request_fails_after_deadline(self):
-        (dead,) = free_ports(1)
+        dead = refusing_port(self)
         session = FailoverSession([Address("127.0.0.1", dead)], 0, reactor, timeout=0.2,
                                   deadline=0.3, retry_delay=0.05)
-        with self.assertRaises(Exception):
+        with self.assertRaises(error.ConnectionRefusedError):
             yield session.request(CustomerRequest(1, 1, 1))
         self.assertGreater(session.failovers, 0)

@@ -3,39 +3,63 @@ Three replicas as real processes on loopback, driven by the client library:
 a full run, kill -9 of a backup and of the primary under load, SIGSTOP and
 SIGCONT, a stale primary, and bad input.  Every history of acknowledged
 orders and reads is checked against one serial order.
+
+Tests wait for events (orders acknowledged), each wait bounded; how long
+failover or a frozen backup holds orders up is asserted over the simulated
+network (``test_replication``), where time is the test's own.
 """
 
-from twisted.internet import defer, protocol, reactor, task
+from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
 from marketplace.laptop.client import FailoverSession, LoadRun, read_replica, verify
 from marketplace.laptop.history import History, check_history
-from marketplace.laptop.replication import Timeouts
 from marketplace.net import connect
 from protocols.laptop import CustomerRequest, encode_request, encode_role
 from protocols.laptop_client import CustomerClientProtocol
 from tests.laptop.processes import ProcessCluster
 
-DEFAULTS = Timeouts()
-#: documented failover bound (README): detection + staggered election
-FAILOVER_BOUND = 3.0
-#: scheduling slack on a shared 2-core machine
-SLACK = 1.0
 PROBE_CUSTOMER = 1_000_000
+#: the longest any one wait for progress may take before the test fails:
+#: a safety net for a stuck cluster, not a latency bound
+PROGRESS_LIMIT = 30.0
 
 
-def wait(seconds):
-    return task.deferLater(reactor, seconds, lambda: None)
+class WatchedHistory(History):
+    """A history that counts acknowledged requests and says when a count is reached."""
 
+    def __init__(self):
+        super().__init__()
+        self.acked = 0
+        #: (count, Deferred) of every wait not fired yet
+        self._waits = []
 
-@defer.inlineCallbacks
-def until(predicate, limit, interval=0.05):
-    """Poll ``predicate`` every ``interval`` until it holds; fail after ``limit`` seconds."""
-    deadline = reactor.seconds() + limit
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"condition not reached within {limit} s")
-        yield wait(interval)
+    def when_acked(self, count, limit=PROGRESS_LIMIT) -> defer.Deferred:
+        """Fires once ``count`` requests in all were acknowledged; fails after ``limit`` s."""
+        if self.acked >= count:
+            return defer.succeed(None)
+        waiting = defer.Deferred()
+        self._waits.append((count, waiting))
+        return waiting.addTimeout(limit, reactor)
+
+    def _recorded(self, ok) -> None:
+        if not ok:
+            return
+        self.acked += 1
+        if self._waits:
+            reached = [wait for wait in self._waits if wait[0] <= self.acked]
+            self._waits = [wait for wait in self._waits if wait[0] > self.acked]
+            for _, waiting in reached:
+                if not waiting.called:
+                    waiting.callback(None)
+
+    def order(self, customer_id, order_number, start, end, ok) -> None:
+        super().order(customer_id, order_number, start, end, ok)
+        self._recorded(ok)
+
+    def read(self, customer_id, value, start, end, ok=True) -> None:
+        super().read(customer_id, value, start, end, ok)
+        self._recorded(ok)
 
 
 class ClusterTestCase(unittest.TestCase):
@@ -45,7 +69,7 @@ class ClusterTestCase(unittest.TestCase):
     def start_cluster(self, **options):
         self.cluster = ProcessCluster(self, **options)
         yield self.cluster.start_all()
-        self.history = History()
+        self.history = WatchedHistory()
         self._probes = 0
         self.primary = yield self.probe()
 
@@ -77,11 +101,11 @@ class ClusterTestCase(unittest.TestCase):
         return summary
 
     def acked_count(self):
-        return sum(1 for op in self.history.operations if op.ok)
+        return self.history.acked
 
-    def slowest_since(self, moment):
-        return max((op.end - op.start for op in self.history.operations if op.end >= moment),
-                   default=0.0)
+    def acked_more(self, count):
+        """Fires once ``count`` more requests than now were acknowledged."""
+        return self.history.when_acked(self.history.acked + count)
 
 
 class FullRunTests(ClusterTestCase):
@@ -109,16 +133,12 @@ class FailureTests(ClusterTestCase):
         backup = (self.primary + 1) % 3
         addresses = [a for i, a in enumerate(self.cluster.addresses) if i != backup]
         run, done = self.load(addresses=addresses)
-        yield until(lambda: self.acked_count() > 500, 10)
-        killed_at = reactor.seconds()
+        yield self.acked_more(500)
         yield self.cluster.kill(backup)
-        acked = self.acked_count()
-        yield until(lambda: self.acked_count() > acked + 500, 10)
-        self.assertLess(self.slowest_since(killed_at), DEFAULTS.backup + SLACK)
+        yield self.acked_more(500)
         self.assertEqual(run.failed, 0)
         yield self.cluster.start(backup)
-        acked = self.acked_count()
-        yield until(lambda: self.acked_count() > acked + 500, 10)
+        yield self.acked_more(500)
         summary = yield self.finish(run, done)
         self.assertEqual(summary.failed, 0)
 
@@ -127,18 +147,13 @@ class FailureTests(ClusterTestCase):
         yield self.start_cluster()
         old = self.primary
         run, done = self.load()
-        yield until(lambda: self.acked_count() > 500, 10)
+        yield self.acked_more(500)
         killed_at = reactor.seconds()
         yield self.cluster.kill(old)
         acked_before = [op for op in self.history.operations if op.ok and op.end <= killed_at]
-        yield until(lambda: any(op.ok and op.start > killed_at for op in self.history.operations),
-                    FAILOVER_BOUND + SLACK)
         new = yield self.probe(first=(old + 1) % 3)
         self.assertNotEqual(new, old)
-        acked = self.acked_count()
-        yield until(lambda: self.acked_count() > acked + 500, 10)
-        self.assertLess(self.slowest_since(killed_at), FAILOVER_BOUND,
-                        "no order waits longer than the failover bound")
+        yield self.acked_more(500)
         survivors = [i for i in range(3) if i != old]
         summary = yield self.finish(run, done, replicas=survivors)
         self.assertEqual(summary.failed, 0, "clients continue on the other replicas")
@@ -152,15 +167,11 @@ class FailureTests(ClusterTestCase):
         backup = (self.primary + 1) % 3
         addresses = [a for i, a in enumerate(self.cluster.addresses) if i != backup]
         run, done = self.load(addresses=addresses)
-        yield until(lambda: self.acked_count() > 500, 10)
-        frozen_at = reactor.seconds()
+        yield self.acked_more(500)
         self.cluster.freeze(backup)
-        acked = self.acked_count()
-        yield until(lambda: self.acked_count() > acked + 1000, 10)
-        self.assertLess(self.slowest_since(frozen_at), DEFAULTS.backup + SLACK)
+        yield self.acked_more(1000)
         self.cluster.resume(backup)
-        acked = self.acked_count()
-        yield until(lambda: self.acked_count() > acked + 500, 10)
+        yield self.acked_more(500)
         summary = yield self.finish(run, done)
         self.assertEqual(summary.failed, 0)
 
@@ -173,13 +184,13 @@ class FailureTests(ClusterTestCase):
                                        CustomerClientProtocol(), 2.0, reactor)
         others = [a for i, a in enumerate(self.cluster.addresses) if i != old]
         run, done = self.load(addresses=others)
-        yield until(lambda: self.acked_count() > 200, 10)
+        yield self.acked_more(200)
         self.cluster.freeze(old)
         stale_reply = stale_customer.request(CustomerRequest(4242, 7, 1))
         new = yield self.probe(first=(old + 1) % 3)
         self.assertNotEqual(new, old)
         self.cluster.resume(old)
-        reply = yield stale_reply.addTimeout(DEFAULTS.request + SLACK + 5, reactor)
+        reply = yield stale_reply.addTimeout(PROGRESS_LIMIT, reactor)
         # Either refused, or committed by the new primary through forwarding:
         # never acknowledged by the deposed one on its own.
         self.assertIn(reply.admin_id, [new] if not reply.failed else [old, new])
@@ -199,7 +210,7 @@ class DurabilityTests(ClusterTestCase):
     def test_whole_cluster_restart_keeps_acknowledged_orders(self):
         yield self.start_cluster(data_dirs=True)
         run, done = self.load(customers=4)
-        yield until(lambda: self.acked_count() > 1000, 10)
+        yield self.acked_more(1000)
         run.stop()
         yield defer.gatherResults([self.cluster.kill(i) for i in range(3)])
         yield self.cluster.start_all()

@@ -26,6 +26,7 @@ from protocols.laptop import (
     Hello,
     FrameTooLarge,
     InstallSnapshot,
+    SnapshotReply,
     LegacyEntry,
     OrderReply,
     ProtocolError,
@@ -145,7 +146,7 @@ class DecoderTests(unittest.TestCase):
         and joined once: re-copying everything buffered on every read made
         a 16 MiB snapshot cost seconds of CPU in 16 KiB reads.
         """
-        snapshot = InstallSnapshot(3, 0, 10, 2, 5, tuple((c, c + 1) for c in range(20_000)))
+        snapshot = InstallSnapshot(3, 0, 10, 2, 5, 20_000, 0, tuple((c, c + 1) for c in range(20_000)))
         frame = encode_replica_message(snapshot)
         follower = encode_replica_message(AppendReply(1, 2, True, 3, 4))
         decoder = ServerDecoder()
@@ -161,7 +162,9 @@ class DecoderTests(unittest.TestCase):
 
     def test_snapshot_too_large_for_a_frame_is_not_encoded(self):
         """A frame the peer would refuse is refused by the sender, before packing it."""
-        fits = InstallSnapshot(3, 0, 10, 2, 5, ((7, 1),) * MAX_SNAPSHOT_RECORDS)
+        fits = InstallSnapshot(
+            3, 0, 10, 2, 5, MAX_SNAPSHOT_RECORDS + 1, 0, ((7, 1),) * MAX_SNAPSHOT_RECORDS
+        )
         self.assertLessEqual(len(encode_replica_message(fits)) - 8, MAX_FRAME_BODY)
         too_many = attrs.evolve(fits, records=fits.records + ((8, 1),))
         self.assertRaises(FrameTooLarge, encode_replica_message, too_many)
@@ -221,10 +224,11 @@ messages = st.one_of(
     st.builds(AppendReply, ints, ints, st.booleans(), longs, longs),
     st.builds(VoteRequest, ints, ints, longs, ints, st.booleans()),
     st.builds(VoteReply, ints, ints, st.booleans(), st.booleans()),
-    st.builds(InstallSnapshot, ints, ints, longs, ints, longs,
+    st.builds(InstallSnapshot, ints, ints, longs, ints, longs, longs, longs,
               st.lists(st.tuples(ints, ints), max_size=5).map(tuple)),
     st.builds(ForwardRequest, longs, ints, ints, ints),
     st.builds(ForwardReply, longs, ints, ints, ints),
+    st.builds(SnapshotReply, ints, ints, longs, longs, longs),
 )
 
 
@@ -238,6 +242,27 @@ class ReplicaMessageTests(unittest.TestCase):
                 "00000003 00000000 00000000 00000009 00000002"  # view, primary, prev_index, prev_view
                 "00000000 00000008 00000000 00000005 00000001"  # commit, round, count
                 "00000003 00000001 00000007 0000002a"  # entry: view, opcode, customer, order
+            ),
+        )
+
+    def test_snapshot_chunk_and_reply_layout(self):
+        chunk = InstallSnapshot(3, 0, 9, 2, 5, 7, 4, ((1, 2),))
+        self.assertEqual(
+            encode_replica_message(chunk),
+            words(
+                "00000006 00000038"  # kind 6, 56-byte body
+                "00000003 00000000 00000000 00000009 00000002"  # view, primary, last_index, last_view
+                "00000000 00000005 00000000 00000007"  # round, total records
+                "00000000 00000004 00000001"  # offset of this chunk, count
+                "00000001 00000002"  # record: customer, last order
+            ),
+        )
+        self.assertEqual(
+            encode_replica_message(SnapshotReply(3, 1, 9, 4, 5)),
+            words(
+                "00000009 00000020"  # kind 9, 32-byte body
+                "00000003 00000001 00000000 00000009"  # view, replica, last_index
+                "00000000 00000004 00000000 00000005"  # records received, round
             ),
         )
 

@@ -3,12 +3,27 @@ The replication state machine over simulated networks: elections, commits,
 crashes, freezes, partitions, stale primaries, catch-up and snapshots.
 """
 
+from twisted.internet import task
+from twisted.python import failure
 from twisted.trial import unittest
 
 from marketplace.laptop.history import History, check_history
-from marketplace.laptop.replication import PRIMARY, ReadResult, RequestFailed, Timeouts
-from protocols.laptop import ForwardReply, ForwardRequest, InstallSnapshot
-from tests.laptop.simnet import SimulatedNetwork
+from marketplace.laptop.replication import PRIMARY, ReadResult, Replica, RequestFailed, Timeouts
+from protocols.laptop import (
+    MAX_FRAME_BODY,
+    OPCODE_NOOP,
+    OPCODE_SET_LAST_ORDER,
+    AppendEntries,
+    AppendReply,
+    Entry,
+    ForwardReply,
+    ForwardRequest,
+    InstallSnapshot,
+    SnapshotReply,
+    VoteRequest,
+    encode_replica_message,
+)
+from tests.laptop.simnet import STEP, SimulatedNetwork
 
 TIMEOUTS = Timeouts()
 #: time for a failover by the scheme's own bound (see ``Timeouts``) plus a round trip
@@ -477,41 +492,38 @@ class CatchUpTests(unittest.TestCase):
         settle(net, work)
         work.check(self)
 
-    def test_snapshot_too_large_for_a_frame_is_not_sent(self):
+    def test_snapshot_larger_than_a_frame_goes_in_chunks(self):
         """
-        A snapshot with more records than one frame may carry would get the
-        link closed by the backup: the primary does not send it, says so
-        once, and goes on committing with the other backup.
+        A backup that missed more than the log keeps catches up from a
+        snapshot larger than one frame (frames made small here, so a
+        thousand records exceed one): it arrives in chunks, every message
+        through the codec, and is installed once.
         """
-        from marketplace.laptop import replication
+        import protocols.laptop
 
-        self.patch(replication, "MAX_SNAPSHOT_RECORDS", 2)
-        net = SimulatedNetwork(compact_threshold=50)
-        primary = elect(net)
-        backup = next(i for i in net.ids if i != primary)
+        self.patch(protocols.laptop, "MAX_FRAME_BODY", 4096)
+        self.patch(protocols.laptop, "MAX_SNAPSHOT_RECORDS", 500)
+        self.patch(Replica, "snapshot_chunk", 300)
+        self.patch(Replica, "max_batch", 100)
+        net = SimulatedNetwork(wire=True, compact_threshold=1000)
+        leader = elect(net)
+        primary = net.replicas[leader]
+        backup = next(i for i in net.ids if i != leader)
         net.crash(backup)
-        work = Workload(net, customers=3)
-        net.run(2.0)
-        work.limit = 0
-        net.run(0.5)
-        self.assertGreater(net.replicas[primary].replicated_log.base_index, 0)
-        counters = net.replicas[primary]._counters
-        reported = counters.snapshot().get("laptop_snapshot_too_large", 0)
+        results = []
+        for customer in range(1500):
+            primary.order(customer, 1).addCallback(results.append)
+        net.run_until(lambda: len(results) == 1500, 5.0)
+        snapshot = primary._snapshot_records
+        self.assertGreater(primary.replicated_log.base_index, 0)
+        self.assertGreater(len(snapshot) * 8, protocols.laptop.MAX_FRAME_BODY)
         net.trace = []
         net.restart(backup)
-        net.run(2.0)
-        self.assertEqual(
-            [m for _, target, m in net.trace if target == backup and type(m) is InstallSnapshot], []
-        )
-        self.assertNotIn(backup, net.replicas[primary].live)
-        # Said once per snapshot, not on each of the 40 heartbeats since.
-        now_reported = counters.snapshot().get("laptop_snapshot_too_large", 0)
-        self.assertGreaterEqual(now_reported, 1)
-        self.assertLessEqual(now_reported - reported, 1)
-        results = []
-        net.replicas[primary].order(99, 1).addCallback(results.append)
-        net.run(0.2)
-        self.assertEqual(results, [primary])
+        net.run_until(lambda: backup in primary.live, 5.0)
+        chunks = [m for _, target, m in net.trace if target == backup and type(m) is InstallSnapshot]
+        self.assertEqual([m.offset for m in chunks], list(range(0, len(snapshot), 300)))
+        self.assertEqual(net.replicas[backup]._counters.counts["laptop_snapshots_installed"], 1)
+        net.run_until(net.converged, 2.0)
 
     def test_whole_cluster_restart_recovers_acknowledged_orders(self):
         net = SimulatedNetwork(durable=True, compact_threshold=40)
@@ -532,6 +544,287 @@ class CatchUpTests(unittest.TestCase):
         book = dict(net.books()[0])
         for customer, number in acked:
             self.assertGreaterEqual(book[customer], number)
+
+
+def noop(view):
+    return Entry(view, OPCODE_NOOP, -1, -1)
+
+
+def order(view, customer, number):
+    return Entry(view, OPCODE_SET_LAST_ORDER, customer, number)
+
+
+def restart_with_logs(net, logs):
+    """
+    Restart every replica of ``net`` (made ``durable``) from the given
+    on-disk state: ``{id: (view, voted_for, entries)}``.
+    """
+    for i in net.ids:
+        net.crash(i)
+    for i, (view, voted_for, entries) in logs.items():
+        disk = net.disks[i]
+        disk.view, disk.voted_for, disk.entries = view, voted_for, list(entries)
+    for i in net.ids:
+        net.restart(i)
+
+
+class CommitRuleTests(unittest.TestCase):
+    """
+    An entry commits once every live backup and a majority of the
+    configured replicas hold it, and only by an entry of the primary's own
+    view reaching that (Raft's "figure 8" rule).
+    """
+
+    def test_entry_of_an_older_view_is_not_committed_by_counting_replicas(self):
+        """
+        Replica 0 holds an order of view 1 at index 1 that nobody else has;
+        replica 1 was elected in view 2 and holds its no-op of view 2 at index
+        1, likewise unsent.  Replica 0 is elected in view 3 with 2's vote
+        and copies its view-1 entry to 2, one entry per message: a majority
+        now holds it, but committing it then would be wrong, since 1 can
+        still win view 4 with 2's vote (its last entry, of view 2, beats
+        2's of view 1) and overwrite index 1 on 2.  Only once the no-op of
+        view 3 is on a majority is the order committed.
+        """
+        self.patch(Replica, "max_batch", 1)
+        net = SimulatedNetwork(durable=True)
+        restart_with_logs(net, {
+            0: (1, 0, [noop(1), order(1, 7, 1)]),
+            1: (2, 1, [noop(1), noop(2)]),
+            2: (2, 1, [noop(1)]),
+        })
+        holder, rival, voter = (net.replicas[i] for i in net.ids)
+        answers = []
+        holder.order(7, 1).addBoth(answers.append)
+        net.partition([0, 2], [1])
+        net.run_until(lambda: holder.role == PRIMARY and holder.view == 3, 5.0)
+        net.run_until(lambda: holder._peers[2].match_index >= 1, 1.0)
+        self.assertEqual(voter.replicated_log.entry(1), order(1, 7, 1))
+        self.assertLess(holder.commit_index, 1, "an entry of view 1 committed in view 3 by count")
+        self.assertEqual(answers, [])
+        # The no-op of view 3 is lost; 1 wins view 4 and overwrites index 1.
+        net.partition([0], [1, 2])
+        net.run_until(lambda: rival.role == PRIMARY and rival.view > 3, 5.0)
+        net.run_until(lambda: voter.commit_index >= rival.commit_index >= 2, 1.0)
+        self.assertEqual(voter.replicated_log.entry(1), noop(2))
+        # The customer's order is committed by the new primary, or fails.
+        net.heal()
+        net.run_until(lambda: answers, TIMEOUTS.request + 1.0)
+        net.run_until(net.converged, 3.0)
+        if not isinstance(answers[0], failure.Failure):
+            self.assertEqual(dict(rival.book.records()).get(7), 1, "acknowledged, then lost")
+
+    def _primary_with_live_backups(self):
+        net = SimulatedNetwork()
+        leader = elect(net)
+        primary = net.replicas[leader]
+        net.run_until(lambda: len(primary.live) == 2, 2.0)
+        return net, leader, primary
+
+    def test_order_waits_for_every_live_backup(self):
+        """
+        A live backup that is slow (frozen) holds orders up, even though the
+        primary and the other backup are a majority, until it answers or is
+        dropped from the live set.
+        """
+        net, leader, primary = self._primary_with_live_backups()
+        fast, slow = sorted(primary.live)
+        net.freeze(slow)
+        answers = []
+        primary.order(1, 1).addCallback(answers.append)
+        index = primary.replicated_log.last_index
+        net.run_until(lambda: primary._peers[fast].match_index >= index, 1.0)
+        net.run(2 * STEP)
+        self.assertEqual(answers, [], "acknowledged while a live backup lacks it")
+        self.assertLess(primary.commit_index, index)
+        net.resume(slow)
+        net.run_until(lambda: answers, 1.0)
+        self.assertEqual(answers, [leader])
+
+    def test_no_commit_without_a_majority(self):
+        """
+        A primary cut off from both backups drops them from the live set
+        after the backup timeout and steps down only after the election
+        timeout; orders in between must not commit: it holds them alone.
+        """
+        net, leader, primary = self._primary_with_live_backups()
+        net.partition([leader], [i for i in net.ids if i != leader])
+        net.run_until(lambda: not primary.live, TIMEOUTS.backup + 0.2)
+        answers = []
+        primary.order(1, 1).addBoth(answers.append)
+        index = primary.replicated_log.last_index
+        net.run(0.2)
+        self.assertEqual(primary.role, PRIMARY)
+        self.assertEqual(answers, [], "acknowledged by the primary alone")
+        self.assertLess(primary.commit_index, index)
+
+
+class StaleViewTests(unittest.TestCase):
+    """A backup refuses a primary's messages of a view older than its own."""
+
+    def _backup_in_view_3(self):
+        lone = LoneReplica()
+        replies = lone.receive(0, AppendEntries(3, 0, -1, -1, 0, 1, (noop(3), order(3, 5, 1))))
+        self.assertEqual(replies, [(0, AppendReply(3, 1, True, 1, 1))])
+        return lone
+
+    def test_entries_of_an_older_view_are_refused(self):
+        lone = self._backup_in_view_3()
+        replica = lone.replica
+        replies = lone.receive(2, AppendEntries(2, 2, 0, 3, 1, 7, (order(2, 5, 9),)))
+        self.assertEqual(replies, [(2, AppendReply(3, 1, False, -1, 7))])
+        self.assertEqual(replica.replicated_log.entries_from(0, 5), (noop(3), order(3, 5, 1)))
+        self.assertEqual((replica.view, replica.primary_id, replica.commit_index), (3, 0, 0))
+
+    def test_snapshot_of_an_older_view_is_refused(self):
+        lone = self._backup_in_view_3()
+        replica = lone.replica
+        replies = lone.receive(2, InstallSnapshot(2, 2, 5, 2, 7, 1, 0, ((5, 9),)))
+        self.assertEqual(replies, [(2, AppendReply(3, 1, False, -1, 7))])
+        self.assertEqual((replica.commit_index, replica.book.records()), (0, ()))
+        self.assertEqual(replica.replicated_log.last_index, 1)
+        self.assertEqual(replica.primary_id, 0)
+
+
+class DivergedLogTests(unittest.TestCase):
+    """After a failover a backup may hold entries the new primary overruled."""
+
+    def test_backup_refuses_entries_after_a_mismatch_and_drops_the_overruled_suffix(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, AppendEntries(1, 0, -1, -1, 0, 1, (noop(1), order(1, 5, 1), order(1, 6, 1))))
+        self.assertEqual(replica.commit_index, 0)
+        # Primary 2 of view 2 holds (2, noop) at index 1 instead.
+        replies = lone.receive(2, AppendEntries(2, 2, 1, 2, 1, 1, (order(2, 7, 1),)))
+        self.assertEqual(replies, [(2, AppendReply(2, 1, False, 0, 1))], "resume after the commit")
+        self.assertEqual(replica.replicated_log.last_index, 2)
+        replies = lone.receive(2, AppendEntries(2, 2, 0, 1, 1, 2, (noop(2), order(2, 7, 1))))
+        self.assertEqual(replies, [(2, AppendReply(2, 1, True, 2, 2))])
+        self.assertEqual(replica.replicated_log.entries_from(0, 5), (noop(1), noop(2), order(2, 7, 1)))
+        self.assertEqual(dict(replica.book.records()), {})
+
+    def test_deposed_primary_restarts_and_its_longer_log_is_overruled(self):
+        """
+        A primary cut off with more orders than the new primary's log holds
+        restarts: the new primary probes it from the end of its own log,
+        where the two logs hold entries of different views; the restarted
+        replica refuses, the new primary goes back to its commit index, and
+        every log ends identical, without the overruled orders.
+        """
+        net = SimulatedNetwork(durable=True)
+        old = elect(net)
+        deposed = net.replicas[old]
+        net.run_until(lambda: len(deposed.live) == 2, 2.0)
+        others = [i for i in net.ids if i != old]
+        net.partition([old], others)
+        for customer in range(30):
+            deposed.order(100 + customer, 1)
+        net.run(0.05)
+        net.run_until(lambda: net.primary() in others, FAILOVER_BOUND)
+        new = net.primary()
+        answers = []
+        for customer in range(5):
+            net.replicas[new].order(customer, 1).addCallback(answers.append)
+        net.run_until(lambda: len(answers) == 5, 1.0)
+        self.assertLess(
+            net.replicas[new].replicated_log.last_index, deposed.replicated_log.last_index
+        )
+        net.crash(old)
+        net.heal()
+        net.trace = []
+        net.restart(old)
+        net.run_until(lambda: net.converged(net.ids), 3.0)
+        restarted = net.replicas[old]
+        refusals = [
+            m for source, _, m in net.trace
+            if source == old and type(m) is AppendReply and not m.success
+        ]
+        # Restarted, it knows nothing committed: the primary resends everything.
+        self.assertEqual([m.match_index for m in refusals], [-1])
+        log, primary_log = restarted.replicated_log, net.replicas[new].replicated_log
+        self.assertEqual(log.entries_from(0, 100), primary_log.entries_from(0, 100))
+        self.assertEqual(dict(restarted.book.records()), {customer: 1 for customer in range(5)})
+
+
+class LoneReplica:
+    """
+    One replica (id 1 of 0, 1, 2) driven message by message, with what it
+    sends kept in ``sent`` as (peer, message).
+    """
+
+    def __init__(self, storage=None):
+        self.clock = task.Clock()
+        self.sent = []
+        self.replica = Replica(
+            1, [0, 2], self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
+            storage=storage,
+        )
+        self.replica.start()
+
+    def receive(self, sender, message):
+        """Deliver ``message``; return what the replica sent in answer."""
+        del self.sent[:]
+        self.replica.receive(sender, message)
+        return list(self.sent)
+
+
+def chunk(view, primary, offset, records, total=3, last_index=10, last_view=1, round_=1):
+    return InstallSnapshot(view, primary, last_index, last_view, round_, total, offset, records)
+
+
+class SnapshotChunkTests(unittest.TestCase):
+    """A snapshot in chunks: installed once whole, from one view's primary only."""
+
+    def test_installed_only_once_complete(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        self.assertEqual(
+            lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2)))), [(0, SnapshotReply(1, 1, 10, 2, 1))]
+        )
+        self.assertEqual((replica.commit_index, replica.book.records()), (-1, ()))
+        self.assertEqual(
+            lone.receive(0, chunk(1, 0, 1, ((2, 2),))), [(0, SnapshotReply(1, 1, 10, 2, 1))],
+            "a chunk out of place is not added; the primary hears where to go on",
+        )
+        self.assertEqual(
+            lone.receive(0, chunk(1, 0, 2, ((3, 3),))), [(0, AppendReply(1, 1, True, 10, 1))]
+        )
+        self.assertEqual(replica.commit_index, 10)
+        self.assertEqual(replica.book.records(), ((1, 1), (2, 2), (3, 3)))
+        self.assertEqual(replica.replicated_log.base_index, 10)
+
+    def test_view_change_midway_discards_the_chunks(self):
+        """
+        Chunks received from the primary of view 1 are not completed by the
+        same snapshot's last chunk sent in view 2, even by the same replica:
+        a new view starts the snapshot again, and view 1 is refused.
+        """
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2))))
+        lone.receive(0, VoteRequest(2, 0, 10, 1, False))
+        self.assertEqual(replica.view, 2)
+        self.assertEqual(
+            lone.receive(0, chunk(2, 0, 2, ((3, 3),))), [(0, SnapshotReply(2, 1, 10, 0, 1))]
+        )
+        self.assertEqual(
+            lone.receive(0, chunk(1, 0, 2, ((3, 3),))), [(0, AppendReply(2, 1, False, -1, 1))]
+        )
+        self.assertEqual((replica.commit_index, replica.book.records()), (-1, ()))
+
+    def test_a_whole_chunk_fits_one_frame(self):
+        records = ((1, 1),) * Replica.snapshot_chunk
+        frame = encode_replica_message(InstallSnapshot(1, 0, 10, 1, 1, 10**7, 0, records))
+        self.assertLessEqual(len(frame) - 8, MAX_FRAME_BODY)
+
+    def test_chunks_of_another_primary_are_not_combined(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2))))
+        self.assertEqual(
+            lone.receive(2, chunk(1, 2, 2, ((3, 3),))), [(2, SnapshotReply(1, 1, 10, 0, 1))]
+        )
+        self.assertEqual((replica.commit_index, replica.book.records()), (-1, ()))
 
 
 class RandomFaultTests(unittest.TestCase):
@@ -566,4 +859,10 @@ class RandomFaultTests(unittest.TestCase):
 
     def test_seeds(self):
         for seed in range(8):
+            self._run_with_faults(seed)
+
+    def test_seeds_with_snapshots_of_one_record_per_chunk(self):
+        """Catch-up from snapshots sent a record at a time, so faults strike mid-snapshot."""
+        self.patch(Replica, "snapshot_chunk", 1)
+        for seed in range(8, 12):
             self._run_with_faults(seed)

@@ -24,6 +24,7 @@ from protocols.laptop import (
     encode_role,
 )
 from protocols.laptop_server import MAX_PIPELINE, LaptopServerFactory
+from tests.laptop.simnet import SimulatedNetwork
 
 
 def vector(text: str) -> bytes:
@@ -324,3 +325,63 @@ class ServerProtocolTests(unittest.TestCase):
         self.assertEqual(transport.value(), encode_record_reply(RecordReply(1, 2)))
         self.assertTrue(transport.disconnecting)
 
+
+
+class ReadYourWritesTests(unittest.TestCase):
+    """
+    A read pipelined after orders on one connection sees them: the
+    existing server answers it with the order just placed.
+    """
+
+    def serve(self, replica):
+        factory = LaptopServerFactory(
+            OrderDesk(replica, Counters()), Inbox(), Counters(), task.Clock()
+        )
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(encode_role(0))
+        return protocol, transport
+
+    def test_pipelined_order_then_read_through_every_replica(self):
+        net = SimulatedNetwork()
+        net.run_until(lambda: net.primary() is not None, 5.0)
+        primary = net.primary()
+        net.run_until(lambda: len(net.replicas[primary].live) == 2, 2.0)
+        for entry in net.ids:
+            protocol, transport = self.serve(net.replicas[entry])
+            customer = 10 + entry
+            for number in range(3):
+                transport.clear()
+                protocol.dataReceived(
+                    encode_request(CustomerRequest(customer, number, 1))
+                    + encode_request(CustomerRequest(customer, -1, 2))
+                )
+                net.run_until(lambda: len(transport.value()) == 28, 2.0)
+                self.assertEqual(
+                    transport.value()[20:],
+                    encode_record_reply(RecordReply(customer, number)),
+                    f"entry replica {entry}, order {number}",
+                )
+
+    def test_read_waits_for_its_connections_earlier_orders_only(self):
+        replica = FakeReplica()
+        reads = []
+        replica.read_record = lambda customer, on_done, on_failed: reads.append(customer)
+        protocol, transport = self.serve(replica)
+        other, _ = self.serve(replica)
+        protocol.dataReceived(
+            encode_request(CustomerRequest(1, 3, 1))
+            + encode_request(CustomerRequest(2, -1, 2))
+            + encode_request(CustomerRequest(1, -1, 2))
+            + encode_request(CustomerRequest(1, 4, 1))
+            + encode_request(CustomerRequest(1, -1, 2))
+        )
+        other.dataReceived(encode_request(CustomerRequest(1, -1, 2)))
+        self.assertEqual(reads, [2, 1], "other customers and other connections do not wait")
+        first, second = replica.pending
+        first.callback(0)
+        self.assertEqual(reads, [2, 1, 1], "released by the order before it, not the one after")
+        second.errback(RequestFailed("no primary"))
+        self.assertEqual(reads, [2, 1, 1, 1], "a failed order releases the reads after it too")
+        self.assertEqual(protocol.factory.desk._unanswered, {})

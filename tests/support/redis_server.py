@@ -31,8 +31,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: What a redis-server logs once it serves.
+READY = b"Ready to accept connections"
+
+
 class _RedisProcess(protocol.ProcessProtocol):
-    def __init__(self):
+    def __init__(self, ready_marker: bytes = READY):
+        self.ready_marker = ready_marker
         self.ready = defer.Deferred()
         self.ended = defer.Deferred()
         self.output = b""
@@ -41,7 +46,7 @@ class _RedisProcess(protocol.ProcessProtocol):
         self.output += data
         if self.ready.called:
             return
-        if b"Ready to accept connections" in self.output:
+        if self.ready_marker in self.output:
             self.ready.callback(None)
         elif b"Address already in use" in self.output:
             self.ready.errback(OSError("port taken: " + self.output.decode(errors="replace")[-300:]))
@@ -56,10 +61,16 @@ class _RedisProcess(protocol.ProcessProtocol):
 
 
 class RedisServer:
-    def __init__(self, directory: str, appendonly: bool = False, tls: bool = False):
+    #: the log line that says it serves
+    ready_marker = READY
+
+    def __init__(self, directory: str, appendonly: bool = False, tls: bool = False,
+                 replica_of: int | None = None):
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.appendonly = appendonly
+        #: the port of the primary this server replicates, if any
+        self.replica_of = replica_of
         self.tls_files = make_tls_files(os.path.join(self.directory, "tls")) if tls else None
         self.port: int | None = None
         self._process: _RedisProcess | None = None
@@ -83,6 +94,8 @@ class RedisServer:
             arguments += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             arguments += ["--appendonly", "no"]
+        if self.replica_of is not None:
+            arguments += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         return arguments
 
     @defer.inlineCallbacks
@@ -98,7 +111,7 @@ class RedisServer:
         raise RuntimeError("could not find a free port for redis-server")
 
     def _spawn(self):
-        process = _RedisProcess()
+        process = _RedisProcess(self.ready_marker)
         reactor.spawnProcess(process, shutil.which("redis-server"), self._arguments(),
                              env=os.environ, path=self.directory)
         self._process = process
@@ -130,17 +143,20 @@ class RedisServer:
         return process.ended.addTimeout(START_TIMEOUT, reactor)
 
 
-def start_redis(testcase, appendonly: bool = False, tls: bool = False) -> defer.Deferred:
+def require_redis_server() -> None:
     """
-    Start a private redis-server for ``testcase`` and stop it at cleanup.
-
-    Without ``redis-server`` the test is skipped, except under CI (``$CI``
-    set), where it fails: Redis-backed tests must run there.
+    Skip the test without ``redis-server``, except under CI (``$CI`` set),
+    where it fails: Redis-backed tests must run there.
     """
     if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             raise FailTest(MISSING)
         raise SkipTest(MISSING)
+
+
+def start_redis(testcase, appendonly: bool = False, tls: bool = False) -> defer.Deferred:
+    """Start a private redis-server for ``testcase`` and stop it at cleanup."""
+    require_redis_server()
     server = RedisServer(testcase.mktemp(), appendonly=appendonly, tls=tls)
     testcase.addCleanup(server.stop)
     return server.start()

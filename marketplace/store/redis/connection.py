@@ -209,9 +209,14 @@ class _Drained:
         pass
 
 
-class _Factory(txredisapi.RedisFactory):
+class _QuickReconnectFactory(txredisapi.RedisFactory):
+    """txredisapi's reconnecting factory with its back-off capped at one second."""
+
     initialDelay = 0.1
     maxDelay = 1.0
+
+
+class _Factory(_QuickReconnectFactory):
     protocol = _PipelinedProtocol
 
     def __init__(self, *args, clock, timeout: float, **kwargs):
@@ -250,10 +255,7 @@ class RedisConnection:
             handler=txredisapi.ConnectionHandler, charset="utf-8",
             password=address.password, convertNumbers=False,
             clock=self._reactor, timeout=self.timeout)
-        endpoint = HostnameEndpoint(self._reactor, address.host, address.port, timeout=self.timeout)
-        if address.tls:
-            endpoint = wrapClientTLS(self._tls_options(), endpoint)
-        factory.startConnecting(endpoint)
+        factory.startConnecting(redis_endpoint(address, self._reactor, self.timeout))
         self._factory = factory
 
     def stop(self):
@@ -310,10 +312,14 @@ class RedisConnection:
             raise StoreError(f"Redis refused {what}: {message}")
         return failure
 
-    def _tls_options(self):
-        address = self.address
-        if address.ca:
-            trust = Certificate.loadPEM(FilePath(address.ca).getContent())
-        else:
-            trust = platformTrust()
-        return optionsForClientTLS(address.verified_hostname, trustRoot=trust)
+
+def redis_endpoint(address: RedisAddress, reactor, timeout: float):
+    """The client endpoint reaching C{address}: TCP, or TLS for C{rediss://}."""
+    endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=timeout)
+    if not address.tls:
+        return endpoint
+    if address.ca:
+        trust = Certificate.loadPEM(FilePath(address.ca).getContent())
+    else:
+        trust = platformTrust()
+    return wrapClientTLS(optionsForClientTLS(address.verified_hostname, trustRoot=trust), endpoint)

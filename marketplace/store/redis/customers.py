@@ -1,7 +1,8 @@
 """
 Customers in Redis: accounts as hashes (one name index per role), active
-carts as hashes that expire with their session (Redis's own PEXPIRE, slid on
-use), saved carts, purchase history lists and vote hashes.  Every rule that
+carts as hashes (item id -> units, and the cart's revision) that expire with
+their session (Redis's own PEXPIRE, slid on use), saved carts, purchase
+history lists and vote hashes.  Every rule that
 spans keys -- unique names, the stock limit on a cart, a purchase recorded
 once, one vote per bought item -- is one Lua script.
 """
@@ -19,11 +20,15 @@ from marketplace.store.market_errors import (
     UsernameTaken,
 )
 from marketplace.store.market_interfaces import ICustomerStore
-from marketplace.store.market_records import Credentials, Profile, Purchase
-from marketplace.store.redis.scripts import lua
+from marketplace.store.market_records import Credentials, Profile, Purchase, RevisedCart
+from marketplace.store.redis.scripts import lua, milliseconds
 
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
+#: The field of an active cart's hash that holds its revision, beside item ids.
+_REVISION_FIELD = "rev"
+
+
+def _cart_lines(fields: dict) -> dict[int, int]:
+    return {int(k): int(v) for k, v in fields.items() if k != _REVISION_FIELD}
 
 
 def _purchase(entry: str) -> Purchase:
@@ -36,6 +41,8 @@ class RedisCustomers:
     def __init__(self, connection):
         self._redis = connection
         self._prefix = connection.prefix + "customers:"
+        #: The counter every active cart's revision is drawn from.
+        self._cart_revision = self._prefix + "cart-revision"
 
     def _user_prefix(self, role: str) -> str:
         return f"{self._prefix}{role}:"
@@ -80,8 +87,12 @@ class RedisCustomers:
         return self._redis.command("hgetall", self._user_prefix(role) + str(user_id)).addCallback(parse)
 
     def cart(self, session_id):
+        return self._redis.command("hgetall", self._cart_key(session_id)).addCallback(_cart_lines)
+
+    def revised_cart(self, session_id):
         d = self._redis.command("hgetall", self._cart_key(session_id))
-        return d.addCallback(lambda fields: {int(k): int(v) for k, v in fields.items()})
+        return d.addCallback(lambda fields: RevisedCart(
+            _cart_lines(fields), int(fields.get(_REVISION_FIELD, 0))))
 
     def cart_add(self, session_id, item_id, quantity, limit, ttl):
         return self._change(session_id, item_id, quantity, limit, ttl)
@@ -96,14 +107,14 @@ class RedisCustomers:
 
     def cart_touch(self, session_id, ttl):
         return self._redis.command(
-            "execute_command", "PEXPIRE", self._cart_key(session_id), _ms(ttl)).addCallback(
+            "execute_command", "PEXPIRE", self._cart_key(session_id), milliseconds(ttl)).addCallback(
             lambda _: None)
 
     def cart_save(self, session_id, buyer_id):
         return self._copy(self._cart_key(session_id), self._saved_cart_key(buyer_id), 0)
 
     def cart_restore(self, session_id, buyer_id, ttl):
-        return self._copy(self._saved_cart_key(buyer_id), self._cart_key(session_id), _ms(ttl))
+        return self._copy(self._saved_cart_key(buyer_id), self._cart_key(session_id), milliseconds(ttl))
 
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
         args = [self._user_prefix("seller"), purchase_id, repr(float(purchased_at))]
@@ -112,7 +123,8 @@ class RedisCustomers:
         d = self._redis.script(lua("market_purchase_record"), [
             f"{self._prefix}purchase:{purchase_id}", self._buyer_key(buyer_id, "history"),
             self._buyer_key(buyer_id, "bought"), self._cart_key(session_id),
-            self._user_prefix("buyer") + str(buyer_id)], args)
+            self._user_prefix("buyer") + str(buyer_id), self._saved_cart_key(buyer_id), self._cart_revision],
+            args)
         return d.addCallback(lambda recorded: recorded == 1)
 
     def purchases(self, buyer_id, limit):
@@ -132,8 +144,8 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _change(self, session_id, item_id, change, limit, ttl):
-        d = self._redis.script(lua("market_cart_change"), [self._cart_key(session_id)],
-                               [item_id, change, limit, _ms(ttl)])
+        d = self._redis.script(lua("market_cart_change"), [self._cart_key(session_id), self._cart_revision],
+                               [item_id, change, limit, milliseconds(ttl)])
 
         def parse(reply):
             if reply[0] == "low":
@@ -144,5 +156,5 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _copy(self, source, target, ttl_ms):
-        return self._redis.script(lua("market_cart_copy"), [source, target], [ttl_ms]).addCallback(
-            lambda _: None)
+        d = self._redis.script(lua("market_cart_copy"), [source, target, self._cart_revision], [ttl_ms])
+        return d.addCallback(lambda _: None)
