@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from marketplace.store import StoreError, StoreUnavailable, UnknownAccount, make_store
@@ -50,6 +50,25 @@ class RedisConnectionTests(RedisTestCase):
         deposits = [store.ledger.deposit("a", 1) for _ in range(200)]
         balances = yield defer.gatherResults(deposits)
         self.assertEqual(balances, list(range(1, 201)))
+
+    @defer.inlineCallbacks
+    def test_output_the_kernel_does_not_take_at_once_keeps_its_order(self):
+        """
+        Commands go straight to the socket; what it does not take goes to
+        the transport, and later commands follow it there until it is
+        written out, so the byte stream keeps the commands' order.
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 1)
+        (connection,) = store.connection._factory.pool
+        big = store.connection.execute("SET", "big", "x" * (16 * 1024 * 1024))
+        yield task.deferLater(reactor, 0, lambda: None)
+        self.assertTrue(connection._held)
+        after = store.ledger.deposit("a", 1)
+        self.assertEqual((yield big), "OK")
+        self.assertEqual((yield after), 2)
+        self.assertFalse(connection._held)
+        self.assertEqual((yield store.ledger.deposit("a", 1)), 3)
 
     @defer.inlineCallbacks
     def test_redis_error_replies_fail_only_their_command(self):
