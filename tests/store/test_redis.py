@@ -71,6 +71,28 @@ class RedisConnectionTests(RedisTestCase):
         self.assertEqual((yield store.ledger.deposit("a", 1)), 3)
 
     @defer.inlineCallbacks
+    def test_a_retry_made_as_the_connection_drops_is_answered(self):
+        """
+        A caller that retries from its errback when the connection drops
+        gets a new connection, not the dead one (where it would wait
+        forever: the dead connection's timer is gone).
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 1)
+        retried = []
+
+        def retry(failure):
+            failure.trap(StoreUnavailable)
+            retried.append(store.ledger.balance("a"))
+        first = store.ledger.balance("a").addErrback(retry)
+        (connection,) = store.connection._factory.pool
+        connection.transport.abortConnection()
+        yield first
+        self.assertEqual((yield retried[0]), 1)
+
+    test_a_retry_made_as_the_connection_drops_is_answered.timeout = 10
+
+    @defer.inlineCallbacks
     def test_redis_error_replies_fail_only_their_command(self):
         store = self.client()
         yield store.ledger.open_account("a", 5)

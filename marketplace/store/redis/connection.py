@@ -178,8 +178,10 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         if self._watchdog is not None and self._watchdog.active():
             self._watchdog.cancel()
         self._output = []
-        self._fail_waiting(txredisapi.ConnectionError("Lost connection"))
+        # Out of the pool first: a caller that retries from its errback gets
+        # another connection (or waits for one), not this one.
         super().connectionLost(why)
+        self._fail_waiting(txredisapi.ConnectionError("Lost connection"))
 
     def _fail_waiting(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, collections.deque()
