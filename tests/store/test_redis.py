@@ -14,6 +14,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from marketplace.store import StoreError, StoreUnavailable, UnknownAccount, make_store
+from marketplace.store.redis import directory as redis_directory
 from tests.store.backends import RedisBackend
 from tests.store.contract import StoreContract
 
@@ -100,6 +101,29 @@ class RedisConnectionTests(RedisTestCase):
         balance = store.ledger.balance("a")
         yield self.assertFailure(refused, StoreError)
         self.assertEqual((yield balance), 5)
+
+
+class RedisDirectoryLeaseTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_ended_leases_leave_redis_a_bounded_batch_per_claim(self):
+        self.patch(redis_directory, "ENDED_LEASES_PER_CLAIM", 3)
+        store = self.store
+        for n in range(5):
+            yield store.directory.user_id_for(f"gone{n}", 1024, lease=0.5)
+        yield task.deferLater(reactor, 0.8, lambda: None)
+        keys = store.directory._keys(1024)
+
+        @defer.inlineCallbacks
+        def sizes():
+            sizes = []
+            for command, key in zip(("hlen", "hlen", "zcard"), keys):
+                sizes.append((yield store.connection.command(command, key)))
+            return sizes
+
+        yield store.directory.user_id_for("kept", 1024)
+        self.assertEqual((yield sizes()), [3, 3, 2])
+        yield store.directory.user_id_for("kept", 1024)
+        self.assertEqual((yield sizes()), [1, 1, 0])
 
 
 class RedisTLSStoreTests(RedisTestCase):
