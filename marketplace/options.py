@@ -89,7 +89,8 @@ class ServiceOptions(usage.Options):
     optParameters = [
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
-         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS)."],
+         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS); "
+         "?prefix=P puts this system's keys under P instead of its own prefix."],
         ["store-timeout", None, DEFAULT_STORE_TIMEOUT,
          "Seconds a store call may take before it fails as unavailable.", positive_float],
     ]
