@@ -157,12 +157,16 @@ def start_server(args, config: Config, log_path: str):
                 "--store", config.url]
     if config.workers > 1:
         command += ["--workers", str(config.workers)]
-    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    output_path = log_path + ".out"
+    with open(output_path, "wb") as output:
+        server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
     if wait_for_port(port, server):
         return server, port
     server.kill()
-    _, error = server.communicate(timeout=30)
-    print(f"--- {config.name}: not run ({error.decode(errors='replace').strip()[-300:]})")
+    server.wait(timeout=30)
+    with open(output_path, errors="replace") as output:
+        said = " ".join(output.read().split())[-300:]
+    print(f"--- {config.name}: not run ({said})")
     return None, None
 
 
