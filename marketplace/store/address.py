@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_net,tests.store.test_redis -*-
 """
 Parsing of ``redis://`` and ``rediss://`` store URLs.
 

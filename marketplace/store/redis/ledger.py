@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.store.test_redis -*-
 """
 The ledger in Redis: each operation is one Lua script, so any number of
 processes sharing the server can never lose or create money.
