@@ -89,10 +89,22 @@ local function trim(account_key, history_key, time)
   end
 end
 
+-- Transaction ids: reserve_txns(n) takes n consecutive ids in one INCRBY
+-- (a transfer records two entries); record() uses them, then takes one at a time.
+local txn_next, txn_last = 1, 0
+local function reserve_txns(count)
+  txn_last = redis.call('INCRBY', KEYS[2], count)
+  txn_next = txn_last - count + 1
+end
+
 -- Apply a signed change (a decimal string) to an account and log it.
 local function record(account_key, history_key, kind, counterparty, delta)
   local balance = redis.call('HINCRBY', account_key, 'balance', delta)
-  local txn = redis.call('INCR', KEYS[2])
+  if txn_next > txn_last then
+    reserve_txns(1)
+  end
+  local txn = txn_next
+  txn_next = txn_next + 1
   local time = now()
   local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. time
   redis.call('ZADD', history_key, int(txn), entry)
