@@ -1,9 +1,13 @@
 """
 The catalogue in Redis: items as hashes, the search index as sets (one per
-keyword, per category, per seller, and the items in stock), reservations as
-hashes whose leases are timed by Redis's own clock (``TIME`` in the
-scripts), so every product-db host sees one deadline.  Every change is one Lua script, so stock can never be oversold by
-any interleaving of front ends, and the index never disagrees with the items.
+keyword and per seller) and sorted sets scored by item id (every item, the
+items in stock, and both per category: a search without keywords reads one
+page of one of them), reservations as hashes whose leases are timed by
+Redis's own clock (``TIME`` in the scripts), so every product-db host sees
+one deadline.  Every change is one Lua script, so stock can never be
+oversold by any interleaving of front ends, and the index never disagrees
+with the items: every script that puts stock back or takes the last of it
+(a lapsed lease too) keeps the in-stock indexes exact.
 """
 
 from __future__ import annotations
@@ -53,7 +57,6 @@ class RedisCatalog:
     def __init__(self, connection):
         self._redis = connection
         self._prefix = connection.prefix + "catalog:"
-        self._in_stock = self._prefix + "instock"
         #: Reserved purchases scored by their lease's deadline (ms, Redis's clock).
         self._leases = self._prefix + "leases"
         #: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
@@ -91,9 +94,11 @@ class RedisCatalog:
             lambda fields: _item(item_id, fields).quantity)
 
     def search(self, category, keywords, include_out_of_stock, offset, limit):
-        d = self._redis.script(lua("market_search"), [self._in_stock], [
+        # The page's last index is worked out here: Lua numbers above 10**14
+        # would reach Redis written as floats.
+        d = self._redis.script(lua("market_search"), [], [
             self._prefix, "" if category is None else category, int(include_out_of_stock),
-            offset, limit, *keywords])
+            offset, offset + limit - 1, *keywords])
         return d.addCallback(lambda reply: SearchPage(
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
 
@@ -104,8 +109,7 @@ class RedisCatalog:
                 *(value for line in merged for value in line)]
         d = self._redis.script(
             lua("market_lease_reserve"),
-            [self._reservation_key(purchase_id), self._in_stock, self._leases, self._voids, *map(self._item_key, ids)],
-            args)
+            [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -124,7 +128,7 @@ class RedisCatalog:
         return self._settle(purchase_id, RELEASED, attempt)
 
     def expire_leases(self, limit):
-        d = self._redis.script(lua("market_lease_expire"), [self._in_stock, self._leases, self._voids],
+        d = self._redis.script(lua("market_lease_expire"), [self._leases, self._voids],
                                [self._prefix, limit])
         return d.addCallback(int)
 
@@ -156,8 +160,8 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _update(self, item_id, seller_id, field, value):
-        d = self._redis.script(lua("market_item_update"), [self._item_key(item_id), self._in_stock],
-                               [item_id, seller_id, field, value, MAX_STOCK])
+        d = self._redis.script(lua("market_item_update"), [self._item_key(item_id)],
+                               [item_id, seller_id, field, value, MAX_STOCK, self._prefix])
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -173,8 +177,7 @@ class RedisCatalog:
 
     def _settle(self, purchase_id, target, attempt):
         d = self._redis.script(
-            lua("market_lease_settle"),
-            [self._reservation_key(purchase_id), self._in_stock, self._leases, self._voids],
+            lua("market_lease_settle"), [self._reservation_key(purchase_id), self._leases, self._voids],
             [self._prefix, purchase_id, target, attempt])
 
         def parse(reply):

@@ -20,7 +20,8 @@ went"):
 - **One Deferred per command.**  A reply is matched to its command in a
   queue and fired straight away; commands are packed and replies parsed and
   decoded by hiredis in C; a script goes as ``EVALSHA`` of a digest
-  computed once, falling back to ``EVAL`` when Redis lost its script cache.
+  computed once (``EVAL`` the first time on a connection, and when Redis
+  lost its script cache).
 - **One timer per connection**, not two per command: it fires when the
   oldest unanswered command is due, and a connection that let a command wait
   past the store timeout is dropped, failing every command on it with
@@ -86,6 +87,8 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         self._waiting: collections.deque = collections.deque()
         self._watchdog = None
         self._output: list[bytes] = []
+        #: Digests of the scripts sent with EVAL on this connection.
+        self.scripts: set[str] = set()
         self._socket = None
         self._held = False
 
@@ -276,10 +279,14 @@ class RedisConnection:
 
     def script(self, script: Script, keys, args):
         """
-        Run a Lua script: EVALSHA, and EVAL when Redis lost its script cache
-        (a restart, SCRIPT FLUSH), which caches it again.
+        Run a Lua script: EVAL the first time on a connection (which caches
+        it in Redis), EVALSHA after that, and EVAL again when Redis lost its
+        script cache (SCRIPT FLUSH; a restart is a new connection).
         """
         def run(conn):
+            if script.sha not in conn.scripts:
+                conn.scripts.add(script.sha)
+                return conn.send("EVAL", script.source, len(keys), *keys, *args)
             d = conn.send("EVALSHA", script.sha, len(keys), *keys, *args)
             return d.addErrback(self._load_and_run, conn, script, keys, args)
         return self._on_connection(run, "a script")
