@@ -23,9 +23,11 @@ end
 if #ARGV == 5 then
   return page_of(redis.call('ZCARD', index), redis.call('ZRANGE', index, ARGV[4], ARGV[5]))
 end
+-- Ids as numbers from here: the sort below compares them thousands of times.
 local scores, candidates = {}, {}
 for i = 6, #ARGV do
-  for _, id in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
+  for _, member in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
+    local id = tonumber(member)
     local score = scores[id]
     if score == nil then
       score = 0
@@ -55,7 +57,7 @@ table.sort(kept, function(a, b)
   if sa ~= sb then
     return sa > sb
   end
-  return tonumber(a) < tonumber(b)
+  return a < b
 end)
 local first = tonumber(ARGV[4]) + 1
 local ids = {}
