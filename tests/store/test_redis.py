@@ -94,6 +94,15 @@ class RedisConnectionTests(RedisTestCase):
     test_a_retry_made_as_the_connection_drops_is_answered.timeout = 10
 
     @defer.inlineCallbacks
+    def test_a_value_that_is_not_utf8_does_not_fail_the_connection(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 5)
+        yield store.connection.execute("SET", "foreign", b"\xff\xfe")
+        value = yield store.connection.execute("GET", "foreign")
+        self.assertEqual(value.encode("utf-8", "surrogateescape"), b"\xff\xfe")
+        self.assertEqual((yield store.ledger.balance("a")), 5)
+
+    @defer.inlineCallbacks
     def test_redis_error_replies_fail_only_their_command(self):
         store = self.client()
         yield store.ledger.open_account("a", 5)

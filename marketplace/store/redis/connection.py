@@ -80,8 +80,11 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
 
     def __init__(self, *args, clock, timeout: float, **kwargs):
         super().__init__(*args, **kwargs)
+        # Bytes that are not UTF-8 (another program's, in a shared Redis)
+        # stay in the string as surrogates instead of failing the connection.
         self._reader = hiredis.Reader(protocolError=txredisapi.InvalidData,
-                                      replyError=txredisapi.ResponseError, encoding="utf-8")
+                                      replyError=txredisapi.ResponseError, encoding="utf-8",
+                                      errors="surrogateescape")
         self._clock = clock
         self._timeout = timeout
         self._waiting: collections.deque = collections.deque()
