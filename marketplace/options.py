@@ -110,12 +110,22 @@ class _NoReactor:
     """Lets endpoint parsers validate a string without touching a reactor."""
 
 
+def _reason(error: Exception) -> str:
+    """
+    What an endpoint parser's error says, also when its own text is empty:
+    FilePath's ``UnlistableError`` (a ``trustRoots`` directory that cannot
+    be listed) carries the ``OSError`` that says why.
+    """
+    error = getattr(error, "originalException", None) or error
+    return str(error) or type(error).__name__
+
+
 def check_server_endpoint(description: str) -> None:
     """@raise usage.UsageError: if ``description`` is no valid server endpoint."""
     try:
         endpoints.serverFromString(_NoReactor(), description)
     except Exception as error:  # parsers raise anything from ValueError to OpenSSL errors
-        raise usage.UsageError(f"bad server endpoint {description!r}: {error}") from None
+        raise usage.UsageError(f"bad server endpoint {description!r}: {_reason(error)}") from None
 
 
 def check_client_endpoint(description: str) -> None:
@@ -123,7 +133,7 @@ def check_client_endpoint(description: str) -> None:
     try:
         endpoints.clientFromString(_NoReactor(), description)
     except Exception as error:  # parsers raise anything from ValueError to OpenSSL errors
-        raise usage.UsageError(f"bad client endpoint {description!r}: {error}") from None
+        raise usage.UsageError(f"bad client endpoint {description!r}: {_reason(error)}") from None
 
 
 #: Endpoint types a ``NAME:PORT`` shorthand can never be mistaken for.

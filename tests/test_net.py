@@ -235,6 +235,12 @@ class OptionsTests(unittest.TestCase):
         check_client_endpoint("tcp:example.com:80")
         self.assertRaises(usage.UsageError, check_client_endpoint, "tcp:nohost")
 
+    def test_a_missing_trust_root_directory_says_why(self):
+        """FilePath's error for a directory it cannot list has no text of its own."""
+        error = self.assertRaises(usage.UsageError, check_client_endpoint,
+                                  "tls:example.com:443:trustRoots=/no/such/ca-dir")
+        self.assertIn("No such file or directory", str(error))
+
 
 class Held(protocol.Protocol):
     """A server protocol that keeps its connection until the test closes it."""
