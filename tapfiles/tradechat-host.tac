@@ -27,6 +27,9 @@ from twisted.application.service import Application
 
 from marketplace.tradechat.tap import Options, makeService
 
+if not os.environ.get("TRADECHAT_STORE"):
+    raise RuntimeError("set $TRADECHAT_STORE to the Redis every host shares "
+                       "(redis://HOST:PORT/DB or rediss://...)")
 options = Options()
 options.parseOptions([
     "--store", os.environ["TRADECHAT_STORE"],

@@ -10,6 +10,7 @@ import glob
 import io
 import os
 import re
+import subprocess
 import sys
 
 from twisted.application.service import IServiceMaker
@@ -92,3 +93,13 @@ class DocumentedCommandsTests(unittest.TestCase):
 
     def test_pidfile_is_ignored_by_git(self):
         self.assertIn("twistd.pid", read(".gitignore").split())
+
+
+class HostTacTests(unittest.TestCase):
+    def test_without_its_store_the_host_tac_says_what_to_set(self):
+        env = {name: value for name, value in os.environ.items() if not name.startswith("TRADECHAT_")}
+        twistd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        result = subprocess.run([*twistd, "--pidfile=", "-ny", os.path.join(PROJECT, "tapfiles", "tradechat-host.tac")],
+                                env=env, capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("set $TRADECHAT_STORE to the Redis every host shares", result.stdout + result.stderr)
