@@ -323,6 +323,10 @@ def describe_connection_failure(reason) -> str:
     @param reason: a L{Failure} or an exception.
     """
     problem = reason.value if isinstance(reason, Failure) else reason
+    if isinstance(problem, error.ConnectError) and problem.args and isinstance(problem.args[0], Failure):
+        # A connection lost before it was made: Twisted puts the Failure, and
+        # so its "Traceback" text, where a message would go.
+        return describe_connection_failure(problem.args[0])
     if isinstance(problem, VerificationError):
         return ("TLS: the server's certificate is for another host name (hostname mismatch); "
                 "dial the name it was issued for")

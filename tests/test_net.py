@@ -9,14 +9,15 @@ import socket
 import ssl
 
 from twisted.internet import defer, protocol, reactor, threads
-from twisted.internet.error import CannotListenError, ConnectionRefusedError
+from twisted.internet.error import CannotListenError, ConnectError, ConnectionLost, ConnectionRefusedError
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.trial import unittest
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from marketplace.metrics import Counters
-from marketplace.net import ConnectionLimits, Listener, connect
+from marketplace.net import ConnectionLimits, Listener, connect, describe_connection_failure
 from marketplace.options import ServiceOptions, check_client_endpoint, listen_option
 from tests.support.services import listening_port, start_service
 from tests.support.tls import make_tls_files
@@ -386,3 +387,11 @@ class ConnectionLimitTests(unittest.TestCase):
         self.assertIsNone(limited.buildProtocol(None))
         built.connectionLost(None)
         self.assertIsNotNone(limited.buildProtocol(None))
+
+
+class DescribeConnectionFailureTests(unittest.TestCase):
+    def test_a_connection_lost_before_it_was_made_reads_as_a_message(self):
+        lost = Failure(ConnectError(string=Failure(ConnectionLost())))
+        described = describe_connection_failure(lost)
+        self.assertNotIn("Traceback", described)
+        self.assertIn("lost", described)
