@@ -3,42 +3,66 @@ The buyer front end: the spec's buyer APIs over customer-db, product-db and
 payments.
 
 Carts live in customer-db per session; the front end only composes calls.
-A purchase runs as a small saga keyed by the buyer's idempotency key:
+A purchase runs as a small saga named by the buyer's idempotency key or,
+without one, by the revision of the cart it buys:
 
 1. product-db ``Reserve`` takes every cart line out of stock atomically (or
-   refuses with the item that is short);
-2. payments ``Authorize`` checks the card and captures the total once per key;
+   refuses with the item that is short), for a lease;
+2. payments ``Authorize`` checks the card and captures the total once per
+   purchase and reservation attempt;
 3. product-db ``Commit`` and customer-db ``RecordPurchase`` make it final
-   (history, items bought and sold, the bought units leave the cart), in
+   (history, items bought and sold, the bought units leave the carts), in
    that order: a purchase is recorded only once its stock is committed.
 
-A decline or any failed authorisation releases the reservation.  The saga
-runs to its end even when the request is cancelled (client gone, request
-timed out), so it never stops between two steps.  Every step is
-idempotent per key, so a client that lost the reply retries MakePurchase with
-the same ``idempotency_key`` and the purchase completes -- charged once.
+A payment known not to be taken (a decline, a refusal) releases the
+reservation; one whose fate is unknown leaves it to its lease.  A commit
+refused because the lease ran out voids the payment; lapsed attempts whose
+front end died are voided by the sweep every buyer front end runs
+(``voids.PaymentVoids``).  The saga runs to its end even when the request is
+cancelled (client gone, request timed out), so it never stops between two
+steps.  Every step is idempotent per name and attempt, so a client that
+lost the reply retries MakePurchase (with the same ``idempotency_key``, or
+keyless with the cart unchanged) and the purchase completes -- charged once.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
+from datetime import datetime, timezone
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from marketplace.market import payments, validation
 from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable, Timeout
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, shielded, together
 from marketplace.market.internal import reservation_from_payload
+from marketplace.market.voids import PaymentVoids
 from marketplace.store.market_records import COMMITTED
+
+log = Logger()
 
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-def _idempotency_key(payload: dict) -> str:
+def iso_utc(seconds) -> str:
+    """
+    A purchase time as the existing server sends it: ISO 8601, here in UTC.
+    customer-db sends POSIX seconds, an exact decimal once decoded.
+    """
+    return datetime.fromtimestamp(float(seconds), tz=timezone.utc).isoformat(timespec="seconds")
+
+
+#: A keyless purchase's name: this prefix and the revision of the cart it
+#: buys.  A client may send such a key back; it names the same purchase.
+CART_KEY_PREFIX = "cart-"
+
+
+def _idempotency_key(payload: dict) -> str | None:
+    """The client's key, checked; None for a keyless purchase."""
     key = payload.get("idempotency_key")
     if key is None:
-        return secrets.token_urlsafe(16)
+        return None
     if not isinstance(key, str) or not _KEY.match(key):
         raise ClientError("'idempotency_key' must be 1 to 64 letters, digits, '_', '.', ':' or '-'")
     return key
@@ -51,6 +75,7 @@ class BuyerFront:
         self._payments = payments_service
         self._clock = clock
         self._accounts = AccountCalls("buyer", customer_db, passwords)
+        self.voids = PaymentVoids(product_db, payments_service)
 
     def dispatch_table(self) -> dict:
         return {
@@ -152,7 +177,7 @@ class BuyerFront:
         reply = yield self._customer("GetPurchases", request, idempotent=True)
         items = [{
             "item_id": line["item_id"], "quantity": line["quantity"],
-            "purchased_at": line["purchased_at"], "purchase_id": line["purchase_id"],
+            "purchased_at": iso_utc(line["purchased_at"]), "purchase_id": line["purchase_id"],
             "price": validation.cents_to_decimal(line["price_cents"]),
         } for line in reply["items"]]
         return None, {"items": items}
@@ -164,42 +189,49 @@ class BuyerFront:
         reserving and releasing the stock, or between the charge and the
         purchase's record.
 
-        Every error reply carries the purchase's ``idempotency_key`` -- also
-        the one drawn here for a client that sent none, which could otherwise
-        only retry as a new purchase and be charged twice.
+        A purchase is named by the client's ``idempotency_key`` or, without
+        one, by the revision of the cart it buys (``cart-<revision>``): a
+        keyless retry of a purchase that failed halfway finds the cart
+        unchanged and so continues the same purchase, charged once.  Every
+        error reply from the moment the purchase has a name carries it as
+        ``idempotency_key``.
         """
-        key = _idempotency_key(request.payload)
+        # The purchase's name: the client's key now, or the cart revision's
+        # once the saga has read the cart.
+        named = {"key": _idempotency_key(request.payload)}
 
         def given_up():
-            return Timeout("MakePurchase did not finish in time and goes on; retry with its "
-                           "idempotency_key for the outcome")
+            return Timeout("MakePurchase did not finish in time and goes on; retry it for the "
+                           "outcome")
 
         def with_key(failure):
-            if failure.check(ApiError):
-                failure.value.fields = {**failure.value.fields, "idempotency_key": key}
+            if failure.check(ApiError) and named["key"] is not None:
+                failure.value.fields = {**failure.value.fields, "idempotency_key": named["key"]}
             return failure
 
-        saga = shielded(self._purchase(request, key), "MakePurchase", given_up)
+        saga = shielded(self._purchase(request, named), "MakePurchase", given_up)
         return saga.addErrback(with_key)
 
     @defer.inlineCallbacks
-    def _purchase(self, request, key):
+    def _purchase(self, request, named):
         payload = request.payload
         card = {field: validation.required(payload, field)
                 for field in ("name", "card_number", "expiration_date", "security_code")}
         payments.card_from_payload(card, self._clock.seconds())
         cart = yield self._customer("CartGet", request, idempotent=True)
+        if named["key"] is None:
+            named["key"] = f"{CART_KEY_PREFIX}{cart['revision']}"
+        key = named["key"]
         purchase_id = f"buyer-{cart['user_id']}:{key}"
         lines = [[line["item_id"], line["quantity"]] for line in cart["cart"]]
         reservation = reservation_from_payload((yield self._product(
             "Reserve", {"purchase_id": purchase_id, "lines": lines})))
         if reservation.state != COMMITTED:
-            yield self._authorize(purchase_id, reservation.total_cents, card)
-            # Recording waits for the commit: a commit refused because a
-            # concurrent attempt with the same key released the reservation
-            # must not leave a purchase in the history (and the bought units
-            # gone from the cart) for stock that is back on sale.
-            yield self._product("Commit", {"purchase_id": purchase_id})
+            yield self._authorize(reservation, card)
+            # Recording waits for the commit: a commit refused because the
+            # attempt lapsed must not leave a purchase in the history (and
+            # the bought units gone from the cart) for stock back on sale.
+            yield self._commit(reservation)
         yield self._customer("RecordPurchase", request, {
             "purchase_id": purchase_id,
             "lines": [[line.item_id, line.seller_id, line.quantity, line.price_cents]
@@ -213,27 +245,56 @@ class BuyerFront:
         }
 
     @defer.inlineCallbacks
-    def _authorize(self, purchase_id, amount_cents, card):
+    def _authorize(self, reservation, card):
         """
-        Authorise and capture, or release the reservation and say why not.
+        Authorise and capture, or say why not.
 
-        Every failure here comes before the commit, so whatever it is (a total
-        above the limit, a refusal, an unreachable payments service, a bug)
-        the units go back on sale rather than staying reserved for a purchase
-        that is not made.
+        When the payment is known not to be taken (a total above the limit,
+        a decline, a card or ledger refusal) the reservation is released at
+        once.  When its fate is unknown (payments unreachable, no answer in
+        time, a bug) the reservation stays: a retry within its lease
+        completes the purchase, and otherwise it lapses and any charge is
+        voided -- released now, the stock could be sold again while the
+        money stayed taken.
         """
         try:
-            validation.purchase_total(amount_cents)
-            decision = yield payload_of(self._payments.call(
-                "Authorize", {"purchase_id": purchase_id, "amount_cents": amount_cents, **card},
-                idempotent=True))
+            validation.purchase_total(reservation.total_cents)
+            decision = yield payload_of(self._payments.call("Authorize", {
+                "purchase_id": reservation.purchase_id, "attempt": reservation.attempt,
+                "amount_cents": reservation.total_cents, **card}, idempotent=True))
             if not decision["approved"]:
                 raise ClientError(f"payment declined: {decision['reason']}")
-        except Exception:
-            yield self._release(purchase_id)
+        except ClientError:
+            yield self._release(reservation)
             raise
 
-    def _release(self, purchase_id):
-        """Put the units back; if product-db is unreachable they stay reserved for a retry."""
-        d = self._product("Release", {"purchase_id": purchase_id})
-        return d.addErrback(lambda failure: failure.trap(ServiceUnavailable))
+    @defer.inlineCallbacks
+    def _commit(self, reservation):
+        """
+        Commit the stock of the attempt just paid for.  A refusal means the
+        attempt lapsed (its lease ran out) or was followed by another: its
+        payment is voided -- no money without stock -- and the buyer is told
+        to buy again.
+        """
+        try:
+            yield self._product("Commit", {"purchase_id": reservation.purchase_id,
+                                           "attempt": reservation.attempt})
+        except ClientError:
+            # If payments cannot be reached now, the void stays pending in
+            # product-db and a sweep makes it.
+            yield self.voids.void(reservation).addErrback(
+                lambda failure: log.warn("voiding {purchase} #{attempt} is left to the sweep: {why}",
+                                         purchase=reservation.purchase_id,
+                                         attempt=reservation.attempt,
+                                         why=failure.getErrorMessage()))
+            raise ClientError("the purchase took longer than its reservation of the stock "
+                              "allows; any charge for it is refunded; purchase again") from None
+
+    def _release(self, reservation):
+        """
+        Put the units back.  If product-db is unreachable, or the attempt
+        ended meanwhile, the lease sees to it.
+        """
+        d = self._product("Release", {"purchase_id": reservation.purchase_id,
+                                      "attempt": reservation.attempt})
+        return d.addErrback(lambda failure: failure.trap(ServiceUnavailable, ClientError))

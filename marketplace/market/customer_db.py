@@ -15,7 +15,8 @@ Internal APIs (payload -> reply payload):
   cart becomes the new session's active cart
 - ``CheckSession`` {role} -> {user_id}
 - ``CloseSession`` {role} -> {user_id}; the active cart goes, the saved cart stays
-- ``CartGet`` / ``CartSave`` / ``CartClear`` {} -> {user_id, cart}
+- ``CartGet`` / ``CartSave`` {} -> {user_id, cart, revision} (``RevisedCart.revision``)
+- ``CartClear`` {} -> {user_id, cart}
 - ``CartAdd`` {item_id, quantity, limit} -> {user_id, quantity}
 - ``CartRemove`` {item_id, quantity} -> {user_id, quantity}
 - ``GetProfile`` {role, user_id} -> profile; ``MyProfile`` {role} -> own profile
@@ -148,8 +149,8 @@ class CustomerDbService:
 
     @defer.inlineCallbacks
     def cart_get(self, caller, payload):
-        cart = yield self._customers.cart(caller.session_id)
-        return {"cart": cart_payload(cart)}
+        cart = yield self._customers.revised_cart(caller.session_id)
+        return {"cart": cart_payload(cart.lines), "revision": cart.revision}
 
     @defer.inlineCallbacks
     def cart_add(self, caller, payload):

@@ -16,7 +16,9 @@ from twisted.python.failure import Failure
 from marketplace.market import accounts
 from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable
 
-STATUS_OK = "ok"
+#: The ``status`` of a success reply: the existing server's word, which
+#: existing clients may compare against.
+STATUS_OK = "success"
 
 log = Logger()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import attrs
 
 from marketplace.market import validation
-from marketplace.market.errors import ServerError
+from marketplace.market.errors import ClientError, ServerError
 from marketplace.store.market_records import Item, Reservation, ReservedLine
 
 
@@ -20,6 +20,7 @@ def reservation_to_payload(reservation: Reservation) -> dict:
     return {
         "purchase_id": reservation.purchase_id,
         "state": reservation.state,
+        "attempt": reservation.attempt,
         "lines": [attrs.astuple(line) for line in reservation.lines],
     }
 
@@ -27,8 +28,9 @@ def reservation_to_payload(reservation: Reservation) -> dict:
 def reservation_from_payload(payload: dict) -> Reservation:
     try:
         lines = [ReservedLine(*line) for line in payload["lines"]]
-        return Reservation(payload["purchase_id"], payload["state"], lines)
-    except (KeyError, TypeError) as e:
+        return Reservation(payload["purchase_id"], payload["state"], lines,
+                           validation.integer(payload["attempt"], "attempt", 1))
+    except (KeyError, TypeError, ClientError) as e:
         raise ServerError(f"malformed reservation from product-db: {e}") from None
 
 

@@ -20,6 +20,7 @@ from twisted.internet import defer
 
 from marketplace.market import validation
 from marketplace.market.errors import ClientError
+from marketplace.store import LedgerError
 
 #: The ledger account every approved payment is captured into.
 MERCHANT_ACCOUNT = "market:merchant"
@@ -124,11 +125,19 @@ def _bucket(key: str) -> int:
 
 class PaymentsService:
     """
-    The ``payments`` DB-side service: one internal api, ``Authorize``.
+    The ``payments`` DB-side service.
 
-    Payload: ``purchase_id`` (the idempotency key), ``amount_cents`` and the
-    card fields of MakePurchase.  Reply: ``approved``, ``reason`` and, when
-    approved, ``captured_cents``.
+    ``Authorize``: payload ``purchase_id``, ``attempt`` (the reservation
+    attempt the payment is for), ``amount_cents`` and the card fields of
+    MakePurchase.  Reply: ``approved``, ``reason`` and, when approved,
+    ``captured_cents``.  The policy decides on the purchase; the capture is
+    keyed by purchase and attempt, so a retried authorisation captures once.
+
+    ``Void``: payload ``purchase_id``, ``attempt``, ``amount_cents``.  Undoes
+    the attempt's payment, whether or not it was ever taken: the capture is
+    made (a no-op if it was) and refunded, each once per key.  Net nothing
+    is charged, and an ``Authorize`` arriving late for that attempt finds its
+    capture done and takes no money.  Reply: ``refunded_cents``.
     """
 
     def __init__(self, ledger, policy: ApprovalPolicy, clock):
@@ -138,32 +147,49 @@ class PaymentsService:
         self._merchant_open = False
 
     def dispatch_table(self) -> dict:
-        return {"Authorize": self.authorize}
+        return {"Authorize": self.authorize, "Void": self.void}
 
     def authorize(self, request):
         payload = request.payload
-        key = validation.text(payload, "purchase_id", max_length=200)
-        # The same limit as the front end's: the merchant account must not fill up.
-        amount = validation.purchase_total(
-            validation.integer(validation.required(payload, "amount_cents"), "amount_cents"))
+        purchase_id, attempt, amount = _payment_of(payload)
         card_from_payload(payload, self._clock.seconds())
-        decision = self._policy.decide(key, amount)
+        decision = self._policy.decide(purchase_id, amount)
         if not decision.approved:
             return _reply({"approved": False, "reason": decision.reason})
         if amount == 0:
             return _reply({"approved": True, "reason": "nothing to charge", "captured_cents": 0})
-        d = self._capture(key, amount)
+        d = self._capture(_capture_key(purchase_id, attempt), amount)
         d.addCallback(lambda _: (None, {"approved": True, "reason": "approved", "captured_cents": amount}))
+        return d
+
+    def void(self, request):
+        purchase_id, attempt, amount = _payment_of(request.payload)
+        if amount == 0:
+            return _reply({"refunded_cents": 0})
+        d = self._capture(_capture_key(purchase_id, attempt), amount)
+
+        def refund(_):
+            return self._ledger.withdraw(MERCHANT_ACCOUNT, amount,
+                                         idempotency_key=f"void:{purchase_id}#{attempt}")
+
+        def nothing_captured(failure):
+            # The key's outcome is a refused capture (say the account was
+            # full): no money was taken under it, and none will be.
+            failure.trap(LedgerError)
+            return None
+
+        d.addCallbacks(refund, nothing_captured)
+        d.addCallback(lambda refunded: (None, {"refunded_cents": 0 if refunded is None else amount}))
         return d
 
     def _capture(self, key: str, amount: int):
         """
-        Deposit into the merchant account under the purchase's key.  The
+        Deposit into the merchant account under the payment's key.  The
         account is opened (idempotently) before the first capture, never after
         a failed one: the ledger would replay that failure for the same key.
         """
         if self._merchant_open:
-            return self._ledger.deposit(MERCHANT_ACCOUNT, amount, idempotency_key="purchase:" + key)
+            return self._ledger.deposit(MERCHANT_ACCOUNT, amount, idempotency_key=key)
         d = self._ledger.open_account(MERCHANT_ACCOUNT)
 
         def opened(_):
@@ -171,6 +197,20 @@ class PaymentsService:
             return self._capture(key, amount)
 
         return d.addCallback(opened)
+
+
+def _payment_of(payload: dict) -> tuple[str, int, int]:
+    """``purchase_id``, ``attempt`` and ``amount_cents``, checked."""
+    purchase_id = validation.text(payload, "purchase_id", max_length=200)
+    attempt = validation.integer(validation.required(payload, "attempt"), "attempt", 1)
+    # The same limit as the front end's: the merchant account must not fill up.
+    amount = validation.purchase_total(
+        validation.integer(validation.required(payload, "amount_cents"), "amount_cents"))
+    return purchase_id, attempt, amount
+
+
+def _capture_key(purchase_id: str, attempt: int) -> str:
+    return f"purchase:{purchase_id}#{attempt}"
 
 
 def _reply(payload: dict):

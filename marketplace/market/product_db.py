@@ -13,8 +13,12 @@ Internal APIs (payload -> reply payload; every item is the spec's item object,
 - ``SetPrice`` {seller_id, item_id, price_cents} -> item
 - ``AdjustStock`` {seller_id, item_id, change} -> {quantity}
 - ``Search`` {category?, keywords?, include_out_of_stock?, offset?, limit?} -> {items, total}
-- ``Reserve`` {purchase_id, lines: [[item_id, quantity], ...]} -> reservation
-- ``Commit`` / ``Release`` {purchase_id} -> reservation
+- ``Reserve`` {purchase_id, lines: [[item_id, quantity], ...]} -> reservation,
+  held for the service's lease (``--reservation-lease``)
+- ``Commit`` / ``Release`` {purchase_id, attempt} -> reservation
+- ``PendingVoids`` {limit?} -> {voids: [reservation, ...]}: lapsed attempts
+  whose payment is still to be voided
+- ``VoidDone`` {purchase_id, attempt} -> {}
 - ``ItemFeedback`` {item_id, buyer_id, positive} -> {counted}
 
 Items are sent far more often than they change (every search and listing
@@ -61,9 +65,29 @@ def _item_list_payload(items, total=None) -> EncodedPayload:
     return EncodedPayload(listed + b"}")
 
 
+#: Seconds a reservation holds its stock by default (``--reservation-lease``):
+#: well above the longest a purchase takes between reserving and committing
+#: (an authorisation and a commit, each at most about 3 x the front ends'
+#: 2-second call timeout with its retries).
+DEFAULT_LEASE = 60.0
+
+
+def lease_sweep_interval(lease: float) -> float:
+    """How often lapsed reservations are swept: a quarter of the lease, at most 5 s."""
+    return min(lease / 4, 5.0)
+
+
+#: Lapsed attempts one ``PendingVoids`` reply lists at most.
+MAX_VOIDS = 100
+#: Reservations lapsed per store call, and calls per sweep.
+LAPSE_BATCH = 100
+BATCHES_PER_SWEEP = 10
+
+
 class ProductDbService:
-    def __init__(self, catalog):
+    def __init__(self, catalog, lease: float = DEFAULT_LEASE):
         self._catalog = catalog
+        self._lease = lease
 
     def dispatch_table(self) -> dict:
         return {
@@ -76,8 +100,21 @@ class ProductDbService:
             "Reserve": self.reserve,
             "Commit": self.commit,
             "Release": self.release,
+            "PendingVoids": self.pending_voids,
+            "VoidDone": self.void_done,
             "ItemFeedback": self.item_feedback,
         }
+
+    @defer.inlineCallbacks
+    def expire_leases(self):
+        """
+        Lapse the reservations whose lease ran out (run every few seconds):
+        their units go back on sale even if nobody comes back for them.
+        """
+        for _ in range(BATCHES_PER_SWEEP):
+            lapsed = yield self._catalog.expire_leases(LAPSE_BATCH)
+            if lapsed < LAPSE_BATCH:
+                return
 
     @defer.inlineCallbacks
     def create_item(self, request):
@@ -141,22 +178,31 @@ class ProductDbService:
             pairs.append((validation.integer(line[0], "item_id", 1),
                           validation.integer(line[1], "quantity", 1)))
         try:
-            reservation = yield self._catalog.reserve(purchase_id, pairs)
+            reservation = yield self._catalog.reserve(purchase_id, pairs, self._lease)
         except ReservationClosed:
             raise ClientError("the cart is empty") from None
         return None, reservation_to_payload(reservation)
 
     @defer.inlineCallbacks
     def commit(self, request):
-        purchase_id = validation.text(request.payload, "purchase_id", max_length=200)
-        reservation = yield self._catalog.commit(purchase_id)
+        reservation = yield self._catalog.commit(*_attempt_of(request.payload))
         return None, reservation_to_payload(reservation)
 
     @defer.inlineCallbacks
     def release(self, request):
-        purchase_id = validation.text(request.payload, "purchase_id", max_length=200)
-        reservation = yield self._catalog.release(purchase_id)
+        reservation = yield self._catalog.release(*_attempt_of(request.payload))
         return None, reservation_to_payload(reservation)
+
+    @defer.inlineCallbacks
+    def pending_voids(self, request):
+        limit = validation.integer(request.payload.get("limit", MAX_VOIDS), "limit", 1, MAX_VOIDS)
+        voids = yield self._catalog.pending_voids(limit)
+        return None, {"voids": [reservation_to_payload(v) for v in voids]}
+
+    @defer.inlineCallbacks
+    def void_done(self, request):
+        yield self._catalog.void_done(*_attempt_of(request.payload))
+        return None, {}
 
     @defer.inlineCallbacks
     def item_feedback(self, request):
@@ -165,3 +211,9 @@ class ProductDbService:
             validation.item_id(payload), validation.user_id(payload, "buyer_id"),
             validation.boolean(payload, "positive"))
         return None, {"counted": counted}
+
+
+def _attempt_of(payload: dict) -> tuple[str, int]:
+    """The ``purchase_id`` and ``attempt`` naming one attempt of a purchase."""
+    return (validation.text(payload, "purchase_id", max_length=200),
+            validation.integer(validation.required(payload, "attempt"), "attempt", 1))

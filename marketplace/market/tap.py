@@ -32,7 +32,8 @@ from marketplace.market.customer_db import CustomerDbService
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.front import Backend
 from marketplace.market.payments import ApprovalPolicy, PaymentsService
-from marketplace.market.product_db import ProductDbService
+from marketplace.market.periodic import Periodic
+from marketplace.market.product_db import DEFAULT_LEASE, ProductDbService, lease_sweep_interval
 from marketplace.market.rpc import ServiceClient
 from marketplace.market.seller_front import SellerFront
 from marketplace.metrics import Counters
@@ -103,7 +104,12 @@ class CustomerDbOptions(_EnvelopeOptions, ServiceOptions):
 class ProductDbOptions(_EnvelopeOptions, ServiceOptions):
     synopsis = "[options]"
     longdesc = "Items, stock, search index, purchase reservations and item feedback."
-    optParameters = [listen_option(_loopback(PRODUCT_DB_PORT))]
+    optParameters = [
+        listen_option(_loopback(PRODUCT_DB_PORT)),
+        ["reservation-lease", None, DEFAULT_LEASE,
+         "Seconds a purchase's reservation holds its stock; uncommitted by then, it lapses.",
+         positive_float],
+    ]
 
 
 class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
@@ -155,6 +161,8 @@ class BuyerFrontOptions(_FrontOptions):
     optParameters = [
         listen_option(f"tcp:{BUYER_FRONT_PORT}"),
         _peer("payments", PAYMENTS_PORT, "the payments service"),
+        ["void-interval", None, 5.0,
+         "Seconds between sweeps voiding the payments of lapsed reservations.", positive_float],
     ]
     peers = ("customer-db", "product-db", "payments")
 
@@ -169,7 +177,10 @@ def _listener(options, name, table, reactor, max_in_flight=1):
 
 
 def _db_service(name, options, build, store=None, reactor=None):
-    """A store (unless one is shared in) and the listener of the service ``build(store)`` makes."""
+    """
+    A store (unless one is shared in) and the listener of the dispatch table
+    ``build(store, reactor, service)`` makes (adding any service of its own).
+    """
     if reactor is None:
         from twisted.internet import reactor
     service = MultiService()
@@ -177,24 +188,35 @@ def _db_service(name, options, build, store=None, reactor=None):
     if store is None:
         store = make_store(options["store"], options["store-timeout"], reactor)
         store.setServiceParent(service)
-    table = build(store, reactor)
+    table = build(store, reactor, service)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT).setServiceParent(service)
     return service
 
 
 def make_customer_db(options, store=None, reactor=None):
-    return _db_service("customer-db", options, lambda store, reactor: CustomerDbService(
+    return _db_service("customer-db", options, lambda store, reactor, _: CustomerDbService(
         store.sessions, store.customers, reactor, options["session-ttl"]).dispatch_table(),
         store, reactor)
 
 
-def make_product_db(options, store=None, reactor=None):
-    return _db_service("product-db", options, lambda store, reactor: ProductDbService(
-        store.catalog).dispatch_table(), store, reactor)
+def make_product_db(options, store=None, reactor=None, lease_clock=None):
+    """
+    ``lease_clock`` (default: the reactor) times the sweep of lapsed
+    reservations; a test whose store runs on a ``task.Clock`` passes it.
+    """
+    lease = options["reservation-lease"]
+
+    def build(store, reactor, service):
+        product_db = ProductDbService(store.catalog, lease)
+        Periodic("lease-sweep", lease_sweep_interval(lease), product_db.expire_leases,
+                 lease_clock or reactor).setServiceParent(service)
+        return product_db.dispatch_table()
+
+    return _db_service("product-db", options, build, store, reactor)
 
 
 def make_payments(options, store=None, reactor=None):
-    return _db_service("payments", options, lambda store, reactor: PaymentsService(
+    return _db_service("payments", options, lambda store, reactor, _: PaymentsService(
         store.ledger, options["policy"], reactor).dispatch_table(), store, reactor)
 
 
@@ -222,7 +244,10 @@ def make_buyer_front(options, reactor=None):
     clients = _clients(options, reactor)
     front = BuyerFront(clients["customer-db"], clients["product-db"], clients["payments"],
                        _passwords(options), reactor)
-    return _front_service(options, "buyer-front", front, clients, reactor)
+    service = _front_service(options, "buyer-front", front, clients, reactor)
+    Periodic("payment-voids", options["void-interval"], front.voids.sweep,
+             reactor).setServiceParent(service)
+    return service
 
 
 class _FrontService(MultiService):

@@ -27,6 +27,14 @@ class ICustomerStore(Interface):
     def cart(session_id):
         """@return: the session's active cart as {item_id: quantity}."""
 
+    def revised_cart(session_id):
+        """
+        @return: the session's active cart with its revision, read at once
+            (L{RevisedCart}).  Every change of the cart's lines (adding,
+            removing, the restore at login, a purchase leaving lines behind)
+            gives it a revision no cart ever had.
+        """
+
     def cart_add(session_id, item_id, quantity, limit, ttl):
         """
         Add units unless the cart would then hold more than ``limit`` (the
@@ -58,7 +66,9 @@ class ICustomerStore(Interface):
         """
         Record a committed purchase once per ``purchase_id``: history lines,
         buyer items-bought, each seller's items-sold, the items the buyer may
-        rate, and the bought units taken out of the session's active cart.
+        rate, and the bought units taken out of the session's active cart and
+        out of the buyer's saved cart (a later login must not bring back
+        what was bought, to be bought again).
 
         @return: True if recorded now, False if it already was.
         """
@@ -105,21 +115,50 @@ class ICatalogStore(Interface):
         @return: a L{SearchPage}.
         """
 
-    def reserve(purchase_id, lines):
+    def reserve(purchase_id, lines, lease):
         """
-        Take ``lines`` ((item_id, quantity) pairs) out of stock all at once or
-        not at all.  Repeating a reserved or committed ``purchase_id`` returns
-        it unchanged; a released one is reserved again.  No lines and no live
+        Take ``lines`` ((item_id, quantity) pairs; lines naming one item add
+        up) out of stock all at once or not at all, for ``lease`` seconds:
+        a reservation not committed by then lapses (its units go back, see
+        L{expire_leases}).  Repeating a reserved or committed
+        ``purchase_id`` returns it unchanged; a released or lapsed one is
+        reserved again as the next attempt.  No lines and no live
         reservation fails with ReservationClosed.
 
         @return: the L{Reservation}; fails with UnknownItem or StockTooLow.
         """
 
-    def commit(purchase_id):
-        """Make a reservation final (items' sold counters); idempotent."""
+    def commit(purchase_id, attempt):
+        """
+        Make the attempt's reservation final (items' sold counters);
+        idempotent.  Fails with ReservationClosed if that attempt was
+        released, lapsed (its lease ran out: it lapses now if nothing swept
+        it yet) or followed by another.
+        """
 
-    def release(purchase_id):
-        """Put a reservation's units back in stock; idempotent."""
+    def release(purchase_id, attempt):
+        """
+        Put the attempt's units back in stock, for an attempt known to have
+        taken no payment; idempotent.  Fails with ReservationClosed if that
+        attempt was committed, lapsed or followed by another.
+        """
+
+    def expire_leases(limit):
+        """
+        Lapse up to ``limit`` reservations whose lease ran out: units back
+        in stock, the attempt left for L{pending_voids}.
+
+        @return: how many lapsed now.
+        """
+
+    def pending_voids(limit):
+        """
+        @return: up to ``limit`` lapsed attempts (L{Reservation}s in state
+            EXPIRED) whose payment, if one was taken, is still to be voided.
+        """
+
+    def void_done(purchase_id, attempt):
+        """Forget a lapsed attempt once its payment is voided; idempotent."""
 
     def item_feedback(item_id, buyer_id, positive):
         """

@@ -11,6 +11,12 @@ import attrs
 RESERVED = "reserved"
 COMMITTED = "committed"
 RELEASED = "released"
+#: A reservation whose lease ran out before it was committed: its units are
+#: back in stock, and any payment taken for that attempt is to be voided.
+EXPIRED = "expired"
+#: Not a state but what a refused commit or release reports when the
+#: attempt it names was followed by another attempt of the same purchase.
+SUPERSEDED = "superseded"
 
 
 @attrs.frozen
@@ -66,13 +72,34 @@ class ReservedLine:
 
 @attrs.frozen
 class Reservation:
+    """
+    A purchase's hold on stock.  ``attempt`` counts the times the purchase
+    was reserved: one released or expired is reserved again as the next
+    attempt, and a commit or release names the attempt it settles, so a
+    late caller can never settle an attempt other than its own.
+    """
+
     purchase_id: str
     state: str
     lines: tuple = attrs.field(converter=tuple)
+    attempt: int = 1
 
     @property
     def total_cents(self) -> int:
         return sum(line.quantity * line.price_cents for line in self.lines)
+
+
+@attrs.frozen
+class RevisedCart:
+    """
+    A session's active cart and its revision: a number the store draws afresh
+    (never the same twice, across every cart) each time the cart changes, so
+    a purchase of "this cart as it is now" can be named without a key chosen
+    by the client.  An empty cart has revision 0.
+    """
+
+    lines: dict
+    revision: int
 
 
 @attrs.frozen

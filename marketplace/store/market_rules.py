@@ -10,6 +10,8 @@ Redis scripts get the limit from here as an argument.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from marketplace.store.market_errors import StockTooHigh
 
 #: The most units an item may have in stock.
@@ -21,3 +23,15 @@ def check_stock(item_id: int, quantity: int) -> int:
     if quantity > MAX_STOCK:
         raise StockTooHigh(item_id, MAX_STOCK)
     return quantity
+
+
+def merged_lines(lines) -> list[tuple[int, int]]:
+    """
+    A purchase's ``(item_id, quantity)`` lines with one line per item, in
+    item-id order: two lines naming one item need the sum of their units in
+    stock, not each of them alone.
+    """
+    quantities = Counter()
+    for item_id, quantity in lines:
+        quantities[item_id] += quantity
+    return sorted(quantities.items())

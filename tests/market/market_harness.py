@@ -51,16 +51,21 @@ class Market:
 
 
 @defer.inlineCallbacks
-def start_db_services(testcase, market, approve="all"):
-    """customer-db, product-db and payments sharing ``market.store``."""
+def start_db_services(testcase, market, approve="all", lease_clock=None):
+    """
+    customer-db, product-db and payments sharing ``market.store``; product-db
+    sweeps lapsed reservations on ``lease_clock`` (default: the reactor).
+    """
     common = ["--listen", LOOPBACK_ANY_PORT]
     makers = {
-        "customer-db": (tap.make_customer_db, parse(tap.customer_db, common)),
-        "product-db": (tap.make_product_db, parse(tap.product_db, common)),
-        "payments": (tap.make_payments, parse(tap.payments, common + ["--approve", approve])),
+        "customer-db": (tap.make_customer_db, parse(tap.customer_db, common), {}),
+        "product-db": (tap.make_product_db, parse(tap.product_db, common),
+                       {"lease_clock": lease_clock}),
+        "payments": (tap.make_payments, parse(tap.payments, common + ["--approve", approve]), {}),
     }
-    for name, (make, options) in makers.items():
-        service = start_service(testcase, make(options, store=market.store, reactor=reactor))
+    for name, (make, options, extra) in makers.items():
+        service = start_service(testcase, make(options, store=market.store, reactor=reactor,
+                                               **extra))
         market.ports[name] = yield listening_port(listeners_of(service)[0])
 
 
@@ -73,17 +78,18 @@ def start_front(testcase, market, role):
 
 
 @defer.inlineCallbacks
-def start_market(testcase, store=None, approve="all"):
+def start_market(testcase, store=None, approve="all", lease_clock=None):
     """
     Everything, on the embedded store unless ``store`` is given (a memory
-    store on a ``task.Clock`` lets a test drive session expiry while the
-    sockets stay on the real reactor).
+    store on a ``task.Clock`` lets a test drive session expiry and
+    reservation leases while the sockets stay on the real reactor; pass the
+    clock as ``lease_clock`` too for product-db's sweep of lapsed leases).
     """
     if store is None:
         store = make_store("memory", reactor=reactor)
     start_service(testcase, store)
     market = Market(store)
-    yield start_db_services(testcase, market, approve)
+    yield start_db_services(testcase, market, approve, lease_clock)
     market.ports["buyer-front"] = yield start_front(testcase, market, "buyer")
     market.ports["seller-front"] = yield start_front(testcase, market, "seller")
     return market
@@ -104,12 +110,19 @@ class Shopper:
         self.role = role
         self.session_id = None
         self.user_id = None
+        self.username = self.password = None
 
     @defer.inlineCallbacks
     def sign_up(self, username, password="secret-pass"):
         yield self.connection.call("CreateAccount", {"username": username, "password": password})
+        self.username, self.password = username, password
+        return (yield self.log_in_again())
+
+    @defer.inlineCallbacks
+    def log_in_again(self):
+        """Log in again (a new session) with the account ``sign_up`` made."""
         session_id, reply = yield self.connection.call(
-            "Login", {"username": username, "password": password})
+            "Login", {"username": self.username, "password": self.password})
         self.session_id = session_id
         self.user_id = reply[f"{self.role}_id"]
         return self

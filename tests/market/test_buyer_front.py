@@ -19,15 +19,26 @@ class HeldBackend:
         self.name = name
         self.log = log
         self.waiting = {}
+        self.payloads = {}
 
     def call(self, api, payload, session_id=None, idempotent=False, encoded=False):
         d = defer.Deferred()
         self.waiting[api] = d
+        self.payloads[api] = payload
         self.log.append(f"{self.name} {api}")
         return d
 
     def answer(self, api, payload):
         self.waiting.pop(api).callback((None, payload))
+
+
+def reservation(state, lines=((9, 3, 2, 450),), attempt=1):
+    """product-db's reply for purchase ``buyer-4:k``."""
+    return {"purchase_id": "buyer-4:k", "state": state, "attempt": attempt,
+            "lines": [list(line) for line in lines]}
+
+
+CART = {"user_id": 4, "revision": 17, "cart": [{"item_id": 9, "quantity": 2}]}
 
 
 class PurchaseHarness(unittest.TestCase):
@@ -44,14 +55,14 @@ class PurchaseHarness(unittest.TestCase):
         """A purchase waiting for its authorisation (the request's Deferred)."""
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})
         done = self.front.make_purchase(request)
-        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 2}]})
-        self.product_db.answer("Reserve", {"purchase_id": "buyer-4:k", "state": "reserved",
-                                           "lines": [[9, 3, 2, 450]]})
+        self.customer_db.answer("CartGet", CART)
+        self.product_db.answer("Reserve", reservation("reserved"))
         return done
 
     def purchase(self):
         """A purchase authorised and waiting for its commit."""
         done = self.reserved()
+        self.assertEqual(self.payments.payloads["Authorize"]["attempt"], 1)
         self.payments.answer("Authorize", {"approved": True, "reason": "approved"})
         return done
 
@@ -60,40 +71,65 @@ class PurchaseTests(PurchaseHarness):
     def test_the_purchase_is_recorded_once_the_stock_is_committed(self):
         done = self.purchase()
         self.assertEqual(self.log[-1], "product-db Commit")
-        self.product_db.answer("Commit", {"purchase_id": "buyer-4:k", "state": "committed",
-                                          "lines": [[9, 3, 2, 450]]})
+        self.assertEqual(self.product_db.payloads["Commit"], {"purchase_id": "buyer-4:k",
+                                                              "attempt": 1})
+        self.product_db.answer("Commit", reservation("committed"))
         self.assertEqual(self.log[-1], "customer-db RecordPurchase")
         self.assertNoResult(done)
         self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
         _, reply = self.successResultOf(done)
-        self.assertEqual((reply["status"], str(reply["total"])), ("ok", "9.00"))
+        self.assertEqual((reply["status"], str(reply["total"])), ("success", "9.00"))
 
     def test_a_total_above_the_limit_is_released_unpaid(self):
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})
         done = self.front.make_purchase(request)
-        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 11}]})
-        self.product_db.answer("Reserve", {"purchase_id": "buyer-4:k", "state": "reserved",
-                                           "lines": [[9, 3, 11, 1_000_000_000]]})
+        self.customer_db.answer("CartGet", CART)
+        self.product_db.answer("Reserve", reservation("reserved", [(9, 3, 11, 1_000_000_000)]))
         self.assertEqual(self.log[-1], "product-db Release")
         self.assertNotIn("payments Authorize", self.log)
-        self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
-                                           "lines": [[9, 3, 11, 1_000_000_000]]})
+        self.product_db.answer("Release", reservation("released", [(9, 3, 11, 1_000_000_000)]))
         error = self.failureResultOf(done, ClientError).value
         self.assertIn("the purchase total 110000000.00 is above the maximum", error.message)
 
-    def test_an_error_reply_carries_the_key_drawn_for_a_keyless_purchase(self):
+    def test_a_declined_payment_is_released(self):
+        done = self.reserved()
+        self.payments.answer("Authorize", {"approved": False, "reason": "policy none"})
+        self.assertEqual(self.log[-1], "product-db Release")
+        self.assertEqual(self.product_db.payloads["Release"], {"purchase_id": "buyer-4:k",
+                                                               "attempt": 1})
+        self.product_db.answer("Release", reservation("released"))
+        self.assertIn("declined", self.failureResultOf(done, ClientError).value.message)
+
+    def test_a_keyless_purchase_is_named_by_its_cart_revision(self):
         done = self.front.make_purchase(Request("MakePurchase", "session", dict(CARD)))
-        self.customer_db.answer("CartGet", {"user_id": 4, "cart": [{"item_id": 9, "quantity": 2}]})
+        self.customer_db.answer("CartGet", CART)
+        self.assertEqual(self.product_db.payloads["Reserve"]["purchase_id"], "buyer-4:cart-17")
         self.product_db.waiting.pop("Reserve").errback(ServiceUnavailable("product-db is down"))
         error = self.failureResultOf(done, ServiceUnavailable).value
-        self.assertRegex(error.fields["idempotency_key"], r"^[A-Za-z0-9_-]{16,}$")
+        self.assertEqual(error.fields["idempotency_key"], "cart-17")
 
-    def test_a_refused_commit_records_nothing(self):
+    def test_an_error_before_the_cart_is_read_names_no_purchase(self):
+        done = self.front.make_purchase(Request("MakePurchase", "session", dict(CARD)))
+        self.customer_db.waiting.pop("CartGet").errback(ServiceUnavailable("customer-db is down"))
+        self.assertEqual(self.failureResultOf(done, ServiceUnavailable).value.fields, {})
+
+    def test_a_refused_commit_voids_the_payment_and_records_nothing(self):
         done = self.purchase()
         self.product_db.waiting.pop("Commit").errback(
-            ClientError("reservation buyer-4:k was released"))
-        self.failureResultOf(done, ClientError)
+            ClientError("purchase buyer-4:k is expired"))
+        self.assertEqual(self.log[-1], "payments Void")
+        self.assertEqual(self.payments.payloads["Void"], {"purchase_id": "buyer-4:k",
+                                                          "attempt": 1, "amount_cents": 900})
+        self.payments.answer("Void", {"refunded_cents": 900})
+        error = self.failureResultOf(done, ClientError).value
+        self.assertIn("refunded", error.message)
         self.assertNotIn("customer-db RecordPurchase", self.log)
+
+    def test_a_void_that_cannot_be_made_now_is_left_to_the_sweep(self):
+        done = self.purchase()
+        self.product_db.waiting.pop("Commit").errback(ClientError("purchase buyer-4:k is expired"))
+        self.payments.waiting.pop("Void").errback(ServiceUnavailable("payments is unavailable"))
+        self.assertIn("purchase again", self.failureResultOf(done, ClientError).value.message)
 
 
 class ShieldedPurchaseTests(PurchaseHarness):
@@ -110,35 +146,36 @@ class ShieldedPurchaseTests(PurchaseHarness):
         self.assertEqual(error.fields, {"idempotency_key": "k"})
         self.assertIn("Authorize", self.payments.waiting)
 
-    def test_a_purchase_given_up_during_authorisation_still_releases_the_stock(self):
+    def test_a_purchase_given_up_during_authorisation_still_releases_a_declined_payment(self):
         done = self.reserved()
         done.cancel()
         self.failureResultOf(done, Timeout)
-        self.payments.waiting.pop("Authorize").errback(ServiceUnavailable("payments is unavailable"))
+        self.payments.answer("Authorize", {"approved": False, "reason": "policy none"})
         self.assertEqual(self.log[-1], "product-db Release")
 
     def test_a_purchase_given_up_during_the_commit_is_still_recorded(self):
         done = self.purchase()
         done.cancel()
         self.failureResultOf(done, Timeout)
-        self.product_db.answer("Commit", {"purchase_id": "buyer-4:k", "state": "committed",
-                                          "lines": [[9, 3, 2, 450]]})
+        self.product_db.answer("Commit", reservation("committed"))
         self.assertEqual(self.log[-1], "customer-db RecordPurchase")
         self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
 
-    def test_any_failure_of_the_authorisation_releases_the_stock(self):
-        done = self.reserved()
-        self.payments.waiting.pop("Authorize").errback(defer.CancelledError())
-        self.assertEqual(self.log[-1], "product-db Release")
-        self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
-                                           "lines": [[9, 3, 2, 450]]})
-        self.failureResultOf(done, defer.CancelledError)
+    def test_an_authorisation_of_unknown_outcome_leaves_the_stock_to_its_lease(self):
+        """
+        Payments may have taken the money: released now, the stock could be
+        sold again while the money stayed taken.  The reservation is left to
+        a retry within its lease, or to lapse and have its payment voided.
+        """
+        for failure in (ServiceUnavailable("payments is unavailable"), defer.CancelledError()):
+            done = self.reserved()
+            self.payments.waiting.pop("Authorize").errback(failure)
+            self.assertEqual(self.log[-1], "payments Authorize")
+            self.failureResultOf(done, type(failure))
 
     def test_a_failure_nobody_awaits_is_logged(self):
         done = self.reserved()
         done.cancel()
         self.payments.waiting.pop("Authorize").errback(RuntimeError("payments reply unreadable"))
-        self.product_db.answer("Release", {"purchase_id": "buyer-4:k", "state": "released",
-                                           "lines": [[9, 3, 2, 450]]})
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.failureResultOf(done, Timeout)

@@ -104,13 +104,16 @@ class ViewTests(unittest.TestCase):
 
     def test_purchases_show_utc_time(self):
         text = views.purchases(None, {"items": [
-            {"item_id": 3, "quantity": 1, "purchased_at": 1795318694.1}]})
-        self.assertIn("2026-11-22 03:38:14 UTC", text)
+            {"item_id": 3, "quantity": 1, "purchased_at": "2026-11-22T04:38:14+01:00"},
+            {"item_id": 4, "quantity": 1, "purchased_at": 1795318694.1},
+            {"item_id": 5, "quantity": 1, "purchased_at": "yesterday"}]})
+        self.assertEqual(text.count("2026-11-22 03:38:14 UTC"), 2)
+        self.assertIn("yesterday", text)
 
     def test_purchase_total(self):
-        text = views.purchase(None, {"status": "ok", "total": 22.24, "items": [
+        text = views.purchase(None, {"status": "success", "total": 22.24, "items": [
             {"item_id": 1, "quantity": 2, "price": 4.5}]})
-        self.assertTrue(text.endswith("purchase ok: total 22.24"))
+        self.assertTrue(text.endswith("purchase success: total 22.24"))
         self.assertIn("4.50", text)
 
     def test_rating(self):

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, NotFound, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.store import StoreUnavailable
 from tests.market.market_harness import (
     CARD,
     Shopper,
@@ -51,7 +52,7 @@ class SellerTests(MarketTestCase):
         item_id = yield self.listed()
         yield self.seller.call("ChangeItemPrice", {"item_id": str(item_id), "price": "25.50"})
         reply = yield self.seller.call("UpdateUnitsForSale", {"item_id": item_id, "quantity": -2})
-        self.assertEqual(reply, {"status": "ok", "quantity": 3})
+        self.assertEqual(reply, {"status": "success", "quantity": 3})
         items = (yield self.seller.call("DisplayItemsForSale"))["items"]
         self.assertEqual(len(items), 1)
         self.assertEqual(items[0]["price"], Decimal("25.5"))
@@ -182,6 +183,20 @@ class BuyerTests(MarketTestCase):
         self.assertEqual((yield later.call("DisplayCart"))["cart"], [])
 
     @defer.inlineCallbacks
+    def test_a_bought_saved_cart_is_not_restored_and_charged_again(self):
+        item_id = yield self.listed()
+        yield self.buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        yield self.buyer.call("SaveCart")
+        yield self.buyer.call("MakePurchase", CARD)
+        yield self.buyer.call("Logout")
+        yield self.buyer.log_in_again()
+        self.assertEqual((yield self.buyer.call("DisplayCart"))["cart"], [])
+        error = yield self.assertFailure(self.buyer.call("MakePurchase", CARD), ClientError)
+        self.assertIn("empty", error.message)
+        self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 2 * 1999)
+        self.assertEqual(len((yield self.buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+    @defer.inlineCallbacks
     def test_purchase_history_feedback_and_ratings(self):
         item_id = yield self.listed()
         yield self.buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
@@ -189,11 +204,14 @@ class BuyerTests(MarketTestCase):
             self.buyer.call("ProvideFeedback", {"item_id": item_id, "thumbs_up": True}), ClientError)
         self.assertIn("bought", error.message)
         reply = yield self.buyer.call("MakePurchase", {**CARD, "idempotency_key": "order-1"})
-        self.assertEqual((reply["status"], reply["total"]), ("ok", Decimal("39.98")))
+        self.assertEqual((reply["status"], reply["total"]), ("success", Decimal("39.98")))
         self.assertEqual((yield self.buyer.call("DisplayCart"))["cart"], [])
         self.assertEqual((yield self.buyer.call("GetItem", {"item_id": item_id}))["quantity"], 3)
         purchases = (yield self.buyer.call("GetBuyerPurchases"))["items"]
         self.assertEqual([(p["item_id"], p["quantity"]) for p in purchases], [(item_id, 2)])
+        # The existing server's shape: an ISO 8601 string, not POSIX seconds.
+        self.assertRegex(purchases[0]["purchased_at"],
+                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
         yield self.buyer.call("ProvideFeedback", {"item_id": item_id, "is_positive": True})
         error = yield self.assertFailure(
             self.buyer.call("ProvideFeedback", {"item_id": item_id, "thumbs_up": False}), ClientError)
@@ -215,6 +233,23 @@ class BuyerTests(MarketTestCase):
         self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 1999)
         self.assertEqual((yield self.buyer.call("GetItem", {"item_id": item_id}))["quantity"], 4)
         self.assertEqual(len((yield self.buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+    @defer.inlineCallbacks
+    def test_a_keyless_purchase_retried_after_failing_past_the_charge_is_charged_once(self):
+        item_id = yield self.listed()
+        yield self.buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 1})
+        customers = self.market.store.customers
+        record = customers.record_purchase
+        customers.record_purchase = lambda *args: defer.fail(StoreUnavailable("store is down"))
+        yield self.assertFailure(self.buyer.call("MakePurchase", CARD), ServiceUnavailable)
+        self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 1999)
+        customers.record_purchase = record
+        reply = yield self.buyer.call("MakePurchase", CARD)
+        self.assertEqual(reply["status"], "success")
+        self.assertEqual((yield self.market.store.ledger.balance(MERCHANT_ACCOUNT)), 1999)
+        self.assertEqual((yield self.buyer.call("GetItem", {"item_id": item_id}))["quantity"], 4)
+        self.assertEqual(len((yield self.buyer.call("GetBuyerPurchases"))["items"]), 1)
+        self.assertEqual((yield self.buyer.call("DisplayCart"))["cart"], [])
 
     @defer.inlineCallbacks
     def test_bad_cards_are_refused_before_reserving(self):

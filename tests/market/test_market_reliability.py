@@ -17,6 +17,8 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.market.product_db import DEFAULT_LEASE
+from marketplace.market.voids import PaymentVoids
 from marketplace.store import StoreUnavailable, make_store
 from tests.market.market_harness import (
     CARD,
@@ -148,6 +150,92 @@ class FrontEndRestartTests(unittest.TestCase):
         yield buyer.call("MakePurchase", CARD)
         self.assertEqual((yield buyer.call("GetItem", {"item_id": item_id}))["quantity"], 2)
         self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+
+class LeaseTests(unittest.TestCase):
+    """
+    Purchases that outlive their reservation's lease: the stock comes back on
+    sale, the payment is voided, and the buyer can buy again -- no stock
+    without money, no money without stock.  The store's clock is a
+    task.Clock, which product-db's lease sweep runs on too.
+    """
+
+    @defer.inlineCallbacks
+    def start(self):
+        """The market, a lamp with 5 in stock, and the item's id."""
+        self.clock = task.Clock()
+        self.store = make_store("memory", reactor=self.clock)
+        self.market = yield start_market(self, store=self.store, lease_clock=self.clock)
+        seller = yield Shopper(client(self, self.market.ports["seller-front"]), "seller").sign_up(
+            "seller")
+        return (yield seller.call("RegisterItemForSale", lamp(5)))["item_id"]
+
+    @defer.inlineCallbacks
+    def buyer_of(self, item_id, port):
+        """A buyer on the front end at ``port`` with 2 lamps in the cart."""
+        buyer = yield Shopper(client(self, port, timeout=10), "buyer").sign_up("buyer")
+        yield buyer.call("AddItemToCart", {"item_id": item_id, "quantity": 2})
+        return buyer
+
+    @defer.inlineCallbacks
+    def test_a_front_end_killed_mid_purchase_holds_neither_stock_nor_money(self):
+        item_id = yield self.start()
+        store, market, clock = self.store, self.market, self.clock
+        doomed = yield spawn_tac(self, "buyer-front", cheap_kdf="1", **peers(market))
+        buyer = yield self.buyer_of(item_id, doomed.port)
+
+        # product-db holds the commit: the front end has reserved and been paid.
+        committing = defer.Deferred()
+        commit = store.catalog.commit
+        store.catalog.commit = lambda *attempt: committing.callback(attempt) or defer.Deferred()
+        buyer.call("MakePurchase", CARD).addErrback(lambda _: None)
+        yield committing.addTimeout(10, reactor)
+        store.catalog.commit = commit
+        self.assertEqual((yield store.catalog.item(item_id)).quantity, 3)
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+        yield doomed.kill()
+
+        clock.advance(DEFAULT_LEASE)
+        self.assertEqual((yield store.catalog.item(item_id)).quantity, 5)
+        voids = PaymentVoids(client(self, market.ports["product-db"]),
+                             client(self, market.ports["payments"]))
+        yield voids.sweep()
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 0)
+        self.assertEqual((yield store.catalog.pending_voids(10)), [])
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+        # The same session and cart, bought again through a live front end:
+        # the same purchase, as its next attempt, charged once.
+        buyer.connection = client(self, market.ports["buyer-front"])
+        yield buyer.call("MakePurchase", CARD)
+        item = yield store.catalog.item(item_id)
+        self.assertEqual((item.quantity, item.sold), (3, 2))
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+        self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
+
+    @defer.inlineCallbacks
+    def test_a_commit_after_the_lease_fails_and_keeps_no_money(self):
+        item_id = yield self.start()
+        store, clock = self.store, self.clock
+        buyer = yield self.buyer_of(item_id, self.market.ports["buyer-front"])
+
+        commit = store.catalog.commit
+
+        def late_commit(*attempt):
+            clock.advance(DEFAULT_LEASE)
+            return commit(*attempt)
+
+        store.catalog.commit = late_commit
+        error = yield self.assertFailure(buyer.call("MakePurchase", CARD), ClientError)
+        store.catalog.commit = commit
+        self.assertIn("any charge for it is refunded", error.message)
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 0)
+        self.assertEqual((yield store.catalog.item(item_id)).quantity, 5)
+        self.assertEqual((yield buyer.call("GetBuyerPurchases"))["items"], [])
+        self.assertEqual((yield buyer.call("DisplayCart"))["cart"],
+                         [{"item_id": item_id, "quantity": 2}])
+        yield buyer.call("MakePurchase", CARD)
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
 
 
 class DbServiceRestartOnRedisTests(unittest.TestCase):

@@ -73,9 +73,18 @@ class AuthorizeTests(unittest.TestCase):
         self.store = make_store("memory", reactor=clock)
         self.service = PaymentsService(self.store.ledger, ApprovalPolicy("max:5000"), clock)
 
-    def authorize(self, key, amount, **card):
-        request = Request("Authorize", None, {"purchase_id": key, "amount_cents": amount, **CARD, **card})
+    def authorize(self, key, amount, attempt=1, **card):
+        request = Request("Authorize", None, {"purchase_id": key, "attempt": attempt,
+                                              "amount_cents": amount, **CARD, **card})
         return defer.maybeDeferred(self.service.authorize, request).addCallback(lambda reply: reply[1])
+
+    def void(self, key, amount, attempt=1):
+        request = Request("Void", None, {"purchase_id": key, "attempt": attempt,
+                                         "amount_cents": amount})
+        return defer.maybeDeferred(self.service.void, request).addCallback(lambda reply: reply[1])
+
+    def balance(self):
+        return self.store.ledger.balance(MERCHANT_ACCOUNT)
 
     @defer.inlineCallbacks
     def test_approved_amounts_are_captured_once_per_key(self):
@@ -105,3 +114,37 @@ class AuthorizeTests(unittest.TestCase):
         self.assertEqual(free["captured_cents"], 0)
         yield self.authorize("p4", 1)
         self.assertEqual((yield self.store.ledger.balance(MERCHANT_ACCOUNT)), 1)
+
+    @defer.inlineCallbacks
+    def test_each_attempt_of_a_purchase_is_its_own_payment(self):
+        yield self.authorize("p1", 1200, attempt=1)
+        yield self.authorize("p1", 1200, attempt=1)
+        yield self.authorize("p1", 1200, attempt=2)
+        self.assertEqual((yield self.balance()), 2400)
+
+    @defer.inlineCallbacks
+    def test_a_void_refunds_a_payment_once(self):
+        yield self.authorize("p1", 1200)
+        yield self.authorize("p2", 300)
+        self.assertEqual((yield self.void("p1", 1200)), {"refunded_cents": 1200})
+        yield self.void("p1", 1200)
+        self.assertEqual((yield self.balance()), 300)
+        # A retried authorisation of the voided attempt takes nothing more.
+        yield self.authorize("p1", 1200)
+        self.assertEqual((yield self.balance()), 300)
+
+    @defer.inlineCallbacks
+    def test_a_payment_voided_before_it_arrives_is_never_taken(self):
+        yield self.void("p1", 1200)
+        late = yield self.authorize("p1", 1200)
+        self.assertTrue(late["approved"])
+        self.assertEqual((yield self.balance()), 0)
+        yield self.authorize("p1", 1200, attempt=2)
+        self.assertEqual((yield self.balance()), 1200)
+
+    @defer.inlineCallbacks
+    def test_nothing_to_void(self):
+        self.assertEqual((yield self.void("p1", 0)), {"refunded_cents": 0})
+        yield self.assertFailure(self.void("p1", validation.MAX_PURCHASE_CENTS + 1), ClientError)
+        request = Request("Void", None, {"purchase_id": "p1", "amount_cents": 5})
+        yield self.assertFailure(defer.maybeDeferred(self.service.void, request), ClientError)

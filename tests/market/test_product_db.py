@@ -61,3 +61,42 @@ class StockLimitTests(unittest.TestCase):
             "AdjustStock", None, {"seller_id": 1, "item_id": 1, "change": 1})), ClientError)
         self.assertEqual(failure.value.message,
                          f"item 1: at most {MAX_STOCK} unit(s) may be in stock")
+
+
+class LeaseTests(unittest.TestCase):
+    """Reserve holds stock for the service's lease; lapsed attempts are listed for voiding."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.store = make_store("memory", reactor=self.clock)
+        self.service = ProductDbService(self.store.catalog, lease=30.0)
+        self.dispatch = make_dispatch(self.service.dispatch_table())
+        self.call("CreateItem", seller_id=1, **LAMP)
+
+    def call(self, api, **payload):
+        return self.successResultOf(self.dispatch(Request(api, None, payload)))[1]
+
+    def test_a_reservation_lapses_after_the_lease_and_its_void_is_listed(self):
+        reserved = self.call("Reserve", purchase_id="p", lines=[[1, 2]])
+        self.assertEqual((reserved["state"], reserved["attempt"]), ("reserved", 1))
+        self.clock.advance(29)
+        self.successResultOf(self.service.expire_leases())
+        self.assertEqual(self.call("PendingVoids")["voids"], [])
+        self.clock.advance(1)
+        self.successResultOf(self.service.expire_leases())
+        self.assertEqual(self.successResultOf(self.store.catalog.item(1)).quantity, 3)
+        self.assertEqual(self.call("PendingVoids", limit=5)["voids"], [
+            {"purchase_id": "p", "state": "expired", "attempt": 1, "lines": [(1, 1, 2, 450)]}])
+        failure = self.failureResultOf(self.dispatch(Request(
+            "Commit", None, {"purchase_id": "p", "attempt": 1})), ClientError)
+        self.assertEqual(failure.value.message, "purchase p is expired")
+        self.call("VoidDone", purchase_id="p", attempt=1)
+        self.assertEqual(self.call("PendingVoids")["voids"], [])
+
+    def test_commit_and_release_name_an_attempt(self):
+        self.call("Reserve", purchase_id="p", lines=[[1, 1]])
+        for api in ("Commit", "Release", "VoidDone"):
+            failure = self.failureResultOf(self.dispatch(Request(
+                api, None, {"purchase_id": "p"})), ClientError)
+            self.assertEqual(failure.value.message, "missing field 'attempt'")
+        self.assertEqual(self.call("Commit", purchase_id="p", attempt=1)["state"], "committed")

@@ -21,9 +21,21 @@ from marketplace.store.market_errors import (
     UnknownUser,
     UsernameTaken,
 )
-from marketplace.store.market_records import COMMITTED, RELEASED, RESERVED, ReservedLine
+from marketplace.store.market_records import (
+    COMMITTED,
+    EXPIRED,
+    RELEASED,
+    RESERVED,
+    SUPERSEDED,
+    ReservedLine,
+    RevisedCart,
+)
 from marketplace.store.market_rules import MAX_STOCK
 from tests.store.backends import MemoryBackend, RedisBackend
+
+
+#: A lease no test outlasts.
+LEASE = 3600.0
 
 
 def draft(name="lamp", category=1, keywords=("light",), quantity=5, price_cents=1999, new=True):
@@ -101,6 +113,45 @@ class CustomersContract:
         self.assertEqual((yield customers.cart("s4")), {})
 
     @defer.inlineCallbacks
+    def test_every_change_gives_a_cart_a_revision_no_cart_had(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        self.assertEqual((yield customers.revised_cart("s1")), RevisedCart({}, 0))
+        seen = []
+
+        @defer.inlineCallbacks
+        def revision_of(session_id, lines):
+            cart = yield customers.revised_cart(session_id)
+            self.assertEqual(cart.lines, lines)
+            self.assertNotIn(cart.revision, seen)
+            seen.append(cart.revision)
+
+        yield customers.cart_add("s1", 7, 2, 10, 300)
+        yield revision_of("s1", {7: 2})
+        yield customers.cart_add("s2", 7, 2, 10, 300)
+        yield revision_of("s2", {7: 2})
+        yield customers.cart_add("s1", 8, 1, 10, 300)
+        yield revision_of("s1", {7: 2, 8: 1})
+        yield customers.cart_remove("s1", 8, 1, 300)
+        yield revision_of("s1", {7: 2})
+        yield customers.cart_save("s1", buyer)
+        yield customers.cart_touch("s1", 300)
+        self.assertEqual((yield customers.revised_cart("s1")).revision, seen[-1])
+        yield customers.cart_restore("s3", buyer, 300)
+        yield revision_of("s3", {7: 2})
+        yield customers.record_purchase("p1", buyer, "s1", [ReservedLine(7, 1, 1, 5)], 1.0)
+        yield revision_of("s1", {7: 1})
+        yield customers.record_purchase("p2", buyer, "s1", [ReservedLine(7, 1, 1, 5)], 1.0)
+        self.assertEqual((yield customers.revised_cart("s1")), RevisedCart({}, 0))
+        # Emptied and filled again, as it was: still a new revision.
+        yield customers.cart_add("s1", 7, 1, 10, 300)
+        yield revision_of("s1", {7: 1})
+        yield customers.cart_clear("s1")
+        yield customers.cart_add("s1", 7, 1, 10, 300)
+        yield revision_of("s1", {7: 1})
+        self.assertEqual((yield customers.cart("s1")), {7: 1})
+
+    @defer.inlineCallbacks
     def test_active_cart_expires_unless_used(self):
         customers = self.store.customers
         ttl = self.short_ttl
@@ -130,6 +181,21 @@ class CustomersContract:
         self.assertEqual(len((yield customers.purchases(buyer, 1))), 1)
         self.assertEqual((yield customers.profile("buyer", buyer)).items_bought, 3)
         self.assertEqual((yield customers.profile("seller", seller)).items_sold, 3)
+
+    @defer.inlineCallbacks
+    def test_a_purchase_takes_what_it_bought_out_of_the_saved_cart(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        yield customers.cart_add("s1", 7, 3, 10, 300)
+        yield customers.cart_add("s1", 8, 1, 10, 300)
+        yield customers.cart_save("s1", buyer)
+        lines = [ReservedLine(7, 1, 2, 150), ReservedLine(8, 1, 1, 99)]
+        yield customers.record_purchase("p1", buyer, "s1", lines, 1.0)
+        yield customers.cart_restore("s2", buyer, 300)
+        self.assertEqual((yield customers.cart("s2")), {7: 1})
+        yield customers.record_purchase("p2", buyer, "s2", [ReservedLine(7, 1, 1, 150)], 2.0)
+        yield customers.cart_restore("s3", buyer, 300)
+        self.assertEqual((yield customers.cart("s3")), {})
 
     @defer.inlineCallbacks
     def test_feedback_once_per_bought_item(self):
@@ -238,46 +304,121 @@ class CatalogContract:
         plenty = yield catalog.create_item(1, draft(quantity=10, price_cents=100))
         scarce = yield catalog.create_item(2, draft(quantity=1, price_cents=50))
         refused = yield self.assertFailure(
-            catalog.reserve("p1", [(plenty.item_id, 3), (scarce.item_id, 2)]), StockTooLow)
+            catalog.reserve("p1", [(plenty.item_id, 3), (scarce.item_id, 2)], LEASE), StockTooLow)
         self.assertEqual((refused.item_id, refused.available), (scarce.item_id, 1))
         self.assertEqual((yield catalog.item(plenty.item_id)).quantity, 10)
-        yield self.assertFailure(catalog.reserve("p1", [(plenty.item_id + 99, 1)]), UnknownItem)
-        reservation = yield catalog.reserve("p1", [(plenty.item_id, 3), (scarce.item_id, 1)])
+        yield self.assertFailure(catalog.reserve("p1", [(plenty.item_id + 99, 1)], LEASE), UnknownItem)
+        reservation = yield catalog.reserve("p1", [(plenty.item_id, 3), (scarce.item_id, 1)], LEASE)
         self.assertEqual(reservation.state, RESERVED)
         self.assertEqual(reservation.total_cents, 350)
         self.assertEqual(set(reservation.lines), {
             ReservedLine(plenty.item_id, 1, 3, 100), ReservedLine(scarce.item_id, 2, 1, 50)})
         self.assertEqual((yield catalog.item(scarce.item_id)).quantity, 0)
-        again = yield catalog.reserve("p1", [(plenty.item_id, 5)])
+        again = yield catalog.reserve("p1", [(plenty.item_id, 5)], LEASE)
         self.assertEqual(again, reservation)
         self.assertEqual((yield catalog.item(plenty.item_id)).quantity, 7)
+
+    @defer.inlineCallbacks
+    def test_lines_naming_one_item_are_reserved_together(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=3, price_cents=100))
+        refused = yield self.assertFailure(
+            catalog.reserve("p1", [(item.item_id, 2), (item.item_id, 2)], LEASE), StockTooLow)
+        self.assertEqual((refused.item_id, refused.available), (item.item_id, 3))
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 3)
+        reservation = yield catalog.reserve("p2", [(item.item_id, 1), (item.item_id, 2)], LEASE)
+        self.assertEqual(reservation.lines, (ReservedLine(item.item_id, 1, 3, 100),))
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 0)
 
     @defer.inlineCallbacks
     def test_release_and_commit_are_idempotent_and_final(self):
         catalog = self.store.catalog
         item = yield catalog.create_item(1, draft(quantity=4))
-        yield catalog.reserve("p1", [(item.item_id, 3)])
-        released = yield catalog.release("p1")
+        yield catalog.reserve("p1", [(item.item_id, 3)], LEASE)
+        released = yield catalog.release("p1", 1)
         self.assertEqual(released.state, RELEASED)
-        yield catalog.release("p1")
+        yield catalog.release("p1", 1)
         self.assertEqual((yield catalog.item(item.item_id)).quantity, 4)
-        yield self.assertFailure(catalog.commit("p1"), ReservationClosed)
-        yield catalog.reserve("p1", [(item.item_id, 1)])
-        committed = yield catalog.commit("p1")
-        self.assertEqual(committed.state, COMMITTED)
-        yield catalog.commit("p1")
-        yield self.assertFailure(catalog.release("p1"), ReservationClosed)
+        yield self.assertFailure(catalog.commit("p1", 1), ReservationClosed)
+        again = yield catalog.reserve("p1", [(item.item_id, 1)], LEASE)
+        self.assertEqual((again.state, again.attempt), (RESERVED, 2))
+        refused = yield self.assertFailure(catalog.commit("p1", 1), ReservationClosed)
+        self.assertEqual(refused.state, SUPERSEDED)
+        committed = yield catalog.commit("p1", 2)
+        self.assertEqual((committed.state, committed.attempt), (COMMITTED, 2))
+        yield catalog.commit("p1", 2)
+        yield self.assertFailure(catalog.release("p1", 2), ReservationClosed)
         stored = yield catalog.item(item.item_id)
         self.assertEqual((stored.quantity, stored.sold), (3, 1))
-        self.assertEqual((yield catalog.reserve("p1", [])).state, COMMITTED)
-        yield self.assertFailure(catalog.reserve("unknown", []), ReservationClosed)
-        yield self.assertFailure(catalog.commit("unknown"), ReservationClosed)
+        self.assertEqual((yield catalog.reserve("p1", [], LEASE)).state, COMMITTED)
+        yield self.assertFailure(catalog.reserve("unknown", [], LEASE), ReservationClosed)
+        yield self.assertFailure(catalog.commit("unknown", 1), ReservationClosed)
+        self.assertEqual((yield catalog.pending_voids(10)), [])
+
+    @defer.inlineCallbacks
+    def test_a_reservation_lapses_when_its_lease_runs_out(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=5, price_cents=100))
+        yield catalog.reserve("lapses", [(item.item_id, 3)], self.short_ttl)
+        yield catalog.reserve("kept", [(item.item_id, 1)], self.short_ttl * 10)
+        yield catalog.reserve("paid", [(item.item_id, 1)], self.short_ttl)
+        yield catalog.commit("paid", 1)
+        self.assertEqual((yield catalog.expire_leases(10)), 0)
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 0)
+        yield self.let_time_pass(self.short_ttl * 1.5)
+        self.assertEqual((yield catalog.expire_leases(10)), 1)
+        self.assertEqual((yield catalog.expire_leases(10)), 0)
+        stored = yield catalog.item(item.item_id)
+        self.assertEqual((stored.quantity, stored.sold), (3, 1))
+        refused = yield self.assertFailure(catalog.commit("lapses", 1), ReservationClosed)
+        self.assertEqual(refused.state, EXPIRED)
+        self.assertEqual((yield catalog.commit("kept", 1)).state, COMMITTED)
+        voids = yield catalog.pending_voids(10)
+        self.assertEqual([(v.purchase_id, v.attempt, v.state, v.total_cents) for v in voids],
+                         [("lapses", 1, EXPIRED, 300)])
+        # The purchase may be made again, as its next attempt; the lapsed
+        # attempt's void stays pending until it is done.
+        again = yield catalog.reserve("lapses", [(item.item_id, 3)], LEASE)
+        self.assertEqual((again.state, again.attempt), (RESERVED, 2))
+        self.assertEqual(len((yield catalog.pending_voids(10))), 1)
+        yield catalog.void_done("lapses", 1)
+        yield catalog.void_done("lapses", 1)
+        self.assertEqual((yield catalog.pending_voids(10)), [])
+        self.assertEqual((yield catalog.commit("lapses", 2)).state, COMMITTED)
+
+    @defer.inlineCallbacks
+    def test_a_commit_after_the_lease_fails_though_nothing_swept(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=2))
+        yield catalog.reserve("late", [(item.item_id, 2)], self.short_ttl)
+        yield self.let_time_pass(self.short_ttl * 1.5)
+        refused = yield self.assertFailure(catalog.commit("late", 1), ReservationClosed)
+        self.assertEqual(refused.state, EXPIRED)
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 2)
+        self.assertEqual([v.purchase_id for v in (yield catalog.pending_voids(10))], ["late"])
+        # A lapsed attempt is not released either: its units are back already.
+        yield self.assertFailure(catalog.release("late", 1), ReservationClosed)
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 2)
+
+    @defer.inlineCallbacks
+    def test_lapsing_is_bounded_per_call(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=5))
+        for i in range(5):
+            yield catalog.reserve(f"p{i}", [(item.item_id, 1)], self.short_ttl)
+        yield self.let_time_pass(self.short_ttl * 1.5)
+        self.assertEqual((yield catalog.expire_leases(2)), 2)
+        self.assertEqual((yield catalog.item(item.item_id)).quantity, 2)
+        self.assertEqual((yield catalog.expire_leases(10)), 3)
+        self.assertEqual(len((yield catalog.pending_voids(3))), 3)
+        self.assertEqual(len((yield catalog.pending_voids(10))), 5)
 
     @defer.inlineCallbacks
     def test_concurrent_reservations_never_oversell(self):
         stores = yield self.make_clients(4)
         item = yield stores[0].catalog.create_item(1, draft(quantity=5))
-        attempts = [stores[i % 4].catalog.reserve(f"p{i}", [(item.item_id, 2)]) for i in range(12)]
+        attempts = [stores[i % 4].catalog.reserve(f"p{i}", [(item.item_id, 2)], LEASE)
+                    for i in range(12)]
         results = yield defer.DeferredList(attempts, consumeErrors=True)
         won = [r for ok, r in results if ok]
         lost = [r for ok, r in results if not ok]

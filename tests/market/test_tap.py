@@ -40,6 +40,8 @@ class OptionsTests(unittest.TestCase):
                              (tap.customer_db, ["--store", "postgres://x"]),
                              (tap.customer_db, ["--session-ttl", "0"]),
                              (tap.product_db, ["--max-frame", "0"]),
+                             (tap.product_db, ["--reservation-lease", "0"]),
+                             (tap.buyer_front, ["--void-interval", "-1"]),
                              (tap.product_db, ["--max-frame", str(64 * 1024 * 1024)]),
                              (tap.buyer_front, ["--payments", "nonsense:1"]),
                              (tap.seller_front, ["--listen", "nonsense:1"]),

@@ -73,10 +73,24 @@ def purchase(_session_id, payload: dict) -> str:
 
 
 def _utc(timestamp) -> str:
+    """
+    A purchase time as UTC: an ISO 8601 string (what the front ends send) or
+    POSIX seconds (what older versions of ours sent); anything else as it is.
+    """
+    moment = None
     if isinstance(timestamp, (int, float, Decimal)) and not isinstance(timestamp, bool):
         moment = datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
-        return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return format_value(timestamp)
+    elif isinstance(timestamp, str):
+        try:
+            moment = datetime.fromisoformat(timestamp)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+    if moment is None:
+        return format_value(timestamp)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def purchases(_session_id, payload: dict) -> str:

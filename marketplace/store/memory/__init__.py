@@ -33,7 +33,7 @@ class MemoryStore(Service):
         self.ledger = MemoryLedger(clock)
         self.directory = MemoryDirectory()
         self.customers = MemoryCustomers(clock)
-        self.catalog = MemoryCatalog()
+        self.catalog = MemoryCatalog(clock)
         self._pruning = task.LoopingCall(self._prune)
         self._pruning.clock = clock
 

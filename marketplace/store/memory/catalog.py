@@ -2,13 +2,15 @@
 The catalogue held in this process: items, stock, search index, reservations.
 
 Every method runs to completion before it returns, so each is atomic on the
-single reactor thread.  The search index (item ids per keyword and per
+single reactor thread.  Reservation leases run on the store's clock (a
+``task.Clock`` in tests).  The search index (item ids per keyword and per
 category, plus the set of items in stock) keeps search cost proportional to
 the matching items, not to the catalogue.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import Counter
 
@@ -17,7 +19,7 @@ from zope.interface import implementer
 
 from marketplace.market.search import rank
 from marketplace.store.market_interfaces import ICatalogStore
-from marketplace.store.market_rules import check_stock
+from marketplace.store.market_rules import check_stock, merged_lines
 from marketplace.store.memory.answers import answers
 from marketplace.store.market_errors import (
     NotOwner,
@@ -27,8 +29,10 @@ from marketplace.store.market_errors import (
 )
 from marketplace.store.market_records import (
     COMMITTED,
+    EXPIRED,
     RELEASED,
     RESERVED,
+    SUPERSEDED,
     Item,
     Reservation,
     ReservedLine,
@@ -40,7 +44,8 @@ _NO_ITEMS = frozenset()
 
 @implementer(ICatalogStore)
 class MemoryCatalog:
-    def __init__(self):
+    def __init__(self, clock):
+        self._clock = clock
         self._items: dict[int, Item] = {}
         self._next_id = 1
         self._by_seller: dict[int, set[int]] = {}
@@ -48,6 +53,12 @@ class MemoryCatalog:
         self._by_category: dict[int, set[int]] = {}
         self._in_stock: set[int] = set()
         self._reservations: dict[str, Reservation] = {}
+        # Reserved purchases' deadlines, and a heap of (deadline, purchase,
+        # attempt) to find the lapsed ones in order; settled entries stay in
+        # the heap until they come up and are skipped.
+        self._deadlines: dict[str, float] = {}
+        self._leases: list[tuple[float, str, int]] = []
+        self._voids: dict[tuple[str, int], Reservation] = {}
         self._voters: dict[int, set[int]] = {}
 
     @answers
@@ -112,13 +123,13 @@ class MemoryCatalog:
         return SearchPage([self._items[i] for i in ranked[offset:offset + limit]], len(ranked))
 
     @answers
-    def reserve(self, purchase_id, lines):
-        existing = self._reservations.get(purchase_id)
-        if existing is not None and existing.state != RELEASED:
+    def reserve(self, purchase_id, lines, lease):
+        existing = self._live(purchase_id)
+        if existing is not None and existing.state in (RESERVED, COMMITTED):
             return existing
         if not lines:
             raise ReservationClosed(purchase_id, existing and existing.state)
-        items = [(self._get(item_id), quantity) for item_id, quantity in lines]
+        items = [(self._get(item_id), quantity) for item_id, quantity in merged_lines(lines)]
         for item, quantity in items:
             if item.quantity < quantity:
                 raise StockTooLow(item.item_id, item.quantity)
@@ -126,31 +137,51 @@ class MemoryCatalog:
         for item, quantity in items:
             self._set_stock(item, item.quantity - quantity)
             reserved.append(ReservedLine(item.item_id, item.seller_id, quantity, item.price_cents))
-        reservation = Reservation(purchase_id, RESERVED, reserved)
+        attempt = existing.attempt + 1 if existing is not None else 1
+        reservation = Reservation(purchase_id, RESERVED, reserved, attempt)
         self._reservations[purchase_id] = reservation
+        deadline = self._clock.seconds() + lease
+        self._deadlines[purchase_id] = deadline
+        heapq.heappush(self._leases, (deadline, purchase_id, attempt))
         return reservation
 
     @answers
-    def commit(self, purchase_id):
-        reservation = self._transition(purchase_id, COMMITTED)
+    def commit(self, purchase_id, attempt):
+        reservation = self._settling(self._live(purchase_id), purchase_id, attempt, COMMITTED)
         if reservation.state == RESERVED:
             for line in reservation.lines:
                 item = self._items[line.item_id]
                 self._items[line.item_id] = attrs.evolve(item, sold=item.sold + line.quantity)
-            reservation = attrs.evolve(reservation, state=COMMITTED)
-            self._reservations[purchase_id] = reservation
+            reservation = self._end_lease(reservation, COMMITTED)
         return reservation
 
     @answers
-    def release(self, purchase_id):
-        reservation = self._transition(purchase_id, RELEASED)
+    def release(self, purchase_id, attempt):
+        reservation = self._settling(
+            self._reservations.get(purchase_id), purchase_id, attempt, RELEASED)
         if reservation.state == RESERVED:
-            for line in reservation.lines:
-                item = self._items[line.item_id]
-                self._set_stock(item, item.quantity + line.quantity)
-            reservation = attrs.evolve(reservation, state=RELEASED)
-            self._reservations[purchase_id] = reservation
+            self._restock(reservation)
+            reservation = self._end_lease(reservation, RELEASED)
         return reservation
+
+    @answers
+    def expire_leases(self, limit):
+        now, lapsed = self._clock.seconds(), 0
+        while self._leases and self._leases[0][0] <= now and lapsed < limit:
+            _, purchase_id, attempt = heapq.heappop(self._leases)
+            reservation = self._reservations[purchase_id]
+            if reservation.state == RESERVED and reservation.attempt == attempt:
+                self._lapse(reservation)
+                lapsed += 1
+        return lapsed
+
+    @answers
+    def pending_voids(self, limit):
+        return list(itertools.islice(self._voids.values(), limit))
+
+    @answers
+    def void_done(self, purchase_id, attempt):
+        self._voids.pop((purchase_id, attempt), None)
 
     @answers
     def item_feedback(self, item_id, buyer_id, positive):
@@ -175,12 +206,42 @@ class MemoryCatalog:
             raise NotOwner(f"item {item_id} belongs to another seller")
         return item
 
-    def _transition(self, purchase_id, target) -> Reservation:
-        """The reservation, unless it already reached the other final state."""
+    def _live(self, purchase_id) -> Reservation | None:
+        """The purchase's reservation, lapsed first if its lease ran out unswept."""
         reservation = self._reservations.get(purchase_id)
-        if reservation is None or reservation.state not in (RESERVED, target):
-            raise ReservationClosed(purchase_id, reservation and reservation.state)
+        if (reservation is not None and reservation.state == RESERVED
+                and self._deadlines[purchase_id] <= self._clock.seconds()):
+            reservation = self._lapse(reservation)
         return reservation
+
+    @staticmethod
+    def _settling(reservation, purchase_id, attempt, target) -> Reservation:
+        """The attempt's reservation, unless it ended otherwise than ``target``."""
+        if reservation is None:
+            raise ReservationClosed(purchase_id, None)
+        if reservation.attempt != attempt:
+            raise ReservationClosed(purchase_id, SUPERSEDED)
+        if reservation.state not in (RESERVED, target):
+            raise ReservationClosed(purchase_id, reservation.state)
+        return reservation
+
+    def _lapse(self, reservation) -> Reservation:
+        self._restock(reservation)
+        reservation = self._end_lease(reservation, EXPIRED)
+        self._voids[reservation.purchase_id, reservation.attempt] = reservation
+        return reservation
+
+    def _end_lease(self, reservation, state) -> Reservation:
+        """Settle a reserved attempt; its entry in ``_leases`` is skipped when it comes up."""
+        del self._deadlines[reservation.purchase_id]
+        reservation = attrs.evolve(reservation, state=state)
+        self._reservations[reservation.purchase_id] = reservation
+        return reservation
+
+    def _restock(self, reservation) -> None:
+        for line in reservation.lines:
+            item = self._items[line.item_id]
+            self._set_stock(item, item.quantity + line.quantity)
 
     def _set_stock(self, item: Item, quantity: int) -> Item:
         item = attrs.evolve(item, quantity=quantity)

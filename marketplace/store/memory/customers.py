@@ -20,7 +20,7 @@ from marketplace.store.market_errors import (
     UsernameTaken,
 )
 from marketplace.store.market_interfaces import ICustomerStore
-from marketplace.store.market_records import Credentials, Profile, Purchase
+from marketplace.store.market_records import Credentials, Profile, Purchase, RevisedCart
 from marketplace.store.memory.answers import answers
 
 SWEEP_INTERVAL = 60.0
@@ -36,6 +36,8 @@ class MemoryCustomers:
         self._next_id = {"buyer": 1, "seller": 1}
         self._carts: dict[str, dict[int, int]] = {}
         self._cart_expiry: dict[str, float] = {}
+        self._cart_revisions: dict[str, int] = {}
+        self._last_revision = 0
         self._next_sweep = 0.0
         self._saved: dict[int, dict[int, int]] = {}
         self._recorded: set[str] = set()
@@ -68,6 +70,11 @@ class MemoryCustomers:
     @answers
     def cart(self, session_id):
         return dict(self._live_cart(session_id))
+
+    @answers
+    def revised_cart(self, session_id):
+        cart = dict(self._live_cart(session_id))
+        return RevisedCart(cart, self._cart_revisions.get(session_id, 0))
 
     @answers
     def cart_add(self, session_id, item_id, quantity, limit, ttl):
@@ -126,20 +133,18 @@ class MemoryCustomers:
             return False
         self._recorded.add(purchase_id)
         history = self._history.setdefault(buyer_id, [])
-        cart = self._live_cart(session_id)
         for line in lines:
             history.append(Purchase(purchase_id, line.item_id, line.quantity,
                                     line.price_cents, purchased_at))
             self._bought.setdefault(buyer_id, set()).add(line.item_id)
             self._count("seller", line.seller_id, items_sold=line.quantity)
             self._count("buyer", buyer_id, items_bought=line.quantity)
-            left = cart.get(line.item_id, 0) - line.quantity
-            if left > 0:
-                cart[line.item_id] = left
-            else:
-                cart.pop(line.item_id, None)
-        if not cart:
+        if _take_out(self._live_cart(session_id), lines):
+            self._revise(session_id)
+        else:
             self._forget_cart(session_id)
+        if not _take_out(self._saved.get(buyer_id, {}), lines):
+            self._saved.pop(buyer_id, None)
         return True
 
     @answers
@@ -181,11 +186,28 @@ class MemoryCustomers:
             return
         self._carts[session_id] = cart
         self._cart_expiry[session_id] = now + ttl
+        self._revise(session_id)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL
             for expired in [s for s, at in self._cart_expiry.items() if at <= now]:
                 self._forget_cart(expired)
 
+    def _revise(self, session_id) -> None:
+        self._last_revision += 1
+        self._cart_revisions[session_id] = self._last_revision
+
     def _forget_cart(self, session_id) -> None:
         self._carts.pop(session_id, None)
         self._cart_expiry.pop(session_id, None)
+        self._cart_revisions.pop(session_id, None)
+
+
+def _take_out(cart: dict[int, int], lines) -> dict[int, int]:
+    """Remove bought units from ``cart`` in place (a line at zero goes); returns it."""
+    for line in lines:
+        left = cart.get(line.item_id, 0) - line.quantity
+        if left > 0:
+            cart[line.item_id] = left
+        else:
+            cart.pop(line.item_id, None)
+    return cart

@@ -1,13 +1,12 @@
 """
 The catalogue in Redis: items as hashes, the search index as sets (one per
 keyword, per category, per seller, and the items in stock), reservations as
-hashes.  Every change is one Lua script, so stock can never be oversold by
+hashes whose leases are timed by Redis's own clock (``TIME`` in the
+scripts), so every product-db host sees one deadline.  Every change is one Lua script, so stock can never be oversold by
 any interleaving of front ends, and the index never disagrees with the items.
 """
 
 from __future__ import annotations
-
-from collections import Counter
 
 from zope.interface import implementer
 
@@ -19,12 +18,24 @@ from marketplace.store.market_errors import (
     UnknownItem,
 )
 from marketplace.store.market_interfaces import ICatalogStore
-from marketplace.store.market_rules import MAX_STOCK
-from marketplace.store.market_records import Item, Reservation, ReservedLine, SearchPage
-from marketplace.store.redis.scripts import lua
+from marketplace.store.market_rules import MAX_STOCK, merged_lines
+from marketplace.store.market_records import (
+    COMMITTED,
+    EXPIRED,
+    RELEASED,
+    Item,
+    Reservation,
+    ReservedLine,
+    SearchPage,
+)
+from marketplace.store.redis.scripts import lua, milliseconds
 
 PREFIX = "market:catalog:"
 _IN_STOCK = PREFIX + "instock"
+#: Reserved purchases scored by their lease's deadline (ms, Redis's clock).
+_LEASES = PREFIX + "leases"
+#: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
+_VOIDS = PREFIX + "voids"
 
 
 def _item_key(item_id) -> str:
@@ -45,12 +56,12 @@ def _item(item_id, flat_fields) -> Item:
         sold=int(fields["sold"]))
 
 
-def _reservation(purchase_id: str, state: str, encoded: str) -> Reservation:
+def _reservation(purchase_id: str, state: str, encoded: str, attempt) -> Reservation:
     lines = []
     for line in filter(None, encoded.split(";")):
         item_id, seller_id, quantity, price = map(int, line.split(","))
         lines.append(ReservedLine(item_id, seller_id, quantity, price))
-    return Reservation(purchase_id, state, lines)
+    return Reservation(purchase_id, state, lines, int(attempt))
 
 
 @implementer(ICatalogStore)
@@ -90,15 +101,15 @@ class RedisCatalog:
         return d.addCallback(lambda reply: SearchPage(
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
 
-    def reserve(self, purchase_id, lines):
-        quantities = Counter()
-        for item_id, quantity in lines:
-            quantities[item_id] += quantity
-        ids = sorted(quantities)
-        args = [value for item_id in ids for value in (item_id, quantities[item_id])]
+    def reserve(self, purchase_id, lines, lease):
+        merged = merged_lines(lines)
+        ids = [item_id for item_id, _ in merged]
+        args = [PREFIX, purchase_id, milliseconds(lease),
+                *(value for line in merged for value in line)]
         d = self._redis.script(
-            lua("market_reserve"),
-            [_reservation_key(purchase_id), _IN_STOCK, *map(_item_key, ids)], args)
+            lua("market_lease_reserve"),
+            [_reservation_key(purchase_id), _IN_STOCK, _LEASES, _VOIDS, *map(_item_key, ids)],
+            args)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -107,14 +118,34 @@ class RedisCatalog:
                 raise StockTooLow(int(reply[1]), int(reply[2]))
             if reply[0] == "closed":
                 raise ReservationClosed(purchase_id, reply[1] or None)
-            return _reservation(purchase_id, reply[1], reply[2])
+            return _reservation(purchase_id, *reply[1:])
         return d.addCallback(parse)
 
-    def commit(self, purchase_id):
-        return self._settle(purchase_id, "committed")
+    def commit(self, purchase_id, attempt):
+        return self._settle(purchase_id, COMMITTED, attempt)
 
-    def release(self, purchase_id):
-        return self._settle(purchase_id, "released")
+    def release(self, purchase_id, attempt):
+        return self._settle(purchase_id, RELEASED, attempt)
+
+    def expire_leases(self, limit):
+        d = self._redis.script(lua("market_lease_expire"), [_IN_STOCK, _LEASES, _VOIDS],
+                               [PREFIX, limit])
+        return d.addCallback(int)
+
+    def pending_voids(self, limit):
+        d = self._redis.command("execute_command", "HRANDFIELD", _VOIDS, limit, "WITHVALUES")
+
+        def parse(flat):
+            voids = []
+            for field, lines in zip(flat[::2], flat[1::2]):
+                attempt, _, purchase_id = field.partition(":")
+                voids.append(_reservation(purchase_id, EXPIRED, lines, attempt))
+            return voids
+        return d.addCallback(parse)
+
+    def void_done(self, purchase_id, attempt):
+        d = self._redis.command("execute_command", "HDEL", _VOIDS, f"{attempt}:{purchase_id}")
+        return d.addCallback(lambda _: None)
 
     def item_feedback(self, item_id, buyer_id, positive):
         d = self._redis.script(
@@ -144,14 +175,16 @@ class RedisCatalog:
             return reply[1]
         return d.addCallback(parse)
 
-    def _settle(self, purchase_id, target):
-        d = self._redis.script(lua("market_settle"), [_reservation_key(purchase_id), _IN_STOCK],
-                               [PREFIX, target])
+    def _settle(self, purchase_id, target, attempt):
+        d = self._redis.script(
+            lua("market_lease_settle"),
+            [_reservation_key(purchase_id), _IN_STOCK, _LEASES, _VOIDS],
+            [PREFIX, purchase_id, target, attempt])
 
         def parse(reply):
             if reply[0] == "closed":
                 raise ReservationClosed(purchase_id, reply[1] or None)
-            return _reservation(purchase_id, reply[1], reply[2])
+            return _reservation(purchase_id, *reply[1:])
         return d.addCallback(parse)
 
 

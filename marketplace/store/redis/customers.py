@@ -1,7 +1,8 @@
 """
 Customers in Redis: accounts as hashes (one name index per role), active
-carts as hashes that expire with their session (Redis's own PEXPIRE, slid on
-use), saved carts, purchase history lists and vote hashes.  Every rule that
+carts as hashes (item id -> units, and the cart's revision) that expire with
+their session (Redis's own PEXPIRE, slid on use), saved carts, purchase
+history lists and vote hashes.  Every rule that
 spans keys -- unique names, the stock limit on a cart, a purchase recorded
 once, one vote per bought item -- is one Lua script.
 """
@@ -19,8 +20,8 @@ from marketplace.store.market_errors import (
     UsernameTaken,
 )
 from marketplace.store.market_interfaces import ICustomerStore
-from marketplace.store.market_records import Credentials, Profile, Purchase
-from marketplace.store.redis.scripts import lua
+from marketplace.store.market_records import Credentials, Profile, Purchase, RevisedCart
+from marketplace.store.redis.scripts import lua, milliseconds
 
 PREFIX = "market:customers:"
 
@@ -41,8 +42,15 @@ def _buyer_key(buyer_id, what: str) -> str:
     return f"{PREFIX}buyer:{buyer_id}:{what}"
 
 
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
+#: The counter every active cart's revision is drawn from.
+_CART_REVISION = PREFIX + "cart-revision"
+
+#: The field of an active cart's hash that holds its revision, beside item ids.
+_REVISION_FIELD = "rev"
+
+
+def _cart_lines(fields: dict) -> dict[int, int]:
+    return {int(k): int(v) for k, v in fields.items() if k != _REVISION_FIELD}
 
 
 def _purchase(entry: str) -> Purchase:
@@ -86,8 +94,12 @@ class RedisCustomers:
         return self._redis.command("hgetall", _user_prefix(role) + str(user_id)).addCallback(parse)
 
     def cart(self, session_id):
+        return self._redis.command("hgetall", _cart_key(session_id)).addCallback(_cart_lines)
+
+    def revised_cart(self, session_id):
         d = self._redis.command("hgetall", _cart_key(session_id))
-        return d.addCallback(lambda fields: {int(k): int(v) for k, v in fields.items()})
+        return d.addCallback(lambda fields: RevisedCart(
+            _cart_lines(fields), int(fields.get(_REVISION_FIELD, 0))))
 
     def cart_add(self, session_id, item_id, quantity, limit, ttl):
         return self._change(session_id, item_id, quantity, limit, ttl)
@@ -102,14 +114,14 @@ class RedisCustomers:
 
     def cart_touch(self, session_id, ttl):
         return self._redis.command(
-            "execute_command", "PEXPIRE", _cart_key(session_id), _ms(ttl)).addCallback(
+            "execute_command", "PEXPIRE", _cart_key(session_id), milliseconds(ttl)).addCallback(
             lambda _: None)
 
     def cart_save(self, session_id, buyer_id):
         return self._copy(_cart_key(session_id), _saved_cart_key(buyer_id), 0)
 
     def cart_restore(self, session_id, buyer_id, ttl):
-        return self._copy(_saved_cart_key(buyer_id), _cart_key(session_id), _ms(ttl))
+        return self._copy(_saved_cart_key(buyer_id), _cart_key(session_id), milliseconds(ttl))
 
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
         args = [_user_prefix("seller"), purchase_id, repr(float(purchased_at))]
@@ -118,7 +130,8 @@ class RedisCustomers:
         d = self._redis.script(lua("market_purchase_record"), [
             f"{PREFIX}purchase:{purchase_id}", _buyer_key(buyer_id, "history"),
             _buyer_key(buyer_id, "bought"), _cart_key(session_id),
-            _user_prefix("buyer") + str(buyer_id)], args)
+            _user_prefix("buyer") + str(buyer_id), _saved_cart_key(buyer_id), _CART_REVISION],
+            args)
         return d.addCallback(lambda recorded: recorded == 1)
 
     def purchases(self, buyer_id, limit):
@@ -138,8 +151,8 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _change(self, session_id, item_id, change, limit, ttl):
-        d = self._redis.script(lua("market_cart_change"), [_cart_key(session_id)],
-                               [item_id, change, limit, _ms(ttl)])
+        d = self._redis.script(lua("market_cart_change"), [_cart_key(session_id), _CART_REVISION],
+                               [item_id, change, limit, milliseconds(ttl)])
 
         def parse(reply):
             if reply[0] == "low":
@@ -150,5 +163,5 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _copy(self, source, target, ttl_ms):
-        return self._redis.script(lua("market_cart_copy"), [source, target], [ttl_ms]).addCallback(
-            lambda _: None)
+        d = self._redis.script(lua("market_cart_copy"), [source, target, _CART_REVISION], [ttl_ms])
+        return d.addCallback(lambda _: None)

@@ -1,10 +1,20 @@
 -- Customers: record a committed purchase once per purchase id.
 -- KEYS[1] once-marker, KEYS[2] buyer history list, KEYS[3] buyer's bought
--- items set, KEYS[4] the session's active cart, KEYS[5] buyer hash.
+-- items set, KEYS[4] the session's active cart, KEYS[5] buyer hash,
+-- KEYS[6] the buyer's saved cart, KEYS[7] the cart revision counter.
 -- ARGV: seller hash prefix, purchase id, purchased_at, then per line:
 -- item id, seller id, quantity, price
 if redis.call('SET', KEYS[1], '1', 'NX') == false then
   return 0
+end
+-- The bought units leave a cart; a line at zero goes.
+local function take_out(cart, item, qty)
+  local held = tonumber(redis.call('HGET', cart, item) or '0')
+  if held > qty then
+    redis.call('HSET', cart, item, held - qty)
+  else
+    redis.call('HDEL', cart, item)
+  end
 end
 for i = 4, #ARGV, 4 do
   local item, seller, qty, price = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -14,11 +24,13 @@ for i = 4, #ARGV, 4 do
     redis.call('HINCRBY', ARGV[1] .. seller, 'items_sold', qty)
   end
   redis.call('HINCRBY', KEYS[5], 'items_bought', qty)
-  local held = tonumber(redis.call('HGET', KEYS[4], item) or '0')
-  if held > tonumber(qty) then
-    redis.call('HSET', KEYS[4], item, held - tonumber(qty))
-  else
-    redis.call('HDEL', KEYS[4], item)
-  end
+  take_out(KEYS[4], item, tonumber(qty))
+  take_out(KEYS[6], item, tonumber(qty))
+end
+-- An active cart left with lines has changed: a fresh revision.
+if redis.call('HLEN', KEYS[4]) - redis.call('HEXISTS', KEYS[4], 'rev') == 0 then
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('HSET', KEYS[4], 'rev', redis.call('INCR', KEYS[7]))
 end
 return 1
