@@ -11,7 +11,7 @@ The rule, so that a reader can predict what is checked:
     path from the repository root, and must exist.  A relative path is a
     word with a slash that begins with one of the repository's top-level
     directories (``tapfiles/x.tac``, ``marketplace/<system>/``), or whose
-    last part has a file extension (``specs/wire.md``, ``memory/x.py``).
+    last part has a file extension (``wire/format.md``, ``memory/x.py``).
     Placeholders (``<system>``, ``...``, ``*``) stand for any name: at
     least one file must match.
   - Not checked: words without a slash (``main.csv``, ``branchA.csv``: files
@@ -143,12 +143,12 @@ class DocumentedPathsTests(unittest.TestCase):
         code, prose = split_code(
             "See [the branch](docs/branch.md#main) and [web](https://x.org/a.md).\n"
             "Run `twistd -ny tapfiles/x.tac` with `branchA.csv` or `./b/c.csv`.\n"
-            "Read `store/memory/`, `specs/wire.md`, `p50/p95/p99` and `tcp:h/x.py`.\n"
+            "Read `store/memory/`, `wire/format.md`, `p50/p95/p99` and `tcp:h/x.py`.\n"
             "```\n$ benchmarks/run.py --out=benchmarks/y.csv, docs/<system>.md /etc/x.pem\n```\n")
         paths = [path for block in code for path in code_paths(block, ["benchmarks", "docs", "tapfiles"])]
         self.assertEqual(sorted(paths), [
-            "benchmarks/run.py", "benchmarks/y.csv", "docs/<system>.md", "specs/wire.md",
-            "tapfiles/x.tac"])
+            "benchmarks/run.py", "benchmarks/y.csv", "docs/<system>.md", "tapfiles/x.tac",
+            "wire/format.md"])
         self.assertEqual(link_targets(prose), ["docs/branch.md"])
 
     def test_a_missing_path_is_reported(self):

@@ -12,30 +12,52 @@ import re
 
 from twisted.trial import unittest
 
-from protocols import laptop, nsframe, tradechat_bodies as bodies
+from protocols import envelope, jsonframe, laptop, nsframe, tradechat_bodies as bodies
+from protocols.jsonframe import Framing
 from protocols.nsframe import FLAG_OBFUSCATED, FLAG_RESPONSE, Frame, Opcode, Status
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "protocols")
 
 
-def vector_table(name: str) -> dict[str, list[str]]:
+def section_table(name: str, heading: str = "## Test vectors") -> dict[str, list[str]]:
     """
-    The rows of the C{## Test vectors} table of C{docs/protocols/<name>.md}:
-    first cell -> the other cells, backticks removed.
+    The rows of the first table under C{heading} in
+    C{docs/protocols/<name>.md}: first cell -> the other cells, without their
+    code backticks.
     """
     with open(os.path.join(DOCS, name + ".md"), encoding="utf-8") as doc:
         text = doc.read()
-    section = text.split("\n## Test vectors\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n{heading}\n", 1)[1]
+    lines = section.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("|"))
     rows = {}
-    for line in section.splitlines():
+    for line in lines[start + 2:]:  # past the header row and its rule
         if not line.startswith("|"):
-            continue
-        cells = [cell.strip().replace("`", "") for cell in line.strip().strip("|").split("|")]
-        if set(cells[0]) <= set("-: "):
-            continue
+            break
+        cells = [_cell(cell) for cell in _split_row(line.strip())]
         rows[cells[0]] = cells[1:]
-    del rows[next(iter(rows))]  # the header row
     return rows
+
+
+def _split_row(line: str) -> list[str]:
+    """The cells of a table row; a C{|} inside a code span belongs to its cell."""
+    cells, current, in_code = [], [], False
+    for char in line[1:-1]:
+        if char == "`":
+            in_code = not in_code
+        if char == "|" and not in_code:
+            cells.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    return cells + ["".join(current)]
+
+
+def _cell(text: str) -> str:
+    text = text.strip()
+    if text.startswith("`") and text.endswith("`"):
+        return text[1:-1]
+    return text.replace("`", "")
 
 
 def hex_bytes(text: str) -> bytes:
@@ -49,7 +71,7 @@ class VectorTableMixin:
     expected: dict
 
     def rows(self):
-        table = vector_table(self.protocol)
+        table = section_table(self.protocol)
         self.assertEqual(sorted(table), sorted(self.expected),
                          f"docs/protocols/{self.protocol}.md's vectors and this test's differ")
         return [(name, cells, self.expected[name]) for name, cells in table.items()]
@@ -281,3 +303,49 @@ class LaptopVectorTests(VectorTableMixin, unittest.TestCase):
         for name, (data, _), (_, _, encode) in self.rows():
             with self.subTest(name):
                 self.assertEqual(encode(), hex_bytes(data))
+
+
+# -------------------------------------------------------------------- market
+
+_FRAMINGS = {"length-prefixed": Framing.LENGTH_PREFIXED, "newline": Framing.NEWLINE}
+
+# name -> the envelope the row's JSON is
+MARKET = {
+    "GetItem request": envelope.Request("GetItem", None, {"item_id": 1}),
+    "the same request, typed": envelope.Request("GetItem", None, {"item_id": 1}),
+    "CreateAccount response": envelope.Reply("CreateAccount", None, {"buyer_id": 1}),
+    "unknown api": envelope.ErrorReply("Fly", None, "404_NOT_FOUND", "unknown api 'Fly'"),
+    "not JSON": envelope.ErrorReply(
+        None, None, "BAD_REQUEST", "malformed JSON: Expecting value: line 1 column 1 (char 0)"),
+}
+
+
+def _encode_envelope(value) -> bytes:
+    if isinstance(value, envelope.Request):
+        return envelope.encode_request(value.api, value.session_id, value.payload)
+    if isinstance(value, envelope.Reply):
+        return envelope.encode_response(value.api, value.session_id, value.payload)
+    return envelope.encode_error(value.api, value.session_id, value.code, value.message)
+
+
+class MarketVectorTests(VectorTableMixin, unittest.TestCase):
+    protocol = "market"
+    expected = MARKET
+
+    def test_each_vector_decodes_to_its_meaning(self):
+        for name, (framing, prefix, text), value in self.rows():
+            with self.subTest(name):
+                wire = hex_bytes(prefix) + text.encode("utf-8")
+                if framing == "newline":
+                    wire += b"\n"
+                self.assertIs(jsonframe.detect_framing(wire[0]), _FRAMINGS[framing])
+                [frame] = jsonframe.FrameDecoder().feed(wire)
+                parse = envelope.parse_request if isinstance(value, envelope.Request) else envelope.parse_reply
+                self.assertEqual(parse(frame.data), value)
+
+    def test_each_vector_is_what_we_encode(self):
+        for name, (framing, prefix, text), value in self.rows():
+            with self.subTest(name):
+                expected = hex_bytes(prefix) + text.encode("utf-8") + (b"\n" if framing == "newline" else b"")
+                self.assertEqual(jsonframe.encode_frame(_FRAMINGS[framing], _encode_envelope(value)),
+                                 expected)
