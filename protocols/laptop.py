@@ -5,7 +5,7 @@ The customer side is byte-for-byte the format of the existing C++ system
 (``docs/protocols/laptop.md``): a 4-byte role word, then fixed-size
 big-endian messages whose sizes follow from the role and the request type.
 The legacy replication entry and ack are encoded and decoded too, so the
-spec's test vectors are checked, but our replicas talk to each other over a
+existing system's captured test vectors are checked, but our replicas talk to each other over a
 third role (``ROLE_REPLICA``) whose messages carry views, commit indexes and
 catch-up data in length-prefixed frames.  That extension is documented in
 ``docs/protocols/laptop.md`` and in the ``KIND_*`` table below.
@@ -233,7 +233,7 @@ class ReplyDecoder:
 # ---------------------------------------------------------------- replica side
 #
 # Frame: kind (int32), body length (int32), body.  Indexes and rounds are
-# 64-bit in the extension (the spec's 32-bit indexes wrap after 2**31 orders).
+# 64-bit in the extension (the legacy 32-bit indexes wrap after 2**31 orders).
 
 
 @attrs.frozen

@@ -265,7 +265,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         has usually fired already, so the answer is written right here).
         """
         if self.state.user_id is None and frame.opcode not in _PRE_LOGIN:
-            # The spec: before login anything but HELLO, LOGIN and HEARTBEAT
+            # The wire format: before login anything but HELLO, LOGIN and HEARTBEAT
             # (unknown opcodes included) gets UNAUTHORIZED, whatever its body.
             self._refuse(frame, Status.UNAUTHORIZED, "unauthorized")
         elif frame.flags & FLAG_COMPRESSED:
