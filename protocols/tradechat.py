@@ -143,6 +143,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self._login_deadline = None
         self._abort_timer = None
         self._closing = False
+        self._finishing = False
         self._input_failed = False
         self.state = None
         self.outbox: list[bytes] = []
@@ -211,6 +212,14 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self.transport.loseConnection()
         self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
+    def finish(self) -> None:
+        """
+        Shut down gently: read no more, answer the requests already read,
+        then close as L{_close} does.
+        """
+        self._finishing = True
+        self._drain()
+
     # Input -----------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
@@ -243,6 +252,9 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
                 self._handle(item)
         finally:
             self._draining = False
+        if self._finishing and not self._busy and not self._queue:
+            self._close()
+            return
         self._update_reading()
 
     def _request_done(self) -> None:
@@ -369,7 +381,8 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
 
     def _update_reading(self) -> None:
         """Stop reading requests while output is stuck or too many are queued."""
-        should_pause = self._writer.paused or len(self._queue) >= MAX_QUEUED_REQUESTS
+        should_pause = (self._writer.paused or len(self._queue) >= MAX_QUEUED_REQUESTS
+                        or self._finishing)
         if should_pause == self._reading_paused or self._closing:
             return
         self._reading_paused = should_pause
@@ -390,6 +403,7 @@ class TradeChatServerFactory(Factory):
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER,
         flusher: Optional[TurnFlusher] = None,
+        max_connections: Optional[int] = None,
     ) -> None:
         self.service = service
         self.clock = clock
@@ -399,11 +413,15 @@ class TradeChatServerFactory(Factory):
         self.login_timeout = login_timeout
         self.max_frame_size = max_frame_size
         self.max_output_buffer = max_output_buffer
+        self.max_connections = max_connections
         self.connections: set[TradeChatServerProtocol] = set()
         self._cleanups: set[defer.Deferred] = set()
         self._idle_waiters: list[defer.Deferred] = []
 
-    def buildProtocol(self, addr) -> TradeChatServerProtocol:
+    def buildProtocol(self, addr):
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            self.counters.increment("server_busy")
+            return ServerBusyProtocol(self)
         return TradeChatServerProtocol(self)
 
     def connection_ended(self, protocol, cleanup: defer.Deferred) -> None:
@@ -421,15 +439,23 @@ class TradeChatServerFactory(Factory):
 
     def close_connections(self) -> defer.Deferred:
         """
-        Close every connection and wait until their login sessions are ended,
-        so that a shutdown leaves no session behind while the store still runs.
+        Close every connection once the requests it has sent are answered,
+        and wait until their login sessions are ended, so that a shutdown
+        leaves no session behind while the store still runs.  Connections
+        still open after L{CLOSE_TIMEOUT} seconds are aborted.
         """
         waiter = defer.Deferred()
         self._idle_waiters.append(waiter)
         for protocol in list(self.connections):
-            protocol.transport.abortConnection()
+            protocol.finish()
         self._notify_if_idle()
-        return waiter.addTimeout(CLOSE_TIMEOUT, self.clock)
+        return waiter.addTimeout(CLOSE_TIMEOUT, self.clock, onTimeoutCancel=self._abort_remaining)
+
+    def _abort_remaining(self, result, timeout):
+        for protocol in list(self.connections):
+            protocol.transport.abortConnection()
+        return Failure(defer.TimeoutError(
+            f"connections still open {timeout}s into the shutdown were aborted"))
 
     def _notify_if_idle(self) -> None:
         if self.connections or self._cleanups or not self._idle_waiters:
@@ -437,6 +463,40 @@ class TradeChatServerFactory(Factory):
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
             waiter.callback(None)
+
+
+class ServerBusyProtocol(Protocol):
+    """
+    A connection past the factory's C{max_connections}: its first request is
+    answered C{SERVER_BUSY} and the connection closed; the connections
+    already served are not touched.  A peer that sends nothing within
+    L{CLOSE_TIMEOUT} seconds, or sends no valid frame, is just closed.
+    """
+
+    def __init__(self, factory: TradeChatServerFactory) -> None:
+        self._clock = factory.clock
+        self._decoder = FrameDecoder(factory.max_frame_size)
+        self._timer = None
+
+    def connectionMade(self) -> None:
+        self._timer = self._clock.callLater(CLOSE_TIMEOUT, self.transport.abortConnection)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.transport.disconnecting:
+            return
+        try:
+            self._decoder.receive(data)
+            frame = self._decoder.next_frame()
+        except FrameError:
+            self.transport.abortConnection()
+            return
+        if frame is not None:
+            self.transport.write(encode_response(frame, Status.SERVER_BUSY, b""))
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
 
 
 # Client side ----------------------------------------------------------------

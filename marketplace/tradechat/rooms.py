@@ -13,10 +13,11 @@ each connection's byte stream keeps the order in which its frames were
 produced.
 
 L{IRoomHub} is the seam for multi-process workers: this in-process hub
-delivers to the connections of this process; a pub/sub hub (membership in
-the store, one channel per room, each process delivering to its own
-connections) implements the same interface without touching the service or
-the protocol.
+delivers to the connections of this process; the pub/sub hub
+(L{marketplace.tradechat.pubsub}: one channel per room, each process
+subscribed to the rooms its own users are in and delivering to its own
+connections) implements the same interface without touching the protocol.
+One contract suite (tests/tradechat/hub_contract.py) runs against both.
 """
 
 from __future__ import annotations
@@ -49,17 +50,25 @@ class IRoomHub(Interface):
         """C{target} logged out or closed; a user with no connection left leaves every room."""
 
     def join(user_id, room):
-        """Make C{user_id} a member of C{room}."""
+        """
+        Make C{user_id} a member of C{room}.
+
+        @return: C{None}, or a Deferred firing once messages published to
+            C{room} from now on reach the member (a hub across processes
+            must first subscribe).
+        """
 
     def leave(user_id, room):
         """@return: whether C{user_id} was a member of C{room}."""
 
     def publish(room, from_user_id, message):
         """
-        Push C{message} to every connection of every member of C{room}: queued
-        now, written at the end of the reactor turn.
+        Push C{message} to every connection of every member of C{room}, in
+        publish order per sender.
 
-        @return: how many connections it was queued for (here).
+        @return: how many connections it was queued for here, or a Deferred
+            firing once the message is on its way to other processes (and
+            failing if it could not be sent).
         """
 
 
@@ -91,6 +100,7 @@ class LocalRoomHub:
             members.discard(user_id)
             if not members:
                 del self._members[room]
+                self._room_vacated(room)
             self._fanout.pop(room, None)
 
     def join(self, user_id: int, room: int) -> None:
@@ -105,6 +115,7 @@ class LocalRoomHub:
         members.discard(user_id)
         if not members:
             del self._members[room]
+            self._room_vacated(room)
         rooms = self._rooms_of[user_id]
         rooms.discard(room)
         if not rooms:
@@ -135,6 +146,9 @@ class LocalRoomHub:
             append(data)
         self._flusher.schedule(flushes, fan_out=True)
         return len(appends)
+
+    def _room_vacated(self, room: int) -> None:
+        """C{room} has no member left in this process (a hook for hubs across processes)."""
 
     def _invalidate(self, rooms) -> None:
         for room in rooms:

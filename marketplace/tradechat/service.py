@@ -222,8 +222,7 @@ class TradeChatService:
         return self._when_fresh(state, self._join_now, state.user_id, request.room)
 
     def _join_now(self, user_id, room):
-        self._rooms.join(user_id, room)
-        return defer.succeed(None)
+        return defer.maybeDeferred(self._rooms.join, user_id, room).addCallback(_nothing)
 
     def _leave(self, state, request: LeaveRoom, req_id: int):
         return self._when_fresh(state, self._leave_now, state.user_id, request.room)
@@ -238,8 +237,7 @@ class TradeChatService:
                                 request.message)
 
     def _chat_now(self, room, user_id, message):
-        self._rooms.publish(room, user_id, message)
-        return defer.succeed(None)
+        return defer.maybeDeferred(self._rooms.publish, room, user_id, message).addCallback(_nothing)
 
     # Money ---------------------------------------------------------------
 
@@ -272,6 +270,10 @@ class TradeChatService:
         d = self._when_fresh(state, self._ledger.history, state.account, request.limit,
                              request.before_txn_id or None)
         return d.addCallback(lambda entries: tuple(map(_history_entry, entries)))
+
+
+def _nothing(_result) -> None:
+    return None
 
 
 def _pass_to(result, waiter: defer.Deferred):

@@ -4,7 +4,10 @@ The C{tradechat} plugin: C{twistd -n tradechat --listen tcp:9000 --store ...}.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.application.service import MultiService, Service
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -13,10 +16,12 @@ from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters
 from marketplace.net import Listener
 from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.sharedsocket import AdoptedListener, SharedSocket
 from marketplace.store import MAX_BALANCE, make_store
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
 from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
-from marketplace.tradechat.rooms import LocalRoomHub
+from marketplace.supervisor import WorkerSupervisor, worker_environment
+from marketplace.tradechat.pubsub import room_hub
 from marketplace.tradechat.service import DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService
 from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
 from protocols.tradechat import (
@@ -25,6 +30,8 @@ from protocols.tradechat import (
 from protocols.turns import TurnFlusher
 
 DEFAULT_LISTEN = "tcp:9000"
+MAX_WORKERS = 64
+DEFAULT_MAX_CONNECTIONS = 10_000
 
 
 def _frame_size(value: str) -> int:
@@ -39,6 +46,13 @@ def _byte_count(value: str) -> int:
     if size < 1:
         raise ValueError("must be a positive number of bytes")
     return size
+
+
+def _worker_count(value: str) -> int:
+    count = int(value)
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"must be 1..{MAX_WORKERS}")
+    return count
 
 
 def _balance(value: str) -> int:
@@ -75,10 +89,26 @@ class Options(ServiceOptions):
          "Largest request frame accepted, header included, in bytes.", _frame_size],
         ["max-output-buffer", None, DEFAULT_MAX_OUTPUT_BUFFER,
          "Bytes queued to a connection that stopped reading before it is dropped.", _byte_count],
+        ["workers", None, 1,
+         "Worker processes accepting on one listening socket a master owns and supervises "
+         "(more than 1 needs a shared store: --store redis://...).", _worker_count],
+        ["max-connections", None, DEFAULT_MAX_CONNECTIONS,
+         "Connections per process (per worker with --workers); one more is answered "
+         "SERVER_BUSY and closed.", _byte_count],
     ]
+
+    def parseOptions(self, options=None):
+        # Kept so that a master can start its workers with the same options.
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def postOptions(self):
         super().postOptions()
+        if self["workers"] > 1 and self["store"] == "memory":
+            raise usage.UsageError(
+                "--workers above 1 needs a shared store: the embedded store lives in one "
+                "process, so each worker would have its own balances and sessions; "
+                "use --store redis://HOST:PORT/DB")
         if self["opening-balance"] is None:
             self["opening-balance"] = COMPAT_OPENING_BALANCE if self["compat"] else 0
         credentials = {}
@@ -107,19 +137,23 @@ class _Provisioning(Service):
 
 class TradeChatRoot(MultiService):
     """
-    The plugin's service tree.  On stop it closes every client connection and
-    waits for their login sessions to be ended before stopping the store
-    (MultiService alone would stop all children at once), then logs the
-    counters of refused input and closed connections.
+    One serving process's service tree.  On stop it first stops accepting,
+    then lets every client connection finish the requests it has sent and
+    closes it, and waits for their login sessions to be ended before
+    stopping the store (MultiService alone would stop all children at
+    once); then it logs the counters of refused input and closed
+    connections.
     """
 
     log = Logger()
     factory: TradeChatServerFactory | None = None
+    listener: Service | None = None
 
     def stopService(self):
         if self.factory is None:
             return super().stopService()
-        closed = self.factory.close_connections()
+        stopped_accepting = defer.maybeDeferred(self.listener.stopService)
+        closed = stopped_accepting.addCallback(lambda _: self.factory.close_connections())
         closed.addErrback(lambda failure: self.log.warn(
             "connections still closing at shutdown: {error}", error=failure.getErrorMessage()))
         closed.addCallback(lambda _: self.log.info(
@@ -128,25 +162,61 @@ class TradeChatRoot(MultiService):
 
 
 def makeService(options: Options, reactor=None) -> MultiService:
+    """
+    One process serving C{--listen}, or with C{--workers N} a master that
+    owns the listening socket and supervises N such processes.
+    """
     if reactor is None:
         from twisted.internet import reactor
+    if options["workers"] > 1:
+        return _master(options, reactor)
+    return _serving_process(
+        options, reactor, lambda factory: Listener(options["listen"], factory, reactor))
+
+
+def worker_service(options: Options, listen_fd: int, reactor) -> TradeChatRoot:
+    """A worker's service tree: the master's listening socket, inherited as C{listen_fd}."""
+    return _serving_process(
+        options, reactor,
+        lambda factory: AdoptedListener(listen_fd, options["listen"], factory, reactor))
+
+
+def _master(options: Options, reactor) -> MultiService:
+    root = MultiService()
+    shared = SharedSocket(options["listen"], reactor)
+    shared.setName("tradechat")
+    shared.setServiceParent(root)
+    supervisor = WorkerSupervisor(
+        options["workers"], sys.executable,
+        ["-m", "marketplace.tradechat.worker", *options.arguments], shared, reactor,
+        env=worker_environment())
+    supervisor.setName("workers")
+    supervisor.setServiceParent(root)
+    return root
+
+
+def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
     store = make_store(options["store"], options["store-timeout"], reactor)
     store.setName("store")
     store.setServiceParent(root)
     flusher = TurnFlusher(reactor)
+    rooms = room_hub(store, flusher, reactor)
+    if isinstance(rooms, Service):
+        rooms.setName("rooms")
+        rooms.setServiceParent(root)
     tradechat = TradeChatService(
-        store, LocalRoomHub(flusher), options["authenticator"], reactor,
+        store, rooms, options["authenticator"], reactor,
         TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))
     _Provisioning(tradechat).setServiceParent(root)
     factory = TradeChatServerFactory(
         tradechat, reactor, Counters(),
         idle_timeout=options["idle-timeout"], login_timeout=options["login-timeout"],
         max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"],
-        flusher=flusher)
+        flusher=flusher, max_connections=options["max-connections"])
     root.factory = factory
-    listener = Listener(options["listen"], factory, reactor)
+    listener = root.listener = make_listener(factory)
     listener.setName("tradechat")
     listener.setServiceParent(root)
     return root

@@ -43,13 +43,16 @@ class TwistdProcess(protocol.ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
-def spawn_twistd(testcase, marker: re.Pattern, *arguments: str) -> TwistdProcess:
+def spawn_twistd(testcase, marker: re.Pattern, *arguments: str,
+                 process: TwistdProcess | None = None, env=None) -> TwistdProcess:
     """
     Start ``twistd --nodaemon ARGUMENTS`` in a fresh directory, logging to
     its stdout; the test's cleanup stops it if it is still running.
+    ``process`` is the protocol to use (a ``TwistdProcess`` for ``marker``
+    by default); ``env`` adds variables to the child's environment.
     """
-    twistd = TwistdProcess(marker)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    twistd = TwistdProcess(marker) if process is None else process
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {})}
     env["PYTHONPATH"] = PROJECT
     directory = os.path.abspath(testcase.mktemp())
     os.makedirs(directory)

@@ -50,9 +50,15 @@ class ConcurrentMoneyMixin:
         return defer.succeed([])
 
     @defer.inlineCallbacks
-    def test_concurrent_random_money_operations_balance_exactly(self):
+    def serve(self):
+        """Start the --compat service under test; fire with (its ledger, its port)."""
         arguments = yield self.store_arguments()
         root, port = yield start_server(self, "--compat", *arguments)
+        return root.getServiceNamed("store").ledger, port
+
+    @defer.inlineCallbacks
+    def test_concurrent_random_money_operations_balance_exactly(self):
+        ledger, port = yield self.serve()
         description = f"tcp:127.0.0.1:{port}"
         clients = yield defer.gatherResults(
             [connect_client(self, description) for _ in range(CONNECTIONS)], consumeErrors=True)
@@ -66,7 +72,6 @@ class ConcurrentMoneyMixin:
         self.assertGreater(run.ok, CONNECTIONS)
         self.assertGreater(run.refused, 0)
 
-        ledger = root.getServiceNamed("store").ledger
         report = yield ledger.audit()
         self.assertTrue(report.balanced, report)
         self.assertEqual(report.opening_total, 1024 * OPENING)

@@ -57,10 +57,7 @@ class RedisConnection:
             str(address), address.db or None, self._poolsize, isLazy=True,
             handler=txredisapi.ConnectionHandler, charset="utf-8",
             password=address.password, replyTimeout=self.timeout, convertNumbers=False)
-        endpoint = HostnameEndpoint(self._reactor, address.host, address.port, timeout=self.timeout)
-        if address.tls:
-            endpoint = wrapClientTLS(self._tls_options(), endpoint)
-        factory.startConnecting(endpoint)
+        factory.startConnecting(redis_endpoint(address, self._reactor, self.timeout))
         self._factory = factory
 
     def stop(self):
@@ -98,10 +95,14 @@ class RedisConnection:
             raise StoreError(f"Redis refused {what}: {message}")
         return failure
 
-    def _tls_options(self):
-        address = self.address
-        if address.ca:
-            trust = Certificate.loadPEM(FilePath(address.ca).getContent())
-        else:
-            trust = platformTrust()
-        return optionsForClientTLS(address.verified_hostname, trustRoot=trust)
+
+def redis_endpoint(address: RedisAddress, reactor, timeout: float):
+    """The client endpoint reaching C{address}: TCP, or TLS for C{rediss://}."""
+    endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=timeout)
+    if not address.tls:
+        return endpoint
+    if address.ca:
+        trust = Certificate.loadPEM(FilePath(address.ca).getContent())
+    else:
+        trust = platformTrust()
+    return wrapClientTLS(optionsForClientTLS(address.verified_hostname, trustRoot=trust), endpoint)
