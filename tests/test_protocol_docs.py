@@ -65,7 +65,13 @@ def hex_bytes(text: str) -> bytes:
 
 
 class VectorTableMixin:
-    """Checks that a doc's table and the test's expectations name the same vectors."""
+    """
+    Checks one doc's vector table: the doc and C{expected} name the same
+    vectors, each vector's bytes decode to its meaning, and encoding the
+    meaning gives those bytes.  A protocol's test case says how to read a
+    row's bytes (C{wire}), check what they decode to (C{check_decoding}) and
+    encode its meaning (C{encode}).
+    """
 
     protocol: str
     expected: dict
@@ -75,6 +81,16 @@ class VectorTableMixin:
         self.assertEqual(sorted(table), sorted(self.expected),
                          f"docs/protocols/{self.protocol}.md's vectors and this test's differ")
         return [(name, cells, self.expected[name]) for name, cells in table.items()]
+
+    def test_each_vector_decodes_to_its_meaning(self):
+        for name, cells, meaning in self.rows():
+            with self.subTest(name):
+                self.check_decoding(self.wire(cells), meaning)
+
+    def test_each_vector_is_what_we_encode(self):
+        for name, cells, meaning in self.rows():
+            with self.subTest(name):
+                self.assertEqual(self.encode(cells, meaning), self.wire(cells))
 
 
 # ----------------------------------------------------------------- tradechat
@@ -163,18 +179,19 @@ class TradeChatVectorTests(VectorTableMixin, unittest.TestCase):
     protocol = "tradechat"
     expected = TRADECHAT
 
-    def test_each_vector_decodes_to_its_meaning(self):
-        for name, (header, body), (frame, kind, meaning) in self.rows():
-            with self.subTest(name):
-                decoder = nsframe.FrameDecoder()
-                decoder.receive(hex_bytes(header) + hex_bytes(body))
-                self.assertEqual(decoder.frames(), [frame])
-                self.assertEqual(decode_tradechat_body(frame, kind), meaning)
+    def wire(self, cells):
+        header, body = cells
+        return hex_bytes(header) + hex_bytes(body)
 
-    def test_each_vector_is_what_we_encode(self):
-        for name, (header, body), (frame, kind, meaning) in self.rows():
-            with self.subTest(name):
-                self.assertEqual(nsframe.encode(frame), hex_bytes(header) + hex_bytes(body))
+    def check_decoding(self, wire, meaning):
+        frame, kind, body = meaning
+        decoder = nsframe.FrameDecoder()
+        decoder.receive(wire)
+        self.assertEqual(decoder.frames(), [frame])
+        self.assertEqual(decode_tradechat_body(frame, kind), body)
+
+    def encode(self, cells, meaning):
+        return nsframe.encode(meaning[0])
 
     def test_the_login_token_and_proof(self):
         """The documented token and proof follow from the documented formulas."""
@@ -209,40 +226,46 @@ def _replica_frame(data: bytes) -> list:
     return [message]
 
 
+def _replica(message):
+    """A replica frame's row: it decodes to C{message}, which encodes to it."""
+    return _replica_frame, [message], lambda: laptop.encode_replica_message(message)
+
+
 def _role_events(role):
     return [laptop.RoleDeclared(role)]
 
 
-_ORDER_1 = laptop.CustomerRequest(1, 0, laptop.TYPE_ORDER)
-_READ_1 = laptop.CustomerRequest(1, -1, laptop.TYPE_READ)
-_READ_2 = laptop.CustomerRequest(2, -1, laptop.TYPE_READ)
 _LEGACY = laptop.LegacyEntry(0, -1, 0, laptop.OPCODE_SET_LAST_ORDER, 1, 0)
 _APPEND = laptop.AppendEntries(3, 0, 41, 3, 40, 7, (
     laptop.Entry(3, laptop.OPCODE_SET_LAST_ORDER, 5, 2), laptop.Entry(3, laptop.OPCODE_NOOP, 0, 0)))
 _SNAPSHOT = laptop.InstallSnapshot(3, 0, 200000, 3, 9, 3, 2, ((7, 4),))
 
+def _customer_request(request):
+    """A customer request's row, as our server decodes it on a customer connection."""
+    return ((lambda data: _server_events(data, laptop.ROLE_CUSTOMER)[1:]), [request],
+            lambda: laptop.encode_request(request))
+
+
+def _order_reply(*fields):
+    reply = laptop.OrderReply(*fields)
+    return _replies(laptop.TYPE_ORDER), [reply], lambda: laptop.encode_order_reply(reply)
+
+
+def _record_reply(*fields):
+    reply = laptop.RecordReply(*fields)
+    return _replies(laptop.TYPE_READ), [reply], lambda: laptop.encode_record_reply(reply)
+
+
 # name -> (decode(bytes) -> events, expected events, encode() -> bytes)
 LAPTOP = {
     "customer role":
         (_server_events, _role_events(0), lambda: laptop.encode_role(laptop.ROLE_CUSTOMER)),
-    "order request":
-        (lambda data: _server_events(data, laptop.ROLE_CUSTOMER)[1:], [_ORDER_1],
-         lambda: laptop.encode_request(_ORDER_1)),
-    "order reply":
-        (_replies(laptop.TYPE_ORDER), [laptop.OrderReply(1, 0, 1, 0, 0)],
-         lambda: laptop.encode_order_reply(laptop.OrderReply(1, 0, 1, 0, 0))),
-    "read request":
-        (lambda data: _server_events(data, laptop.ROLE_CUSTOMER)[1:], [_READ_1],
-         lambda: laptop.encode_request(_READ_1)),
-    "read reply":
-        (_replies(laptop.TYPE_READ), [laptop.RecordReply(1, 2)],
-         lambda: laptop.encode_record_reply(laptop.RecordReply(1, 2))),
-    "read request, unknown customer":
-        (lambda data: _server_events(data, laptop.ROLE_CUSTOMER)[1:], [_READ_2],
-         lambda: laptop.encode_request(_READ_2)),
-    "read reply, no record":
-        (_replies(laptop.TYPE_READ), [laptop.RecordReply(laptop.NO_VALUE, laptop.NO_VALUE)],
-         lambda: laptop.encode_record_reply(laptop.RecordReply(-1, -1))),
+    "order request": _customer_request(laptop.CustomerRequest(1, 0, laptop.TYPE_ORDER)),
+    "order reply": _order_reply(1, 0, 1, 0, 0),
+    "read request": _customer_request(laptop.CustomerRequest(1, -1, laptop.TYPE_READ)),
+    "read reply": _record_reply(1, 2),
+    "read request, unknown customer": _customer_request(laptop.CustomerRequest(2, -1, laptop.TYPE_READ)),
+    "read reply, no record": _record_reply(laptop.NO_VALUE, laptop.NO_VALUE),
     "legacy replication role":
         (_server_events, _role_events(1), lambda: laptop.encode_role(laptop.ROLE_LEGACY_REPLICATION)),
     "legacy entry":
@@ -251,42 +274,21 @@ LAPTOP = {
     "legacy ack":
         (lambda data: [int.from_bytes(data, "big", signed=True)], [1],
          lambda: laptop.encode_legacy_ack(1)),
-    "failed order reply":
-        (_replies(laptop.TYPE_ORDER), [laptop.OrderReply(-1, 3, 1, 2, 1)],
-         lambda: laptop.encode_order_reply(laptop.OrderReply(-1, 3, 1, 2, 1))),
-    "failed read reply":
-        (_replies(laptop.TYPE_READ), [laptop.RecordReply(laptop.NO_VALUE, laptop.READ_FAILED)],
-         lambda: laptop.encode_record_reply(laptop.RecordReply(-1, -2))),
+    "failed order reply": _order_reply(laptop.NO_VALUE, 3, 1, 2, 1),
+    "failed read reply": _record_reply(laptop.NO_VALUE, laptop.READ_FAILED),
     "replica role and Hello":
         (_server_events, [laptop.RoleDeclared(2), laptop.Hello(1)],
          lambda: laptop.encode_role(laptop.ROLE_REPLICA) + laptop.encode_replica_message(laptop.Hello(1))),
-    "AppendEntries": (_replica_frame, [_APPEND], lambda: laptop.encode_replica_message(_APPEND)),
-    "AppendReply, success":
-        (_replica_frame, [laptop.AppendReply(3, 1, True, 43, 7)],
-         lambda: laptop.encode_replica_message(laptop.AppendReply(3, 1, True, 43, 7))),
-    "AppendReply, failure":
-        (_replica_frame, [laptop.AppendReply(3, 1, False, 12, 7)],
-         lambda: laptop.encode_replica_message(laptop.AppendReply(3, 1, False, 12, 7))),
-    "VoteRequest, pre-vote":
-        (_replica_frame, [laptop.VoteRequest(4, 2, 43, 3, True)],
-         lambda: laptop.encode_replica_message(laptop.VoteRequest(4, 2, 43, 3, True))),
-    "VoteReply, pre-vote granted":
-        (_replica_frame, [laptop.VoteReply(4, 0, True, True)],
-         lambda: laptop.encode_replica_message(laptop.VoteReply(4, 0, True, True))),
-    "InstallSnapshot, last chunk":
-        (_replica_frame, [_SNAPSHOT], lambda: laptop.encode_replica_message(_SNAPSHOT)),
-    "SnapshotReply":
-        (_replica_frame, [laptop.SnapshotReply(3, 1, 200000, 2, 9)],
-         lambda: laptop.encode_replica_message(laptop.SnapshotReply(3, 1, 200000, 2, 9))),
-    "ForwardRequest":
-        (_replica_frame, [laptop.ForwardRequest(17, 5, 3, 1)],
-         lambda: laptop.encode_replica_message(laptop.ForwardRequest(17, 5, 3, 1))),
-    "ForwardReply, ok":
-        (_replica_frame, [laptop.ForwardReply(17, laptop.FORWARD_OK, -1, 0)],
-         lambda: laptop.encode_replica_message(laptop.ForwardReply(17, laptop.FORWARD_OK, -1, 0))),
-    "ForwardReply, retry elsewhere":
-        (_replica_frame, [laptop.ForwardReply(18, laptop.FORWARD_RETRY, -1, -1)],
-         lambda: laptop.encode_replica_message(laptop.ForwardReply(18, laptop.FORWARD_RETRY, -1, -1))),
+    "AppendEntries": _replica(_APPEND),
+    "AppendReply, success": _replica(laptop.AppendReply(3, 1, True, 43, 7)),
+    "AppendReply, failure": _replica(laptop.AppendReply(3, 1, False, 12, 7)),
+    "VoteRequest, pre-vote": _replica(laptop.VoteRequest(4, 2, 43, 3, True)),
+    "VoteReply, pre-vote granted": _replica(laptop.VoteReply(4, 0, True, True)),
+    "InstallSnapshot, last chunk": _replica(_SNAPSHOT),
+    "SnapshotReply": _replica(laptop.SnapshotReply(3, 1, 200000, 2, 9)),
+    "ForwardRequest": _replica(laptop.ForwardRequest(17, 5, 3, 1)),
+    "ForwardReply, ok": _replica(laptop.ForwardReply(17, laptop.FORWARD_OK, -1, 0)),
+    "ForwardReply, retry elsewhere": _replica(laptop.ForwardReply(18, laptop.FORWARD_RETRY, -1, -1)),
 }
 
 
@@ -294,15 +296,15 @@ class LaptopVectorTests(VectorTableMixin, unittest.TestCase):
     protocol = "laptop"
     expected = LAPTOP
 
-    def test_each_vector_decodes_to_its_meaning(self):
-        for name, (data, _), (decode, events, _) in self.rows():
-            with self.subTest(name):
-                self.assertEqual(decode(hex_bytes(data)), events)
+    def wire(self, cells):
+        return hex_bytes(cells[0])
 
-    def test_each_vector_is_what_we_encode(self):
-        for name, (data, _), (_, _, encode) in self.rows():
-            with self.subTest(name):
-                self.assertEqual(encode(), hex_bytes(data))
+    def check_decoding(self, wire, meaning):
+        decode, events, _ = meaning
+        self.assertEqual(decode(wire), events)
+
+    def encode(self, cells, meaning):
+        return meaning[2]()
 
 
 # -------------------------------------------------------------------- market
@@ -332,20 +334,18 @@ class MarketVectorTests(VectorTableMixin, unittest.TestCase):
     protocol = "market"
     expected = MARKET
 
-    def test_each_vector_decodes_to_its_meaning(self):
-        for name, (framing, prefix, text), value in self.rows():
-            with self.subTest(name):
-                wire = hex_bytes(prefix) + text.encode("utf-8")
-                if framing == "newline":
-                    wire += b"\n"
-                self.assertIs(jsonframe.detect_framing(wire[0]), _FRAMINGS[framing])
-                [frame] = jsonframe.FrameDecoder().feed(wire)
-                parse = envelope.parse_request if isinstance(value, envelope.Request) else envelope.parse_reply
-                self.assertEqual(parse(frame.data), value)
+    def wire(self, cells):
+        framing, prefix, text = cells
+        return hex_bytes(prefix) + text.encode("utf-8") + (b"\n" if framing == "newline" else b"")
 
-    def test_each_vector_is_what_we_encode(self):
-        for name, (framing, prefix, text), value in self.rows():
-            with self.subTest(name):
-                expected = hex_bytes(prefix) + text.encode("utf-8") + (b"\n" if framing == "newline" else b"")
-                self.assertEqual(jsonframe.encode_frame(_FRAMINGS[framing], _encode_envelope(value)),
-                                 expected)
+    def check_decoding(self, wire, meaning):
+        [frame] = jsonframe.FrameDecoder().feed(wire)
+        if isinstance(meaning, envelope.Request):
+            self.assertEqual(envelope.parse_request(frame.data), meaning)
+        else:
+            self.assertEqual(envelope.parse_reply(frame.data), meaning)
+
+    def encode(self, cells, meaning):
+        framing = _FRAMINGS[cells[0]]
+        self.assertIs(jsonframe.detect_framing(self.wire(cells)[0]), framing)
+        return jsonframe.encode_frame(framing, _encode_envelope(meaning))
