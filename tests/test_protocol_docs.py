@@ -132,6 +132,12 @@ TRADECHAT = {
          bodies.ChatSend(1, b"hello bob")),
     "BALANCE refused before login, req_id 3: UNAUTHORIZED":
         (Frame(Opcode.BALANCE, 3, Status.UNAUTHORIZED, FLAG_RESPONSE), RESPONSE, None),
+    "DEPOSIT request with bytes after its amount, req_id 8: 50":
+        (Frame(Opcode.DEPOSIT, 8, body=hex_bytes("0000000000000032 abcd")), REQUEST, bodies.Deposit(50)),
+    "JOIN_ROOM request, req_id 3: room 64":
+        (Frame(Opcode.JOIN_ROOM, 3, body=hex_bytes("0040")), REQUEST, bodies.JoinRoom(64)),
+    "CHAT_SEND refused, req_id 4: not a member, UNAUTHORIZED":
+        (Frame(Opcode.CHAT_SEND, 4, Status.UNAUTHORIZED, FLAG_RESPONSE), RESPONSE, None),
     "TRANSFER refused, req_id 6: SELF_TRANSFER":
         (Frame(Opcode.TRANSFER, 6, Status.SELF_TRANSFER, FLAG_RESPONSE), RESPONSE, None),
     "named HELLO request, req_id 1: alice":
