@@ -5,8 +5,9 @@ The rule, so that a reader can predict what is checked:
 
   - Documents: README.md and every ``docs/**/*.md``.
   - Markdown link targets (``[text](target)``) outside code, except URLs
-    and in-page anchors, are paths relative to the document, and must
-    exist (a ``#fragment`` is ignored).
+    are paths relative to the document, and must exist; a ``#fragment``
+    must name a heading of the Markdown file it points into (GitHub's
+    anchors: lower case, punctuation dropped, spaces as hyphens).
   - In code (inline code spans and fenced blocks), a relative path is a
     path from the repository root, and must exist.  A relative path is a
     word with a slash that begins with one of the repository's top-level
@@ -97,14 +98,25 @@ def code_paths(code: str, top_dirs: list[str]) -> list[str]:
     return paths
 
 
-def link_targets(prose: str) -> list[str]:
+def link_targets(prose: str) -> list[tuple[str, str]]:
+    """C{(path, fragment)} of every link that is not a URL; the path is empty for an in-page anchor."""
     targets = []
     for match in _LINK.finditer(prose):
         target = match.group(1)
-        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target) or target.startswith("#"):
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target):
             continue
-        targets.append(target.split("#", 1)[0])
+        path, _, fragment = target.partition("#")
+        targets.append((path, fragment))
     return targets
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors of a Markdown file's headings, as GitHub makes them."""
+    found = set()
+    for heading in re.findall(r"^#{1,6}[ \t]+(.+?)[ \t]*#*$", _FENCE.sub("", markdown), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower())
+        found.add(slug.replace(" ", "-"))
+    return found
 
 
 def exists(path: str) -> bool:
@@ -127,10 +139,14 @@ def missing_paths() -> list[str]:
             for path in code_paths(block, top_dirs):
                 if not is_ignored(path, patterns) and not exists(os.path.join(ROOT, path)):
                     missing.append(f"{named}: {path}")
-        for target in link_targets(prose):
-            resolved = os.path.normpath(os.path.join(os.path.dirname(document), target))
+        for path, fragment in link_targets(prose):
+            resolved = os.path.normpath(os.path.join(os.path.dirname(document), path)) if path else document
             if not exists(resolved):
-                missing.append(f"{named}: link {target}")
+                missing.append(f"{named}: link {path}")
+            elif fragment and resolved.endswith(".md"):
+                with open(resolved, encoding="utf-8") as target:
+                    if fragment not in anchors(target.read()):
+                        missing.append(f"{named}: link {path}#{fragment}")
     return missing
 
 
@@ -149,7 +165,12 @@ class DocumentedPathsTests(unittest.TestCase):
         self.assertEqual(sorted(paths), [
             "benchmarks/run.py", "benchmarks/y.csv", "docs/<system>.md", "tapfiles/x.tac",
             "wire/format.md"])
-        self.assertEqual(link_targets(prose), ["docs/branch.md"])
+        self.assertEqual(link_targets(prose), [("docs/branch.md", "main")])
+
+    def test_anchors_are_githubs(self):
+        self.assertEqual(
+            anchors("# Top\n## Where ours differs, on `purpose`\n```\n# not a heading\n```\n"),
+            {"top", "where-ours-differs-on-purpose"})
 
     def test_a_missing_path_is_reported(self):
         self.assertFalse(exists(os.path.join(ROOT, "tapfiles", "no-such.tac")))
