@@ -4,10 +4,11 @@ Every file the documentation names exists in the repository.
 The rule, so that a reader can predict what is checked:
 
   - Documents: README.md and every ``docs/**/*.md``.
-  - Markdown link targets (``[text](target)``) outside code, except URLs
+  - Markdown link targets (``[text](target)``) outside code, except URLs,
     are paths relative to the document, and must exist; a ``#fragment``
-    must name a heading of the Markdown file it points into (GitHub's
-    anchors: lower case, punctuation dropped, spaces as hyphens).
+    must name a heading of the Markdown file it points into, the document
+    itself for a bare ``#fragment`` (GitHub's anchors: lower case,
+    punctuation dropped, spaces as hyphens).
   - In code (inline code spans and fenced blocks), a relative path is a
     path from the repository root, and must exist.  A relative path is a
     word with a slash that begins with one of the repository's top-level
