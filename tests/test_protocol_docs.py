@@ -12,7 +12,7 @@ import re
 
 from twisted.trial import unittest
 
-from protocols import envelope, jsonframe, laptop, nsframe, tradechat_bodies as bodies
+from protocols import envelope, jsonframe, laptop, nsframe, peerauth, tradechat_bodies as bodies
 from protocols.jsonframe import Framing
 from protocols.nsframe import FLAG_OBFUSCATED, FLAG_RESPONSE, Frame, Opcode, Status
 
@@ -355,3 +355,35 @@ class MarketVectorTests(VectorTableMixin, unittest.TestCase):
         framing = _FRAMINGS[cells[0]]
         self.assertIs(jsonframe.detect_framing(self.wire(cells)[0]), framing)
         return jsonframe.encode_frame(framing, _encode_envelope(meaning))
+
+
+# ------------------------------------------------------------------ peerauth
+
+PEERAUTH_SECRET = b"correct horse battery staple"
+PEERAUTH = {"laptop-replica": b"laptop-replica", "market-service": b"market-service"}
+
+
+class PeerAuthVectorTests(VectorTableMixin, unittest.TestCase):
+    """Both ends of the handshake, on the documented nonces, say and accept the documented bytes."""
+
+    protocol = "peerauth"
+    expected = PEERAUTH
+
+    def wire(self, cells):
+        return [hex_bytes(cell) for cell in cells]
+
+    def check_decoding(self, wire, label):
+        challenge, answer, confirmation = wire
+        acceptor = peerauth.Acceptor(PEERAUTH_SECRET, label, bytes([0x11]) * 32)
+        acceptor.start()
+        self.assertEqual(acceptor.receive(answer), peerauth.Step(send=confirmation, done=True))
+        connector = peerauth.Connector(PEERAUTH_SECRET, label, bytes([0x22]) * 32)
+        self.assertEqual(connector.receive(challenge), peerauth.Step(send=answer))
+        self.assertEqual(connector.receive(confirmation), peerauth.Step(done=True))
+
+    def encode(self, cells, label):
+        acceptor = peerauth.Acceptor(PEERAUTH_SECRET, label, bytes([0x11]) * 32)
+        connector = peerauth.Connector(PEERAUTH_SECRET, label, bytes([0x22]) * 32)
+        challenge = acceptor.start()
+        answer = connector.receive(challenge).send
+        return [challenge, answer, acceptor.receive(answer).send]
