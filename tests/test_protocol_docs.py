@@ -282,9 +282,9 @@ LAPTOP = {
          lambda: laptop.encode_legacy_ack(1)),
     "failed order reply": _order_reply(laptop.NO_VALUE, 3, 1, 2, 1),
     "failed read reply": _record_reply(laptop.NO_VALUE, laptop.READ_FAILED),
-    "replica role and Hello":
-        (_server_events, [laptop.RoleDeclared(2), laptop.Hello(1)],
-         lambda: laptop.encode_role(laptop.ROLE_REPLICA) + laptop.encode_replica_message(laptop.Hello(1))),
+    "replica link role":
+        (_server_events, _role_events(2), lambda: laptop.encode_role(laptop.ROLE_REPLICA)),
+    "Hello": _replica(laptop.Hello(1)),
     "AppendEntries": _replica(_APPEND),
     "AppendReply, success": _replica(laptop.AppendReply(3, 1, True, 43, 7)),
     "AppendReply, failure": _replica(laptop.AppendReply(3, 1, False, 12, 7)),
