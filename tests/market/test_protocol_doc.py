@@ -18,6 +18,7 @@ from tests.test_protocol_docs import section_table
 
 _PLACEHOLDER = re.compile(r"^<([a-z ]+)>$")
 _ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 REPLY_TIMEOUT = 10.0
 
 
@@ -53,8 +54,9 @@ def fill(document, bound: dict):
 def match(expected, actual, bound: dict, where: str = "reply") -> None:
     """
     Compare a documented reply with an actual one.  A placeholder string
-    binds to the first value it meets and must equal it afterwards;
-    C{<time>} must be an ISO 8601 UTC time with whole seconds.
+    binds to the first value it meets and must equal it afterwards; a
+    session is 43 URL-safe base64 characters, and C{<time>} an ISO 8601 UTC
+    time with whole seconds.
     """
     if isinstance(expected, str) and _PLACEHOLDER.match(expected):
         name = _PLACEHOLDER.match(expected).group(1)
@@ -63,7 +65,7 @@ def match(expected, actual, bound: dict, where: str = "reply") -> None:
         elif name in bound:
             assert actual == bound[name], f"{where}: {actual!r} is not <{name}> {bound[name]!r}"
         else:
-            assert isinstance(actual, str), f"{where}: {actual!r}"
+            assert isinstance(actual, str) and _SESSION_ID.match(actual), f"{where}: {actual!r}"
             bound[name] = actual
     elif isinstance(expected, dict):
         assert isinstance(actual, dict) and list(expected) == list(actual), (
