@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 import txredisapi
 
+from marketplace.store.redis.outage import OutageLog, QuietReconnecting
 from marketplace.store.errors import StoreError, StoreUnavailable
 from marketplace.store.address import RedisAddress
 
@@ -32,7 +33,7 @@ _UNREACHABLE = (
 )
 
 
-class _QuickReconnectFactory(txredisapi.RedisFactory):
+class _QuickReconnectFactory(QuietReconnecting):
     initialDelay = 0.1
     maxDelay = 1.0
 
@@ -50,6 +51,7 @@ class RedisConnection:
         self._reactor = reactor
         self._poolsize = poolsize
         self._factory = None
+        self.outage = OutageLog(f"Redis at {address}", reactor)
 
     def start(self) -> None:
         address = self.address
@@ -57,6 +59,7 @@ class RedisConnection:
             str(address), address.db or None, self._poolsize, isLazy=True,
             handler=txredisapi.ConnectionHandler, charset="utf-8",
             password=address.password, replyTimeout=self.timeout, convertNumbers=False)
+        factory.outage = self.outage
         factory.startConnecting(redis_endpoint(address, self._reactor, self.timeout))
         self._factory = factory
 
