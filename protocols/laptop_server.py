@@ -38,6 +38,7 @@ from protocols.laptop import (
     encode_replica_message,
     encode_role,
 )
+from protocols.immediate import ImmediateWriter
 from protocols.peerauth import Acceptor, AuthenticationFailed
 
 #: pipelined requests a customer may have unanswered before we stop reading
@@ -66,11 +67,14 @@ def set_no_delay(transport) -> None:
 @implementer(IPushProducer)
 class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     """
-    On a customer connection this is the transport's streaming producer:
-    it stops reading requests while the replies already written wait in a
-    full transport buffer (a customer that sends but never reads), as it
-    does while ``MAX_PIPELINE`` requests are unanswered, so what is
-    buffered for one customer stays bounded by both.
+    On a customer connection this is the transport's producer, through an
+    ``ImmediateWriter``: on plain TCP replies are sent at once, not at the
+    reactor's next poll (a write through the transport costs a registration
+    for writing, a reactor event and a deregistration, more than the
+    ``send`` itself).  It stops reading requests while the replies already
+    written wait in a backed-up transport buffer (a customer that sends but
+    never reads), as it does while ``MAX_PIPELINE`` requests are unanswered,
+    so what is buffered for one customer stays bounded by both.
 
     One timer: while a message (or a replica's handshake) is incomplete it
     counts ``partial_timeout`` from the last read; on a customer connection
@@ -88,8 +92,9 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self._replies = deque()
         #: reading from the customer is paused
         self._paused = False
-        #: the transport's buffer is full (``pauseProducing``)
-        self._write_blocked = False
+        self._writer = None
+        #: registered as the transport's producer (customer connections)
+        self._producing = False
         self._closing = False
         self._peer_id = None
         #: a replica link's shared-secret handshake, until the peer proved it
@@ -104,6 +109,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def connectionMade(self):
         self.factory.connections.add(self)
         set_no_delay(self.transport)
+        self._writer = ImmediateWriter(self.transport)
         self.setTimeout(self.factory.partial_timeout)
 
     def dataReceived(self, data):
@@ -164,6 +170,13 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         )
         self._closing = True
         self.setTimeout(None)
+        self._close()
+
+    def _close(self) -> None:
+        """Close once what was written is sent (a registered producer would hold that up)."""
+        if self._producing:
+            self._producing = False
+            self._writer.release()
         self.transport.loseConnection()
 
     def _role(self, role: int) -> None:
@@ -175,7 +188,8 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             self._reject(_REFUSED_ROLES[role])
         elif role == ROLE_CUSTOMER:
             self.factory.counters.increment("laptop_customer_connections")
-            self.transport.registerProducer(self, True)
+            self._writer.register_producer(self)
+            self._producing = True
         else:
             self._after_replica_role = True
             secret = self.factory.replica_secret
@@ -227,7 +241,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             ready = []
             while replies and replies[0][0] is not None:
                 ready.append(replies.popleft()[0])
-            self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
+            self._write(b"".join(ready) if len(ready) > 1 else ready[0])
         if self._paused and len(replies) < MAX_PIPELINE // 2:
             self._update_reading()
         if self._closing:
@@ -239,7 +253,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         than ``MAX_PIPELINE`` are unanswered (resuming below half of it).
         """
         limit = MAX_PIPELINE // 2 if self._paused else MAX_PIPELINE
-        should_pause = self._write_blocked or len(self._replies) >= limit
+        should_pause = self._writer.paused or len(self._replies) >= limit
         if should_pause != self._paused and not self._closing:
             self._paused = should_pause
             if should_pause:
@@ -247,29 +261,35 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             else:
                 self.transport.resumeProducing()
 
-    # Streaming producer of a customer connection: the transport says when
-    # its buffer is full and when it drained.
+    # Producer of a customer connection: the transport says when its buffer
+    # is full (streaming only) and when it drained (streaming and pull).
     def pauseProducing(self):
-        self._write_blocked = True
+        self._writer.pause()
         self._update_reading()
 
     def resumeProducing(self):
-        self._write_blocked = False
+        self._writer.drained()
         self._update_reading()
 
     def stopProducing(self):
-        self._write_blocked = True
+        self._writer.pause()
+
+    def _write(self, data: bytes) -> None:
+        writer = self._writer
+        writer.write(data)
+        if writer.paused and not self._paused:
+            self._update_reading()
 
     def _write_held(self) -> None:
         held = self._held
         if held:
-            self.transport.write(b"".join(held))
+            self._write(b"".join(held))
             del held[:]
 
     def _close_when_answered(self) -> None:
         if not self._replies:
             self._write_held()
-            self.transport.loseConnection()
+            self._close()
 
     # -------------------------------------------------------------- replica links
 
@@ -307,7 +327,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         else:
             self.factory.counters.increment("laptop_idle_timeouts")
             self._closing = True
-            self.transport.loseConnection()
+            self._close()
             return
         self.factory.counters.increment(reason)
         self._closing = True
@@ -398,9 +418,11 @@ class LaptopServerFactory(protocol.Factory):
 class ReplicaLinkProtocol(protocol.Protocol):
     """
     The outbound half of a replica pair: this replica's messages to one
-    peer.  Nothing is expected back on it.  While the kernel buffer towards
-    a stalled peer is full, messages are dropped rather than queued without
-    bound: the replication protocol resends what was lost.
+    peer.  Nothing is expected back on it.  Messages go through an
+    ``ImmediateWriter``, so on plain TCP each leaves at once.  While the
+    kernel buffer towards a stalled peer is full, messages are dropped
+    rather than queued without bound: the replication protocol resends what
+    was lost.
     """
 
     log = Logger()
@@ -410,15 +432,21 @@ class ReplicaLinkProtocol(protocol.Protocol):
         self._on_lost = on_lost
         #: the role word went out already, ahead of an authentication handshake
         self._role_sent = role_sent
-        self.congested = False
+        self._writer = None
         self.connected = False
+
+    @property
+    def congested(self) -> bool:
+        """Whether what was written backs up in the transport."""
+        return self._writer is not None and self._writer.paused
 
     def connectionMade(self):
         self.connected = True
         set_no_delay(self.transport)
-        self.transport.registerProducer(self, True)
+        self._writer = ImmediateWriter(self.transport)
+        self._writer.register_producer(self)
         hello = encode_replica_message(Hello(self._own_id))
-        self.transport.write(hello if self._role_sent else encode_role(ROLE_REPLICA) + hello)
+        self._writer.write(hello if self._role_sent else encode_role(ROLE_REPLICA) + hello)
 
     def send(self, message) -> bool:
         if not self.connected or self.congested:
@@ -430,20 +458,21 @@ class ReplicaLinkProtocol(protocol.Protocol):
             # on a congested link, but said.
             self.log.error("not sending {kind}: {why}", kind=type(message).__name__, why=error)
             return False
-        self.transport.write(frame)
+        self._writer.write(frame)
         return True
 
     def dataReceived(self, data):
+        self._writer.release()
         self.transport.loseConnection()
 
     def pauseProducing(self):
-        self.congested = True
+        self._writer.pause()
 
     def resumeProducing(self):
-        self.congested = False
+        self._writer.drained()
 
     def stopProducing(self):
-        self.congested = True
+        self._writer.pause()
 
     def connectionLost(self, reason):
         self.connected = False
