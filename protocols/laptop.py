@@ -16,8 +16,7 @@ events, encoders take events and return bytes.
 """
 
 import struct
-from itertools import starmap
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import attrs
 
@@ -247,9 +246,13 @@ class ReplyDecoder:
 # 64-bit in the extension (the spec's 32-bit indexes wrap after 2**31 orders).
 
 
-@attrs.frozen
-class Entry:
-    """One slot of the replicated log: which view wrote it, and what to do."""
+class Entry(NamedTuple):
+    """
+    One slot of the replicated log: which view wrote it, and what to do.  A
+    named tuple, not an attrs class: every order makes one on each replica,
+    and a tuple is built several times faster (straight from the unpacked
+    fields of an AppendEntries).
+    """
 
     view: int
     opcode: int
@@ -502,13 +505,16 @@ def _fixed(layout: struct.Struct, body: bytes) -> tuple:
     return layout.unpack(body)
 
 
+_make_entry = Entry._make
+
+
 def _decode_append(body: bytes) -> AppendEntries:
     if len(body) < _APPEND_HEAD.size:
         raise ProtocolError("bad_frame_length")
     view, primary, prev_index, prev_view, commit, round_, count = _APPEND_HEAD.unpack_from(body)
     if count < 0 or len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
         raise ProtocolError("bad_frame_length")
-    entries = tuple(starmap(Entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
+    entries = tuple(map(_make_entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
     return AppendEntries(view, primary, prev_index, prev_view, commit, round_, entries)
 
 
