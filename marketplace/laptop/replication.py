@@ -217,6 +217,9 @@ class Replica:
     #: records per InstallSnapshot chunk: 512 KiB, well within one frame
     #: (``protocols.laptop.MAX_SNAPSHOT_RECORDS``)
     snapshot_chunk = 65536
+    #: seconds the next batch waits at most for the orders of the customers
+    #: the last commit answered (see ``_holding``)
+    batch_hold = 0.001
 
     def __init__(
         self,
@@ -272,6 +275,8 @@ class Replica:
         self._read_waiters: List[tuple] = []
         self._pending_orders: Dict[int, tuple] = {}
         self._flush_call = None
+        #: orders the last commit answered: as many are likely to come back
+        self._batch_target = 0
 
         self._requests: Dict[int, _CustomerRequest] = {}
         self._next_tag = 0
@@ -501,11 +506,44 @@ class Replica:
         return progress.next_index <= last_index or progress.acked_round < self._round
 
     def _schedule_flush(self) -> None:
-        if self._flush_call is None and self._running:
-            self._flush_call = self._clock.callLater(0, self._flush)
+        """
+        Send what the live backups lack at the end of this reactor turn, or
+        within ``batch_hold`` while ``_holding``.
+        """
+        if not self._running:
+            return
+        call = self._flush_call
+        delay = self.batch_hold if self._holding() else 0
+        if call is not None:
+            if delay or call.getTime() <= self._clock.seconds():
+                return
+            call.cancel()  # a held batch is full now: it goes this turn
+        self._flush_call = self._clock.callLater(delay, self._flush)
+
+    def _holding(self) -> bool:
+        """
+        Whether the next batch waits for more orders: it holds fewer than
+        the last commit answered, and no read waits for a round.  In a
+        closed loop each customer answered sends its next order a client
+        round trip later; sent at once, the batch would go without them and
+        they in one of their own, so the backups would get half the orders
+        per message, and each message costs them about as much as its
+        orders.  A lone customer's order still goes at once (one answered,
+        one waiting), and nothing waits longer than ``batch_hold``.
+        """
+        target = self._batch_target
+        if target < 2 or not self.live:
+            return False
+        if self._read_waiters and self._read_waiters[-1][0] > self._round:
+            return False
+        peers = self._peers
+        sent = min(peers[peer].next_index for peer in self.live)
+        unsent = self.replicated_log.last_index - sent + 1
+        return 0 < unsent < target
 
     def _flush(self) -> None:
         self._flush_call = None
+        self._batch_target = 0  # whatever was held goes now
         if self.role != PRIMARY:
             return
         # Orders gain nothing from reaching one live backup before the
@@ -608,7 +646,10 @@ class Replica:
         self._answer_reads()
         if reply.replica_id in self.live:
             if not self._live_backup_busy() and self._live_backup_behind():
-                self._send_round()
+                if self._holding():
+                    self._schedule_flush()
+                else:
+                    self._send_round()
         elif self._behind(progress, self.replicated_log.last_index):
             self._send_append(reply.replica_id)
 
@@ -681,15 +722,19 @@ class Replica:
         pending = self._pending_orders
         replica_id = self.replica_id
         first = self.commit_index + 1
+        answered = 0
         for i, entry in enumerate(log.entries_from(first, index - first + 1), first):
             apply(entry)
             if pending and pending.get(entry.customer_id, (None, None))[1] == i:
                 del pending[entry.customer_id]
             ready = waiters.pop(i, None) if waiters else None
             if ready:
+                answered += len(ready)
                 for waiter in ready:
                     waiter.done(None, replica_id)
         self.commit_index = index
+        if self.role == PRIMARY:
+            self._batch_target = answered
         if index - log.base_index >= self.compact_threshold:
             self._compact()
 
