@@ -404,9 +404,17 @@ def _frame(kind: int, body: bytes) -> bytes:
     return _FRAME_HEADER.pack(kind, len(body)) + body
 
 
+#: the AppendEntries last encoded and its frame: a primary sends one message
+#: to every backup in step, and it is packed once
+_last_append_frame: Tuple[Optional["AppendEntries"], bytes] = (None, b"")
+
+
 def encode_replica_message(message) -> bytes:
+    global _last_append_frame
     kind = type(message)
     if kind is AppendEntries:
+        if message is _last_append_frame[0]:
+            return _last_append_frame[1]
         head = _APPEND_HEAD.pack(
             message.view,
             message.primary_id,
@@ -417,10 +425,10 @@ def encode_replica_message(message) -> bytes:
             len(message.entries),
         )
         pack = _ENTRY.pack
-        body = head + b"".join(
-            [pack(e.view, e.opcode, e.customer_id, e.order_number) for e in message.entries]
-        )
-        return _frame(KIND_APPEND, body)
+        body = head + b"".join([pack(*entry) for entry in message.entries])
+        frame = _frame(KIND_APPEND, body)
+        _last_append_frame = (message, frame)
+        return frame
     if kind is AppendReply:
         return _frame(
             KIND_APPEND_REPLY,
