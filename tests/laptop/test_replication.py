@@ -384,6 +384,8 @@ class BatchingTests(unittest.TestCase):
         primary.order(2, 2).addCallback(results.append)
         net.run(0.02)
         self.assertEqual(self._batches(net, leader), [[(1, 2), (2, 2)]] * 2)
+        first, second = [m for s, _, m in net.trace if s == leader and type(m) is AppendEntries]
+        self.assertIs(first, second, "one message, built once, for both backups")
         self.assertEqual(results, [leader] * 4)
 
     def test_a_held_batch_goes_after_batch_hold(self):
