@@ -38,7 +38,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from marketplace.market.errors import (
+from marketplace.metrics import Counters
+from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
+from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
+from protocols.envelope_errors import (
     ApiError,
     FrameTooLarge,
     NotFound,
@@ -46,9 +49,6 @@ from marketplace.market.errors import (
     Timeout,
     error_for_code,
 )
-from marketplace.metrics import Counters
-from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
-from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, encode_frame
 
 _log = Logger()
