@@ -112,7 +112,7 @@ def run_once(args, name, csv_path):
         started = json.loads(server.stdout.readline())
         port, server_cpu_before = started["port"], process_cpu_seconds(started["pid"])
         load_cpu_before = children_cpu_seconds()
-        bench = [sys.executable, "-m", "marketplace.tradechat.bench",
+        bench = [sys.executable, "-m", "marketplace.tradechat.benchmain",
                  "--reactor", load_reactor(args, name), "--port", str(port),
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),
