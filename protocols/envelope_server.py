@@ -25,7 +25,8 @@ function.  The protocol:
 Counters (all per factory): ``connections``, ``requests``, ``replies``,
 ``errors.<CODE>``, ``server_errors``, ``idle_timeouts``, ``frame_timeouts``,
 ``truncated_frames`` (a half-close in the middle of a frame),
-``slow_reader_disconnect``.
+``slow_reader_disconnect``, ``abandoned_requests`` (dispatches cancelled
+because their client disconnected).
 """
 
 from collections import deque
@@ -184,6 +185,11 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
 
     def _settled(self, outcome, slot, request, d, started):
         self._running.discard(d)
+        if self._closed and isinstance(outcome, Failure) and outcome.check(defer.CancelledError):
+            # connectionLost cancelled it: the client left, nothing timed
+            # out, and no reply is owed to anybody.
+            self.factory.counters.increment("abandoned_requests")
+            return None
         slot.reply = self._reply_for(request, outcome, started)
         self._pump()
 
