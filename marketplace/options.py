@@ -21,6 +21,11 @@ from twisted.python import usage
 
 from marketplace.net import ConnectionLimits
 from marketplace.store import DEFAULT_STORE_TIMEOUT, check_store_url
+from marketplace.store.ledger_rules import parse_history_keep
+
+#: What a plugin with a ledger keeps of each account's history by default:
+#: enough for any client's history pages, and a bounded store (docs/redis.md).
+DEFAULT_HISTORY_KEEP = "1000"
 
 
 def listen_option(default: str) -> list:
@@ -32,6 +37,13 @@ def listen_option(default: str) -> list:
 
 #: Exit status of a console script given bad options (the shell convention).
 EXIT_USAGE = 2
+
+
+def history_keep_option(default: str = DEFAULT_HISTORY_KEEP) -> list:
+    """The ``--history-keep`` option of a plugin whose store keeps a ledger."""
+    return ["history-keep", None, parse_history_keep(default),
+            "Ledger history each account keeps: N entries, Nd days, N,Nd, or all. "
+            "Older entries fold into a checkpoint, so audits stay exact.", parse_history_keep]
 
 
 def program_name() -> str:
@@ -154,7 +166,8 @@ class StoreOptions(ProjectOptions):
     optParameters = [
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
-         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS)."],
+         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS); "
+         "?prefix=P puts this system's keys under P instead of its own prefix."],
         ["store-timeout", None, DEFAULT_STORE_TIMEOUT,
          "Seconds a store call may take before it fails as unavailable.", positive_float],
     ]

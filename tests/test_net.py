@@ -226,7 +226,9 @@ class OptionsTests(unittest.TestCase):
                          ("tcp:7777", "memory", 2.0))
 
     def test_redis_store_urls(self):
-        for url in ("redis://127.0.0.1:6390/2", "rediss://cache.example:6380/0?ca=/ca.pem"):
+        for url in ("redis://127.0.0.1:6390/2", "rediss://cache.example:6380/0?ca=/ca.pem",
+                    "redis://127.0.0.1:6390/0?prefix=eu1:", "redis://h/0?prefix={eu1}:",
+                    "rediss://h/0?prefix=x:&ca=/ca.pem"):
             options = ExampleOptions()
             options.parseOptions(["--store", url])
             self.assertEqual(options["store"], url)
@@ -244,6 +246,7 @@ class OptionsTests(unittest.TestCase):
                           ["--max-connections", "0"], ["--max-connections-per-address", "x"],
                           ["--store", "redis://host:port"], ["--store", "redis://h/x"],
                           ["--store-timeout", "-1"], ["--store", "redis://h?ca=x"],
+                          ["--store", "redis://h/0?prefix=a b"], ["--store", "redis://h/0?prefix=" + "p" * 65],
                           ["--listen", "ssl:9443:privateKey=/no/such/key.pem"]):
             self.assertRaises(usage.UsageError, ExampleOptions().parseOptions, arguments)
 

@@ -48,10 +48,12 @@ from marketplace.options import (
     ServerOptions,
     ServiceOptions,
     check_client_endpoint,
+    history_keep_option,
     listen_option,
     positive_float,
 )
 from marketplace.store import make_store
+from marketplace.store.ledger_rules import KEEP_EVERYTHING
 from protocols.envelope_server import EnvelopeServerFactory
 from protocols.jsonframe import MAX_FRAME_LIMIT
 
@@ -60,6 +62,8 @@ PRODUCT_DB_PORT = 7002
 PAYMENTS_PORT = 7003
 SELLER_FRONT_PORT = 7010
 BUYER_FRONT_PORT = 7011
+#: Where the marketplace's keys live in a shared Redis (docs/redis.md).
+KEY_PREFIX = "market:"
 
 _DEFAULT_LIMITS = GateLimits()
 
@@ -161,6 +165,7 @@ class PaymentsOptions(_DbServiceOptions):
     optParameters = [
         listen_option(_loopback(PAYMENTS_PORT)),
         ["approve", None, "all", "Approval policy: all, none, max:CENTS or ratio:F (0..1)."],
+        history_keep_option(),
     ]
 
     def postOptions(self):
@@ -249,7 +254,8 @@ def _db_service(name, options, build, store=None, reactor=None):
     service = MultiService()
     CollectorSettings().setServiceParent(service)
     if store is None:
-        store = make_store(options["store"], options["store-timeout"], reactor)
+        store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX,
+                           options.get("history-keep", KEEP_EVERYTHING))
         store.setServiceParent(service)
     table = build(store, reactor, service)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT,
@@ -387,7 +393,7 @@ def suite_service(suite_options):
     of the machine can reach loopback ports too.
     """
     service = MultiService()
-    store = make_store(suite_options["store"], suite_options["store-timeout"])
+    store = make_store(suite_options["store"], suite_options["store-timeout"], key_prefix=KEY_PREFIX)
     store.setServiceParent(service)
     secret = secrets.token_bytes(32)
 

@@ -3,7 +3,7 @@ The store: one interface per domain, an embedded and a Redis backend.
 
 Pick a backend with a URL: ``memory`` (the default: in this process) or
 ``redis://host:port/db`` / ``rediss://host:port/db?ca=PEM`` (shared by every
-process that points at it).
+process that points at it; ``?prefix=P`` overrides the system's key prefix).
 """
 
 from marketplace.store.errors import (

@@ -16,7 +16,7 @@ from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters, export, export_flat
 from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import ConnectionLimits, Listener
-from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.options import ServiceOptions, history_keep_option, listen_option, positive_float
 from marketplace.peersecret import MAKE_ONE, load_secret
 from marketplace.sharedsocket import AdoptedListener, SharedSocket
 from marketplace.store import MAX_BALANCE, make_store, store_label
@@ -36,6 +36,8 @@ from protocols.turns import TurnFlusher
 
 DEFAULT_PORT = 9000
 DEFAULT_LISTEN = f"tcp:{DEFAULT_PORT}"
+#: Where this system's keys live in a shared Redis (docs/redis.md).
+KEY_PREFIX = "tradechat:"
 MAX_WORKERS = 64
 DEFAULT_MAX_CONNECTIONS = 10_000
 
@@ -110,6 +112,7 @@ class Options(ServiceOptions):
         ["max-total-output", None, DEFAULT_MAX_TOTAL_OUTPUT,
          "Bytes queued to all connections together before the readers with the most "
          "queued are dropped.", _byte_count],
+        history_keep_option(),
     ]
 
     def connection_limits(self) -> ConnectionLimits:
@@ -238,7 +241,8 @@ def _master(options: Options, reactor) -> MultiService:
 def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
-    store = make_store(options["store"], options["store-timeout"], reactor)
+    store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX,
+                       options["history-keep"])
     store.setName("store")
     store.setServiceParent(root)
     flusher = TurnFlusher(reactor)
