@@ -323,7 +323,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         """
         self._started = perf_counter()
         if self.state.user_id is None and frame.opcode not in _PRE_LOGIN:
-            # The spec: before login anything but HELLO, LOGIN and HEARTBEAT
+            # The wire format: before login anything but HELLO, LOGIN and HEARTBEAT
             # (unknown opcodes included) gets UNAUTHORIZED, whatever its body.
             self._refuse(frame, Status.UNAUTHORIZED, "unauthorized")
         elif frame.flags & FLAG_COMPRESSED:
