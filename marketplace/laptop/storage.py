@@ -10,6 +10,7 @@ Files in the data directory:
 ``meta``      view (int32), voted_for (int32, -1 = none); replaced atomically.
 ``snapshot``  ``LAPS``, index (int64), view (int32), count (int32), then
               count x (customer int32, last order int32); replaced atomically.
+``lock``      empty; held (``flock``) by the process using the directory.
 ``wal``       24-byte records: index (int64), view, opcode, customer, order
               (int32 each).  A record whose index is not above the previous
               one overrules the suffix from that index (a new primary
@@ -21,6 +22,7 @@ them, which survives the process being killed; ``fsync=True`` also survives
 losing the machine, at a cost per batch.
 """
 
+import fcntl
 import os
 import struct
 from typing import Optional, Sequence, Tuple
@@ -76,6 +78,13 @@ class StorageCorrupt(Exception):
     """A data file is unreadable; the replica refuses to start rather than forget orders."""
 
 
+class StorageInUse(Exception):
+    """
+    Another process holds the data directory: two replicas appending to one
+    write-ahead log would corrupt it, so the second refuses to start.
+    """
+
+
 class FileStorage:
     log = Logger()
     durable = True
@@ -84,6 +93,7 @@ class FileStorage:
         self.directory = directory
         self.fsync = fsync
         self._wal = None
+        self._lock = None
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -109,6 +119,24 @@ class FileStorage:
 
     def load(self) -> Recovered:
         os.makedirs(self.directory, exist_ok=True)
+        self._hold_directory()
+        try:
+            return self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    def _hold_directory(self) -> None:
+        lock = open(self._path("lock"), "ab")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StorageInUse(f"{self.directory} is in use by another replica "
+                               "(started from the same directory?)") from None
+        self._lock = lock
+
+    def _recover(self) -> Recovered:
         view, voted_for = 0, None
         if os.path.exists(self._path("meta")):
             with open(self._path("meta"), "rb") as handle:
@@ -200,3 +228,6 @@ class FileStorage:
         if self._wal is not None:
             self._wal.close()
             self._wal = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None

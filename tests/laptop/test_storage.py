@@ -7,7 +7,7 @@ import stat
 
 from twisted.trial import unittest
 
-from marketplace.laptop.storage import FileStorage, Recovered, StorageCorrupt
+from marketplace.laptop.storage import FileStorage, Recovered, StorageCorrupt, StorageInUse
 from protocols.laptop import Entry
 
 
@@ -70,6 +70,22 @@ class FileStorageTests(unittest.TestCase):
         storage.close()
         _, recovered = self.reopen()
         self.assertEqual(recovered.entries, (entry(0), entry(1), entry(2)))
+
+    def test_a_directory_in_use_is_refused_until_its_user_closes(self):
+        storage, _ = self.reopen()
+        storage.append(0, [entry(0)])
+        self.assertRaises(StorageInUse, FileStorage(self.directory).load)
+        storage.close()
+        _, recovered = self.reopen()
+        self.assertEqual(recovered.entries, (entry(0),))
+
+    def test_a_corrupt_directory_is_not_left_held(self):
+        storage, _ = self.reopen()
+        storage.append(0, [entry(0)])
+        storage.append(5, [entry(5)])
+        storage.close()
+        self.assertRaises(StorageCorrupt, FileStorage(self.directory).load)
+        self.assertRaises(StorageCorrupt, FileStorage(self.directory).load)
 
     def test_gap_is_corruption(self):
         storage, _ = self.reopen()
