@@ -14,7 +14,8 @@ import os
 import signal
 import time
 
-from twisted.internet import defer, reactor
+import hiredis
+from twisted.internet import defer, protocol, reactor
 from txredisapi import ResponseError
 from twisted.trial import unittest
 
@@ -22,6 +23,7 @@ from marketplace.store import StoreUnavailable, make_store
 from marketplace.store.address import parse_redis_url
 from marketplace.market.validation import ItemDraft
 from tests.support.redis_sentinel import ask, start_sentinel_deployment, wait_until
+from tests.support.redis_server import RedisServer, start_redis
 
 #: short, so that a request caught by a failover fails quickly
 TIMEOUT = 1.0
@@ -279,3 +281,64 @@ class PurchaseFailoverTests(SentinelTestCase):
         self.assertEqual((yield catalog.item(item.item_id)).quantity, 10_000 - sum(bought))
         self.assertEqual((yield ledger.balance("seller")), sum(bought) * PRICE)
         self.assertTrue((yield ledger.audit()).balanced)
+
+
+class _NamingSentinel(protocol.Protocol):
+    """Answers every command with the address its factory names as the primary."""
+
+    def connectionMade(self):
+        self._reader = hiredis.Reader()
+
+    def dataReceived(self, data):
+        self._reader.feed(data)
+        while self._reader.gets() is not False:
+            port = str(self.factory.primary_port)
+            self.transport.write(f"*2\r\n$9\r\n127.0.0.1\r\n${len(port)}\r\n{port}\r\n".encode())
+
+
+class StaleSentinelTests(unittest.TestCase):
+    """
+    A sentinel whose view is stale (here: one that names whatever the test
+    says) must not make the store read from a replica or keep writing to a
+    demoted primary.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.first = yield start_redis(self)
+        self.second = RedisServer(self.mktemp(), replica_of=self.first.port)
+        self.addCleanup(self.second.stop)
+        yield self.second.start()
+        self.sentinel = protocol.Factory.forProtocol(_NamingSentinel)
+        self.sentinel.primary_port = self.first.port
+        port = reactor.listenTCP(0, self.sentinel, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.store = make_store(f"redis+sentinel://127.0.0.1:{port.getHost().port}/primary/0",
+                                timeout=TIMEOUT, reactor=reactor, key_prefix="tradechat:")
+        self.store.startService()
+        self.addCleanup(self.store.stopService)
+        yield until_acknowledged(lambda: self.store.ledger.open_account("a", 10))
+
+    @defer.inlineCallbacks
+    def test_a_replica_named_primary_is_not_used(self):
+        """Not even for a read: the replica's data may be behind."""
+        yield self.store.connection.stop()
+        self.sentinel.primary_port = self.second.port
+        self.store.connection.start()
+        yield self.assertFailure(self.store.ledger.balance("a"), StoreUnavailable)
+
+    @defer.inlineCallbacks
+    def test_a_demoted_primary_is_left_for_the_new_one(self):
+        """
+        Demoted while the store is connected, the old primary answers writes
+        with -READONLY: the store drops that connection, asks the sentinel
+        again, and the retry reaches the new primary.
+        """
+        yield ask(self.second.port, "REPLICAOF", "NO", "ONE")
+        yield ask(self.first.port, "REPLICAOF", "127.0.0.1", str(self.second.port))
+        self.sentinel.primary_port = self.second.port
+        yield self.assertFailure(self.store.ledger.deposit("a", 1, idempotency_key="d"), StoreUnavailable)
+        self.assertEqual((yield until_acknowledged(
+            lambda: self.store.ledger.deposit("a", 1, idempotency_key="d"))), 11)
