@@ -298,14 +298,19 @@ class RedisConnection:
             handler=txredisapi.ConnectionHandler, charset="utf-8",
             password=address.password, convertNumbers=False,
             clock=self._reactor, timeout=self.timeout, require_primary=address.is_sentinel)
-        if address.is_sentinel:
-            endpoint = SentinelPrimaryEndpoint(
-                address, lambda server: redis_endpoint(server, self._reactor, self.timeout),
-                self.timeout, self._reactor)
-        else:
-            endpoint = redis_endpoint(address, self._reactor, self.timeout)
-        factory.startConnecting(endpoint)
+        factory.startConnecting(self.endpoint())
         self._factory = factory
+
+    def endpoint(self):
+        """
+        The client endpoint reaching the server: the address's, or (Sentinel)
+        the one the sentinels call the primary at each connection attempt.
+        """
+        if not self.address.is_sentinel:
+            return redis_endpoint(self.address, self._reactor, self.timeout)
+        return SentinelPrimaryEndpoint(
+            self.address, lambda server: redis_endpoint(server, self._reactor, self.timeout),
+            self.timeout, self._reactor)
 
     def stop(self):
         factory, self._factory = self._factory, None
