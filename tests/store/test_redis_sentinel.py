@@ -342,3 +342,12 @@ class StaleSentinelTests(unittest.TestCase):
         yield self.assertFailure(self.store.ledger.deposit("a", 1, idempotency_key="d"), StoreUnavailable)
         self.assertEqual((yield until_acknowledged(
             lambda: self.store.ledger.deposit("a", 1, idempotency_key="d"))), 11)
+
+    @defer.inlineCallbacks
+    def test_a_primary_short_of_replicas_is_unavailable(self):
+        """
+        A primary whose ``min-replicas-to-write`` is not met refuses writes
+        (``-NOREPLICAS``): unavailable for now, not a refused request.
+        """
+        yield ask(self.first.port, "CONFIG", "SET", "min-replicas-to-write", "2")
+        yield self.assertFailure(self.store.ledger.deposit("a", 1, idempotency_key="d"), StoreUnavailable)

@@ -59,7 +59,8 @@ from marketplace.store.redis.sentinel import SentinelPrimaryEndpoint
 from protocols.immediate import plain_tcp_socket
 
 #: Redis replies that mean "not now" rather than "wrong request".
-_TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+_TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN",
+                      "NOREPLICAS")
 
 _UNREACHABLE = (
     defer.TimeoutError,

@@ -60,7 +60,7 @@ class RedisCustomers:
         d = self._redis.script(
             lua("market_user_create"),
             [f"{self._prefix}{role}-names", f"{self._prefix}{role}-next-id"],
-            [self._user_prefix(role), username, password_hash])
+            [self._user_prefix(role), username, password_hash], durable=True)
 
         def parse(user_id):
             if user_id == -1:
