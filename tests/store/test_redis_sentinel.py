@@ -91,6 +91,30 @@ class SentinelTestCase(unittest.TestCase):
         old = yield self.deployment.kill_primary_and_fail_over()
         yield self.deployment.restart_as_replica(old)
 
+    @defer.inlineCallbacks
+    def across_a_failover(self, operation, clients: int = 4):
+        """
+        Run ``operation(client, i, unavailable)`` (firing with what it did,
+        once acknowledged) in a loop on each of ``clients``; kill the
+        primary once L{BEFORE} are acknowledged, and stop L{AFTER} more
+        after the failover.  Returns what the acknowledged operations did.
+        """
+        done, unavailable, failed_over = [], [], defer.Deferred()
+
+        @defer.inlineCallbacks
+        def client(number):
+            for i in range(10_000):  # bounded: the failover ends it long before
+                if failed_over.called and len(done) >= BEFORE + AFTER:
+                    return
+                done.append((yield operation(number, i, unavailable)))
+                if len(done) == BEFORE:
+                    self.fail_over().chainDeferred(failed_over)
+
+        yield defer.gatherResults([client(n) for n in range(clients)], consumeErrors=True)
+        yield failed_over
+        self.assertTrue(unavailable, "the kill failed no request: it did not test a failover")
+        return done
+
     def client(self, query: str = "", timeout: float = TIMEOUT):
         store = make_store(self.deployment.url(query=query), timeout=timeout, reactor=reactor,
                            key_prefix="tradechat:")
@@ -128,25 +152,15 @@ class LedgerFailoverTests(SentinelTestCase):
         store = self.client()
         yield until_acknowledged(lambda: store.ledger.open_account("a", 1_000_000))
         yield until_acknowledged(lambda: store.ledger.open_account("b", 0))
-        acknowledged: list[int] = []
-        unavailable = []
-        failed_over = defer.Deferred()
 
         @defer.inlineCallbacks
-        def client(number):
-            for i in range(10_000):  # bounded: the failover ends it long before
-                if failed_over.called and len(acknowledged) >= BEFORE + AFTER:
-                    return
-                amount, key = 1 + i % 5, f"c{number}-{i}"
-                yield until_acknowledged(
-                    lambda: store.ledger.transfer("a", "b", amount, idempotency_key=key), unavailable)
-                acknowledged.append(amount)
-                if len(acknowledged) == BEFORE:
-                    self.fail_over().chainDeferred(failed_over)
+        def transfer(client, i, unavailable):
+            amount, key = 1 + i % 5, f"c{client}-{i}"
+            yield until_acknowledged(
+                lambda: store.ledger.transfer("a", "b", amount, idempotency_key=key), unavailable)
+            return amount
 
-        yield defer.gatherResults([client(n) for n in range(4)], consumeErrors=True)
-        yield failed_over
-        self.assertTrue(unavailable, "the kill failed no request: it did not test a failover")
+        acknowledged = yield self.across_a_failover(transfer)
         self.assertEqual((yield store.ledger.balance("b")), sum(acknowledged))
         self.assertEqual((yield store.ledger.balance("a")), 1_000_000 - sum(acknowledged))
         self.assertTrue((yield store.ledger.audit()).balanced)
@@ -253,31 +267,20 @@ class PurchaseFailoverTests(SentinelTestCase):
             1, ItemDraft("lamp", 1, ("light",), True, PRICE, 10_000)))
         yield until_acknowledged(lambda: ledger.open_account("buyer", 10_000_000))
         yield until_acknowledged(lambda: ledger.open_account("seller", 0))
-        bought: list[int] = []
-        unavailable = []
-        failed_over = defer.Deferred()
 
         @defer.inlineCallbacks
-        def buyer(number):
-            for i in range(10_000):  # bounded: the failover ends it long before
-                if failed_over.called and len(bought) >= BEFORE + AFTER:
-                    return
-                purchase_id, quantity = f"p{number}-{i}", 1 + i % 3
-                steps = (
-                    lambda: catalog.reserve(purchase_id, [(item.item_id, quantity)], 60.0),
-                    lambda: ledger.transfer("buyer", "seller", quantity * PRICE,
-                                            idempotency_key=purchase_id),
-                    lambda: catalog.commit(purchase_id, 1),
-                )
-                for step in steps:
-                    yield until_acknowledged(step, unavailable)
-                bought.append(quantity)
-                if len(bought) == BEFORE:
-                    self.fail_over().chainDeferred(failed_over)
+        def purchase(buyer, i, unavailable):
+            purchase_id, quantity = f"p{buyer}-{i}", 1 + i % 3
+            steps = (
+                lambda: catalog.reserve(purchase_id, [(item.item_id, quantity)], 60.0),
+                lambda: ledger.transfer("buyer", "seller", quantity * PRICE, idempotency_key=purchase_id),
+                lambda: catalog.commit(purchase_id, 1),
+            )
+            for step in steps:
+                yield until_acknowledged(step, unavailable)
+            return quantity
 
-        yield defer.gatherResults([buyer(n) for n in range(4)], consumeErrors=True)
-        yield failed_over
-        self.assertTrue(unavailable, "the kill failed no request: it did not test a failover")
+        bought = yield self.across_a_failover(purchase)
         self.assertEqual((yield catalog.item(item.item_id)).quantity, 10_000 - sum(bought))
         self.assertEqual((yield ledger.balance("seller")), sum(bought) * PRICE)
         self.assertTrue((yield ledger.audit()).balanced)
