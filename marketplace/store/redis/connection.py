@@ -388,8 +388,10 @@ class RedisConnection:
         if factory.pool:
             d = run(factory.pool[0])
         else:
-            d = factory.getConnection(peek=True).addTimeout(self.timeout, self._reactor)
-            d.addCallback(run)
+            # The whole call within one timeout, the wait for a connection
+            # included (a failover is in progress, or Redis is down).
+            d = factory.getConnection(peek=True).addCallback(run)
+            d.addTimeout(self.timeout, self._reactor)
         return d.addErrback(self._translate, what)
 
     def _translate(self, failure, what):
