@@ -17,7 +17,7 @@ skipped, and says so, where the plugin has no C{--workers} option or
 refuses the combination (the embedded store is private to one process).
 
 For every scenario and repetition each configuration gets a fresh server
-(C{twistd -n tradechat --compat}, so every transfer target exists), one
+(C{twistd -n --pidfile= tradechat --compat}, so every transfer target exists), one
 after the other, so that the configurations of one repetition ran under
 the same neighbours' load; tradechat-bench then runs against it in
 another process (or --processes load processes).  Each run appends a row
