@@ -268,7 +268,7 @@ class _Factory(_QuickReconnectFactory):
             if role[0] == "master":
                 return super(_Factory, self)._connectionReady(conn)
             self.log.warn("{address} is a {role}, not the primary: asking the sentinels again",
-                     address=conn.transport.getPeer(), role=role[0])
+                          address=conn.transport.getPeer(), role=role[0])
             conn.transport.abortConnection()
 
         def failed(failure):
