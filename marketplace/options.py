@@ -4,7 +4,8 @@ use it.
 
 A server's ``Options`` derives from :class:`ServerOptions` (connection limits,
 and the ``--listen`` its own ``optParameters`` add with
-``listen_option(default)``); a plugin that keeps state in the store also
+``listen_option(default)``, and ``--metrics`` from :class:`MetricsOptions`,
+which every plugin takes); a plugin that keeps state in the store also
 derives from :class:`StoreOptions` (``--store``, ``--store-timeout``), and
 :class:`ServiceOptions` is both.  ``usage.Options`` gathers option tables up
 the class hierarchy, so nothing is repeated.
@@ -144,6 +145,21 @@ def client_endpoint_argument(description: str) -> str:
     return description
 
 
+class MetricsOptions(ProjectOptions):
+    """``--metrics``: where the process serves Prometheus metrics (see ``metrics_endpoint``)."""
+
+    optParameters = [
+        ["metrics", None, None,
+         "Server endpoint serving Prometheus metrics at /metrics, e.g. "
+         "tcp:9100:interface=127.0.0.1 (default: none)."],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        if self["metrics"] is not None:
+            check_server_endpoint(self["metrics"])
+
+
 class StoreOptions(ProjectOptions):
     """``--store`` and ``--store-timeout``, for plugins that keep state in the store."""
 
@@ -167,7 +183,7 @@ class StoreOptions(ProjectOptions):
             raise usage.UsageError(f"--store: {error}") from None
 
 
-class ServerOptions(ProjectOptions):
+class ServerOptions(MetricsOptions):
     """
     A server's ``--listen`` (validated here, added by each plugin with its
     own default) and its connection limits.

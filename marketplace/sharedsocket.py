@@ -21,6 +21,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from marketplace.net import CountingFactory
+
 
 class _NeverAccepts(Factory):
     """The master's factory: it stops reading the port at once, so it builds nothing."""
@@ -85,13 +87,15 @@ class AdoptedListener(_PortService):
     Accepts on an inherited listening descriptor while it runs.  C{description}
     is the same ``--listen`` string the master bound: for an ``ssl:``
     endpoint the connections are wrapped in TLS here, with the context the
-    string names.
+    string names.  Connections are counted in the factory's C{counters}, as
+    a L{marketplace.net.Listener} counts them.
     """
 
     def __init__(self, fd: int, description: str, factory, reactor) -> None:
         self._fd = fd
         self._reactor = reactor
-        self.factory = _tls_wrapped(description, factory, reactor)
+        self.factory = _tls_wrapped(
+            description, CountingFactory(factory, factory.counters), reactor)
 
     def startService(self):
         super().startService()

@@ -21,7 +21,8 @@ is killed.
 The counters of all workers read as one through L{WorkerSupervisor.counters}:
 the latest report of each live worker plus the last report of every worker
 that has exited, so totals never go backwards when a worker is replaced.
-This is the master-side aggregation point for metrics.
+This is the master-side aggregation point for metrics: each report is a
+worker's L{marketplace.metrics.Counters.flat} state, so the sum is one too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
+from marketplace.metrics import unflatten
 from protocols.workerstatus import Status, StatusDecoder, StatusError
 
 LISTEN_FD = 3
@@ -224,7 +226,8 @@ class WorkerSupervisor(Service):
         return killed.addTimeout(KILL_TIMEOUT, self._reactor)
 
     def _stopped(self, _):
-        self.log.info("workers stopped; their counters: {counters}", counters=self.counters())
+        self.log.info("workers stopped; their counters: {counters}",
+                      counters=unflatten(self.counters()).events)
 
 
 def worker_environment() -> dict:

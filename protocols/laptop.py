@@ -16,8 +16,7 @@ events, encoders take events and return bytes.
 """
 
 import struct
-from itertools import starmap
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import attrs
 
@@ -247,9 +246,13 @@ class ReplyDecoder:
 # 64-bit in the extension (the spec's 32-bit indexes wrap after 2**31 orders).
 
 
-@attrs.frozen
-class Entry:
-    """One slot of the replicated log: which view wrote it, and what to do."""
+class Entry(NamedTuple):
+    """
+    One slot of the replicated log: which view wrote it, and what to do.  A
+    named tuple, not an attrs class: every order makes one on each replica,
+    and a tuple is built several times faster (straight from the unpacked
+    fields of an AppendEntries).
+    """
 
     view: int
     opcode: int
@@ -401,9 +404,17 @@ def _frame(kind: int, body: bytes) -> bytes:
     return _FRAME_HEADER.pack(kind, len(body)) + body
 
 
+#: the AppendEntries last encoded and its frame: a primary sends one message
+#: to every backup in step, and it is packed once
+_last_append_frame: Tuple[Optional["AppendEntries"], bytes] = (None, b"")
+
+
 def encode_replica_message(message) -> bytes:
+    global _last_append_frame
     kind = type(message)
     if kind is AppendEntries:
+        if message is _last_append_frame[0]:
+            return _last_append_frame[1]
         head = _APPEND_HEAD.pack(
             message.view,
             message.primary_id,
@@ -414,10 +425,10 @@ def encode_replica_message(message) -> bytes:
             len(message.entries),
         )
         pack = _ENTRY.pack
-        body = head + b"".join(
-            [pack(e.view, e.opcode, e.customer_id, e.order_number) for e in message.entries]
-        )
-        return _frame(KIND_APPEND, body)
+        body = head + b"".join([pack(*entry) for entry in message.entries])
+        frame = _frame(KIND_APPEND, body)
+        _last_append_frame = (message, frame)
+        return frame
     if kind is AppendReply:
         return _frame(
             KIND_APPEND_REPLY,
@@ -502,13 +513,16 @@ def _fixed(layout: struct.Struct, body: bytes) -> tuple:
     return layout.unpack(body)
 
 
+_make_entry = Entry._make
+
+
 def _decode_append(body: bytes) -> AppendEntries:
     if len(body) < _APPEND_HEAD.size:
         raise ProtocolError("bad_frame_length")
     view, primary, prev_index, prev_view, commit, round_, count = _APPEND_HEAD.unpack_from(body)
     if count < 0 or len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
         raise ProtocolError("bad_frame_length")
-    entries = tuple(starmap(Entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
+    entries = tuple(map(_make_entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
     return AppendEntries(view, primary, prev_index, prev_view, commit, round_, entries)
 
 

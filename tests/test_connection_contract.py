@@ -407,14 +407,18 @@ class RealSocketHalfCloseTests(TestCase):
 class _PipeliningSlowReader(Protocol):
     """
     Send C{data} at once, read nothing until C{resume()}, then count the
-    replies C{count} finds in what arrives until C{expected} are in.
+    replies in what arrives until C{expected} are in.  C{count} is fed each
+    chunk as it arrives and returns the replies counted so far: counting
+    the whole of what arrived at every read would make each read slower than
+    the last, stall the reactor both ends share, and starve the server's
+    timers on a loaded machine.
     """
 
     def __init__(self, data, count, expected):
         self.data = data
         self.count = count
         self.expected = expected
-        self.received = b""
+        self.replies = 0
         self.done = defer.Deferred()
 
     def connectionMade(self):
@@ -428,13 +432,13 @@ class _PipeliningSlowReader(Protocol):
         self.transport.resumeProducing()
 
     def dataReceived(self, data):
-        self.received += data
-        if self.count(self.received) >= self.expected and not self.done.called:
-            self.done.callback(self.count(self.received))
+        self.replies = self.count(data)
+        if self.replies >= self.expected and not self.done.called:
+            self.done.callback(self.replies)
 
     def connectionLost(self, reason):
         if not self.done.called:
-            self.done.callback(self.count(self.received))
+            self.done.callback(self.replies)
 
 
 class RealSocketSlowReaderTests(TestCase):
@@ -486,9 +490,12 @@ class RealSocketSlowReaderTests(TestCase):
         data = b"".join(encode_frame(Framing.LENGTH_PREFIXED, encode_envelope("E", None, {"n": i}))
                         for i in range(requests))
 
-        def count(received):
-            frames = FrameDecoder(framing=Framing.LENGTH_PREFIXED).feed(received)
-            return sum(isinstance(frame, Frame) for frame in frames)
+        decoder = FrameDecoder(framing=Framing.LENGTH_PREFIXED)
+        frames = [0]
+
+        def count(chunk):
+            frames[0] += sum(isinstance(frame, Frame) for frame in decoder.feed(chunk))
+            return frames[0]
 
         self.assertEqual((yield self.slow_reader(factory, data, count, requests)), requests)
         self.assertEqual(factory.counters.counts["frame_timeouts"], 0)
@@ -501,7 +508,12 @@ class RealSocketSlowReaderTests(TestCase):
                                       reactor, partial_timeout=0.2)
         requests = 200_000
         data = encode_role(ROLE_CUSTOMER) + encode_request(CustomerRequest(1, -1, 2)) * requests
-        replies = yield self.slow_reader(factory, data, lambda received: len(received) // 8,
-                                         requests)
+        received = [0]
+
+        def count(chunk):
+            received[0] += len(chunk)
+            return received[0] // 8
+
+        replies = yield self.slow_reader(factory, data, count, requests)
         self.assertEqual(replies, requests)
         self.assertEqual(counters.counts["laptop_rejected_truncated_message"], 0)

@@ -40,7 +40,8 @@ from marketplace.market.periodic import Periodic
 from marketplace.market.product_db import DEFAULT_LEASE, ProductDbService, lease_sweep_interval
 from marketplace.market.rpc import ServiceClient
 from marketplace.market.seller_front import SellerFront
-from marketplace.metrics import Counters
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import Listener
 from marketplace.peersecret import MAKE_ONE, is_loopback_endpoint, load_secret
 from marketplace.options import (
@@ -230,12 +231,15 @@ class BuyerFrontOptions(_FrontOptions):
 
 def _listener(options, name, table, reactor, max_in_flight=1, secret=None, counters=None):
     """The listener of one service; with ``secret``, only its holders get through."""
+    counters = export("market", name, counters or Counters())
     factory = EnvelopeServerFactory(
-        make_dispatch(table), counters or Counters(), options["max-frame"],
-        options["idle-timeout"], reactor, max_in_flight=max_in_flight)
+        make_dispatch(table), counters, options["max-frame"], options["idle-timeout"], reactor,
+        max_in_flight=max_in_flight)
+    factory.apis = frozenset(table)
     if secret is not None:
         factory = authenticated(factory, name, secret, reactor)
-    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits())
+    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits(),
+                        counters=counters)
     listener.setName(name)
     return listener
 
@@ -256,7 +260,7 @@ def _db_service(name, options, build, store=None, reactor=None):
     table = build(store, reactor, service)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT,
               options["secret"]).setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)
 
 
 def make_customer_db(options, store=None, reactor=None):
@@ -340,7 +344,7 @@ def _front_service(options, name, front, clients, reactor, counters):
     CollectorSettings().setServiceParent(service)
     _listener(options, name, front.dispatch_table(), reactor,
               counters=counters).setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)
 
 
 @attrs.frozen

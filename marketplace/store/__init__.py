@@ -10,7 +10,9 @@ from marketplace.store.errors import (
     BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, LedgerError, SelfTransfer,
     SessionNotFound, StoreError, StoreUnavailable, UnknownAccount,
 )
-from marketplace.store.factory import DEFAULT_STORE_TIMEOUT, check_store_url, make_store
+from marketplace.store.factory import (
+    DEFAULT_STORE_TIMEOUT, check_store_url, make_store, store_label,
+)
 from marketplace.store.interfaces import IDirectory, ILedger, ISessionStore, IStore
 from marketplace.store.ledger_rules import MAX_AMOUNT, MAX_BALANCE
 from marketplace.store.records import AuditReport, Session, Transaction
@@ -20,5 +22,5 @@ __all__ = [
     "ILedger", "ISessionStore", "IStore",
     "InsufficientFunds", "InvalidAmount", "LedgerError", "MAX_AMOUNT", "MAX_BALANCE", "SelfTransfer",
     "Session", "SessionNotFound", "StoreError", "StoreUnavailable", "Transaction", "UnknownAccount",
-    "check_store_url", "make_store",
+    "check_store_url", "make_store", "store_label",
 ]

@@ -21,7 +21,9 @@ from marketplace.tradechat.tap import Options
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
 from protocols.tradechat import CLOSE_TIMEOUT
-from protocols.workerstatus import MAX_LINE, Status as WorkerStatus, StatusDecoder, StatusError, encode_status
+from protocols.workerstatus import (
+    MAX_COUNTER_NAME, MAX_LINE, Status as WorkerStatus, StatusDecoder, StatusError, encode_status,
+)
 from tests.tradechat.helpers import Harness
 
 
@@ -187,7 +189,8 @@ class StatusCodecTests(unittest.TestCase):
         bad = [b"[]", b'{"kind": "shutdown"}', b'{"kind": "counters", "counters": []}',
                b'{"kind": "counters", "counters": {"a": 1.5}}',
                b'{"kind": "counters", "counters": {"a": true}}',
-               b'{"kind": "counters", "counters": {"' + b"n" * 65 + b'": 1}}', b"\xff"]
+               b'{"kind": "counters", "counters": {"' + b"n" * (MAX_COUNTER_NAME + 1) + b'": 1}}',
+               b"\xff"]
         decoder = StatusDecoder()
         messages = decoder.receive(b"\n".join(bad) + b"\n" + encode_status("ready"))
         self.assertEqual([type(m) for m in messages], [StatusError] * len(bad) + [WorkerStatus])

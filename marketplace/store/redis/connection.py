@@ -55,6 +55,7 @@ import txredisapi
 
 from marketplace.store.address import RedisAddress
 from marketplace.store.errors import StoreError, StoreUnavailable
+from marketplace.store.redis.outage import OutageLog, QuietReconnecting
 from marketplace.store.redis.sentinel import SentinelPrimaryEndpoint
 from protocols.immediate import plain_tcp_socket
 
@@ -233,8 +234,11 @@ class _Drained:
         pass
 
 
-class _QuickReconnectFactory(txredisapi.RedisFactory):
-    """txredisapi's reconnecting factory with its back-off capped at one second."""
+class _QuickReconnectFactory(QuietReconnecting):
+    """
+    txredisapi's reconnecting factory with its back-off capped at one second,
+    reporting an outage once (L{OutageLog}) instead of every attempt.
+    """
 
     initialDelay = 0.1
     maxDelay = 1.0
@@ -291,6 +295,7 @@ class RedisConnection:
         self.timeout = timeout
         self._reactor = reactor
         self._factory = None
+        self.outage = OutageLog(f"Redis at {address}", reactor)
 
     def start(self) -> None:
         address = self.address
@@ -299,6 +304,7 @@ class RedisConnection:
             handler=txredisapi.ConnectionHandler, charset="utf-8",
             password=address.password, convertNumbers=False,
             clock=self._reactor, timeout=self.timeout, require_primary=address.is_sentinel)
+        factory.outage = self.outage
         factory.startConnecting(self.endpoint())
         self._factory = factory
 
