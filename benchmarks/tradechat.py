@@ -250,7 +250,7 @@ def run_once(args, name, config: Config, csv_path: str, log_path: str):
         server_before = tree_cpu_seconds(server.pid)
         redis_before = process_cpu_seconds(config.redis_pid) if config.redis_pid else None
         load_before = children_cpu_seconds()
-        bench = [sys.executable, "-m", "marketplace.tradechat.bench",
+        bench = [sys.executable, "-m", "marketplace.tradechat.benchmain",
                  "--reactor", load_reactor(args, name), "--port", str(port),
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.tradechat.test_workers -*-
+# -*- test-case-name: tests.tradechat.test_workers,tests.test_net -*-
 """
 One listening socket shared by several worker processes.
 
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from marketplace.net import CountingFactory
+from marketplace.tls import forward_secret_only
 
 
 class _NeverAccepts(Factory):
@@ -108,8 +109,13 @@ class AdoptedListener(_PortService):
 
 
 def _tls_wrapped(description: str, factory, reactor):
-    endpoint = endpoints.serverFromString(reactor, description)
+    """
+    C{factory} behind TLS when C{description} is an C{ssl:} string, with the
+    same forward-secret-only context a L{marketplace.net.Listener} gets.
+    """
+    endpoint = forward_secret_only(endpoints.serverFromString(reactor, description))
     if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-        # The context the ssl: string built; Twisted keeps it on the endpoint.
+        # The context the ssl: string built (narrowed above, in place);
+        # Twisted keeps it on the endpoint.
         return TLSMemoryBIOFactory(endpoint._sslContextFactory, False, factory)
     return factory

@@ -25,7 +25,8 @@ function.  The protocol:
 Counters (all per factory): ``connections``, ``requests``, ``replies``,
 ``errors.<CODE>``, ``server_errors``, ``idle_timeouts``, ``frame_timeouts``,
 ``truncated_frames`` (a half-close in the middle of a frame),
-``slow_reader_disconnect``.
+``slow_reader_disconnect``, ``abandoned_requests`` (dispatches cancelled
+because their client disconnected).
 """
 
 from collections import deque
@@ -38,7 +39,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from marketplace.market.errors import (
+from marketplace.metrics import Counters
+from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
+from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
+from protocols.envelope_errors import (
     ApiError,
     FrameTooLarge,
     NotFound,
@@ -46,9 +50,6 @@ from marketplace.market.errors import (
     Timeout,
     error_for_code,
 )
-from marketplace.metrics import Counters
-from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
-from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, encode_frame
 
 _log = Logger()
@@ -184,6 +185,11 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
 
     def _settled(self, outcome, slot, request, d, started):
         self._running.discard(d)
+        if self._closed and isinstance(outcome, Failure) and outcome.check(defer.CancelledError):
+            # connectionLost cancelled it: the client left, nothing timed
+            # out, and no reply is owed to anybody.
+            self.factory.counters.increment("abandoned_requests")
+            return None
         slot.reply = self._reply_for(request, outcome, started)
         self._pump()
 

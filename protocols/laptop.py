@@ -3,13 +3,13 @@
 Sans-I/O codec for the laptop-order wire format.
 
 The customer side is byte-for-byte the format of the existing C++ system
-(``shared/specs/laptop-order-wire.md``): a 4-byte role word, then fixed-size
+(``docs/protocols/laptop.md``): a 4-byte role word, then fixed-size
 big-endian messages whose sizes follow from the role and the request type.
 The legacy replication entry and ack are encoded and decoded too, so the
-spec's test vectors are checked, but our replicas talk to each other over a
+existing system's captured test vectors are checked, but our replicas talk to each other over a
 third role (``ROLE_REPLICA``) whose messages carry views, commit indexes and
 catch-up data in length-prefixed frames.  That extension is documented in
-the README's laptop section and in the ``KIND_*`` table below.
+``docs/protocols/laptop.md`` and in the ``KIND_*`` table below.
 
 Nothing here touches sockets or clocks: decoders take bytes and return
 events, encoders take events and return bytes.
@@ -243,7 +243,7 @@ class ReplyDecoder:
 # ---------------------------------------------------------------- replica side
 #
 # Frame: kind (int32), body length (int32), body.  Indexes and rounds are
-# 64-bit in the extension (the spec's 32-bit indexes wrap after 2**31 orders).
+# 64-bit in the extension (the legacy 32-bit indexes wrap after 2**31 orders).
 
 
 class Entry(NamedTuple):

@@ -46,9 +46,6 @@ from marketplace.store import (
     BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
     SessionNotFound, StoreUnavailable, UnknownAccount,
 )
-from marketplace.tradechat.errors import (
-    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
-)
 from protocols import tradechat_bodies as bodies
 from protocols.discipline import Discipline, HalfCloseable
 from protocols.immediate import ImmediateWriter
@@ -57,6 +54,9 @@ from protocols.nsframe import (
     FrameDecoder, FrameError, Opcode, Status, encode_frame, encode_response,
 )
 from protocols.outputbudget import OutputBudget
+from protocols.tradechat_errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
+)
 from protocols.turns import TurnFlusher
 
 DEFAULT_IDLE_TIMEOUT = 120.0
@@ -323,7 +323,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         """
         self._started = perf_counter()
         if self.state.user_id is None and frame.opcode not in _PRE_LOGIN:
-            # The spec: before login anything but HELLO, LOGIN and HEARTBEAT
+            # The wire format: before login anything but HELLO, LOGIN and HEARTBEAT
             # (unknown opcodes included) gets UNAUTHORIZED, whatever its body.
             self._refuse(frame, Status.UNAUTHORIZED, "unauthorized")
         elif frame.flags & FLAG_COMPRESSED:

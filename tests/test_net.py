@@ -4,6 +4,7 @@ Listening and connecting through endpoint strings, TLS included.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
@@ -17,6 +18,7 @@ from twisted.python import usage
 
 from marketplace.metrics import Counters
 from marketplace.net import ConnectionLimits, Listener, connect
+from marketplace.sharedsocket import AdoptedListener, SharedSocket
 from marketplace.options import ServiceOptions, check_client_endpoint, listen_option
 from tests.support.services import listening_port, start_service
 from tests.support.tls import make_tls_files
@@ -193,6 +195,23 @@ class ForwardSecrecyTests(unittest.TestCase):
         self.assertTrue(agreed.startswith("ECDHE-"), agreed)
         agreed = yield self.handshake("AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256")
         self.assertEqual(agreed, "ECDHE-RSA-AES128-GCM-SHA256")
+
+
+class AdoptedListenerForwardSecrecyTests(ForwardSecrecyTests):
+    """
+    The same for a worker's listener, which accepts on the socket its
+    master bound and wraps connections in TLS itself.
+    """
+
+    def setUp(self):
+        self.tls = make_tls_files(self.mktemp(), rsa_key=True)
+        server = f"ssl:0:interface=127.0.0.1:privateKey={self.tls.key}:certKey={self.tls.cert}"
+        shared = start_service(self, SharedSocket(server, reactor))
+        factory = protocol.Factory.forProtocol(Echo)
+        factory.counters = Counters()
+        self.port = shared.port.getHost().port
+        inherited = os.dup(shared.fileno())  # the listener closes the one it adopts, as a worker
+        start_service(self, AdoptedListener(inherited, server, factory, reactor))
 
 
 class ExampleOptions(ServiceOptions):

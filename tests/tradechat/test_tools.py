@@ -208,7 +208,7 @@ class BenchTests(unittest.TestCase):
         the default reactor already (txredisapi does at import, so the
         option parsing must not reach the Redis store).
         """
-        script = ("import sys; import marketplace.tradechat.bench, marketplace.tradechat.benchpool; "
+        script = ("import sys; import marketplace.tradechat.benchmain; "
                   "print('twisted.internet.reactor' in sys.modules)")
         out, err, code = yield utils.getProcessOutputAndValue(
             sys.executable, ["-c", script], env=os.environ, path=REPOSITORY)

@@ -14,6 +14,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from marketplace.metrics import CONNECTION_CLOSED, CONNECTION_OPENED
 from marketplace.supervisor import (
     LISTEN_FD, RESTART_BACKOFF, STATUS_FD, STOP_TIMEOUT, WorkerSupervisor,
 )
@@ -151,6 +152,18 @@ class SupervisorTests(unittest.TestCase):
         replacement = self.supervisor.workers[1]
         replacement.childDataReceived(STATUS_FD, encode_status("counters", {"connections": 1}))
         self.assertEqual(self.supervisor.counters(), {"connections": 8, "unauthorized": 1})
+
+    def test_a_dead_workers_connections_are_no_longer_open(self):
+        """Its connections died with it: the open-connections gauge must not keep them."""
+        first, second = self.supervisor.workers.values()
+        first.childDataReceived(STATUS_FD, encode_status(
+            "counters", {CONNECTION_OPENED: 5, CONNECTION_CLOSED: 2}))
+        second.childDataReceived(STATUS_FD, encode_status(
+            "counters", {CONNECTION_OPENED: 4, CONNECTION_CLOSED: 3}))
+        ended(first, 9)
+        counters = self.supervisor.counters()
+        self.assertEqual(counters[CONNECTION_OPENED], 9)
+        self.assertEqual(counters[CONNECTION_OPENED] - counters[CONNECTION_CLOSED], 1)
 
     def test_bad_status_lines_are_counted_and_dropped(self):
         worker = self.supervisor.workers[1]
