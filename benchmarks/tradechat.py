@@ -2,14 +2,16 @@
 Benchmark: the trading chatroom server under tradechat-bench on loopback.
 
     python benchmarks/tradechat.py [--duration 10] [--repeat 3] [--out benchmarks/out/tradechat.csv]
-                                   [--scenarios mixed-100,trade-200] [--stores memory,redis]
+                                   [--scenarios mixed-100,trade-200] [--stores memory,redis,sentinel]
                                    [--workers 1,2] [--processes 1] [--reactor poll]
                                    [--load-reactor poll]
 
 The matrix is every scenario x store x worker count.  A store is
 C{memory} (the embedded store), C{redis} (a private C{redis-server} this
 script starts on a free port, without persistence, and empties before each
-run) or a C{redis://} URL.  A worker count above 1 runs
+run), C{sentinel} (a private primary, its replica and a sentinel, reached
+through C{redis+sentinel://}, so every money operation waits for the replica:
+C{WAIT 1}) or a C{redis://} URL.  A worker count above 1 runs
 C{twistd tradechat --workers N} (a master and N worker processes); it is
 skipped, and says so, where the plugin has no C{--workers} option or
 refuses the combination (the embedded store is private to one process).
@@ -22,7 +24,8 @@ another process (or --processes load processes).  Each run appends a row
 to --out (the bench's CSV columns plus the CPU figures); at the end a
 summary table shows the medians of each configuration and, for each
 Redis configuration, its ratio to the embedded store with one worker in
-the same repetitions, beside the machine it ran on: CPU count and model,
+the same repetitions (and the Sentinel one's to C{redis} with one worker:
+the cost of C{WAIT}), beside the machine it ran on: CPU count and model,
 and the load average before and after.
 
 The CPU figures are microseconds per request, from /proc: of all server
@@ -100,17 +103,21 @@ def wait_for_port(port: int, process: subprocess.Popen) -> bool:
 class PrivateRedis:
     """A redis-server on a free port in a temporary directory, without persistence."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: list[str] = ()) -> None:
         if shutil.which("redis-server") is None:
             raise SystemExit("the redis store needs redis-server (apt-get install -y redis-server)")
         self.directory = tempfile.mkdtemp(prefix="tradechat-bench-redis-")
         self.port = free_port()
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.directory], stdout=subprocess.DEVNULL)
+             "--appendonly", "no", "--dir", self.directory, *extra], stdout=subprocess.DEVNULL)
         if not wait_for_port(self.port, self.process):
             raise SystemExit("the private redis-server did not start")
         self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def flush(self) -> None:
         subprocess.run(["redis-cli", "-p", str(self.port), "flushall"], check=True,
@@ -122,6 +129,43 @@ class PrivateRedis:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class PrivateSentinel:
+    """
+    A primary, its replica and one sentinel (quorum 1: nothing fails over
+    here), each a redis-server on a free port without persistence; the
+    store URL names the sentinel.  The CPU counted is the primary's.
+    """
+
+    def __init__(self) -> None:
+        self.primary = PrivateRedis()
+        self.replica = PrivateRedis(["--replicaof", "127.0.0.1", str(self.primary.port)])
+        self.directory = tempfile.mkdtemp(prefix="tradechat-bench-sentinel-")
+        port = free_port()
+        config = os.path.join(self.directory, "sentinel.conf")
+        with open(config, "w") as out:
+            out.write(f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                      f"sentinel monitor bench 127.0.0.1 {self.primary.port} 1\n")
+        self.process = subprocess.Popen(["redis-server", config, "--sentinel"],
+                                        stdout=subprocess.DEVNULL)
+        if not wait_for_port(port, self.process):
+            raise SystemExit("the private sentinel did not start")
+        self.url = f"redis+sentinel://127.0.0.1:{port}/bench/0?wait=1"
+
+    @property
+    def pid(self) -> int:
+        return self.primary.pid
+
+    def flush(self) -> None:
+        self.primary.flush()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.replica.stop()
+        self.primary.stop()
+
+
 def plugin_has_workers() -> bool:
     """Whether this build's tradechat plugin takes --workers."""
     usage = subprocess.run([TWISTD, "tradechat", "--help"], cwd=REPO, capture_output=True, text=True)
@@ -131,7 +175,7 @@ def plugin_has_workers() -> bool:
 class Config:
     """One cell of the matrix: a store and a worker count."""
 
-    def __init__(self, store: str, workers: int, redis: PrivateRedis | None) -> None:
+    def __init__(self, store: str, workers: int, redis: PrivateRedis | PrivateSentinel | None) -> None:
         self.store, self.workers, self.redis = store, workers, redis
 
     @property
@@ -140,11 +184,11 @@ class Config:
 
     @property
     def url(self) -> str:
-        return self.redis.url if self.store == "redis" else self.store
+        return self.redis.url if self.redis is not None else self.store
 
     @property
     def redis_pid(self):
-        return self.redis.process.pid if self.redis is not None else None
+        return self.redis.pid if self.redis is not None else None
 
 
 def start_server(args, config: Config, log_path: str):
@@ -230,19 +274,20 @@ def _delta(before, after):
     return None if before is None or after is None else after - before
 
 
-def configs(args, redis) -> list[Config]:
+def configs(args, private: dict) -> list[Config]:
     workers = [int(n) for n in args.workers.split(",")]
     if any(n > 1 for n in workers) and not plugin_has_workers():
         print("the tradechat plugin has no --workers option: worker counts above 1 are skipped")
         workers = [n for n in workers if n == 1]
-    return [Config(store, n, redis if store == "redis" else None)
+    return [Config(store, n, private.get(store))
             for n in workers for store in args.stores.split(",")]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stores", default="memory,redis",
-                        help="comma-separated: memory, redis (a private redis-server) or redis:// URLs")
+                        help="comma-separated: memory, redis (a private redis-server), sentinel (a "
+                             "private primary, replica and sentinel) or redis:// URLs")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -261,12 +306,15 @@ def main():
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-    redis = PrivateRedis() if "redis" in args.stores.split(",") else None
+    private = {}
     try:
-        run_matrix(args, names, configs(args, redis))
+        for store, start in (("redis", PrivateRedis), ("sentinel", PrivateSentinel)):
+            if store in args.stores.split(","):
+                private[store] = start()
+        run_matrix(args, names, configs(args, private))
     finally:
-        if redis is not None:
-            redis.stop()
+        for server in private.values():
+            server.stop()
 
 
 def run_matrix(args, names, matrix):
@@ -337,8 +385,21 @@ def same_run_ratios(name, matrix, rows) -> dict:
             met = rps >= REDIS_TARGETS[name] and (not cpu or statistics.median(cpu) <= REDIS_CPU_TARGET)
             text += (f" (target >= {REDIS_TARGETS[name]}x, CPU <= {REDIS_CPU_TARGET:g}x: "
                      f"{'met' if met else 'NOT met'})")
-        found[name, config.name] = text
+        found[name, config.name] = text + _wait_cost(config, rows)
     return found
+
+
+def _wait_cost(config, rows) -> str:
+    """For a Sentinel configuration: its req/s and CPU against C{redis} in the same repetitions."""
+    plain = rows.get(f"redis/{config.workers}w", [])
+    if config.store != "sentinel" or not plain:
+        return ""
+    pairs = list(zip(plain, rows[config.name]))
+    rps = statistics.median(float(r["rps"]) / float(b["rps"]) for b, r in pairs)
+    cpu = [float(r["total_cpu_us_per_req"]) - float(b["total_cpu_us_per_req"])
+           for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
+    text = f"; WAIT: {rps:.2f}x the redis req/s"
+    return text + (f", {statistics.median(cpu):+.0f} us CPU a request" if cpu else "")
 
 
 def median_of(rows: list, key: str):

@@ -177,6 +177,9 @@ class StoreOptions(ProjectOptions):
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
          "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS); "
+         "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE/DB (rediss+sentinel:// for TLS) "
+         "asks those sentinels for the primary and acknowledges a write once ?wait=N replicas "
+         "(1) hold it within ?wait_ms=T ms (500); "
          "?prefix=P puts this system's keys under P instead of its own prefix."],
         ["store-timeout", None, DEFAULT_STORE_TIMEOUT,
          "Seconds a store call may take before it fails as unavailable.", positive_float],
@@ -185,7 +188,7 @@ class StoreOptions(ProjectOptions):
     def postOptions(self):
         super().postOptions()
         try:
-            check_store_url(self["store"])
+            check_store_url(self["store"], self["store-timeout"])
         except ValueError as error:
             raise usage.UsageError(f"--store: {error}") from None
 

@@ -12,7 +12,8 @@ on any host (and any worker) receive every message.
     TRADECHAT_STORE=redis://10.0.0.5:6379/0 TRADECHAT_METRICS=tcp:9100 \\
       twistd --pidfile= -ny tapfiles/tradechat-host.tac
 
-$TRADECHAT_STORE (required): the shared Redis, redis:// or rediss://.
+$TRADECHAT_STORE (required): the shared Redis, redis://, rediss:// or (Sentinel)
+redis+sentinel://SENTINEL:PORT,...,SENTINEL:PORT/SERVICE/DB.
 $TRADECHAT_LISTEN (default tcp:9000): this host's endpoint.
 $TRADECHAT_WORKERS (default 2): worker processes on this host (a master
 owns the socket and supervises them; 1 serves in the twistd process).

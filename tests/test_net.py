@@ -229,7 +229,8 @@ class OptionsTests(unittest.TestCase):
     def test_redis_store_urls(self):
         for url in ("redis://127.0.0.1:6390/2", "rediss://cache.example:6380/0?ca=/ca.pem",
                     "redis://127.0.0.1:6390/0?prefix=eu1:", "redis://h/0?prefix={eu1}:",
-                    "rediss://h/0?prefix=x:&ca=/ca.pem"):
+                    "rediss://h/0?prefix=x:&ca=/ca.pem", "redis+sentinel://s1:26379,s2,s3/primary/0",
+                    "rediss+sentinel://s1,s2/orders/1?wait=2&wait_ms=300&ca=/ca.pem&prefix=x:"):
             options = ExampleOptions()
             options.parseOptions(["--store", url])
             self.assertEqual(options["store"], url)
@@ -248,7 +249,10 @@ class OptionsTests(unittest.TestCase):
                           ["--store", "redis://host:port"], ["--store", "redis://h/x"],
                           ["--store-timeout", "-1"], ["--store", "redis://h?ca=x"],
                           ["--store", "redis://h/0?prefix=a b"], ["--store", "redis://h/0?prefix=" + "p" * 65],
-                          ["--listen", "ssl:9443:privateKey=/no/such/key.pem"]):
+                          ["--listen", "ssl:9443:privateKey=/no/such/key.pem"],
+                          ["--store", "redis+sentinel://s1,s2"], ["--store", "redis+sentinel://s1/p/0?wait=x"],
+                          ["--store", "redis+sentinel://s1/p/0?wait_ms=2000"],
+                          ["--store", "redis+sentinel://s1/p/0?wait_ms=900", "--store-timeout", "0.5"]):
             self.assertRaises(usage.UsageError, ExampleOptions().parseOptions, arguments)
 
     def test_client_endpoints(self):

@@ -16,10 +16,18 @@ from marketplace.store.measured import measure
 DEFAULT_STORE_TIMEOUT = 2.0
 
 
-def check_store_url(url: str) -> None:
-    """@raise ValueError: if ``url`` names no backend this build knows."""
-    if url != "memory":
-        parse_redis_url(url)
+def check_store_url(url: str, timeout: float = DEFAULT_STORE_TIMEOUT) -> None:
+    """
+    @raise ValueError: if ``url`` names no backend this build knows, or
+        waits longer for replicas than a store call may take (every write
+        would then be dropped with its connection before ``WAIT`` answers).
+    """
+    if url == "memory":
+        return
+    address = parse_redis_url(url)
+    if address.wait_ms >= timeout * 1000:
+        raise ValueError(f"wait_ms={address.wait_ms} must be below the store timeout "
+                         f"({timeout * 1000:g} ms): {url!r}")
 
 
 def store_label(url: str) -> str:

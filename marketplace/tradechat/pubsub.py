@@ -48,7 +48,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from marketplace.store.errors import StoreUnavailable
-from marketplace.store.redis.connection import _QuickReconnectFactory, redis_endpoint
+from marketplace.store.redis.connection import _QuickReconnectFactory
 from marketplace.tradechat.rooms import LocalRoomHub
 from protocols.tradechat_bodies import (
     MAX_CHAT_MESSAGE, BadBody, ChatBroadcast, decode_chat_broadcast, encode_chat_broadcast,
@@ -114,8 +114,7 @@ class RedisRoomHub(LocalRoomHub, Service):
         Service.startService(self)
         address = self._connection.address
         self._factory = _RoomSubscriberFactory(self, address, self._connection.timeout)
-        self._factory.startConnecting(
-            redis_endpoint(address, self._reactor, self._connection.timeout))
+        self._factory.startConnecting(self._connection.endpoint())
 
     def stopService(self):
         Service.stopService(self)

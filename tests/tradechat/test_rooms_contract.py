@@ -15,6 +15,7 @@ from marketplace.tradechat.pubsub import RedisRoomHub
 from marketplace.tradechat.rooms import LocalRoomHub
 from protocols import tradechat_bodies as bodies
 from protocols.turns import TurnFlusher
+from tests.support.redis_sentinel import start_sentinel_deployment, wait_until
 from tests.support.redis_server import start_redis
 from tests.support.services import start_service
 from tests.tradechat.hub_contract import RecordingTarget, RoomHubContract
@@ -104,3 +105,35 @@ class RedisRoomHubContractTests(RoomHubContract, unittest.TestCase):
             except StoreUnavailable:
                 continue
         self.fail(f"still failing after {attempts} attempts")
+
+
+class SentinelRoomHubTests(unittest.TestCase):
+    """The pub/sub hub on a Sentinel-managed Redis follows a failover."""
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_rooms_span_hubs_again_after_a_failover(self):
+        deployment = yield start_sentinel_deployment(self)
+        hubs = []
+        for _ in range(2):
+            store = start_service(self, make_store(deployment.url(), 1.0, reactor, "tradechat:"))
+            hubs.append(start_service(self, RedisRoomHub(store.connection, TurnFlusher(reactor), reactor)))
+        here = RecordingTarget()
+        hubs[0].attach(1, here)
+        yield hubs[0].join(1, 10)
+        there = RecordingTarget()
+        hubs[1].attach(2, there)
+        yield hubs[1].join(2, 10)
+        self.assertEqual((yield hubs[0].publish(10, 1, b"before")), 2)
+
+        yield deployment.kill_primary_and_fail_over()
+
+        @defer.inlineCallbacks
+        def both_hear():
+            return (yield hubs[0].publish(10, 1, b"after")) == 2
+        yield wait_until(both_hear, "both hubs subscribed on the new primary")
+        for target in (here, there):
+            yield target.received(2)
+            self.assertEqual(target.messages()[0], b"before")
+            self.assertIn(b"after", target.messages())

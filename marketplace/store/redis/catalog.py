@@ -71,7 +71,7 @@ class RedisCatalog:
     def create_item(self, seller_id, draft):
         d = self._redis.script(lua("market_item_create"), [], [
             self._prefix, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
-            int(draft.condition_is_new), draft.price_cents, draft.quantity])
+            int(draft.condition_is_new), draft.price_cents, draft.quantity], durable=True)
         return d.addCallback(lambda reply: _item(*reply))
 
     def item(self, item_id):
@@ -109,7 +109,8 @@ class RedisCatalog:
                 *(value for line in merged for value in line)]
         d = self._redis.script(
             lua("market_lease_reserve"),
-            [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args)
+            [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args,
+            durable=True)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -129,7 +130,7 @@ class RedisCatalog:
 
     def expire_leases(self, limit):
         d = self._redis.script(lua("market_lease_expire"), [self._leases, self._voids],
-                               [self._prefix, limit])
+                               [self._prefix, limit], durable=True)
         return d.addCallback(int)
 
     def pending_voids(self, limit):
@@ -161,7 +162,7 @@ class RedisCatalog:
 
     def _update(self, item_id, seller_id, field, value):
         d = self._redis.script(lua("market_item_update"), [self._item_key(item_id)],
-                               [item_id, seller_id, field, value, MAX_STOCK, self._prefix])
+                               [item_id, seller_id, field, value, MAX_STOCK, self._prefix], durable=True)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -178,7 +179,7 @@ class RedisCatalog:
     def _settle(self, purchase_id, target, attempt):
         d = self._redis.script(
             lua("market_lease_settle"), [self._reservation_key(purchase_id), self._leases, self._voids],
-            [self._prefix, purchase_id, target, attempt])
+            [self._prefix, purchase_id, target, attempt], durable=True)
 
         def parse(reply):
             if reply[0] == "closed":

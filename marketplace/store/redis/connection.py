@@ -27,6 +27,16 @@ went"):
   past the store timeout is dropped, failing every command on it with
   ``StoreUnavailable`` (and reconnected).  A call made while no connection
   is up waits for one, within the same timeout.
+
+With a ``redis+sentinel://`` address the connection goes to whichever
+server the sentinels call the primary (L{sentinel}), asked again before
+every reconnection, and is used only once ``ROLE`` confirms it is a
+primary; a ``-READONLY`` reply (the server was demoted under us) drops it,
+failing its commands as unavailable, and the reconnection asks the
+sentinels again.  A script that changes what the store promises to keep
+(money, stock, carts, purchases: ``durable=True``) is followed by ``WAIT``
+on the same connection, and is acknowledged only once that many replicas
+hold it (docs/redis.md, "High availability").
 """
 
 from __future__ import annotations
@@ -46,10 +56,12 @@ import txredisapi
 from marketplace.store.address import RedisAddress
 from marketplace.store.errors import StoreError, StoreUnavailable
 from marketplace.store.redis.outage import OutageLog, QuietReconnecting
+from marketplace.store.redis.sentinel import SentinelPrimaryEndpoint
 from protocols.immediate import plain_tcp_socket
 
 #: Redis replies that mean "not now" rather than "wrong request".
-_TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
+_TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN",
+                      "NOREPLICAS")
 
 _UNREACHABLE = (
     defer.TimeoutError,
@@ -79,8 +91,9 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
     L{execute_command}), pipelined and flushed once per reactor turn.
     """
 
-    def __init__(self, *args, clock, timeout: float, **kwargs):
+    def __init__(self, *args, clock, timeout: float, require_primary: bool, **kwargs):
         super().__init__(*args, **kwargs)
+        self._require_primary = require_primary
         # Bytes that are not UTF-8 (another program's, in a shared Redis)
         # stay in the string as surrogates instead of failing the connection.
         self._reader = hiredis.Reader(protocolError=txredisapi.InvalidData,
@@ -163,6 +176,9 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         d, _ = self._waiting.popleft()
         if isinstance(reply, Exception):
             d.errback(reply)
+            if self._require_primary and str(reply).startswith("READONLY"):
+                # Demoted under us: the sentinels know the new primary.
+                self.transport.abortConnection()
         else:
             d.callback(reply)
 
@@ -230,24 +246,44 @@ class _QuickReconnectFactory(QuietReconnecting):
 
 class _Factory(_QuickReconnectFactory):
     protocol = _PipelinedProtocol
+    log = Logger()
 
-    def __init__(self, *args, clock, timeout: float, **kwargs):
+    def __init__(self, *args, clock, timeout: float, require_primary: bool, **kwargs):
         super().__init__(*args, **kwargs)
         self._clock = clock
         self._timeout = timeout
+        self._require_primary = require_primary
 
     def buildProtocol(self, addr):
         p = self.protocol(self.charset, password=self.password, dbid=self.dbid,
                           convertNumbers=self.convertNumbers, username=self.username,
-                          clock=self._clock, timeout=self._timeout)
+                          clock=self._clock, timeout=self._timeout,
+                          require_primary=self._require_primary)
         p.factory = self
         p.whenConnected().addCallback(self._connectionReady)
         return p
 
+    def _connectionReady(self, conn):
+        """Into the pool, once ``ROLE`` says it is a primary if one is required."""
+        if not self._require_primary:
+            return super()._connectionReady(conn)
+
+        def check(role):
+            if role[0] == "master":
+                return super(_Factory, self)._connectionReady(conn)
+            self.log.warn("{address} is a {role}, not the primary: asking the sentinels again",
+                          address=conn.transport.getPeer(), role=role[0])
+            conn.transport.abortConnection()
+
+        def failed(failure):
+            conn.transport.abortConnection()
+        conn.send("ROLE").addCallbacks(check, failed)
+
 
 class RedisConnection:
     """
-    Runs commands and Lua scripts against one Redis with a timeout each.
+    Runs commands and Lua scripts against one Redis, or the primary of a
+    Sentinel-managed one, with a timeout each.
     """
 
     log = Logger()
@@ -267,10 +303,21 @@ class RedisConnection:
             str(address), address.db or None, 1, isLazy=True,
             handler=txredisapi.ConnectionHandler, charset="utf-8",
             password=address.password, convertNumbers=False,
-            clock=self._reactor, timeout=self.timeout)
+            clock=self._reactor, timeout=self.timeout, require_primary=address.is_sentinel)
         factory.outage = self.outage
-        factory.startConnecting(redis_endpoint(address, self._reactor, self.timeout))
+        factory.startConnecting(self.endpoint())
         self._factory = factory
+
+    def endpoint(self):
+        """
+        The client endpoint reaching the server: the address's, or (Sentinel)
+        the one the sentinels call the primary at each connection attempt.
+        """
+        if not self.address.is_sentinel:
+            return redis_endpoint(self.address, self._reactor, self.timeout)
+        return SentinelPrimaryEndpoint(
+            self.address, lambda server: redis_endpoint(server, self._reactor, self.timeout),
+            self.timeout, self._reactor)
 
     def stop(self):
         factory, self._factory = self._factory, None
@@ -286,26 +333,59 @@ class RedisConnection:
         """Run one Redis command given as its words: ``execute("HGET", key, field)``."""
         return self._on_connection(lambda conn: conn.send(*args), args[0] if args else "")
 
-    def script(self, script: Script, keys, args):
+    def script(self, script: Script, keys, args, durable: bool = False):
         """
         Run a Lua script: EVAL the first time on a connection (which caches
         it in Redis), EVALSHA after that, and EVAL again when Redis lost its
         script cache (SCRIPT FLUSH; a restart is a new connection).
+
+        A C{durable} script's result is given only once the address's
+        C{wait_replicas} replicas hold its change (none on a ``redis://``
+        address, so it costs nothing there); else the call fails with
+        L{StoreUnavailable}.
         """
+        replicas = self.address.wait_replicas if durable else 0
+
         def run(conn):
             if script.sha not in conn.scripts:
                 conn.scripts.add(script.sha)
-                return conn.send("EVAL", script.source, len(keys), *keys, *args)
-            d = conn.send("EVALSHA", script.sha, len(keys), *keys, *args)
-            return d.addErrback(self._load_and_run, conn, script, keys, args)
+                d = conn.send("EVAL", script.source, len(keys), *keys, *args)
+            else:
+                d = conn.send("EVALSHA", script.sha, len(keys), *keys, *args)
+                d.addErrback(self._load_and_run, conn, script, keys, args, replicas)
+            return self._replicated(conn, d, replicas) if replicas else d
         return self._on_connection(run, "a script")
 
-    @staticmethod
-    def _load_and_run(failure, conn, script, keys, args):
+    def _load_and_run(self, failure, conn, script, keys, args, replicas):
         failure.trap(txredisapi.ResponseError)
         if not failure.getErrorMessage().startswith("NOSCRIPT"):
             return failure
-        return conn.send("EVAL", script.source, len(keys), *keys, *args)
+        d = conn.send("EVAL", script.source, len(keys), *keys, *args)
+        return self._replicated(conn, d, replicas) if replicas else d
+
+    def _replicated(self, conn, written, replicas: int):
+        """
+        C{written}'s result once ``WAIT`` (sent right behind it on the same
+        connection, so it costs no round trip of its own) says C{replicas}
+        replicas hold it.  Fewer in time fail as unavailable, never as
+        success: the write may or may not survive a failover, and the
+        caller's idempotency key makes a retry safe.
+        """
+        wait_ms = self.address.wait_ms
+        acked = conn.send("WAIT", replicas, wait_ms)
+
+        def outcome(results):
+            (written_ok, result), (acked_ok, count) = results
+            if not written_ok:
+                return result
+            if not acked_ok:
+                return count
+            if count < replicas:
+                raise StoreUnavailable(
+                    f"{count} of {replicas} replicas of {self.address} acknowledged a write "
+                    f"within {wait_ms} ms: retry it with the same idempotency key")
+            return result
+        return defer.DeferredList([written, acked], consumeErrors=True).addCallback(outcome)
 
     def _on_connection(self, run, what):
         factory = self._factory
@@ -314,8 +394,10 @@ class RedisConnection:
         if factory.pool:
             d = run(factory.pool[0])
         else:
-            d = factory.getConnection(peek=True).addTimeout(self.timeout, self._reactor)
-            d.addCallback(run)
+            # The whole call within one timeout, the wait for a connection
+            # included (a failover is in progress, or Redis is down).
+            d = factory.getConnection(peek=True).addCallback(run)
+            d.addTimeout(self.timeout, self._reactor)
         return d.addErrback(self._translate, what)
 
     def _translate(self, failure, what):

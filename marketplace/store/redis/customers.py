@@ -60,7 +60,7 @@ class RedisCustomers:
         d = self._redis.script(
             lua("market_user_create"),
             [f"{self._prefix}{role}-names", f"{self._prefix}{role}-next-id"],
-            [self._user_prefix(role), username, password_hash])
+            [self._user_prefix(role), username, password_hash], durable=True)
 
         def parse(user_id):
             if user_id == -1:
@@ -134,7 +134,7 @@ class RedisCustomers:
             f"{self._prefix}purchase:{purchase_id}", self._buyer_key(buyer_id, "history"),
             self._buyer_key(buyer_id, "bought"), self._cart_key(session_id),
             self._user_prefix("buyer") + str(buyer_id), self._saved_cart_key(buyer_id), self._cart_revision],
-            args)
+            args, durable=True)
         return d.addCallback(lambda recorded: recorded == 1)
 
     def purchases(self, buyer_id, limit):
@@ -155,7 +155,7 @@ class RedisCustomers:
 
     def _change(self, session_id, item_id, change, limit, ttl):
         d = self._redis.script(lua("market_cart_change"), [self._cart_key(session_id), self._cart_revision],
-                               [item_id, change, limit, milliseconds(ttl)])
+                               [item_id, change, limit, milliseconds(ttl)], durable=True)
 
         def parse(reply):
             if reply[0] == "low":
@@ -166,5 +166,6 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _copy(self, source, target, ttl_ms):
-        d = self._redis.script(lua("market_cart_copy"), [source, target, self._cart_revision], [ttl_ms])
+        d = self._redis.script(lua("market_cart_copy"), [source, target, self._cart_revision], [ttl_ms],
+                               durable=True)
         return d.addCallback(lambda _: None)

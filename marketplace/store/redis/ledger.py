@@ -77,7 +77,7 @@ class RedisLedger:
         d = self._redis.script(
             lua("ledger_open"),
             [self._totals, self._txn_counter, self._accounts, self._account + account, self._history + account],
-            ["0", "0", account, opening_balance, *self._retention_args])
+            ["0", "0", account, opening_balance, *self._retention_args], durable=True)
         return d.addCallback(lambda created: created == 1)
 
     def balance(self, account):
@@ -136,5 +136,5 @@ class RedisLedger:
         for account in accounts:
             keys += [self._account + account, self._history + account]
         once = ["1" if idempotency_key else "0", ttl]
-        return self._redis.script(lua(script), keys, once + args + self._retention_args).addCallback(
-            _outcome)
+        return self._redis.script(lua(script), keys, once + args + self._retention_args,
+                                  durable=True).addCallback(_outcome)
