@@ -30,7 +30,7 @@ from marketplace.tradechat.tap import Options, makeService
 
 if not os.environ.get("TRADECHAT_STORE"):
     raise RuntimeError("set $TRADECHAT_STORE to the Redis every host shares "
-                       "(redis://HOST:PORT/DB or rediss://...)")
+                       "(redis://HOST:PORT/DB, rediss://... or redis+sentinel://...)")
 options = Options()
 options.parseOptions([
     "--store", os.environ["TRADECHAT_STORE"],
