@@ -110,10 +110,17 @@ def tally(dump: str) -> dict:
         if result.get("test_outcome") == "survived":
             mutation = item["mutations"][0]
             survivors.append(f"line {mutation['start_pos'][0]}: {mutation['operator_name']}"
-                             f" #{mutation['occurrence']}")
+                             f" #{mutation['occurrence']}" + changed_lines(result.get("diff")))
         else:
             killed += 1
     return {"killed": killed, "survivors": survivors, "skipped": skipped}
+
+
+def changed_lines(diff: str | None) -> str:
+    """The mutant's removed and added lines from its diff, indented under its name."""
+    lines = [line for line in (diff or "").splitlines()
+             if line[:1] in "-+" and not line.startswith(("---", "+++"))]
+    return "".join(f"\n      {line.rstrip()}" for line in lines)
 
 
 def mutate_lua(work: str) -> dict:
