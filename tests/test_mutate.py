@@ -25,6 +25,8 @@ class TablesTests(unittest.TestCase):
             with open(os.path.join(scripts, script)) as file:
                 self.assertEqual(file.read().count(text), 1, (script, text))
             self.assertNotEqual(text, mutant)
+            for name in mutate.lua_tests(script):
+                namedAny(name)
 
 
 class TallyTests(unittest.TestCase):
@@ -40,3 +42,13 @@ class TallyTests(unittest.TestCase):
                           line(None, 11)])
         self.assertEqual(mutate.tally(dump), {
             "killed": 2, "survivors": ["line 7: core/NumberReplacer #0"], "skipped": 1})
+
+    def test_a_survivor_shows_the_lines_its_mutant_changed(self):
+        diff = ("--- mutation diff ---\n--- a/m.py\n+++ b/m.py\n@@ -1,3 +1,3 @@\n"
+                " x = 1\n-if a > b:\n+if a >= b:\n")
+        item = {"mutations": [{"start_pos": [2, 0], "operator_name": "core/Gt_GtE",
+                               "occurrence": 0}]}
+        dump = json.dumps([item, {"worker_outcome": "normal", "test_outcome": "survived",
+                                  "diff": diff}])
+        self.assertEqual(mutate.tally(dump)["survivors"],
+                         ["line 2: core/Gt_GtE #0\n      -if a > b:\n      +if a >= b:"])

@@ -34,7 +34,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 #: module -> the unit tests that must catch every change to it
 CORE = {
-    "marketplace/store/ledger_rules.py": ["tests.store.test_audit", "tests.store.test_memory"],
+    "marketplace/store/ledger_rules.py": ["tests.store.test_ledger_rules", "tests.store.test_audit",
+                                          "tests.store.test_memory"],
     "marketplace/store/records.py": ["tests.store.test_audit"],
     "marketplace/store/memory/ledger.py": ["tests.store.test_memory"],
     "marketplace/store/memory/catalog.py": ["tests.market.test_store_contract.MemoryMarketStoreTests"],
@@ -50,10 +51,40 @@ LUA_MUTANTS = [
      "a whole balance can no longer be transferred"),
     ("ledger_transfer.lua", "+ amount > tonumber(ARGV[6])", "+ amount >= tonumber(ARGV[6])",
      "a transfer up to the maximum balance is refused"),
+    ("ledger_transfer.lua", "record(KEYS[6], KEYS[7], 'transfer_in', ARGV[4], ARGV[3])",
+     "local _ = KEYS[6]", "a transfer takes money from the source without paying the target"),
+    ("ledger_withdraw.lua", "if tonumber(ARGV[3]) > balance then",
+     "if tonumber(ARGV[3]) >= balance then", "a whole balance can no longer be withdrawn"),
+    ("ledger_withdraw.lua", "add_total('withdrawal', ARGV[3])", "add_total('deposit', ARGV[3])",
+     "a withdrawal counts in the wrong running total"),
+    ("ledger_deposit.lua", "if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then",
+     "if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) + 1 then",
+     "a deposit may take a balance one above the maximum"),
+    ("ledger_deposit.lua", "if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then",
+     "if balance + tonumber(ARGV[3]) >= tonumber(ARGV[5]) then",
+     "a deposit up to the maximum balance is refused"),
+    ("ledger_prelude.lua", "local seen = redis.call('GET', KEYS[3])", "local seen = false",
+     "a retried operation is applied again instead of replayed"),
+    ("ledger_prelude.lua", "redis.call('SET', KEYS[3], status .. ':' .. value, 'EX', ARGV[2])",
+     "redis.call('SET', KEYS[3], 'ok:' .. value, 'EX', ARGV[2])",
+     "a refusal is replayed as a success"),
+    ("ledger_prelude.lua", "redis.call('HINCRBY', KEYS[1], name .. ':carry', 1)",
+     "redis.call('HINCRBY', KEYS[1], name .. ':carry', 2)",
+     "a running total past 2^53 is counted twice over"),
+    ("ledger_open.lua", "add_total('opening', ARGV[4])", "add_total('opening', '0')",
+     "opening balances are left out of the audit's totals"),
 ]
 
-#: the tests a Lua mutant must fail
-LUA_TESTS = ["tests.store.test_redis.RedisStoreContractTests"]
+#: the tests a Lua mutant must fail, by the family its script's name starts with
+LUA_TESTS = {
+    "ledger": ["tests.store.test_redis.RedisStoreContractTests"],
+    "market": ["tests.market.test_store_contract.RedisMarketStoreTests"],
+}
+
+
+def lua_tests(script: str) -> list[str]:
+    return LUA_TESTS[script.partition("_")[0]]
+
 
 #: seconds one mutant's tests may take before it counts as killed (a hang)
 TIMEOUT = 120.0
@@ -136,7 +167,7 @@ def mutate_lua(work: str) -> dict:
         with open(path, "w") as file:
             file.write(original.replace(text, mutant))
         try:
-            outcome = subprocess.run(trial_command(LUA_TESTS).split(), cwd=work,
+            outcome = subprocess.run(trial_command(lua_tests(script)).split(), cwd=work,
                                      capture_output=True, timeout=TIMEOUT * 3)
             caught = outcome.returncode != 0
         except subprocess.TimeoutExpired:
