@@ -169,6 +169,10 @@ class LedgerContract:
         yield self.assertFailure(store.ledger.transfer("other", "rich", 11), BalanceOverflow)
         self.assertEqual((yield store.ledger.deposit("rich", 10)), MAX_BALANCE)
         self.assertEqual((yield store.ledger.balance("other")), 20)
+        # A transfer may fill the target up to the maximum, too.
+        yield store.ledger.withdraw("rich", 5)
+        self.assertEqual((yield store.ledger.transfer("other", "rich", 5)), 15)
+        self.assertEqual((yield store.ledger.balance("rich")), MAX_BALANCE)
 
     @defer.inlineCallbacks
     def test_large_balances_are_exact(self):
