@@ -88,6 +88,30 @@ class SpecVectorTests(unittest.TestCase):
         self.assertEqual(decoder.buffered, 0)
 
 
+class WireValueTests(unittest.TestCase):
+    """The numbers the existing server and clients use, each by its name."""
+
+    def test_opcodes(self):
+        self.assertEqual({op.name: op.value for op in nsframe.Opcode}, {
+            "HELLO": 0x0001, "LOGIN": 0x0002, "LOGOUT": 0x0003, "HEARTBEAT": 0x0004,
+            "JOIN_ROOM": 0x0101, "LEAVE_ROOM": 0x0102, "CHAT_SEND": 0x0103,
+            "CHAT_BROADCAST": 0x0104, "DEPOSIT": 0x0201, "WITHDRAW": 0x0202,
+            "TRANSFER": 0x0203, "BALANCE": 0x0204, "TXN_HISTORY": 0x0205})
+
+    def test_statuses(self):
+        self.assertEqual({status.name: status.value for status in nsframe.Status}, {
+            "OK": 0x0000, "BAD_PACKET": 0x0001, "CHECKSUM_FAIL": 0x0002, "UNAUTHORIZED": 0x0003,
+            "NOT_FOUND": 0x0004, "INSUFFICIENT_FUNDS": 0x0005, "SERVER_BUSY": 0x0006,
+            "TIMEOUT": 0x0007, "SELF_TRANSFER": 0x0008, "LIMIT_EXCEEDED": 0x0009,
+            "INTERNAL": 0x00FF})
+
+    def test_flags_and_bounds(self):
+        self.assertEqual((nsframe.FLAG_OBFUSCATED, nsframe.FLAG_COMPRESSED, FLAG_RESPONSE),
+                         (0x01, 0x02, 0x04))
+        self.assertEqual((nsframe.MAGIC, nsframe.VERSION, nsframe.HEADER_LEN), (0x4E53, 1, 32))
+        self.assertEqual(nsframe.DEFAULT_MAX_FRAME_SIZE, 65536)
+
+
 HELLO = encode_frame(0x0001, 1)
 
 
