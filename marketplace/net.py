@@ -14,6 +14,8 @@ from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from marketplace.tls import forward_secret_only
+
 
 def _reactor_or_global(reactor):
     if reactor is None:
@@ -49,7 +51,7 @@ class Listener(Service):
 
     def startService(self):
         super().startService()
-        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        endpoint = forward_secret_only(endpoints.serverFromString(self._reactor, self.description))
         self._failure = None
         self._starting = True
         try:

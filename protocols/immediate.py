@@ -98,6 +98,19 @@ class ImmediateWriter:
                 self.paused = True
         self.transport.write(data)
 
+    @property
+    def queued(self) -> int:
+        """
+        Bytes written that may still wait in the transport.  When writing at
+        once: what the transport was handed since it last drained.  In the
+        streaming case the transport does not say what it holds: while paused,
+        its limit plus the backlog; else nothing (it holds under its limit and
+        is sending it).
+        """
+        if self.immediate:
+            return self._held + self.backlog
+        return HIGH_WATER + self.backlog if self.paused else 0
+
     def pause(self) -> None:
         """The transport's buffer passed its limit (streaming producer only)."""
         self.paused = True

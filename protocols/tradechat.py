@@ -12,7 +12,10 @@ the transport's producer so that the writer learns when output backs up
 and when it has drained.  While output is backed up the connection stops
 reading requests, and if pushes from other users keep arriving past
 C{max_output_buffer} bytes the peer is not reading: it is disconnected
-rather than allowed to grow server memory without limit.
+rather than allowed to grow server memory without limit.  The sum over all
+connections is bounded too: every connection reports what it has queued to
+the factory's L{OutputBudget}, which drops the readers with the most queued
+once the sum passes C{max_total_output}.
 
 Replies and chat pushes are queued in the connection's C{outbox} (pushes by
 the room hub) and the outbox is flushed once per reactor turn by the
@@ -43,18 +46,23 @@ from marketplace.store import (
     BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
     SessionNotFound, StoreUnavailable, UnknownAccount,
 )
-from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
+from marketplace.tradechat.errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
+)
 from protocols import tradechat_bodies as bodies
 from protocols.immediate import ImmediateWriter
 from protocols.nsframe import (
     DEFAULT_MAX_FRAME_SIZE, FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, ChecksumMismatch, Frame,
     FrameDecoder, FrameError, Opcode, Status, encode_frame, encode_response,
 )
+from protocols.outputbudget import OutputBudget
 from protocols.turns import TurnFlusher
 
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_LOGIN_TIMEOUT = 30.0
 DEFAULT_MAX_OUTPUT_BUFFER = 4 * 1024 * 1024
+DEFAULT_MAX_TOTAL_OUTPUT = 64 * 1024 * 1024
+"""Output queued to all connections together before the slowest readers are dropped."""
 CLOSE_TIMEOUT = 5.0
 CLOSE_GRACE = 10.0
 """Seconds a closing connection may take to flush before it is aborted."""
@@ -86,6 +94,7 @@ ERROR_STATUSES: tuple[tuple[type, Status, str], ...] = (
     (NotLoggedIn, Status.UNAUTHORIZED, "unauthorized"),
     (LoginRefused, Status.UNAUTHORIZED, "login_refused"),
     (SessionNotFound, Status.UNAUTHORIZED, "session_expired"),
+    (NotInRoom, Status.UNAUTHORIZED, "chat_not_member"),
     (AlreadyLoggedIn, Status.BAD_PACKET, "already_logged_in"),
     (UnknownAccount, Status.NOT_FOUND, "unknown_account"),
     (NotAMember, Status.NOT_FOUND, "not_a_member"),
@@ -169,9 +178,16 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
                 timer.cancel()
         self._queue.clear()
         self.outbox.clear()
+        self.factory.output_budget.forget(self)
         ended = self.factory.service.disconnect(self.state)
         ended.addErrback(self._session_not_ended)
         self.factory.connection_ended(self, ended)
+        # What the peer never read is still in the transport, up to the
+        # output caps.  This protocol sits in reference cycles (its state,
+        # its timers) that only the cyclic collector frees, and until then
+        # it would keep the transport and those buffers alive: let go of
+        # them now, so that dropping a reader frees its output at once.
+        self.transport = self._writer = None
 
     def _session_not_ended(self, failure) -> None:
         """The store could not delete the session: it expires by its TTL instead."""
@@ -361,29 +377,45 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         if writer.paused:
             if writer.backlog > self.factory.max_output_buffer:
                 self.counters.increment("slow_reader_disconnect")
-                self._closing = True
-                self.transport.abortConnection()
+                self._drop()
                 return
             self._update_reading()
+        self.factory.output_budget.update(self, writer.queued)
+
+    def shed_output(self) -> None:
+        """The process holds too much output and this reader the most of it: drop it."""
+        self.counters.increment("output_budget_disconnect")
+        self._drop()
+
+    def _drop(self) -> None:
+        """Abort at once: what the transport holds for this peer is freed now."""
+        self._closing = True
+        self.outbox.clear()
+        self.factory.output_budget.forget(self)
+        self.transport.abortConnection()
 
     def pauseProducing(self) -> None:
         """Streaming producer: the transport's buffer is full."""
         self._writer.pause()
         self._update_reading()
+        self.factory.output_budget.update(self, self._writer.queued)
 
     def resumeProducing(self) -> None:
         """The transport's buffer drained (pull or streaming producer alike)."""
         self._writer.drained()
         self._update_reading()
+        self.factory.output_budget.update(self, 0)
 
     def stopProducing(self) -> None:
         self._closing = True
 
     def _update_reading(self) -> None:
         """Stop reading requests while output is stuck or too many are queued."""
+        if self._closing:
+            return
         should_pause = (self._writer.paused or len(self._queue) >= MAX_QUEUED_REQUESTS
                         or self._finishing)
-        if should_pause == self._reading_paused or self._closing:
+        if should_pause == self._reading_paused:
             return
         self._reading_paused = should_pause
         if should_pause:
@@ -404,6 +436,7 @@ class TradeChatServerFactory(Factory):
         max_output_buffer: int = DEFAULT_MAX_OUTPUT_BUFFER,
         flusher: Optional[TurnFlusher] = None,
         max_connections: Optional[int] = None,
+        max_total_output: int = DEFAULT_MAX_TOTAL_OUTPUT,
     ) -> None:
         self.service = service
         self.clock = clock
@@ -414,6 +447,7 @@ class TradeChatServerFactory(Factory):
         self.max_frame_size = max_frame_size
         self.max_output_buffer = max_output_buffer
         self.max_connections = max_connections
+        self.output_budget = OutputBudget(max_total_output)
         self.connections: set[TradeChatServerProtocol] = set()
         self._cleanups: set[defer.Deferred] = set()
         self._idle_waiters: list[defer.Deferred] = []

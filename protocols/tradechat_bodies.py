@@ -3,7 +3,15 @@ Body codecs for the trading-chat protocol: one request value type per
 opcode, and the encoders/decoders for request and response bodies.
 
 Integers are big-endian; strings are a u16 length then UTF-8 bytes.  Bodies
-the existing server defines are byte-exact with it.  This server's
+the existing server defines are byte-exact with it.
+
+A request body is read from its start, and bytes after the fields its
+opcode defines are ignored, as the existing server ignores them: an
+existing client must never be refused for what that server accepts.  For
+the same reason an extension that does not parse counts as absent (a HELLO
+body that is no valid name, a LOGIN tail that is no proof) rather than
+making the request a BAD_PACKET; extensions can only ever add checks, so
+reading garbage as "absent" lets nobody in.  This server's
 extensions are chosen so that existing clients, which never send them, see
 exactly the bytes they expect:
 
@@ -219,8 +227,15 @@ def _encode_string(text: str) -> bytes:
 
 
 def _exact(body: bytes, size: int, what: str) -> None:
+    """A reply body (ours to check strictly: it came from a server we expect to be exact)."""
     if len(body) != size:
         raise BadBody(f"{what} body must be {size} bytes, got {len(body)}")
+
+
+def _at_least(body: bytes, size: int, what: str) -> None:
+    """A request body: its fields must be there; what follows them is ignored."""
+    if len(body) < size:
+        raise BadBody(f"{what} body must have {size} bytes, got {len(body)}")
 
 
 def _check_name(name: str) -> str:
@@ -239,74 +254,69 @@ def _positive_amount(amount: int) -> int:
 # Request decoders ---------------------------------------------------------
 
 def _decode_hello(body: bytes) -> Hello:
-    if not body:
+    """The spec's HELLO is empty; a body that is a valid name asks for its KDF parameters."""
+    try:
+        name, _ = _read_string(body, 0)
+        return Hello(_check_name(name))
+    except BadBody:
         return Hello()
-    name, end = _read_string(body, 0)
-    if end != len(body):
-        raise BadBody("trailing bytes after HELLO name")
-    return Hello(_check_name(name))
 
 
 def _decode_login(body: bytes) -> Login:
     name, offset = _read_string(body, 0)
     _check_name(name)
-    if len(body) < offset + 4:
-        raise BadBody("truncated LOGIN token")
+    _at_least(body, offset + 4, "LOGIN")
     (token,) = _U32.unpack_from(body, offset)
     offset += 4
-    if offset == len(body):
-        return Login(name, token)
     if len(body) < offset + 2:
-        raise BadBody("truncated LOGIN proof length")
+        return Login(name, token)
     (proof_len,) = _U16.unpack_from(body, offset)
-    if len(body) != offset + 2 + proof_len:
-        raise BadBody("LOGIN proof length does not match body")
-    return Login(name, token, body[offset + 2:])
+    proof = body[offset + 2:offset + 2 + proof_len]
+    if len(proof) != proof_len:
+        return Login(name, token)
+    return Login(name, token, proof)
 
 
 def _decode_empty(value):
     def decode(body: bytes):
-        _exact(body, 0, type(value).__name__)
         return value
     return decode
 
 
 def _decode_room(kind):
     def decode(body: bytes):
-        _exact(body, 2, kind.__name__)
-        return kind(_U16.unpack(body)[0])
+        _at_least(body, 2, kind.__name__)
+        return kind(_U16.unpack_from(body)[0])
     return decode
 
 
 def _decode_chat_send(body: bytes) -> ChatSend:
-    if len(body) < 4:
-        raise BadBody("truncated CHAT_SEND")
+    _at_least(body, 4, "CHAT_SEND")
     room, length = _ROOM_AND_LENGTH.unpack_from(body)
-    if len(body) != 4 + length:
-        raise BadBody("CHAT_SEND length does not match body")
     if length > MAX_CHAT_MESSAGE:
         raise BadBody(f"chat message over {MAX_CHAT_MESSAGE} bytes")
-    return ChatSend(room, body[4:])
+    _at_least(body, 4 + length, "CHAT_SEND")
+    return ChatSend(room, body[4:4 + length])
 
 
 def _decode_amount(kind):
     def decode(body: bytes):
-        _exact(body, 8, kind.__name__)
-        return kind(_positive_amount(_I64.unpack(body)[0]))
+        _at_least(body, 8, kind.__name__)
+        return kind(_positive_amount(_I64.unpack_from(body)[0]))
     return decode
 
 
 def _decode_transfer(body: bytes) -> Transfer:
-    _exact(body, 12, "Transfer")
-    to_user_id, amount = _TRANSFER.unpack(body)
+    _at_least(body, 12, "Transfer")
+    to_user_id, amount = _TRANSFER.unpack_from(body)
     return Transfer(to_user_id, _positive_amount(amount))
 
 
 def _decode_txn_history(body: bytes) -> TxnHistory:
     if not body:
         return TxnHistory()
-    _exact(body, _HISTORY_REQUEST.size, "TxnHistory")
-    limit, before = _HISTORY_REQUEST.unpack(body)
+    _at_least(body, _HISTORY_REQUEST.size, "TxnHistory")
+    limit, before = _HISTORY_REQUEST.unpack_from(body)
     if not 1 <= limit <= MAX_HISTORY_LIMIT:
         raise BadBody(f"history limit must be 1..{MAX_HISTORY_LIMIT}")
     return TxnHistory(limit, before)

@@ -105,6 +105,17 @@ class ImmediateWriterTests(unittest.TestCase):
         self.writer.drained()
         self.assertEqual((self.writer.paused, self.writer.backlog), (False, 0))
 
+    def test_queued_is_what_the_transport_holds_until_it_drains(self):
+        self.writer.write(b"sent at once")
+        self.assertEqual(self.writer.queued, 0)
+        self.writer.write(b"x" * BIG)
+        held = len(self.transport.value())
+        self.assertEqual(self.writer.queued, held)
+        self.writer.write(b"y" * 10)
+        self.assertEqual(self.writer.queued, held + 10)
+        self.writer.drained()
+        self.assertEqual(self.writer.queued, 0)
+
     def test_little_held_output_does_not_pause(self):
         self.writer.write(b"x" * BIG)
         receive_all(self.peer)
@@ -162,6 +173,7 @@ class BufferedWriterTests(unittest.TestCase):
         writer.pause()
         writer.write(b"12345")
         self.assertEqual((writer.paused, writer.backlog), (True, 5))
+        self.assertEqual(writer.queued, HIGH_WATER + 5)
         writer.drained()
-        self.assertEqual((writer.paused, writer.backlog), (False, 0))
+        self.assertEqual((writer.paused, writer.backlog, writer.queued), (False, 0, 0))
         self.assertEqual(transport.value(), b"before12345")

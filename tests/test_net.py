@@ -5,8 +5,10 @@ Listening and connecting through endpoint strings, TLS included.
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -140,6 +142,56 @@ class TLSTests(unittest.TestCase):
         yield connect(f"tls:localhost:{self.port}:trustRoots={other.ca_dir}", client, timeout=5)
         yield self.assertFailure(client.echoed, SSL.Error)
         self.assertEqual(client.received, b"")
+
+
+def _handshake(port: int, ca: str, ciphers: str | None = None) -> str:
+    """
+    A blocking TLS 1.2 handshake with 127.0.0.1:port offering only
+    ``ciphers`` (OpenSSL names); the cipher agreed, or the handshake's error.
+    """
+    context = ssl.create_default_context(cafile=ca)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    if ciphers is not None:
+        context.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                return tls.cipher()[0]
+        except ssl.SSLError as error:
+            return f"refused: {error.reason}"
+
+
+class ForwardSecrecyTests(unittest.TestCase):
+    """
+    Every ``ssl:`` listener offers forward-secret suites only, whatever
+    Twisted's default list: a static-RSA key exchange lets whoever later gets
+    the server's key decrypt every recorded session.
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.tls = make_tls_files(self.mktemp(), rsa_key=True)
+        server = f"ssl:0:interface=127.0.0.1:privateKey={self.tls.key}:certKey={self.tls.cert}"
+        listener = start_service(self, Listener(server, protocol.Factory.forProtocol(Echo)))
+        self.port = yield listening_port(listener)
+
+    def handshake(self, ciphers=None) -> defer.Deferred:
+        return threads.deferToThread(_handshake, self.port, self.tls.ca, ciphers)
+
+    @defer.inlineCallbacks
+    def test_a_client_offering_only_static_rsa_suites_is_refused(self):
+        for ciphers in ("AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "AES256-SHA256"):
+            with self.subTest(ciphers=ciphers):
+                outcome = yield self.handshake(ciphers)
+                self.assertTrue(outcome.startswith("refused"), f"{ciphers}: {outcome}")
+
+    @defer.inlineCallbacks
+    def test_a_client_offering_ecdhe_gets_it(self):
+        agreed = yield self.handshake()
+        self.assertTrue(agreed.startswith("ECDHE-"), agreed)
+        agreed = yield self.handshake("AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256")
+        self.assertEqual(agreed, "ECDHE-RSA-AES128-GCM-SHA256")
 
 
 class ExampleOptions(ServiceOptions):

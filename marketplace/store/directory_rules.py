@@ -8,6 +8,16 @@ claimed stays its name's for good, so the same claims in the same order give
 the same ids on every backend.  The backends differ only in where the table
 lives and how a claim is made atomic.
 
+A claim is permanent, or leased for a number of seconds (renewed by each
+later claim of the same name with a lease).  A leased claim that has expired
+is no claim at all: its name holds nothing and its id is free for any name,
+exactly as if it had never been claimed, whether or not the backend has
+cleaned it up yet.  A permanent claim of a leased name keeps its id and makes
+it permanent; a leased claim of a permanently claimed name changes nothing.
+With a lease limit, a new leased claim is refused once that many leased
+claims are live in the id space, so that leased (anonymous) names can never
+take the ids kept for permanent ones.
+
 ``RESERVED_ID`` (0xFFFFFFFF) is never given out: the u32 wire formats use
 it for "nobody" (TXN_HISTORY's no-counterparty id), so a user holding it
 would read as none.  It is in range only for the full 2**32 id space.
@@ -45,6 +55,15 @@ def check_name(name) -> str:
     return name
 
 
+def check_lease(lease, lease_limit) -> None:
+    """A lease is None (permanent) or positive seconds; a limit None or an int >= 0."""
+    if lease is not None and (isinstance(lease, bool) or not isinstance(lease, (int, float))
+                              or not lease > 0):
+        raise ValueError(f"a lease is a positive number of seconds: {lease!r}")
+    if lease_limit is not None and (type(lease_limit) is not int or lease_limit < 0):
+        raise ValueError(f"a lease limit is an integer >= 0: {lease_limit!r}")
+
+
 def home_slot(name: str, id_space: int) -> int:
     """Where probing for ``name`` starts."""
     return fnv1a_32(name.encode("utf-8")) % id_space
@@ -62,3 +81,7 @@ def capacity(id_space: int) -> int:
 
 def full_message(id_space: int) -> str:
     return f"all {capacity(id_space)} user ids of the id space {id_space} are taken"
+
+
+def leases_full_message(lease_limit: int) -> str:
+    return f"all {lease_limit} user ids open to leased names are taken"

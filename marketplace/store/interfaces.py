@@ -80,14 +80,22 @@ class IDirectory(Interface):
     one has no bearing on another.
     """
 
-    def user_id_for(name, id_space):
+    def user_id_for(name, id_space, lease=None, lease_limit=None):
         """
         The id of ``name`` in ``id_space``, claiming the first free id from
         the name's home slot on first use (atomically: concurrent claims of
         different names never get one id).
 
+        Without ``lease`` the claim is permanent.  With ``lease`` (seconds)
+        it is leased: it ends ``lease`` seconds after this call unless a
+        later leased call renews it, and once ended the id is free for any
+        name.  With ``lease_limit``, a new leased claim is refused when that
+        many leased claims are live in the id space.  The rules are in
+        L{marketplace.store.directory_rules}.
+
         @return: a Deferred firing with the id, or failing with
-            L{DirectoryFull} when a new name finds every id taken.
+            L{DirectoryFull} when a new name finds every id taken (or every
+            id leased names may have).
         """
 
 

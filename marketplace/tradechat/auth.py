@@ -38,6 +38,8 @@ DEFAULT_TIME_COST = 3
 DEFAULT_MEMORY_COST_KIB = 64 * 1024
 DEFAULT_PARALLELISM = 1
 _CLIENT_KEY_LABEL = b"Client Key"
+_DECOY_LABEL = b"tradechat-decoy-salt\x00"
+"""Separates decoy salts from any other use of the same secret file."""
 
 
 @attrs.frozen
@@ -156,22 +158,39 @@ class Authenticator:
 
     credentials: Mapping[str, Credential] = attrs.field(factory=dict)
     require_password: bool = False
+    #: Keys the decoy salts.  Every process of a deployment, and every
+    #: restart, must be given the same one (the plugin's C{--decoy-secret}):
+    #: with a salt that changed between two HELLOs for the same name, the
+    #: name plainly has no password, since a real salt never changes.  The
+    #: random default is only for an authenticator without credentials,
+    #: where there is nothing to hide.
     decoy_secret: bytes = attrs.field(factory=lambda: os.urandom(32))
 
     def params_for(self, name: str) -> AuthParams:
         """
         The KDF parameters the client needs for C{name}.  Unknown names get
-        stable decoy parameters so that the reply does not reveal which
-        accounts have passwords.
+        decoy parameters, stable for as long as the decoy secret is, so that
+        the reply does not reveal which accounts have passwords.
         """
         credential = self.credentials.get(name)
         if credential is not None:
             return credential.params
-        salt = hmac.digest(self.decoy_secret, name.encode("utf-8"), "sha256")[:SALT_BYTES]
+        salt = hmac.digest(self.decoy_secret, _DECOY_LABEL + name.encode("utf-8"),
+                           "sha256")[:SALT_BYTES]
         return AuthParams(salt, DEFAULT_TIME_COST, DEFAULT_MEMORY_COST_KIB, DEFAULT_PARALLELISM)
 
+    def has_password(self, name: str) -> bool:
+        """Whether C{name} is an account with a password (and so keeps its user id for good)."""
+        return name in self.credentials
+
     def allows(self, name: str, nonce: int, proof: Optional[bytes]) -> bool:
+        """
+        Whether this LOGIN may proceed.  A name without a password is let in
+        (unless passwords are required) whatever follows its CRC token: the
+        existing server ignores those bytes, so refusing them could refuse an
+        existing client, and the CRC token alone already lets anyone in there.
+        """
         credential = self.credentials.get(name)
         if credential is None:
-            return proof is None and not self.require_password
+            return not self.require_password
         return proof is not None and verify_proof(credential, nonce, proof)

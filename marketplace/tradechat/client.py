@@ -21,6 +21,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 
 from marketplace.options import check_client_endpoint, parse_command_line, positive_float
+from marketplace.terminal import printable
 from marketplace.tradechat.remote import DEFAULT_REQUEST_TIMEOUT, TradeChatClient, refused_balance
 from protocols.nsframe import Status
 from protocols.tradechat import ResponseError, code_name
@@ -47,7 +48,13 @@ def _integer(text: str, low: int, high: int, what: str) -> int:
 
 
 def format_push(push) -> str:
-    return f"[room {push.room}] <user {push.from_user_id}> {push.message.decode('utf-8', 'replace')}"
+    """
+    One line for a chat push.  The message is the sender's, shown through
+    L{printable}: a carriage return or escape sequence in it must not
+    rewrite the C{<user N>} prefix or start a line of its own.
+    """
+    message = printable(push.message.decode("utf-8", "replace"))
+    return f"[room {push.room}] <user {push.from_user_id}> {message}"
 
 
 def format_history(entries) -> list[str]:
@@ -55,7 +62,7 @@ def format_history(entries) -> list[str]:
     for entry in entries:
         counterparty = "-" if entry.counterparty is None else str(entry.counterparty)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.timestamp_ms / 1000))
-        lines.append(f"{entry.txn_id:<7} {entry.kind:<13} {counterparty:<13} "
+        lines.append(f"{entry.txn_id:<7} {printable(entry.kind):<13} {counterparty:<13} "
                      f"{entry.amount:<13} {entry.balance_after:<13} {stamp}")
     if not entries:
         lines.append("(no transactions)")
@@ -132,7 +139,7 @@ class Shell(LineReceiver):
                 message += f" (balance {balance})"
             self.say_line(message)
         else:
-            self.say_line(f"error: {failure.getErrorMessage() or failure.type.__name__}")
+            self.say_line(f"error: {printable(failure.getErrorMessage() or failure.type.__name__)}")
 
     def _login(self, name, password=None):
         d = self.client.login(name, password)

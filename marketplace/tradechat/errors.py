@@ -22,3 +22,7 @@ class AlreadyLoggedIn(TradeChatError):
 
 class NotAMember(TradeChatError):
     """LEAVE_ROOM for a room the user is not in."""
+
+
+class NotInRoom(TradeChatError):
+    """CHAT_SEND to a room the sender has not joined (the existing server: UNAUTHORIZED)."""

@@ -7,13 +7,16 @@ C{tradechat-passwd}: set an account's password in a credentials file.
 The file holds one line per account (name, Argon2id parameters, salt and
 the stored key; never the password) and is read by the server's
 C{--credentials}.  The line for NAME is replaced if present; the file is
-rewritten atomically.
+rewritten atomically and is readable by its owner only (mode 0600): the
+stored keys are what an offline Argon2id guess is checked against.
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+import tempfile
 
 from twisted.python import usage
 from twisted.python.filepath import FilePath
@@ -53,15 +56,45 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
+CREDENTIALS_MODE = 0o600
+
+
+def write_private(path: FilePath, content: bytes) -> None:
+    """
+    Replace C{path}'s content atomically with a file of mode 0600: a
+    temporary file in the same directory is created 0600 (never wider, whatever
+    the umask or the old file's mode), written, synced, then renamed over
+    C{path}, and the rename is synced.  A reader sees the old file or the new
+    one, never a part, and nobody but the owner can ever read either.
+    """
+    directory = path.parent().path
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.basename()}.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), CREDENTIALS_MODE)
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path.path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    directory_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+
+
 def set_password(path: FilePath, credential: auth.Credential) -> None:
-    """Replace or add C{credential}'s line (setContent writes a temp file, then renames)."""
+    """Replace or add C{credential}'s line, rewriting the file with L{write_private}."""
     lines = path.getContent().decode("utf-8").splitlines() if path.exists() else []
     auth.parse_credentials("\n".join(lines))  # refuse to rewrite a file we cannot read
     kept = [line for line in lines
             if not line.strip() or line.lstrip().startswith("#")
             or line.strip().rsplit(":", 6)[0] != credential.name]
     kept.append(auth.format_credential(credential))
-    path.setContent(("\n".join(kept) + "\n").encode("utf-8"))
+    write_private(path, ("\n".join(kept) + "\n").encode("utf-8"))
 
 
 def main(argv=None) -> None:

@@ -61,6 +61,9 @@ class IRoomHub(Interface):
     def leave(user_id, room):
         """@return: whether C{user_id} was a member of C{room}."""
 
+    def is_member(user_id, room):
+        """@return: whether C{user_id} is a member of C{room} (may it chat there)."""
+
     def publish(room, from_user_id, message):
         """
         Push C{message} to every connection of every member of C{room}, in
@@ -122,6 +125,9 @@ class LocalRoomHub:
             del self._rooms_of[user_id]
         self._fanout.pop(room, None)
         return True
+
+    def is_member(self, user_id: int, room: int) -> bool:
+        return user_id in self._members.get(room, ())
 
     def members(self, room: int) -> frozenset:
         return frozenset(self._members.get(room, ()))

@@ -21,16 +21,20 @@ from typing import Optional
 import attrs
 from twisted.internet import defer
 
-from marketplace.store import SessionNotFound
-from marketplace.store.directory_rules import FULL_ID_SPACE
+from marketplace.store import DirectoryFull, SessionNotFound
+from marketplace.store.directory_rules import FULL_ID_SPACE, capacity
 from marketplace.tradechat.compat import COMPAT_ACCOUNTS, account_of, provision_accounts
-from marketplace.tradechat.errors import AlreadyLoggedIn, LoginRefused, NotAMember, NotLoggedIn
+from marketplace.tradechat.errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
+)
 from protocols.tradechat_bodies import (
     Balance, ChatSend, Deposit, Heartbeat, Hello, HelloReply, HistoryEntry, JoinRoom,
     LeaveRoom, Login, LoginReply, Logout, Transfer, TxnHistory, Withdraw, login_token,
 )
 
 DEFAULT_SESSION_TTL = 300.0
+DEFAULT_ANONYMOUS_LEASE = 3600.0
+"""Seconds a name without a password keeps its user id after its last use."""
 _TOUCH_FRACTION = 0.25
 """A session is refreshed in the store when a quarter of its TTL has passed
 since the last refresh, not on every request: enough to keep it alive, cheap
@@ -47,6 +51,8 @@ class ConnectionState:
     name: Optional[str] = None
     session_id: Optional[str] = None
     touched_at: float = 0.0
+    #: When the user id's lease was last renewed; None for a permanent id.
+    lease_renewed_at: Optional[float] = None
     closed: bool = False
 
     @property
@@ -59,6 +65,9 @@ class TradeChatConfig:
     compat: bool = False
     opening_balance: int = 0
     session_ttl: float = DEFAULT_SESSION_TTL
+    #: How long a name without a password keeps its user id unused (a
+    #: lease the directory ends unless renewed); names with one keep it for good.
+    anonymous_lease: float = DEFAULT_ANONYMOUS_LEASE
     #: The user ids names map into: the profile's accounts with C{compat},
     #: else every u32.
     id_space: int = attrs.field()
@@ -77,6 +86,9 @@ class TradeChatService:
         self._ledger = store.ledger
         self._directory = store.directory
         self._id_space = config.id_space
+        # Names without a password may hold every id but those the password
+        # accounts need, so that no flood of anonymous logins locks one out.
+        self._lease_limit = max(0, capacity(config.id_space) - len(authenticator.credentials))
         self._rooms = rooms
         self._authenticator = authenticator
         self._clock = clock
@@ -157,7 +169,8 @@ class TradeChatService:
         if not self._authenticator.allows(request.name, nonce, request.proof):
             raise LoginRefused("password proof missing or wrong")
         yield self.prepare()
-        user_id = yield self._directory.user_id_for(request.name, self._id_space)
+        leased = not self._authenticator.has_password(request.name)
+        user_id = yield self._user_id_for(request.name, leased)
         account = account_of(user_id)
         if not self._config.compat:
             yield self._ledger.open_account(account, self._config.opening_balance)
@@ -174,16 +187,22 @@ class TradeChatService:
         state.name = request.name
         state.session_id = session.session_id
         state.touched_at = self._clock.seconds()
+        state.lease_renewed_at = state.touched_at if leased else None
         self._rooms.attach(user_id, state.target)
         return LoginReply(user_id, balance)
+
+    def _user_id_for(self, name: str, leased: bool) -> defer.Deferred:
+        if not leased:
+            return self._directory.user_id_for(name, self._id_space)
+        return self._directory.user_id_for(name, self._id_space, self._config.anonymous_lease,
+                                           self._lease_limit)
 
     def _logout(self, state, request: Logout, req_id: int):
         return self._end_login(state).addCallback(lambda _: None)
 
     def _end_login(self, state) -> defer.Deferred:
-        self._rooms.detach(state.user_id, state.target)
         session_id = state.session_id
-        state.user_id = state.name = state.session_id = None
+        self._forget_login(state)
         return self._sessions.delete(session_id)
 
     def _heartbeat(self, state, request: Heartbeat, req_id: int):
@@ -202,15 +221,49 @@ class TradeChatService:
 
     def _touch(self, state) -> defer.Deferred:
         def touched(_):
-            state.touched_at = self._clock.seconds()
+            state.touched_at = now = self._clock.seconds()
+            renewed_at = state.lease_renewed_at
+            if (renewed_at is not None
+                    and now - renewed_at >= self._config.anonymous_lease * _TOUCH_FRACTION):
+                return self._renew_lease(state, now)
 
         def expired(failure):
             failure.trap(SessionNotFound)
-            self._rooms.detach(state.user_id, state.target)
-            state.user_id = state.name = state.session_id = None
+            self._forget_login(state)
             raise NotLoggedIn("login session expired")
 
         return self._sessions.touch(state.session_id).addCallbacks(touched, expired)
+
+    def _renew_lease(self, state, now: float) -> defer.Deferred:
+        """
+        Keep a logged-in anonymous name's user id: the lease is renewed a
+        quarter of it after the last renewal, at the first session touch
+        then, long before it can end (the plugin requires the lease to be at
+        least twice the session TTL).  Should the id be lost all the same,
+        the login ends rather than act on another name's account.
+        """
+        def renewed(user_id):
+            if state.user_id is None:
+                return None  # logged out or closed meanwhile
+            if user_id != state.user_id:
+                return self._lease_lost(state)
+            state.lease_renewed_at = now
+
+        def full(failure):
+            failure.trap(DirectoryFull)
+            return self._lease_lost(state)
+
+        return self._user_id_for(state.name, True).addCallbacks(renewed, full)
+
+    def _lease_lost(self, state) -> defer.Deferred:
+        def refused(_):
+            raise NotLoggedIn("this name's user id lease ended; log in again")
+
+        return self._end_login(state).addBoth(refused)
+
+    def _forget_login(self, state) -> None:
+        self._rooms.detach(state.user_id, state.target)
+        state.user_id = state.name = state.session_id = state.lease_renewed_at = None
 
     # Rooms ---------------------------------------------------------------
 
@@ -237,6 +290,8 @@ class TradeChatService:
                                 request.message)
 
     def _chat_now(self, room, user_id, message):
+        if not self._rooms.is_member(user_id, room):
+            return defer.fail(NotInRoom(f"not in room {room}"))
         return defer.maybeDeferred(self._rooms.publish, room, user_id, message).addCallback(_nothing)
 
     # Money ---------------------------------------------------------------

@@ -16,16 +16,20 @@ from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters
 from marketplace.net import Listener
 from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.peersecret import MAKE_ONE, load_secret
 from marketplace.sharedsocket import AdoptedListener, SharedSocket
 from marketplace.store import MAX_BALANCE, make_store
+from marketplace.supervisor import WorkerSupervisor, worker_environment
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
 from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
-from marketplace.supervisor import WorkerSupervisor, worker_environment
 from marketplace.tradechat.pubsub import room_hub
-from marketplace.tradechat.service import DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService
+from marketplace.tradechat.service import (
+    DEFAULT_ANONYMOUS_LEASE, DEFAULT_SESSION_TTL, TradeChatConfig, TradeChatService,
+)
 from protocols.nsframe import DEFAULT_MAX_FRAME_SIZE, HEADER_LEN
 from protocols.tradechat import (
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, TradeChatServerFactory,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_OUTPUT_BUFFER, DEFAULT_MAX_TOTAL_OUTPUT,
+    TradeChatServerFactory,
 )
 from protocols.turns import TurnFlusher
 
@@ -78,13 +82,19 @@ class Options(ServiceOptions):
          f"Opening balance of new accounts (default {COMPAT_OPENING_BALANCE} with --compat, "
          "else 0).", _balance],
         ["credentials", None, None,
-         "File of password credentials (lines made by tradechat-passwd)."],
+         "File of password credentials (lines made by tradechat-passwd); needs --decoy-secret."],
+        ["decoy-secret", None, None,
+         "Secret file (mode 0600, at least 16 bytes) keying the KDF parameters HELLO gives "
+         "names without a password; the same file for every process and restart."],
         ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
          "Close a connection that sends nothing for this many seconds.", positive_float],
         ["login-timeout", None, DEFAULT_LOGIN_TIMEOUT,
          "Close a connection that has not logged in after this many seconds.", positive_float],
         ["session-ttl", None, DEFAULT_SESSION_TTL,
          "Seconds a login session stays alive without activity.", positive_float],
+        ["anonymous-lease", None, DEFAULT_ANONYMOUS_LEASE,
+         "Seconds a name without a password keeps its user id after its last use "
+         "(at least twice --session-ttl).", positive_float],
         ["max-frame-size", None, DEFAULT_MAX_FRAME_SIZE,
          "Largest request frame accepted, header included, in bytes.", _frame_size],
         ["max-output-buffer", None, DEFAULT_MAX_OUTPUT_BUFFER,
@@ -95,6 +105,9 @@ class Options(ServiceOptions):
         ["max-connections", None, DEFAULT_MAX_CONNECTIONS,
          "Connections per process (per worker with --workers); one more is answered "
          "SERVER_BUSY and closed.", _byte_count],
+        ["max-total-output", None, DEFAULT_MAX_TOTAL_OUTPUT,
+         "Bytes queued to all connections together before the readers with the most "
+         "queued are dropped.", _byte_count],
     ]
 
     def parseOptions(self, options=None):
@@ -109,6 +122,10 @@ class Options(ServiceOptions):
                 "--workers above 1 needs a shared store: the embedded store lives in one "
                 "process, so each worker would have its own balances and sessions; "
                 "use --store redis://HOST:PORT/DB")
+        if self["anonymous-lease"] < 2 * self["session-ttl"]:
+            raise usage.UsageError(
+                "--anonymous-lease must be at least twice --session-ttl, so that a logged-in "
+                "name always renews its user id before the lease can end")
         if self["opening-balance"] is None:
             self["opening-balance"] = COMPAT_OPENING_BALANCE if self["compat"] else 0
         credentials = {}
@@ -117,7 +134,17 @@ class Options(ServiceOptions):
                 credentials = parse_credentials(FilePath(self["credentials"]).getContent().decode("utf-8"))
             except (OSError, UnicodeDecodeError, CredentialFileError) as error:
                 raise usage.UsageError(f"--credentials: {error}") from None
-        self["authenticator"] = Authenticator(credentials, self["require-password"])
+            if self["decoy-secret"] is None:
+                raise usage.UsageError(
+                    "--credentials needs --decoy-secret: without one, decoy salts change at "
+                    f"every start and show which names have passwords; {MAKE_ONE}")
+        decoy = {}
+        if self["decoy-secret"] is not None:
+            try:
+                decoy["decoy_secret"] = load_secret(self["decoy-secret"])
+            except ValueError as error:
+                raise usage.UsageError(f"--decoy-secret: {error}") from None
+        self["authenticator"] = Authenticator(credentials, self["require-password"], **decoy)
 
 
 class _Provisioning(Service):
@@ -208,13 +235,15 @@ def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
         rooms.setServiceParent(root)
     tradechat = TradeChatService(
         store, rooms, options["authenticator"], reactor,
-        TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"]))
+        TradeChatConfig(options["compat"], options["opening-balance"], options["session-ttl"],
+                        options["anonymous-lease"]))
     _Provisioning(tradechat).setServiceParent(root)
     factory = TradeChatServerFactory(
         tradechat, reactor, Counters(),
         idle_timeout=options["idle-timeout"], login_timeout=options["login-timeout"],
         max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"],
-        flusher=flusher, max_connections=options["max-connections"])
+        flusher=flusher, max_connections=options["max-connections"],
+        max_total_output=options["max-total-output"])
     root.factory = factory
     listener = root.listener = make_listener(factory)
     listener.setName("tradechat")

@@ -475,6 +475,96 @@ class DirectoryContract:
         self.assertEqual([again[name] for name in names], given)
 
 
+class DirectoryLeaseContract:
+    """
+    Leased claims: anonymous names hold their id only while they keep
+    renewing it, and never more ids than the lease limit allows.
+    """
+
+    @defer.inlineCallbacks
+    def test_an_ended_lease_frees_its_id_for_any_name(self):
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        (first, second, newcomer), home = _clashing_names(8, 3, prefix="lease")
+        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
+        self.assertEqual((yield store.directory.user_id_for(second, 8)), (home + 1) % 8)
+        yield store.directory.user_id_for(second, 8, lease=ttl)  # changes nothing: permanent
+        yield self.let_time_pass(ttl * 1.5)
+        # `first` holds nothing now: a new name probing from the same home gets its id ...
+        self.assertEqual((yield store.directory.user_id_for(newcomer, 8, lease=ttl)), home)
+        # ... the permanent claim outlived the lease, and `first` probes afresh.
+        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), (home + 2) % 8)
+
+    @defer.inlineCallbacks
+    def assertStillHeld(self, store, holder, newcomer, home):
+        """``holder`` still has ``home``: ``newcomer``, of the same home, probes past it."""
+        ttl = self.short_ttl
+        self.assertEqual((yield store.directory.user_id_for(newcomer, 8, lease=ttl)), (home + 1) % 8)
+        self.assertEqual((yield store.directory.user_id_for(holder, 8, lease=ttl)), home)
+
+    @defer.inlineCallbacks
+    def test_a_renewed_lease_lives_on(self):
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        (first, second), home = _clashing_names(8, 2, prefix="renew")
+        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
+        yield self.let_time_pass(ttl * 0.6)
+        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
+        yield self.let_time_pass(ttl * 0.6)
+        yield self.assertStillHeld(store, first, second, home)
+
+    @defer.inlineCallbacks
+    def test_a_permanent_claim_keeps_a_leased_names_id_for_good(self):
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        (first, second), home = _clashing_names(8, 2, prefix="keep")
+        self.assertEqual((yield store.directory.user_id_for(first, 8, lease=ttl)), home)
+        self.assertEqual((yield store.directory.user_id_for(first, 8)), home)
+        yield self.let_time_pass(ttl * 1.5)
+        yield self.assertStillHeld(store, first, second, home)
+
+    @defer.inlineCallbacks
+    def test_the_lease_limit_keeps_ids_for_permanent_names(self):
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        for n in range(3):
+            yield store.directory.user_id_for(f"anonymous{n}", 4, lease=ttl, lease_limit=3)
+        yield self.assertFailure(
+            store.directory.user_id_for("one more", 4, lease=ttl, lease_limit=3), DirectoryFull)
+        # Names already holding a lease renew it at the limit; a permanent name still fits.
+        yield store.directory.user_id_for("anonymous0", 4, lease=ttl, lease_limit=3)
+        ids = [(yield store.directory.user_id_for("with password", 4))]
+        for n in range(3):
+            ids.append((yield store.directory.user_id_for(
+                f"anonymous{n}", 4, lease=ttl, lease_limit=3)))
+        self.assertEqual(sorted(ids), [0, 1, 2, 3])
+        yield self.assertFailure(store.directory.user_id_for("no room", 4), DirectoryFull)
+        yield self.let_time_pass(ttl * 1.5)
+        yield store.directory.user_id_for("one more", 4, lease=ttl, lease_limit=3)
+        yield store.directory.user_id_for("no room", 4)
+        yield store.directory.user_id_for("late", 4)
+        yield self.assertFailure(store.directory.user_id_for("now full", 4), DirectoryFull)
+
+    @defer.inlineCallbacks
+    def test_a_space_filled_by_leases_empties_when_they_end(self):
+        store = yield self.make_store()
+        ttl = self.short_ttl
+        ids = set()
+        for n in range(4):
+            ids.add((yield store.directory.user_id_for(f"flood{n}", 4, lease=ttl)))
+        self.assertEqual(ids, {0, 1, 2, 3})
+        yield self.assertFailure(store.directory.user_id_for("real", 4), DirectoryFull)
+        yield self.let_time_pass(ttl * 1.5)
+        self.assertEqual((yield store.directory.user_id_for("real", 4)), home_slot("real", 4))
+
+    @defer.inlineCallbacks
+    def test_invalid_leases_are_refused(self):
+        store = yield self.make_store()
+        for lease, limit in ((0, None), (-1, None), (True, None), ("5", None), (5, -1), (5, 1.5)):
+            yield self.assertFailure(
+                store.directory.user_id_for("a", 8, lease=lease, lease_limit=limit), ValueError)
+
+
 class InterfaceContract:
     @defer.inlineCallbacks
     def test_provides_every_interface_it_claims(self):
@@ -492,5 +582,6 @@ class InterfaceContract:
             self.assertTrue(verifyObject(interface, domain))
 
 
-class StoreContract(SessionContract, LedgerContract, DirectoryContract, InterfaceContract):
+class StoreContract(SessionContract, LedgerContract, DirectoryContract, DirectoryLeaseContract,
+                    InterfaceContract):
     """Everything a backend must do."""

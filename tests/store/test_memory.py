@@ -53,3 +53,18 @@ class MemoryDirectoryTests(unittest.TestCase):
         self.patch(directory_rules, "home_slot", None)
         self.patch(directory_rules, "check_id_space", None)
         self.assertEqual(self.successResultOf(store.directory.user_id_for("alice", 1024)), user_id)
+
+    def test_ended_leases_are_forgotten(self):
+        clock = task.Clock()
+        store = make_store("memory", reactor=clock)
+        directory = store.directory
+        for n in range(5):
+            directory.user_id_for(f"gone{n}", 1024, lease=10)
+        directory.user_id_for("gone0", 1024, lease=10)  # a renewal leaves a stale heap entry
+        clock.advance(11)
+        self.successResultOf(directory.user_id_for("kept", 1024))
+        self.successResultOf(directory.user_id_for("new", 1024, lease=10))
+        self.assertEqual(sorted(name for _, name in directory._ids), ["kept", "new"])
+        self.assertEqual(sorted(directory._names[1024].values()), ["kept", "new"])
+        self.assertEqual(list(directory._leases[1024]), ["new"])
+        self.assertEqual(len(directory._expiries[1024]), 1)

@@ -9,10 +9,11 @@ import os
 import signal
 import time
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from marketplace.store import StoreUnavailable, make_store
+from marketplace.store.redis import directory as redis_directory
 from tests.store.backends import RedisBackend
 from tests.store.contract import StoreContract
 
@@ -26,6 +27,29 @@ class RedisTestCase(RedisBackend, unittest.TestCase):
 
 class RedisStoreContractTests(StoreContract, RedisTestCase):
     pass
+
+
+class RedisDirectoryLeaseTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_ended_leases_leave_redis_a_bounded_batch_per_claim(self):
+        self.patch(redis_directory, "ENDED_LEASES_PER_CLAIM", 3)
+        store = self.store
+        for n in range(5):
+            yield store.directory.user_id_for(f"gone{n}", 1024, lease=0.5)
+        yield task.deferLater(reactor, 0.8, lambda: None)
+        keys = redis_directory._keys(1024)
+
+        @defer.inlineCallbacks
+        def sizes():
+            sizes = []
+            for command, key in zip(("hlen", "hlen", "zcard"), keys):
+                sizes.append((yield store.connection.command(command, key)))
+            return sizes
+
+        yield store.directory.user_id_for("kept", 1024)
+        self.assertEqual((yield sizes()), [3, 3, 2])
+        yield store.directory.user_id_for("kept", 1024)
+        self.assertEqual((yield sizes()), [1, 1, 0])
 
 
 class RedisTLSStoreTests(RedisTestCase):

@@ -11,7 +11,7 @@ import os
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 
@@ -35,11 +35,12 @@ def _pem_key(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def make_tls_files(directory: str, hostname: str = "localhost") -> TLSFiles:
+def make_tls_files(directory: str, hostname: str = "localhost", rsa_key: bool = False) -> TLSFiles:
     """
     Write a CA and a server certificate for ``hostname`` and 127.0.0.1,
     signed by that CA, into ``directory``; ``ca_dir`` holds only the CA, as
-    Twisted's ``trustRoots=`` wants a directory.
+    Twisted's ``trustRoots=`` wants a directory.  The server's key is EC
+    P-256, or RSA with ``rsa_key`` (the only kind a static-RSA suite can use).
     """
     os.makedirs(directory, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -53,7 +54,10 @@ def make_tls_files(directory: str, hostname: str = "localhost") -> TLSFiles:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+    if rsa_key:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(hostname)).issuer_name(ca_cert.subject)

@@ -87,13 +87,13 @@ class WriteCountingTransport(StringTransport):
 
 class Harness:
     def __init__(self, compat: bool = False, authenticator=None, session_ttl: float = 300.0,
-                 store=None, **factory_options) -> None:
+                 store=None, config=None, **factory_options) -> None:
         self.clock = task.Clock()
         self.store = make_store("memory", reactor=self.clock) if store is None else store
         self.flusher = TurnFlusher(self.clock)
         self.rooms = LocalRoomHub(self.flusher)
         opening = COMPAT_OPENING_BALANCE if compat else 0
-        self.config = TradeChatConfig(compat, opening, session_ttl)
+        self.config = TradeChatConfig(compat, opening, session_ttl) if config is None else config
         self.service = TradeChatService(
             self.store, self.rooms, authenticator or Authenticator(), self.clock, self.config)
         self.counters = Counters()

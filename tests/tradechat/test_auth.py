@@ -103,6 +103,13 @@ class PolicyTests(unittest.TestCase):
     def test_crc_only_login_for_names_without_password(self):
         self.assertEqual(self.login(self.harness.connect(), "bob").status, Status.OK)
 
+    def test_bytes_after_the_token_do_not_refuse_a_name_without_password(self):
+        """The existing server ignores them: a proof-shaped tail included."""
+        peer = self.harness.connect()
+        nonce = bodies.decode_hello_reply(peer.ask(bodies.Hello()).body).nonce
+        login = bodies.Login("bob", login_token("bob", nonce), b"\x00" * auth.KEY_BYTES)
+        self.assertEqual(peer.ask(login).status, Status.OK)
+
     def test_require_password_refuses_crc_only_logins(self):
         harness = Harness(authenticator=Authenticator({"alice": self.credential},
                                                       require_password=True))

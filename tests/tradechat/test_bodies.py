@@ -96,7 +96,10 @@ class RoundTripTests(unittest.TestCase):
                 self.assertRaises(bodies.BadBody, decode, body)
 
     def test_names_are_limited_to_31_bytes(self):
-        self.assertRaises(bodies.BadBody, bodies.decode_request, Opcode.HELLO, b"\x00\x20" + b"n" * 32)
+        # HELLO's name is an extension: one that is not valid is ignored, as
+        # the existing server ignores any HELLO body.
+        self.assertEqual(bodies.decode_request(Opcode.HELLO, b"\x00\x20" + b"n" * 32),
+                         bodies.Hello())
         self.assertRaises(bodies.BadBody, bodies.decode_request, Opcode.LOGIN,
                           b"\x00\x02\xff\xfe\x00\x00\x00\x00")
         self.assertRaises(bodies.BadBody, bodies.decode_request, Opcode.LOGIN,
@@ -106,3 +109,48 @@ class RoundTripTests(unittest.TestCase):
         body = (0).to_bytes(2, "big") + (bodies.MAX_CHAT_MESSAGE + 1).to_bytes(2, "big")
         self.assertRaises(bodies.BadBody, bodies.decode_request, Opcode.CHAT_SEND,
                           body + b"x" * (bodies.MAX_CHAT_MESSAGE + 1))
+
+
+class TrailingBytesTests(unittest.TestCase):
+    """
+    Bytes after a request's fields are ignored, as the existing server
+    ignores them; a tail that is no valid extension counts as absent.
+    """
+
+    SPEC_REQUESTS = (
+        bodies.Hello(), bodies.Hello("alice"), bodies.Login("alice", 7),
+        bodies.Login("alice", 7, b"p" * 32), bodies.Logout(), bodies.Heartbeat(),
+        bodies.JoinRoom(5), bodies.LeaveRoom(5), bodies.ChatSend(5, b"hi"),
+        bodies.Deposit(10), bodies.Withdraw(10), bodies.Transfer(212, 150), bodies.Balance(),
+        bodies.TxnHistory(3, 9),
+    )
+
+    def test_every_request_with_extra_bytes_decodes_as_without(self):
+        for request in self.SPEC_REQUESTS:
+            opcode, body = bodies.encode_request(request)
+            for tail in (b"\x00", b"\xff" * 3, b"junk after the body"):
+                with self.subTest(request=request, tail=tail):
+                    if isinstance(request, bodies.Hello) and request.auth_name is None:
+                        # An empty HELLO followed by bytes: those bytes are the body.
+                        continue
+                    self.assertEqual(bodies.decode_request(opcode, body + tail), request)
+
+    def test_a_hello_body_that_is_no_name_is_a_plain_hello(self):
+        for body in (b"\x00", b"\x00\x05ab", b"\x00\x01\x00", b"\x00\x02\xff\xfe", b"\x00\x00"):
+            with self.subTest(body=body):
+                self.assertEqual(bodies.decode_request(Opcode.HELLO, body), bodies.Hello())
+
+    def test_a_login_tail_that_is_no_proof_is_no_proof(self):
+        _, body = bodies.encode_request(bodies.Login("alice", 7))
+        for tail in (b"\x00", b"\x00\x05abc"):
+            with self.subTest(tail=tail):
+                self.assertEqual(bodies.decode_request(Opcode.LOGIN, body + tail),
+                                 bodies.Login("alice", 7))
+
+    def test_missing_fields_are_still_bad(self):
+        for opcode, body in ((Opcode.JOIN_ROOM, b"\x00"), (Opcode.CHAT_SEND, b"\x00\x01\x00\x03ab"),
+                             (Opcode.DEPOSIT, b"\x00" * 7), (Opcode.TRANSFER, b"\x00" * 11),
+                             (Opcode.LOGIN, b"\x00\x01a\x00\x00\x00"),
+                             (Opcode.TXN_HISTORY, b"\x00\x05")):
+            with self.subTest(opcode=opcode):
+                self.assertRaises(bodies.BadBody, bodies.decode_request, opcode, body)

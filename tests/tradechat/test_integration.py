@@ -172,6 +172,7 @@ class LiveTests(unittest.TestCase):
         yield silent.login("silent")
         yield silent.join(3)
         sender = yield talker.login("talker")
+        yield talker.join(3)
         for n in range(10):
             talker.say(3, b"message %d" % n)
         yield arrived.addTimeout(10, reactor)
@@ -185,8 +186,11 @@ class LiveTests(unittest.TestCase):
         credentials.setContent(auth.format_credential(auth.hash_password(
             "alice", "s3cret", time_cost=1, memory_cost_kib=8, parallelism=1)).encode())
         listen = f"ssl:0:interface=127.0.0.1:privateKey={tls.key}:certKey={tls.cert}"
+        decoy_secret = FilePath(self.mktemp())
+        decoy_secret.setContent(b"a decoy secret of 16 bytes or more")
+        decoy_secret.chmod(0o600)
         _, port = yield start_server(self, "--listen", listen, "--credentials", credentials.path,
-                                     "--require-password")
+                                     "--decoy-secret", decoy_secret.path, "--require-password")
         description = f"tls:127.0.0.1:{port}:trustRoots={tls.ca_dir}"
         client = yield connect_client(self, description)
         reply = yield client.login("alice", "s3cret")
@@ -240,6 +244,37 @@ class WriteAtOnceTests(unittest.TestCase):
                          (Opcode.DEPOSIT, 7, Status.CHECKSUM_FAIL))
 
     @defer.inlineCallbacks
+    def test_members_that_stop_reading_are_dropped_once_their_sum_is_too_much(self):
+        """Each stays under --max-output-buffer; together they pass --max-total-output."""
+        root, port = yield start_server(self, "--max-total-output", "262144")
+        description = f"tcp:127.0.0.1:{port}"
+        readers = []
+        for n in range(4):
+            reader = yield connect_client(self, description)
+            yield reader.login(f"reader{n}")
+            yield reader.join(0)
+            reader.protocol.transport.getHandle().setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.protocol.transport.pauseProducing()
+            readers.append(reader)
+        talker = yield connect_client(self, description)
+        yield talker.login("talker")
+        yield talker.join(0)
+        counts = root.factory.counters.counts
+        budget = root.factory.output_budget
+        message = b"x" * 1000
+        for _ in range(CHATS_TO_FILL_BUFFERS // CHATS_IN_FLIGHT):
+            if counts["output_budget_disconnect"]:
+                break
+            yield defer.gatherResults([talker.say(0, message) for _ in range(CHATS_IN_FLIGHT)])
+            self.assertLessEqual(budget.total, budget.limit)
+        self.assertGreaterEqual(counts["output_budget_disconnect"], 1)
+        self.assertEqual(counts["slow_reader_disconnect"], 0)
+        balance = yield talker.balance()
+        self.assertEqual(balance, 0)
+        self.assertEqual(len(root.factory.connections), 5 - counts["output_budget_disconnect"])
+
+    @defer.inlineCallbacks
     def test_member_that_stops_reading_is_dropped(self):
         root, port = yield start_server(self, "--max-output-buffer", "65536")
         description = f"tcp:127.0.0.1:{port}"
@@ -248,6 +283,7 @@ class WriteAtOnceTests(unittest.TestCase):
         yield reader.login("reader")
         yield reader.join(0)
         yield talker.login("talker")
+        yield talker.join(0)
         reader.protocol.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         reader.protocol.transport.pauseProducing()
         counts = root.factory.counters.counts

@@ -3,12 +3,14 @@ The NS frame codec against the spec's captured vectors, every header error,
 and property tests over random frames, random splits and random garbage.
 """
 
+import zlib
+
 from hypothesis import given, settings, strategies as st
 from twisted.trial import unittest
 
 from protocols import nsframe
 from protocols.nsframe import (
-    FLAG_OBFUSCATED, FLAG_RESPONSE, BadHeaderLength, BadMagic, BadVersion, ChecksumMismatch, Frame,
+    FLAG_OBFUSCATED, FLAG_RESPONSE, HEADER_LEN, BadHeaderLength, BadMagic, BadVersion, ChecksumMismatch, Frame,
     FrameDecoder, FrameError, FrameTooLarge, encode, encode_frame, obfuscate,
 )
 
@@ -163,6 +165,19 @@ class HeaderErrorTests(unittest.TestCase):
         decoder.receive(frame[:-1] + b"\x01")
         error = self.assertRaises(ChecksumMismatch, decoder.next_frame)
         self.assertEqual((error.opcode, error.req_id), (0x0203, 77))
+
+    def test_obfuscated_frames_are_checksummed_over_the_bytes_as_sent(self):
+        _, header, body, _ = SPEC_VECTORS[-1]
+        captured = _hex(header) + _hex(body)
+        self.assertEqual(captured[3], FLAG_OBFUSCATED)
+        # One flipped body byte of the captured obfuscated TRANSFER.
+        self.assertRejected(captured[:-1] + bytes([captured[-1] ^ 0x01]), ChecksumMismatch)
+        # A checksum over the plain body instead of the XORed bytes.
+        plain = _hex("000002f8 0000000000000030")
+        wrong = bytearray(captured[:HEADER_LEN] + obfuscate(plain))
+        wrong[22:26] = b"\x00" * 4
+        wrong[22:26] = zlib.crc32(bytes(wrong[:HEADER_LEN]) + plain).to_bytes(4, "big")
+        self.assertRejected(bytes(wrong), ChecksumMismatch)
 
     def test_reserved_bytes_are_covered_by_the_checksum(self):
         self.assertRejected(_with_byte(HELLO, 31, b"\x01"), ChecksumMismatch)

@@ -4,6 +4,9 @@ path and its counter, money operations, rooms and push, timeouts and the
 slow-reader bound.
 """
 
+import gc
+import weakref
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -15,6 +18,7 @@ from protocols import tradechat_bodies as bodies
 from protocols.nsframe import (
     FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, HEADER_LEN, Opcode, Status, encode_frame,
 )
+from protocols.immediate import HIGH_WATER
 from protocols.tradechat import error_status
 from tests.tradechat.helpers import Harness, WriteCountingTransport
 
@@ -82,11 +86,12 @@ class LoginTests(unittest.TestCase):
         self.assertEqual(self.peer.ask(bodies.Heartbeat()).status, Status.OK)
 
     def test_logout_ends_the_login_session(self):
-        self.peer.login("alice")
+        self.alice_account = str(self.peer.login("alice").user_id)
+        sessions = self.harness.store.sessions
+        self.assertEqual(len(self.successResultOf(sessions.sessions_of(self.alice_account))), 1)
         self.assertEqual(self.peer.ask(bodies.Logout()).status, Status.OK)
         self.assertEqual(self.peer.ask(bodies.Balance()).status, Status.UNAUTHORIZED)
-        sessions = self.successResultOf(self.harness.store.sessions.sessions_of("0"))
-        self.assertEqual(sessions, [])
+        self.assertEqual(self.successResultOf(sessions.sessions_of(self.alice_account)), [])
         self.peer.login("alice")
         self.assertEqual(self.peer.ask(bodies.Balance()).status, Status.OK)
 
@@ -161,16 +166,12 @@ class BadInputTests(unittest.TestCase):
     def test_malformed_bodies_are_bad_packet_and_connection_stays(self):
         self.peer.login("alice")
         bad = [
-            (Opcode.HELLO, b"\x00"),
-            (Opcode.LOGOUT, b"x"),
-            (Opcode.HEARTBEAT, b"x"),
             (Opcode.JOIN_ROOM, b"\x00"),
-            (Opcode.LEAVE_ROOM, b"\x00\x00\x00"),
+            (Opcode.LEAVE_ROOM, b""),
             (Opcode.CHAT_SEND, b"\x00\x00\x00\x05abc"),
             (Opcode.DEPOSIT, (0).to_bytes(8, "big")),
             (Opcode.WITHDRAW, (-5).to_bytes(8, "big", signed=True)),
             (Opcode.TRANSFER, b"\x00" * 11),
-            (Opcode.BALANCE, b"\x00"),
             (Opcode.TXN_HISTORY, b"\x00\x00" + b"\x00" * 8),
         ]
         for opcode, body in bad:
@@ -183,11 +184,48 @@ class BadInputTests(unittest.TestCase):
 
     def test_malformed_login_is_bad_packet(self):
         for body in (b"", b"\x00\x00" + b"\x00" * 4, b"\x00\x20" + b"n" * 32 + b"\x00" * 4,
-                     b"\x00\x01a\x00\x00\x00\x00\x00"):
+                     b"\x00\x01a\x00\x00\x00"):
             with self.subTest(body=body):
                 self.peer.send_raw(encode_frame(Opcode.LOGIN, 3, 0, body))
                 [response] = self.peer.received()
                 self.assertEqual(response.status, Status.BAD_PACKET)
+
+    def test_an_existing_client_padding_every_body_is_served(self):
+        """The existing server ignores bytes after a body's fields; so does this one."""
+        tail = b"\x00\xffpadding"
+        req_ids = iter(range(1, 100))
+
+        def ask(request):
+            opcode, body = bodies.encode_request(request)
+            self.peer.send_raw(encode_frame(opcode, next(req_ids), 0, body + tail))
+            [response] = [f for f in self.peer.received() if f.is_response]
+            return response
+
+        hello = ask(bodies.Hello())
+        self.assertEqual((hello.status, len(hello.body)), (Status.OK, 8))
+        nonce = bodies.decode_hello_reply(hello.body).nonce
+        login = ask(bodies.Login("alice", login_token("alice", nonce)))
+        self.assertEqual(login.status, Status.OK)
+        for request in (bodies.Heartbeat(), bodies.JoinRoom(7), bodies.ChatSend(7, b"hi"),
+                        bodies.Deposit(10), bodies.Withdraw(5), bodies.Balance(),
+                        bodies.LeaveRoom(7)):
+            with self.subTest(request=request):
+                self.assertEqual(ask(request).status, Status.OK)
+        self.assertEqual(_balance(ask(bodies.Balance())), 5)
+        self.assertEqual(self.counts["bad_body"], 0)
+
+    def test_room_ids_are_the_whole_u16(self):
+        """
+        The existing server answers BAD_PACKET above room 63; this one takes
+        every u16 room (docs/tradechat.md says why): no existing client is
+        refused a room the existing server gives it.
+        """
+        self.peer.login("alice")
+        for room in (0, 63, 64, 65535):
+            with self.subTest(room=room):
+                self.assertEqual(self.peer.ask(bodies.JoinRoom(room)).status, Status.OK)
+                self.assertEqual(self.peer.ask(bodies.ChatSend(room, b"x")).status, Status.OK)
+                self.assertEqual(self.peer.ask(bodies.LeaveRoom(room)).status, Status.OK)
 
     def test_checksum_failure_answers_then_closes(self):
         frame = bytearray(encode_frame(Opcode.BALANCE, 42))
@@ -274,6 +312,39 @@ class MoneyTests(unittest.TestCase):
     def test_obfuscated_request(self):
         response = self.peer.ask(bodies.Deposit(7), flags=FLAG_OBFUSCATED)
         self.assertEqual((response.flags, _balance(response)), (FLAG_RESPONSE, 100007))
+
+    def test_obfuscated_request_with_a_bad_checksum_moves_no_money(self):
+        frame = bytearray(encode_frame(Opcode.DEPOSIT, 5, 0, (7).to_bytes(8, "big"),
+                                       FLAG_OBFUSCATED))
+        frame[-1] ^= 0x01  # the obfuscated amount becomes 6
+        self.peer.send_raw(bytes(frame))
+        [response] = self.peer.received()
+        self.assertEqual((response.req_id, response.status), (5, Status.CHECKSUM_FAIL))
+        self.assertTrue(self.peer.closed)
+        account = str(self.user_id)
+        self.assertEqual(self.successResultOf(self.harness.store.ledger.balance(account)), 100000)
+
+    def test_money_is_keyed_by_login_session_and_req_id(self):
+        """The idempotency key names the login session, so no two sessions share one."""
+        seen = []
+        ledger = self.harness.store.ledger
+        for operation in ("deposit", "withdraw", "transfer"):
+            real = getattr(ledger, operation)
+
+            def recording(*args, real=real, operation=operation):
+                seen.append((operation, args[-2], args[-1]))
+                return real(*args)
+
+            self.patch(ledger, operation, recording)
+        session_id = self.peer.protocol.state.session_id
+        self.assertTrue(session_id)
+        self.peer.ask(bodies.Deposit(5), req_id=11)
+        self.peer.ask(bodies.Withdraw(5), req_id=12)
+        self.peer.ask(bodies.Transfer((self.user_id + 1) % 1024, 5), req_id=13)
+        ttl = self.harness.config.session_ttl
+        self.assertEqual(seen, [("deposit", f"{session_id}:11", ttl),
+                                ("withdraw", f"{session_id}:12", ttl),
+                                ("transfer", f"{session_id}:13", ttl)])
 
     def test_insufficient_funds_carries_the_balance(self):
         response = self.peer.ask(bodies.Withdraw(100001))
@@ -473,6 +544,21 @@ class RoomTests(unittest.TestCase):
         self.alice.ask(bodies.ChatSend(1, b"members only"))
         self.assertEqual(self.pushes(outsider), [])
 
+    def test_chat_to_a_room_not_joined_is_unauthorized_and_delivered_to_nobody(self):
+        outsider = self.harness.logged_in("outsider")
+        self.assertEqual(outsider.ask(bodies.ChatSend(1, b"let me in")).status,
+                         Status.UNAUTHORIZED)
+        self.assertEqual(self.harness.counters.counts["chat_not_member"], 1)
+        self.assertEqual(self.pushes(self.bob), [])
+        self.assertEqual(self.pushes(self.alice), [])
+        self.assertEqual(outsider.ask(bodies.Balance()).status, Status.OK)
+
+    def test_chat_after_leaving_is_unauthorized(self):
+        self.bob.ask(bodies.LeaveRoom(1))
+        self.assertEqual(self.bob.ask(bodies.ChatSend(1, b"still here?")).status,
+                         Status.UNAUTHORIZED)
+        self.assertEqual(self.pushes(self.alice), [])
+
     def test_leave_stops_pushes(self):
         self.assertEqual(self.bob.ask(bodies.LeaveRoom(1)).status, Status.OK)
         self.alice.ask(bodies.ChatSend(1, b"gone"))
@@ -602,6 +688,80 @@ class SlowReaderTests(unittest.TestCase):
     def test_protocol_is_registered_as_a_streaming_producer(self):
         self.assertIs(self.reader.transport.producer, self.reader.protocol)
         self.assertTrue(self.reader.transport.streaming)
+
+
+class OutputBudgetTests(unittest.TestCase):
+    """
+    The bound on the output queued to all connections together: readers
+    that each stay under --max-output-buffer are dropped, most queued
+    first, once their sum passes --max-total-output.
+    """
+
+    def setUp(self):
+        self.harness = Harness(max_output_buffer=10**9, max_total_output=4 * HIGH_WATER)
+        self.talker = self.harness.logged_in("talker")
+        self.talker.ask(bodies.JoinRoom(0))
+        self.readers = []
+        for n in range(6):
+            reader = self.harness.logged_in(f"reader{n}")
+            reader.ask(bodies.JoinRoom(0))
+            self.readers.append(reader)
+
+    def chat(self, count, size=1000):
+        for _ in range(count):
+            self.talker.send(bodies.ChatSend(0, b"x" * size))
+        self.harness.end_turn()
+
+    def test_the_sum_is_bounded_by_dropping_the_readers_most_behind(self):
+        budget = self.harness.factory.output_budget
+        # Readers stop reading one after another: the first to stop has the most queued.
+        for reader in self.readers:
+            reader.protocol.pauseProducing()
+            self.chat(20)
+        dropped = [reader for reader in self.readers if reader.transport.disconnecting]
+        self.assertTrue(dropped)
+        self.assertEqual(dropped, self.readers[:len(dropped)])
+        self.assertLessEqual(budget.total, budget.limit)
+        self.assertEqual(self.harness.counters.counts["output_budget_disconnect"], len(dropped))
+        self.assertEqual(self.harness.counters.counts["slow_reader_disconnect"], 0)
+        self.assertFalse(self.talker.closed)
+        for reader in self.readers[len(dropped):]:
+            self.assertFalse(reader.closed)
+
+    def test_readers_that_drain_give_their_share_back(self):
+        budget = self.harness.factory.output_budget
+        for _ in range(3):
+            for reader in self.readers[:3]:
+                reader.protocol.pauseProducing()
+            self.chat(10)
+            self.assertGreater(budget.total, 3 * HIGH_WATER)
+            for reader in self.readers[:3]:
+                reader.protocol.resumeProducing()
+            self.assertEqual(budget.total, 0)
+        self.assertFalse(any(reader.closed for reader in self.readers))
+        self.assertEqual(self.harness.counters.counts["output_budget_disconnect"], 0)
+
+    def test_a_closed_connection_frees_its_queued_output_at_once(self):
+        """Not at the next cyclic garbage collection, which may be long after."""
+        gc.disable()
+        self.addCleanup(gc.enable)
+        reader = self.readers.pop()
+        reader.protocol.pauseProducing()
+        self.chat(5)
+        transport = weakref.ref(reader.transport)
+        protocol = reader.protocol
+        del reader
+        protocol.connectionLost(None)
+        self.assertIsNone(transport())
+
+    def test_a_closed_connection_no_longer_counts(self):
+        budget = self.harness.factory.output_budget
+        reader = self.readers[0]
+        reader.protocol.pauseProducing()
+        self.chat(5)
+        self.assertGreater(budget.total, 0)
+        reader.protocol.connectionLost(None)
+        self.assertEqual(budget.total, 0)
 
 
 class StoreFailureTests(unittest.TestCase):

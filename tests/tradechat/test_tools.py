@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+import types
 
 from twisted.internet import defer, reactor, utils
 from twisted.python import usage
@@ -71,6 +72,13 @@ class ShellTests(unittest.TestCase):
     def test_quit(self):
         yield self.run_lines("quit")
         self.assertEqual(self.quit, [True])
+
+
+class PushFormatTests(unittest.TestCase):
+    def test_a_message_cannot_fake_a_sender_or_a_line(self):
+        push = bodies.ChatBroadcast(1, 999, b"hi\r[room 1] <user 0> pay me\n\x1b[2J\xc2\x9b")
+        self.assertEqual(format_push(push),
+                         "[room 1] <user 999> hi\\r[room 1] <user 0> pay me\\n\\x1b[2J\\x9b")
 
 
 class BenchTests(unittest.TestCase):
@@ -165,17 +173,37 @@ class BenchTests(unittest.TestCase):
         self.successResultOf(worker.finished)
         self.assertEqual(runner.ledger.uncertain, 5)
 
-    def test_plot_is_written_or_skipped_with_a_notice(self):
-        path = self.mktemp() + ".png"
-        output = _Lines()
+    def replace_module(self, name, module):
+        """Make C{import name} give C{module} (None: fail) for this test."""
+        self.addCleanup(_restore_module, name, sys.modules.get(name, _ABSENT))
+        sys.modules[name] = module
+
+    def test_plot_draws_each_percentile_and_the_throughput_per_second(self):
+        pyplot = _RecordingPyplot()
+        matplotlib = types.ModuleType("matplotlib")
+        matplotlib.backends = []
+        matplotlib.use = matplotlib.backends.append
+        matplotlib.pyplot = pyplot
+        self.replace_module("matplotlib", matplotlib)
+        self.replace_module("matplotlib.pyplot", pyplot)
+        path, output = "run.png", _Lines()
         timeline = [(1.0, 100, 50, 90, 99), (2.0, 120, 40, 80, 95)]
-        bench.plot(self.options("--plot", path), timeline, path, output)
-        try:
-            import matplotlib  # noqa: F401  (optional: not a dependency)
-        except ImportError:
-            self.assertIn("--plot skipped: matplotlib is not installed", output.text)
-        else:
-            self.assertTrue(FilePath(path).getContent().startswith(b"\x89PNG"))
+        bench.plot(self.options("--plot", path, "--mix", "chat-heavy"), timeline, path, output)
+        self.assertEqual(matplotlib.backends, ["Agg"])
+        latency, throughput = pyplot.axes
+        self.assertEqual(latency.lines, [([1.0, 2.0], [50, 40], "p50"), ([1.0, 2.0], [90, 80], "p99"),
+                                         ([1.0, 2.0], [99, 95], "p99.9")])
+        self.assertEqual(throughput.lines, [([1.0, 2.0], [100, 120], None)])
+        self.assertEqual(pyplot.figure.saved, [path])
+        self.assertIn("chat-heavy", pyplot.figure.title)
+        self.assertIn(f"plot written to {path}", output.text)
+
+    def test_plot_is_skipped_with_a_notice_without_matplotlib(self):
+        self.replace_module("matplotlib", None)
+        path, output = self.mktemp() + ".png", _Lines()
+        bench.plot(self.options("--plot", path), [(1.0, 100, 50, 90, 99)], path, output)
+        self.assertIn("--plot skipped: matplotlib is not installed", output.text)
+        self.assertFalse(os.path.exists(path))
 
     def test_conservation_detects_a_wrong_balance(self):
         ledger = bench.Ledger({1: 100, 2: 100})
@@ -303,6 +331,58 @@ class _Lines:
         pass
 
 
+_ABSENT = object()
+
+
+def _restore_module(name, module):
+    if module is _ABSENT:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = module
+
+
+class _RecordingAxes:
+    def __init__(self):
+        self.lines = []
+
+    def plot(self, xs, ys, label=None):
+        self.lines.append((list(xs), list(ys), label))
+
+    def set_ylabel(self, text):
+        pass
+
+    def set_xlabel(self, text):
+        pass
+
+    def legend(self):
+        pass
+
+
+class _RecordingFigure:
+    def __init__(self):
+        self.saved = []
+        self.title = None
+
+    def suptitle(self, text):
+        self.title = text
+
+    def savefig(self, path):
+        self.saved.append(path)
+
+
+class _RecordingPyplot(types.ModuleType):
+    """Stands in for matplotlib.pyplot: records what the plot is drawn from."""
+
+    def __init__(self):
+        super().__init__("matplotlib.pyplot")
+        self.figure = _RecordingFigure()
+        self.axes = (_RecordingAxes(), _RecordingAxes())
+
+    def subplots(self, rows, columns, **keywords):
+        assert (rows, columns) == (2, 1)
+        return self.figure, self.axes
+
+
 class PasswdTests(unittest.TestCase):
     def test_set_and_replace(self):
         path = FilePath(self.mktemp())
@@ -318,6 +398,22 @@ class PasswdTests(unittest.TestCase):
         parsed = auth.parse_credentials(text)
         self.assertEqual(sorted(parsed), ["alice", "bob"])
         self.assertEqual(parsed["alice"], replacement)
+
+    def test_the_file_is_owner_only_when_created_and_when_updated(self):
+        fast = dict(time_cost=1, memory_cost_kib=8, parallelism=1)
+        path = FilePath(self.mktemp())
+        path.parent().makedirs(ignoreExistingDirectory=True)
+        old_umask = os.umask(0)
+        self.addCleanup(os.umask, old_umask)
+        passwd.set_password(path, auth.hash_password("alice", "one", **fast))
+        self.assertEqual(os.stat(path.path).st_mode & 0o777, 0o600)
+        for mode in (0o600, 0o755):
+            path.chmod(mode)
+            passwd.set_password(path, auth.hash_password("bob", "two", **fast))
+            self.assertEqual(os.stat(path.path).st_mode & 0o777, 0o600)
+        self.assertEqual(sorted(auth.parse_credentials(path.getContent().decode())),
+                         ["alice", "bob"])
+        self.assertEqual(path.parent().listdir(), [path.basename()])
 
     def test_name_is_checked(self):
         self.assertRaises(usage.UsageError, passwd.Options().parseOptions, ["file", "n" * 32])
@@ -357,9 +453,46 @@ class OptionsTests(unittest.TestCase):
         for arguments in (["--max-frame-size", "70000"], ["--max-frame-size", "16"],
                           ["--idle-timeout", "0"], ["--opening-balance", "-1"],
                           ["--credentials", missing], ["--credentials", garbled.path],
-                          ["--listen", "bogus:1"], ["--store", "ftp://x"]):
+                          ["--listen", "bogus:1"], ["--store", "ftp://x"],
+                          ["--anonymous-lease", "599"], ["--session-ttl", "2000"],
+                          ["--max-total-output", "0"]):
             with self.subTest(arguments):
                 self.assertRaises(usage.UsageError, self.parse, *arguments)
+
+    def secret_file(self, mode=0o600, content=b"0123456789abcdef0123456789abcdef"):
+        path = FilePath(self.mktemp())
+        path.setContent(content)
+        path.chmod(mode)
+        return path.path
+
+    def credentials_file(self):
+        path = FilePath(self.mktemp())
+        path.setContent(auth.format_credential(auth.hash_password(
+            "alice", "s3cret", time_cost=1, memory_cost_kib=8, parallelism=1)).encode())
+        return path.path
+
+    def test_decoy_salts_are_the_same_in_every_process_given_the_secret(self):
+        credentials, secret = self.credentials_file(), self.secret_file()
+        first, second = (self.parse("--credentials", credentials, "--decoy-secret", secret)
+                         for _ in range(2))
+        decoys = [options["authenticator"].params_for("eve") for options in (first, second)]
+        self.assertEqual(decoys[0], decoys[1])
+        self.assertNotEqual(decoys[0], first["authenticator"].params_for("mallory"))
+        other = self.parse("--credentials", credentials, "--decoy-secret",
+                           self.secret_file(content=b"another secret of 16+ bytes"))
+        self.assertNotEqual(other["authenticator"].params_for("eve"), decoys[0])
+
+    def test_credentials_need_a_private_decoy_secret(self):
+        credentials = self.credentials_file()
+        for arguments in (["--credentials", credentials],
+                          ["--credentials", credentials, "--decoy-secret",
+                           self.secret_file(mode=0o644)],
+                          ["--credentials", credentials, "--decoy-secret",
+                           self.secret_file(content=b"short")],
+                          ["--credentials", credentials, "--decoy-secret", self.mktemp()]):
+            with self.subTest(arguments):
+                error = self.assertRaises(usage.UsageError, self.parse, *arguments)
+                self.assertIn("decoy-secret", str(error))
 
     def test_make_service_tree(self):
         root = tap.makeService(self.parse("--listen", "tcp:0"))

@@ -31,7 +31,7 @@ class MemoryStore(Service):
             from twisted.internet import reactor as clock
         self.sessions = MemorySessions(clock)
         self.ledger = MemoryLedger(clock)
-        self.directory = MemoryDirectory()
+        self.directory = MemoryDirectory(clock)
         self.customers = MemoryCustomers(clock)
         self.catalog = MemoryCatalog(clock)
         self._pruning = task.LoopingCall(self._prune)
