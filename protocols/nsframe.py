@@ -296,9 +296,12 @@ class FrameDecoder:
         raise error
 
     def _check_partial_header(self, buffer: bytearray) -> None:
-        """Reject a bad prefix without waiting for the whole header."""
+        """
+        Reject a bad prefix without waiting for the whole header; C{buffer}
+        holds at least one byte and less than a header.
+        """
         available = len(buffer)
-        if available >= 1 and buffer[0] != MAGIC >> 8:
+        if buffer[0] != MAGIC >> 8:
             self._fail(BadMagic(f"bad magic byte {buffer[0]:#04x}"))
         if available >= 2 and buffer[1] != MAGIC & 0xFF:
             self._fail(BadMagic(f"bad magic byte {buffer[1]:#04x}"))

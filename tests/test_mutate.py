@@ -52,3 +52,16 @@ class TallyTests(unittest.TestCase):
                                   "diff": diff}])
         self.assertEqual(mutate.tally(dump)["survivors"],
                          ["line 2: core/Gt_GtE #0\n      -if a > b:\n      +if a >= b:"])
+
+
+class AnnotationTests(unittest.TestCase):
+    def test_annotations_are_found_and_nothing_else(self):
+        source = ("def f(a: int | None, b=1 | 2) -> bytes | None:\n"
+                  "    x: dict[str, int] = {}\n"
+                  "    return a | b\n")
+        spans = mutate.annotation_spans(source)
+        self.assertTrue(mutate.inside(spans, (1, 13), (1, 14)))   # int | None
+        self.assertTrue(mutate.inside(spans, (1, 39), (1, 40)))   # -> bytes | None
+        self.assertTrue(mutate.inside(spans, (2, 7), (2, 21)))    # dict[str, int]
+        self.assertFalse(mutate.inside(spans, (1, 25), (1, 26)))  # the default 1 | 2
+        self.assertFalse(mutate.inside(spans, (3, 13), (3, 14)))  # a | b

@@ -22,6 +22,7 @@ time, and each must make the Redis contract suite fail.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -126,9 +127,47 @@ def mutate_module(module: str, tests: list[str], work: str) -> dict:
     run = dict(cwd=work, check=True, capture_output=True)
     subprocess.run([os.path.join(tools, "cosmic-ray"), "init", config, session], **run)
     subprocess.run([os.path.join(tools, "cr-filter-pragma"), session], **run)
+    with open(os.path.join(work, module)) as file:
+        skip_annotations(session, annotation_spans(file.read()))
     subprocess.run([os.path.join(tools, "cosmic-ray"), "exec", config, session], **run)
     dump = subprocess.run([os.path.join(tools, "cosmic-ray"), "dump", session], **run).stdout
     return tally(dump.decode())
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """
+    Where ``source``'s annotations are, as ((line, column), (line, column))
+    ranges.  Annotations are never run for what they compute (the core
+    modules postpone them, and nothing reads them back), so a mutant inside
+    one, ``int | None`` becoming ``int - None``, cannot be observed.
+    """
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            annotation = node.returns
+        elif isinstance(node, (ast.arg, ast.AnnAssign)):
+            annotation = node.annotation
+        else:
+            continue
+        if annotation is not None:
+            spans.append(((annotation.lineno, annotation.col_offset),
+                          (annotation.end_lineno, annotation.end_col_offset)))
+    return spans
+
+
+def inside(spans, start, end) -> bool:
+    return any(first <= tuple(start) and tuple(end) <= last for first, last in spans)
+
+
+def skip_annotations(session: str, spans) -> None:
+    """Mark the session's mutants inside an annotation skipped, as the pragma does."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(session) as db:
+        for item in db.work_items:
+            if all(inside(spans, m.start_pos, m.end_pos) for m in item.mutations):
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
 
 
 def tally(dump: str) -> dict:
@@ -185,8 +224,9 @@ def mutate_lua(work: str) -> dict:
 def report(name: str, result: dict, seconds: float, out=sys.stdout) -> None:
     total = result["killed"] + len(result["survivors"])
     score = 100.0 * result["killed"] / total if total else 100.0
+    skipped = f", {result['skipped']} skipped as equivalent" if result["skipped"] else ""
     print(f"{name}: {result['killed']} of {total} mutants killed ({score:.1f}%)"
-          f" in {seconds:.0f}s", file=out)
+          f" in {seconds:.0f}s{skipped}", file=out)
     for survivor in result["survivors"]:
         print(f"  survived: {survivor}", file=out)
     out.flush()

@@ -146,6 +146,16 @@ class HeaderErrorTests(unittest.TestCase):
         self.assertRejected(_with_byte(HELLO, 4, b"\x00\x21")[:6], BadHeaderLength)
         self.assertRejected(_with_byte(HELLO, 4, b"\x00\x21"), BadHeaderLength)
 
+    def test_every_other_header_len_is_refused(self):
+        """
+        Below or above 32, and whatever byte of the field is wrong, as soon
+        as the field has arrived and once the whole header has.
+        """
+        for header_len in (31, 0, 33, 0x0400, 0x0820, 0x2000):
+            bad = _with_byte(HELLO, 4, header_len.to_bytes(2, "big"))
+            self.assertRejected(bad[:6], BadHeaderLength)
+            self.assertRejected(bad, BadHeaderLength)
+
     def test_oversize_body_rejected_before_body_arrives(self):
         header = _with_byte(HELLO, 6, (65536 - 32 + 1).to_bytes(4, "big"))
         self.assertRejected(header[:10], FrameTooLarge)
@@ -231,6 +241,40 @@ def _split(data: bytes, cuts: list[int]) -> list[bytes]:
         pieces.append(data[start:point])
         start = point
     return pieces
+
+
+class DecoderStateTests(unittest.TestCase):
+    def test_good_frames_skip_the_field_by_field_check(self):
+        """
+        The header check that names what is wrong runs only for a header
+        the one-comparison fast path doubts: good frames never pay for it.
+        """
+        decoder = FrameDecoder()
+        checked = []
+        decoder._check_header = lambda *fields: checked.append(fields)
+        stream = b"".join(_hex(h) + _hex(b) for _, h, b, _ in SPEC_VECTORS)
+        decoder.receive(stream + encode_frame(0x0103, 3, body=b"x" * (65536 - 32)))
+        self.assertEqual(len(decoder.frames()), len(SPEC_VECTORS) + 1)
+        self.assertEqual(checked, [])
+
+    def test_buffered_counts_the_incomplete_frame(self):
+        decoder = FrameDecoder()
+        decoder.receive(HELLO + HELLO[:10])
+        self.assertEqual(decoder.buffered, len(HELLO) + 10)
+        self.assertEqual(decoder.frames(), [Frame(0x0001, 1)])
+        self.assertEqual(decoder.buffered, 10)
+
+    def test_frame_flags(self):
+        for flags, response, obfuscated in [(0, False, False), (FLAG_OBFUSCATED, False, True),
+                                            (nsframe.FLAG_COMPRESSED, False, False),
+                                            (FLAG_RESPONSE, True, False),
+                                            (FLAG_RESPONSE | FLAG_OBFUSCATED, True, True)]:
+            frame = Frame(0x0001, flags=flags)
+            self.assertEqual((frame.is_response, frame.is_obfuscated), (response, obfuscated), flags)
+
+    def test_a_frame_defaults_to_a_plain_empty_request(self):
+        self.assertEqual(Frame(0x0004), Frame(0x0004, 0, 0, 0, b""))
+        self.assertEqual(encode(Frame(0x0004)), encode_frame(0x0004))
 
 
 class PropertyTests(unittest.TestCase):
