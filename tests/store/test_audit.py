@@ -43,6 +43,17 @@ class AuditReportTests(unittest.SynchronousTestCase):
             report = AuditReport(**dict(BALANCED, **{term: wrong}))
             self.assertFalse(report.balanced, term)
 
+    def test_expected_total_is_openings_plus_deposits_minus_withdrawals(self):
+        for opening, deposit, withdrawal in [(100, 0, 1), (0, 7, 2), (150, 25, 10)]:
+            report = AuditReport(1, 0, opening, deposit, withdrawal)
+            self.assertEqual(report.expected_total, opening + deposit - withdrawal)
+
+    def test_large_totals_are_compared_by_value(self):
+        """Totals past any cached small int still balance when they are equal."""
+        total = int("1" + "0" * 20)
+        report = AuditReport(1, total, int("9" * 20), 2, 1)
+        self.assertTrue(report.balanced, report)
+
     def test_unbalanced_on_any_mismatch(self):
         self.assertFalse(AuditReport(**BALANCED, history_mismatches=("a",)).balanced)
         self.assertFalse(AuditReport(**BALANCED, total_mismatches=("deposit",)).balanced)

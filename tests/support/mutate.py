@@ -37,7 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CORE = {
     "marketplace/store/ledger_rules.py": ["tests.store.test_ledger_rules", "tests.store.test_audit",
                                           "tests.store.test_memory"],
-    "marketplace/store/records.py": ["tests.store.test_audit"],
+    "marketplace/store/records.py": ["tests.store.test_audit", "tests.store.test_memory"],
     "marketplace/store/memory/ledger.py": ["tests.store.test_memory"],
     "marketplace/store/memory/catalog.py": ["tests.market.test_store_contract.MemoryMarketStoreTests"],
     "marketplace/laptop/replication.py": ["tests.laptop.test_replication"],
