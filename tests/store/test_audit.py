@@ -67,31 +67,44 @@ class AuditRulesTests(unittest.SynchronousTestCase):
                           report.deposit_total, report.withdrawal_total), (2, 165, 150, 25, 10))
 
     def test_a_balance_its_history_does_not_reach_is_found(self):
-        report = audit_report(snapshot({"a": 66, "b": 100}), TOTALS)
-        self.assertEqual(report.history_mismatches, ("a",))
-        self.assertFalse(report.balanced)
+        for balance in (66, 64):
+            report = audit_report(snapshot({"a": balance, "b": 100}), TOTALS)
+            self.assertEqual(report.history_mismatches, ("a",), balance)
+            self.assertFalse(report.balanced)
 
     def test_a_broken_chain_is_found_even_when_it_ends_right(self):
-        histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
-                                       entry(4, "b", "withdraw", -10, 41),
-                                       entry(6, "b", "transfer_in", 60, 100)])
-        report = audit_report(snapshot(histories=histories), TOTALS)
-        self.assertEqual(report.history_mismatches, ("b",))
+        for claimed in (41, 39):
+            histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
+                                           entry(4, "b", "withdraw", -10, claimed),
+                                           entry(6, "b", "transfer_in", 60, 100)])
+            report = audit_report(snapshot(histories=histories), TOTALS)
+            self.assertEqual(report.history_mismatches, ("b",), claimed)
 
     def test_a_history_that_goes_negative_is_found(self):
-        histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
-                                       entry(4, "b", "withdraw", -60, -10),
-                                       entry(6, "b", "deposit", 110, 100)])
-        report = audit_report(snapshot(histories=histories),
-                              {"opening": 150, "deposit": 135, "withdrawal": 60})
-        self.assertEqual(report.history_mismatches, ("b",))
+        """Even by a single unit."""
+        for overdrawn in (10, 1):
+            histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
+                                           entry(4, "b", "withdraw", -50 - overdrawn, -overdrawn),
+                                           entry(6, "b", "deposit", 100 + overdrawn, 100)])
+            report = audit_report(snapshot(histories=histories),
+                                  {"opening": 150, "deposit": 125 + overdrawn,
+                                   "withdrawal": 50 + overdrawn})
+            self.assertEqual(report.history_mismatches, ("b",), overdrawn)
 
     def test_running_totals_that_disagree_with_the_histories_are_found(self):
         for kind in ("opening", "deposit", "withdrawal"):
-            totals = dict(TOTALS, **{kind: TOTALS[kind] + 1})
-            report = audit_report(snapshot(), totals)
-            self.assertEqual(report.total_mismatches, (kind,))
-            self.assertFalse(report.balanced)
+            for change in (1, -1):
+                totals = dict(TOTALS, **{kind: TOTALS[kind] + change})
+                report = audit_report(snapshot(), totals)
+                self.assertEqual(report.total_mismatches, (kind,))
+                self.assertFalse(report.balanced)
+
+    def test_an_empty_ledger_balances_at_zero(self):
+        """A ledger nothing happened to yet has no running totals at all."""
+        report = audit_report([], {})
+        self.assertEqual((report.accounts, report.balance_total, report.opening_total,
+                          report.deposit_total, report.withdrawal_total), (0, 0, 0, 0, 0))
+        self.assertTrue(report.balanced, report)
 
     def test_money_created_by_a_transfer_is_found(self):
         """A transfer in without its transfer out makes money from nothing."""

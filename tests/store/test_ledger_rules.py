@@ -53,6 +53,12 @@ class AccountTests(unittest.SynchronousTestCase):
         self.assertRaises(InvalidAmount, rules.check_transfer, "a", "b", 0)
         self.assertRaises(SelfTransfer, rules.check_transfer, "a", "a", 1)
 
+    def test_a_self_transfer_is_found_by_value(self):
+        """The same account id, whatever string object carries it."""
+        built = "".join(["a", "b"])
+        self.assertIsNot(built, "ab")
+        self.assertRaises(SelfTransfer, rules.check_transfer, built, "ab", 1)
+
 
 class IdempotencyTTLTests(unittest.SynchronousTestCase):
     def test_an_outcome_is_kept_a_day_by_default(self):
