@@ -156,6 +156,42 @@ class HeaderErrorTests(unittest.TestCase):
             self.assertRejected(bad[:6], BadHeaderLength)
             self.assertRejected(bad, BadHeaderLength)
 
+    def test_every_other_magic_and_version_is_refused_in_a_whole_header(self):
+        for offset, value, error in [(0, b"\x4d", BadMagic), (0, b"\x4f", BadMagic),
+                                     (1, b"\x52", BadMagic), (1, b"\x54", BadMagic),
+                                     (2, b"\x00", BadVersion), (2, b"\x02", BadVersion)]:
+            self.assertRejected(_with_byte(HELLO, offset, value), error)
+
+    def test_a_bad_field_is_refused_in_any_longer_prefix(self):
+        """Once a bad field has arrived, each later byte short of a header is refused too."""
+        too_long = (65536 - 32 + 1).to_bytes(4, "big")
+        for offset, value, error in [(0, b"X", BadMagic), (1, b"A", BadMagic), (1, b"X", BadMagic),
+                                     (2, b"\x02", BadVersion), (4, b"\x00\x21", BadHeaderLength),
+                                     (6, too_long, FrameTooLarge)]:
+            bad = _with_byte(HELLO, offset, value)
+            for length in range(offset + len(value), HEADER_LEN):
+                with self.subTest(offset=offset, length=length):
+                    self.assertRejected(bad[:length], error)
+
+    def test_a_good_prefix_is_never_refused(self):
+        """Every prefix of the largest frame's header, on its flags, waits for more."""
+        largest = encode_frame(0x0203, 5, body=b"x" * (65536 - 32), flags=FLAG_RESPONSE)
+        for length in range(1, HEADER_LEN + 1):
+            decoder = FrameDecoder()
+            decoder.receive(largest[:length])
+            self.assertIsNone(decoder.next_frame(), length)
+
+    def test_errors_name_the_bad_value(self):
+        """The field as the peer sent it: the first byte, the whole header_len."""
+        cases = [(b"Xabc", BadMagic, "bad magic byte 0x58"),
+                 (b"NAbc", BadMagic, "bad magic byte 0x41"),
+                 (_with_byte(encode_frame(1, flags=FLAG_RESPONSE), 4, b"\x04\x00")[:8],
+                  BadHeaderLength, "header_len 1024")]
+        for data, error, message in cases:
+            decoder = FrameDecoder()
+            decoder.receive(data)
+            self.assertEqual(str(self.assertRaises(error, decoder.next_frame)), message)
+
     def test_oversize_body_rejected_before_body_arrives(self):
         header = _with_byte(HELLO, 6, (65536 - 32 + 1).to_bytes(4, "big"))
         self.assertRejected(header[:10], FrameTooLarge)
@@ -261,8 +297,16 @@ class DecoderStateTests(unittest.TestCase):
         decoder = FrameDecoder()
         decoder.receive(HELLO + HELLO[:10])
         self.assertEqual(decoder.buffered, len(HELLO) + 10)
-        self.assertEqual(decoder.frames(), [Frame(0x0001, 1)])
+        self.assertEqual(decoder.next_frame(), Frame(0x0001, 1))
         self.assertEqual(decoder.buffered, 10)
+        self.assertIsNone(decoder.next_frame())
+        self.assertEqual(decoder.buffered, 10)
+
+    def test_a_dead_decoder_holds_nothing(self):
+        decoder = FrameDecoder()
+        decoder.receive(HELLO + b"garbage" + HELLO)
+        self.assertRaises(BadMagic, decoder.frames)
+        self.assertEqual(decoder.buffered, 0)
 
     def test_frame_flags(self):
         for flags, response, obfuscated in [(0, False, False), (FLAG_OBFUSCATED, False, True),
