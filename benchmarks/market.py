@@ -98,7 +98,9 @@ def serve(roles, store, ports):
     for name, plugin in (("seller-front", tap.seller_front), ("buyer-front", tap.buyer_front)):
         if name in roles:
             options = plugin.Options()
-            argv = ["--listen", loopback[name], "--cheap-kdf",
+            # Every simulated user signs up from this one address at once.
+            argv = ["--listen", loopback[name], "--cheap-kdf", "--kdf-queue", "10000",
+                    "--kdf-per-client", "10000", "--kdf-interval", "0.0001", "--kdf-burst", "10000",
                     "--customer-db", peers["customer-db"], "--product-db", peers["product-db"]]
             if name == "buyer-front":
                 argv += ["--payments", peers["payments"]]

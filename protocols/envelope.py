@@ -28,11 +28,16 @@ BAD_REQUEST = "BAD_REQUEST"
 
 @attrs.frozen
 class Request:
-    """A well-formed request: ``api`` and ``payload`` are present and typed."""
+    """
+    A well-formed request: ``api`` and ``payload`` are present and typed.
+    ``peer`` is the address it came from when the server knows it (for
+    limits per client), never part of the wire.
+    """
 
     api: str
     session_id: str | None
     payload: dict
+    peer: str | None = None
 
 
 @attrs.frozen
@@ -155,8 +160,11 @@ def _sent_session_id(envelope):
     return value if isinstance(value, (str, int, Decimal)) else None
 
 
-def parse_request(data: bytes) -> Request:
-    """Parse one frame into a ``Request`` or raise ``EnvelopeError(BAD_REQUEST, ...)``."""
+def parse_request(data: bytes, peer: str | None = None) -> Request:
+    """
+    Parse one frame (from ``peer``) into a ``Request`` or raise
+    ``EnvelopeError(BAD_REQUEST, ...)``.
+    """
     envelope = _decode_object(data, "malformed JSON", "the request must be a JSON object")
     api = _optional_text(envelope, "api")
     session_id = envelope.get("session_id")
@@ -172,7 +180,7 @@ def parse_request(data: bytes) -> Request:
         raise EnvelopeError(BAD_REQUEST, 'field "payload" must be an object', **echo)
     if session_id is not None and not isinstance(session_id, str):
         raise EnvelopeError(BAD_REQUEST, 'field "session_id" must be a string or null', **echo)
-    return Request(api, session_id, payload)
+    return Request(api, session_id, payload, peer)
 
 
 class _NotAFloat(Exception):

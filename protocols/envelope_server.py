@@ -102,6 +102,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
         self._pumping = False
         self._pump_again = False
         self.callLater = factory.reactor.callLater
+        self._peer_host = getattr(self.transport.getPeer(), "host", None)
         self.setTimeout(factory.idle_timeout)
         self.transport.registerProducer(self, True)
         no_delay(self.transport)
@@ -113,20 +114,22 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
 
     def dataReceived(self, data):
         self.resetTimeout()
+        completed = False
         for event in self._decoder.feed(data):
             if isinstance(event, Frame):
+                completed = True
                 self._frame_received(event.data)
             else:
                 self._reject(None, None, FrameTooLarge(
                     f"frame exceeds the {event.limit}-byte limit; it was discarded"
                 ))
-        self._watch_partial_frame()
+        self._watch_partial_frame(completed)
         self._pump()
 
     def _frame_received(self, data):
         self.factory.counters.increment("requests")
         try:
-            request = parse_request(data)
+            request = parse_request(data, self._peer_host)
         except EnvelopeError as e:
             self._reject(e.api, e.session_id, error_for_code(e.code, e.message))
             return
@@ -227,10 +230,18 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
                 self.factory.counters.increment("replies")
                 self.transport.write(encode_frame(framing, reply))
 
-    def _watch_partial_frame(self):
+    def _watch_partial_frame(self, completed):
+        """
+        Time the frame the client is in the middle of: ``frame_timeout`` runs
+        from its first byte, so a frame that follows a completed one gets
+        the whole time again (a client streaming frames in small pieces is
+        never mid-frame for long, however long it sends).
+        """
         if self._decoder.mid_frame:
             if self._frame_timer is None:
                 self._frame_timer = self.callLater(self.factory.frame_timeout, self._frame_timed_out)
+            elif completed:
+                self._frame_timer.reset(self.factory.frame_timeout)
         elif self._frame_timer is not None:
             self._frame_timer.cancel()
             self._frame_timer = None

@@ -2,12 +2,20 @@
 The payments host: card checks and the approval policy; captures go to its store's ledger.
 
     MARKET_LISTEN=tcp:7003:interface=10.0.0.13 MARKET_STORE=redis://10.0.0.10:6379/1 \
-       MARKET_APPROVE=all \
+       MARKET_APPROVE=all MARKET_SERVICE_SECRET=/etc/marketplace/service.secret \
        twistd -ny tapfiles/market-payments.tac
 
+It serves only callers that prove the service secret (the front ends), and
+refuses to start on a non-loopback address without one. Every host of the
+deployment has the same secret file, mode 0600 (see docs/security.md,
+"Marketplace"):
+
+    mkdir -p /etc/marketplace
+    (umask 077; head -c 32 /dev/urandom | base64 > /etc/marketplace/service.secret)
+
 Every option of the ``payments`` plugin can be set from the environment as
-MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--customer-db`` is
-MARKET_CUSTOMER_DB), so one file serves every host of this role; see
+MARKET_<OPTION> (``--store`` is MARKET_STORE, ``--service-secret`` is
+MARKET_SERVICE_SECRET), so one file serves every host of this role; see
 ``twistd payments --help`` for the options and their defaults.
 """
 

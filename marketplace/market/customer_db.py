@@ -11,6 +11,8 @@ Internal APIs (payload -> reply payload):
 
 - ``CreateUser`` {role, username, password_hash} -> {user_id}
 - ``GetCredentials`` {role, username} -> {user_id, password_hash}
+- ``UpgradePasswordHash`` {role, user_id, old_hash, password_hash} -> {upgraded};
+  replaces the hash only if it still is ``old_hash``
 - ``OpenSession`` {role, user_id} -> {session_id, user_id}; a buyer's saved
   cart becomes the new session's active cart
 - ``CheckSession`` {role} -> {user_id}
@@ -34,6 +36,7 @@ from marketplace.market import accounts, validation
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.errors import ClientError, Forbidden, InvalidSession
 from marketplace.store import SessionNotFound
+from marketplace.store.sessionids import is_session_id
 from marketplace.store.market_errors import FeedbackAlreadyGiven, UnknownUser
 from marketplace.store.market_records import ReservedLine
 
@@ -71,6 +74,7 @@ class CustomerDbService:
         return {
             "CreateUser": self.create_user,
             "GetCredentials": self.get_credentials,
+            "UpgradePasswordHash": self.upgrade_password_hash,
             "OpenSession": self.open_session,
             "CheckSession": self._for_any_role(self.check_session),
             "CloseSession": self._for_any_role(self.close_session),
@@ -107,6 +111,16 @@ class CustomerDbService:
         name = accounts.username(payload)
         credentials = yield self._customers.credentials(role, name)
         return None, {"user_id": credentials.user_id, "password_hash": credentials.password_hash}
+
+    @defer.inlineCallbacks
+    def upgrade_password_hash(self, request):
+        payload = request.payload
+        role = accounts.role(payload.get("role"))
+        user_id = validation.user_id(payload, "user_id")
+        old_hash = validation.text(payload, "old_hash", max_length=512)
+        password_hash = validation.text(payload, "password_hash", max_length=512)
+        upgraded = yield self._customers.replace_password_hash(role, user_id, old_hash, password_hash)
+        return None, {"upgraded": upgraded}
 
     @defer.inlineCallbacks
     def open_session(self, request):
@@ -236,6 +250,8 @@ class CustomerDbService:
         """Deferred[Caller]: the live session's user, its role checked and its cart slid."""
         if not session_id:
             raise InvalidSession("this call needs a session_id; log in first")
+        if not is_session_id(session_id):
+            raise InvalidSession()
         touched = self._sessions.touch(session_id)
         return touched.addCallbacks(self._caller_of, _invalid_session,
                                     callbackArgs=(session_id, role))

@@ -1,7 +1,8 @@
 """
 What every marketplace service has in common on the server side: turning a
 table of handlers into the ``dispatch`` callable the envelope server calls,
-and mapping store refusals to API errors in one table.
+mapping store refusals to API errors in one table, and letting in only
+callers that prove the deployment's shared secret.
 
 A handler takes the ``Request`` and returns a Deferred firing with
 ``(session_id, payload)``; it may fail with an ``ApiError`` or a store error.
@@ -13,11 +14,16 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable
-from marketplace.store import LedgerError, StoreError, StoreUnavailable
+from marketplace.market.rpc import SERVICE_LINK
+from marketplace.store import LedgerError, StoreUnavailable
 from marketplace.store import market_errors as refusals
 from protocols.envelope_server import api_router
+from protocols.peerauth import AuthenticatingFactory
 
 log = Logger()
+
+#: Seconds between two log lines about refused callers (each one is counted).
+REFUSAL_LOG_INTERVAL = 10.0
 
 
 def _stock_message(error: refusals.StockTooLow) -> str:
@@ -48,8 +54,8 @@ def api_error(failure):
     for kind, message in _REFUSALS:
         if failure.check(kind):
             raise ClientError(message(failure.value))
-    if failure.check(StoreError):
-        log.failure("store error", failure)
+    # Anything else (a StoreError among them) is a bug: the envelope server
+    # logs it once, counts it and answers SERVER_ERROR.
     return failure
 
 
@@ -64,3 +70,37 @@ def make_dispatch(handlers: dict):
         return defer.maybeDeferred(route, request).addErrback(api_error)
 
     return dispatch
+
+
+class _RefusalLog:
+    """
+    Counts every caller refused for not proving the secret (``auth_refusals``)
+    and logs them at most once per :data:`REFUSAL_LOG_INTERVAL`, so a flood of
+    refused connections cannot flood the log.
+    """
+
+    def __init__(self, name, counters, clock):
+        self._name = name
+        self._counters = counters
+        self._clock = clock
+        self._logged_at = None
+
+    def __call__(self, why):
+        self._counters.increment("auth_refusals")
+        now = self._clock.seconds()
+        if self._logged_at is None or now - self._logged_at >= REFUSAL_LOG_INTERVAL:
+            self._logged_at = now
+            log.warn("{service} refused a caller without the service secret ({why}); "
+                     "{count} refused so far", service=self._name, why=why,
+                     count=self._counters.counts["auth_refusals"])
+
+
+def authenticated(factory, name, secret, clock):
+    """
+    ``factory`` (an ``EnvelopeServerFactory``) behind the service-link
+    handshake: a caller that does not prove ``secret`` is disconnected
+    before the service reads a byte from it, and counted in the factory's
+    counters as ``auth_refusals``.
+    """
+    return AuthenticatingFactory(factory, secret, SERVICE_LINK, clock,
+                                 on_refused=_RefusalLog(name, factory.counters, clock))

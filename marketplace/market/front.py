@@ -128,27 +128,56 @@ class AccountCalls:
     @defer.inlineCallbacks
     def create_account(self, request):
         name = accounts.username(request.payload)
-        password_hash = yield self._passwords.hash(accounts.password(request.payload))
+        password_hash = yield self._passwords.hash(accounts.password(request.payload), request.peer)
         _, reply = yield self._customer_db.call(
             "CreateUser", {"role": self.role, "username": name, "password_hash": password_hash})
         return None, {self._id_field: reply["user_id"]}
 
     @defer.inlineCallbacks
     def login(self, request):
+        """
+        A name nobody has costs the same hash work as a wrong password for a
+        real account (see ``accounts.Passwords.verify_decoy``), so neither the
+        reply nor its timing tells whether the name exists.
+        """
         refused = ClientError("wrong user name or password")
         try:
             name = accounts.username(request.payload)
             secret = accounts.password(request.payload)
+        except ClientError:
+            raise refused from None
+        client = request.peer
+        try:
             _, credentials = yield self._customer_db.call(
                 "GetCredentials", {"role": self.role, "username": name}, idempotent=True)
         except ClientError:
+            yield self._passwords.verify_decoy(secret, client)
             raise refused from None
-        matches = yield self._passwords.verify(credentials["password_hash"], secret)
+        matches = yield self._passwords.verify(credentials["password_hash"], secret, client)
         if not matches:
             raise refused
+        yield self._upgrade(credentials, secret, client)
         session_id, reply = yield self._customer_db.call(
             "OpenSession", {"role": self.role, "user_id": credentials["user_id"]})
         return session_id, {"session_id": session_id, self._id_field: reply["user_id"]}
+
+    @defer.inlineCallbacks
+    def _upgrade(self, credentials, secret, client):
+        """
+        Re-hash a password stored with less work than this front end's cost
+        (made with ``--cheap-kdf``, or before the cost was raised), now that
+        the password is at hand.  Failing only keeps the old hash.
+        """
+        if not self._passwords.needs_upgrade(credentials["password_hash"]):
+            return
+        try:
+            stronger = yield self._passwords.hash(secret, client)
+            yield self._customer_db.call("UpgradePasswordHash", {
+                "role": self.role, "user_id": credentials["user_id"],
+                "old_hash": credentials["password_hash"], "password_hash": stronger})
+        except ApiError as error:
+            log.warn("the password hash of {role} {user_id} stays as it is: {why}",
+                     role=self.role, user_id=credentials["user_id"], why=error.message)
 
     @defer.inlineCallbacks
     def logout(self, request):

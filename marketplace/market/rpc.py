@@ -23,10 +23,17 @@ Failures a caller can act on:
 * no connection, a lost connection or no reply within ``timeout`` raise
   ``ServiceUnavailable``.
 
+Links to our own services are authenticated when the client has the
+deployment's shared secret (``secret``, from ``--service-secret``): every
+pooled connection runs the ``protocols.peerauth`` handshake (label
+:data:`SERVICE_LINK`) before its first call, and a connection whose service
+does not prove the secret is never used.  The CLIs talk to the front ends,
+which take anyone, without one.
+
 Retries: a call that never reached the service (the connection could not be
-opened) is always retried; a call that was sent is retried only when the
-caller says it is ``idempotent``, because its effect may already have
-happened.  Error replies are never retried.
+opened or authenticated) is always retried; a call that was sent is retried
+only when the caller says it is ``idempotent``, because its effect may
+already have happened.  Error replies are never retried.
 """
 
 import functools
@@ -49,8 +56,12 @@ from protocols.envelope import (
 )
 from protocols.envelope_server import no_delay
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, Framing, encode_frame
+from protocols.peerauth import connecting
 
 _log = Logger()
+
+#: The peerauth label of a front end's link to customer-db, product-db or payments.
+SERVICE_LINK = b"market-service"
 
 
 class _NotSent(Exception):
@@ -167,7 +178,8 @@ class ServiceClient:
     ``pipeline_depth`` is how many calls one connection carries before the
     next pooled connection is used; the default is half of what a DB service
     runs at once per connection, so while the pool has room the service never
-    has to pause reading a connection.
+    has to pause reading a connection.  With ``secret`` every connection
+    proves it (and checks the service's proof) before carrying a call.
     """
 
     def __init__(
@@ -181,6 +193,7 @@ class ServiceClient:
         max_frame=MAX_FRAME_LIMIT,
         retry_delay=0.05,
         pipeline_depth=32,
+        secret=None,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -191,6 +204,7 @@ class ServiceClient:
         self.retry_delay = retry_delay
         self.pipeline_depth = pipeline_depth
         self.max_frame = max_frame
+        self._secret = secret
         self._reactor = reactor
         client_endpoint(endpoint_description, reactor)  # a bad description fails here, not mid-call
         self._connections = []
@@ -272,7 +286,12 @@ class ServiceClient:
         """Open one more pooled connection and hand it to everyone waiting for one."""
         self._connecting = True
         connection = _ClientProtocol(self.max_frame, self._reactor)
-        d = connect(self.endpoint_description, connection, self.timeout, self._reactor)
+        if self._secret is None:
+            d = connect(self.endpoint_description, connection, self.timeout, self._reactor)
+        else:
+            link = connecting(connection, self._secret, SERVICE_LINK, self._reactor, self.timeout)
+            d = connect(self.endpoint_description, link, self.timeout, self._reactor)
+            d.addCallback(lambda _: link.whenAuthenticated())
 
         def opened(_):
             if self._closing:

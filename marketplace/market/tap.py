@@ -7,10 +7,12 @@ Each plugin is an attribute of this module holding ``Options`` and
 ...)``), so the option code below is written once and shared:
 
 - the DB services and payments own a store (``--store``) and listen on
-  loopback by default: their internal APIs trust their callers, so expose
-  them only on a private network;
+  loopback by default.  With ``--service-secret FILE`` they serve only
+  callers that prove the secret in that file (see ``dbservice.authenticated``);
+  without one they refuse to listen anywhere but on loopback;
 - the front ends own no state and no store; they are told where the DB
-  services are (``--customer-db``, ``--product-db``, ``--payments``);
+  services are (``--customer-db``, ``--product-db``, ``--payments``) and
+  prove ``--service-secret`` on every pooled connection to them;
 - every one of them runs with ``CollectorSettings`` (see ``marketplace.collector``).
 
 ``suite_service`` runs all five in one process for the ``suite`` plugin.
@@ -19,6 +21,7 @@ Each plugin is an attribute of this module holding ``Options`` and
 from __future__ import annotations
 
 import os
+import secrets
 
 import attrs
 from twisted.application.service import MultiService
@@ -29,8 +32,9 @@ from marketplace.market.accounts import CHEAP_COST, KdfCost, Passwords
 from marketplace.market.buyer_front import BuyerFront
 from marketplace.collector import CollectorSettings
 from marketplace.market.customer_db import CustomerDbService
-from marketplace.market.dbservice import make_dispatch
+from marketplace.market.dbservice import authenticated, make_dispatch
 from marketplace.market.front import Backend
+from marketplace.market.kdfgate import GateLimits, KdfGate
 from marketplace.market.payments import ApprovalPolicy, PaymentsService
 from marketplace.market.periodic import Periodic
 from marketplace.market.product_db import DEFAULT_LEASE, ProductDbService, lease_sweep_interval
@@ -38,6 +42,7 @@ from marketplace.market.rpc import ServiceClient
 from marketplace.market.seller_front import SellerFront
 from marketplace.metrics import Counters
 from marketplace.net import Listener
+from marketplace.peersecret import MAKE_ONE, is_loopback_endpoint, load_secret
 from marketplace.options import (
     ServiceOptions,
     check_client_endpoint,
@@ -54,6 +59,8 @@ PRODUCT_DB_PORT = 7002
 PAYMENTS_PORT = 7003
 SELLER_FRONT_PORT = 7010
 BUYER_FRONT_PORT = 7011
+
+_DEFAULT_LIMITS = GateLimits()
 
 #: Calls a DB service runs at once per connection: front ends pipeline
 #: independent calls over a few pooled connections.
@@ -91,7 +98,42 @@ class _EnvelopeOptions:
     ]
 
 
-class CustomerDbOptions(_EnvelopeOptions, ServiceOptions):
+class _ServiceSecretOptions:
+    """Mixin: ``--service-secret``, loaded into ``self["secret"]`` (None without one)."""
+
+    optParameters = [
+        ["service-secret", None, None,
+         "File holding the secret shared by the front ends and the DB services; every "
+         "link between them proves it, and a DB service needs it to listen beyond "
+         "loopback. " + MAKE_ONE[0].upper() + MAKE_ONE[1:] + "."],
+    ]
+
+    def load_service_secret(self):
+        path = self["service-secret"]
+        try:
+            self["secret"] = None if path is None else load_secret(path)
+        except ValueError as error:
+            raise usage.UsageError(f"--service-secret: {error}") from None
+
+
+class _DbServiceOptions(_ServiceSecretOptions, _EnvelopeOptions, ServiceOptions):
+    """
+    A DB service (or payments): its internal APIs act for whoever calls them,
+    so it serves only callers that prove the service secret, or else only
+    this machine.
+    """
+
+    def postOptions(self):
+        super().postOptions()
+        self.load_service_secret()
+        if self["secret"] is None and not is_loopback_endpoint(self["listen"]):
+            raise usage.UsageError(
+                f"--listen {self['listen']} accepts callers from other hosts: give "
+                f"--service-secret FILE (the front ends' one), or listen on loopback "
+                f"(tcp:PORT:interface=127.0.0.1)")
+
+
+class CustomerDbOptions(_DbServiceOptions):
     synopsis = "[options]"
     longdesc = "Accounts, sessions, carts, purchase history and ratings of the marketplace."
     optParameters = [
@@ -101,7 +143,7 @@ class CustomerDbOptions(_EnvelopeOptions, ServiceOptions):
     ]
 
 
-class ProductDbOptions(_EnvelopeOptions, ServiceOptions):
+class ProductDbOptions(_DbServiceOptions):
     synopsis = "[options]"
     longdesc = "Items, stock, search index, purchase reservations and item feedback."
     optParameters = [
@@ -112,7 +154,7 @@ class ProductDbOptions(_EnvelopeOptions, ServiceOptions):
     ]
 
 
-class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
+class PaymentsOptions(_DbServiceOptions):
     synopsis = "[options]"
     longdesc = "Card authorisation (Luhn, expiry, CVV) with a configurable approval policy."
     optParameters = [
@@ -128,7 +170,7 @@ class PaymentsOptions(_EnvelopeOptions, ServiceOptions):
             raise usage.UsageError(f"--approve: {error}") from None
 
 
-class _FrontOptions(_EnvelopeOptions, usage.Options):
+class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
     """A stateless front end: where its DB services are, and how to call them."""
 
     optParameters = [
@@ -137,6 +179,19 @@ class _FrontOptions(_EnvelopeOptions, usage.Options):
         ["rpc-timeout", None, 2.0, "Seconds a DB service call may take.", positive_float],
         ["rpc-pool", None, 4, "Connections kept to each DB service.", _int_at_least(1)],
         ["rpc-retries", None, 2, "Extra attempts for idempotent DB calls.", _int_at_least(0)],
+    ]
+    optParameters += [
+        ["kdf-workers", None, _DEFAULT_LIMITS.workers, "Password hashes run at once.", _int_at_least(1)],
+        ["kdf-queue", None, _DEFAULT_LIMITS.max_waiting,
+         "Password hashes that may wait for a worker; more are refused as busy.", _int_at_least(0)],
+        ["kdf-per-client", None, _DEFAULT_LIMITS.per_client,
+         "Password hashes one client address may have running or waiting.", _int_at_least(1)],
+        ["kdf-interval", None, _DEFAULT_LIMITS.interval,
+         "One client address may start a password hash every this many seconds, on average.",
+         positive_float],
+        ["kdf-burst", None, _DEFAULT_LIMITS.burst,
+         "Password hashes one client address may start at once after a quiet spell.",
+         _int_at_least(1)],
     ]
     optFlags = [
         ["cheap-kdf", None, "Use a fast argon2id setting (tests and benchmarks only)."],
@@ -147,6 +202,7 @@ class _FrontOptions(_EnvelopeOptions, usage.Options):
         for peer in self.peers:
             check_client_endpoint(self[peer])
         check_server_endpoint(self["listen"])
+        self.load_service_secret()
 
 
 class SellerFrontOptions(_FrontOptions):
@@ -167,10 +223,13 @@ class BuyerFrontOptions(_FrontOptions):
     peers = ("customer-db", "product-db", "payments")
 
 
-def _listener(options, name, table, reactor, max_in_flight=1):
+def _listener(options, name, table, reactor, max_in_flight=1, secret=None, counters=None):
+    """The listener of one service; with ``secret``, only its holders get through."""
     factory = EnvelopeServerFactory(
-        make_dispatch(table), Counters(), options["max-frame"], options["idle-timeout"], reactor,
-        max_in_flight=max_in_flight)
+        make_dispatch(table), counters or Counters(), options["max-frame"],
+        options["idle-timeout"], reactor, max_in_flight=max_in_flight)
+    if secret is not None:
+        factory = authenticated(factory, name, secret, reactor)
     listener = Listener(options["listen"], factory, reactor)
     listener.setName(name)
     return listener
@@ -189,7 +248,8 @@ def _db_service(name, options, build, store=None, reactor=None):
         store = make_store(options["store"], options["store-timeout"], reactor)
         store.setServiceParent(service)
     table = build(store, reactor, service)
-    _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT).setServiceParent(service)
+    _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT,
+              options["secret"]).setServiceParent(service)
     return service
 
 
@@ -222,29 +282,35 @@ def make_payments(options, store=None, reactor=None):
 
 def _clients(options, reactor):
     return {peer: Backend(peer, ServiceClient(
-        options[peer], options["rpc-pool"], options["rpc-timeout"], options["rpc-retries"], reactor))
+        options[peer], options["rpc-pool"], options["rpc-timeout"], options["rpc-retries"], reactor,
+        secret=options["secret"]))
         for peer in options.peers}
 
 
-def _passwords(options):
-    return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost())
+def _passwords(options, reactor, counters):
+    """Password hashing admitted by the gate; its refusals counted with the listener's."""
+    limits = GateLimits(options["kdf-workers"], options["kdf-queue"], options["kdf-per-client"],
+                        options["kdf-interval"], options["kdf-burst"])
+    return Passwords(CHEAP_COST if options["cheap-kdf"] else KdfCost(),
+                     gate=KdfGate(reactor, limits, counters))
 
 
 def make_seller_front(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    clients = _clients(options, reactor)
-    front = SellerFront(clients["customer-db"], clients["product-db"], _passwords(options))
-    return _front_service(options, "seller-front", front, clients, reactor)
+    clients, counters = _clients(options, reactor), Counters()
+    front = SellerFront(clients["customer-db"], clients["product-db"],
+                        _passwords(options, reactor, counters))
+    return _front_service(options, "seller-front", front, clients, reactor, counters)
 
 
 def make_buyer_front(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    clients = _clients(options, reactor)
+    clients, counters = _clients(options, reactor), Counters()
     front = BuyerFront(clients["customer-db"], clients["product-db"], clients["payments"],
-                       _passwords(options), reactor)
-    service = _front_service(options, "buyer-front", front, clients, reactor)
+                       _passwords(options, reactor, counters), reactor)
+    service = _front_service(options, "buyer-front", front, clients, reactor, counters)
     Periodic("payment-voids", options["void-interval"], front.voids.sweep,
              reactor).setServiceParent(service)
     return service
@@ -263,10 +329,11 @@ class _FrontService(MultiService):
         return defer.gatherResults([defer.maybeDeferred(lambda: stopped), *closed])
 
 
-def _front_service(options, name, front, clients, reactor):
+def _front_service(options, name, front, clients, reactor, counters):
     service = _FrontService(clients)
     CollectorSettings().setServiceParent(service)
-    _listener(options, name, front.dispatch_table(), reactor).setServiceParent(service)
+    _listener(options, name, front.dispatch_table(), reactor,
+              counters=counters).setServiceParent(service)
     return service
 
 
@@ -311,17 +378,23 @@ def options_from_environ(options_class, environ=None, prefix="MARKET_"):
 def suite_service(suite_options):
     """
     Every marketplace service in one process on its default ports, the DB
-    services and payments sharing the suite's store.
+    services and payments sharing the suite's store.  Their links are
+    authenticated with a secret drawn for this run: another user of the
+    machine can reach loopback ports too.
     """
     service = MultiService()
     store = make_store(suite_options["store"], suite_options["store-timeout"])
     store.setServiceParent(service)
+    secret = secrets.token_bytes(32)
+
+    def defaults(plugin):
+        options = plugin.Options()
+        options.parseOptions([])
+        options["secret"] = secret
+        return options
+
     for plugin in (customer_db, product_db, payments):
-        options = plugin.Options()
-        options.parseOptions([])
-        plugin.makeService(options, store=store).setServiceParent(service)
+        plugin.makeService(defaults(plugin), store=store).setServiceParent(service)
     for plugin in (seller_front, buyer_front):
-        options = plugin.Options()
-        options.parseOptions([])
-        plugin.makeService(options).setServiceParent(service)
+        plugin.makeService(defaults(plugin)).setServiceParent(service)
     return service

@@ -21,6 +21,13 @@ class ICustomerStore(Interface):
     def credentials(role, username):
         """@return: L{Credentials}; fails with UnknownUser."""
 
+    def replace_password_hash(role, user_id, old_hash, new_hash):
+        """
+        Store ``new_hash`` if the user's hash still is ``old_hash``.
+
+        @return: whether it was replaced; fails with UnknownUser.
+        """
+
     def profile(role, user_id):
         """@return: the user's L{Profile}; fails with UnknownUser."""
 

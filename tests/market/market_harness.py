@@ -1,7 +1,8 @@
 """
 The whole marketplace on 127.0.0.1 for end-to-end tests: customer-db,
-product-db and payments on OS-chosen ports, both front ends pointed at them,
-and envelope clients for the front ends.
+product-db and payments on OS-chosen ports, both front ends pointed at them
+(every link between them authenticated by a service secret), and envelope
+clients for the front ends.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from twisted.internet import defer, protocol, reactor
 
 from marketplace.market import tap
 from marketplace.market.rpc import ServiceClient
+from marketplace.peersecret import load_secret
 from marketplace.store import make_store
 from tests.support.redis_server import START_TIMEOUT
 from tests.support.services import listeners_of, listening_port, start_service
@@ -23,6 +25,10 @@ from tests.support.services import listeners_of, listening_port, start_service
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 LOOPBACK_ANY_PORT = "tcp:0:interface=127.0.0.1"
+
+#: Front-end options that let every test user sign up at once from 127.0.0.1.
+UNLIMITED_LOGINS = ["--kdf-queue", "10000", "--kdf-per-client", "10000", "--kdf-interval", "0.0001",
+                    "--kdf-burst", "10000"]
 
 #: A card that passes Luhn, with an expiry far ahead.
 CARD = {"name": "Bea Buyer", "card_number": "4111 1111 1111 1111",
@@ -35,16 +41,34 @@ def parse(plugin, argv):
     return options
 
 
+def secret_file(testcase, secret=b"a service secret for this test only"):
+    """A service secret file (mode 0600) in the test's temporary directory."""
+    path = os.path.abspath(testcase.mktemp())
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(secret)
+    return path
+
+
 @attrs.define
 class Market:
     store: object
+    secret_file: str | None = None
     ports: dict = attrs.Factory(dict)
+    listeners: dict = attrs.Factory(dict)
+
+    def secret_argv(self) -> list:
+        return [] if self.secret_file is None else ["--service-secret", self.secret_file]
+
+    def db_client(self, testcase, name):
+        """A client of DB service ``name`` that proves the market's secret, as a front end does."""
+        return client(testcase, self.ports[name], secret=load_secret(self.secret_file))
 
     def front_options(self, role, listen=LOOPBACK_ANY_PORT):
         plugin = tap.buyer_front if role == "buyer" else tap.seller_front
-        argv = ["--listen", listen, "--cheap-kdf", "--rpc-timeout", "2",
+        argv = ["--listen", listen, "--cheap-kdf", "--rpc-timeout", "2", *UNLIMITED_LOGINS,
                 "--customer-db", f"tcp:127.0.0.1:{self.ports['customer-db']}",
-                "--product-db", f"tcp:127.0.0.1:{self.ports['product-db']}"]
+                "--product-db", f"tcp:127.0.0.1:{self.ports['product-db']}",
+                *self.secret_argv()]
         if role == "buyer":
             argv += ["--payments", f"tcp:127.0.0.1:{self.ports['payments']}"]
         return parse(plugin, argv)
@@ -56,7 +80,7 @@ def start_db_services(testcase, market, approve="all", lease_clock=None):
     customer-db, product-db and payments sharing ``market.store``; product-db
     sweeps lapsed reservations on ``lease_clock`` (default: the reactor).
     """
-    common = ["--listen", LOOPBACK_ANY_PORT]
+    common = ["--listen", LOOPBACK_ANY_PORT, *market.secret_argv()]
     makers = {
         "customer-db": (tap.make_customer_db, parse(tap.customer_db, common), {}),
         "product-db": (tap.make_product_db, parse(tap.product_db, common),
@@ -66,7 +90,8 @@ def start_db_services(testcase, market, approve="all", lease_clock=None):
     for name, (make, options, extra) in makers.items():
         service = start_service(testcase, make(options, store=market.store, reactor=reactor,
                                                **extra))
-        market.ports[name] = yield listening_port(listeners_of(service)[0])
+        market.listeners[name] = listeners_of(service)[0]
+        market.ports[name] = yield listening_port(market.listeners[name])
 
 
 @defer.inlineCallbacks
@@ -88,16 +113,17 @@ def start_market(testcase, store=None, approve="all", lease_clock=None):
     if store is None:
         store = make_store("memory", reactor=reactor)
     start_service(testcase, store)
-    market = Market(store)
+    market = Market(store, secret_file(testcase))
     yield start_db_services(testcase, market, approve, lease_clock)
     market.ports["buyer-front"] = yield start_front(testcase, market, "buyer")
     market.ports["seller-front"] = yield start_front(testcase, market, "seller")
     return market
 
 
-def client(testcase, port, timeout=5.0):
-    """An envelope client of a front end; closed at cleanup."""
-    connection = ServiceClient(f"tcp:127.0.0.1:{port}", pool_size=2, timeout=timeout, retries=0)
+def client(testcase, port, timeout=5.0, secret=None):
+    """An envelope client of a front end (or with ``secret``, of a DB service); closed at cleanup."""
+    connection = ServiceClient(f"tcp:127.0.0.1:{port}", pool_size=2, timeout=timeout, retries=0,
+                               secret=secret)
     testcase.addCleanup(connection.close)
     return connection
 

@@ -169,6 +169,19 @@ class ShellTests(unittest.TestCase):
         self.client.calls[0][3].errback(ClientError("'quantity' must be between 1 and 9"))
         self.assertIn("error [CLIENT_ERROR]: 'quantity' must be between 1 and 9", self.output())
 
+    def test_server_strings_cannot_drive_the_terminal(self):
+        self.type("item 1")
+        self.client.calls[0][3].callback((None, {"item_id": 1, "item_name": "mug\r\x1b[2Jfree",
+                                                 "keywords": ["a\u2028b"], "x\ny": 1}))
+        self.type("item 2")
+        self.client.calls[1][3].errback(ClientError("no\rfake \x9b31m"))
+        shown = self.output()
+        self.assertIn("mug\\r\\x1b[2Jfree", shown)
+        self.assertIn("a\\u2028b", shown)
+        self.assertIn("x\\ny", shown)
+        self.assertIn("no\\rfake \\x9b31m", shown)
+        self.assertFalse(set(shown) & set("\r\x1b\x9b\u2028"), shown)
+
     def test_bad_arguments_print_usage_without_calling(self):
         self.type("add one 2")
         self.assertEqual(self.client.calls, [])

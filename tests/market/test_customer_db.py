@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from marketplace.market.customer_db import CustomerDbService
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.errors import ClientError, Forbidden, InvalidSession, NotFound, ServiceUnavailable
-from marketplace.store import StoreUnavailable, make_store
+from marketplace.store import StoreError, StoreUnavailable, make_store
 from protocols.envelope import Request
 
 
@@ -50,6 +50,16 @@ class CustomerDbTests(unittest.TestCase):
         yield self.assertFailure(self.call("CheckSession", {"role": "seller"}), InvalidSession)
 
     @defer.inlineCallbacks
+    def test_malformed_session_ids_never_reach_the_store(self):
+        touched = []
+        self.patch(self.store.sessions, "touch", lambda session_id: touched.append(session_id))
+        for sent in ("user:buyer:1", "session:user:buyer:1", "a" * 44, "a" * 42 + "!"):
+            yield self.assertFailure(self.call("CartGet", {}, sent), InvalidSession)
+            yield self.assertFailure(self.call("CheckSession", {"role": "seller"}, sent),
+                                     InvalidSession)
+        self.assertEqual(touched, [])
+
+    @defer.inlineCallbacks
     def test_sessions_of_unknown_users_are_refused(self):
         yield self.assertFailure(self.call("OpenSession", {"role": "buyer", "user_id": 7}), ClientError)
 
@@ -60,6 +70,14 @@ class CustomerDbTests(unittest.TestCase):
         error = yield self.assertFailure(
             self.call("RecordPurchase", {"purchase_id": "p", "lines": [["x"]]}, session_id), ClientError)
         self.assertIn("lines", error.message)
+
+    def test_a_store_error_is_left_to_the_server_to_log_once(self):
+        def broken(*args):
+            return defer.fail(StoreError("WRONGTYPE Operation against a key"))
+        self.patch(self.store.customers, "credentials", broken)
+        self.failureResultOf(self.call("GetCredentials", {"role": "buyer", "username": "bea"}),
+                             StoreError)
+        self.assertEqual(self.flushLoggedErrors(StoreError), [])
 
     @defer.inlineCallbacks
     def test_store_unavailable_is_service_unavailable(self):

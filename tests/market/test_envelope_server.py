@@ -272,6 +272,19 @@ class TimeoutTests(unittest.TestCase):
         self.assertFalse(harness.transport.disconnecting)
         self.assertEqual(harness.counters.counts["frame_timeouts"], 0)
 
+    def test_steady_sender_in_small_pieces_is_never_cut_off(self):
+        harness = Harness(self, frame_timeout=30)
+        frame = line("A")
+        harness.protocol.dataReceived(frame[:10])
+        for _ in range(10):
+            harness.clock.advance(20)
+            harness.protocol.dataReceived(frame[10:] + frame[:10])
+        self.assertFalse(harness.transport.disconnecting)
+        self.assertEqual(len(harness.replies()), 10)
+        harness.clock.advance(30)
+        self.assertTrue(harness.transport.disconnecting)
+        self.assertEqual(harness.counters.counts["frame_timeouts"], 1)
+
     def test_connection_lost_stops_timers(self):
         harness = Harness(self)
         harness.protocol.dataReceived(b'{"partial')

@@ -14,7 +14,7 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, NotFound, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
-from marketplace.store import StoreUnavailable
+from marketplace.store import StoreUnavailable, make_store
 from tests.market.market_harness import (
     CARD,
     Shopper,
@@ -23,6 +23,7 @@ from tests.market.market_harness import (
     start_front,
     start_market,
 )
+from tests.support.redis_server import start_redis
 
 ITEM = {"item_name": "Desk lamp", "category": 3, "keywords": ["light", "desk"],
         "condition": "new", "price": 19.99, "quantity": 5}
@@ -323,7 +324,7 @@ class DbServiceOutageTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_down_db_service_is_reported_and_recovered_from(self):
         market = yield start_market(self)
-        product_db = yield spawn_tac(self, "product-db")
+        product_db = yield spawn_tac(self, "product-db", service_secret=market.secret_file)
         market.ports["product-db"] = product_db.port
         buyer_port = yield start_front(self, market, "buyer")
         buyer = yield Shopper(client(self, buyer_port), "buyer").sign_up("bert")
@@ -334,5 +335,19 @@ class DbServiceOutageTests(unittest.TestCase):
         self.assertIn("product-db", error.message)
         self.assertEqual((yield buyer.call("DisplayCart"))["cart"], [])
 
-        yield spawn_tac(self, "product-db", market.ports["product-db"])
+        yield spawn_tac(self, "product-db", market.ports["product-db"],
+                        service_secret=market.secret_file)
         self.assertEqual((yield buyer.call("SearchItemsForSale", {}))["items"], [])
+
+
+class ForeignSessionIdOnRedisTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_a_session_id_naming_another_key_is_an_invalid_session(self):
+        redis = yield start_redis(self)
+        market = yield start_market(self, store=make_store(redis.url, timeout=5.0, reactor=reactor))
+        buyer = yield Shopper(client(self, market.ports["buyer-front"]), "buyer").sign_up("bert")
+        for foreign in ("user:buyer:1", f"user:buyer:{buyer.user_id}"):
+            buyer.session_id = foreign
+            error = yield self.assertFailure(buyer.call("DisplayCart"), ClientError)
+            self.assertIn("invalid or expired session", error.message)
+        # trial fails the test if anything was logged as an error

@@ -25,6 +25,7 @@ from tests.market.market_harness import (
     Market,
     Shopper,
     client,
+    secret_file,
     spawn_tac,
     start_front,
     start_market,
@@ -126,7 +127,8 @@ class SessionExpiryTests(unittest.TestCase):
 def peers(market):
     return {"customer_db": f"tcp:127.0.0.1:{market.ports['customer-db']}",
             "product_db": f"tcp:127.0.0.1:{market.ports['product-db']}",
-            "payments": f"tcp:127.0.0.1:{market.ports['payments']}"}
+            "payments": f"tcp:127.0.0.1:{market.ports['payments']}",
+            "service_secret": market.secret_file}
 
 
 class FrontEndRestartTests(unittest.TestCase):
@@ -197,8 +199,8 @@ class LeaseTests(unittest.TestCase):
 
         clock.advance(DEFAULT_LEASE)
         self.assertEqual((yield store.catalog.item(item_id)).quantity, 5)
-        voids = PaymentVoids(client(self, market.ports["product-db"]),
-                             client(self, market.ports["payments"]))
+        voids = PaymentVoids(market.db_client(self, "product-db"),
+                             market.db_client(self, "payments"))
         yield voids.sweep()
         self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 0)
         self.assertEqual((yield store.catalog.pending_voids(10)), [])
@@ -242,11 +244,12 @@ class DbServiceRestartOnRedisTests(unittest.TestCase):
     """The DB services run as their own processes on a Redis store."""
 
     @defer.inlineCallbacks
-    def start_db_processes(self, redis, ports=None):
+    def start_db_processes(self, redis, market, ports=None):
         children = {}
         for role in ("customer-db", "product-db", "payments"):
             port = ports[role] if ports else 0
-            children[role] = yield spawn_tac(self, role, port, store=redis.url)
+            children[role] = yield spawn_tac(self, role, port, store=redis.url,
+                                             service_secret=market.secret_file)
         return children
 
     @defer.inlineCallbacks
@@ -254,8 +257,8 @@ class DbServiceRestartOnRedisTests(unittest.TestCase):
         redis = yield start_redis(self, appendonly=True)
         store = make_store(redis.url, timeout=2.0, reactor=reactor)
         start_service(self, store)
-        market = Market(store)
-        children = yield self.start_db_processes(redis)
+        market = Market(store, secret_file(self))
+        children = yield self.start_db_processes(redis, market)
         market.ports.update({role: child.port for role, child in children.items()})
         buyer_port = yield start_front(self, market, "buyer")
         seller_port = yield start_front(self, market, "seller")
@@ -274,7 +277,7 @@ class DbServiceRestartOnRedisTests(unittest.TestCase):
         yield self.assertFailure(buyer.call("DisplayCart"), ServiceUnavailable)
         yield redis.kill()
         yield redis.restart()
-        yield self.start_db_processes(redis, market.ports)
+        yield self.start_db_processes(redis, market, market.ports)
 
         cart = yield self.eventually(lambda: buyer.call("DisplayCart"))
         self.assertEqual(cart["cart"], [{"item_id": item_id, "quantity": 3}])

@@ -31,6 +31,7 @@ from marketplace.store.market_records import (
     RevisedCart,
 )
 from marketplace.store.market_rules import MAX_STOCK
+from marketplace.store.memory import catalog as memory_catalog
 from tests.store.backends import MemoryBackend, RedisBackend
 
 
@@ -54,6 +55,17 @@ class CustomersContract:
         self.assertEqual((yield customers.credentials("buyer", "alice")).password_hash, "hash-a")
         self.assertEqual((yield customers.credentials("seller", "alice")).user_id, seller_alice)
         yield self.assertFailure(customers.credentials("buyer", "nobody"), UnknownUser)
+
+    @defer.inlineCallbacks
+    def test_password_hash_is_replaced_only_if_unchanged(self):
+        customers = self.store.customers
+        alice = yield customers.create_user("buyer", "alice", "weak")
+        self.assertFalse((yield customers.replace_password_hash("buyer", alice, "other", "strong")))
+        self.assertEqual((yield customers.credentials("buyer", "alice")).password_hash, "weak")
+        self.assertTrue((yield customers.replace_password_hash("buyer", alice, "weak", "strong")))
+        self.assertEqual((yield customers.credentials("buyer", "alice")).password_hash, "strong")
+        yield self.assertFailure(
+            customers.replace_password_hash("seller", alice, "strong", "x"), UnknownUser)
 
     @defer.inlineCallbacks
     def test_profile(self):
@@ -272,6 +284,60 @@ class CatalogContract:
         self.assertEqual((yield catalog.item(item.item_id)).quantity, MAX_STOCK)
 
     @defer.inlineCallbacks
+    def test_searches_without_keywords_page_in_id_order_as_stock_changes(self):
+        catalog = self.store.catalog
+        ids = []
+        for n in range(12):
+            ids.append((yield catalog.create_item(1, draft(category=1 + n % 2, quantity=n % 3))).item_id)
+
+        @defer.inlineCallbacks
+        def found(category, include_out_of_stock, offset=0, limit=100):
+            page = yield catalog.search(category, (), include_out_of_stock, offset, limit)
+            return [i.item_id for i in page.items], page.total
+
+        in_stock = [i for n, i in enumerate(ids) if n % 3]
+        self.assertEqual((yield found(None, False)), (in_stock, 8))
+        self.assertEqual((yield found(None, True, 3, 4)), (ids[3:7], 12))
+        self.assertEqual((yield found(2, False)), ([i for i in in_stock if ids.index(i) % 2], 4))
+        self.assertEqual((yield found(2, True, 1, 2)), (ids[3:6:2], 6))
+        self.assertEqual((yield found(None, False, 2 ** 53 - 1, 100)), ([], 8))
+        # Stock leaves and comes back by reservation, release and adjustment.
+        yield catalog.reserve("p1", [(ids[1], 1)], LEASE)
+        yield catalog.adjust_stock(ids[0], 1, 5)
+        yield catalog.adjust_stock(ids[2], 1, -2)
+        self.assertEqual((yield found(None, False, 0, 3)), ([ids[0], ids[4], ids[5]], 7))
+        self.assertEqual((yield found(1, False)), ([ids[0], ids[4], ids[8], ids[10]], 4))
+        yield catalog.release("p1", 1)
+        self.assertEqual((yield found(2, False, 0, 2)), ([ids[1], ids[5]], 4))
+
+    @defer.inlineCallbacks
+    def test_stock_of_a_lapsed_lease_is_back_in_searches_without_keywords(self):
+        catalog = self.store.catalog
+        swept = yield catalog.create_item(1, draft(category=1, quantity=2))
+        late = yield catalog.create_item(1, draft(category=2, quantity=1))
+        # "a-..." lapses first: deadlines that tie are taken in purchase id order.
+        yield catalog.reserve("a-swept", [(swept.item_id, 2)], self.short_ttl)
+        yield catalog.reserve("b-committed-late", [(late.item_id, 1)], self.short_ttl)
+
+        @defer.inlineCallbacks
+        def in_stock(category):
+            page = yield catalog.search(category, (), False, 0, 10)
+            return [i.item_id for i in page.items], page.total
+
+        for category in (None, 1, 2):
+            self.assertEqual((yield in_stock(category)), ([], 0))
+        yield self.let_time_pass(self.short_ttl * 1.5)
+        # The sweep puts the first back on sale ...
+        self.assertEqual((yield catalog.expire_leases(1)), 1)
+        self.assertEqual((yield in_stock(None)), ([swept.item_id], 1))
+        self.assertEqual((yield in_stock(1)), ([swept.item_id], 1))
+        self.assertEqual((yield in_stock(2)), ([], 0))
+        # ... and a commit that comes too late lapses the other then and there.
+        yield self.assertFailure(catalog.commit("b-committed-late", 1), ReservationClosed)
+        self.assertEqual((yield in_stock(None)), ([swept.item_id, late.item_id], 2))
+        self.assertEqual((yield in_stock(2)), ([late.item_id], 1))
+
+    @defer.inlineCallbacks
     def test_search_ranks_by_matching_keywords_then_id(self):
         catalog = self.store.catalog
         one = yield catalog.create_item(1, draft(keywords=("red",)))
@@ -443,8 +509,34 @@ class MarketStoreContract(CustomersContract, CatalogContract):
 
 
 class MemoryMarketStoreTests(MarketStoreContract, MemoryBackend, unittest.TestCase):
-    pass
+    @defer.inlineCallbacks
+    def test_a_search_without_keywords_does_the_work_of_its_page(self):
+        catalog = self.store.catalog
+        for n in range(30):
+            yield catalog.create_item(1, draft(category=1 + n % 3))
+        # A page is a slice of ids kept in order: nothing is ranked.
+        self.patch(memory_catalog, "rank", lambda scores: self.fail(f"ranked {len(scores)} items"))
+        for category in (None, 2):
+            page = yield catalog.search(category, (), False, 2, 5)
+            self.assertEqual(len(page.items), 5)
 
 
 class RedisMarketStoreTests(MarketStoreContract, RedisBackend, unittest.TestCase):
     store_timeout = 2.0
+
+    @defer.inlineCallbacks
+    def test_a_search_without_keywords_does_the_work_of_its_page(self):
+        catalog = self.store.catalog
+        for n in range(300):
+            yield catalog.create_item(1, draft(category=1 + n % 3))
+        redis = self.store.connection
+        for category in (None, 2):
+            yield redis.command("execute_command", "CONFIG", "RESETSTAT")
+            page = yield catalog.search(category, (), False, 20, 5)
+            self.assertEqual(len(page.items), 5)
+            stats = yield redis.command("execute_command", "INFO", "commandstats")
+            calls = sum(int(line.split("calls=")[1].split(",")[0])
+                        for line in stats.splitlines()
+                        if line.startswith("cmdstat_") and not line.startswith("cmdstat_config"))
+            # the script itself, one range and one count, one read per item
+            self.assertLessEqual(calls, 1 + 2 + 5, stats)

@@ -45,7 +45,9 @@ class OptionsTests(unittest.TestCase):
                              (tap.product_db, ["--max-frame", str(64 * 1024 * 1024)]),
                              (tap.buyer_front, ["--payments", "nonsense:1"]),
                              (tap.seller_front, ["--listen", "nonsense:1"]),
-                             (tap.seller_front, ["--rpc-pool", "0"])]:
+                             (tap.seller_front, ["--rpc-pool", "0"]),
+                             (tap.buyer_front, ["--kdf-interval", "0"]),
+                             (tap.seller_front, ["--kdf-workers", "0"])]:
             self.assertRaises(usage.UsageError, parsed, plugin, argv)
 
     def test_service_maker_finds_every_plugin(self):

@@ -53,6 +53,14 @@ class SessionContract:
         yield self.assertFailure(store.sessions.touch("no-such-session"), SessionNotFound)
 
     @defer.inlineCallbacks
+    def test_ids_naming_other_keys_are_no_sessions(self):
+        store = yield self.make_store()
+        yield store.sessions.create("buyer:1")
+        for sent in ("user:buyer:1", "", "x" * 43 + ":", 42):
+            yield self.assertFailure(store.sessions.touch(sent), SessionNotFound)
+            self.assertFalse((yield store.sessions.delete(sent)))
+
+    @defer.inlineCallbacks
     def test_delete(self):
         store = yield self.make_store()
         session = yield store.sessions.create("carol")

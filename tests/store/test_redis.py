@@ -52,6 +52,37 @@ class RedisDirectoryLeaseTests(RedisTestCase):
         self.assertEqual((yield sizes()), [1, 1, 0])
 
 
+class RedisSessionIndexTests(RedisTestCase):
+    """Each user's set of session ids expires with its sessions and sheds dead ids."""
+
+    def pttl(self, key):
+        return self.store.connection.command("execute_command", "PTTL", key)
+
+    @defer.inlineCallbacks
+    def test_the_user_set_expires_with_its_longest_session(self):
+        yield self.store.sessions.create("buyer:1", ttl=100)
+        self.assertTrue(0 < (yield self.pttl("session:user:buyer:1")) <= 100_000)
+        long = yield self.store.sessions.create("buyer:1", ttl=3600)
+        self.assertGreater((yield self.pttl("session:user:buyer:1")), 100_000)
+        yield self.store.sessions.create("buyer:1", ttl=100)
+        self.assertGreater((yield self.pttl("session:user:buyer:1")), 100_000)
+        yield self.store.connection.command("execute_command", "PEXPIRE",
+                                            "session:user:buyer:1", 1000)
+        yield self.store.sessions.touch(long.session_id)
+        self.assertGreater((yield self.pttl("session:user:buyer:1")), 100_000)
+
+    @defer.inlineCallbacks
+    def test_ids_of_sessions_gone_leave_the_set(self):
+        for _ in range(4):
+            yield self.store.sessions.create("buyer:2")
+        yield self.store.connection.command("execute_command", "DEL", *[
+            f"session:{s.session_id}" for s in (yield self.store.sessions.sessions_of("buyer:2"))])
+        yield self.store.sessions.create("buyer:2")
+        members = yield self.store.connection.command("execute_command", "SCARD",
+                                                      "session:user:buyer:2")
+        self.assertEqual(members, 1)
+
+
 class RedisTLSStoreTests(RedisTestCase):
     tls = True
 

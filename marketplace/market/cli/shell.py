@@ -6,6 +6,10 @@ everything else -- argument parsing, the session, help text, tables, errors
 and the event loop -- is here.  Lines run one at a time in the order typed; a
 line typed while a call is in flight waits for it.
 
+Whatever a server sends is shown through ``marketplace.terminal.printable``:
+an item name or an error message cannot move the cursor, overwrite earlier
+output or start a fake line.
+
 Nothing a user types or a server does may end the program: bad arguments
 print the command's usage, error replies print their code and message, and a
 lost or refused connection prints ``SERVICE_UNAVAILABLE`` -- the next command
@@ -27,6 +31,7 @@ from zope.interface import implementer
 from marketplace.market.errors import ApiError, ServiceUnavailable, Timeout
 from marketplace.market.rpc import ServiceClient
 from marketplace.options import check_client_endpoint, parse_command_line
+from marketplace.terminal import printable
 
 
 class ArgumentError(Exception):
@@ -304,6 +309,7 @@ class Shell(LineReceiver):
         elif command.api == "Logout":
             self.session_id = None
         render = command.render or (lambda _session, data: format_fields(data))
+        session_id, payload = _shown(session_id), _shown(payload)
         try:
             self.say(render(session_id, payload))
         except Exception:  # a reply shaped unlike we expect is still shown
@@ -312,14 +318,14 @@ class Shell(LineReceiver):
     def _failed(self, failure, command):
         error = failure.value
         if not isinstance(error, ApiError):
-            self.say(f"error: {failure.getErrorMessage()}")
+            self.say(f"error: {printable(failure.getErrorMessage())}")
             return
-        message = error.message
+        message = printable(error.message)
         if not isinstance(error, (ServiceUnavailable, Timeout)):
             self._unsettled.pop(command.name, None)
         elif command.idempotency_field:
             message += " -- the outcome is unknown; repeat the same command to retry it safely"
-        self.say(f"error [{error.code}]: {message}")
+        self.say(f"error [{printable(error.code)}]: {message}")
 
     def help(self, name: str | None = None) -> str:
         if name is not None:
@@ -352,6 +358,17 @@ class Shell(LineReceiver):
     def _finish(self):
         if not self.finished.called:
             self.finished.callback(None)
+
+
+def _shown(value):
+    """A reply's strings (keys too) made safe to print, at any depth."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_shown(key): _shown(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(item) for item in value]
+    return value
 
 
 class ClientOptions(usage.Options):

@@ -5,14 +5,17 @@ Every method runs to completion before it returns, so each is atomic on the
 single reactor thread.  Reservation leases run on the store's clock (a
 ``task.Clock`` in tests).  The search index (item ids per keyword and per
 category, plus the set of items in stock) keeps search cost proportional to
-the matching items, not to the catalogue.
+the matching items, not to the catalogue; searches without keywords read one
+page of a list of ids kept in order (every item, the items in stock, and
+both per category), so their cost is their page's.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
-from collections import Counter
+from collections import Counter, defaultdict
 
 import attrs
 from zope.interface import implementer
@@ -42,6 +45,25 @@ from marketplace.store.market_records import (
 _NO_ITEMS = frozenset()
 
 
+class _IdOrder:
+    """Item ids in increasing order: a page is a slice."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self):
+        self.ids: list[int] = []
+
+    def add(self, item_id: int) -> None:
+        at = bisect.bisect_left(self.ids, item_id)
+        if at == len(self.ids) or self.ids[at] != item_id:
+            self.ids.insert(at, item_id)
+
+    def discard(self, item_id: int) -> None:
+        at = bisect.bisect_left(self.ids, item_id)
+        if at < len(self.ids) and self.ids[at] == item_id:
+            del self.ids[at]
+
+
 @implementer(ICatalogStore)
 class MemoryCatalog:
     def __init__(self, clock):
@@ -52,6 +74,8 @@ class MemoryCatalog:
         self._by_keyword: dict[str, set[int]] = {}
         self._by_category: dict[int, set[int]] = {}
         self._in_stock: set[int] = set()
+        # (category or None, in stock only) -> ids in order; see ``_ordered``
+        self._ordered: dict[tuple[int | None, bool], _IdOrder] = defaultdict(_IdOrder)
         self._reservations: dict[str, Reservation] = {}
         # Reserved purchases' deadlines, and a heap of (deadline, purchase,
         # attempt) to find the lapsed ones in order; settled entries stay in
@@ -72,6 +96,8 @@ class MemoryCatalog:
         self._items[item.item_id] = item
         self._by_seller.setdefault(seller_id, set()).add(item.item_id)
         self._by_category.setdefault(item.category, set()).add(item.item_id)
+        self._ordered[None, False].add(item.item_id)
+        self._ordered[item.category, False].add(item.item_id)
         for word in item.keywords:
             self._by_keyword.setdefault(word, set()).add(item.item_id)
         self._set_stock(item, item.quantity)
@@ -105,21 +131,21 @@ class MemoryCatalog:
         # Set intersections and counting run in C, over the items that can
         # still match: each keyword's items are first cut down to the
         # category's and to those in stock.
+        if not keywords:
+            ordered = self._ordered.get((category, not include_out_of_stock))
+            if ordered is None:
+                return SearchPage([], 0)
+            return SearchPage([self._items[i] for i in ordered.ids[offset:offset + limit]],
+                              len(ordered.ids))
         required = []
         if category is not None:
             required.append(self._by_category.get(category, _NO_ITEMS))
         if not include_out_of_stock:
             required.append(self._in_stock)
-        if keywords:
-            matches = [self._by_keyword.get(word, _NO_ITEMS) for word in keywords]
-            for allowed in required:
-                matches = [found & allowed for found in matches]
-            scores = Counter(itertools.chain.from_iterable(matches))
-        elif required:
-            scores = dict.fromkeys(required[0].intersection(*required[1:]), 0)
-        else:
-            scores = dict.fromkeys(self._items, 0)
-        ranked = rank(scores)
+        matches = [self._by_keyword.get(word, _NO_ITEMS) for word in keywords]
+        for allowed in required:
+            matches = [found & allowed for found in matches]
+        ranked = rank(Counter(itertools.chain.from_iterable(matches)))
         return SearchPage([self._items[i] for i in ranked[offset:offset + limit]], len(ranked))
 
     @answers
@@ -248,6 +274,10 @@ class MemoryCatalog:
         self._items[item.item_id] = item
         if quantity > 0:
             self._in_stock.add(item.item_id)
+            self._ordered[None, True].add(item.item_id)
+            self._ordered[item.category, True].add(item.item_id)
         else:
             self._in_stock.discard(item.item_id)
+            self._ordered[None, True].discard(item.item_id)
+            self._ordered[item.category, True].discard(item.item_id)
         return item

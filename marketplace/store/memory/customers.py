@@ -64,6 +64,16 @@ class MemoryCustomers:
         return Credentials(user_id, self._hashes[role, user_id])
 
     @answers
+    def replace_password_hash(self, role, user_id, old_hash, new_hash):
+        current = self._hashes.get((role, user_id))
+        if current is None:
+            raise UnknownUser(f"no {role} with id {user_id}")
+        if current != old_hash:
+            return False
+        self._hashes[role, user_id] = new_hash
+        return True
+
+    @answers
     def profile(self, role, user_id):
         return self._profile(role, user_id)
 

@@ -1,9 +1,13 @@
 """
 The catalogue in Redis: items as hashes, the search index as sets (one per
-keyword, per category, per seller, and the items in stock), reservations as
-hashes whose leases are timed by Redis's own clock (``TIME`` in the
-scripts), so every product-db host sees one deadline.  Every change is one Lua script, so stock can never be oversold by
-any interleaving of front ends, and the index never disagrees with the items.
+keyword and per seller) and sorted sets scored by item id (every item, the
+items in stock, and both per category: a search without keywords reads one
+page of one of them), reservations as hashes whose leases are timed by
+Redis's own clock (``TIME`` in the scripts), so every product-db host sees
+one deadline.  Every change is one Lua script, so stock can never be
+oversold by any interleaving of front ends, and the index never disagrees
+with the items: every script that puts stock back or takes the last of it
+(a lapsed lease too) keeps the in-stock indexes exact.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from marketplace.store.market_records import (
 from marketplace.store.redis.scripts import lua, milliseconds
 
 PREFIX = "market:catalog:"
-_IN_STOCK = PREFIX + "instock"
 #: Reserved purchases scored by their lease's deadline (ms, Redis's clock).
 _LEASES = PREFIX + "leases"
 #: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
@@ -95,9 +98,11 @@ class RedisCatalog:
             lambda fields: _item(item_id, fields).quantity)
 
     def search(self, category, keywords, include_out_of_stock, offset, limit):
-        d = self._redis.script(lua("market_search"), [_IN_STOCK], [
+        # The page's last index is worked out here: Lua numbers above 10**14
+        # would reach Redis written as floats.
+        d = self._redis.script(lua("market_search"), [], [
             PREFIX, "" if category is None else category, int(include_out_of_stock),
-            offset, limit, *keywords])
+            offset, offset + limit - 1, *keywords])
         return d.addCallback(lambda reply: SearchPage(
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
 
@@ -108,8 +113,7 @@ class RedisCatalog:
                 *(value for line in merged for value in line)]
         d = self._redis.script(
             lua("market_lease_reserve"),
-            [_reservation_key(purchase_id), _IN_STOCK, _LEASES, _VOIDS, *map(_item_key, ids)],
-            args)
+            [_reservation_key(purchase_id), _LEASES, _VOIDS, *map(_item_key, ids)], args)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -128,7 +132,7 @@ class RedisCatalog:
         return self._settle(purchase_id, RELEASED, attempt)
 
     def expire_leases(self, limit):
-        d = self._redis.script(lua("market_lease_expire"), [_IN_STOCK, _LEASES, _VOIDS],
+        d = self._redis.script(lua("market_lease_expire"), [_LEASES, _VOIDS],
                                [PREFIX, limit])
         return d.addCallback(int)
 
@@ -160,8 +164,8 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _update(self, item_id, seller_id, field, value):
-        d = self._redis.script(lua("market_item_update"), [_item_key(item_id), _IN_STOCK],
-                               [item_id, seller_id, field, value, MAX_STOCK])
+        d = self._redis.script(lua("market_item_update"), [_item_key(item_id)],
+                               [item_id, seller_id, field, value, MAX_STOCK, PREFIX])
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -177,8 +181,7 @@ class RedisCatalog:
 
     def _settle(self, purchase_id, target, attempt):
         d = self._redis.script(
-            lua("market_lease_settle"),
-            [_reservation_key(purchase_id), _IN_STOCK, _LEASES, _VOIDS],
+            lua("market_lease_settle"), [_reservation_key(purchase_id), _LEASES, _VOIDS],
             [PREFIX, purchase_id, target, attempt])
 
         def parse(reply):

@@ -85,6 +85,16 @@ class RedisCustomers:
             return Credentials(int(reply[0]), reply[1])
         return d.addCallback(parse)
 
+    def replace_password_hash(self, role, user_id, old_hash, new_hash):
+        d = self._redis.script(lua("market_password_replace"), [f"{_user_prefix(role)}{user_id}"],
+                               [old_hash, new_hash])
+
+        def parse(replaced):
+            if replaced == -1:
+                raise UnknownUser(f"no {role} with id {user_id}")
+            return replaced == 1
+        return d.addCallback(parse)
+
     def profile(self, role, user_id):
         def parse(fields):
             if not fields:

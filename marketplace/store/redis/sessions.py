@@ -1,6 +1,8 @@
 """
 Sessions in Redis.  Expiry is Redis's own (``PEXPIRE``, slid on every touch),
-so sessions outlive any one process and need no sweeper.
+so sessions outlive any one process and need no sweeper.  Each user's set of
+session ids expires with the longest-lived of its sessions (its expiry
+slides with theirs), and every create drops a few ids whose session is gone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from marketplace.store.errors import SessionNotFound
 from marketplace.store.interfaces import ISessionStore
 from marketplace.store.records import Session
 from marketplace.store.redis.scripts import lua
-from marketplace.store.sessionids import DEFAULT_SESSION_TTL, new_session_id
+from marketplace.store.sessionids import DEFAULT_SESSION_TTL, is_session_id, new_session_id
 
 _SESSION = "session:"
 _USER_SESSIONS = "session:user:"
@@ -39,7 +41,7 @@ class RedisSessions:
             lua("session_create"),
             [_SESSION + session.session_id, _USER_SESSIONS + session.user_id],
             [session.user_id, max(1, round(ttl * 1000)), repr(session.created_at),
-             json.dumps(session.data), session.session_id])
+             json.dumps(session.data), session.session_id, _SESSION])
         return d.addCallback(lambda _: session)
 
     def touch(self, session_id):
@@ -47,12 +49,14 @@ class RedisSessions:
             if not fields:
                 raise SessionNotFound(f"no such session: {session_id!r}")
             return _session(session_id, fields)
-        if not isinstance(session_id, str) or not session_id:
+        if not is_session_id(session_id):
             return defer.fail(SessionNotFound(f"no such session: {session_id!r}"))
-        d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [])
+        d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [_USER_SESSIONS])
         return d.addCallback(parse)
 
     def delete(self, session_id):
+        if not is_session_id(session_id):
+            return defer.succeed(False)
         d = self._redis.script(lua("session_delete"), [_SESSION + session_id],
                                [_USER_SESSIONS, session_id])
         return d.addCallback(lambda removed: removed == 1)

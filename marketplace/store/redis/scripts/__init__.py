@@ -1,25 +1,43 @@
 """
 The Lua scripts that make each Redis store operation one atomic step.
 
-Scripts of a family that shares helpers start with its prelude (ledger
-scripts with ``ledger_prelude.lua``, reservation-lease scripts with
-``market_lease_prelude.lua``), so each script sent to Redis is
-self-contained.
+Scripts that share helpers start with a prelude: ledger scripts with
+``ledger_prelude.lua``, reservation-lease scripts with
+``market_lease_prelude.lua``, and the catalogue scripts that change whether
+an item is in stock with ``market_stock_prelude.lua`` (the lease prelude
+starts with it too, as leases put stock back).  So each script sent to Redis
+is self-contained.
 """
 
 from functools import cache
 from importlib.resources import files
 
 #: Script name prefix -> the prelude every such script starts with.
-_PRELUDES = {"ledger_": "ledger_prelude", "market_lease_": "market_lease_prelude"}
+_FAMILY_PRELUDES = {"ledger_": "ledger_prelude", "market_lease_": "market_lease_prelude"}
+
+#: Other scripts and preludes that start with a prelude, and its name.
+_PRELUDES = {
+    "market_item_create": "market_stock_prelude",
+    "market_item_update": "market_stock_prelude",
+    "market_lease_prelude": "market_stock_prelude",
+}
+
+
+def _prelude(name: str) -> str | None:
+    if name in _PRELUDES:
+        return _PRELUDES[name]
+    for prefix, prelude in _FAMILY_PRELUDES.items():
+        if name.startswith(prefix) and name != prelude:
+            return prelude
+    return None
 
 
 @cache
 def lua(name: str) -> str:
     source = files(__name__).joinpath(f"{name}.lua").read_text()
-    for prefix, prelude in _PRELUDES.items():
-        if name.startswith(prefix) and name != prelude:
-            source = lua(prelude) + "\n" + source
+    prelude = _prelude(name)
+    if prelude is not None:
+        source = lua(prelude) + "\n" + source
     return source
 
 

@@ -1,7 +1,7 @@
 -- Catalogue: a seller changes the price or the stock of their own item.
--- KEYS[1] item hash, KEYS[2] in-stock set.
+-- KEYS[1] item hash.
 -- ARGV: item id, seller, field ('price' sets it, 'qty' adds a signed change), value,
--- the most units an item may have in stock (market_rules.MAX_STOCK)
+-- the most units an item may have in stock (market_rules.MAX_STOCK), prefix
 local key = KEYS[1]
 local seller = redis.call('HGET', key, 'seller')
 if not seller then
@@ -24,10 +24,6 @@ else
     return {'high', qty}
   end
   redis.call('HSET', key, 'qty', new)
-  if new > 0 then
-    redis.call('SADD', KEYS[2], ARGV[1])
-  else
-    redis.call('SREM', KEYS[2], ARGV[1])
-  end
+  index_stock(ARGV[6], ARGV[1], new > 0)
 end
 return {'ok', redis.call('HGETALL', key)}

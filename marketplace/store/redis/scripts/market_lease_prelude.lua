@@ -1,5 +1,5 @@
 -- Reservation leases: helpers of the scripts that reserve, settle and lapse
--- reservations (prefixed to each of them).
+-- reservations (prefixed to each of them, after market_stock_prelude.lua).
 -- A reservation hash holds 'state', 'lines' (id,seller,quantity,price;...),
 -- 'attempt' and, while reserved, 'deadline' (ms on Redis's own clock).  The
 -- leases sorted set scores each reserved purchase by its deadline; the voids
@@ -17,11 +17,12 @@ local function attempt_of(key)
   return redis.call('HGET', key, 'attempt') or '1'
 end
 
--- Put a reservation's units back in stock.
-local function restock(lines, prefix, instock)
+-- Put a reservation's units back in stock, and their items back in the
+-- in-stock indexes.
+local function restock(lines, prefix)
   for id, _, need in string.gmatch(lines, '(%d+),(%d+),(%d+),%d+') do
     if redis.call('HINCRBY', prefix .. 'item:' .. id, 'qty', need) > 0 then
-      redis.call('SADD', instock, id)
+      index_stock(prefix, id, true)
     end
   end
 end
@@ -35,13 +36,13 @@ end
 
 -- Lapse the reservation at ``key`` if it is reserved and its lease ran out:
 -- units back in stock, the attempt left for its void.
-local function lapse_if_due(key, purchase, prefix, instock, leases, voids, now)
+local function lapse_if_due(key, purchase, prefix, leases, voids, now)
   if redis.call('HGET', key, 'state') ~= 'reserved'
       or tonumber(redis.call('HGET', key, 'deadline') or '0') > now then
     return false
   end
   local lines = redis.call('HGET', key, 'lines')
-  restock(lines, prefix, instock)
+  restock(lines, prefix)
   end_lease(key, purchase, leases, 'expired')
   redis.call('HSET', voids, attempt_of(key) .. ':' .. purchase, lines)
   return true

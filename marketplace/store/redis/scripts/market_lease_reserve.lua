@@ -2,22 +2,22 @@
 -- for a lease.  Idempotent per purchase id: a reserved or committed purchase
 -- is returned as it is; a released or lapsed one is reserved again as the
 -- next attempt.
--- KEYS[1] reservation hash, KEYS[2] in-stock set, KEYS[3] leases, KEYS[4]
--- voids, KEYS[5..] item hashes.
+-- KEYS[1] reservation hash, KEYS[2] leases, KEYS[3] voids, KEYS[4..] item
+-- hashes.
 -- ARGV: prefix, purchase id, lease in ms, then item ids and quantities in the
--- order of KEYS[5..] (id1, q1, id2, q2, ...)
+-- order of KEYS[4..] (id1, q1, id2, q2, ...)
 local key, purchase = KEYS[1], ARGV[2]
 local now = now_ms()
-lapse_if_due(key, purchase, ARGV[1], KEYS[2], KEYS[3], KEYS[4], now)
+lapse_if_due(key, purchase, ARGV[1], KEYS[2], KEYS[3], now)
 local state = redis.call('HGET', key, 'state')
 if state == 'reserved' or state == 'committed' then
   return {'ok', state, redis.call('HGET', key, 'lines'), attempt_of(key)}
 end
-if #KEYS == 4 then
+if #KEYS == 3 then
   return {'closed', state or ''}
 end
-for i = 5, #KEYS do
-  local id, need = ARGV[2 * (i - 4) + 2], tonumber(ARGV[2 * (i - 4) + 3])
+for i = 4, #KEYS do
+  local id, need = ARGV[2 * (i - 3) + 2], tonumber(ARGV[2 * (i - 3) + 3])
   local qty = redis.call('HGET', KEYS[i], 'qty')
   if not qty then
     return {'unknown', id}
@@ -27,11 +27,11 @@ for i = 5, #KEYS do
   end
 end
 local lines = {}
-for i = 5, #KEYS do
-  local id, need = ARGV[2 * (i - 4) + 2], ARGV[2 * (i - 4) + 3]
+for i = 4, #KEYS do
+  local id, need = ARGV[2 * (i - 3) + 2], ARGV[2 * (i - 3) + 3]
   local left = redis.call('HINCRBY', KEYS[i], 'qty', -tonumber(need))
   if left == 0 then
-    redis.call('SREM', KEYS[2], id)
+    index_stock(ARGV[1], id, false)
   end
   local seller, price = unpack(redis.call('HMGET', KEYS[i], 'seller', 'price'))
   lines[#lines + 1] = id .. ',' .. seller .. ',' .. need .. ',' .. price
@@ -41,5 +41,5 @@ local attempt = state and tonumber(attempt_of(key)) + 1 or 1
 local deadline = now + tonumber(ARGV[3])
 redis.call('HSET', key, 'state', 'reserved', 'lines', encoded, 'attempt', attempt,
   'deadline', deadline)
-redis.call('ZADD', KEYS[3], deadline, purchase)
+redis.call('ZADD', KEYS[2], deadline, purchase)
 return {'ok', 'reserved', encoded, tostring(attempt)}

@@ -2,11 +2,11 @@
 -- counts the units as sold (refused once the lease ran out: the reservation
 -- lapses then and there); 'released' puts them back in stock.  An attempt
 -- already ended otherwise, or followed by another, is refused.
--- KEYS[1] reservation hash, KEYS[2] in-stock set, KEYS[3] leases, KEYS[4] voids.
+-- KEYS[1] reservation hash, KEYS[2] leases, KEYS[3] voids.
 -- ARGV: prefix, purchase id, target state, attempt
 local key, purchase, target = KEYS[1], ARGV[2], ARGV[3]
 if target == 'committed' then
-  lapse_if_due(key, purchase, ARGV[1], KEYS[2], KEYS[3], KEYS[4], now_ms())
+  lapse_if_due(key, purchase, ARGV[1], KEYS[2], KEYS[3], now_ms())
 end
 local state, lines = unpack(redis.call('HMGET', key, 'state', 'lines'))
 if not state then
@@ -27,7 +27,7 @@ if target == 'committed' then
     redis.call('HINCRBY', ARGV[1] .. 'item:' .. id, 'sold', need)
   end
 else
-  restock(lines, ARGV[1], KEYS[2])
+  restock(lines, ARGV[1])
 end
-end_lease(key, purchase, KEYS[3], target)
+end_lease(key, purchase, KEYS[2], target)
 return {'ok', target, lines, attempt}

@@ -1,48 +1,52 @@
 -- Catalogue search over the store-side indexes; the ranking rule of
 -- marketplace/market/search.py: matching keywords (most first), then item id.
--- Cost grows with the items matching the filter, never with the catalogue.
--- ARGV: prefix, category ('' for any), include out of stock (0/1), offset, limit, keywords...
+-- ARGV: prefix, category ('' for any), include out of stock (0/1), index of
+-- the page's first and last item, keywords...
+-- Without keywords the order is the item id's: the page is one range of an
+-- index sorted by id, so its work is the page's.  With keywords it grows
+-- with the items that have a query keyword (at most 5 keywords).
 local p = ARGV[1]
 local category, include_all = ARGV[2], ARGV[3] == '1'
-local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
-local scores, ids = {}, {}
-if #ARGV > 5 then
-  for i = 6, #ARGV do
-    for _, id in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
-      if scores[id] == nil then
-        scores[id] = 0
-        ids[#ids + 1] = id
-      end
-      scores[id] = scores[id] + 1
-    end
-  end
-elseif category ~= '' then
-  ids = redis.call('SMEMBERS', p .. 'cat:' .. category)
+local index
+if category == '' then
+  index = p .. (include_all and 'ids:all' or 'ids:instock')
 else
-  ids = redis.call('SMEMBERS', p .. (include_all and 'all' or 'instock'))
+  index = p .. (include_all and 'ids:cat:' or 'ids:cat-instock:') .. category
 end
-local kept = {}
-for _, id in ipairs(ids) do
-  local ok = true
-  if category ~= '' and #ARGV > 5 then
-    ok = redis.call('SISMEMBER', p .. 'cat:' .. category, id) == 1
+local function page_of(total, ids)
+  local page = {total}
+  for _, id in ipairs(ids) do
+    page[#page + 1] = {id, redis.call('HGETALL', p .. 'item:' .. id)}
   end
-  if ok and not include_all then
-    ok = redis.call('SISMEMBER', p .. 'instock', id) == 1
-  end
-  if ok then
-    kept[#kept + 1] = id
+  return page
+end
+if #ARGV == 5 then
+  return page_of(redis.call('ZCARD', index), redis.call('ZRANGE', index, ARGV[4], ARGV[5]))
+end
+local filtered = category ~= '' or not include_all
+local scores, kept = {}, {}
+for i = 6, #ARGV do
+  for _, id in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
+    local score = scores[id]
+    if score == nil then
+      score = 0
+      if not filtered or redis.call('ZSCORE', index, id) then
+        kept[#kept + 1] = id
+      end
+    end
+    scores[id] = score + 1
   end
 end
 table.sort(kept, function(a, b)
-  local sa, sb = scores[a] or 0, scores[b] or 0
+  local sa, sb = scores[a], scores[b]
   if sa ~= sb then
     return sa > sb
   end
   return tonumber(a) < tonumber(b)
 end)
-local page = {#kept}
-for i = offset + 1, math.min(offset + limit, #kept) do
-  page[#page + 1] = {kept[i], redis.call('HGETALL', p .. 'item:' .. kept[i])}
+local first = tonumber(ARGV[4]) + 1
+local ids = {}
+for i = first, math.min(tonumber(ARGV[5]) + 1, #kept) do
+  ids[#ids + 1] = kept[i]
 end
-return page
+return page_of(#kept, ids)
