@@ -74,6 +74,22 @@ LUA_MUTANTS = [
      "a running total past 2^53 is counted twice over"),
     ("ledger_open.lua", "add_total('opening', ARGV[4])", "add_total('opening', '0')",
      "opening balances are left out of the audit's totals"),
+    ("market_lease_reserve.lua", "if tonumber(qty) < need then", "if tonumber(qty) <= need then",
+     "the last units in stock can no longer be reserved"),
+    ("market_lease_reserve.lua", "'qty', -tonumber(need))", "'qty', 1 - tonumber(need))",
+     "a reservation takes one unit fewer than it holds (oversells)"),
+    ("market_lease_reserve.lua", "if left == 0 then", "if left < 0 then",
+     "a sold-out item stays in the in-stock index"),
+    ("market_lease_prelude.lua", "if redis.call('HINCRBY', prefix .. 'item:' .. id, 'qty', need) > 0 then",
+     "if redis.call('HINCRBY', prefix .. 'item:' .. id, 'qty', need) > need then",
+     "stock a lapse or release puts back is not found by searches again"),
+    ("market_lease_prelude.lua", "or tonumber(redis.call('HGET', key, 'deadline') or '0') > now then",
+     "or tonumber(redis.call('HGET', key, 'deadline') or '0') < now then",
+     "leases lapse before their deadline and outlive it"),
+    ("market_lease_settle.lua", "if attempt ~= ARGV[4] then", "if false then",
+     "a superseded attempt can still be committed"),
+    ("market_lease_settle.lua", "'sold', need)", "'sold', 0)",
+     "committed units are not counted as sold"),
 ]
 
 #: the tests a Lua mutant must fail, by the family its script's name starts with
