@@ -186,7 +186,9 @@ class HeaderErrorTests(unittest.TestCase):
         cases = [(b"Xabc", BadMagic, "bad magic byte 0x58"),
                  (b"NAbc", BadMagic, "bad magic byte 0x41"),
                  (_with_byte(encode_frame(1, flags=FLAG_RESPONSE), 4, b"\x04\x00")[:8],
-                  BadHeaderLength, "header_len 1024")]
+                  BadHeaderLength, "header_len 1024"),
+                 (_with_byte(HELLO, 6, (65536 - 32 + 1).to_bytes(4, "big"))[:10],
+                  FrameTooLarge, "frame of 65537 bytes exceeds 65536")]
         for data, error, message in cases:
             decoder = FrameDecoder()
             decoder.receive(data)
