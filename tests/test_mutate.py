@@ -65,3 +65,18 @@ class AnnotationTests(unittest.TestCase):
         self.assertTrue(mutate.inside(spans, (2, 7), (2, 21)))    # dict[str, int]
         self.assertFalse(mutate.inside(spans, (1, 25), (1, 26)))  # the default 1 | 2
         self.assertFalse(mutate.inside(spans, (3, 13), (3, 14)))  # a | b
+
+
+class LinesTests(unittest.TestCase):
+    def test_a_range_of_lines(self):
+        self.assertEqual(mutate.line_range("1-200"), (1, 200))
+        self.assertEqual(mutate.line_range("7-7"), (7, 7))
+        for bad in ("200-1", "0-5", "5", "a-b", "-5", "1-"):
+            self.assertRaises(Exception, mutate.line_range, bad)
+
+    def test_mutants_outside_the_range_are_not_counted(self):
+        item = {"mutations": [{"start_pos": [2, 0], "operator_name": "core/X", "occurrence": 0}]}
+        outside = {"worker_outcome": "skipped", "output": mutate.OUTSIDE, "test_outcome": None}
+        pragma = {"worker_outcome": "skipped", "output": None, "test_outcome": None}
+        dump = "\n".join(json.dumps([item, result]) for result in (outside, pragma))
+        self.assertEqual(mutate.tally(dump), {"killed": 0, "survivors": [], "skipped": 1})

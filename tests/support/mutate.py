@@ -125,8 +125,16 @@ def trial_command(tests: list[str]) -> str:
     return f"{sys.executable} -m twisted.trial --exitfirst {' '.join(tests)}"
 
 
-def mutate_module(module: str, tests: list[str], work: str) -> dict:
-    """Run cosmic-ray over ``module`` in the copy ``work``; return the tally."""
+#: the output recorded for a mutant left out by ``--lines``
+OUTSIDE = "outside the lines asked for"
+
+
+def mutate_module(module: str, tests: list[str], work: str, lines=None) -> dict:
+    """
+    Run cosmic-ray over ``module`` in the copy ``work``; return the tally.
+    ``lines``, a (first, last) pair, restricts the run to mutants that end
+    on those lines, so a large module can be done in parts.
+    """
     config = os.path.join(work, "cosmic-ray.toml")
     session = os.path.join(work, f"{module.replace('/', '_')}.sqlite")
     with open(config, "w") as out:
@@ -144,7 +152,10 @@ def mutate_module(module: str, tests: list[str], work: str) -> dict:
     subprocess.run([os.path.join(tools, "cosmic-ray"), "init", config, session], **run)
     subprocess.run([os.path.join(tools, "cr-filter-pragma"), session], **run)
     with open(os.path.join(work, module)) as file:
-        skip_annotations(session, annotation_spans(file.read()))
+        spans = annotation_spans(file.read())
+    skip(session, lambda m: inside(spans, m.start_pos, m.end_pos), "inside an annotation")
+    if lines is not None:
+        skip(session, lambda m: not lines[0] <= m.end_pos[0] <= lines[1], OUTSIDE)
     subprocess.run([os.path.join(tools, "cosmic-ray"), "exec", config, session], **run)
     dump = subprocess.run([os.path.join(tools, "cosmic-ray"), "dump", session], **run).stdout
     return tally(dump.decode())
@@ -175,21 +186,25 @@ def inside(spans, start, end) -> bool:
     return any(first <= tuple(start) and tuple(end) <= last for first, last in spans)
 
 
-def skip_annotations(session: str, spans) -> None:
-    """Mark the session's mutants inside an annotation skipped, as the pragma does."""
+def skip(session: str, condition, why: str) -> None:
+    """Mark the session's mutants that meet ``condition`` skipped, as the pragma does."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     with use_db(session) as db:
+        done = {job_id for job_id, _ in db.results}
         for item in db.work_items:
-            if all(inside(spans, m.start_pos, m.end_pos) for m in item.mutations):
-                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+            if item.job_id not in done and all(map(condition, item.mutations)):
+                db.set_result(item.job_id,
+                              WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
 
 
 def tally(dump: str) -> dict:
     killed, survivors, skipped = 0, [], 0
     for line in filter(None, dump.splitlines()):
         item, result = json.loads(line)
+        if result is not None and result.get("output") == OUTSIDE:
+            continue
         if result is None or result.get("worker_outcome") == "skipped":
             skipped += 1
             continue
@@ -248,6 +263,13 @@ def report(name: str, result: dict, seconds: float, out=sys.stdout) -> None:
     out.flush()
 
 
+def line_range(text: str) -> tuple[int, int]:
+    first, dash, last = text.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and 0 < int(first) <= int(last)):
+        raise argparse.ArgumentTypeError(f"not a range of lines like 1-200: {text!r}")
+    return int(first), int(last)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="./dev mutate",
@@ -255,6 +277,9 @@ def main(argv=None) -> int:
                     "scripts' hand-written mutants).")
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"paths of core modules, or 'lua'; known: {', '.join(CORE)}")
+    parser.add_argument("--lines", type=line_range, metavar="FIRST-LAST",
+                        help="only the mutants on these lines of each module (to run a large "
+                             "module in parts)")
     arguments = parser.parse_args(argv)
     modules = arguments.modules or [*CORE, "lua"]
     unknown = [m for m in modules if m != "lua" and m not in CORE]
@@ -265,8 +290,13 @@ def main(argv=None) -> int:
         copy_tree(work)
         for module in modules:
             started = time.monotonic()
-            result = mutate_lua(work) if module == "lua" else mutate_module(module, CORE[module], work)
-            report(module, result, time.monotonic() - started)
+            if module == "lua":
+                result = mutate_lua(work)
+            else:
+                result = mutate_module(module, CORE[module], work, arguments.lines)
+            name = module if module == "lua" or arguments.lines is None else (
+                f"{module} lines {arguments.lines[0]}-{arguments.lines[1]}")
+            report(name, result, time.monotonic() - started)
             survived = survived or bool(result["survivors"])
     return 1 if survived else 0
 
