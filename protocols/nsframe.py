@@ -45,7 +45,8 @@ _pack_header = _HEADER.pack
 _unpack_header_prefix = struct.Struct(">IHIH").unpack_from
 _unpack_header_rest = struct.Struct(">HQI").unpack_from
 _HEADER_PREFIX_LEN = 12
-_MAGIC_VERSION = (MAGIC << 8) | VERSION  # pragma: no mutate (| is + and ^ on disjoint bits)
+# On these disjoint bits, | is + and ^.
+_MAGIC_VERSION = (MAGIC << 8) | VERSION  # equivalent: BitOr_Add, BitOr_BitXor
 """Magic and version: the header prefix's first word without its flags byte."""
 _CHECKSUM_OFFSET = 22
 _ZERO_CHECKSUM = b"\x00\x00\x00\x00"
@@ -318,7 +319,8 @@ class FrameDecoder:
     def _check_header(self, magic: int, version: int, header_len: int, body_len: int) -> None:
         if magic != MAGIC:
             self._fail(BadMagic(f"bad magic {magic:#06x}"))
-        if version != VERSION:  # pragma: no mutate (is not: the same test on a byte, cached)
+        # `is not` is the same test on a byte: CPython keeps one object per small int.
+        if version != VERSION:  # equivalent: NotEq_IsNot
             self._fail(BadVersion(f"unsupported version {version}"))
         if header_len != HEADER_LEN:
             self._fail(BadHeaderLength(f"header_len {header_len}"))

@@ -80,3 +80,16 @@ class LinesTests(unittest.TestCase):
         pragma = {"worker_outcome": "skipped", "output": None, "test_outcome": None}
         dump = "\n".join(json.dumps([item, result]) for result in (outside, pragma))
         self.assertEqual(mutate.tally(dump), {"killed": 0, "survivors": [], "skipped": 1})
+
+
+class EquivalentMarkTests(unittest.TestCase):
+    def test_only_the_named_operators_on_the_marked_line(self):
+        source = ("x = 1\n"
+                  "if a == b:  # equivalent: Eq_LtE, Eq_GtE -- b never exceeds a\n"
+                  "    y = 2  # equivalent:\n")
+        marks = mutate.equivalent_marks(source)
+        self.assertEqual(marks, {2: ("Eq_LtE", "Eq_GtE")})
+        self.assertTrue(mutate.is_marked(marks, 2, "core/ReplaceComparisonOperator_Eq_LtE"))
+        self.assertTrue(mutate.is_marked(marks, 2, "core/ReplaceComparisonOperator_Eq_GtE"))
+        self.assertFalse(mutate.is_marked(marks, 2, "core/ReplaceComparisonOperator_Eq_NotEq"))
+        self.assertFalse(mutate.is_marked(marks, 1, "core/ReplaceComparisonOperator_Eq_LtE"))

@@ -42,17 +42,14 @@ def idempotency_ttl(ttl) -> int:
 
 def check_amount(amount) -> int:
     """Refuse anything but an int in ``1..MAX_AMOUNT`` (bools included)."""
-    # The type check has a line of its own: `type(amount) != int` is the same
-    # test (types compare by identity), an equivalent mutant.
-    if (type(amount) is not int  # pragma: no mutate
-            or not 0 < amount <= MAX_AMOUNT):
+    # Types compare by identity, so `type(amount) != int` is the same test.
+    if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:  # equivalent: IsNot_NotEq
         raise InvalidAmount(f"amount must be an integer in 1..{MAX_AMOUNT}: {amount!r}")
     return amount
 
 
 def check_opening_balance(amount) -> int:
-    if (type(amount) is not int  # pragma: no mutate (as in check_amount)
-            or not 0 <= amount <= MAX_BALANCE):
+    if type(amount) is not int or not 0 <= amount <= MAX_BALANCE:  # equivalent: IsNot_NotEq
         raise InvalidAmount(f"opening balance must be an integer in 0..{MAX_BALANCE}: {amount!r}")
     return amount
 

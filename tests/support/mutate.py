@@ -25,6 +25,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,8 +153,11 @@ def mutate_module(module: str, tests: list[str], work: str, lines=None) -> dict:
     subprocess.run([os.path.join(tools, "cosmic-ray"), "init", config, session], **run)
     subprocess.run([os.path.join(tools, "cr-filter-pragma"), session], **run)
     with open(os.path.join(work, module)) as file:
-        spans = annotation_spans(file.read())
+        source = file.read()
+    spans = annotation_spans(source)
     skip(session, lambda m: inside(spans, m.start_pos, m.end_pos), "inside an annotation")
+    marked = equivalent_marks(source)
+    skip(session, lambda m: is_marked(marked, m.end_pos[0], m.operator_name), "marked equivalent")
     if lines is not None:
         skip(session, lambda m: not lines[0] <= m.end_pos[0] <= lines[1], OUTSIDE)
     subprocess.run([os.path.join(tools, "cosmic-ray"), "exec", config, session], **run)
@@ -180,6 +184,26 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
             spans.append(((annotation.lineno, annotation.col_offset),
                           (annotation.end_lineno, annotation.end_col_offset)))
     return spans
+
+
+#: ``# equivalent: Eq_LtE, Eq_GtE -- why``: those operators' mutants on this line are
+#: equivalent (``# pragma: no mutate`` would skip every mutant on the line)
+_EQUIVALENT = re.compile(r"#\s*equivalent:\s*(\w+(?:\s*,\s*\w+)*)")
+
+
+def equivalent_marks(source: str) -> dict[int, tuple[str, ...]]:
+    """Line number -> the operators marked equivalent on it."""
+    marks = {}
+    for number, line in enumerate(source.splitlines(), 1):
+        found = _EQUIVALENT.search(line)
+        if found:
+            marks[number] = tuple(name.strip() for name in found.group(1).split(","))
+    return marks
+
+
+def is_marked(marks, line: int, operator_name: str) -> bool:
+    """Whether a mutant by ``operator_name`` ending on ``line`` is marked equivalent."""
+    return any(operator_name.endswith("_" + name) for name in marks.get(line, ()))
 
 
 def inside(spans, start, end) -> bool:
