@@ -53,6 +53,31 @@ class _NoReactor:
     """Lets the endpoint parser read a string without touching a reactor."""
 
 
+def _is_loopback_host(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def is_loopback_client_endpoint(description: str) -> bool:
+    """
+    Whether a client endpoint string reaches this machine only: a ``unix:``
+    socket, or ``tcp:``/``tls:`` to a loopback address or ``localhost``.
+    """
+    try:
+        endpoint = endpoints.clientFromString(_NoReactor(), description)
+    except Exception:  # parsers raise anything from ValueError to OpenSSL errors
+        return False
+    endpoint = getattr(endpoint, "_wrappedEndpoint", endpoint)  # tls: wraps a TCP one
+    if isinstance(endpoint, endpoints.UNIXClientEndpoint):
+        return True
+    host = getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", None)
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    return bool(host) and _is_loopback_host(host)
+
+
 def is_loopback_endpoint(description: str) -> bool:
     """
     Whether a server endpoint string accepts connections from this machine
@@ -67,9 +92,4 @@ def is_loopback_endpoint(description: str) -> bool:
     if isinstance(endpoint, endpoints.UNIXServerEndpoint):
         return True
     interface = getattr(endpoint, "_interface", None)
-    if not interface:
-        return False
-    try:
-        return ipaddress.ip_address(interface.split("%")[0]).is_loopback
-    except ValueError:
-        return interface == "localhost"
+    return bool(interface) and _is_loopback_host(interface)

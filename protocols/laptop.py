@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_codec -*-
 """
 Sans-I/O codec for the laptop-order wire format.
 
@@ -24,6 +25,10 @@ ROLE_CUSTOMER = 0
 ROLE_LEGACY_REPLICATION = 1
 ROLE_REPLICA = 2
 
+#: what a replica link's shared-secret handshake (``protocols.peerauth``) is
+#: bound to: it runs right after the role word, before any replica frame
+REPLICA_LINK_LABEL = b"laptop-replica"
+
 TYPE_ORDER = 1
 TYPE_READ = 2
 #: our extension: this replica's own committed record, not forwarded to the
@@ -41,6 +46,12 @@ READ_FAILED = -2
 
 OPCODE_NOOP = 0
 OPCODE_SET_LAST_ORDER = 1
+
+#: The highest view a replica adopts or starts.  Views are int32 on the wire;
+#: stopping far below the limit means ``view + 1`` always fits, and a peer
+#: cannot end elections for good by announcing a view at the limit.  A
+#: billion elections is more than a cluster ever runs.
+MAX_VIEW = 2**30
 
 #: Largest replica frame body accepted; checked before buffering the body.
 MAX_FRAME_BODY = 16 * 1024 * 1024
@@ -368,6 +379,22 @@ _FORWARD_REPLY = struct.Struct(">qiii")
 _SNAPSHOT_REPLY = struct.Struct(">iiqqq")
 
 
+def claimed_sender(message) -> Optional[int]:
+    """
+    The replica id a message says it comes from (None for forwarded
+    requests and replies, which name no sender): a receiver checks it
+    against the id the link authenticated as.
+    """
+    kind = type(message)
+    if kind is AppendEntries or kind is InstallSnapshot:
+        return message.primary_id
+    if kind is AppendReply or kind is VoteReply or kind is SnapshotReply:
+        return message.replica_id
+    if kind is VoteRequest:
+        return message.candidate_id
+    return None
+
+
 def _frame(kind: int, body: bytes) -> bytes:
     if len(body) > MAX_FRAME_BODY:
         raise FrameTooLarge(f"frame kind {kind}: body of {len(body)} bytes, limit {MAX_FRAME_BODY}")
@@ -571,6 +598,14 @@ class ServerDecoder:
         """
         return self.role is None or bool(self._buffer) or bool(self._parts)
 
+    def take_buffered(self) -> bytes:
+        """
+        The bytes received after the role word of a replica link and not yet
+        decoded (the peer's side of an authentication handshake, say).
+        """
+        taken, self._buffer = self._buffer, b""
+        return taken
+
     def feed(self, data: bytes) -> list:
         if self._parts:
             self._parts.append(data)
@@ -595,6 +630,12 @@ class ServerDecoder:
             self.role = role
             events.append(RoleDeclared(role))
             offset = 4
+            if role == ROLE_REPLICA:
+                # A replica link may have to prove the shared secret before
+                # any frame is read: what follows waits in the buffer until
+                # the caller takes it (``take_buffered``) or feeds on.
+                self._buffer = bytes(buffer[offset:])
+                return events
         if self.role == ROLE_CUSTOMER:
             usable = offset + (len(buffer) - offset) // 12 * 12
             events.extend(

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_server -*-
 """
 Twisted protocols for the laptop-order wire: the server side of every
 accepted connection (customers and replica links) and the outbound link a
@@ -6,6 +7,10 @@ requests go to a ``desk`` (``handle(request, engineer_id, respond)``, which
 calls ``respond(reply_bytes)`` once),
 replica messages to a ``replica_inbox`` (``received(sender, message)``,
 ``lost(sender)``, ``knows(sender)``).
+
+With a shared secret, a replica link proves it (``protocols.peerauth``,
+right after the role word) before any of its frames is read, and every
+message on it must name the replica its ``Hello`` named.
 """
 
 from collections import deque
@@ -19,7 +24,9 @@ from zope.interface import implementer
 
 from protocols.laptop import (
     CLOSE_CUSTOMER_ID,
+    REPLICA_LINK_LABEL,
     ROLE_CUSTOMER,
+    ROLE_LEGACY_REPLICATION,
     ROLE_REPLICA,
     CustomerRequest,
     FrameTooLarge,
@@ -27,12 +34,24 @@ from protocols.laptop import (
     ProtocolError,
     RoleDeclared,
     ServerDecoder,
+    claimed_sender,
     encode_replica_message,
     encode_role,
 )
+from protocols.peerauth import Acceptor, AuthenticationFailed
 
 #: pipelined requests a customer may have unanswered before we stop reading
 MAX_PIPELINE = 1024
+
+#: seconds a customer connection may stay silent with nothing owed to it
+DEFAULT_IDLE_TIMEOUT = 300.0
+
+#: why a listener refuses a role it does not serve (counter suffixes)
+_REFUSED_ROLES = {
+    ROLE_CUSTOMER: "customer_on_replica_port",
+    ROLE_LEGACY_REPLICATION: "legacy_replication",
+    ROLE_REPLICA: "replica_on_customer_port",
+}
 
 
 def set_no_delay(transport) -> None:
@@ -52,6 +71,12 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     full transport buffer (a customer that sends but never reads), as it
     does while ``MAX_PIPELINE`` requests are unanswered, so what is
     buffered for one customer stays bounded by both.
+
+    One timer: while a message (or a replica's handshake) is incomplete it
+    counts ``partial_timeout`` from the last read; on a customer connection
+    otherwise ``idle_timeout`` from the last read, and a connection that
+    still has a request unanswered, or whose reading is paused, when it
+    fires is not idle and gets another period.
     """
 
     log = Logger()
@@ -67,6 +92,11 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self._write_blocked = False
         self._closing = False
         self._peer_id = None
+        #: a replica link's shared-secret handshake, until the peer proved it
+        self._handshake = None
+        #: the role word of a replica link was just read: what followed it
+        #: is the handshake's, or the link's first frames
+        self._after_replica_role = False
         #: replies that became ready while a batch of requests is being
         #: decoded go out in one write at the end of the batch
         self._held = None
@@ -77,6 +107,11 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self.setTimeout(self.factory.partial_timeout)
 
     def dataReceived(self, data):
+        if self._handshake is not None:
+            data = self._authenticate(data)
+            if not data:
+                self._rearm()
+                return
         try:
             events = self._decoder.feed(data)
         except ProtocolError as error:
@@ -99,9 +134,26 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             self._held = None
         if self._closing:
             return
-        if self._decoder.mid_message:
+        if self._after_replica_role:
+            self._after_replica_role = False
+            rest = self._decoder.take_buffered()
+            if rest:
+                self.dataReceived(rest)
+                return
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Restart the timer for what the connection waits for now."""
+        if self._closing:
+            return
+        if self._handshake is not None or self._decoder.mid_message:
             # Every read of a message still incomplete restarts the countdown.
             self.setTimeout(self.factory.partial_timeout)
+        elif self._decoder.role == ROLE_CUSTOMER:
+            if self.timeOut == self.factory.idle_timeout:
+                self.resetTimeout()
+            else:
+                self.setTimeout(self.factory.idle_timeout)
         elif self.timeOut is not None:
             self.setTimeout(None)
 
@@ -115,14 +167,38 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self.transport.loseConnection()
 
     def _role(self, role: int) -> None:
-        if role == ROLE_CUSTOMER:
-            self.factory.counters.increment("laptop_customer_connections")
-            self.transport.registerProducer(self, True)
-        elif role != ROLE_REPLICA:
+        if role not in self.factory.roles:
             # Our replicas replicate over ROLE_REPLICA, with views; entries
             # from a legacy primary carry none, so accepting them could undo
-            # committed orders.
-            self._reject("legacy_replication")
+            # committed orders.  A port with its own replica listener takes
+            # no replica links, and that listener no customers.
+            self._reject(_REFUSED_ROLES[role])
+        elif role == ROLE_CUSTOMER:
+            self.factory.counters.increment("laptop_customer_connections")
+            self.transport.registerProducer(self, True)
+        else:
+            self._after_replica_role = True
+            secret = self.factory.replica_secret
+            if secret is not None:
+                self._handshake = Acceptor(secret, REPLICA_LINK_LABEL)
+                self.transport.write(self._handshake.start())
+
+    def _authenticate(self, data: bytes) -> bytes:
+        """
+        Run the replica link's handshake; return the bytes that followed it
+        once the peer has proved the secret (empty until then).
+        """
+        try:
+            step = self._handshake.receive(data)
+        except AuthenticationFailed:
+            self._reject("replica_unauthenticated")
+            return b""
+        if step.send:
+            self.transport.write(step.send)
+        if not step.done:
+            return b""
+        self._handshake = None
+        return step.leftover
 
     # -------------------------------------------------------------- customers
 
@@ -204,20 +280,48 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
                 self._reject("unknown_replica")
                 return
             self._peer_id = message.replica_id
+            self.factory.replica_link_opened(self)
+            return
+        claimed = claimed_sender(message)
+        if claimed is not None and claimed != self._peer_id:
+            # A replica speaking as another: what it says cannot be trusted.
+            self._reject("replica_impersonation")
             return
         inbox.received(self._peer_id, message)
 
+    @property
+    def peer_id(self):
+        """The replica this link's ``Hello`` named (None before it, and on customer connections)."""
+        return self._peer_id
+
     def timeoutConnection(self):
-        self.factory.counters.increment("laptop_rejected_truncated_message")
+        if self._handshake is not None:
+            reason = "laptop_rejected_replica_unauthenticated"
+        elif self._decoder.mid_message:
+            reason = "laptop_rejected_truncated_message"
+        elif self._replies or self._paused:
+            # Waiting for our replies or for the customer to read them:
+            # the customer is not idle.
+            self.setTimeout(self.factory.idle_timeout)
+            return
+        else:
+            self.factory.counters.increment("laptop_idle_timeouts")
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        self.factory.counters.increment(reason)
         self._closing = True
         self.transport.abortConnection()
 
     def connectionLost(self, reason):
         self.setTimeout(None)
-        if self._decoder.mid_message and not self._closing:
-            self.factory.counters.increment("laptop_rejected_truncated_message")
+        if not self._closing:
+            if self._handshake is not None:
+                self.factory.counters.increment("laptop_rejected_replica_unauthenticated")
+            elif self._decoder.mid_message:
+                self.factory.counters.increment("laptop_rejected_truncated_message")
         if self._peer_id is not None:
-            self.factory.replica_inbox.lost(self._peer_id)
+            self.factory.replica_link_closed(self)
         self._replies.clear()
         self.factory.connection_closed(self)
 
@@ -226,16 +330,27 @@ class LaptopServerFactory(protocol.Factory):
     """
     Numbers accepted connections: the number is the reply's ``engineer_id``,
     as in the existing server.
+
+    ``roles`` are the connection roles this listener serves (customers and
+    replica links on one port, or one of them on each of two ports);
+    ``replica_secret`` (bytes or None) is what a replica link must prove.
     """
 
-    def __init__(self, desk, replica_inbox, counters, clock, partial_timeout: float = 10.0):
+    def __init__(self, desk, replica_inbox, counters, clock, partial_timeout: float = 10.0,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, replica_secret=None,
+                 roles=(ROLE_CUSTOMER, ROLE_REPLICA)):
         self.desk = desk
         self.replica_inbox = replica_inbox
         self.counters = counters
         self.clock = clock
         self.partial_timeout = partial_timeout
+        self.idle_timeout = idle_timeout
+        self.replica_secret = replica_secret
+        self.roles = frozenset(roles)
         self._accepted = 0
         self.connections = set()
+        #: replica id -> the inbound link its latest ``Hello`` came on
+        self._replica_links = {}
         self._all_closed = []
 
     def buildProtocol(self, addr):
@@ -244,6 +359,22 @@ class LaptopServerFactory(protocol.Factory):
         connection = LaptopServerProtocol(self, engineer_id)
         connection.callLater = self.clock.callLater
         return connection
+
+    def replica_link_opened(self, connection) -> None:
+        """
+        A peer's link said who it is.  A replica has one link to us: a newer
+        one replaces the last (the peer reconnected and the old one is dead
+        or dying), and only the current link's loss is reported.
+        """
+        previous = self._replica_links.get(connection.peer_id)
+        self._replica_links[connection.peer_id] = connection
+        if previous is not None:
+            previous.transport.abortConnection()
+
+    def replica_link_closed(self, connection) -> None:
+        if self._replica_links.get(connection.peer_id) is connection:
+            del self._replica_links[connection.peer_id]
+            self.replica_inbox.lost(connection.peer_id)
 
     def connection_closed(self, connection) -> None:
         self.connections.discard(connection)
@@ -274,9 +405,11 @@ class ReplicaLinkProtocol(protocol.Protocol):
 
     log = Logger()
 
-    def __init__(self, own_id: int, on_lost):
+    def __init__(self, own_id: int, on_lost, role_sent: bool = False):
         self._own_id = own_id
         self._on_lost = on_lost
+        #: the role word went out already, ahead of an authentication handshake
+        self._role_sent = role_sent
         self.congested = False
         self.connected = False
 
@@ -284,7 +417,8 @@ class ReplicaLinkProtocol(protocol.Protocol):
         self.connected = True
         set_no_delay(self.transport)
         self.transport.registerProducer(self, True)
-        self.transport.write(encode_role(ROLE_REPLICA) + encode_replica_message(Hello(self._own_id)))
+        hello = encode_replica_message(Hello(self._own_id))
+        self.transport.write(hello if self._role_sent else encode_role(ROLE_REPLICA) + hello)
 
     def send(self, message) -> bool:
         if not self.connected or self.congested:

@@ -152,6 +152,7 @@ class AuthenticatingProtocol(protocol.Protocol):
     fed the bytes that followed the handshake.  Only reads and the
     connection's end still pass through this object.
 
+    ``preamble`` goes out on connect, before the handshake's own bytes.
     A wrong proof, a malformed greeting, or a handshake not finished within
     ``timeout`` seconds closes the connection and calls ``on_refused(why)``
     (to count it); ``whenAuthenticated()`` fires with ``inner`` once the peer
@@ -159,8 +160,9 @@ class AuthenticatingProtocol(protocol.Protocol):
     """
 
     def __init__(self, inner, handshake: Acceptor | Connector, clock, timeout: float,
-                 on_refused=None):
+                 on_refused=None, preamble: bytes = b""):
         self.inner = inner
+        self._preamble = preamble
         self._handshake = handshake
         self._clock = clock
         self._timeout = timeout
@@ -174,7 +176,7 @@ class AuthenticatingProtocol(protocol.Protocol):
 
     def connectionMade(self):
         self._timer = self._clock.callLater(self._timeout, self._refuse, "handshake timed out")
-        greeting = self._handshake.start()
+        greeting = self._preamble + self._handshake.start()
         if greeting:
             self.transport.write(greeting)
 
@@ -288,6 +290,13 @@ class AuthenticatingFactory(protocol.Factory):
 
 
 def connecting(inner, secret: bytes, label: bytes, clock, timeout: float = 10.0,
-               on_refused=None) -> AuthenticatingProtocol:
-    """The protocol to connect in place of ``inner`` on an authenticated link."""
-    return AuthenticatingProtocol(inner, Connector(secret, label), clock, timeout, on_refused)
+               on_refused=None, preamble: bytes = b"") -> AuthenticatingProtocol:
+    """
+    The protocol to connect in place of ``inner`` on an authenticated link.
+    ``preamble`` is sent before the handshake: for a port that serves
+    several kinds of connection, the bytes that say which kind this is
+    (the laptop wire's role word).
+    """
+    return AuthenticatingProtocol(
+        inner, Connector(secret, label), clock, timeout, on_refused, preamble
+    )

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from marketplace.peersecret import is_loopback_endpoint, load_secret
+from marketplace.peersecret import is_loopback_client_endpoint, is_loopback_endpoint, load_secret
 from protocols.peerauth import (
     MAGIC,
     Acceptor,
@@ -179,6 +179,17 @@ class AuthenticatingProtocolTests(unittest.TestCase):
         self.assertTrue(IHalfCloseableProtocol.providedBy(server))
         self.assertEqual(self.refusals, [])
 
+    def test_preamble_goes_before_the_handshake(self):
+        """A port serving several kinds of connection reads which kind first."""
+        client = connecting(Recorder(), SECRET, LABEL, self.clock, 5.0, preamble=b"ROLE")
+        transport = StringTransport()
+        client.makeConnection(transport)
+        self.assertEqual(transport.value(), b"ROLE")
+        acceptor = Acceptor(SECRET, LABEL)
+        transport.clear()
+        client.dataReceived(acceptor.start())
+        self.assertTrue(acceptor.receive(transport.value()).done)
+
     def test_wrong_secret_is_refused_counted_and_aborted(self):
         server, st, client, ct, client_inner = self.connect(secret=b"z" * 32)
         failures = []
@@ -236,3 +247,12 @@ class LoopbackTests(unittest.TestCase):
         for description in ("tcp:7000", "tcp:7000:interface=0.0.0.0",
                             "tcp:7000:interface=10.0.0.5", "nonsense:1"):
             self.assertFalse(is_loopback_endpoint(description), description)
+
+    def test_client_endpoints(self):
+        """Where a link connects to: this machine only, or anywhere else."""
+        for description in ("tcp:127.0.0.1:7000", "tcp:localhost:7000", "unix:/tmp/some.sock",
+                            "tls:127.0.0.1:7000"):
+            self.assertTrue(is_loopback_client_endpoint(description), description)
+        for description in ("tcp:hostB:7000", "tcp:10.0.0.5:7000", "tls:example.com:443",
+                            "nonsense:1"):
+            self.assertFalse(is_loopback_client_endpoint(description), description)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.laptop.test_replication,tests.laptop.test_hostile_replica,tests.laptop.test_failure_detection -*-
 """
 Primary-backup replication over numbered views, as a state machine with no
 sockets: messages come in through ``receive``, go out through the ``send``
@@ -41,6 +42,15 @@ The scheme (README, "Laptop orders: replication"):
   what stays unanswered for the retransmit interval (links drop messages
   while down or congested).  Orders are idempotent per (customer, order
   number), so re-routing and resending are safe.
+
+Links between replicas are authenticated, but a replica can be buggy or
+compromised, so every message is checked before it touches any state
+(``_admissible`` and the handlers): it must name its sender as the sender,
+stay within the view limit, be well formed; entries and snapshots come only
+from the primary of the current view, never rewrite a committed entry, and
+a snapshot never takes back a committed order; what a backup reports is
+never believed beyond what was sent to it.  A refused message is counted
+(``laptop_refused_*``) and changes nothing.
 """
 
 import random
@@ -53,6 +63,7 @@ from twisted.logger import Logger
 from protocols.laptop import (
     FORWARD_OK,
     FORWARD_RETRY,
+    MAX_VIEW,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
     TYPE_ORDER,
@@ -66,6 +77,7 @@ from protocols.laptop import (
     SnapshotReply,
     VoteReply,
     VoteRequest,
+    claimed_sender,
 )
 
 from marketplace.laptop.log import ReplicatedLog
@@ -109,6 +121,8 @@ class _PeerProgress:
 
     def __init__(self, next_index: int, now: float):
         self.next_index = next_index
+        #: the highest index sent to it in this view: what it may claim to hold
+        self.sent_through = -1
         self.match_index = -1
         self.in_flight_since: Optional[float] = None
         self.heard_at = now
@@ -237,6 +251,9 @@ class Replica:
         self._snapshot_records: tuple = ()
 
         self._last_contact = 0.0
+        #: when the heartbeat tick last ran: a late one means this replica
+        #: itself was not running (a long batch, a pause of the process)
+        self._last_tick_at = 0.0
         self._primary_heard_at: Optional[float] = None
         self._election_span = 0.0
         self._pre_votes: set = set()
@@ -275,7 +292,7 @@ class Replica:
         self.commit_index = recovered.snapshot_index
         self._persisted_index = self.replicated_log.last_index
         self._running = True
-        self._last_contact = self._clock.seconds()
+        self._last_contact = self._last_tick_at = self._clock.seconds()
         self._draw_election_span()
         self._tick_call = self._clock.callLater(self.timeouts.heartbeat, self._tick)
 
@@ -524,6 +541,7 @@ class Replica:
                 records[offset : offset + self.snapshot_chunk],
             )
             next_index = progress.next_index
+            sent_through = log.base_index
         else:
             prev = progress.next_index - 1
             entries = log.entries_from(progress.next_index, self.max_batch)
@@ -537,8 +555,10 @@ class Replica:
                 entries,
             )
             next_index = progress.next_index + len(entries)
+            sent_through = next_index - 1
         if self._send(peer, message):
             progress.in_flight_since = self._clock.seconds()
+            progress.sent_through = max(progress.sent_through, sent_through)
             if next_index != progress.next_index:
                 # Entries per message show how well replication batches.
                 self._counters.increment("laptop_append_messages")
@@ -556,17 +576,22 @@ class Replica:
             return None
         progress.heard_at = self._clock.seconds()
         progress.in_flight_since = None
-        progress.acked_round = max(progress.acked_round, reply.round)
+        # A backup acknowledges at most the rounds that were sent: believing
+        # more would confirm reads no majority confirmed.
+        progress.acked_round = max(progress.acked_round, min(reply.round, self._round))
         return progress
 
     def _on_append_reply(self, reply: AppendReply) -> None:
         progress = self._answered(reply)
         if progress is None:
             return
-        progress.match_index = reply.match_index if reply.success else min(
-            progress.match_index, reply.match_index
+        # A backup holds at most what it was sent: believing more would
+        # commit entries nobody holds, or send it entries from beyond this log.
+        reported = max(-1, min(reply.match_index, progress.sent_through))
+        progress.match_index = reported if reply.success else min(
+            progress.match_index, reported
         )
-        progress.next_index = reply.match_index + 1
+        progress.next_index = reported + 1
         if (
             reply.success
             and reply.replica_id not in self.live
@@ -689,7 +714,7 @@ class Replica:
 
     def receive(self, sender: int, message) -> None:
         """Handle one message from replica ``sender``."""
-        if not self._running:
+        if not self._running or not self._admissible(sender, message):
             return
         kind = type(message)
         if kind is AppendEntries:
@@ -702,7 +727,7 @@ class Replica:
         elif kind is ForwardRequest:
             self._on_forward(sender, message)
         elif kind is ForwardReply:
-            self._on_forward_reply(message)
+            self._on_forward_reply(sender, message)
         elif kind is VoteRequest:
             self._on_vote_request(message)
         elif kind is VoteReply:
@@ -714,6 +739,27 @@ class Replica:
                 self._adopt_view(message.view, None)
             else:
                 self._on_snapshot_reply(message)
+
+    def _admissible(self, sender: int, message) -> bool:
+        """
+        The checks every message passes before its handler runs: it comes
+        from a configured peer, names that peer as its sender (a replica
+        speaking as another is refused), and carries a view within limits.
+        """
+        if sender not in self.peer_ids:
+            return self._refuse("unknown_sender")
+        claimed = claimed_sender(message)
+        if claimed is not None and claimed != sender:
+            return self._refuse("impersonation")
+        view = getattr(message, "view", 0)
+        if not 0 <= view <= MAX_VIEW:
+            return self._refuse("view_out_of_range")
+        return True
+
+    def _refuse(self, why: str) -> bool:
+        """Count a message refused for ``why``; it changes nothing.  Returns False."""
+        self._counters.increment("laptop_refused_" + why)
+        return False
 
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
@@ -759,8 +805,48 @@ class Replica:
         )
         return True
 
-    def _on_append(self, message: AppendEntries) -> None:
+    def _from_current_primary(self, message) -> bool:
+        """
+        Whether entries or a snapshot come from the primary of this
+        replica's view (or announce a newer view).  A view has one primary:
+        once this replica knows it, or is it, nobody else speaks for the view.
+        """
         if self._refused_as_stale(message):
+            return False
+        if message.view == self.view and (
+            self.role == PRIMARY
+            or (self.primary_id is not None and message.primary_id != self.primary_id)
+        ):
+            return self._refuse("second_primary")
+        return True
+
+    @staticmethod
+    def _well_formed_append(message: AppendEntries) -> bool:
+        """
+        Indexes that exist, entry views that never decrease and none above
+        the message's, known opcodes, and orders a customer could place.
+        """
+        if message.prev_index < -1 or message.commit_index < -1:
+            return False
+        if not -1 <= message.prev_view <= message.view:
+            return False
+        view = message.prev_view
+        for entry in message.entries:
+            if not view <= entry.view <= message.view:
+                return False
+            view = entry.view
+            if entry.opcode == OPCODE_SET_LAST_ORDER:
+                if entry.customer_id < 0 or entry.order_number < 0:
+                    return False
+            elif entry.opcode != OPCODE_NOOP:
+                return False
+        return True
+
+    def _on_append(self, message: AppendEntries) -> None:
+        if not self._from_current_primary(message):
+            return
+        if not self._well_formed_append(message):
+            self._refuse("malformed_entries")
             return
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
@@ -787,6 +873,11 @@ class Replica:
                     if index <= log.last_index:
                         if log.view_at(index) == entry.view:
                             continue
+                        if index <= self.commit_index:
+                            # Only a faulty primary contradicts a committed
+                            # entry; nothing was changed yet.
+                            self._refuse("rewrite_committed")
+                            return
                         log.truncate_after(index - 1)
                     first_new = index
                 log.append(entry)
@@ -808,14 +899,42 @@ class Replica:
             AppendReply(self.view, self.replica_id, success, match_index, message.round),
         )
 
+    @staticmethod
+    def _well_formed_snapshot(message: InstallSnapshot) -> bool:
+        """An index that exists, a view not above the message's, and records a customer could have."""
+        return (
+            message.last_index >= -1
+            and -1 <= message.last_view <= message.view
+            and 0 <= message.offset <= message.total
+            and all(customer >= 0 and order >= 0 for customer, order in message.records)
+        )
+
+    def _keeps_commits(self, records) -> bool:
+        """
+        Whether a whole snapshot names each customer once and holds every
+        committed record at least as far as this replica has it: order
+        numbers only grow, so a snapshot covering more of the log cannot
+        have less of them.
+        """
+        book = dict(records)
+        if len(book) != len(records):
+            return False
+        return all(book.get(customer, -1) >= order for customer, order in self.book.records())
+
     def _on_snapshot(self, message: InstallSnapshot) -> None:
-        if self._refused_as_stale(message):
+        if not self._from_current_primary(message):
+            return
+        if not self._well_formed_snapshot(message):
+            self._refuse("malformed_snapshot")
             return
         self._heard_from_primary(message.view, message.primary_id)
         log = self.replicated_log
         if message.last_index > self.commit_index:
             records = self._assemble_snapshot(message)
             if records is None:
+                return
+            if not self._keeps_commits(records):
+                self._refuse("snapshot_loses_commits")
                 return
             keep_suffix = (
                 log.base_index <= message.last_index <= log.last_index
@@ -865,6 +984,13 @@ class Replica:
         return None
 
     def _on_forward(self, sender: int, message: ForwardRequest) -> None:
+        if message.customer_id < 0 or not (
+            message.request_type == TYPE_READ
+            or (message.request_type == TYPE_ORDER and message.order_number >= 0)
+        ):
+            # The forwarding replica's customers were checked there already.
+            self._refuse("malformed_forward")
+            return
         if self.role != PRIMARY:
             self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
             return
@@ -877,9 +1003,12 @@ class Replica:
         retry = lambda: self._send(sender, ForwardReply(tag, FORWARD_RETRY, -1, -1))
         self._serve(message.request_type, message.customer_id, message.order_number, _Waiter(done, retry))
 
-    def _on_forward_reply(self, message: ForwardReply) -> None:
+    def _on_forward_reply(self, sender: int, message: ForwardReply) -> None:
         request = self._requests.get(message.tag)
         if request is None:
+            return
+        if request.routed_to != sender:
+            self._refuse("unasked_forward_reply")
             return
         if message.status == FORWARD_OK:
             request.done(None if message.value < 0 else message.value, message.admin_id)
@@ -950,6 +1079,13 @@ class Replica:
     def _start_pre_vote(self) -> None:
         self._last_contact = self._clock.seconds()
         self._draw_election_span()
+        if self.view >= MAX_VIEW:
+            self._counters.increment("laptop_view_limit_reached")
+            self.log.error(
+                "replica {id} cannot stand for election: view {view} is at the limit {limit}",
+                id=self.replica_id, view=self.view, limit=MAX_VIEW,
+            )
+            return
         if self.role == CANDIDATE:
             self.role = FOLLOWER
         self._pre_votes = {self.replica_id}
@@ -1042,14 +1178,34 @@ class Replica:
     def _tick(self) -> None:
         self._tick_call = self._clock.callLater(self.timeouts.heartbeat, self._tick)
         now = self._clock.seconds()
+        stalled = now - self._last_tick_at - self.timeouts.heartbeat
+        self._last_tick_at = now
         self._expire_requests(now)
         if self.role == PRIMARY:
+            if self.timeouts.backup / 2 <= stalled < self.timeouts.election:
+                self._credit_stall(stalled)
             self._check_backups(now)
             return
         if self._requests and self.primary_id is not None:
             self._resend_forwarded(now)
         if now - self._last_contact >= self._election_span:
             self._start_pre_vote()
+
+    def _credit_stall(self, stalled: float) -> None:
+        """
+        This primary did not run for ``stalled`` seconds (a long batch of
+        work, a pause of the whole process): its overdue tick runs before it
+        reads what the backups sent meanwhile, so that time is no silence of
+        theirs.  Only pauses shorter than the election timeout are credited:
+        after a longer one the backups may have elected another primary, and
+        this one gives way as before.  Nor are ticks a little late, as on a
+        busy machine all the time: crediting those would let a frozen backup
+        hold commits up well past the backup timeout.
+        """
+        now = self._clock.seconds()
+        for progress in self._peers.values():
+            progress.heard_at = min(progress.heard_at + stalled, now)
+        self._counters.increment("laptop_primary_stalls")
 
     def _check_backups(self, now: float) -> None:
         heard = 1

@@ -1,7 +1,9 @@
+# -*- test-case-name: tests.laptop.test_tap -*-
 """
 One laptop-order replica as a Twisted service: the replication state machine
-(``replication.Replica``) wired to a listening port for customers and peers,
-and to one outbound link per peer.
+(``replication.Replica``) wired to a listening port for customers and peers
+(or one for each), and to one outbound link per peer, authenticated by a
+shared secret when one is given.
 """
 
 from collections import deque
@@ -19,6 +21,9 @@ from marketplace.net import Listener, connect
 from protocols.laptop import (
     NO_VALUE,
     READ_FAILED,
+    REPLICA_LINK_LABEL,
+    ROLE_CUSTOMER,
+    ROLE_REPLICA,
     TYPE_LOCAL_READ,
     TYPE_ORDER,
     TYPE_READ,
@@ -28,8 +33,10 @@ from protocols.laptop import (
     encode_order_reply,
     encode_order_reply_fields,
     encode_record_reply,
+    encode_role,
 )
-from protocols.laptop_server import LaptopServerFactory, ReplicaLinkProtocol
+from protocols.laptop_server import DEFAULT_IDLE_TIMEOUT, LaptopServerFactory, ReplicaLinkProtocol
+from protocols.peerauth import connecting
 
 
 class OrderDesk:
@@ -158,13 +165,18 @@ class PeerLink:
     Keeps one outbound connection to a peer open, reconnecting after a short
     delay whenever it fails or drops.  Sending while it is down is a no-op
     (the replication protocol resends), so a dead peer never raises here.
+    With a ``secret`` the link is up only once both ends proved it; the
+    handshake is bounded by ``connect_timeout`` too.
     """
 
     log = Logger()
 
     def __init__(self, own_id, peer_id, addresses, clock, on_up, on_lost,
-                 connect_timeout=1.0, retry_delay=0.2):
+                 connect_timeout=1.0, retry_delay=0.2, secret=None):
         self.peer_id = peer_id
+        self._secret = secret
+        #: the connection being made and authenticated, until it is up
+        self._wire = None
         #: looked up on every attempt, so a peer's address may become known late
         #: (tests whose replicas listen on OS-chosen ports)
         self._addresses = addresses
@@ -194,12 +206,22 @@ class PeerLink:
         if self.description is None:
             self._schedule_retry()
             return
-        link = ReplicaLinkProtocol(self._own_id, self._lost)
-        self._attempt = connect(self.description, link, self._connect_timeout, self._clock)
+        link = ReplicaLinkProtocol(self._own_id, self._lost, role_sent=self._secret is not None)
+        if self._secret is None:
+            self._attempt = connect(self.description, link, self._connect_timeout, self._clock)
+        else:
+            self._wire = connecting(
+                link, self._secret, REPLICA_LINK_LABEL, self._clock, self._connect_timeout,
+                preamble=encode_role(ROLE_REPLICA),
+            )
+            self._attempt = connect(
+                self.description, self._wire, self._connect_timeout, self._clock
+            ).addCallback(lambda wire: wire.whenAuthenticated())
         self._attempt.addCallbacks(self._connected, self._failed)
 
     def _connected(self, link) -> None:
         self._attempt = None
+        self._wire = None
         self._link = link
         self._reported_down = False
         self.log.info("link to replica {peer} at {where} is up", peer=self.peer_id, where=self.description)
@@ -207,6 +229,7 @@ class PeerLink:
 
     def _failed(self, failure) -> None:
         self._attempt = None
+        self._wire = None
         if not self._reported_down:
             self._reported_down = True
             self.log.info(
@@ -240,7 +263,10 @@ class PeerLink:
             self._retry.cancel()
             self._retry = None
         if self._attempt is not None:
+            wire = self._wire
             self._attempt.cancel()
+            if wire is not None and wire.transport is not None:
+                wire.transport.abortConnection()  # connected, not yet authenticated
         if self._link is None:
             return defer.succeed(None)
         self._closed = defer.Deferred()
@@ -255,7 +281,10 @@ def make_storage(data_dir: Optional[str], fsync: bool = False):
 class ReplicaService(MultiService):
     """
     A replica: ``Replica`` plus its listener and peer links.  Customers and
-    peers share the listening port; the role word tells them apart.
+    peers share the listening port (the role word tells them apart) unless
+    ``replica_listen`` gives replica links a listener of their own; then the
+    customer port refuses them.  With a ``replica_secret`` every replica link
+    proves it before any of its messages is read.
     """
 
     log = Logger()
@@ -271,6 +300,9 @@ class ReplicaService(MultiService):
         clock=None,
         connect_timeout: float = 1.0,
         partial_timeout: float = 10.0,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        replica_secret: Optional[bytes] = None,
+        replica_listen: Optional[str] = None,
     ):
         super().__init__()
         if clock is None:
@@ -286,11 +318,22 @@ class ReplicaService(MultiService):
             counters=self.counters,
         )
         self.factory = LaptopServerFactory(
-            OrderDesk(self.replica, self.counters), self, self.counters, clock, partial_timeout
+            OrderDesk(self.replica, self.counters), self, self.counters, clock, partial_timeout,
+            idle_timeout, replica_secret,
+            roles=(ROLE_CUSTOMER,) if replica_listen else (ROLE_CUSTOMER, ROLE_REPLICA),
         )
         self.listener = Listener(listen, self.factory, reactor=clock)
         self.listener.setName(f"laptop replica {replica_id}")
         self.listener.setServiceParent(self)
+        self.replica_factory = self.replica_listener = None
+        if replica_listen:
+            self.replica_factory = LaptopServerFactory(
+                None, self, self.counters, clock, partial_timeout, idle_timeout, replica_secret,
+                roles=(ROLE_REPLICA,),
+            )
+            self.replica_listener = Listener(replica_listen, self.replica_factory, reactor=clock)
+            self.replica_listener.setName(f"laptop replica {replica_id} (replica links)")
+            self.replica_listener.setServiceParent(self)
         self.links = {
             peer: PeerLink(
                 replica_id,
@@ -300,6 +343,7 @@ class ReplicaService(MultiService):
                 self.replica.peer_connected,
                 self.replica.peer_lost,
                 connect_timeout=connect_timeout,
+                secret=replica_secret,
             )
             for peer in peers
         }
@@ -332,5 +376,7 @@ class ReplicaService(MultiService):
         self.replica.stop()
         closing = [link.stop() for link in self.links.values()]
         closing.append(self.factory.close_all())
+        if self.replica_factory is not None:
+            closing.append(self.replica_factory.close_all())
         closing.append(defer.maybeDeferred(super().stopService))
         return defer.gatherResults(closing, consumeErrors=True)

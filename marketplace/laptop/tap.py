@@ -1,9 +1,15 @@
+# -*- test-case-name: tests.laptop.test_tap -*-
 """
 The ``laptop-factory`` twistd plugin: one replica of the laptop-order
 service.  A three-host deployment runs one per host::
 
     twistd -n laptop-factory --id 0 --listen tcp:8080 \\
-        --peer 1=tcp:hostB:8081 --peer 2=tcp:hostC:8082
+        --replica-listen tcp:8090 --replica-secret laptop-replica.secret \\
+        --peer 1=tcp:hostB:8090 --peer 2=tcp:hostC:8090
+
+Replica links carry the replicated data, so they prove a shared secret
+(``--replica-secret``) before any of their messages is read; a replica whose
+replica links could come from another machine refuses to start without one.
 
 ``cluster_service`` builds a whole cluster in one process (the ``suite``
 plugin's, and a quick way to try the system on one machine).
@@ -15,6 +21,7 @@ an acknowledged order.  ``--memory-only`` is for throwaway runs.
 """
 
 import os
+import secrets
 from typing import Dict, Optional, Sequence
 
 from twisted.application.service import Application, MultiService
@@ -25,9 +32,17 @@ from marketplace.laptop.service import ReplicaService, make_storage
 from marketplace.options import (
     ServiceOptions,
     check_client_endpoint,
+    check_server_endpoint,
     listen_option,
     positive_float,
 )
+from marketplace.peersecret import (
+    MAKE_ONE,
+    is_loopback_client_endpoint,
+    is_loopback_endpoint,
+    load_secret,
+)
+from protocols.laptop_server import DEFAULT_IDLE_TIMEOUT
 
 #: a deep accept queue: the existing server's backlog of 8 dropped customers
 #: that connected at once; 128 and more must all get in
@@ -85,6 +100,18 @@ class Options(ServiceOptions):
         ["request-timeout", None, _DEFAULTS.request,
          "Seconds a customer request may wait for a primary to commit it before the "
          "customer gets a failure reply.", positive_float],
+        ["idle-timeout", None, DEFAULT_IDLE_TIMEOUT,
+         "Seconds a customer connection with no request unanswered may stay silent "
+         "before it is closed.", positive_float],
+        ["replica-listen", None, None,
+         "Server endpoint for the other replicas' links alone (their --peer names it); "
+         "the --listen port then refuses replica links.  Default: replica links come to "
+         "--listen."],
+        ["replica-secret", None, None,
+         "File holding the secret every replica of the cluster shares; each replica link "
+         "proves it before any of its messages is read.  Required unless every replica "
+         "link endpoint (--replica-listen, or else --listen, and every --peer) is on "
+         "loopback."],
     ]
     optFlags = [
         ["memory-only", None, "Keep nothing on disk.  UNSAFE across restarts: a replica "
@@ -127,6 +154,38 @@ class Options(ServiceOptions):
                 raise usage.UsageError("--fsync needs a data directory, not --memory-only")
         elif self["data-dir"] is None:
             self["data-dir"] = default_data_dir(self["id"])
+        self._check_replica_links()
+
+    def _check_replica_links(self) -> None:
+        """
+        Load the replica secret into ``self["secret"]``; without one, every
+        endpoint a replica link uses must be on loopback, since an
+        unauthenticated link could rewrite committed orders.
+        """
+        if self["replica-listen"] is not None:
+            check_server_endpoint(self["replica-listen"])
+        path = self["replica-secret"]
+        try:
+            self["secret"] = None if path is None else load_secret(path)
+        except ValueError as error:
+            raise usage.UsageError(f"--replica-secret: {error}") from None
+        if self["secret"] is not None:
+            return
+        exposed = [
+            f"--peer {peer}={endpoint}"
+            for peer, endpoint in sorted(self["peers"].items())
+            if not is_loopback_client_endpoint(endpoint)
+        ]
+        replica_listen = self["replica-listen"] or self["listen"]
+        if not is_loopback_endpoint(replica_listen):
+            name = "--replica-listen" if self["replica-listen"] else "--listen"
+            exposed.insert(0, f"{name} {replica_listen}")
+        if exposed:
+            raise usage.UsageError(
+                f"replica links off loopback ({', '.join(exposed)}) need --replica-secret FILE, "
+                f"the same file on every replica; {MAKE_ONE}.  Or put replica links on "
+                f"loopback: --replica-listen tcp:PORT:interface=127.0.0.1"
+            )
 
     def timeouts(self) -> Timeouts:
         return Timeouts(
@@ -147,6 +206,9 @@ def replica_service(
     fsync: bool = False,
     counters=None,
     reactor=None,
+    replica_secret: Optional[bytes] = None,
+    replica_listen: Optional[str] = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
 ) -> ReplicaService:
     """
     One replica; a ``.tac`` per host calls this with its own id and peers.
@@ -160,25 +222,40 @@ def replica_service(
         storage=make_storage(data_dir, fsync),
         counters=counters,
         clock=reactor,
+        idle_timeout=idle_timeout,
+        replica_secret=replica_secret,
+        replica_listen=replica_listen,
     )
 
 
 def replica_application(
-    replica_id: int, hosts: Dict[int, str], data_dir: Optional[str] = None
+    replica_id: int,
+    replica_hosts: Dict[int, str],
+    secret_file: str,
+    customer_listen: str = DEFAULT_LISTEN,
+    data_dir: Optional[str] = None,
 ) -> Application:
     """
     The ``application`` of a per-host ``.tac``: replica ``replica_id`` of the
-    cluster ``hosts`` ({id: "host:port"}, the same table on every host),
-    listening on its own port on every interface, keeping its state in
-    ``data_dir`` (by default ``default_data_dir(replica_id)``).
+    cluster whose replica links go to ``replica_hosts`` ({id: "host:port"},
+    the same table on every host), authenticated by the secret in
+    ``secret_file`` (the same file on every host).  Customers connect to
+    ``customer_listen``; replica links to the replica's own port in the
+    table, on every interface.  State goes to ``data_dir`` (by default
+    ``default_data_dir(replica_id)``).
+
+    @raise ValueError: if the secret file cannot be used (its message says why).
     """
     if data_dir is None:
         data_dir = default_data_dir(replica_id)
-    own_port = hosts[replica_id].rpartition(":")[2]
-    peers = {peer: f"tcp:{address}" for peer, address in hosts.items() if peer != replica_id}
+    own_port = replica_hosts[replica_id].rpartition(":")[2]
+    peers = {
+        peer: f"tcp:{address}" for peer, address in replica_hosts.items() if peer != replica_id
+    }
     application = Application(f"laptop-replica-{replica_id}")
     replica_service(
-        replica_id, f"tcp:{own_port}:backlog={BACKLOG}", peers, data_dir=data_dir
+        replica_id, customer_listen, peers, data_dir=data_dir,
+        replica_secret=load_secret(secret_file), replica_listen=f"tcp:{own_port}",
     ).setServiceParent(application)
     return application
 
@@ -191,6 +268,9 @@ def makeService(options) -> ReplicaService:
         timeouts=options.timeouts(),
         data_dir=options["data-dir"],
         fsync=options["fsync"],
+        replica_secret=options["secret"],
+        replica_listen=options["replica-listen"],
+        idle_timeout=options["idle-timeout"],
     )
 
 
@@ -205,8 +285,11 @@ def cluster_service(
     A whole cluster in one process: replica i listens on ``ports[i]``,
     reaches the others on ``host`` and keeps its state under ``data_root``
     (None: nothing on disk).  It survives no machine failure, but shows the
-    protocol at work (and each replica can be stopped alone).
+    protocol at work (and each replica can be stopped alone).  Its replica
+    links prove a secret drawn afresh for the process, which no other
+    process knows.
     """
+    secret = secrets.token_bytes(32)
     cluster = MultiService()
     for replica_id, port in enumerate(ports):
         peers = {
@@ -217,7 +300,7 @@ def cluster_service(
         data_dir = None if data_root is None else default_data_dir(replica_id, data_root)
         replica = replica_service(
             replica_id, f"tcp:{port}:backlog={BACKLOG}", peers, timeouts, data_dir=data_dir,
-            reactor=reactor,
+            reactor=reactor, replica_secret=secret,
         )
         replica.setName(f"replica {replica_id}")
         replica.setServiceParent(cluster)

@@ -2,9 +2,11 @@
 Replicas as real child processes, for the tests that kill -9, SIGSTOP and
 SIGCONT them.  Every wait is bounded.  Each replica inherits a listening
 socket the test made, so every replica knows its peers' ports before any
-starts, and a killed one restarts on its own port.
+starts, and a killed one restarts on its own port.  The replicas share a
+secret, which their replica links prove.
 """
 
+import base64
 import os
 import signal
 import socket
@@ -80,15 +82,26 @@ class ReplicaProcess(protocol.ProcessProtocol):
 
 
 class ProcessCluster:
-    def __init__(self, testcase, count=3, extra_args=(), data_dirs=False):
+    """
+    ``count`` replica processes on loopback.  With ``replica_ports`` each
+    takes replica links on a port of its own (``--replica-listen``, a second
+    inherited socket), as a deployment across hosts would.
+    """
+
+    def __init__(self, testcase, count=3, extra_args=(), data_dirs=False, replica_ports=False):
         self.testcase = testcase
         self.count = count
         self.sockets = [listening_socket() for _ in range(count)]
         self.ports = [listener.getsockname()[1] for listener in self.sockets]
+        #: each replica's socket for replica links, if they have their own
+        self.replica_sockets = [listening_socket() for _ in range(count)] if replica_ports else []
         self.extra_args = list(extra_args)
         self.work = os.path.abspath(testcase.mktemp())
         os.makedirs(self.work)
         self.data_dirs = data_dirs
+        self.secret_file = os.path.join(self.work, "replica.secret")
+        with open(os.open(self.secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as secret:
+            secret.write(base64.b64encode(os.urandom(32)).decode() + "\n")
         self.processes = {}
         testcase.addCleanup(self._close_sockets)
         testcase.addCleanup(self.stop_all)
@@ -99,9 +112,17 @@ class ProcessCluster:
 
         return [Address("127.0.0.1", port) for port in self.ports]
 
+    @property
+    def replica_link_ports(self):
+        """Where each replica takes replica links."""
+        return [listener.getsockname()[1] for listener in self.replica_sockets] or self.ports
+
     def _arguments(self, i):
-        args = ["--id", str(i), "--listen", "systemd:domain=INET:index=0"]
-        for peer, port in enumerate(self.ports):
+        args = ["--id", str(i), "--listen", "systemd:domain=INET:index=0",
+                "--replica-secret", self.secret_file]
+        if self.replica_sockets:
+            args += ["--replica-listen", "systemd:domain=INET:index=1"]
+        for peer, port in enumerate(self.replica_link_ports):
             if peer != i:
                 args += ["--peer", f"{peer}=tcp:127.0.0.1:{port}"]
         if self.data_dirs:
@@ -115,11 +136,15 @@ class ProcessCluster:
         process = ReplicaProcess(i, log)
         process.ended.addBoth(lambda result: (log.close(), result)[1])
         self.processes[i] = process
-        env = dict(os.environ, PYTHONPATH=REPOSITORY, LISTEN_FDS="1", LISTEN_FDNAMES="listen")
+        inherited = {LISTEN_FD: self.sockets[i].fileno()}
+        if self.replica_sockets:
+            inherited[LISTEN_FD + 1] = self.replica_sockets[i].fileno()
+        env = dict(os.environ, PYTHONPATH=REPOSITORY, LISTEN_FDS=str(len(inherited)),
+                   LISTEN_FDNAMES=":".join(["listen", "replica"][:len(inherited)]))
         argv = [sys.executable, "-m", "tests.laptop.replica_runner"] + self._arguments(i)
         reactor.spawnProcess(
             process, sys.executable, argv, env=env, path=REPOSITORY,
-            childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sockets[i].fileno()},
+            childFDs={0: "w", 1: "r", 2: "r", **inherited},
         )
         return process.ready.addTimeout(START_TIMEOUT, reactor)
 
@@ -138,6 +163,12 @@ class ProcessCluster:
     def resume(self, i):
         self.processes[i].signal(signal.SIGCONT)
 
+    def log_lines(self, i, text):
+        """The lines of replica ``i``'s log (so far) that contain ``text``."""
+        with open(os.path.join(self.work, f"replica-{i}.log"), "rb") as log:
+            return [line for line in log.read().decode("utf-8", "replace").splitlines()
+                    if text in line]
+
     def stop_all(self) -> defer.Deferred:
         waits = []
         for process in self.processes.values():
@@ -148,5 +179,5 @@ class ProcessCluster:
         return defer.DeferredList(waits, consumeErrors=True)
 
     def _close_sockets(self):
-        for listener in self.sockets:
+        for listener in self.sockets + self.replica_sockets:
             listener.close()

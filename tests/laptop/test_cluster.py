@@ -9,7 +9,7 @@ failover or a frozen backup holds orders up is asserted over the simulated
 network (``test_replication``), where time is the test's own.
 """
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from marketplace.laptop.client import FailoverSession, LoadRun, read_replica, verify
@@ -17,7 +17,9 @@ from marketplace.laptop.history import History, check_history
 from marketplace.net import connect
 from protocols.laptop import CustomerRequest, encode_request, encode_role
 from protocols.laptop_client import CustomerClientProtocol
+from protocols.peerauth import MAGIC, NONCE_SIZE
 from tests.laptop.processes import ProcessCluster
+from tests.laptop.rawpeer import RawClient
 
 PROBE_CUSTOMER = 1_000_000
 #: the longest any one wait for progress may take before the test fails:
@@ -120,10 +122,20 @@ class FullRunTests(ClusterTestCase):
 
     @defer.inlineCallbacks
     def test_128_customers_connect_at_once(self):
-        yield self.start_cluster()
-        run, done = self.load(customers=128, orders=5, spread=False)
+        """
+        Customers connecting all at once, on a cluster with authenticated
+        replica links on ports of their own: nobody is reset, and replica
+        traffic does not starve behind them (no backup leaves the live set,
+        no view change).
+        """
+        yield self.start_cluster(replica_ports=True)
+        run, done = self.load(customers=128, orders=20, spread=False)
         summary = yield self.finish(run, done, stop=False)
         self.assertEqual((summary.failed, summary.failovers), (0, 0), "no customer was reset")
+        views = [line for i in range(3) for line in self.cluster.log_lines(i, "is primary of view")]
+        self.assertEqual(len(views), 1, views)
+        for i in range(3):
+            self.assertEqual(self.cluster.log_lines(i, "left the live set"), [])
 
 
 class FailureTests(ClusterTestCase):
@@ -218,18 +230,6 @@ class DurabilityTests(ClusterTestCase):
         yield self.finish(run, done, stop=False)
 
 
-class RawClient(protocol.Protocol):
-    def __init__(self):
-        self.received = b""
-        self.closed = defer.Deferred()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.received)
-
-
 class BadInputTests(ClusterTestCase):
     @defer.inlineCallbacks
     def test_bad_input_closes_cleanly_and_replica_keeps_serving(self):
@@ -239,13 +239,18 @@ class BadInputTests(ClusterTestCase):
             encode_role(7),  # wrong role word
             encode_role(1) + b"\x00" * 24,  # legacy replication, refused
             b"GET / HTTP/1.0\r\n\r\n",  # garbage as a role word
-            encode_role(2) + b"\x00\x00\x00\x63\x00\x00\x00\x00",  # unknown replica frame
         ]
         for data in cases:
             raw = yield connect(target.endpoint, RawClient(), 2.0, reactor)
             raw.transport.write(data)
             received = yield raw.closed.addTimeout(5, reactor)
             self.assertEqual(received, b"", data)
+        # A replica link that cannot prove the secret gets the challenge, nothing more.
+        raw = yield connect(target.endpoint, RawClient(), 2.0, reactor)
+        raw.transport.write(encode_role(2) + b"\x00\x00\x00\x63\x00\x00\x00\x00" * 8)
+        received = yield raw.closed.addTimeout(5, reactor)
+        self.assertEqual(received[:len(MAGIC)], MAGIC)
+        self.assertEqual(len(received), len(MAGIC) + NONCE_SIZE)
         # A truncated request followed by a hang-up.
         raw = yield connect(target.endpoint, RawClient(), 2.0, reactor)
         raw.transport.write(encode_role(0) + encode_request(CustomerRequest(1, 1, 1))[:5])

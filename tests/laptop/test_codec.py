@@ -176,21 +176,37 @@ class DecoderTests(unittest.TestCase):
             self.assertEqual(raised.exception.reason, "bad_role")
 
     def test_replica_frame_limits(self):
-        header = encode_role(ROLE_REPLICA)
+        def replica_decoder():
+            decoder = ServerDecoder()
+            decoder.feed(encode_role(ROLE_REPLICA))
+            return decoder
+
         with self.assertRaises(ProtocolError) as raised:
-            ServerDecoder().feed(header + words("00000063 00000000"))
+            replica_decoder().feed(words("00000063 00000000"))
         self.assertEqual(raised.exception.reason, "unknown_frame_kind")
         with self.assertRaises(ProtocolError) as raised:
-            ServerDecoder().feed(header + (2).to_bytes(4, "big") + (MAX_FRAME_BODY + 1).to_bytes(4, "big"))
+            replica_decoder().feed((2).to_bytes(4, "big") + (MAX_FRAME_BODY + 1).to_bytes(4, "big"))
         self.assertEqual(raised.exception.reason, "frame_too_large")
         with self.assertRaises(ProtocolError) as raised:
-            ServerDecoder().feed(header + words("00000001 00000002 0000"))
+            replica_decoder().feed(words("00000001 00000002 0000"))
         self.assertEqual(raised.exception.reason, "bad_frame_length")
         good = encode_replica_message(AppendReply(1, 2, True, 3, 4))
         bad_flag = good[:16] + (7).to_bytes(4, "big") + good[20:]
         with self.assertRaises(ProtocolError) as raised:
-            ServerDecoder().feed(header + bad_flag)
+            replica_decoder().feed(bad_flag)
         self.assertEqual(raised.exception.reason, "bad_flag")
+
+    def test_replica_role_holds_what_follows(self):
+        """
+        What follows a replica link's role word may be an authentication
+        handshake: it is not decoded as frames until the caller feeds on.
+        """
+        decoder = ServerDecoder()
+        handshake = b"\xff" * 64
+        self.assertEqual(decoder.feed(encode_role(ROLE_REPLICA) + handshake),
+                         [RoleDeclared(ROLE_REPLICA)])
+        self.assertEqual(decoder.take_buffered(), handshake)
+        self.assertEqual(decoder.feed(encode_replica_message(Hello(1))), [Hello(1)])
 
     def test_reply_decoder_follows_expectations(self):
         decoder = ReplyDecoder()
@@ -272,7 +288,8 @@ class ReplicaMessageTests(unittest.TestCase):
         data = encode_role(ROLE_REPLICA) + b"".join(encode_replica_message(m) for m in sent)
         cut = cut_seed % (len(data) + 1)
         decoder = ServerDecoder()
-        events = decoder.feed(data[:cut]) + decoder.feed(data[cut:])
+        # The decoder stops after the role word until fed again.
+        events = decoder.feed(data[:cut]) + decoder.feed(data[cut:]) + decoder.feed(b"")
         self.assertEqual(events, [RoleDeclared(ROLE_REPLICA)] + sent)
         self.assertFalse(decoder.mid_message)
 

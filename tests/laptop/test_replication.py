@@ -818,13 +818,20 @@ class SnapshotChunkTests(unittest.TestCase):
         self.assertLessEqual(len(frame) - 8, MAX_FRAME_BODY)
 
     def test_chunks_of_another_primary_are_not_combined(self):
+        """
+        A view has one primary: a chunk from another replica claiming the
+        same view is refused (counted), and the primary's snapshot goes on.
+        """
         lone = LoneReplica()
         replica = lone.replica
         lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2))))
+        self.assertEqual(lone.receive(2, chunk(1, 2, 2, ((3, 3),))), [])
+        self.assertEqual(replica._counters.counts["laptop_refused_second_primary"], 1)
+        self.assertEqual((replica.commit_index, replica.book.records(), replica.primary_id),
+                         (-1, (), 0))
         self.assertEqual(
-            lone.receive(2, chunk(1, 2, 2, ((3, 3),))), [(2, SnapshotReply(1, 1, 10, 0, 1))]
+            lone.receive(0, chunk(1, 0, 2, ((3, 3),))), [(0, AppendReply(1, 1, True, 10, 1))]
         )
-        self.assertEqual((replica.commit_index, replica.book.records()), (-1, ()))
 
 
 class RandomFaultTests(unittest.TestCase):

@@ -3,6 +3,8 @@ The server protocol and the order desk, over ``StringTransport`` and a
 ``task.Clock``: customer requests, pipelining, the close request, bad input.
 """
 
+import struct
+
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
@@ -11,10 +13,13 @@ from marketplace.laptop.replication import ReadResult, RequestFailed
 from marketplace.laptop.service import OrderDesk
 from marketplace.metrics import Counters
 from protocols.laptop import (
+    REPLICA_LINK_LABEL,
+    ROLE_CUSTOMER,
     ROLE_REPLICA,
     AppendReply,
     CustomerRequest,
     Hello,
+    InstallSnapshot,
     OrderReply,
     RecordReply,
     encode_order_reply,
@@ -24,7 +29,11 @@ from protocols.laptop import (
     encode_role,
 )
 from protocols.laptop_server import MAX_PIPELINE, LaptopServerFactory
+from protocols.peerauth import MAGIC, Connector
 from tests.laptop.simnet import SimulatedNetwork
+
+#: the customer idle timeout the tests' factories use
+IDLE = 300.0
 
 
 def vector(text: str) -> bytes:
@@ -81,7 +90,7 @@ class ServerProtocolTests(unittest.TestCase):
         self.inbox = Inbox()
         self.factory = LaptopServerFactory(
             OrderDesk(self.replica, self.counters), self.inbox, self.counters, self.clock,
-            partial_timeout=10.0,
+            partial_timeout=10.0, idle_timeout=IDLE,
         )
 
     def connect(self):
@@ -247,10 +256,36 @@ class ServerProtocolTests(unittest.TestCase):
         self.clock.advance(10.1)
         self.assertTrue(transport.disconnected)
 
-    def test_idle_customer_between_requests_stays(self):
+    def test_idle_customer_is_closed_after_the_idle_timeout(self):
+        """
+        The existing client keeps its connection between requests: a pause
+        shorter than the idle timeout keeps it, a longer one closes it
+        (counted), as a reply would have been flushed first.
+        """
         protocol, transport = self.connect()
         protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(1, -1, 2)))
-        self.clock.advance(3600)
+        self.clock.advance(IDLE - 1)
+        protocol.dataReceived(encode_request(CustomerRequest(1, -1, 2)))
+        self.clock.advance(IDLE - 1)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1.5)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_idle_timeouts"], 1)
+
+    def test_customer_waiting_for_a_reply_is_not_idle(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(0) + encode_request(CustomerRequest(5, 1, 1)))
+        self.clock.advance(IDLE * 2.5)
+        self.assertFalse(transport.disconnecting)
+        self.replica.pending.pop().callback(0)
+        self.clock.advance(IDLE)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_idle_timeouts"], 1)
+
+    def test_replica_link_has_no_idle_timeout(self):
+        protocol, transport = self.connect()
+        protocol.dataReceived(encode_role(ROLE_REPLICA) + encode_replica_message(Hello(2)))
+        self.clock.advance(IDLE * 10)
         self.assertFalse(transport.disconnecting)
 
     def test_truncated_message_then_close_is_counted(self):
@@ -385,3 +420,148 @@ class ReadYourWritesTests(unittest.TestCase):
         second.errback(RequestFailed("no primary"))
         self.assertEqual(reads, [2, 1, 1, 1], "a failed order releases the reads after it too")
         self.assertEqual(protocol.factory.desk._unanswered, {})
+
+
+#: the forged frame of the report: InstallSnapshot of view 1 from "replica 0",
+#: last_index 10**9, records {0: 5, 999: 424242}
+FORGED_SNAPSHOT = (
+    encode_role(ROLE_REPLICA)
+    + encode_replica_message(Hello(0))
+    + encode_replica_message(InstallSnapshot(1, 0, 10**9, 1, 0, 2, 0, ((0, 5), (999, 424242))))
+)
+SECRET = b"s3cret-shared-by-every-replica!!"
+
+
+class ReplicaLinkAuthenticationTests(unittest.TestCase):
+    """Replica links prove the shared secret before any of their frames is read."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.counters = Counters()
+        self.inbox = Inbox()
+        self.inbox.knows = lambda peer: peer in (0, 1, 2)
+
+    def factory(self, **options):
+        options.setdefault("replica_secret", SECRET)
+        return LaptopServerFactory(
+            OrderDesk(FakeReplica(), self.counters), self.inbox, self.counters, self.clock,
+            partial_timeout=10.0, idle_timeout=IDLE, **options
+        )
+
+    def connect(self, factory):
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_forged_snapshot_without_the_secret_is_refused_and_counted(self):
+        protocol, transport = self.connect(self.factory())
+        protocol.dataReceived(FORGED_SNAPSHOT)
+        self.assertEqual(self.inbox.messages, [])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_unauthenticated"], 1)
+        # The acceptor's challenge is all the peer got.
+        self.assertEqual(transport.value()[:len(MAGIC)], MAGIC)
+        protocol.connectionLost(None)
+        self.assertEqual(self.inbox.lost_peers, [], "a mere claim to be replica 0 changes nothing")
+
+    def test_reported_frames_byte_for_byte(self):
+        """
+        The two reported attacks as sent: role 2, Hello(0), then one frame
+        (the report's layout of InstallSnapshot, before snapshots came in
+        chunks).  Neither is read: the link never proved the secret.
+        """
+        snapshot = struct.pack(">iiqiqi", 1, 0, 10**9, 1, 0, 2) + struct.pack(">iiii", 0, 5, 999, 424242)
+        at_the_limit = struct.pack(">iiqiqi", 2**31 - 1, 0, 0, 2**31 - 1, 0, 0)
+        for body in (snapshot, at_the_limit):
+            frame = (struct.pack(">i", 2) + struct.pack(">iii", 1, 4, 0)
+                     + struct.pack(">ii", 6, len(body)) + body)
+            protocol, transport = self.connect(self.factory())
+            protocol.dataReceived(frame)
+            protocol.connectionLost(None)
+        self.assertEqual((self.inbox.messages, self.inbox.lost_peers), ([], []))
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_unauthenticated"], 2)
+
+    def test_role_word_then_silence_times_out_counted(self):
+        protocol, transport = self.connect(self.factory())
+        protocol.dataReceived(encode_role(ROLE_REPLICA))
+        self.clock.advance(10.1)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_unauthenticated"], 1)
+
+    def authenticated_link(self, factory, hello=Hello(2), split=False):
+        """A replica link that proved the secret, with its ``Hello`` sent."""
+        protocol, transport = self.connect(factory)
+        connector = Connector(SECRET, REPLICA_LINK_LABEL)
+        protocol.dataReceived(encode_role(ROLE_REPLICA))
+        answer = connector.receive(transport.value())
+        transport.clear()
+        if split:
+            protocol.dataReceived(answer.send[:10])
+            protocol.dataReceived(answer.send[10:])
+            hello_bytes = encode_replica_message(hello)
+        else:
+            # The answer and the first frames in one read.
+            protocol.dataReceived(answer.send + encode_replica_message(hello))
+            hello_bytes = b""
+        self.assertTrue(connector.receive(transport.value()).done)
+        if hello_bytes:
+            protocol.dataReceived(hello_bytes)
+        return protocol, transport
+
+    def test_authenticated_link_delivers(self):
+        for split in (False, True):
+            self.inbox.messages = []
+            protocol, transport = self.authenticated_link(self.factory(), split=split)
+            protocol.dataReceived(encode_replica_message(AppendReply(1, 2, True, 3, 4)))
+            self.assertEqual(self.inbox.messages, [(2, AppendReply(1, 2, True, 3, 4))])
+            self.assertFalse(transport.disconnecting)
+
+    def test_wrong_secret_is_refused(self):
+        protocol, transport = self.connect(self.factory())
+        protocol.dataReceived(encode_role(ROLE_REPLICA))
+        answer = Connector(b"x" * 32, REPLICA_LINK_LABEL).receive(transport.value())
+        protocol.dataReceived(answer.send + encode_replica_message(Hello(2)))
+        self.assertEqual(self.inbox.messages, [])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_unauthenticated"], 1)
+
+    def test_replica_speaking_as_another_is_refused(self):
+        protocol, transport = self.authenticated_link(self.factory(), Hello(2))
+        protocol.dataReceived(encode_replica_message(AppendReply(1, 1, True, 3, 4)))
+        self.assertEqual(self.inbox.messages, [])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_impersonation"], 1)
+
+    def test_only_the_current_link_of_a_replica_reports_its_loss(self):
+        factory = self.factory()
+        old, old_transport = self.authenticated_link(factory)
+        new, _ = self.authenticated_link(factory)
+        self.assertTrue(old_transport.disconnected, "the newer link replaces the older")
+        old.connectionLost(None)
+        self.assertEqual(self.inbox.lost_peers, [])
+        new.connectionLost(None)
+        self.assertEqual(self.inbox.lost_peers, [2])
+
+    def test_customer_port_with_a_replica_listener_refuses_replica_links(self):
+        protocol, transport = self.connect(self.factory(roles=(ROLE_CUSTOMER,)))
+        protocol.dataReceived(FORGED_SNAPSHOT)
+        self.assertEqual(self.inbox.messages, [])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.counters.counts["laptop_rejected_replica_on_customer_port"], 1)
+
+    def test_replica_port_refuses_customers(self):
+        protocol, transport = self.connect(self.factory(roles=(ROLE_REPLICA,)))
+        protocol.dataReceived(encode_role(ROLE_CUSTOMER) + encode_request(CustomerRequest(1, 1, 1)))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.counters.counts["laptop_rejected_customer_on_replica_port"], 1)
+
+    def test_without_a_secret_frames_follow_the_role_word(self):
+        """Loopback-only clusters may run without a secret: the link's frames come at once."""
+        protocol, transport = self.connect(self.factory(replica_secret=None))
+        protocol.dataReceived(
+            encode_role(ROLE_REPLICA) + encode_replica_message(Hello(2))
+            + encode_replica_message(AppendReply(1, 2, True, 3, 4))
+        )
+        self.assertEqual(self.inbox.messages, [(2, AppendReply(1, 2, True, 3, 4))])
