@@ -239,6 +239,22 @@ class CatalogContract:
         yield self.assertFailure(catalog.item(second.item_id + 100), UnknownItem)
 
     @defer.inlineCallbacks
+    def test_item_ids_count_from_one(self):
+        catalog = self.store.catalog
+        ids = []
+        for _ in range(3):
+            ids.append((yield catalog.create_item(3, draft())).item_id)
+        self.assertEqual(ids, [1, 2, 3])
+
+    @defer.inlineCallbacks
+    def test_a_search_of_an_empty_category_finds_nothing(self):
+        catalog = self.store.catalog
+        yield catalog.create_item(3, draft(category=1))
+        for in_stock_only in (True, False):
+            page = yield catalog.search(9, (), not in_stock_only, 0, 10)
+            self.assertEqual((list(page.items), page.total), ([], 0))
+
+    @defer.inlineCallbacks
     def test_items_of_seller(self):
         catalog = self.store.catalog
         mine = []
@@ -410,6 +426,9 @@ class CatalogContract:
         self.assertEqual((again.state, again.attempt), (RESERVED, 2))
         refused = yield self.assertFailure(catalog.commit("p1", 1), ReservationClosed)
         self.assertEqual(refused.state, SUPERSEDED)
+        # An attempt that was never made is no more the current one.
+        refused = yield self.assertFailure(catalog.commit("p1", 3), ReservationClosed)
+        self.assertEqual(refused.state, SUPERSEDED)
         committed = yield catalog.commit("p1", 2)
         self.assertEqual((committed.state, committed.attempt), (COMMITTED, 2))
         yield catalog.commit("p1", 2)
@@ -447,7 +466,9 @@ class CatalogContract:
         again = yield catalog.reserve("lapses", [(item.item_id, 3)], LEASE)
         self.assertEqual((again.state, again.attempt), (RESERVED, 2))
         self.assertEqual(len((yield catalog.pending_voids(10))), 1)
-        yield catalog.void_done("lapses", 1)
+        done = catalog.void_done("lapses", 1)
+        self.assertIsInstance(done, defer.Deferred)
+        yield done
         yield catalog.void_done("lapses", 1)
         self.assertEqual((yield catalog.pending_voids(10)), [])
         self.assertEqual((yield catalog.commit("lapses", 2)).state, COMMITTED)
@@ -501,6 +522,10 @@ class CatalogContract:
         self.assertTrue((yield catalog.item_feedback(item.item_id, 6, False)))
         stored = yield catalog.item(item.item_id)
         self.assertEqual((stored.pos, stored.neg), (1, 1))
+        for buyer, positive in [(7, True), (8, False), (9, True), (10, False)]:
+            yield catalog.item_feedback(item.item_id, buyer, positive)
+        stored = yield catalog.item(item.item_id)
+        self.assertEqual((stored.pos, stored.neg), (3, 3))
         yield self.assertFailure(catalog.item_feedback(item.item_id + 9, 5, True), UnknownItem)
 
 

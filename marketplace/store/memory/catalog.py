@@ -55,12 +55,13 @@ class _IdOrder:
 
     def add(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        if at == len(self.ids) or self.ids[at] != item_id:
+        # bisect_left gives at <= len(ids) and ids[at] >= item_id: `>=` and `<=` are the same tests.
+        if at == len(self.ids) or self.ids[at] != item_id:  # equivalent: Eq_GtE
             self.ids.insert(at, item_id)
 
     def discard(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        if at < len(self.ids) and self.ids[at] == item_id:
+        if at < len(self.ids) and self.ids[at] == item_id:  # equivalent: Lt_NotEq, Eq_LtE
             del self.ids[at]
 
 
