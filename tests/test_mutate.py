@@ -60,11 +60,12 @@ class AnnotationTests(unittest.TestCase):
                   "    x: dict[str, int] = {}\n"
                   "    return a | b\n")
         spans = mutate.annotation_spans(source)
-        self.assertTrue(mutate.inside(spans, (1, 13), (1, 14)))   # int | None
-        self.assertTrue(mutate.inside(spans, (1, 39), (1, 40)))   # -> bytes | None
-        self.assertTrue(mutate.inside(spans, (2, 7), (2, 21)))    # dict[str, int]
-        self.assertFalse(mutate.inside(spans, (1, 25), (1, 26)))  # the default 1 | 2
-        self.assertFalse(mutate.inside(spans, (3, 13), (3, 14)))  # a | b
+        for start, end, annotated in [((1, 13), (1, 14), True),    # int | None
+                                      ((1, 39), (1, 40), True),    # -> bytes | None
+                                      ((2, 7), (2, 21), True),     # dict[str, int]
+                                      ((1, 25), (1, 26), False),   # the default 1 | 2
+                                      ((3, 13), (3, 14), False)]:  # a | b
+            self.assertEqual(mutate.inside(spans, start, end), annotated, start)
 
 
 class LinesTests(unittest.TestCase):
@@ -89,7 +90,7 @@ class EquivalentMarkTests(unittest.TestCase):
                   "    y = 2  # equivalent:\n")
         marks = mutate.equivalent_marks(source)
         self.assertEqual(marks, {2: ("Eq_LtE", "Eq_GtE")})
-        self.assertTrue(mutate.is_marked(marks, 2, "core/ReplaceComparisonOperator_Eq_LtE"))
-        self.assertTrue(mutate.is_marked(marks, 2, "core/ReplaceComparisonOperator_Eq_GtE"))
-        self.assertFalse(mutate.is_marked(marks, 2, "core/ReplaceComparisonOperator_Eq_NotEq"))
-        self.assertFalse(mutate.is_marked(marks, 1, "core/ReplaceComparisonOperator_Eq_LtE"))
+        for line, operator, marked in [(2, "Eq_LtE", True), (2, "Eq_GtE", True),
+                                       (2, "Eq_NotEq", False), (1, "Eq_LtE", False)]:
+            name = "core/ReplaceComparisonOperator_" + operator
+            self.assertEqual(mutate.is_marked(marks, line, name), marked, (line, operator))
