@@ -306,7 +306,7 @@ class FrameDecoder:
             self._fail(BadMagic(f"bad magic byte {buffer[0]:#04x}"))
         if available >= 2 and buffer[1] != MAGIC & 0xFF:
             self._fail(BadMagic(f"bad magic byte {buffer[1]:#04x}"))
-        if available >= 3 and buffer[2] != VERSION:
+        if available >= 3 and buffer[2] != VERSION:  # equivalent: NotEq_IsNot (as below)
             self._fail(BadVersion(f"unsupported version {buffer[2]}"))
         if available >= 6:
             header_len = int.from_bytes(buffer[4:6], "big")

@@ -167,7 +167,8 @@ class HeaderErrorTests(unittest.TestCase):
         too_long = (65536 - 32 + 1).to_bytes(4, "big")
         for offset, value, error in [(0, b"X", BadMagic), (1, b"A", BadMagic), (1, b"X", BadMagic),
                                      (2, b"\x02", BadVersion), (4, b"\x00\x21", BadHeaderLength),
-                                     (6, too_long, FrameTooLarge)]:
+                                     (6, too_long, FrameTooLarge),
+                                     (6, b"\x01\x00\x00\x00", FrameTooLarge)]:
             bad = _with_byte(HELLO, offset, value)
             for length in range(offset + len(value), HEADER_LEN):
                 with self.subTest(offset=offset, length=length):
