@@ -1,10 +1,13 @@
 """
-Command-line options every plugin shares.
+Command-line options the plugins share, each taken only by the plugins that
+use it.
 
-Each plugin's ``Options`` derives from :class:`ServiceOptions` (``--store``,
-``--store-timeout``) and adds ``listen_option(default)`` to its own
-``optParameters``; ``usage.Options`` gathers option tables up the class
-hierarchy, so nothing is repeated.
+A server's ``Options`` derives from :class:`ServerOptions` (connection limits,
+and the ``--listen`` its own ``optParameters`` add with
+``listen_option(default)``); a plugin that keeps state in the store also
+derives from :class:`StoreOptions` (``--store``, ``--store-timeout``), and
+:class:`ServiceOptions` is both.  ``usage.Options`` gathers option tables up
+the class hierarchy, so nothing is repeated.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from twisted.internet import endpoints
 from twisted.python import usage
 
+from marketplace.net import ConnectionLimits
 from marketplace.store import DEFAULT_STORE_TIMEOUT, check_store_url
 
 
@@ -29,6 +33,33 @@ def listen_option(default: str) -> list:
 EXIT_USAGE = 2
 
 
+def program_name() -> str:
+    """The name the running console script was called by."""
+    return os.path.basename(sys.argv[0]) or "command"
+
+
+class ProjectOptions(usage.Options):
+    """Options whose ``--version`` prints the project's version, not Twisted's."""
+
+    def opt_version(self):
+        """Display the version and exit."""
+        from marketplace import __version__
+        print(f"{program_name()} {__version__}")
+        raise SystemExit(0)
+
+
+class ProgramOptions(ProjectOptions):
+    """
+    Options of a console script: its usage line starts with the program's
+    name.  Subclasses set ``synopsis`` to what follows the name.
+    """
+
+    synopsis = "[options]"
+
+    def getSynopsis(self) -> str:
+        return f"Usage: {program_name()} {self.synopsis}"
+
+
 def parse_command_line(options: usage.Options, argv=None) -> usage.Options:
     """
     Parse a console script's arguments; on a usage error print the usage and
@@ -37,8 +68,7 @@ def parse_command_line(options: usage.Options, argv=None) -> usage.Options:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as error:
-        program = os.path.basename(sys.argv[0]) or "command"
-        print(f"{options}\n{program}: {error}", file=sys.stderr)
+        print(f"{options}\n{program_name()}: {error}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
     return options
 
@@ -51,6 +81,16 @@ def positive_float(value: str) -> float:
 
 
 positive_float.coerceDoc = "Seconds, greater than 0."
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be a positive integer: {value}")
+    return number
+
+
+positive_int.coerceDoc = "An integer, 1 or more."
 
 
 class _NoReactor:
@@ -73,7 +113,28 @@ def check_client_endpoint(description: str) -> None:
         raise usage.UsageError(f"bad client endpoint {description!r}: {error}") from None
 
 
-class ServiceOptions(usage.Options):
+#: Endpoint types a ``NAME:PORT`` shorthand can never be mistaken for.
+_CLIENT_ENDPOINT_TYPES = frozenset({"tcp", "tls", "ssl", "unix"})
+
+
+def client_endpoint_argument(description: str) -> str:
+    """
+    A client endpoint a user typed: ``HOST:PORT`` is taken as
+    ``tcp:HOST:PORT``; anything else must be a valid endpoint string.
+
+    @raise usage.UsageError: if it is neither.
+    """
+    host, colon, port = description.rpartition(":")
+    if colon and port.isdigit() and host and ":" not in host \
+            and host.lower() not in _CLIENT_ENDPOINT_TYPES:
+        description = f"tcp:{description}"
+    check_client_endpoint(description)
+    return description
+
+
+class StoreOptions(ProjectOptions):
+    """``--store`` and ``--store-timeout``, for plugins that keep state in the store."""
+
     optParameters = [
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
@@ -83,9 +144,36 @@ class ServiceOptions(usage.Options):
     ]
 
     def postOptions(self):
+        super().postOptions()
         try:
             check_store_url(self["store"])
         except ValueError as error:
             raise usage.UsageError(f"--store: {error}") from None
+
+
+class ServerOptions(ProjectOptions):
+    """
+    A server's ``--listen`` (validated here, added by each plugin with its
+    own default) and its connection limits.
+    """
+
+    optParameters = [
+        ["max-connections", None, None,
+         "Most connections the listener keeps open at once; more are closed at once "
+         "and counted (default: no limit).", positive_int],
+        ["max-connections-per-address", None, None,
+         "Most connections one client address may keep open at once (default: no limit).",
+         positive_int],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
         if "listen" in self:
             check_server_endpoint(self["listen"])
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self["max-connections"], self["max-connections-per-address"])
+
+
+class ServiceOptions(ServerOptions, StoreOptions):
+    """A server that keeps state in the store."""

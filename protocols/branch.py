@@ -201,10 +201,12 @@ class RequestParser:
     arrives in.
 
     L{feed} returns C{True} once a C{REQUEST} line (LF or CRLF terminated) is
-    complete, C{False} while more bytes are needed, and raises a
-    L{CodecError} for anything else.  Bytes after the request are ignored:
-    there is one request per connection.  Call L{finish} if the client
-    ends its side of the connection before a complete line.
+    complete, or once what arrived is C{REQUEST} without its line end
+    (existing servers answer that at once, and so does ours), C{False}
+    while more bytes are needed, and raises a L{CodecError} for anything
+    else.  Bytes after the request are ignored: there is one request per
+    connection.  Call L{finish} if the client ends its side of the
+    connection before a complete line.
     """
 
     max_size: int = MAX_REQUEST
@@ -214,6 +216,8 @@ class RequestParser:
         self._buffer += data
         line, newline, _ = self._buffer.partition(b"\n")
         if not newline:
+            if line.removesuffix(b"\r") == REQUEST[:-1]:
+                return True
             if len(self._buffer) > self.max_size:
                 raise RequestTooLarge(
                     f"no request line within {self.max_size} bytes"

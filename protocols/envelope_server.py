@@ -16,10 +16,16 @@ function.  The protocol:
   its replies (producer/consumer), so memory per connection stays bounded;
 * closes idle connections, and connections that leave a frame half-sent for
   longer than ``frame_timeout`` (slow-loris), and bounds each request by
-  ``request_timeout`` (``TIMEOUT`` reply).
+  ``request_timeout`` (``TIMEOUT`` reply);
+* follows the shared connection discipline (:mod:`protocols.discipline`):
+  both timers measure only the client's slowness and wait while the server
+  has stopped reading, a half-close is answered in full before the close,
+  and closes are orderly.
 
 Counters (all per factory): ``connections``, ``requests``, ``replies``,
-``errors.<CODE>``, ``server_errors``, ``idle_timeouts``, ``frame_timeouts``.
+``errors.<CODE>``, ``server_errors``, ``idle_timeouts``, ``frame_timeouts``,
+``truncated_frames`` (a half-close in the middle of a frame),
+``slow_reader_disconnect``.
 """
 
 from collections import deque
@@ -28,7 +34,6 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -41,6 +46,7 @@ from marketplace.market.errors import (
     error_for_code,
 )
 from marketplace.metrics import Counters
+from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
 from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, encode_frame
 
@@ -85,7 +91,7 @@ class _Slot:
 
 
 @implementer(IPushProducer)
-class EnvelopeServerProtocol(Protocol, TimeoutMixin):
+class EnvelopeServerProtocol(HalfCloseable, Protocol):
     """One client connection; the factory holds the configuration."""
 
     def connectionMade(self):
@@ -95,16 +101,17 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
         self._slots = deque()
         self._waiting = deque()  # (slot, request) not yet dispatched
         self._running = set()  # Deferreds of dispatches in progress
-        self._frame_timer = None
-        self._reading_paused = False
-        self._peer_not_reading = False
         self._closed = False
         self._pumping = False
         self._pump_again = False
-        self.callLater = factory.reactor.callLater
         self._peer_host = getattr(self.transport.getPeer(), "host", None)
-        self.setTimeout(factory.idle_timeout)
-        self.transport.registerProducer(self, True)
+        self.discipline = Discipline(
+            self.transport, factory.reactor, factory.counters, factory.max_output_buffer)
+        self._idle_timer = self.discipline.timer(
+            factory.idle_timeout, self._idle_timed_out, idle=True)
+        self._frame_timer = self.discipline.timer(factory.frame_timeout, self._frame_timed_out)
+        self._idle_timer.start()
+        self.discipline.register_producer(self)
         no_delay(self.transport)
 
     @property
@@ -113,9 +120,15 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
         return self._decoder.buffered
 
     def dataReceived(self, data):
-        self.resetTimeout()
+        self._idle_timer.start()
+        completed = self._decoded(self._decoder.feed(data))
+        self._watch_partial_frame(completed)
+        self._pump()
+
+    def _decoded(self, events) -> bool:
+        """Take decoded events; return whether any completed a frame."""
         completed = False
-        for event in self._decoder.feed(data):
+        for event in events:
             if isinstance(event, Frame):
                 completed = True
                 self._frame_received(event.data)
@@ -123,8 +136,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
                 self._reject(None, None, FrameTooLarge(
                     f"frame exceeds the {event.limit}-byte limit; it was discarded"
                 ))
-        self._watch_partial_frame(completed)
-        self._pump()
+        return completed
 
     def _frame_received(self, data):
         self.factory.counters.increment("requests")
@@ -144,7 +156,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
     def _start_waiting(self):
         while (
             self._waiting
-            and not self._peer_not_reading
+            and not self.discipline.output_blocked
             and len(self._running) < self.factory.max_in_flight
         ):
             slot, request = self._waiting.popleft()
@@ -203,6 +215,20 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
             self._update_reading()
         finally:
             self._pumping = False
+        if self.discipline.settle(bool(self._slots or self._waiting or self._running)):
+            self._close()
+
+    def input_ended(self):
+        """
+        The client half-closed: answer every whole request it sent (a last
+        line without its newline is one), then close.  A length-prefixed
+        frame it left unfinished can never complete.
+        """
+        self._frame_timer.stop()
+        self._decoded(self._decoder.finish())
+        if self._decoder.mid_frame:
+            self.factory.counters.increment("truncated_frames")
+        self._pump()
 
     def _encode_failure(self, request, failure):
         if failure.check(ApiError):
@@ -224,30 +250,30 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
     def _flush(self):
         """Write every reply that is ready and has no unanswered request before it."""
         framing = self._decoder.framing
+        discipline = self.discipline
         while self._slots and self._slots[0].reply is not None:
             reply = self._slots.popleft().reply
-            if not self._closed:
+            if not (self._closed or discipline.closing):
                 self.factory.counters.increment("replies")
-                self.transport.write(encode_frame(framing, reply))
+                frame = encode_frame(framing, reply)
+                self.transport.write(frame)
+                discipline.wrote(len(frame))
 
     def _watch_partial_frame(self, completed):
         """
         Time the frame the client is in the middle of: ``frame_timeout`` runs
         from its first byte, so a frame that follows a completed one gets
         the whole time again (a client streaming frames in small pieces is
-        never mid-frame for long, however long it sends).
+        never mid-frame for long, however long it sends).  The timer waits
+        while the server is not reading (see the discipline).
         """
         if self._decoder.mid_frame:
-            if self._frame_timer is None:
-                self._frame_timer = self.callLater(self.factory.frame_timeout, self._frame_timed_out)
-            elif completed:
-                self._frame_timer.reset(self.factory.frame_timeout)
-        elif self._frame_timer is not None:
-            self._frame_timer.cancel()
-            self._frame_timer = None
+            if completed or not self._frame_timer.armed:
+                self._frame_timer.start()
+        else:
+            self._frame_timer.stop()
 
     def _frame_timed_out(self):
-        self._frame_timer = None
         self.factory.counters.increment("frame_timeouts")
         self._reject(None, None, Timeout(
             f"frame not completed within {self.factory.frame_timeout:g} s; closing"
@@ -255,42 +281,26 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
         self._flush()
         self._close()
 
-    def timeoutConnection(self):
+    def _idle_timed_out(self):
         self.factory.counters.increment("idle_timeouts")
         self._close()
 
     def _close(self):
-        """
-        Close after flushing what is written, or at once if the peer has
-        stopped reading (its unread replies would hold the socket open).
-        Unregistering first stops the transport from resuming us instead.
-        """
-        self.transport.unregisterProducer()
-        if self._peer_not_reading:
-            self.transport.abortConnection()
-        else:
-            self.transport.loseConnection()
+        """Close in order: the replies written so far are flushed first."""
+        self.discipline.close()
 
     # Flow control: stop reading while the backlog is long or the peer is
     # not reading our replies; resume when both have cleared.
     def _update_reading(self):
         if self._closed:
             return
-        backlog = len(self._slots) >= self.factory.max_queued
-        should_pause = backlog or self._peer_not_reading
-        if should_pause and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pauseProducing()
-        elif not should_pause and self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
+        self.discipline.stop_reading("backlog", len(self._slots) >= self.factory.max_queued)
 
     def pauseProducing(self):
-        self._peer_not_reading = True
-        self._update_reading()
+        self.discipline.output_paused()
 
     def resumeProducing(self):
-        self._peer_not_reading = False
+        self.discipline.output_resumed()
         self._pump()
 
     def stopProducing(self):
@@ -298,10 +308,7 @@ class EnvelopeServerProtocol(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         self._closed = True
-        self.setTimeout(None)
-        if self._frame_timer is not None:
-            self._frame_timer.cancel()
-            self._frame_timer = None
+        self.discipline.lost()
         self._waiting.clear()
         for d in list(self._running):
             d.cancel()
@@ -331,6 +338,7 @@ class EnvelopeServerFactory(Factory):
         request_timeout=15.0,
         max_in_flight=1,
         max_queued=64,
+        max_output_buffer=DEFAULT_MAX_OUTPUT_BUFFER,
     ):
         if not 0 < max_frame <= MAX_FRAME_LIMIT:
             raise ValueError(f"max_frame must be in 1..{MAX_FRAME_LIMIT}")
@@ -347,3 +355,4 @@ class EnvelopeServerFactory(Factory):
         self.request_timeout = request_timeout
         self.max_in_flight = max_in_flight
         self.max_queued = max_queued
+        self.max_output_buffer = max_output_buffer

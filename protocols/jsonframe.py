@@ -119,6 +119,17 @@ class FrameDecoder:
             return self._feed_length_prefixed(data)
         return self._feed_lines(data)
 
+    def finish(self) -> list:
+        """
+        The input ended: return the events of what it leaves.  A last line
+        of newline framing without its newline is a whole frame (the last
+        line of a file piped with ``nc -N`` often lacks one); a
+        length-prefixed frame cut short stays incomplete (``mid_frame``).
+        """
+        if self.framing is Framing.NEWLINE and (self._buffer or self._skip_line):
+            return self._feed_lines(b"\n")
+        return []
+
     def _feed_length_prefixed(self, data: bytes) -> list:
         events = []
         if not self._buffer and not self._skip_bytes:

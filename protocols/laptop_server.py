@@ -19,9 +19,9 @@ from functools import partial
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from protocols.discipline import Discipline, HalfCloseable
 from protocols.laptop import (
     CLOSE_CUSTOMER_ID,
     REPLICA_LINK_LABEL,
@@ -64,7 +64,7 @@ def set_no_delay(transport) -> None:
 
 
 @implementer(IPushProducer)
-class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
+class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
     """
     On a customer connection this is the transport's streaming producer:
     it stops reading requests while the replies already written wait in a
@@ -72,11 +72,13 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     does while ``MAX_PIPELINE`` requests are unanswered, so what is
     buffered for one customer stays bounded by both.
 
-    One timer: while a message (or a replica's handshake) is incomplete it
-    counts ``partial_timeout`` from the last read; on a customer connection
-    otherwise ``idle_timeout`` from the last read, and a connection that
-    still has a request unanswered, or whose reading is paused, when it
-    fires is not idle and gets another period.
+    Two timers of the shared discipline (L{protocols.discipline}): while a
+    message (or a replica's handshake) is incomplete, ``partial_timeout``
+    from the last read; on a customer connection otherwise
+    ``idle_timeout`` from the last read.  Neither runs while reading is
+    stopped, and the idle one not while a request is unanswered: a
+    customer that waits for replies, or reads them slowly, is not idle.
+    A half-close is answered in full before the close.
     """
 
     log = Logger()
@@ -86,10 +88,8 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         self.engineer_id = engineer_id
         self._decoder = ServerDecoder()
         self._replies = deque()
-        #: reading from the customer is paused
-        self._paused = False
-        #: the transport's buffer is full (``pauseProducing``)
-        self._write_blocked = False
+        #: reading is stopped because too many requests are unanswered
+        self._backlogged = False
         self._closing = False
         self._peer_id = None
         #: a replica link's shared-secret handshake, until the peer proved it
@@ -104,7 +104,11 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def connectionMade(self):
         self.factory.connections.add(self)
         set_no_delay(self.transport)
-        self.setTimeout(self.factory.partial_timeout)
+        discipline = self.discipline = Discipline(
+            self.transport, self.factory.clock, self.factory.counters)
+        self._partial_timer = discipline.timer(self.factory.partial_timeout, self._timed_out)
+        self._idle_timer = discipline.timer(self.factory.idle_timeout, self._timed_out, idle=True)
+        self._partial_timer.start()
 
     def dataReceived(self, data):
         if self._handshake is not None:
@@ -148,14 +152,14 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             return
         if self._handshake is not None or self._decoder.mid_message:
             # Every read of a message still incomplete restarts the countdown.
-            self.setTimeout(self.factory.partial_timeout)
+            self._idle_timer.stop()
+            self._partial_timer.start()
         elif self._decoder.role == ROLE_CUSTOMER:
-            if self.timeOut == self.factory.idle_timeout:
-                self.resetTimeout()
-            else:
-                self.setTimeout(self.factory.idle_timeout)
-        elif self.timeOut is not None:
-            self.setTimeout(None)
+            self._partial_timer.stop()
+            self._idle_timer.start()
+        else:
+            self._partial_timer.stop()
+            self._idle_timer.stop()
 
     def _reject(self, reason: str) -> None:
         self.factory.counters.increment("laptop_rejected_" + reason)
@@ -163,8 +167,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             "closing connection from {peer}: {reason}", peer=self.transport.getPeer(), reason=reason
         )
         self._closing = True
-        self.setTimeout(None)
-        self.transport.loseConnection()
+        self.discipline.close()
 
     def _role(self, role: int) -> None:
         if role not in self.factory.roles:
@@ -175,7 +178,7 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             self._reject(_REFUSED_ROLES[role])
         elif role == ROLE_CUSTOMER:
             self.factory.counters.increment("laptop_customer_connections")
-            self.transport.registerProducer(self, True)
+            self.discipline.register_producer(self)
         else:
             self._after_replica_role = True
             secret = self.factory.replica_secret
@@ -205,13 +208,15 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def _customer_request(self, request: CustomerRequest) -> None:
         if request.customer_id == CLOSE_CUSTOMER_ID:
             self._closing = True
-            self.setTimeout(None)
+            self._partial_timer.stop()
+            self._idle_timer.stop()
             self._close_when_answered()
             return
         slot = [None]
         self._replies.append(slot)
+        self.discipline.settle(True)
         self.factory.desk.handle(request, self.engineer_id, partial(self._answered, slot))
-        if len(self._replies) >= MAX_PIPELINE and not self._paused:
+        if len(self._replies) >= MAX_PIPELINE and not self._backlogged:
             self._update_reading()
 
     def _answered(self, slot, reply: bytes) -> None:
@@ -228,37 +233,33 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
             while replies and replies[0][0] is not None:
                 ready.append(replies.popleft()[0])
             self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
-        if self._paused and len(replies) < MAX_PIPELINE // 2:
+        if not replies:
+            self.discipline.settle(False)
+        if self._backlogged and len(replies) < MAX_PIPELINE // 2:
             self._update_reading()
         if self._closing:
             self._close_when_answered()
 
     def _update_reading(self) -> None:
         """
-        Read requests only while the transport takes our replies and fewer
-        than ``MAX_PIPELINE`` are unanswered (resuming below half of it).
+        Read requests only while fewer than ``MAX_PIPELINE`` are unanswered
+        (resuming below half of it); the discipline also stops reading while
+        the transport does not take our replies.
         """
-        limit = MAX_PIPELINE // 2 if self._paused else MAX_PIPELINE
-        should_pause = self._write_blocked or len(self._replies) >= limit
-        if should_pause != self._paused and not self._closing:
-            self._paused = should_pause
-            if should_pause:
-                self.transport.pauseProducing()
-            else:
-                self.transport.resumeProducing()
+        limit = MAX_PIPELINE // 2 if self._backlogged else MAX_PIPELINE
+        self._backlogged = len(self._replies) >= limit
+        self.discipline.stop_reading("backlog", self._backlogged)
 
     # Streaming producer of a customer connection: the transport says when
     # its buffer is full and when it drained.
     def pauseProducing(self):
-        self._write_blocked = True
-        self._update_reading()
+        self.discipline.output_paused()
 
     def resumeProducing(self):
-        self._write_blocked = False
-        self._update_reading()
+        self.discipline.output_resumed()
 
     def stopProducing(self):
-        self._write_blocked = True
+        """The transport is closing; ``connectionLost`` follows."""
 
     def _write_held(self) -> None:
         held = self._held
@@ -269,7 +270,20 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
     def _close_when_answered(self) -> None:
         if not self._replies:
             self._write_held()
-            self.transport.loseConnection()
+            self.discipline.close()
+
+    def input_ended(self):
+        """
+        The client half-closed: answer the requests it sent, then close.  A
+        message or handshake it left unfinished can never complete.
+        """
+        if not self._closing:
+            if self._handshake is not None:
+                self.factory.counters.increment("laptop_rejected_replica_unauthenticated")
+            elif self._decoder.mid_message:
+                self.factory.counters.increment("laptop_rejected_truncated_message")
+        self._closing = True
+        self._close_when_answered()
 
     # -------------------------------------------------------------- replica links
 
@@ -294,27 +308,26 @@ class LaptopServerProtocol(protocol.Protocol, TimeoutMixin):
         """The replica this link's ``Hello`` named (None before it, and on customer connections)."""
         return self._peer_id
 
-    def timeoutConnection(self):
+    def _timed_out(self):
+        """
+        A timer ran out: an idle customer (or a connection that never said
+        its role) is closed in order; a half-sent message or handshake is
+        an abuse limit, and aborted.
+        """
         if self._handshake is not None:
             reason = "laptop_rejected_replica_unauthenticated"
         elif self._decoder.mid_message:
             reason = "laptop_rejected_truncated_message"
-        elif self._replies or self._paused:
-            # Waiting for our replies or for the customer to read them:
-            # the customer is not idle.
-            self.setTimeout(self.factory.idle_timeout)
-            return
         else:
             self.factory.counters.increment("laptop_idle_timeouts")
             self._closing = True
-            self.transport.loseConnection()
+            self.discipline.close()
             return
-        self.factory.counters.increment(reason)
         self._closing = True
-        self.transport.abortConnection()
+        self.discipline.abort(reason)
 
     def connectionLost(self, reason):
-        self.setTimeout(None)
+        self.discipline.lost()
         if not self._closing:
             if self._handshake is not None:
                 self.factory.counters.increment("laptop_rejected_replica_unauthenticated")
@@ -356,9 +369,7 @@ class LaptopServerFactory(protocol.Factory):
     def buildProtocol(self, addr):
         engineer_id = self._accepted
         self._accepted = (self._accepted + 1) & 0x7FFFFFFF
-        connection = LaptopServerProtocol(self, engineer_id)
-        connection.callLater = self.clock.callLater
-        return connection
+        return LaptopServerProtocol(self, engineer_id)
 
     def replica_link_opened(self, connection) -> None:
         """

@@ -37,7 +37,6 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -50,6 +49,7 @@ from marketplace.tradechat.errors import (
     AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
 )
 from protocols import tradechat_bodies as bodies
+from protocols.discipline import Discipline, HalfCloseable
 from protocols.immediate import ImmediateWriter
 from protocols.nsframe import (
     DEFAULT_MAX_FRAME_SIZE, FLAG_COMPRESSED, FLAG_OBFUSCATED, FLAG_RESPONSE, ChecksumMismatch, Frame,
@@ -136,7 +136,13 @@ def _no_delay(transport) -> None:
 
 
 @implementer(IPushProducer, IPullProducer)
-class TradeChatServerProtocol(Protocol, TimeoutMixin):
+class TradeChatServerProtocol(HalfCloseable, Protocol):
+    """
+    One chat connection, run by the shared discipline
+    (L{protocols.discipline}): the idle timer waits while reading is
+    stopped, and a half-close is answered in full before the close.
+    """
+
     log = Logger()
 
     def __init__(self, factory: "TradeChatServerFactory") -> None:
@@ -165,14 +171,17 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self.state = self.factory.service.connect(self)
         self._writer = ImmediateWriter(self.transport)
         self._writer.register_producer(self)
-        self.setTimeout(self.factory.idle_timeout)
+        self.discipline = Discipline(self.transport, self.factory.clock, self.counters)
+        self._idle_timer = self.discipline.timer(
+            self.factory.idle_timeout, self._idle_timed_out, idle=True)
+        self._idle_timer.start()
         self._arm_login_deadline()
         self.counters.increment("connections")
         self.factory.connections.add(self)
 
     def connectionLost(self, reason=None) -> None:
         self._closing = True
-        self.setTimeout(None)
+        self.discipline.lost()
         for timer in (self._login_deadline, self._abort_timer):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -195,7 +204,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         self.log.warn("could not end a login session (it will expire): {error}",
                       error=failure.getErrorMessage())
 
-    def timeoutConnection(self) -> None:
+    def _idle_timed_out(self) -> None:
         self.counters.increment("idle_timeout")
         self._close()
 
@@ -213,20 +222,23 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
             self.counters.increment("login_timeout")
             self._close()
 
-    def _close(self) -> None:
+    def _close(self, limited: bool = True) -> None:
         """
-        Close after flushing what is already written, but abort if the peer
-        does not read it within L{CLOSE_GRACE} seconds: a stuck peer must
-        not keep a closing connection forever.  Closing twice (a timeout
-        firing during a close) does nothing more.
+        Close after flushing what is already written.  A close the server
+        imposes (C{limited}: a timeout, bad framing) aborts if the peer does
+        not read within L{CLOSE_GRACE} seconds: a stuck peer must not keep
+        a closing connection forever.  The close that answers a half-close
+        waits for the client however slowly it reads its replies.
+        Closing twice (a timeout firing during a close) does nothing more.
         """
         if self._closing:
             return
         self.flush()
         self._closing = True
         self._writer.release()
-        self.transport.loseConnection()
-        self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
+        self.discipline.close()
+        if limited:
+            self._abort_timer = self.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
     def finish(self) -> None:
         """
@@ -241,7 +253,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closing or self._input_failed:
             return
-        self.resetTimeout()
+        self._idle_timer.start()
         decoder = self._decoder
         try:
             decoder.receive(data)
@@ -272,6 +284,18 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
             self._close()
             return
         self._update_reading()
+        if self.discipline.settle(bool(self._queue or self._busy)):
+            self._close(limited=False)
+
+    def input_ended(self) -> None:
+        """
+        The client half-closed: answer every whole request it sent (L{_drain}
+        closes once they are), then close.  A frame it left unfinished can
+        never complete.
+        """
+        if self._decoder.buffered:
+            self.counters.increment("truncated_frames")
+        self._drain()
 
     def _request_done(self) -> None:
         self._busy = False
@@ -376,8 +400,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         writer.write(data)
         if writer.paused:
             if writer.backlog > self.factory.max_output_buffer:
-                self.counters.increment("slow_reader_disconnect")
-                self._drop()
+                self.discipline.drop_slow_reader(writer.backlog, self._drop)
                 return
             self._update_reading()
         self.factory.output_budget.update(self, writer.queued)
@@ -418,10 +441,7 @@ class TradeChatServerProtocol(Protocol, TimeoutMixin):
         if should_pause == self._reading_paused:
             return
         self._reading_paused = should_pause
-        if should_pause:
-            self.transport.pauseProducing()
-        else:
-            self.transport.resumeProducing()
+        self.discipline.stop_reading("backpressure", should_pause)
 
 
 class TradeChatServerFactory(Factory):
@@ -589,6 +609,8 @@ class TradeChatClientProtocol(Protocol):
         self._req_ids = itertools.count(1)
         self._lost_waiters: Optional[list[defer.Deferred]] = []
         self._writer: Optional[ImmediateWriter] = None
+        #: why the connection closed (a TLS failure, say), once it has
+        self.lost_reason: Optional[Failure] = None
 
     @property
     def closed(self) -> bool:
@@ -691,6 +713,7 @@ class TradeChatClientProtocol(Protocol):
             self.transport.pauseProducing()
 
     def connectionLost(self, reason=None) -> None:
+        self.lost_reason = reason
         waiting, self._waiting = self._waiting, {}
         for on_response in waiting.values():
             on_response(Failure(ConnectionLost("the connection closed with this request pending")))

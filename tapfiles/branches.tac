@@ -1,7 +1,7 @@
 """
 Branches A and B served by one process on one host.
 
-    twistd -ny tapfiles/branches.tac
+    twistd --pidfile= -ny tapfiles/branches.tac
 
 Branch A answers on port 5001 from branchA.csv, branch B on 5002 from
 branchB.csv (paths relative to the directory twistd runs in).  Any number of

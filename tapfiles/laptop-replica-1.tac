@@ -2,7 +2,7 @@
 Replica 1 of the three-host laptop-order cluster.
 
     (umask 077; head -c 32 /dev/urandom | base64 > laptop-replica.secret)  # once, then copy
-    twistd -ny tapfiles/laptop-replica-1.tac
+    twistd --pidfile= -ny tapfiles/laptop-replica-1.tac
 
 Customers connect to port 8080 of any host.  Replicas reach each other on
 REPLICA_HOSTS, which must be the same table in laptop-replica-0/1/2.tac (edit

@@ -3,7 +3,7 @@ The customer-db host: accounts, sessions, carts, purchase history, ratings.
 
     MARKET_LISTEN=tcp:7001:interface=10.0.0.11 MARKET_STORE=redis://10.0.0.10:6379/0 \
        MARKET_SERVICE_SECRET=/etc/marketplace/service.secret \
-       twistd -ny tapfiles/market-customer-db.tac
+       twistd --pidfile= -ny tapfiles/market-customer-db.tac
 
 It serves only callers that prove the service secret (the front ends), and
 refuses to start on a non-loopback address without one. Every host of the

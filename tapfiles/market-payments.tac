@@ -3,7 +3,7 @@ The payments host: card checks and the approval policy; captures go to its store
 
     MARKET_LISTEN=tcp:7003:interface=10.0.0.13 MARKET_STORE=redis://10.0.0.10:6379/1 \
        MARKET_APPROVE=all MARKET_SERVICE_SECRET=/etc/marketplace/service.secret \
-       twistd -ny tapfiles/market-payments.tac
+       twistd --pidfile= -ny tapfiles/market-payments.tac
 
 It serves only callers that prove the service secret (the front ends), and
 refuses to start on a non-loopback address without one. Every host of the

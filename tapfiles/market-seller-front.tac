@@ -4,7 +4,7 @@ A seller front-end host (stateless: run as many as you like behind one name).
     MARKET_LISTEN=tcp:7010 MARKET_CUSTOMER_DB=tcp:10.0.0.11:7001 \
        MARKET_PRODUCT_DB=tcp:10.0.0.12:7002 \
        MARKET_SERVICE_SECRET=/etc/marketplace/service.secret \
-       twistd -ny tapfiles/market-seller-front.tac
+       twistd --pidfile= -ny tapfiles/market-seller-front.tac
 
 It proves the service secret on every connection to the DB services. Every
 host of the deployment has the same secret file, mode 0600 (see

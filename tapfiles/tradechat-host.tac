@@ -6,7 +6,7 @@ on any host (and any worker) receive every message.
 
     # host A                                  # host B
     TRADECHAT_STORE=redis://10.0.0.5:6379/0 \\   TRADECHAT_STORE=redis://10.0.0.5:6379/0 \\
-      twistd -ny tapfiles/tradechat-host.tac      twistd -ny tapfiles/tradechat-host.tac
+      twistd --pidfile= -ny tapfiles/tradechat-host.tac      twistd --pidfile= -ny tapfiles/tradechat-host.tac
 
 $TRADECHAT_STORE (required): the shared Redis, redis:// or rediss://.
 $TRADECHAT_LISTEN (default tcp:9000): this host's endpoint.

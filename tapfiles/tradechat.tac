@@ -2,8 +2,8 @@
 The trading chatroom in one process, as the compatibility deployment the
 existing clients expect: port 9000, accounts 0..1023 with 100000 each.
 
-    twistd -ny tapfiles/tradechat.tac
-    TRADECHAT_STORE=redis://127.0.0.1:6379/0 twistd -ny tapfiles/tradechat.tac
+    twistd --pidfile= -ny tapfiles/tradechat.tac
+    TRADECHAT_STORE=redis://127.0.0.1:6379/0 twistd --pidfile= -ny tapfiles/tradechat.tac
 
 The store comes from $TRADECHAT_STORE (default: the embedded store); every
 other setting is the plugin's default (see ``twistd tradechat --help``).

@@ -15,7 +15,8 @@ from service_identity import VerificationError
 from twisted.trial import unittest
 from twisted.python import usage
 
-from marketplace.net import Listener, connect
+from marketplace.metrics import Counters
+from marketplace.net import ConnectionLimits, Listener, connect
 from marketplace.options import ServiceOptions, check_client_endpoint, listen_option
 from tests.support.services import listening_port, start_service
 from tests.support.tls import make_tls_files
@@ -211,8 +212,17 @@ class OptionsTests(unittest.TestCase):
             options.parseOptions(["--store", url])
             self.assertEqual(options["store"], url)
 
+    def test_connection_limits(self):
+        options = ExampleOptions()
+        options.parseOptions([])
+        self.assertEqual(options.connection_limits(), ConnectionLimits(None, None))
+        options = ExampleOptions()
+        options.parseOptions(["--max-connections", "100", "--max-connections-per-address", "8"])
+        self.assertEqual(options.connection_limits(), ConnectionLimits(100, 8))
+
     def test_bad_values_are_usage_errors(self):
         for arguments in (["--listen", "nonsense:1"], ["--store", "postgres://x"],
+                          ["--max-connections", "0"], ["--max-connections-per-address", "x"],
                           ["--store", "redis://host:port"], ["--store", "redis://h/x"],
                           ["--store-timeout", "-1"], ["--store", "redis://h?ca=x"],
                           ["--listen", "ssl:9443:privateKey=/no/such/key.pem"]):
@@ -221,3 +231,149 @@ class OptionsTests(unittest.TestCase):
     def test_client_endpoints(self):
         check_client_endpoint("tcp:example.com:80")
         self.assertRaises(usage.UsageError, check_client_endpoint, "tcp:nohost")
+
+
+class Held(protocol.Protocol):
+    """A server protocol that keeps its connection until the test closes it."""
+
+    def __init__(self):
+        self.lost = defer.Deferred()
+
+    def connectionMade(self):
+        self.factory.held.append(self)
+        arrivals, self.factory.arrivals = self.factory.arrivals, []
+        for arrival in arrivals:
+            arrival.callback(self)
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+class Quiet(protocol.Protocol):
+    """A client that sends nothing and notes when the server closes."""
+
+    def __init__(self):
+        self.closed = defer.Deferred()
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+
+class HoldingFactory(protocol.Factory):
+    protocol = Held
+
+    def __init__(self):
+        self.held = []
+        self.arrivals = []
+
+    def next_arrival(self):
+        arrival = defer.Deferred()
+        self.arrivals.append(arrival)
+        return arrival
+
+
+class ConnectionLimitTests(unittest.TestCase):
+    """
+    Over loopback sockets: a listener refuses what is beyond its limits,
+    counts it, and takes connections again once places are free.
+    """
+
+    timeout = 10
+
+    @defer.inlineCallbacks
+    def listen(self, limits):
+        self.factory = HoldingFactory()
+        self.counters = Counters()
+        listener = start_service(self, Listener("tcp:0:interface=127.0.0.1", self.factory,
+                                                limits=limits, counters=self.counters))
+        self.port = yield listening_port(listener)
+
+    @defer.inlineCallbacks
+    def open_connection(self):
+        """Connect; fire with the client, once the server has or has not taken it."""
+        client = Quiet()
+        yield connect(f"tcp:127.0.0.1:{self.port}", client, timeout=5)
+        self.addCleanup(client.transport.loseConnection)
+        return client
+
+    @defer.inlineCallbacks
+    def test_listener_limit(self):
+        yield self.listen(ConnectionLimits(total=2))
+        yield self.open_connection()
+        yield self.open_connection()
+        refused = yield self.open_connection()
+        yield refused.closed
+        self.assertEqual(len(self.factory.held), 2)
+        self.assertEqual(self.counters.counts["connections_refused.listener"], 1)
+        first = self.factory.held[0]
+        first.transport.loseConnection()
+        yield first.lost
+        arrival = self.factory.next_arrival()
+        yield self.open_connection()
+        yield arrival
+        self.assertEqual(len(self.factory.held), 3)
+
+    @defer.inlineCallbacks
+    def test_address_limit(self):
+        yield self.listen(ConnectionLimits(per_address=1))
+        yield self.open_connection()
+        refused = yield self.open_connection()
+        yield refused.closed
+        self.assertEqual(len(self.factory.held), 1)
+        self.assertEqual(self.counters.counts["connections_refused.address"], 1)
+
+    def test_stopping_finishes_disciplined_connections_and_aborts_the_rest(self):
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+        from marketplace.net import CLOSE_GRACE, _ServingFactory
+
+        class Finishing(Held):
+            def shutdown(self):
+                self.finishing = True
+
+        factory = HoldingFactory()
+        serving = _ServingFactory(factory, ConnectionLimits(), Counters())
+        factory.protocol = Finishing
+        gentle, stuck = serving.buildProtocol(None), serving.buildProtocol(None)
+        factory.protocol = Held
+        plain = serving.buildProtocol(None)
+        for protocol in (gentle, stuck, plain):
+            protocol.makeConnection(StringTransport())
+        clock = Clock()
+        finished = serving.finish_all(clock)
+        self.assertTrue(gentle.finishing and stuck.finishing)
+        self.assertFalse(gentle.transport.disconnected)
+        self.assertTrue(plain.transport.disconnected)
+        plain.connectionLost(None)
+        gentle.connectionLost(None)  # it answered and closed
+        self.assertNoResult(finished)
+        clock.advance(CLOSE_GRACE)
+        self.assertTrue(stuck.transport.disconnected)
+        stuck.connectionLost(None)
+        self.successResultOf(finished)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_stopping_drops_the_connections_still_open(self):
+        """A connection without the discipline's shutdown is dropped at once."""
+        self.factory = HoldingFactory()
+        listener = Listener("tcp:0:interface=127.0.0.1", self.factory)
+        listener.startService()
+        self.port = yield listening_port(listener)
+        arrival = self.factory.next_arrival()
+        client = yield self.open_connection()
+        held = yield arrival
+        yield listener.stopService()
+        self.assertTrue(held.lost.called)
+        yield client.closed
+
+    def test_protocol_is_handed_out_unwrapped(self):
+        """Half-close, TCP options and direct socket writes need the real transport."""
+        from marketplace.net import _ServingFactory
+        factory = HoldingFactory()
+        limited = _ServingFactory(factory, ConnectionLimits(total=1), Counters())
+        built = limited.buildProtocol(None)
+        self.assertIsInstance(built, Held)
+        self.assertIsNone(limited.buildProtocol(None))
+        built.connectionLost(None)
+        self.assertIsNotNone(limited.buildProtocol(None))

@@ -10,7 +10,7 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
-from marketplace.options import ServiceOptions, check_client_endpoint, positive_float
+from marketplace.options import ProjectOptions, check_client_endpoint, positive_float
 
 from .aggregate import aggregate_into
 from .cli import LIMIT_PARAMETERS, limits_from
@@ -21,7 +21,7 @@ DEFAULT_BRANCH = "tcp:127.0.0.1:5001"
 log = Logger()
 
 
-class Options(ServiceOptions):
+class Options(ProjectOptions):
     """
     Options of the C{branch-aggregator} plugin.
     """

@@ -16,7 +16,12 @@ import sys
 from twisted.internet.task import react
 from twisted.python import usage
 
-from marketplace.options import check_client_endpoint, parse_command_line, positive_float
+from marketplace.options import (
+    ProgramOptions,
+    client_endpoint_argument,
+    parse_command_line,
+    positive_float,
+)
 
 from .aggregate import Limits, aggregate_into
 from .mainfile import LockTimeout, TotalsNotWritten, totals_path
@@ -56,8 +61,8 @@ def limits_from(options):
     )
 
 
-class Options(usage.Options):
-    synopsis = "branch-aggregate [options] MAIN_CSV ENDPOINT [ENDPOINT ...]"
+class Options(ProgramOptions):
+    synopsis = "[options] MAIN_CSV ENDPOINT [ENDPOINT ...]"
     longdesc = (
         "Query every branch ENDPOINT (tcp:HOST:PORT or tls:HOST:PORT:trustRoots=DIR) "
         "at once and append one row per answering branch to MAIN_CSV (created if "
@@ -69,10 +74,8 @@ class Options(usage.Options):
     def parseArgs(self, main_csv, *endpoints):
         if not endpoints:
             raise usage.UsageError("give at least one branch ENDPOINT")
-        for endpoint in endpoints:
-            check_client_endpoint(endpoint)
         self["main"] = main_csv
-        self["endpoints"] = endpoints
+        self["endpoints"] = tuple(client_endpoint_argument(endpoint) for endpoint in endpoints)
 
 
 def print_branches(results, out):

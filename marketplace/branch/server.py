@@ -7,11 +7,8 @@ timeout, never anyone else's (the existing server served one client at a
 time and a silent one stalled all others).
 """
 
-from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
-from zope.interface import implementer
 
 from protocols.branch import (
     AmountOutOfRange,
@@ -22,6 +19,7 @@ from protocols.branch import (
     RequestTooLarge,
     encode_reply,
 )
+from protocols.discipline import Discipline, HalfCloseable
 
 from .csvsource import UnreadableSales
 
@@ -34,8 +32,7 @@ UNREADABLE_REASON = "cannot read CSV"
 OUT_OF_RANGE_REASON = "subtotal out of range"
 
 
-@implementer(IHalfCloseableProtocol)
-class BranchProtocol(Protocol, TimeoutMixin):
+class BranchProtocol(HalfCloseable, Protocol):
     """
     Answer one C{REQUEST} with the branch's totals, then close.
 
@@ -58,8 +55,9 @@ class BranchProtocol(Protocol, TimeoutMixin):
         self._settled = False
 
     def connectionMade(self):
-        self.callLater = self.factory.reactor.callLater
-        self.setTimeout(self.factory.idle_timeout)
+        self.discipline = Discipline(self.transport, self.factory.reactor, self.factory.counters)
+        self._idle_timer = self.discipline.timer(self.factory.idle_timeout, self._idle_timed_out)
+        self._idle_timer.start()
 
     def dataReceived(self, data):
         if self._settled:
@@ -72,7 +70,7 @@ class BranchProtocol(Protocol, TimeoutMixin):
         if complete:
             self._respond()
 
-    def readConnectionLost(self):
+    def input_ended(self):
         """
         The client will send nothing more but can still read the reply.
         """
@@ -84,11 +82,6 @@ class BranchProtocol(Protocol, TimeoutMixin):
             self._reject(e)
             return
         self._respond()
-
-    def writeConnectionLost(self):
-        """
-        Never called: this protocol does not half-close its own side.
-        """
 
     def _respond(self):
         self._settled = True
@@ -134,11 +127,11 @@ class BranchProtocol(Protocol, TimeoutMixin):
         before the idle timeout is cancelled, so nothing that can fail runs
         between cancelling it and closing the connection.
         """
-        if not self.connected:
+        if self.discipline.closing:
             return
-        self.setTimeout(None)
+        self._idle_timer.stop()
         self.transport.write(data)
-        self.transport.loseConnection()
+        self.discipline.close()
 
     def _reject(self, error):
         self._settled = True
@@ -150,18 +143,15 @@ class BranchProtocol(Protocol, TimeoutMixin):
             peer=self.transport.getPeer(),
             error=str(error),
         )
-        self.setTimeout(None)
-        self.transport.loseConnection()
+        self.discipline.close()
 
-    def timeoutConnection(self):
-        # Abort rather than close: a peer that stopped reading must not keep
-        # the connection alive by leaving our reply unacknowledged.
+    def _idle_timed_out(self):
         self.factory.counters.increment("branch.idle_timeouts")
-        self.transport.abortConnection()
+        self.discipline.close()
 
     def connectionLost(self, reason):
         self.connected = False
-        self.setTimeout(None)
+        self.discipline.lost()
 
 
 class BranchFactory(Factory):

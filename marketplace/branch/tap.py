@@ -12,14 +12,15 @@ from twisted.application.service import MultiService
 from twisted.python import usage
 
 from marketplace.metrics import Counters
-from marketplace.net import Listener
-from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.net import ConnectionLimits, Listener
+from marketplace.options import ServerOptions, listen_option, positive_float
 from protocols.branch import MAX_REQUEST, InvalidBranchId, check_branch_id
 
 from .csvsource import BranchSales, SalesFile
 from .server import BranchFactory
 
-DEFAULT_LISTEN = "tcp:5001"
+DEFAULT_PORT = 5001
+DEFAULT_LISTEN = f"tcp:{DEFAULT_PORT}"
 
 
 def _request_limit(value):
@@ -32,7 +33,7 @@ def _request_limit(value):
 _request_limit.coerceDoc = "Bytes, 9 to 65536."
 
 
-class Options(ServiceOptions):
+class Options(ServerOptions):
     """
     Options of the C{branch} plugin.
     """
@@ -71,6 +72,7 @@ def branch_listener(
     max_request=MAX_REQUEST,
     counters=None,
     reactor=None,
+    limits=ConnectionLimits(),
 ):
     """
     A L{Listener} serving one branch; several fit in one process.
@@ -86,7 +88,7 @@ def branch_listener(
     factory = BranchFactory(
         sales, counters, reactor, idle_timeout=idle_timeout, max_request=max_request
     )
-    listener = Listener(listen, factory, reactor=reactor)
+    listener = Listener(listen, factory, reactor=reactor, limits=limits, counters=counters)
     listener.setName(f"branch {branch_id}")
     return listener
 
@@ -99,6 +101,7 @@ def makeService(options):
         listen=options["listen"],
         idle_timeout=options["idle-timeout"],
         max_request=options["max-request"],
+        limits=options.connection_limits(),
     ).setServiceParent(service)
     return service
 
@@ -106,9 +109,9 @@ def makeService(options):
 def suite_service(suite_options):
     """
     The branch system inside the C{suite} plugin: branch A from
-    C{branchA.csv} (in twistd's directory) on the default port.  Until that
-    file exists, the branch answers C{ERROR: cannot read CSV}.
+    C{branchA.csv} (in twistd's directory) on the suite's branch port.
+    Until that file exists, the branch answers C{ERROR: cannot read CSV}.
     """
     options = Options()
-    options.parseOptions([])
+    options.parseOptions(["--listen", suite_options.endpoint(suite_options["branch-port"])])
     return makeService(options)

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from marketplace.latency import LatencyCounts, new_histogram
 from marketplace.laptop.history import History
 from marketplace.net import connect
-from marketplace.options import parse_command_line, positive_float
+from marketplace.options import ProgramOptions, parse_command_line, positive_float
 from protocols.laptop import (
     TYPE_LOCAL_READ,
     TYPE_ORDER,
@@ -375,7 +375,7 @@ def verify(addresses: Sequence[Address], customers: int, reactor, timeout=2.0, s
         yield task.deferLater(reactor, 0.2, lambda: None)
 
 
-class Options(usage.Options):
+class Options(ProgramOptions):
     synopsis = "[options] <host> <port> <customers> <orders> <type>"
     longdesc = __doc__
     optParameters = [

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from marketplace.laptop.replication import ReadResult, Replica, Timeouts
 from marketplace.laptop.storage import FileStorage, MemoryStorage
 from marketplace.metrics import Counters
-from marketplace.net import Listener, connect
+from marketplace.net import ConnectionLimits, Listener, connect
 from protocols.laptop import (
     NO_VALUE,
     READ_FAILED,
@@ -303,6 +303,7 @@ class ReplicaService(MultiService):
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         replica_secret: Optional[bytes] = None,
         replica_listen: Optional[str] = None,
+        limits: ConnectionLimits = ConnectionLimits(),
     ):
         super().__init__()
         if clock is None:
@@ -322,7 +323,7 @@ class ReplicaService(MultiService):
             idle_timeout, replica_secret,
             roles=(ROLE_CUSTOMER,) if replica_listen else (ROLE_CUSTOMER, ROLE_REPLICA),
         )
-        self.listener = Listener(listen, self.factory, reactor=clock)
+        self.listener = Listener(listen, self.factory, reactor=clock, limits=limits)
         self.listener.setName(f"laptop replica {replica_id}")
         self.listener.setServiceParent(self)
         self.replica_factory = self.replica_listener = None

@@ -29,8 +29,9 @@ from twisted.python import usage
 
 from marketplace.laptop.replication import Timeouts
 from marketplace.laptop.service import ReplicaService, make_storage
+from marketplace.net import ConnectionLimits
 from marketplace.options import (
-    ServiceOptions,
+    ServerOptions,
     check_client_endpoint,
     check_server_endpoint,
     listen_option,
@@ -72,7 +73,7 @@ def _replica_id(value: str) -> int:
 _replica_id.coerceDoc = "A non-negative integer, unique in the cluster."
 
 
-class Options(ServiceOptions):
+class Options(ServerOptions):
     synopsis = "--id N --listen ENDPOINT [--peer ID=ENDPOINT]... [options]"
     longdesc = (
         "Run one replica of the laptop-order service.  Customers (the existing "
@@ -209,6 +210,7 @@ def replica_service(
     replica_secret: Optional[bytes] = None,
     replica_listen: Optional[str] = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    limits: ConnectionLimits = ConnectionLimits(),
 ) -> ReplicaService:
     """
     One replica; a ``.tac`` per host calls this with its own id and peers.
@@ -225,6 +227,7 @@ def replica_service(
         idle_timeout=idle_timeout,
         replica_secret=replica_secret,
         replica_listen=replica_listen,
+        limits=limits,
     )
 
 
@@ -271,6 +274,7 @@ def makeService(options) -> ReplicaService:
         replica_secret=options["secret"],
         replica_listen=options["replica-listen"],
         idle_timeout=options["idle-timeout"],
+        limits=options.connection_limits(),
     )
 
 
@@ -280,9 +284,10 @@ def cluster_service(
     timeouts: Timeouts = _DEFAULTS,
     reactor=None,
     data_root: Optional[str] = SUITE_DATA_ROOT,
+    listen=lambda port: f"tcp:{port}",
 ) -> MultiService:
     """
-    A whole cluster in one process: replica i listens on ``ports[i]``,
+    A whole cluster in one process: replica i listens on ``listen(ports[i])``,
     reaches the others on ``host`` and keeps its state under ``data_root``
     (None: nothing on disk).  It survives no machine failure, but shows the
     protocol at work (and each replica can be stopped alone).  Its replica
@@ -299,7 +304,7 @@ def cluster_service(
         }
         data_dir = None if data_root is None else default_data_dir(replica_id, data_root)
         replica = replica_service(
-            replica_id, f"tcp:{port}:backlog={BACKLOG}", peers, timeouts, data_dir=data_dir,
+            replica_id, f"{listen(port)}:backlog={BACKLOG}", peers, timeouts, data_dir=data_dir,
             reactor=reactor, replica_secret=secret,
         )
         replica.setName(f"replica {replica_id}")
@@ -309,7 +314,9 @@ def cluster_service(
 
 def suite_service(options) -> MultiService:
     """
-    The ``suite`` plugin's laptop system: three replicas on 8080-8082, their
-    state under ``SUITE_DATA_ROOT`` in the working directory.
+    The ``suite`` plugin's laptop system: three replicas on the suite's
+    laptop ports (8080-8082 by default), their state under
+    ``SUITE_DATA_ROOT`` in the working directory.
     """
-    return cluster_service()
+    return cluster_service(options["laptop-ports"], host=options["interface"] or "127.0.0.1",
+                           listen=options.endpoint)

@@ -47,7 +47,7 @@ from marketplace.collector import CollectorSettings
 from marketplace.latency import LOWEST_US, new_histogram
 from marketplace.market.errors import ApiError, ServiceUnavailable, error_for_code
 from marketplace.net import connect
-from marketplace.options import check_client_endpoint, parse_command_line
+from marketplace.options import ProgramOptions, client_endpoint_argument, parse_command_line
 from protocols.envelope import ErrorReply, encode_request, parse_reply
 from protocols.envelope_server import no_delay
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, Framing, encode_frame
@@ -480,8 +480,8 @@ class Bench:
         self.out.flush()
 
 
-class BenchOptions(usage.Options):
-    synopsis = "Usage: market-bench [options]"
+class BenchOptions(ProgramOptions):
+    synopsis = "[options]"
     longdesc = ("Load for the marketplace front ends: N buyers and M sellers, K operations "
                 "each in a realistic mix; prints throughput and p50/p95/p99 latency of the "
                 "successful calls, overall and per api, with a progress line, and appends a "
@@ -502,7 +502,7 @@ class BenchOptions(usage.Options):
 
     def postOptions(self):
         for peer in ("buyer-front", "seller-front"):
-            check_client_endpoint(self[peer])
+            self[peer] = client_endpoint_argument(self[peer])
         for name in ("buyers", "sellers", "ops", "items-per-seller"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be >= 0")

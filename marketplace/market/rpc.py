@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from marketplace.market.errors import ServiceUnavailable, error_for_code
-from marketplace.net import client_endpoint, connect
+from marketplace.net import client_endpoint, connect, describe_connection_failure
 from protocols.envelope import (
     EnvelopeError,
     ErrorReply,
@@ -163,7 +163,7 @@ class _ClientProtocol(Protocol):
         for call in pending:
             if call is not None:
                 call.timer.cancel()
-                call.deferred.errback(_Lost(reason.getErrorMessage()))
+                call.deferred.errback(_Lost(describe_connection_failure(reason)))
         self.on_lost.callback(None)
 
 
@@ -302,7 +302,7 @@ class ServiceClient:
             return connection
 
         def failed(failure):
-            return defer.fail(_NotSent(f"cannot connect: {failure.getErrorMessage()}"))
+            return defer.fail(_NotSent(f"cannot connect: {describe_connection_failure(failure)}"))
 
         def hand_out(result):
             self._connecting = False

@@ -44,9 +44,9 @@ from marketplace.metrics import Counters
 from marketplace.net import Listener
 from marketplace.peersecret import MAKE_ONE, is_loopback_endpoint, load_secret
 from marketplace.options import (
+    ServerOptions,
     ServiceOptions,
     check_client_endpoint,
-    check_server_endpoint,
     listen_option,
     positive_float,
 )
@@ -170,7 +170,7 @@ class PaymentsOptions(_DbServiceOptions):
             raise usage.UsageError(f"--approve: {error}") from None
 
 
-class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
+class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, ServerOptions):
     """A stateless front end: where its DB services are, and how to call them."""
 
     optParameters = [
@@ -199,9 +199,9 @@ class _FrontOptions(_ServiceSecretOptions, _EnvelopeOptions, usage.Options):
     peers: tuple = ("customer-db", "product-db")
 
     def postOptions(self):
+        super().postOptions()
         for peer in self.peers:
             check_client_endpoint(self[peer])
-        check_server_endpoint(self["listen"])
         self.load_service_secret()
 
 
@@ -230,7 +230,7 @@ def _listener(options, name, table, reactor, max_in_flight=1, secret=None, count
         options["idle-timeout"], reactor, max_in_flight=max_in_flight)
     if secret is not None:
         factory = authenticated(factory, name, secret, reactor)
-    listener = Listener(options["listen"], factory, reactor)
+    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits())
     listener.setName(name)
     return listener
 
@@ -377,24 +377,40 @@ def options_from_environ(options_class, environ=None, prefix="MARKET_"):
 
 def suite_service(suite_options):
     """
-    Every marketplace service in one process on its default ports, the DB
-    services and payments sharing the suite's store.  Their links are
-    authenticated with a secret drawn for this run: another user of the
-    machine can reach loopback ports too.
+    Every marketplace service in one process on the suite's ports, the DB
+    services (on loopback) and payments sharing the suite's store.  Their
+    links are authenticated with a secret drawn for this run: another user
+    of the machine can reach loopback ports too.
     """
     service = MultiService()
     store = make_store(suite_options["store"], suite_options["store-timeout"])
     store.setServiceParent(service)
     secret = secrets.token_bytes(32)
 
-    def defaults(plugin):
+    def listen(name, loopback=False):
+        return ["--listen", suite_options.endpoint(suite_options[f"{name}-port"], loopback)]
+
+    def peer(name):
+        return [f"--{name}", f"tcp:127.0.0.1:{suite_options[f'{name}-port']}"]
+
+    arguments = {
+        customer_db: listen("customer-db", True)
+        + ["--session-ttl", str(suite_options["session-ttl"])],
+        product_db: listen("product-db", True),
+        payments: listen("payments", True),
+        seller_front: listen("seller-front") + peer("customer-db") + peer("product-db"),
+        buyer_front: listen("buyer-front") + peer("customer-db") + peer("product-db")
+        + peer("payments"),
+    }
+
+    def configured(plugin):
         options = plugin.Options()
-        options.parseOptions([])
+        options.parseOptions(arguments[plugin])
         options["secret"] = secret
         return options
 
     for plugin in (customer_db, product_db, payments):
-        plugin.makeService(defaults(plugin), store=store).setServiceParent(service)
+        plugin.makeService(configured(plugin), store=store).setServiceParent(service)
     for plugin in (seller_front, buyer_front):
-        plugin.makeService(defaults(plugin)).setServiceParent(service)
+        plugin.makeService(configured(plugin)).setServiceParent(service)
     return service

@@ -47,7 +47,14 @@ from twisted.python.failure import Failure
 
 from marketplace.collector import CollectorSettings
 from marketplace.latency import LatencyCounts, new_histogram
-from marketplace.options import check_client_endpoint, parse_command_line, positive_float
+from marketplace.net import describe_connection_failure
+from marketplace.options import (
+    ProgramOptions,
+    client_endpoint_argument,
+    parse_command_line,
+    positive_float,
+    program_name,
+)
 from marketplace.tradechat.remote import TradeChatClient
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
@@ -71,6 +78,14 @@ _STATUS_COLUMNS = {
     Status.INSUFFICIENT_FUNDS: "err_insufficient_funds", Status.SERVER_BUSY: "err_server_busy",
     Status.TIMEOUT: "err_timeout",
 }
+WITHOUT_COMPAT_HINT = (
+    "note: NOT_FOUND means transfers went to user ids that do not exist. This tool's "
+    "workload is the existing tool's: it transfers to user ids 0..1023 and spends the "
+    "existing server's opening balance, and a server has those accounts only when started "
+    "with --compat (twistd -n --pidfile= tradechat --compat). Without it the accounts open "
+    "empty (INSUFFICIENT_FUNDS) and most transfer targets are missing (NOT_FOUND).\n")
+"""Printed after a run that met missing accounts: the server lacks the existing accounts."""
+
 _SEED_STRIDE = 1_000_003
 """Offsets each load process's --seed so their request sequences differ."""
 
@@ -79,7 +94,7 @@ PLATFORM_REACTOR = "default"
 """C{--reactor} value for the platform's default reactor (epoll on Linux)."""
 
 
-class Options(usage.Options):
+class Options(ProgramOptions):
     synopsis = "[options]"
     optFlags = [["encrypt", None, "Obfuscate request bodies (XOR 0xA5), as the existing tool's --encrypt."]]
     optParameters = [
@@ -118,7 +133,7 @@ class Options(usage.Options):
             raise usage.UsageError("--processes must be 1..the requests in flight")
         if self["connect"] is None:
             self["connect"] = f"tcp:{self['host']}:{self['port']}"
-        check_client_endpoint(self["connect"])
+        self["connect"] = client_endpoint_argument(self["connect"])
         if self["reactor"] is None:
             self["reactor"] = default_reactor(self["mix"])
         elif self["reactor"] not in _reactor_names():
@@ -394,8 +409,19 @@ class Bench:
 
     @defer.inlineCallbacks
     def run(self):
-        """The whole run in this process: set up, load, report, check conservation."""
-        yield self.setup()
+        """
+        The whole run in this process: set up, load, report, check
+        conservation.  A setup that cannot connect or log in ends the
+        program with one line saying why, and status 1.
+        """
+        try:
+            yield self.setup()
+        except Exception as error:
+            reason = error.subFailure if isinstance(error, defer.FirstError) else error
+            print(f"{program_name()}: cannot set up against {self.options['connect']}: "
+                  f"{describe_connection_failure(reason)}", file=sys.stderr)
+            self.close()
+            raise SystemExit(1)
         elapsed = yield self.load()
         self.progress.write("\n")
         report(self.options, self.results, elapsed, self.out)
@@ -545,6 +571,8 @@ def report(options, results: Results, elapsed: float, out) -> None:
         write("errors by status: " + ", ".join(
             f"{code_name(Status, status)}={count}"
             for status, count in sorted(results.errors.items())) + "\n")
+    if results.errors[Status.NOT_FOUND]:
+        write(WITHOUT_COMPAT_HINT)
     if options["out"]:
         _append_csv(options["out"], row)
     if options["plot"]:

@@ -33,6 +33,7 @@ from hdrh.histogram import HdrHistogram
 from twisted.internet import defer, protocol, stdio, task
 from twisted.protocols.basic import LineOnlyReceiver
 
+from marketplace.net import describe_connection_failure
 from marketplace.tradechat.bench import (
     Bench, Ledger, Options, Results, install_reactor, judge_conservation, keys_from_json,
     keys_to_json, report, show_progress, timeline_point,
@@ -267,8 +268,9 @@ def serve_parent(reactor, options, index: int, processes: int):
         try:
             yield bench.setup()
         except Exception as error:
-            reason = error.subFailure.value if isinstance(error, defer.FirstError) else error
-            sys.stderr.write(f"load process {index}: could not set up: {reason}\n")
+            reason = error.subFailure if isinstance(error, defer.FirstError) else error
+            sys.stderr.write(f"load process {index}: could not set up: "
+                             f"{describe_connection_failure(reason)}\n")
             raise SystemExit(1)
         parent.send(kind="ready")
         yield parent.next_command("go")

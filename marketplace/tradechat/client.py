@@ -7,41 +7,61 @@ Reads one command per line from standard input and prints chat pushes the
 moment they arrive.  It works against this server and the existing one
 (which lacks LOGOUT, TXN_HISTORY and passwords: those then report the
 server's refusal).  Type C{help} for the commands.
+
+A connection that cannot be made (refused, unknown host, a TLS certificate
+from an unknown CA or for another host) is one line on stderr and exit
+status 1; so is a piped script in which any command failed.
 """
 
 from __future__ import annotations
 
 import getpass
+import inspect
 import shlex
 import sys
 import time
 
 from twisted.internet import defer, stdio, task
 from twisted.protocols.basic import LineReceiver
-from twisted.python import usage
 
-from marketplace.options import check_client_endpoint, parse_command_line, positive_float
+from marketplace.net import describe_connection_failure
+from marketplace.options import (
+    ProgramOptions,
+    client_endpoint_argument,
+    parse_command_line,
+    positive_float,
+    program_name,
+)
 from marketplace.terminal import printable
 from marketplace.tradechat.remote import DEFAULT_REQUEST_TIMEOUT, TradeChatClient, refused_balance
 from protocols.nsframe import Status
 from protocols.tradechat import ResponseError, code_name
 
-HELP = """\
-commands:
-  login NAME [PASSWORD]     log in (a password uses the proof extension)
-  logout                    end the login, keep the connection
-  join ROOM | leave ROOM    enter or leave a room (0..65535)
-  say ROOM TEXT...          chat; every member's connections get it at once
-  deposit AMOUNT | withdraw AMOUNT
-  transfer USER_ID AMOUNT
-  balance
-  history [LIMIT [BEFORE_TXN_ID]]   newest first; page with the last txn id shown
-  heartbeat
-  help | quit"""
+#: Each command's usage line and what it does, in the order help shows them.
+USAGE = {
+    "login": ("login NAME [PASSWORD]", "log in (a password uses the proof extension)"),
+    "logout": ("logout", "end the login, keep the connection"),
+    "join": ("join ROOM", "enter a room (0..65535)"),
+    "leave": ("leave ROOM", "leave a room"),
+    "say": ("say ROOM TEXT...", "chat; every member's connections get it at once"),
+    "deposit": ("deposit AMOUNT", "add to your balance"),
+    "withdraw": ("withdraw AMOUNT", "take from your balance"),
+    "transfer": ("transfer USER_ID AMOUNT", "pay another user"),
+    "balance": ("balance", "show your balance"),
+    "history": ("history [LIMIT [BEFORE_TXN_ID]]",
+                "newest first; page with the last txn id shown"),
+    "heartbeat": ("heartbeat", "check the connection"),
+}
+
+HELP = "commands:\n" + "\n".join(
+    f"  {usage:<33} {summary}" for usage, summary in USAGE.values()) + "\n  help | quit"
 
 
 def _integer(text: str, low: int, high: int, what: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number, not {text!r}") from None
     if not low <= value <= high:
         raise ValueError(f"{what} must be {low}..{high}")
     return value
@@ -79,6 +99,8 @@ class Shell(LineReceiver):
         self._write = write
         self._on_quit = on_quit
         self._pending = defer.succeed(None)
+        #: a command failed (the exit status is 1)
+        self.failed = False
         self._commands = {
             "login": self._login, "logout": self._logout, "join": self._join,
             "leave": self._leave, "say": self._say, "deposit": self._deposit,
@@ -101,23 +123,35 @@ class Shell(LineReceiver):
         try:
             words = line.split(None, 2) if line.strip().startswith("say") else shlex.split(line)
         except ValueError as error:
-            self.say_line(f"usage error: {error}")
-            return defer.succeed(None)
+            return self._refuse(f"usage error: {error}")
         if not words:
             return defer.succeed(None)
         command, arguments = words[0].lower(), words[1:]
         if command in ("quit", "exit"):
             self._on_quit()
             return defer.succeed(None)
-        if command == "help" or command not in self._commands:
+        if command == "help":
             self.say_line(HELP)
             return defer.succeed(None)
+        run = self._commands.get(command)
+        if run is None:
+            return self._refuse(f"unknown command {command!r}\n{HELP}")
+        usage_line = USAGE[command][0]
         try:
-            d = self._commands[command](*arguments)
-        except (TypeError, ValueError) as error:
-            self.say_line(f"usage error: {error} (try help)")
-            return defer.succeed(None)
+            inspect.signature(run).bind(*arguments)
+        except TypeError:
+            return self._refuse(f"usage: {usage_line}")
+        try:
+            d = run(*arguments)
+        except ValueError as error:
+            return self._refuse(f"usage error: {error}\nusage: {usage_line}")
         return self.report(d)
+
+    def _refuse(self, text: str) -> defer.Deferred:
+        """A line that cannot run: say why; the exit status will be 1."""
+        self.failed = True
+        self.say_line(text)
+        return defer.succeed(None)
 
     def report(self, d: defer.Deferred) -> defer.Deferred:
         """Print what C{d} (a command's outcome) fires with, or why it failed."""
@@ -131,6 +165,7 @@ class Shell(LineReceiver):
             self.say_line(text)
 
     def _print_error(self, failure) -> None:
+        self.failed = True
         error = failure.value
         if isinstance(error, ResponseError):
             message = f"refused: {code_name(Status, error.status)}"
@@ -184,7 +219,7 @@ class Shell(LineReceiver):
         return self.client.heartbeat().addCallback(lambda _: "alive")
 
 
-class Options(usage.Options):
+class Options(ProgramOptions):
     synopsis = "[options]"
     optFlags = [
         ["password", "p", "Prompt for a password and log in with the proof extension."],
@@ -199,16 +234,40 @@ class Options(usage.Options):
     ]
 
     def postOptions(self):
-        check_client_endpoint(self["connect"])
+        self["connect"] = client_endpoint_argument(self["connect"])
+
+
+def _fail(options, reason) -> None:
+    """Say why the server cannot be used, in one line, and exit with status 1."""
+    print(f"{program_name()}: cannot use {options['connect']}: "
+          f"{describe_connection_failure(reason)}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+@defer.inlineCallbacks
+def _connect(reactor, options, write):
+    """
+    A client whose connection works: a first heartbeat proves it (a TLS
+    handshake only fails once something is sent).
+    """
+    try:
+        client = yield TradeChatClient.connect(
+            options["connect"], reactor, options["timeout"],
+            on_push=lambda push: (write(format_push(push) + "\n"), sys.stdout.flush()),
+            obfuscate=options["encrypt"])
+    except Exception as error:
+        _fail(options, error)
+    try:
+        yield client.heartbeat()
+    except Exception as error:
+        _fail(options, client.protocol.lost_reason or error)
+    return client
 
 
 @defer.inlineCallbacks
 def _session(reactor, options):
     write = sys.stdout.write
-    client = yield TradeChatClient.connect(
-        options["connect"], reactor, options["timeout"],
-        on_push=lambda push: (write(format_push(push) + "\n"), sys.stdout.flush()),
-        obfuscate=options["encrypt"])
+    client = yield _connect(reactor, options, write)
     done = defer.Deferred()
 
     def quit():
@@ -233,6 +292,8 @@ def _session(reactor, options):
     yield done
     heartbeat.stop()
     yield client.close()
+    if shell.failed:
+        raise SystemExit(1)
 
 
 def main(argv=None) -> None:

@@ -21,12 +21,12 @@ import tempfile
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 
-from marketplace.options import parse_command_line
+from marketplace.options import ProgramOptions, parse_command_line
 from marketplace.tradechat import auth
 from protocols.tradechat_bodies import MAX_NAME_BYTES
 
 
-class Options(usage.Options):
+class Options(ProgramOptions):
     synopsis = "[options] CREDENTIALS_FILE NAME"
     optFlags = [["stdin", None, "Read the password from the first line of standard input."]]
     optParameters = [

@@ -14,7 +14,7 @@ from twisted.python.filepath import FilePath
 
 from marketplace.collector import CollectorSettings
 from marketplace.metrics import Counters
-from marketplace.net import Listener
+from marketplace.net import ConnectionLimits, Listener
 from marketplace.options import ServiceOptions, listen_option, positive_float
 from marketplace.peersecret import MAKE_ONE, load_secret
 from marketplace.sharedsocket import AdoptedListener, SharedSocket
@@ -33,7 +33,8 @@ from protocols.tradechat import (
 )
 from protocols.turns import TurnFlusher
 
-DEFAULT_LISTEN = "tcp:9000"
+DEFAULT_PORT = 9000
+DEFAULT_LISTEN = f"tcp:{DEFAULT_PORT}"
 MAX_WORKERS = 64
 DEFAULT_MAX_CONNECTIONS = 10_000
 
@@ -109,6 +110,14 @@ class Options(ServiceOptions):
          "Bytes queued to all connections together before the readers with the most "
          "queued are dropped.", _byte_count],
     ]
+
+    def connection_limits(self) -> ConnectionLimits:
+        """
+        The listener's limits: only the one per address, as the total is
+        the factory's (C{--max-connections}), which answers the connection
+        past it SERVER_BUSY before closing it.
+        """
+        return ConnectionLimits(per_address=self["max-connections-per-address"])
 
     def parseOptions(self, options=None):
         # Kept so that a master can start its workers with the same options.
@@ -198,7 +207,8 @@ def makeService(options: Options, reactor=None) -> MultiService:
     if options["workers"] > 1:
         return _master(options, reactor)
     return _serving_process(
-        options, reactor, lambda factory: Listener(options["listen"], factory, reactor))
+        options, reactor, lambda factory: Listener(options["listen"], factory, reactor,
+                                                   limits=options.connection_limits()))
 
 
 def worker_service(options: Options, listen_fd: int, reactor) -> TradeChatRoot:
@@ -253,11 +263,12 @@ def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
 
 def suite_service(suite_options) -> MultiService:
     """
-    The trading chatroom inside the C{suite} plugin: default options (port
-    9000, CRC-only login allowed, no compatibility profile) on the suite's
-    store settings.
+    The trading chatroom inside the C{suite} plugin: default options
+    (CRC-only login allowed, no compatibility profile) on the suite's port
+    and store settings.
     """
     options = Options()
-    options.parseOptions(["--store", suite_options["store"],
+    options.parseOptions(["--listen", suite_options.endpoint(suite_options["tradechat-port"]),
+                          "--store", suite_options["store"],
                           "--store-timeout", str(suite_options["store-timeout"])])
     return makeService(options)

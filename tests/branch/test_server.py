@@ -4,7 +4,6 @@ loopback sockets where the socket's own behaviour matters.
 """
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, maybeDeferred
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
@@ -16,7 +15,7 @@ from marketplace.branch.tap import branch_listener
 from marketplace.metrics import Counters
 from marketplace.net import connect
 from protocols.branch import MAX_AMOUNT_DIGITS
-from tests.support.services import listening_port, start_service
+from tests.support.services import HalfClosingClient, listening_port, start_service
 
 SPEC_CSV = "date,amount\n2025-01-01,100.25\n2025-01-02,250.50\n"
 SPEC_REPLY = b"BRANCH_ID: A\nRECORDS: 2\nSUBTOTAL: 350.75\nEND\n"
@@ -64,8 +63,10 @@ class BranchProtocolTests(SynchronousTestCase):
     def test_split_request_with_carriage_return(self):
         self.write_csv(SPEC_CSV)
         protocol, transport = self.connect()
-        for byte in b"REQUEST\r\n":
+        for byte in b"REQUEST":
             self.assertEqual(transport.value(), b"")
+            protocol.dataReceived(bytes([byte]))
+        for byte in b"\r\n":
             protocol.dataReceived(bytes([byte]))
         self.assertEqual(transport.value(), SPEC_REPLY)
 
@@ -102,11 +103,16 @@ class BranchProtocolTests(SynchronousTestCase):
         self.assertEqual(transport.value(), SPEC_REPLY)
         self.assertEqual(self.counters.counts["branch.requests"], 1)
 
-    def test_request_without_line_end_then_end_of_file(self):
+    def test_request_without_line_end_answered_at_once(self):
+        """
+        Existing servers answer C{REQUEST} without its line end at once,
+        with no end-of-file and no timeout to wait for.
+        """
         self.write_csv(SPEC_CSV)
         protocol, transport = self.connect()
         protocol.dataReceived(b"REQUEST")
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(transport.value(), SPEC_REPLY)
+        self.assertTrue(transport.disconnecting)
         protocol.readConnectionLost()
         self.assertEqual(transport.value(), SPEC_REPLY)
 
@@ -136,9 +142,9 @@ class BranchProtocolTests(SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(b"REQ")
         self.clock.advance(9.9)
-        self.assertFalse(transport.disconnected)
+        self.assertFalse(transport.disconnecting)
         self.clock.advance(0.1)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         self.assertEqual(self.counters.counts["branch.idle_timeouts"], 1)
 
     def test_idle_timeout_while_summary_pending(self):
@@ -151,7 +157,7 @@ class BranchProtocolTests(SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(b"REQUEST\n")
         self.clock.advance(10)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         protocol.connectionLost(None)
         self.write_csv(SPEC_CSV)
         pending.callback(SalesFile(self.path).current()[0])
@@ -200,28 +206,6 @@ class BranchProtocolTests(SynchronousTestCase):
         self.assertEqual(self.counters.counts["branch.error_replies"], 1)
 
 
-class _HalfClosingClient(Protocol):
-    """
-    Send C{request}, shut down the sending side as C{nc -N} does, and
-    collect the reply until the server closes.
-    """
-
-    def __init__(self, request):
-        self.request = request
-        self.received = b""
-        self.closed = Deferred()
-
-    def connectionMade(self):
-        self.transport.write(self.request)
-        self.transport.loseWriteConnection()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.received)
-
-
 class HalfCloseTests(TestCase):
     """
     Over real loopback sockets: end-of-file from the client does not stop
@@ -239,7 +223,7 @@ class HalfCloseTests(TestCase):
             self, branch_listener("A", path, listen="tcp:0:interface=127.0.0.1")
         )
         port = yield listening_port(listener)
-        client = _HalfClosingClient(request)
+        client = HalfClosingClient(request)
         yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5)
         return (yield client.closed)
 

@@ -103,8 +103,11 @@ class TacTests(SynchronousTestCase):
 
 class SuiteTests(SynchronousTestCase):
     def test_branch_in_suite(self):
-        [listener] = listeners_of(tap.suite_service(None))
-        self.assertEqual(listener.description, "tcp:5001")
+        from marketplace.suite import Options as SuiteOptions
+        options = SuiteOptions()
+        options.parseOptions(["--branch-port", "5101", "--interface", "127.0.0.1"])
+        [listener] = listeners_of(tap.suite_service(options))
+        self.assertEqual(listener.description, "tcp:5101:interface=127.0.0.1")
         self.assertEqual(listener.factory.sales.branch_id, "A")
 
 

@@ -248,13 +248,13 @@ class ServerProtocolTests(unittest.TestCase):
         self.clock.advance(9.9)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(0.2)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
         self.assertEqual(self.counters.counts["laptop_rejected_truncated_message"], 1)
 
     def test_silent_connection_without_role_times_out(self):
         protocol, transport = self.connect()
         self.clock.advance(10.1)
-        self.assertTrue(transport.disconnected)
+        self.assertTrue(transport.disconnecting)
 
     def test_idle_customer_is_closed_after_the_idle_timeout(self):
         """

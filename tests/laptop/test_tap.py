@@ -137,12 +137,24 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(service.replica._storage.directory, directory)
 
     def test_suite_cluster_layout(self):
-        cluster = suite_service(None)
+        from marketplace.suite import Options as SuiteOptions
+        options = SuiteOptions()
+        options.parseOptions([])
+        cluster = suite_service(options)
         replicas = list(cluster)
         self.assertEqual([r.listener.description for r in replicas],
                          ["tcp:8080:backlog=1024", "tcp:8081:backlog=1024",
                           "tcp:8082:backlog=1024"])
         self.assertEqual(replicas[0].links[2].description, "tcp:127.0.0.1:8082")
+
+    def test_suite_cluster_on_its_ports_and_interface(self):
+        from marketplace.suite import Options as SuiteOptions
+        options = SuiteOptions()
+        options.parseOptions(["--laptop-ports", "9180,9181,9182", "--interface", "127.0.0.2"])
+        replicas = list(suite_service(options))
+        self.assertEqual(replicas[1].listener.description,
+                         "tcp:9181:interface=127.0.0.2:backlog=1024")
+        self.assertEqual(replicas[0].links[2].description, "tcp:127.0.0.2:9182")
         self.assertEqual(
             [r.replica._storage.directory for r in replicas],
             [os.path.join("laptop-suite-data", f"replica-{i}") for i in range(3)],

@@ -4,6 +4,7 @@ loop over a StringTransport, and the real program on a pipe.
 """
 
 import os
+import re
 import sys
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from twisted.trial import unittest
 
 from marketplace.market.cli import buyer, seller, views
 from marketplace.market.cli.shell import ArgumentError, Shell, format_table
-from marketplace.market.errors import ClientError, ServiceUnavailable
+from marketplace.market.errors import ClientError, InvalidSession, ServiceUnavailable
 from marketplace.market.rpc import ServiceClient
 from marketplace.net import Listener
 from protocols.envelope_server import EnvelopeServerFactory, api_router
@@ -219,6 +220,36 @@ class ShellTests(unittest.TestCase):
         self.type("help add")
         self.assertIn("add ITEM_ID QUANTITY", self.output())
 
+    def test_help_names_only_this_clients_commands(self):
+        self.type("help")
+        text = self.output()
+        listed = set(re.findall(r"(?m)^  ([a-z-]+)", text))
+        self.assertEqual(listed, {c.name for c in buyer.COMMANDS} | {"help", "quit"})
+        self.assertNotIn("register", text)  # a seller command, once its quoting example
+
+    def test_expired_session_drops_the_star_from_the_prompt(self):
+        self.type("login ann secret")
+        self.client.calls[0][3].callback(("s-1", {"session_id": "s-1", "buyer_id": 4}))
+        self.assertTrue(self.output().endswith("buyer*> "))
+        self.type("cart")
+        self.client.calls[1][3].errback(InvalidSession())
+        self.assertTrue(self.output().endswith("buyer> "))
+        self.type("cart")
+        self.assertIsNone(self.client.calls[2][2])
+
+    def test_other_refusals_keep_the_session(self):
+        self.type("login ann secret")
+        self.client.calls[0][3].callback(("s-1", {"session_id": "s-1", "buyer_id": 4}))
+        self.type("add 1 0")
+        self.client.calls[1][3].errback(ClientError("'quantity' must be between 1 and 9"))
+        self.assertTrue(self.output().endswith("buyer*> "))
+
+    def test_failures_are_remembered_for_the_exit_status(self):
+        self.type("help")
+        self.assertFalse(self.shell.failed)
+        self.type("fly")
+        self.assertTrue(self.shell.failed)
+
     def test_lines_typed_while_busy_wait_their_turn(self):
         self.type("cart")
         self.type("purchases")
@@ -354,7 +385,7 @@ class ProgramTests(unittest.TestCase):
             env=env, path=_REPO, stdinBytes=script,
         )
         text = out.decode()
-        self.assertEqual(code, 0, err.decode())
+        self.assertEqual(code, 1, err.decode())  # commands failed: the script says so
         self.assertIn("unknown command 'fly'", text)
         self.assertIn("usage: add ITEM_ID QUANTITY", text)
         self.assertIn("error [SERVICE_UNAVAILABLE]", text)
@@ -385,3 +416,13 @@ class ProgramTests(unittest.TestCase):
         )
         self.assertEqual(code, 2)
         self.assertIn("bad client endpoint", err.decode())
+
+    @defer.inlineCallbacks
+    def test_a_script_that_ran_cleanly_exits_zero(self):
+        out, err, code = yield utils.getProcessOutputAndValue(
+            sys.executable,
+            ["-c", "import sys; from marketplace.market.cli.buyer import main; sys.exit(main())",
+             "--server", "127.0.0.1:1"],
+            env=dict(os.environ, PYTHONPATH=_REPO), path=_REPO, stdinBytes=b"help\nquit\n",
+        )
+        self.assertEqual(code, 0, err.decode())

@@ -246,12 +246,34 @@ class TimeoutTests(unittest.TestCase):
         self.assertTrue(harness.transport.disconnecting)
         self.assertEqual(harness.counters.counts["idle_timeouts"], 1)
 
-    def test_idle_peer_not_reading_is_aborted(self):
+    def test_idle_timer_waits_while_the_peer_does_not_read(self):
+        """
+        The server stopped reading a peer that does not read its replies:
+        that is no idleness of the peer's, and the timer waits.
+        """
         harness = Harness(self, idle_timeout=60)
+        harness.clock.advance(30)
         harness.protocol.pauseProducing()
-        harness.clock.advance(60)
-        self.assertTrue(harness.transport.disconnected)
-        self.assertIsNone(harness.transport.producer)
+        harness.clock.advance(600)
+        self.assertFalse(harness.transport.disconnecting)
+        harness.protocol.resumeProducing()
+        harness.clock.advance(29)
+        self.assertFalse(harness.transport.disconnecting)
+        harness.clock.advance(1)
+        self.assertTrue(harness.transport.disconnecting)
+
+    def test_idle_timer_waits_while_a_reply_is_owed(self):
+        """A slow service is no idle client: the timer counts from the reply."""
+        harness = Harness(self, idle_timeout=60, request_timeout=600)
+        harness.protocol.dataReceived(line("A", {"wait": "k"}))
+        harness.clock.advance(300)
+        self.assertFalse(harness.transport.disconnecting)
+        harness.deferreds["k"].callback(None)
+        self.assertEqual(len(harness.replies()), 1)
+        harness.clock.advance(59)
+        self.assertFalse(harness.transport.disconnecting)
+        harness.clock.advance(1)
+        self.assertTrue(harness.transport.disconnecting)
 
     def test_half_sent_frame_times_out(self):
         harness = Harness(self, frame_timeout=10)

@@ -122,6 +122,25 @@ class NewlineDecoderTests(unittest.TestCase):
         data = (_BODY + b"\n") * 3
         self.assertEqual(feed_bytewise(FrameDecoder(), data), [Frame(_BODY)] * 3)
 
+    def test_end_of_input_ends_the_last_line(self):
+        decoder = FrameDecoder()
+        self.assertEqual(decoder.feed(b"{}\n{\"a\":1}\r"), [Frame(b"{}")])
+        self.assertEqual(decoder.finish(), [Frame(b'{"a":1}')])
+        self.assertFalse(decoder.mid_frame)
+        self.assertEqual(decoder.finish(), [])
+
+    def test_end_of_input_after_an_oversize_line(self):
+        decoder = FrameDecoder(max_frame=4)
+        self.assertEqual(decoder.feed(b"{}\n{\"abc\""), [Frame(b"{}"), FrameTooLarge(None, 4)])
+        self.assertEqual(decoder.finish(), [])
+        self.assertFalse(decoder.mid_frame)
+
+    def test_end_of_input_leaves_a_cut_length_prefixed_frame_incomplete(self):
+        decoder = FrameDecoder()
+        decoder.feed(struct.pack(">I", 10) + b"{}")
+        self.assertEqual(decoder.finish(), [])
+        self.assertTrue(decoder.mid_frame)
+
     def test_line_at_cap_accepted(self):
         decoder = FrameDecoder(max_frame=4)
         self.assertEqual(decoder.feed(b"{12}\n"), [Frame(b"{12}")])

@@ -77,8 +77,19 @@ class FakeService:
     def start(self, port=0):
         self.listener = Listener(f"tcp:{port}:interface=127.0.0.1", self.factory)
         start_service(self.testcase, self.listener)
+        self.testcase.addCleanup(self.abort_connections)
         self.port = yield listening_port(self.listener)
         return self.port
+
+    def abort_connections(self):
+        """
+        Drop what is still open at the end of a test at once: a hanging
+        handler never answers, so a stopping listener would wait out its
+        grace period for it.
+        """
+        for protocol in self.protocols:
+            if protocol.transport.connected:
+                protocol.transport.abortConnection()
 
     def stop(self):
         for protocol in self.protocols:

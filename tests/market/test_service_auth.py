@@ -76,7 +76,10 @@ class OptionTests(unittest.TestCase):
 
 class SuiteTests(unittest.TestCase):
     def test_suite_links_are_authenticated_with_one_secret(self):
-        service = tap.suite_service({"store": "memory", "store-timeout": 2.0})
+        from marketplace.suite import Options as SuiteOptions
+        suite_options = SuiteOptions()
+        suite_options.parseOptions([])
+        service = tap.suite_service(suite_options)
         factories = {listener.name: listener.factory for listener in listeners_of(service)}
         for name in DB_PLUGINS:
             self.assertIsInstance(factories[name], AuthenticatingFactory, name)

@@ -74,8 +74,13 @@ class EnvironmentTests(unittest.TestCase):
 
 class SuiteTests(unittest.TestCase):
     def test_suite_has_every_marketplace_listener_on_one_store(self):
-        options = {"store": "memory", "store-timeout": 2.0}
+        from marketplace.suite import Options as SuiteOptions
+        options = SuiteOptions()
+        options.parseOptions(["--buyer-front-port", "7111", "--payments-port", "7103"])
         service = tap.suite_service(options)
+        buyer_front = [listener for listener in listeners_of(service)
+                       if listener.name == "buyer-front"][0]
+        self.assertEqual(buyer_front.description, "tcp:7111")
         names = [listener.name for listener in listeners_of(service)]
         self.assertEqual(names, ["customer-db", "product-db", "payments", "seller-front", "buyer-front"])
         stores = [child for child in service if hasattr(child, "sessions")]

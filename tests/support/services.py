@@ -4,7 +4,10 @@ Starting services under test and finding the ports they bound.
 
 from __future__ import annotations
 
+import socket
+
 from twisted.application.service import IServiceCollection
+from twisted.internet import defer, protocol
 
 
 def start_service(testcase, service):
@@ -27,3 +30,43 @@ def listeners_of(service) -> list:
 def listening_port(listener):
     """A Deferred firing with the TCP port number ``listener`` bound."""
     return listener.whenListening().addCallback(lambda port: port.getHost().port)
+
+
+def free_ports(count: int) -> list[int]:
+    """
+    Ports the OS says are free on loopback now, all different: for programs
+    whose parts find each other on fixed ports, so cannot listen on port 0.
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class HalfClosingClient(protocol.Protocol):
+    """
+    Send ``request``, shut down the sending side as ``nc -N`` does, and
+    collect the reply until the server closes: ``closed`` fires with the
+    bytes received, ``reason`` is why the connection ended.
+    """
+
+    def __init__(self, request: bytes):
+        self.request = request
+        self.received = b""
+        self.reason = None
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+        self.transport.loseWriteConnection()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.reason = reason
+        self.closed.callback(self.received)

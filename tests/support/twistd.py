@@ -10,6 +10,7 @@ import signal
 import sys
 
 from twisted.internet import defer, protocol, reactor
+from twisted.internet.error import ProcessExitedAlready
 
 #: The project's root, put on the child's PYTHONPATH so it finds the plugins.
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,7 +21,8 @@ class TwistdProcess(protocol.ProcessProtocol):
     Collects a ``twistd`` child's stdout and stderr together.
 
     ``seen`` fires with the output once ``marker`` appears in it, or fails
-    with the output's tail if the process ends first; ``ended`` fires with
+    if the process ends first, with the output's last error line (what it
+    could not bind, say) ahead of the output's tail; ``ended`` fires with
     the exit code (``None`` when a signal ended it).
     """
 
@@ -39,8 +41,16 @@ class TwistdProcess(protocol.ProcessProtocol):
 
     def processEnded(self, reason):
         if not self.seen.called:
-            self.seen.errback(AssertionError(self.output.decode(errors="replace")[-3000:]))
+            self.seen.errback(AssertionError(self.failure_report(reason.value.exitCode)))
         self.ended.callback(reason.value.exitCode)
+
+    def failure_report(self, code) -> str:
+        output = self.output.decode(errors="replace")
+        errors = re.findall(r"(?m)^(?:.*\] )?(\w+(?:\.\w+)*(?:Error|Exception)\b.*)$", output)
+        reason = errors[-1] if errors else "no error was printed"
+        tail = "\n".join(output.splitlines()[-40:])
+        return (f"twistd exited (status {code}) before printing {self.marker.pattern!r}: "
+                f"{reason}\n--- last lines of its output ---\n{tail}")
 
 
 def spawn_twistd(testcase, marker: re.Pattern, *arguments: str,
@@ -64,7 +74,10 @@ def spawn_twistd(testcase, marker: re.Pattern, *arguments: str,
 
     def stop():
         if not twistd.ended.called:
-            twistd.transport.signalProcess(signal.SIGTERM)
+            try:
+                twistd.transport.signalProcess(signal.SIGTERM)
+            except ProcessExitedAlready:
+                pass  # its end is being reported: ``ended`` fires shortly
         return twistd.ended
 
     testcase.addCleanup(stop)

@@ -4,6 +4,7 @@ password tool and the plugin's options.
 """
 
 import csv
+import io
 import os
 import socket
 import sys
@@ -65,8 +66,29 @@ class ShellTests(unittest.TestCase):
     def test_usage_errors_and_help(self):
         output = yield self.run_lines("deposit lots", "join 70000", "transfer 1", "join '1",
                                       "say 1", "nonsense")
-        self.assertEqual(output.count("usage error"), 5)
+        self.assertEqual(output.count("usage error"), 3)
+        self.assertIn("amount must be a whole number, not 'lots'", output)
+        self.assertIn("usage: transfer USER_ID AMOUNT", output)
+        self.assertIn("usage: say ROOM TEXT...", output)
+        self.assertIn("unknown command 'nonsense'", output)
         self.assertIn("commands:", output)
+        self.assertTrue(self.shell.failed)
+
+    @defer.inlineCallbacks
+    def test_mistyped_input_shows_no_python_internals(self):
+        output = yield self.run_lines("login", "logout now", "history x", "balance 1 2")
+        for internal in ("positional argument", "Shell.", "_login", "invalid literal", "int()"):
+            self.assertNotIn(internal, output)
+        self.assertIn("usage: login NAME [PASSWORD]", output)
+        self.assertIn("usage: logout", output)
+        self.assertIn("limit must be a whole number, not 'x'", output)
+
+    @defer.inlineCallbacks
+    def test_a_failed_command_is_remembered(self):
+        yield self.run_lines("heartbeat")
+        self.assertFalse(self.shell.failed)
+        yield self.run_lines("balance")  # not logged in: refused
+        self.assertTrue(self.shell.failed)
 
     @defer.inlineCallbacks
     def test_quit(self):
@@ -88,6 +110,39 @@ class BenchTests(unittest.TestCase):
         options = bench.Options()
         options.parseOptions(list(arguments))
         return options
+
+    @defer.inlineCallbacks
+    def test_no_server_is_one_line_and_status_1(self):
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        self.patch(sys, "argv", ["tradechat-bench"])
+        options = self.options("--connect", "127.0.0.1:1", "--connections", "2",
+                               "--duration", "0.1")
+        with self.assertRaises(SystemExit) as exited:
+            yield bench.Bench(reactor, options, out=_Lines(), progress=_Lines()).run()
+        self.assertEqual(exited.exception.code, 1)
+        self.assertEqual(err.getvalue(), "tradechat-bench: cannot set up against "
+                         "tcp:127.0.0.1:1: connection refused: nothing listens there\n")
+
+    @defer.inlineCallbacks
+    def test_a_server_without_compat_gets_a_hint(self):
+        """The existing tool's workload needs the existing accounts: the run says so."""
+        _, port = yield start_server(self)
+        options = self.options("--port", str(port), "--connections", "4", "--threads", "2",
+                               "--duration", "0.3", "--mix", "trade-heavy", "--seed", "1")
+        output = _Lines()
+        yield bench.Bench(reactor, options, out=output, progress=_Lines()).run()
+        self.assertIn("NOT_FOUND=", output.text)
+        self.assertIn("started with --compat", output.text)
+
+    @defer.inlineCallbacks
+    def test_a_compat_server_gets_no_hint(self):
+        _, port = yield start_server(self, "--compat")
+        options = self.options("--port", str(port), "--connections", "4", "--threads", "2",
+                               "--duration", "0.3", "--mix", "trade-heavy", "--seed", "1")
+        output = _Lines()
+        yield bench.Bench(reactor, options, out=output, progress=_Lines()).run()
+        self.assertNotIn("--compat", output.text)
 
     @defer.inlineCallbacks
     def test_short_run_conserves_assets_and_writes_csv(self):
@@ -133,7 +188,7 @@ class BenchTests(unittest.TestCase):
 
     def test_option_checks(self):
         for arguments in (["--mix", "nope"], ["--connections", "0"], ["--payload-size", "70000"],
-                          ["--connect", "nonsense:1"]):
+                          ["--connect", "tcp:nohost"]):
             with self.subTest(arguments):
                 self.assertRaises(usage.UsageError, self.options, *arguments)
         self.assertEqual(self.options("--connections", "4", "--threads", "9")["concurrency"], 4)

@@ -48,7 +48,7 @@ COMMANDS = [
 
 
 class BuyerOptions(ClientOptions):
-    synopsis = "Usage: market-buyer [--server ENDPOINT] [--timeout SECONDS]"
+    synopsis = "[--server ENDPOINT] [--timeout SECONDS]"
     longdesc = "Interactive buyer client of the marketplace (search, carts, purchases, feedback); type 'help' at the prompt."
     default_server = "tcp:127.0.0.1:7011"
 

@@ -37,7 +37,7 @@ COMMANDS = [
 
 
 class SellerOptions(ClientOptions):
-    synopsis = "Usage: market-seller [--server ENDPOINT] [--timeout SECONDS]"
+    synopsis = "[--server ENDPOINT] [--timeout SECONDS]"
     longdesc = "Interactive seller client of the marketplace (listings, prices, stock, ratings); type 'help' at the prompt."
     default_server = "tcp:127.0.0.1:7010"
 

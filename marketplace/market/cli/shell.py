@@ -12,8 +12,10 @@ output or start a fake line.
 
 Nothing a user types or a server does may end the program: bad arguments
 print the command's usage, error replies print their code and message, and a
-lost or refused connection prints ``SERVICE_UNAVAILABLE`` -- the next command
-reconnects by itself (see ``rpc.ServiceClient``).
+lost or refused connection prints ``SERVICE_UNAVAILABLE`` with the reason
+(a TLS failure's included) -- the next command reconnects by itself (see
+``rpc.ServiceClient``).  Any of these makes the program's exit status 1, so
+a piped script that went wrong says so.
 """
 
 import shlex
@@ -28,9 +30,15 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from zope.interface import implementer
 
-from marketplace.market.errors import ApiError, ServiceUnavailable, Timeout
+from marketplace.market.errors import (
+    ApiError,
+    ClientError,
+    InvalidSession,
+    ServiceUnavailable,
+    Timeout,
+)
 from marketplace.market.rpc import ServiceClient
-from marketplace.options import check_client_endpoint, parse_command_line
+from marketplace.options import ProgramOptions, client_endpoint_argument, parse_command_line
 from marketplace.terminal import printable
 
 
@@ -216,6 +224,8 @@ class Shell(LineReceiver):
         self._busy = False
         self._unsettled = {}  # command name -> (payload, key) whose outcome is unknown
         self._input_ended = False
+        #: a command failed (the exit status is 1)
+        self.failed = False
 
     @property
     def prompt(self) -> str:
@@ -267,7 +277,7 @@ class Shell(LineReceiver):
         try:
             words = shlex.split(line)
         except ValueError as error:
-            return self._say_only(f"cannot read that line: {error}")
+            return self._refuse(f"cannot read that line: {error}")
         name, arguments = words[0].lower(), words[1:]
         if name in ("quit", "exit"):
             self._quit()
@@ -276,15 +286,20 @@ class Shell(LineReceiver):
             return self._say_only(self.help(arguments[0] if arguments else None))
         command = self.commands.get(name)
         if command is None:
-            return self._say_only(f"unknown command {name!r}; type 'help'")
+            return self._refuse(f"unknown command {name!r}; type 'help'")
         try:
             payload = command.payload(arguments)
         except ArgumentError as error:
-            return self._say_only(f"{error}\nusage: {command.usage}")
+            return self._refuse(f"{error}\nusage: {command.usage}")
         return self._call(command, payload)
 
     def _say_only(self, text: str):
         """Print a local answer; nothing is in flight afterwards."""
+        self.say(text)
+
+    def _refuse(self, text: str):
+        """A line that cannot run: say why; the program will exit with status 1."""
+        self.failed = True
         self.say(text)
 
     def _call(self, command: Command, payload: dict):
@@ -297,7 +312,7 @@ class Shell(LineReceiver):
         try:
             d = self.client.call(command.api, payload, session_id=self.session_id)
         except Exception as error:  # an encoding problem must not end the shell
-            return self._say_only(f"cannot send that: {error}")
+            return self._refuse(f"cannot send that: {error}")
         d.addCallbacks(self._succeeded, self._failed, callbackArgs=(command,), errbackArgs=(command,))
         return d
 
@@ -316,10 +331,14 @@ class Shell(LineReceiver):
             self.say(format_fields(payload))
 
     def _failed(self, failure, command):
+        self.failed = True
         error = failure.value
         if not isinstance(error, ApiError):
             self.say(f"error: {printable(failure.getErrorMessage())}")
             return
+        if isinstance(error, ClientError) and error.message == InvalidSession.default_message:
+            # The session expired (or was ended elsewhere): the prompt says so.
+            self.session_id = None
         message = printable(error.message)
         if not isinstance(error, (ServiceUnavailable, Timeout)):
             self._unsettled.pop(command.name, None)
@@ -337,7 +356,7 @@ class Shell(LineReceiver):
         lines = [f"  {c.usage.ljust(width)}  {c.summary}" for c in self.commands.values()]
         lines.append(f"  {'help [COMMAND]'.ljust(width)}  this text, or one command's")
         lines.append(f"  {'quit'.ljust(width)}  leave")
-        lines.append("Quote arguments with spaces: register \"red mug\" ...")
+        lines.append('Quote an argument with spaces in it: "two words"')
         return "commands:\n" + "\n".join(lines)
 
     def _quit(self):
@@ -371,7 +390,7 @@ def _shown(value):
     return value
 
 
-class ClientOptions(usage.Options):
+class ClientOptions(ProgramOptions):
     """Options both CLIs take; ``default_server`` is set by each CLI."""
 
     default_server = "tcp:127.0.0.1:7011"
@@ -384,7 +403,7 @@ class ClientOptions(usage.Options):
     def postOptions(self):
         if self["server"] is None:
             self["server"] = self.default_server
-        check_client_endpoint(self["server"])
+        self["server"] = client_endpoint_argument(self["server"])
         if not self["timeout"] > 0:
             raise usage.UsageError("--timeout must be positive")
 
@@ -400,7 +419,7 @@ def run(title: str, commands: list[Command], options: ClientOptions, argv=None) 
     shell.finished.addBoth(lambda _: client.close())
     shell.finished.addBoth(lambda _: _stop(reactor))
     reactor.run()
-    return 0
+    return 1 if shell.failed else 0
 
 
 def _stop(reactor):
