@@ -5,9 +5,13 @@ For each module, cosmic-ray makes every small change its operators know (a
 ``>`` that becomes ``>=``, a ``+`` that becomes ``-``, a condition that is
 negated, a constant that moves by one...) one at a time, and runs the unit
 tests that guard that module against each.  A mutant the tests still pass
-is a rule nothing checks: kill it with a test, or mark the line
-``# pragma: no mutate`` with a comment saying why the change cannot be
-observed (an equivalent mutant).
+is a rule nothing checks: kill it with a test, or, when no test could
+tell it from the code (an equivalent mutant), mark its operator on its line
+with ``# equivalent: Eq_LtE`` (or every mutant of the line with
+``# pragma: no mutate``) and a comment saying why.  Mutants inside
+annotations are skipped: annotations are never run.  Each survivor is
+reported with the lines it changed.  docs/testing.md has the details and
+each module's score.
 
 The work happens in a copy of the tracked files in a temporary directory,
 never in the working tree, so an interrupted run cannot leave a mutant
