@@ -185,6 +185,7 @@ class HeaderErrorTests(unittest.TestCase):
     def test_errors_name_the_bad_value(self):
         """The field as the peer sent it: the first byte, the whole header_len."""
         cases = [(b"Xabc", BadMagic, "bad magic byte 0x58"),
+                 (b"NS\x02\x00", BadVersion, "unsupported version 2"),
                  (b"NAbc", BadMagic, "bad magic byte 0x41"),
                  (_with_byte(encode_frame(1, flags=FLAG_RESPONSE), 4, b"\x04\x00")[:8],
                   BadHeaderLength, "header_len 1024"),
