@@ -599,6 +599,21 @@ class MemoryMarketStoreTests(MarketStoreContract, MemoryBackend, unittest.TestCa
             self.assertEqual(len(page.items), 5)
 
 
+class MemoryIdOrderTests(MemoryBackend, unittest.TestCase):
+    def test_ordered_pages_hold_past_small_ints(self):
+        """
+        A catalogue of more than 256 items (past CPython's cache of small
+        ints) keeps its in-stock order as stock runs out and comes back.
+        """
+        catalog = self.store.catalog
+        ids = [self.successResultOf(catalog.create_item(1, draft())).item_id for _ in range(300)]
+        for item_id in (ids[-1], ids[150]):
+            self.successResultOf(catalog.adjust_stock(item_id, 1, -5))
+            self.successResultOf(catalog.adjust_stock(item_id, 1, 5))
+        page = self.successResultOf(catalog.search(None, (), False, 0, 400))
+        self.assertEqual(([i.item_id for i in page.items], page.total), (ids, 300))
+
+
 class MemoryLeaseTimingTests(MemoryBackend, unittest.TestCase):
     """Leases on the embedded store's clock, to the tick."""
 

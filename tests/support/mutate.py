@@ -45,6 +45,7 @@ CORE = {
     "marketplace/store/records.py": ["tests.store.test_audit", "tests.store.test_memory"],
     "marketplace/store/memory/ledger.py": ["tests.store.test_memory"],
     "marketplace/store/memory/catalog.py": ["tests.market.test_store_contract.MemoryMarketStoreTests",
+                                            "tests.market.test_store_contract.MemoryIdOrderTests",
                                             "tests.market.test_store_contract.MemoryLeaseTimingTests"],
     "marketplace/laptop/replication.py": ["tests.laptop.test_replication",
                                           "tests.laptop.test_hostile_replica",

@@ -61,7 +61,8 @@ class _IdOrder:
 
     def discard(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        if at < len(self.ids) and self.ids[at] == item_id:  # equivalent: Lt_NotEq, Eq_LtE
+        # An id here is the item's own int object, so `is` is the same test too.
+        if at < len(self.ids) and self.ids[at] == item_id:  # equivalent: Lt_NotEq, Eq_LtE, Eq_Is
             del self.ids[at]
 
 
