@@ -262,7 +262,9 @@ class CatalogContract:
         """Results and refusals alike, as every backend does."""
         catalog = self.store.catalog
         self.assertTrue(ICatalogStore.providedBy(catalog))
-        item = yield catalog.create_item(1, draft())
+        created = catalog.create_item(1, draft())
+        self.assertIsInstance(created, defer.Deferred)
+        item = yield created
         calls = [catalog.item(item.item_id), catalog.item(item.item_id + 9),
                  catalog.items_of_seller(1), catalog.set_price(item.item_id, 1, 5),
                  catalog.adjust_stock(item.item_id, 1, 1), catalog.search(None, (), True, 0, 5),
@@ -610,6 +612,7 @@ class MemoryIdOrderTests(MemoryBackend, unittest.TestCase):
         for item_id in (ids[-1], ids[150]):
             self.successResultOf(catalog.adjust_stock(item_id, 1, -5))
             self.successResultOf(catalog.adjust_stock(item_id, 1, 5))
+        self.successResultOf(catalog.create_item(1, draft(quantity=0)))
         page = self.successResultOf(catalog.search(None, (), False, 0, 400))
         self.assertEqual(([i.item_id for i in page.items], page.total), (ids, 300))
 

@@ -299,9 +299,10 @@ class DecoderStateTests(unittest.TestCase):
 
     def test_buffered_counts_the_incomplete_frame(self):
         decoder = FrameDecoder()
-        decoder.receive(HELLO + HELLO[:10])
-        self.assertEqual(decoder.buffered, len(HELLO) + 10)
-        self.assertEqual(decoder.next_frame(), Frame(0x0001, 1))
+        chat = encode_frame(0x0103, 2, body=b"abc")
+        decoder.receive(chat + HELLO[:10])
+        self.assertEqual(decoder.buffered, len(chat) + 10)
+        self.assertEqual(decoder.next_frame(), Frame(0x0103, 2, body=b"abc"))
         self.assertEqual(decoder.buffered, 10)
         self.assertIsNone(decoder.next_frame())
         self.assertEqual(decoder.buffered, 10)

@@ -55,13 +55,13 @@ class _IdOrder:
 
     def add(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        # bisect_left gives at <= len(ids) and ids[at] >= item_id: `>=` and `<=` are the same tests.
-        if at == len(self.ids) or self.ids[at] != item_id:  # equivalent: Eq_GtE
+        # bisect_left gives at <= len(ids) and ids[at] >= item_id, so `>=`, `<=` and `>` are
+        # the same tests; an id here is the item's own int object, so `is` is as well.
+        if at == len(self.ids) or self.ids[at] != item_id:  # equivalent: Eq_GtE, NotEq_Gt, NotEq_IsNot
             self.ids.insert(at, item_id)
 
     def discard(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        # An id here is the item's own int object, so `is` is the same test too.
         if at < len(self.ids) and self.ids[at] == item_id:  # equivalent: Lt_NotEq, Eq_LtE, Eq_Is
             del self.ids[at]
 
