@@ -62,6 +62,7 @@ class _IdOrder:
 
     def discard(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
+        # As in add: `!=`, `<=` and `is` are the same tests here.
         if at < len(self.ids) and self.ids[at] == item_id:  # equivalent: Lt_NotEq, Eq_LtE, Eq_Is
             del self.ids[at]
 
