@@ -617,6 +617,15 @@ class MemoryIdOrderTests(MemoryBackend, unittest.TestCase):
         self.assertEqual(([i.item_id for i in page.items], page.total), (ids, 300))
 
 
+    def test_an_item_already_out_of_stock_leaves_the_others_in_their_order(self):
+        catalog = self.store.catalog
+        gone = self.successResultOf(catalog.create_item(1, draft(quantity=0)))
+        kept = self.successResultOf(catalog.create_item(1, draft(quantity=5)))
+        self.successResultOf(catalog.adjust_stock(gone.item_id, 1, 0))
+        page = self.successResultOf(catalog.search(None, (), False, 0, 10))
+        self.assertEqual([i.item_id for i in page.items], [kept.item_id])
+
+
 class MemoryLeaseTimingTests(MemoryBackend, unittest.TestCase):
     """Leases on the embedded store's clock, to the tick."""
 
