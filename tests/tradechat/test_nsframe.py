@@ -165,14 +165,25 @@ class HeaderErrorTests(unittest.TestCase):
     def test_a_bad_field_is_refused_in_any_longer_prefix(self):
         """Once a bad field has arrived, each later byte short of a header is refused too."""
         too_long = (65536 - 32 + 1).to_bytes(4, "big")
-        for offset, value, error in [(0, b"X", BadMagic), (1, b"A", BadMagic), (1, b"X", BadMagic),
-                                     (2, b"\x02", BadVersion), (4, b"\x00\x21", BadHeaderLength),
+        for offset, value, error in [(0, b"X", BadMagic), (0, b"A", BadMagic), (1, b"A", BadMagic),
+                                     (1, b"X", BadMagic), (2, b"\x02", BadVersion),
+                                     (2, b"\x00", BadVersion), (4, b"\x00\x21", BadHeaderLength),
                                      (6, too_long, FrameTooLarge),
                                      (6, b"\x01\x00\x00\x00", FrameTooLarge)]:
             bad = _with_byte(HELLO, offset, value)
             for length in range(offset + len(value), HEADER_LEN):
                 with self.subTest(offset=offset, length=length):
                     self.assertRejected(bad[:length], error)
+
+    def test_body_len_is_judged_once_all_its_bytes_arrived(self):
+        """So that the refusal names the size the peer announced."""
+        bad = _with_byte(HELLO, 6, b"\x01\x00\x00\x00")
+        decoder = FrameDecoder()
+        decoder.receive(bad[:9])
+        self.assertIsNone(decoder.next_frame())
+        decoder.receive(bad[9:10])
+        error = self.assertRaises(FrameTooLarge, decoder.next_frame)
+        self.assertEqual(str(error), "frame of 16777248 bytes exceeds 65536")
 
     def test_a_good_prefix_is_never_refused(self):
         """Every prefix of the largest frame's header, on its flags, waits for more."""
