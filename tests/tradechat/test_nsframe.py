@@ -328,7 +328,8 @@ class DecoderStateTests(unittest.TestCase):
         for flags, response, obfuscated in [(0, False, False), (FLAG_OBFUSCATED, False, True),
                                             (nsframe.FLAG_COMPRESSED, False, False),
                                             (FLAG_RESPONSE, True, False),
-                                            (FLAG_RESPONSE | FLAG_OBFUSCATED, True, True)]:
+                                            (FLAG_RESPONSE | FLAG_OBFUSCATED, True, True),
+                                            (0x08, False, False), (0xFB, False, True)]:
             frame = Frame(0x0001, flags=flags)
             self.assertEqual((frame.is_response, frame.is_obfuscated), (response, obfuscated), flags)
 
