@@ -3,8 +3,14 @@ Marketplace benchmark driver: starts the services, runs ``market-bench``.
 
     python benchmarks/market.py                     # memory and redis, 1+1, 10+10, 100+100
     python benchmarks/market.py --stores memory --sizes 100 --ops 200 --csv /tmp/market.csv
+    python benchmarks/market.py --sizes 100 --ops 100 --repeat 3   # the Redis target: medians, ratios
 
-Results are printed and appended to ``benchmarks/out/market.csv`` by default.
+Results are printed and appended to ``benchmarks/out/market.csv`` by default,
+each with the CPU a successful operation took in the service processes and
+in the redis-server (from /proc: on a shared host throughput moves with the
+neighbours' load much more than that does).  With ``--repeat N`` every store
+runs N times, interleaved, and the end shows medians and, per size, Redis's
+ops/s and CPU against the embedded store's in the same repetitions.
 
 Every service runs in its own subprocess, as on separate hosts (``--layout
 spread``, the default); ``--layout split`` keeps the three DB services in one
@@ -24,10 +30,13 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 
 from twisted.internet import defer, protocol, task
+
+from machine import cpus, load_average, process_cpu_seconds
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
@@ -86,7 +95,7 @@ def serve(roles, store, ports):
     loopback = {name: f"tcp:{port}:interface=127.0.0.1" for name, port in ports.items()}
     peers = {name: f"tcp:127.0.0.1:{port}" for name, port in ports.items()}
     if set(roles) & set(DB_SERVICES):
-        shared = make_store(store)
+        shared = make_store(store, key_prefix=tap.KEY_PREFIX)
         shared.setServiceParent(service)
     for name, plugin, maker in (("customer-db", tap.customer_db, tap.make_customer_db),
                                 ("product-db", tap.product_db, tap.make_product_db),
@@ -192,24 +201,61 @@ def run_benchmarks(reactor, args):
     processes = Processes(reactor)
     workdir = tempfile.mkdtemp(prefix="market-bench-")
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
+    print(f"{cpus()}; load average {load_average()}", flush=True)
+    runs = []
     try:
-        for store_kind in args.stores:
-            if store_kind == "memory":
-                store = "memory"
-            else:
-                store = yield start_redis(processes, workdir)
-            buyer_front, seller_front = yield start_services(processes, store, args.layout)
-            for size in args.sizes:
-                config = BenchConfig(buyer_front, seller_front, size, size, args.ops,
-                                     label=f"{store_kind} {size}+{size}",
-                                     progress=not args.quiet)
-                result = yield Bench(config, reactor).run()
-                print(result.summary(), result.breakdown(), sep="\n", flush=True)
-                append_csv(args.csv, result)
-            yield processes.stop_all()
+        for repetition in range(args.repeat):
+            for store_kind in args.stores:
+                redis = None
+                if store_kind == "memory":
+                    store = "memory"
+                else:
+                    store = yield start_redis(processes, workdir)
+                    redis = processes.running[-1]
+                buyer_front, seller_front = yield start_services(processes, store, args.layout)
+                for size in args.sizes:
+                    config = BenchConfig(buyer_front, seller_front, size, size, args.ops,
+                                         label=f"{store_kind} {size}+{size}",
+                                         progress=not args.quiet)
+                    before = _cpu_seconds(processes.running, redis)
+                    result = yield Bench(config, reactor).run()
+                    after = _cpu_seconds(processes.running, redis)
+                    cpu = [(a - b) / max(result.successful, 1) * 1e6 for a, b in zip(after, before)]
+                    runs.append((repetition, store_kind, size, result.ops_per_second, sum(cpu)))
+                    print(result.summary(), result.breakdown(),
+                          f"  CPU a successful op: services {cpu[0]:.0f} us + redis-server "
+                          f"{cpu[1]:.0f} us = {sum(cpu):.0f} us", sep="\n", flush=True)
+                    append_csv(args.csv, result)
+                yield processes.stop_all()
     finally:
         yield processes.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
+    _print_ratios(runs, args)
+
+
+def _cpu_seconds(children, redis):
+    """CPU seconds so far of the service processes and of the redis-server (0 without one)."""
+    def used(child):
+        return process_cpu_seconds(child.transport.pid) or 0.0
+    services = sum(used(child) for child in children if child is not redis)
+    return services, used(redis) if redis is not None else 0.0
+
+
+def _print_ratios(runs, args):
+    """Medians per store and size, and Redis against memory within each repetition."""
+    print(f"\nmedians of {args.repeat} repetition(s); {cpus()}; load average {load_average()}")
+    for size in args.sizes:
+        for store_kind in args.stores:
+            mine = [run for run in runs if run[1:3] == (store_kind, size)]
+            print(f"{store_kind} {size}+{size}: {statistics.median(r[3] for r in mine):,.0f} ops/s, "
+                  f"CPU {statistics.median(r[4] for r in mine):.0f} us a successful op")
+        pairs = [(m, r) for m in runs for r in runs
+                 if m[0] == r[0] and m[2] == r[2] == size and m[1] == "memory" and r[1] == "redis"]
+        if pairs:
+            ops = statistics.median(r[3] / m[3] for m, r in pairs)
+            cpu = statistics.median(r[4] / m[4] for m, r in pairs)
+            print(f"redis/memory {size}+{size}, same repetitions: {ops:.2f}x the ops/s "
+                  f"(target >= 0.6x at 100+100), {cpu:.2f}x the CPU a successful op")
 
 
 def _stores(text):
@@ -233,6 +279,8 @@ def parse_args(argv):
                         type=lambda text: [int(n) for n in text.split(",") if n])
     parser.add_argument("--ops", type=int, default=200, help="operations per user")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="spread")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="repetitions of every store and size, the stores interleaved")
     parser.add_argument("--csv", default=os.path.join(_REPO, "benchmarks", "out", "market.csv"),
                         help="append result rows to this CSV file (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")

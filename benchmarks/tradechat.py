@@ -2,33 +2,41 @@
 Benchmark: the trading chatroom server under tradechat-bench on loopback.
 
     python benchmarks/tradechat.py [--duration 10] [--repeat 3] [--out benchmarks/out/tradechat.csv]
-                                   [--scenarios mixed-100,trade-200] [--store memory]
-                                   [--processes 1] [--reactor poll] [--load-reactor poll]
+                                   [--scenarios mixed-100,trade-200] [--stores memory,redis]
+                                   [--workers 1,2] [--processes 1] [--reactor poll]
+                                   [--load-reactor poll]
 
-For every scenario and repetition a fresh server process is started
-(compatibility profile, so every transfer target exists; embedded store
-unless --store says otherwise; one process), then tradechat-bench runs
-against it in another process (or --processes load processes).  Each run
-appends a row to --out (the bench's CSV columns); at the end a summary table
-shows the median of the runs of each scenario next to the issue's targets
-where it has one, and the machine it ran on: CPU count and model, and the
-load average before and after, since other work on the machine skews the
-figures.
+The matrix is every scenario x store x worker count.  A store is
+C{memory} (the embedded store), C{redis} (a private C{redis-server} this
+script starts on a free port, without persistence, and empties before each
+run) or a C{redis://} URL.  A worker count above 1 runs
+C{twistd tradechat --workers N} (a master and N worker processes); it is
+skipped, and says so, where the plugin has no C{--workers} option or
+refuses the combination (the embedded store is private to one process).
+
+For every scenario and repetition each configuration gets a fresh server
+(C{twistd -n --pidfile= tradechat --compat}, so every transfer target exists), one
+after the other, so that the configurations of one repetition ran under
+the same neighbours' load; tradechat-bench then runs against it in
+another process (or --processes load processes).  Each run appends a row
+to --out (the bench's CSV columns plus the CPU figures); at the end a
+summary table shows the medians of each configuration and, for each
+Redis configuration, its ratio to the embedded store with one worker in
+the same repetitions, beside the machine it ran on: CPU count and model,
+and the load average before and after.
+
+The CPU figures are microseconds per request, from /proc: of all server
+processes (the master and its workers), of the redis-server, their sum,
+and of the load generator.  On a shared host throughput moves with the
+neighbours' load by a factor of two, CPU time per request much less, so
+that is the figure to compare two versions of the code by.
 
 The server runs on the platform's default reactor (epoll on Linux), as
 C{twistd -n tradechat} does.  The load generator runs on tradechat-bench's
 own default for the scenario's mix (C{poll} with chat, the platform's
-default without; L{marketplace.tradechat.bench.default_reactor} says why),
-and the output names it.  --reactor and --load-reactor run every
-scenario's server or load generator on the reactor given, to compare them
-(C{poll} and epoll measured the same for the server, which writes at once
-and so no longer changes registrations per write).
-
-Beside each scenario's figures it prints the CPU microseconds per request
-of the server (during the load) and of the load generator (its whole
-process, start-up included): on a shared host throughput moves with the
-neighbours' load by a factor of two, CPU time per request much less, so
-that is the figure to compare two versions of the code by.
+default without; L{marketplace.tradechat.bench.default_reactor} says why).
+--reactor and --load-reactor run every server or load generator on the
+reactor given, to compare them.
 
 The targets were set for a 2-core machine with client and server sharing it;
 figures from a busier or smaller machine are not comparable.
@@ -36,19 +44,22 @@ figures from a busier or smaller machine are not comparable.
 
 import argparse
 import csv
-import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
-from machine import children_cpu_seconds, cpus, load_average, process_cpu_seconds
+from machine import children_cpu_seconds, cpus, load_average, process_cpu_seconds, tree_cpu_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
-from marketplace.tradechat.bench import PLATFORM_REACTOR, default_reactor, install_reactor  # noqa: E402
+from marketplace.tradechat.bench import PLATFORM_REACTOR, default_reactor  # noqa: E402
 
 # name: (connections, concurrency, mix, payload, target rps, target p99 us)
 SCENARIOS = {
@@ -60,32 +71,112 @@ SCENARIOS = {
     "chat-100-p256": (100, 16, "chat-heavy", 256, None, None),
     "chat-100-p1024": (100, 16, "chat-heavy", 1024, None, None),
 }
+#: The Redis targets: ratios to the embedded store with one worker, and the
+#: CPU of server plus redis-server per request against the embedded server's.
+REDIS_TARGETS = {"trade-200": 0.6, "mixed-100": 0.75}
+REDIS_CPU_TARGET = 2.0
+#: Seconds a server may take to listen.
+START_TIMEOUT = 30.0
 
 
-def serve(store, reactor_name):
-    """Child side: run the server on a free port, print it, run until stdin closes."""
-    install_reactor(reactor_name)
-    from twisted.internet import reactor, stdio
-    from twisted.internet.protocol import Protocol
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    from marketplace.tradechat.tap import Options, makeService
 
-    options = Options()
-    options.parseOptions(["--listen", "tcp:0:interface=127.0.0.1", "--compat", "--store", store])
-    root = makeService(options)
+def wait_for_port(port: int, process: subprocess.Popen) -> bool:
+    """Whether C{port} accepts connections before C{process} exits or the start timeout."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
-    class ExitOnEOF(Protocol):
-        def connectionLost(self, reason):
-            root.stopService().addBoth(lambda _: reactor.stop())
 
-    def announce(port):
-        sys.stdout.write(json.dumps({"port": port.getHost().port, "pid": os.getpid()}) + "\n")
-        sys.stdout.flush()
+class PrivateRedis:
+    """A redis-server on a free port in a temporary directory, without persistence."""
 
-    root.startService()
-    root.getServiceNamed("tradechat").whenListening().addCallback(announce)
-    stdio.StandardIO(ExitOnEOF())
-    reactor.run()
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise SystemExit("the redis store needs redis-server (apt-get install -y redis-server)")
+        self.directory = tempfile.mkdtemp(prefix="tradechat-bench-redis-")
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory], stdout=subprocess.DEVNULL)
+        if not wait_for_port(self.port, self.process):
+            raise SystemExit("the private redis-server did not start")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def flush(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "flushall"], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def plugin_has_workers() -> bool:
+    """Whether this build's tradechat plugin takes --workers."""
+    usage = subprocess.run([TWISTD, "tradechat", "--help"], cwd=REPO, capture_output=True, text=True)
+    return "--workers" in usage.stdout
+
+
+class Config:
+    """One cell of the matrix: a store and a worker count."""
+
+    def __init__(self, store: str, workers: int, redis: PrivateRedis | None) -> None:
+        self.store, self.workers, self.redis = store, workers, redis
+
+    @property
+    def name(self) -> str:
+        return f"{self.store}/{self.workers}w"
+
+    @property
+    def url(self) -> str:
+        return self.redis.url if self.store == "redis" else self.store
+
+    @property
+    def redis_pid(self):
+        return self.redis.process.pid if self.redis is not None else None
+
+
+def start_server(args, config: Config, log_path: str):
+    """The server under twistd on a free port, or None if it refused the configuration."""
+    port = free_port()
+    command = [TWISTD, "-n", "--pidfile=", "--logfile", log_path]
+    if args.reactor:
+        command.append(f"--reactor={args.reactor}")
+    command += ["tradechat", "--listen", f"tcp:{port}:interface=127.0.0.1", "--compat",
+                "--store", config.url]
+    if config.workers > 1:
+        command += ["--workers", str(config.workers)]
+    output_path = log_path + ".out"
+    with open(output_path, "wb") as output:
+        server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    if wait_for_port(port, server):
+        return server, port
+    server.kill()
+    server.wait(timeout=30)
+    with open(output_path, errors="replace") as output:
+        said = " ".join(output.read().split())[-300:]
+    print(f"--- {config.name}: not run ({said})")
+    return None, None
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def server_reactor(args):
@@ -96,119 +187,192 @@ def load_reactor(args, name):
     return args.load_reactor or default_reactor(SCENARIOS[name][2])
 
 
-def run_once(args, name, csv_path):
+def run_once(args, name, config: Config, csv_path: str, log_path: str):
     """
-    One run of scenario C{name}, its row appended to C{csv_path}.
+    One run of scenario C{name} on C{config}, its row appended to C{csv_path}.
 
-    @return: the CPU seconds the server and the load generator used during
-        the run (the server's is None where /proc is missing).
+    @return: the CPU seconds the server processes, the redis-server and the
+        load generator used during the run (None where unknown), or None
+        if the server refused the configuration.
     """
     connections, concurrency, mix, payload, _, _ = SCENARIOS[name]
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--store", args.store,
-         "--reactor", server_reactor(args)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
+    if config.redis is not None:
+        config.redis.flush()
+    server, port = start_server(args, config, log_path)
+    if server is None:
+        return None
     try:
-        started = json.loads(server.stdout.readline())
-        port, server_cpu_before = started["port"], process_cpu_seconds(started["pid"])
-        load_cpu_before = children_cpu_seconds()
-        bench = [sys.executable, "-m", "marketplace.tradechat.bench",
+        time.sleep(0.5)  # the compatibility accounts are opened once the store runs
+        server_before = tree_cpu_seconds(server.pid)
+        redis_before = process_cpu_seconds(config.redis_pid) if config.redis_pid else None
+        load_before = children_cpu_seconds()
+        bench = [sys.executable, "-m", "marketplace.tradechat.benchmain",
                  "--reactor", load_reactor(args, name), "--port", str(port),
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),
                  "--processes", str(args.processes), "--out", csv_path]
         result = subprocess.run(bench, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, timeout=args.duration + 120)
-        sys.stdout.write(f"--- {name} (server reactor {server_reactor(args)}, "
+        server_cpu = _delta(server_before, tree_cpu_seconds(server.pid))
+        redis_cpu = _delta(redis_before,
+                           process_cpu_seconds(config.redis_pid) if config.redis_pid else None)
+        load_cpu = children_cpu_seconds() - load_before
+        sys.stdout.write(f"--- {name} on {config.name} (server reactor {server_reactor(args)}, "
                          f"load generator reactor {load_reactor(args, name)})\n{result.stdout}")
         if result.returncode != 0:
-            raise SystemExit(f"tradechat-bench failed in {name}")
-        server_cpu_after = process_cpu_seconds(started["pid"])
-        server_cpu = None if server_cpu_before is None else server_cpu_after - server_cpu_before
-        return server_cpu, children_cpu_seconds() - load_cpu_before
+            raise SystemExit(f"tradechat-bench failed in {name} on {config.name}")
+        return server_cpu, redis_cpu, load_cpu
     finally:
-        server.stdin.close()
-        server.wait(timeout=30)
+        stop_server(server)
+
+
+def _delta(before, after):
+    return None if before is None or after is None else after - before
+
+
+def configs(args, redis) -> list[Config]:
+    workers = [int(n) for n in args.workers.split(",")]
+    if any(n > 1 for n in workers) and not plugin_has_workers():
+        print("the tradechat plugin has no --workers option: worker counts above 1 are skipped")
+        workers = [n for n in workers if n == 1]
+    return [Config(store, n, redis if store == "redis" else None)
+            for n in workers for store in args.stores.split(",")]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--store", default="memory")
+    parser.add_argument("--stores", default="memory,redis",
+                        help="comma-separated: memory, redis (a private redis-server) or redis:// URLs")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1,
                         help="load-generating processes of tradechat-bench")
     parser.add_argument("--reactor", default=None,
-                        help="Twisted reactor of every scenario's server (e.g. epoll, poll, "
-                             "select; by default the platform's default)")
+                        help="Twisted reactor of every server (e.g. epoll, poll, select; by default "
+                             "the platform's default)")
     parser.add_argument("--load-reactor", default=None,
                         help="Twisted reactor of every scenario's load generator (by default "
                              "each scenario's own)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "out", "tradechat.csv"))
     args = parser.parse_args()
-    if args.serve:
-        serve(args.store, args.reactor)
-        return
     names = args.scenarios.split(",")
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+    redis = PrivateRedis() if "redis" in args.stores.split(",") else None
+    try:
+        run_matrix(args, names, configs(args, redis))
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+def run_matrix(args, names, matrix):
     load_before = load_average()
-    print(f"{cpus()}; client and server share them; store {args.store}; "
-          f"reactors {server_reactor(args)} (server), "
-          f"{args.load_reactor or 'per scenario'} (load); {args.processes} load process(es); "
-          f"load average {load_before}")
-    medians = {}
-    for name in names:
-        with tempfile.NamedTemporaryFile("r", suffix=".csv") as scratch:
-            cpu = [run_once(args, name, scratch.name) for _ in range(args.repeat)]
-            rows = list(csv.DictReader(open(scratch.name)))
-        for row, (server_cpu, load_cpu) in zip(rows, cpu):
-            row.update(cpu_per_request(row, server_cpu, load_cpu))
-        _append_rows(args.out, rows)
-        medians[name] = {key: median_of(rows, key)
-                         for key in ("rps", "p50_us", "p99_us", "p999_us", "err",
-                                     "server_cpu_us_per_req", "load_cpu_us_per_req")}
-    print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}; "
-          f"reactors: server/load generator")
+    print(f"{cpus()}; client and server share them; configurations {', '.join(c.name for c in matrix)}; "
+          f"reactors {server_reactor(args)} (server), {args.load_reactor or 'per scenario'} (load); "
+          f"{args.processes} load process(es); load average {load_before}")
+    medians, ratios = {}, {}
+    with tempfile.TemporaryDirectory() as scratch:
+        log_path = os.path.join(scratch, "server.log")
+        for name in names:
+            rows = {config.name: [] for config in matrix}
+            for _ in range(args.repeat):
+                for config in matrix:
+                    csv_path = os.path.join(scratch, f"{name}-{len(rows[config.name])}.csv")
+                    cpu = run_once(args, name, config, csv_path, log_path)
+                    if cpu is None:
+                        continue
+                    (row,) = list(csv.DictReader(open(csv_path)))
+                    row.update({"scenario": name, "store": config.store, "workers": config.workers},
+                               **cpu_per_request(row, *cpu))
+                    rows[config.name].append(row)
+                    os.remove(csv_path)
+            for config in matrix:
+                _append_rows(args.out, rows[config.name])
+                if rows[config.name]:
+                    medians[name, config.name] = {key: median_of(rows[config.name], key) for key in (
+                        "rps", "p50_us", "p99_us", "err", "server_cpu_us_per_req",
+                        "redis_cpu_us_per_req", "total_cpu_us_per_req", "load_cpu_us_per_req")}
+            ratios.update(same_run_ratios(name, matrix, rows))
+    print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}")
     print(f"{cpus()}; load average {load_before} before, {load_average()} after")
-    print(f"{'scenario':<17}{'reactors':>16}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'p999 us':>9}"
-          f"{'errors':>8}{'cpu us/req':>12}  target")
-    for name, median in medians.items():
+    print(f"{'scenario':<17}{'config':>14}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'errors':>8}"
+          f"{'cpu us/req: server + redis = total; load':>44}  target")
+    for (name, config_name), median in medians.items():
         *_, target_rps, target_p99 = SCENARIOS[name]
         target = "-"
-        if target_rps:
+        if target_rps and config_name == "memory/1w":
             met = median["rps"] >= target_rps and median["p99_us"] <= target_p99
             target = f">= {target_rps} req/s, p99 <= {target_p99} us: {'met' if met else 'NOT met'}"
-        reactors = f"{server_reactor(args)}/{load_reactor(args, name)}"
-        print(f"{name:<17}{reactors:>16}{median['rps']:>9.0f}"
-              f"{median['p50_us']:>9.0f}{median['p99_us']:>9.0f}{median['p999_us']:>9.0f}"
-              f"{median['err']:>8.0f}{cpu_column(median):>12}  {target}")
+        elif (name, config_name) in ratios:
+            target = ratios[name, config_name]
+        print(f"{name:<17}{config_name:>14}{median['rps']:>9.0f}{median['p50_us']:>9.0f}"
+              f"{median['p99_us']:>9.0f}{median['err']:>8.0f}{cpu_column(median):>44}  {target}")
+
+
+def same_run_ratios(name, matrix, rows) -> dict:
+    """
+    For each configuration but the embedded store with one worker: the
+    median over repetitions of its req/s and total CPU per request
+    divided by the embedded store's in the same repetition.
+    """
+    base = rows.get("memory/1w", [])
+    found = {}
+    for config in matrix:
+        if config.name == "memory/1w" or not rows[config.name]:
+            continue
+        pairs = list(zip(base, rows[config.name]))
+        if not pairs:
+            continue
+        rps = statistics.median(float(r["rps"]) / float(b["rps"]) for b, r in pairs)
+        text = f"{rps:.2f}x the embedded req/s"
+        cpu = [float(r["total_cpu_us_per_req"]) / float(b["total_cpu_us_per_req"])
+               for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
+        if cpu:
+            text += f", {statistics.median(cpu):.2f}x its CPU a request"
+        if config.store != "memory" and name in REDIS_TARGETS:
+            met = rps >= REDIS_TARGETS[name] and (not cpu or statistics.median(cpu) <= REDIS_CPU_TARGET)
+            text += (f" (target >= {REDIS_TARGETS[name]}x, CPU <= {REDIS_CPU_TARGET:g}x: "
+                     f"{'met' if met else 'NOT met'})")
+        found[name, config.name] = text
+    return found
 
 
 def median_of(rows: list, key: str):
     """The median of column C{key}, or None if no row has a value there."""
-    values = [float(row[key]) for row in rows if row[key] != ""]
+    values = [float(row[key]) for row in rows if row[key] not in ("", None)]
     return statistics.median(values) if values else None
 
 
-def cpu_per_request(row: dict, server_cpu, load_cpu: float) -> dict:
+def cpu_per_request(row: dict, server_cpu, redis_cpu, load_cpu: float) -> dict:
     """
-    CPU microseconds per request of the server and of the load generator:
-    on a shared host throughput moves with the neighbours' load much more
-    than these do, so they are what to compare between two versions.
+    CPU microseconds per request of the server processes, the redis-server,
+    both, and the load generator: on a shared host throughput moves with
+    the neighbours' load much more than these do, so they are what to
+    compare between two versions.
     """
     requests = max(int(row["total"]), 1)
-    return {"server_cpu_us_per_req": "" if server_cpu is None else round(server_cpu / requests * 1e6, 1),
-            "load_cpu_us_per_req": round(load_cpu / requests * 1e6, 1)}
+
+    def per_request(seconds):
+        return "" if seconds is None else round(seconds / requests * 1e6, 1)
+
+    total = None if server_cpu is None else server_cpu + (redis_cpu or 0)
+    return {"server_cpu_us_per_req": per_request(server_cpu),
+            "redis_cpu_us_per_req": per_request(redis_cpu),
+            "total_cpu_us_per_req": per_request(total),
+            "load_cpu_us_per_req": per_request(load_cpu)}
 
 
 def cpu_column(median: dict) -> str:
-    """C{"server/load"} CPU microseconds per request."""
-    server = median["server_cpu_us_per_req"]
-    return f"{'-' if server is None else f'{server:.0f}'}/{median['load_cpu_us_per_req']:.0f}"
+    """C{"server + redis = total; load"} CPU microseconds per request."""
+    def shown(key):
+        value = median[key]
+        return "-" if value is None else f"{value:.0f}"
+    return (f"{shown('server_cpu_us_per_req')} + {shown('redis_cpu_us_per_req')} = "
+            f"{shown('total_cpu_us_per_req')}; {shown('load_cpu_us_per_req')}")
 
 
 def _append_rows(path, rows):

@@ -20,7 +20,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from marketplace.metrics import Counters
+from marketplace.metrics import CONNECTION_CLOSED, CONNECTION_OPENED, Counters
 from marketplace.tls import forward_secret_only
 
 
@@ -45,7 +45,38 @@ class ConnectionLimits:
 CLOSE_GRACE = 5.0
 
 
-class _ServingFactory(Factory):
+class _ForwardingFactory(Factory):
+    """A factory in front of C{factory}, which it starts, stops and names."""
+
+    noisy = False
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def logPrefix(self):
+        return self.factory.logPrefix()
+
+    def doStart(self):
+        self.factory.doStart()
+
+    def doStop(self):
+        self.factory.doStop()
+
+
+def _when_lost(protocol, then) -> None:
+    """Chain C{then()} after C{protocol}'s own C{connectionLost}, however that ends."""
+    lost = protocol.connectionLost
+
+    def connectionLost(reason):
+        try:
+            return lost(reason)
+        finally:
+            then()
+
+    protocol.connectionLost = connectionLost
+
+
+class _ServingFactory(_ForwardingFactory):
     """
     Serves C{factory}'s protocols within L{ConnectionLimits} and knows the
     connections open, so that the listener can finish them when it stops.
@@ -59,25 +90,15 @@ class _ServingFactory(Factory):
     working); its C{connectionLost} is chained to release its place.
     """
 
-    noisy = False
     log = Logger()
 
     def __init__(self, factory, limits: ConnectionLimits, counters):
-        self.factory = factory
+        super().__init__(factory)
         self.limits = limits
         self.counters = counters
         self.open: set = set()
         self.by_address: Counter = Counter()
         self._all_closed: list[defer.Deferred] = []
-
-    def logPrefix(self):
-        return self.factory.logPrefix()
-
-    def doStart(self):
-        self.factory.doStart()
-
-    def doStop(self):
-        self.factory.doStop()
 
     def buildProtocol(self, addr):
         address = getattr(addr, "host", None)
@@ -91,15 +112,7 @@ class _ServingFactory(Factory):
             return None
         self.open.add(protocol)
         self.by_address[address] += 1
-        lost = protocol.connectionLost
-
-        def connectionLost(reason):
-            try:
-                return lost(reason)
-            finally:
-                self._release(protocol, address)
-
-        protocol.connectionLost = connectionLost
+        _when_lost(protocol, lambda: self._release(protocol, address))
         return protocol
 
     def _refuse(self, which: str, addr):
@@ -172,6 +185,8 @@ class Listener(Service):
     when it has them).  Stopping it finishes the connections still open:
     each answers what it has read and closes, and those still open after
     L{CLOSE_GRACE} seconds are aborted.
+    Every connection it accepts and loses is counted in ``counters`` too:
+    the metrics' open and total connections.
     """
 
     log = Logger()
@@ -183,7 +198,7 @@ class Listener(Service):
         if counters is None:
             counters = getattr(factory, "counters", None) or Counters()
         self.counters = counters
-        self._serving = _ServingFactory(factory, limits, counters)
+        self._serving = _ServingFactory(CountingFactory(factory, counters), limits, counters)
         self.port = None
         self._reactor = _reactor_or_global(reactor)
         self._listening = None
@@ -254,6 +269,28 @@ class Listener(Service):
             stopped = defer.succeed(None)
         finished = self._serving.finish_all(self._reactor)
         return defer.gatherResults([stopped, finished], consumeErrors=True)
+
+
+class CountingFactory(_ForwardingFactory):
+    """
+    Hands out C{factory}'s protocols, counting each connection in
+    C{counters} when it is made (L{CONNECTION_OPENED}) and when it is lost
+    (L{CONNECTION_CLOSED}).  The protocol itself is handed out unwrapped, so
+    its transport stays the real one; its C{connectionLost} is chained.
+    """
+
+    def __init__(self, factory, counters: Counters):
+        super().__init__(factory)
+        self.counters = counters
+
+    def buildProtocol(self, addr):
+        protocol = self.factory.buildProtocol(addr)
+        if protocol is None:
+            return None
+        counters = self.counters
+        counters.increment(CONNECTION_OPENED)
+        _when_lost(protocol, lambda: counters.increment(CONNECTION_CLOSED))
+        return protocol
 
 
 def client_endpoint(description: str, reactor=None):

@@ -4,7 +4,8 @@ use it.
 
 A server's ``Options`` derives from :class:`ServerOptions` (connection limits,
 and the ``--listen`` its own ``optParameters`` add with
-``listen_option(default)``); a plugin that keeps state in the store also
+``listen_option(default)``, and ``--metrics`` from :class:`MetricsOptions`,
+which every plugin takes); a plugin that keeps state in the store also
 derives from :class:`StoreOptions` (``--store``, ``--store-timeout``), and
 :class:`ServiceOptions` is both.  ``usage.Options`` gathers option tables up
 the class hierarchy, so nothing is repeated.
@@ -20,6 +21,11 @@ from twisted.python import usage
 
 from marketplace.net import ConnectionLimits
 from marketplace.store import DEFAULT_STORE_TIMEOUT, check_store_url
+from marketplace.store.ledger_rules import parse_history_keep
+
+#: What a plugin with a ledger keeps of each account's history by default:
+#: enough for any client's history pages, and a bounded store (docs/redis.md).
+DEFAULT_HISTORY_KEEP = "1000"
 
 
 def listen_option(default: str) -> list:
@@ -31,6 +37,13 @@ def listen_option(default: str) -> list:
 
 #: Exit status of a console script given bad options (the shell convention).
 EXIT_USAGE = 2
+
+
+def history_keep_option(default: str = DEFAULT_HISTORY_KEEP) -> list:
+    """The ``--history-keep`` option of a plugin whose store keeps a ledger."""
+    return ["history-keep", None, parse_history_keep(default),
+            "Ledger history each account keeps: N entries, Nd days, N,Nd, or all. "
+            "Older entries fold into a checkpoint, so audits stay exact.", parse_history_keep]
 
 
 def program_name() -> str:
@@ -132,13 +145,29 @@ def client_endpoint_argument(description: str) -> str:
     return description
 
 
+class MetricsOptions(ProjectOptions):
+    """``--metrics``: where the process serves Prometheus metrics (see ``metrics_endpoint``)."""
+
+    optParameters = [
+        ["metrics", None, None,
+         "Server endpoint serving Prometheus metrics at /metrics, e.g. "
+         "tcp:9100:interface=127.0.0.1 (default: none)."],
+    ]
+
+    def postOptions(self):
+        super().postOptions()
+        if self["metrics"] is not None:
+            check_server_endpoint(self["metrics"])
+
+
 class StoreOptions(ProjectOptions):
     """``--store`` and ``--store-timeout``, for plugins that keep state in the store."""
 
     optParameters = [
         ["store", None, "memory",
          "Where sessions and balances live: memory (this process only), "
-         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS)."],
+         "redis://HOST:PORT/DB, or rediss://HOST:PORT/DB?ca=CA.pem&hostname=NAME (TLS); "
+         "?prefix=P puts this system's keys under P instead of its own prefix."],
         ["store-timeout", None, DEFAULT_STORE_TIMEOUT,
          "Seconds a store call may take before it fails as unavailable.", positive_float],
     ]
@@ -151,7 +180,7 @@ class StoreOptions(ProjectOptions):
             raise usage.UsageError(f"--store: {error}") from None
 
 
-class ServerOptions(ProjectOptions):
+class ServerOptions(MetricsOptions):
     """
     A server's ``--listen`` (validated here, added by each plugin with its
     own default) and its connection limits.

@@ -20,6 +20,8 @@ from twisted.internet import endpoints
 
 from protocols.peerauth import MIN_SECRET_SIZE
 
+MAX_SECRET_FILE = 4096
+"""Bytes a secret file may hold: a secret is a line, not a document."""
 MAKE_ONE = "make one with: (umask 077; head -c 32 /dev/urandom | base64 > FILE)"
 
 
@@ -27,20 +29,34 @@ def load_secret(path: str) -> bytes:
     """
     The secret in ``path``.
 
+    The file is opened without blocking and checked before it is read: a
+    FIFO or a device (``/dev/zero``) named by mistake would otherwise hang
+    the start or read without end.
+
     @raise ValueError: with a message fit for a usage error, if the file
-        cannot be read, is readable by group or others, or is too short.
+        cannot be read, is not a regular file, is readable by group or
+        others, or is too short or too long.
     """
     try:
-        with open(path, "rb") as file:
-            mode = os.fstat(file.fileno()).st_mode
-            secret = file.read().strip()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise ValueError(f"cannot read the secret file {path!r}: {error.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(
-            f"the secret file {path!r} is readable by others (mode {stat.S_IMODE(mode):04o}): "
-            f"chmod 600 it"
-        )
+    with os.fdopen(descriptor, "rb") as file:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"the secret file {path!r} is not a regular file; {MAKE_ONE}")
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(
+                f"the secret file {path!r} is readable by others "
+                f"(mode {stat.S_IMODE(mode):04o}): chmod 600 it"
+            )
+        try:
+            content = file.read(MAX_SECRET_FILE + 1)
+        except OSError as error:
+            raise ValueError(f"cannot read the secret file {path!r}: {error.strerror}") from None
+    if len(content) > MAX_SECRET_FILE:
+        raise ValueError(f"the secret file {path!r} holds more than {MAX_SECRET_FILE} bytes")
+    secret = content.strip()
     if len(secret) < MIN_SECRET_SIZE:
         raise ValueError(
             f"the secret file {path!r} holds {len(secret)} bytes, fewer than "

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.tradechat.test_workers -*-
+# -*- test-case-name: tests.tradechat.test_workers,tests.test_net -*-
 """
 One listening socket shared by several worker processes.
 
@@ -20,6 +20,9 @@ from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from marketplace.net import CountingFactory
+from marketplace.tls import forward_secret_only
 
 
 class _NeverAccepts(Factory):
@@ -85,13 +88,15 @@ class AdoptedListener(_PortService):
     Accepts on an inherited listening descriptor while it runs.  C{description}
     is the same ``--listen`` string the master bound: for an ``ssl:``
     endpoint the connections are wrapped in TLS here, with the context the
-    string names.
+    string names.  Connections are counted in the factory's C{counters}, as
+    a L{marketplace.net.Listener} counts them.
     """
 
     def __init__(self, fd: int, description: str, factory, reactor) -> None:
         self._fd = fd
         self._reactor = reactor
-        self.factory = _tls_wrapped(description, factory, reactor)
+        self.factory = _tls_wrapped(
+            description, CountingFactory(factory, factory.counters), reactor)
 
     def startService(self):
         super().startService()
@@ -104,8 +109,13 @@ class AdoptedListener(_PortService):
 
 
 def _tls_wrapped(description: str, factory, reactor):
-    endpoint = endpoints.serverFromString(reactor, description)
+    """
+    C{factory} behind TLS when C{description} is an C{ssl:} string, with the
+    same forward-secret-only context a L{marketplace.net.Listener} gets.
+    """
+    endpoint = forward_secret_only(endpoints.serverFromString(reactor, description))
     if isinstance(endpoint, endpoints.SSL4ServerEndpoint):
-        # The context the ssl: string built; Twisted keeps it on the endpoint.
+        # The context the ssl: string built (narrowed above, in place);
+        # Twisted keeps it on the endpoint.
         return TLSMemoryBIOFactory(endpoint._sslContextFactory, False, factory)
     return factory

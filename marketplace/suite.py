@@ -26,8 +26,9 @@ from marketplace.market.tap import (
     PRODUCT_DB_PORT,
     SELLER_FRONT_PORT,
 )
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import Listener
-from marketplace.options import StoreOptions, positive_float
+from marketplace.options import MetricsOptions, StoreOptions, positive_float
 from marketplace.tradechat.tap import DEFAULT_PORT as TRADECHAT_PORT
 
 #: (system name, tap module providing ``suite_service``), in start order.
@@ -53,7 +54,7 @@ def _port(name: str, default: int, what: str) -> list:
     return [f"{name}-port", None, default, f"Port of {what}.", port_number]
 
 
-class Options(StoreOptions):
+class Options(MetricsOptions, StoreOptions):
     synopsis = "[options]"
     longdesc = ("Start every system of the product (by default on its default ports) and log "
                 "one table of what listens where.")
@@ -127,4 +128,4 @@ def makeService(options) -> MultiService:
         system.setServiceParent(suite)
         systems.append((name, system))
     AddressTable(systems).setServiceParent(suite)
-    return suite
+    return serve_metrics(suite, options)

@@ -20,8 +20,10 @@ is killed.
 
 The counters of all workers read as one through L{WorkerSupervisor.counters}:
 the latest report of each live worker plus the last report of every worker
-that has exited, so totals never go backwards when a worker is replaced.
-This is the master-side aggregation point for metrics.
+that has exited, so totals never go backwards when a worker is replaced
+(and the connections a dead worker had open count as closed).
+This is the master-side aggregation point for metrics: each report is a
+worker's L{marketplace.metrics.Counters.flat} state, so the sum is one too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
+from marketplace.metrics import CONNECTION_CLOSED, CONNECTION_OPENED, unflatten
 from protocols.workerstatus import Status, StatusDecoder, StatusError
 
 LISTEN_FD = 3
@@ -181,7 +184,7 @@ class WorkerSupervisor(Service):
         return waiter
 
     def worker_ended(self, worker: WorkerProcess, reason) -> None:
-        self._exited_counters.update(worker.counters)
+        self._exited_counters.update(_final_counters(worker.counters))
         if self.workers.get(worker.slot) is not worker:
             return
         del self.workers[worker.slot]
@@ -224,7 +227,20 @@ class WorkerSupervisor(Service):
         return killed.addTimeout(KILL_TIMEOUT, self._reactor)
 
     def _stopped(self, _):
-        self.log.info("workers stopped; their counters: {counters}", counters=self.counters())
+        self.log.info("workers stopped; their counters: {counters}",
+                      counters=unflatten(self.counters()).events)
+
+
+def _final_counters(counters: dict) -> dict:
+    """
+    A dead worker's last counters, with every connection it had open
+    counted as closed: they died with it, and the master's open-connections
+    gauge (opened minus closed) must not keep them open for ever.
+    """
+    final = dict(counters)
+    if CONNECTION_OPENED in final:
+        final[CONNECTION_CLOSED] = final[CONNECTION_OPENED]
+    return final
 
 
 def worker_environment() -> dict:

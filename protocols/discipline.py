@@ -45,7 +45,13 @@ class ClientTimer:
     while the server reads from that client.
 
     L{start} (re)arms the full period, L{stop} disarms it; the owning
-    L{Discipline} suspends and resumes it as reading stops and starts.
+    L{Discipline} suspends and resumes it as reading stops and starts, and
+    an idle one as replies become owed and are answered: once per request
+    on a closed-loop connection.  So suspending keeps the reactor's call
+    and notes the time left, and resuming moves the call out by the pause
+    (a later time costs the reactor nothing until the call comes due),
+    instead of a cancelled call and a new one per request; a call that
+    comes due while suspended only keeps its time left.
     """
 
     __slots__ = ("seconds", "idle", "_clock", "_expired", "_call", "_left", "_suspended")
@@ -89,20 +95,23 @@ class ClientTimer:
         self._suspended = True
         if self._call is not None:
             self._left = max(0.0, self._call.getTime() - self._clock.seconds())
-            self._call.cancel()
-            self._call = None
 
     def resume(self) -> None:
         if not self._suspended:
             return
         self._suspended = False
-        if self._left is not None:
-            self._call = self._clock.callLater(self._left, self._fire)
+        left = self._left
+        if left is not None:
             self._left = None
+            if self._call is not None:
+                self._call.reset(left)
+            else:
+                self._call = self._clock.callLater(left, self._fire)
 
     def _fire(self) -> None:
         self._call = None
-        self._expired()
+        if not self._suspended:
+            self._expired()
 
 
 class Discipline:
@@ -135,9 +144,13 @@ class Discipline:
         self._aborted = False
         self._registered = False
 
-    def register_producer(self, producer) -> None:
-        """Register C{producer} (the protocol) as the transport's streaming producer."""
-        self.transport.registerProducer(producer, True)
+    def register_producer(self, producer, streaming: bool = True) -> None:
+        """
+        Register C{producer} (the protocol) as the transport's producer:
+        streaming, or (C{streaming=False}) a pull producer, as a protocol
+        that writes at once registers itself (L{protocols.immediate}).
+        """
+        self.transport.registerProducer(producer, streaming)
         self._registered = True
 
     # Timers ------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """
-The marketplace's JSON envelope (see ``marketplace-api.md``), as pure functions.
+The marketplace's JSON envelope (``docs/protocols/market.md``), as pure functions.
 
 Request:  ``{"type":"request","api":NAME,"session_id":ID|null,"payload":{...}}``
 Success:  ``{"type":"response","api":NAME,"session_id":ID|null,"payload":{...}}``
@@ -64,7 +64,7 @@ class EnvelopeError(Exception):
     A frame that is not a valid envelope.
 
     Carries whatever ``api`` and ``session_id`` could be read, so the error
-    reply can echo them as the spec asks.
+    reply can echo them as ``docs/protocols/market.md`` says.
     """
 
     def __init__(self, code: str, message: str, api=None, session_id=None):
@@ -151,7 +151,7 @@ def _optional_text(envelope, key):
 
 def _sent_session_id(envelope):
     """
-    The ``session_id`` to echo in an error reply: as sent (the spec's
+    The ``session_id`` to echo in an error reply: as sent (the envelope's
     "as sent") when it is a JSON scalar, even a wrongly typed one such as
     ``42``; None for an object or an array, which would make the reply as big
     as the request.

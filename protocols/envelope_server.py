@@ -25,10 +25,12 @@ function.  The protocol:
 Counters (all per factory): ``connections``, ``requests``, ``replies``,
 ``errors.<CODE>``, ``server_errors``, ``idle_timeouts``, ``frame_timeouts``,
 ``truncated_frames`` (a half-close in the middle of a frame),
-``slow_reader_disconnect``.
+``slow_reader_disconnect``, ``abandoned_requests`` (dispatches cancelled
+because their client disconnected).
 """
 
 from collections import deque
+from time import perf_counter
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -37,7 +39,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from marketplace.market.errors import (
+from marketplace.metrics import Counters
+from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
+from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
+from protocols.envelope_errors import (
     ApiError,
     FrameTooLarge,
     NotFound,
@@ -45,9 +50,6 @@ from marketplace.market.errors import (
     Timeout,
     error_for_code,
 )
-from marketplace.metrics import Counters
-from protocols.discipline import DEFAULT_MAX_OUTPUT_BUFFER, Discipline, HalfCloseable
-from protocols.envelope import EnvelopeError, encode_error, encode_response, parse_request
 from protocols.jsonframe import MAX_FRAME_LIMIT, Frame, FrameDecoder, encode_frame
 
 _log = Logger()
@@ -167,33 +169,49 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
         Run one request.  Results that are already there (plain values, fired
         Deferreds) skip the timeout machinery: it is only for waits.
         """
+        started = perf_counter()
         try:
             result = self.factory.dispatch(request)
         except Exception:
-            slot.reply = self._reply_for(request, Failure())
+            slot.reply = self._reply_for(request, Failure(), started)
             return
         if not isinstance(result, defer.Deferred):
-            slot.reply = self._reply_for(request, result)
+            slot.reply = self._reply_for(request, result, started)
             return
         self._running.add(result)
         if not result.called:
             result.addTimeout(self.factory.request_timeout, self.factory.reactor)
-        result.addBoth(self._settled, slot, request, result)
+        result.addBoth(self._settled, slot, request, result, started)
 
-    def _settled(self, outcome, slot, request, d):
+    def _settled(self, outcome, slot, request, d, started):
         self._running.discard(d)
-        slot.reply = self._reply_for(request, outcome)
+        if self._closed and isinstance(outcome, Failure) and outcome.check(defer.CancelledError):
+            # connectionLost cancelled it: the client left, nothing timed
+            # out, and no reply is owed to anybody.
+            self.factory.counters.increment("abandoned_requests")
+            return None
+        slot.reply = self._reply_for(request, outcome, started)
         self._pump()
 
-    def _reply_for(self, request, outcome):
-        """The encoded reply for a dispatch result or Failure (encoding can fail too)."""
+    def _reply_for(self, request, outcome, started):
+        """
+        The encoded reply for a dispatch result or Failure (encoding can fail
+        too), counted by API and outcome (C{OK} or the error code) with its
+        latency.
+        """
+        if not isinstance(outcome, Failure):
+            try:
+                session_id, payload = outcome
+                reply, code = encode_response(request.api, session_id, payload), "OK"
+            except Exception:
+                outcome = Failure()
         if isinstance(outcome, Failure):
-            return self._encode_failure(request, outcome)
-        try:
-            session_id, payload = outcome
-            return encode_response(request.api, session_id, payload)
-        except Exception:
-            return self._encode_failure(request, Failure())
+            error = self._error_for(request, outcome)
+            reply, code = self._encode_error(request.api, request.session_id, error), error.code
+        factory = self.factory
+        api = request.api if request.api in factory.apis else "UNKNOWN"
+        factory.counters.request(api, code, perf_counter() - started)
+        return reply
 
     def _pump(self):
         """
@@ -230,7 +248,7 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
             self.factory.counters.increment("truncated_frames")
         self._pump()
 
-    def _encode_failure(self, request, failure):
+    def _error_for(self, request, failure):
         if failure.check(ApiError):
             error = failure.value
         elif failure.check(defer.TimeoutError, defer.CancelledError):
@@ -241,7 +259,7 @@ class EnvelopeServerProtocol(HalfCloseable, Protocol):
             self.factory.counters.increment("server_errors")
             _log.failure("{api} failed", failure, api=request.api)
             error = ServerError()
-        return self._encode_error(request.api, request.session_id, error)
+        return error
 
     def _encode_error(self, api, session_id, error):
         self.factory.counters.increment(f"errors.{error.code}")
@@ -321,10 +339,13 @@ class EnvelopeServerFactory(Factory):
     A dispatch failure that is an ``ApiError`` becomes that error reply;
     anything else is logged, counted as ``server_errors`` and answered with
     ``SERVER_ERROR``.  ``counters`` is a ``marketplace.metrics.Counters``
-    (a private one when omitted).
+    (a private one when omitted).  Requests are counted there by API:
+    names in ``apis`` by their own name, any other as ``UNKNOWN``, so a
+    client cannot make up new series.
     """
 
     protocol = EnvelopeServerProtocol
+    apis: frozenset = frozenset()
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ from protocols.laptop import (
     encode_replica_message,
     encode_role,
 )
+from protocols.immediate import ImmediateWriter
 from protocols.peerauth import Acceptor, AuthenticationFailed
 
 #: pipelined requests a customer may have unanswered before we stop reading
@@ -66,11 +67,14 @@ def set_no_delay(transport) -> None:
 @implementer(IPushProducer)
 class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
     """
-    On a customer connection this is the transport's streaming producer:
-    it stops reading requests while the replies already written wait in a
-    full transport buffer (a customer that sends but never reads), as it
-    does while ``MAX_PIPELINE`` requests are unanswered, so what is
-    buffered for one customer stays bounded by both.
+    On a customer connection this is the transport's producer, and replies
+    go through an ``ImmediateWriter``: on plain TCP they are sent at once,
+    not at the reactor's next poll (a write through the transport costs a
+    registration for writing, a reactor event and a deregistration, more
+    than the ``send`` itself).  It stops reading requests while the replies
+    already written back up in the transport (a customer that sends but
+    never reads), as it does while ``MAX_PIPELINE`` requests are
+    unanswered, so what is buffered for one customer stays bounded by both.
 
     Two timers of the shared discipline (L{protocols.discipline}): while a
     message (or a replica's handshake) is incomplete, ``partial_timeout``
@@ -104,6 +108,7 @@ class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
     def connectionMade(self):
         self.factory.connections.add(self)
         set_no_delay(self.transport)
+        self._writer = ImmediateWriter(self.transport)
         discipline = self.discipline = Discipline(
             self.transport, self.factory.clock, self.factory.counters)
         self._partial_timer = discipline.timer(self.factory.partial_timeout, self._timed_out)
@@ -178,7 +183,9 @@ class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
             self._reject(_REFUSED_ROLES[role])
         elif role == ROLE_CUSTOMER:
             self.factory.counters.increment("laptop_customer_connections")
-            self.discipline.register_producer(self)
+            # A pull producer when writing at once: the transport says each
+            # time its buffer drains (the writer tells when it backs up).
+            self.discipline.register_producer(self, streaming=not self._writer.immediate)
         else:
             self._after_replica_role = True
             secret = self.factory.replica_secret
@@ -232,7 +239,7 @@ class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
             ready = []
             while replies and replies[0][0] is not None:
                 ready.append(replies.popleft()[0])
-            self.transport.write(b"".join(ready) if len(ready) > 1 else ready[0])
+            self._write(b"".join(ready) if len(ready) > 1 else ready[0])
         if not replies:
             self.discipline.settle(False)
         if self._backlogged and len(replies) < MAX_PIPELINE // 2:
@@ -250,21 +257,29 @@ class LaptopServerProtocol(HalfCloseable, protocol.Protocol):
         self._backlogged = len(self._replies) >= limit
         self.discipline.stop_reading("backlog", self._backlogged)
 
-    # Streaming producer of a customer connection: the transport says when
-    # its buffer is full and when it drained.
+    # Producer of a customer connection: the transport says when its buffer
+    # is full (streaming only) and when it drained (streaming and pull).
     def pauseProducing(self):
+        self._writer.pause()
         self.discipline.output_paused()
 
     def resumeProducing(self):
+        self._writer.drained()
         self.discipline.output_resumed()
 
     def stopProducing(self):
         """The transport is closing; ``connectionLost`` follows."""
 
+    def _write(self, data: bytes) -> None:
+        writer = self._writer
+        writer.write(data)
+        if writer.paused and not self.discipline.output_blocked:
+            self.discipline.output_paused()
+
     def _write_held(self) -> None:
         held = self._held
         if held:
-            self.transport.write(b"".join(held))
+            self._write(b"".join(held))
             del held[:]
 
     def _close_when_answered(self) -> None:
@@ -409,9 +424,11 @@ class LaptopServerFactory(protocol.Factory):
 class ReplicaLinkProtocol(protocol.Protocol):
     """
     The outbound half of a replica pair: this replica's messages to one
-    peer.  Nothing is expected back on it.  While the kernel buffer towards
-    a stalled peer is full, messages are dropped rather than queued without
-    bound: the replication protocol resends what was lost.
+    peer.  Nothing is expected back on it.  Messages go through an
+    ``ImmediateWriter``, so on plain TCP each leaves at once.  While the
+    kernel buffer towards a stalled peer is full, messages are dropped
+    rather than queued without bound: the replication protocol resends what
+    was lost.
     """
 
     log = Logger()
@@ -421,15 +438,21 @@ class ReplicaLinkProtocol(protocol.Protocol):
         self._on_lost = on_lost
         #: the role word went out already, ahead of an authentication handshake
         self._role_sent = role_sent
-        self.congested = False
+        self._writer = None
         self.connected = False
+
+    @property
+    def congested(self) -> bool:
+        """Whether what was written backs up in the transport."""
+        return self._writer is not None and self._writer.paused
 
     def connectionMade(self):
         self.connected = True
         set_no_delay(self.transport)
-        self.transport.registerProducer(self, True)
+        self._writer = ImmediateWriter(self.transport)
+        self._writer.register_producer(self)
         hello = encode_replica_message(Hello(self._own_id))
-        self.transport.write(hello if self._role_sent else encode_role(ROLE_REPLICA) + hello)
+        self._writer.write(hello if self._role_sent else encode_role(ROLE_REPLICA) + hello)
 
     def send(self, message) -> bool:
         if not self.connected or self.congested:
@@ -441,20 +464,21 @@ class ReplicaLinkProtocol(protocol.Protocol):
             # on a congested link, but said.
             self.log.error("not sending {kind}: {why}", kind=type(message).__name__, why=error)
             return False
-        self.transport.write(frame)
+        self._writer.write(frame)
         return True
 
     def dataReceived(self, data):
+        self._writer.release()
         self.transport.loseConnection()
 
     def pauseProducing(self):
-        self.congested = True
+        self._writer.pause()
 
     def resumeProducing(self):
-        self.congested = False
+        self._writer.drained()
 
     def stopProducing(self):
-        self.congested = True
+        self._writer.pause()
 
     def connectionLost(self, reason):
         self.connected = False

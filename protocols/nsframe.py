@@ -1,5 +1,6 @@
 """
-Sans-I/O codec for the trading-chat binary frame (the "NS" frame).
+Sans-I/O codec for the trading-chat binary frame (the "NS" frame,
+``docs/protocols/tradechat.md``).
 
 Every frame is a 32-byte big-endian header followed by a body::
 
@@ -162,7 +163,7 @@ def encode_frame(
 ) -> bytes:
     """
     Encode one frame.  When C{flags} carries L{FLAG_OBFUSCATED} the body is
-    XORed here and the checksum covers the XORed bytes, as the spec requires.
+    XORed here and the checksum covers the XORed bytes, as the existing clients expect.
 
     The header is packed twice (checksum zero, then the real one) rather
     than patched in a mutable copy: on the server's hot path that is the

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from time import perf_counter
 from typing import Callable, Optional
 
 from twisted.internet import defer
@@ -45,9 +46,6 @@ from marketplace.store import (
     BalanceOverflow, DirectoryFull, InsufficientFunds, InvalidAmount, SelfTransfer,
     SessionNotFound, StoreUnavailable, UnknownAccount,
 )
-from marketplace.tradechat.errors import (
-    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
-)
 from protocols import tradechat_bodies as bodies
 from protocols.discipline import Discipline, HalfCloseable
 from protocols.immediate import ImmediateWriter
@@ -56,6 +54,9 @@ from protocols.nsframe import (
     FrameDecoder, FrameError, Opcode, Status, encode_frame, encode_response,
 )
 from protocols.outputbudget import OutputBudget
+from protocols.tradechat_errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
+)
 from protocols.turns import TurnFlusher
 
 DEFAULT_IDLE_TIMEOUT = 120.0
@@ -115,6 +116,9 @@ _PRE_LOGIN = frozenset({Opcode.HELLO, Opcode.LOGIN, Opcode.HEARTBEAT})
 _LOGIN_CHANGES = frozenset({Opcode.LOGIN, Opcode.LOGOUT})
 """Opcodes whose success starts or ends a login (and its deadline)."""
 
+_API_NAMES = {opcode.value: opcode.name for opcode in Opcode}
+"""Opcode -> the C{api} label of its requests in the metrics (C{UNKNOWN} if none)."""
+
 
 def error_status(error: BaseException) -> tuple[Status, str, bytes]:
     """The status, counter name and body answering C{error}."""
@@ -152,6 +156,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         self._decoder = FrameDecoder(factory.max_frame_size)
         self._queue: deque[Frame] = deque()
         self._busy = False
+        self._started = 0.0  # when the request being answered was taken up
         self._draining = False
         self._reading_paused = False
         self._writer: ImmediateWriter | None = None
@@ -316,8 +321,9 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
         single callback on the service's Deferred (which the embedded store
         has usually fired already, so the answer is written right here).
         """
+        self._started = perf_counter()
         if self.state.user_id is None and frame.opcode not in _PRE_LOGIN:
-            # The spec: before login anything but HELLO, LOGIN and HEARTBEAT
+            # The wire format: before login anything but HELLO, LOGIN and HEARTBEAT
             # (unknown opcodes included) gets UNAUTHORIZED, whatever its body.
             self._refuse(frame, Status.UNAUTHORIZED, "unauthorized")
         elif frame.flags & FLAG_COMPRESSED:
@@ -357,7 +363,7 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
                     self._login_deadline.cancel()
             else:
                 self._arm_login_deadline()
-        self._write(encode_response(frame, Status.OK, RESPONSE_ENCODERS[frame.opcode](result)))
+        self._respond(frame, Status.OK, RESPONSE_ENCODERS[frame.opcode](result))
 
     def _failed(self, failure, frame: Frame) -> None:
         status, counter, body = error_status(failure.value)
@@ -371,7 +377,14 @@ class TradeChatServerProtocol(HalfCloseable, Protocol):
 
     def _refuse(self, frame: Frame, status: Status, counter: str, body: bytes = b"") -> None:
         self.counters.increment(counter)
-        self._write(encode_response(frame, status, body))
+        self._respond(frame, status, body)
+
+    def _respond(self, frame: Frame, status: Status, body: bytes) -> None:
+        """Write the one answer to C{frame}, counted by opcode and status with its latency."""
+        data = encode_response(frame, status, body)
+        self.counters.request(_API_NAMES.get(frame.opcode, "UNKNOWN"), status.name,
+                              perf_counter() - self._started)
+        self._write(data)
 
     # Output and flow control -----------------------------------------------
 

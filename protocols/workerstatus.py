@@ -18,9 +18,12 @@ import json
 
 import attrs
 
-MAX_LINE = 64 * 1024
-MAX_COUNTERS = 512
-MAX_COUNTER_NAME = 64
+#: A report holds a worker's events, requests by opcode and outcome, and a
+#: latency histogram per opcode and per store call: hundreds of entries, with
+#: names such as ``store.requests|directory.user_id_for|StoreUnavailable``.
+MAX_LINE = 512 * 1024
+MAX_COUNTERS = 4096
+MAX_COUNTER_NAME = 128
 KINDS = ("ready", "counters")
 
 

@@ -407,14 +407,18 @@ class RealSocketHalfCloseTests(TestCase):
 class _PipeliningSlowReader(Protocol):
     """
     Send C{data} at once, read nothing until C{resume()}, then count the
-    replies C{count} finds in what arrives until C{expected} are in.
+    replies in what arrives until C{expected} are in.  C{count} is fed each
+    chunk as it arrives and returns the replies counted so far: counting
+    the whole of what arrived at every read would make each read slower than
+    the last, stall the reactor both ends share, and starve the server's
+    timers on a loaded machine.
     """
 
     def __init__(self, data, count, expected):
         self.data = data
         self.count = count
         self.expected = expected
-        self.received = b""
+        self.replies = 0
         self.done = defer.Deferred()
 
     def connectionMade(self):
@@ -428,13 +432,25 @@ class _PipeliningSlowReader(Protocol):
         self.transport.resumeProducing()
 
     def dataReceived(self, data):
-        self.received += data
-        if self.count(self.received) >= self.expected and not self.done.called:
-            self.done.callback(self.count(self.received))
+        self.replies = self.count(data)
+        if self.replies >= self.expected and not self.done.called:
+            self.done.callback(self.replies)
 
     def connectionLost(self, reason):
         if not self.done.called:
-            self.done.callback(self.count(self.received))
+            self.done.callback(self.replies)
+
+
+@defer.inlineCallbacks
+def _until(condition, what, timeout=20.0):
+    """Wait, a few milliseconds at a time and C{timeout} s at most, for C{condition()}."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        yield deferLater(reactor, 0.005, lambda: None)
 
 
 class RealSocketSlowReaderTests(TestCase):
@@ -446,14 +462,24 @@ class RealSocketSlowReaderTests(TestCase):
 
     timeout = 30
 
-    #: seconds the client does not read, against a 0.2-s request timer
-    PAUSE = 1.5
+    #: seconds, by the server's clock, that the client does not read: many
+    #: times every timer of the server under test
+    PAUSE = 3600.0
 
     @defer.inlineCallbacks
-    def slow_reader(self, factory, data, count, expected):
+    def slow_reader(self, make_factory, data, count, expected):
+        """
+        The server's timers run on a L{Clock} while its sockets are real: the
+        pause is made by advancing that clock once the server has stopped
+        reading, so no scheduling delay of a loaded machine can fire a timer,
+        and a timer that wrongly runs while the server does not read always
+        fires.
+        """
         from twisted.internet import reactor
-        from twisted.internet.task import deferLater
+        clock = Clock()
+        factory = make_factory(clock)
         build = factory.buildProtocol
+        servers = []
 
         def build_with_a_small_send_buffer(address):
             # What the kernel takes is small too, so the server's own
@@ -466,6 +492,7 @@ class RealSocketSlowReaderTests(TestCase):
                 make_connection(transport)
 
             protocol.makeConnection = makeConnection
+            servers.append(protocol)
             return protocol
 
         factory.buildProtocol = build_with_a_small_send_buffer
@@ -474,34 +501,49 @@ class RealSocketSlowReaderTests(TestCase):
         client = _PipeliningSlowReader(data, count, expected)
         yield connect(f"tcp:127.0.0.1:{port}", client, timeout=5, reactor=reactor)
         self.addCleanup(client.transport.loseConnection)
-        yield deferLater(reactor, self.PAUSE, client.resume)
-        return (yield client.done)
+        yield _until(lambda: servers and servers[0].discipline.output_blocked,
+                     "the server stops reading a client that does not read")
+        clock.advance(self.PAUSE)
+        client.resume()
+        return (yield client.done), factory
 
     @defer.inlineCallbacks
     def test_marketplace(self):
-        from twisted.internet import reactor
-        factory = EnvelopeServerFactory(lambda request: (None, {"echo": request.payload}),
-                                        reactor=reactor, frame_timeout=0.2, idle_timeout=0.2)
+        def make_factory(clock):
+            return EnvelopeServerFactory(lambda request: (None, {"echo": request.payload}),
+                                         reactor=clock, frame_timeout=0.2, idle_timeout=0.2)
+
         requests = 20_000
         data = b"".join(encode_frame(Framing.LENGTH_PREFIXED, encode_envelope("E", None, {"n": i}))
                         for i in range(requests))
 
-        def count(received):
-            frames = FrameDecoder(framing=Framing.LENGTH_PREFIXED).feed(received)
-            return sum(isinstance(frame, Frame) for frame in frames)
+        decoder = FrameDecoder(framing=Framing.LENGTH_PREFIXED)
+        frames = [0]
 
-        self.assertEqual((yield self.slow_reader(factory, data, count, requests)), requests)
+        def count(chunk):
+            frames[0] += sum(isinstance(frame, Frame) for frame in decoder.feed(chunk))
+            return frames[0]
+
+        replies, factory = yield self.slow_reader(make_factory, data, count, requests)
+        self.assertEqual(replies, requests)
         self.assertEqual(factory.counters.counts["frame_timeouts"], 0)
 
     @defer.inlineCallbacks
     def test_laptop_customer_port(self):
-        from twisted.internet import reactor
         counters = Counters()
-        factory = LaptopServerFactory(OrderDesk(FakeReplica(), counters), Inbox(), counters,
-                                      reactor, partial_timeout=0.2)
+
+        def make_factory(clock):
+            return LaptopServerFactory(OrderDesk(FakeReplica(), counters), Inbox(), counters,
+                                       clock, partial_timeout=0.2)
+
         requests = 200_000
         data = encode_role(ROLE_CUSTOMER) + encode_request(CustomerRequest(1, -1, 2)) * requests
-        replies = yield self.slow_reader(factory, data, lambda received: len(received) // 8,
-                                         requests)
+        received = [0]
+
+        def count(chunk):
+            received[0] += len(chunk)
+            return received[0] // 8
+
+        replies, _ = yield self.slow_reader(make_factory, data, count, requests)
         self.assertEqual(replies, requests)
         self.assertEqual(counters.counts["laptop_rejected_truncated_message"], 0)

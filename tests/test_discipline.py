@@ -45,6 +45,25 @@ class ClientTimerTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(self.fired, [1010])
 
+    def test_suspend_and_resume_keep_the_reactor_call(self):
+        """
+        An idle timer is suspended and resumed once per request: that moves
+        its one call out by the pause, with no call cancelled or made.
+        """
+        self.timer.start()
+        [call] = self.clock.getDelayedCalls()
+        for _ in range(3):
+            self.clock.advance(1)
+            self.timer.suspend()
+            self.clock.advance(2)
+            self.timer.resume()
+        self.assertEqual(self.clock.getDelayedCalls(), [call])
+        self.assertTrue(call.active())
+        self.clock.advance(6.5)
+        self.assertEqual(self.fired, [])
+        self.clock.advance(0.5)
+        self.assertEqual(self.fired, [16])
+
     def test_started_while_suspended_waits_for_resume(self):
         self.timer.suspend()
         self.timer.start()

@@ -60,7 +60,7 @@ class SharedOptionsTableTests(unittest.TestCase):
         table = shared_options_table()
         self.assertEqual(set(table), {"--listen", "--max-connections",
                                       "--max-connections-per-address", "--store",
-                                      "--store-timeout"})
+                                      "--store-timeout", "--metrics"})
         makers = plugins()
         for option, named in table.items():
             self.assertLessEqual(named, set(makers), option)

@@ -4,6 +4,7 @@ Listening and connecting through endpoint strings, TLS included.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
@@ -17,6 +18,7 @@ from twisted.python import usage
 
 from marketplace.metrics import Counters
 from marketplace.net import ConnectionLimits, Listener, connect
+from marketplace.sharedsocket import AdoptedListener, SharedSocket
 from marketplace.options import ServiceOptions, check_client_endpoint, listen_option
 from tests.support.services import listening_port, start_service
 from tests.support.tls import make_tls_files
@@ -195,6 +197,23 @@ class ForwardSecrecyTests(unittest.TestCase):
         self.assertEqual(agreed, "ECDHE-RSA-AES128-GCM-SHA256")
 
 
+class AdoptedListenerForwardSecrecyTests(ForwardSecrecyTests):
+    """
+    The same for a worker's listener, which accepts on the socket its
+    master bound and wraps connections in TLS itself.
+    """
+
+    def setUp(self):
+        self.tls = make_tls_files(self.mktemp(), rsa_key=True)
+        server = f"ssl:0:interface=127.0.0.1:privateKey={self.tls.key}:certKey={self.tls.cert}"
+        shared = start_service(self, SharedSocket(server, reactor))
+        factory = protocol.Factory.forProtocol(Echo)
+        factory.counters = Counters()
+        self.port = shared.port.getHost().port
+        inherited = os.dup(shared.fileno())  # the listener closes the one it adopts, as a worker
+        start_service(self, AdoptedListener(inherited, server, factory, reactor))
+
+
 class ExampleOptions(ServiceOptions):
     optParameters = [listen_option("tcp:7777")]
 
@@ -207,7 +226,9 @@ class OptionsTests(unittest.TestCase):
                          ("tcp:7777", "memory", 2.0))
 
     def test_redis_store_urls(self):
-        for url in ("redis://127.0.0.1:6390/2", "rediss://cache.example:6380/0?ca=/ca.pem"):
+        for url in ("redis://127.0.0.1:6390/2", "rediss://cache.example:6380/0?ca=/ca.pem",
+                    "redis://127.0.0.1:6390/0?prefix=eu1:", "redis://h/0?prefix={eu1}:",
+                    "rediss://h/0?prefix=x:&ca=/ca.pem"):
             options = ExampleOptions()
             options.parseOptions(["--store", url])
             self.assertEqual(options["store"], url)
@@ -225,6 +246,7 @@ class OptionsTests(unittest.TestCase):
                           ["--max-connections", "0"], ["--max-connections-per-address", "x"],
                           ["--store", "redis://host:port"], ["--store", "redis://h/x"],
                           ["--store-timeout", "-1"], ["--store", "redis://h?ca=x"],
+                          ["--store", "redis://h/0?prefix=a b"], ["--store", "redis://h/0?prefix=" + "p" * 65],
                           ["--listen", "ssl:9443:privateKey=/no/such/key.pem"]):
             self.assertRaises(usage.UsageError, ExampleOptions().parseOptions, arguments)
 

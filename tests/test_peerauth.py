@@ -237,6 +237,18 @@ class SecretFileTests(unittest.TestCase):
         self.assertIn("cannot read", str(error))
 
 
+    def test_refuses_what_is_not_a_regular_file_without_reading_it(self):
+        """A FIFO (or a device such as /dev/zero) would block or never end: refused at once."""
+        path = self.mktemp()
+        os.mkfifo(path, 0o600)
+        error = self.assertRaises(ValueError, load_secret, path)
+        self.assertIn("not a regular file", str(error))
+
+    def test_refuses_an_overlong_file(self):
+        error = self.assertRaises(ValueError, load_secret, self.write(SECRET * 1000))
+        self.assertIn("more than", str(error))
+
+
 class LoopbackTests(unittest.TestCase):
     def test_loopback_endpoints(self):
         for description in ("tcp:7000:interface=127.0.0.1", r"tcp:0:interface=\:\:1",

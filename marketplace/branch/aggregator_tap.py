@@ -10,7 +10,9 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
-from marketplace.options import ProjectOptions, check_client_endpoint, positive_float
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
+from marketplace.options import MetricsOptions, check_client_endpoint, positive_float
 
 from .aggregate import aggregate_into
 from .cli import LIMIT_PARAMETERS, limits_from
@@ -21,7 +23,7 @@ DEFAULT_BRANCH = "tcp:127.0.0.1:5001"
 log = Logger()
 
 
-class Options(ProjectOptions):
+class Options(MetricsOptions):
     """
     Options of the C{branch-aggregator} plugin.
     """
@@ -55,16 +57,21 @@ class Options(ProjectOptions):
             self["branches"] = [DEFAULT_BRANCH]
 
 
-def aggregate_and_log(main_path, branches, limits, lock_timeout, reactor):
+def aggregate_and_log(main_path, branches, limits, lock_timeout, reactor, counters=None):
     """
     One aggregation run whose every outcome is logged and none raised, so
-    the interval timer keeps running after a bad run.
+    the interval timer keeps running after a bad run.  C{counters} counts
+    C{runs}, C{branches_answered}, C{branches_failed} and C{runs_not_written}.
     """
+    counters = Counters() if counters is None else counters
+    counters.increment("runs")
 
     def collected(results):
         for result in results:
             log.info("branch-aggregator: {line}", line=result.describe())
         failed = sum(1 for result in results if not result.answered)
+        counters.increment("branches_answered", len(results) - failed)
+        counters.increment("branches_failed", failed)
         if failed:
             log.warn(
                 "branch-aggregator: {failed} of {total} branches did not answer",
@@ -73,6 +80,7 @@ def aggregate_and_log(main_path, branches, limits, lock_timeout, reactor):
             )
 
     def not_written(failure):
+        counters.increment("runs_not_written")
         if failure.check(TotalsNotWritten):
             log.error(
                 "branch-aggregator: run's total missing from the totals file: {reason}",
@@ -102,9 +110,10 @@ def makeService(options, reactor=None):
         limits_from(options),
         options["lock-timeout"],
         reactor,
+        export("branch", "aggregator", Counters()),
     )
     timer.clock = reactor
     timer.setName("branch-aggregator")
     service = MultiService()
     timer.setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)

@@ -7,6 +7,8 @@ timeout, never anyone else's (the existing server served one client at a
 time and a silent one stalled all others).
 """
 
+from time import perf_counter
+
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
@@ -53,6 +55,7 @@ class BranchProtocol(HalfCloseable, Protocol):
         # Answering or rejecting settles the connection's one request;
         # whatever arrives afterwards, bytes or end-of-file, is ignored.
         self._settled = False
+        self._started = 0.0
 
     def connectionMade(self):
         self.discipline = Discipline(self.transport, self.factory.reactor, self.factory.counters)
@@ -86,19 +89,22 @@ class BranchProtocol(HalfCloseable, Protocol):
     def _respond(self):
         self._settled = True
         self.factory.counters.increment("branch.requests")
+        self._started = perf_counter()
         d = self.factory.sales.summary()
         d.addCallback(self._encode)
         d.addErrback(self._encode_error)
         d.addCallback(self._send)
 
     def _encode(self, summary):
-        return encode_reply(
+        reply = encode_reply(
             BranchReply(
                 branch_id=self.factory.sales.branch_id,
                 records=summary.records,
                 subtotal=summary.subtotal,
             )
         )
+        self._count("ok")
+        return reply
 
     def _encode_error(self, failure):
         """
@@ -119,7 +125,11 @@ class BranchProtocol(HalfCloseable, Protocol):
             self.log.failure("branch summary failed", failure)
             self.factory.counters.increment("branch.internal_errors")
         self.factory.counters.increment("branch.error_replies")
+        self._count("error")
         return encode_reply(ErrorReply(reason))
+
+    def _count(self, outcome):
+        self.factory.counters.request("REQUEST", outcome, perf_counter() - self._started)
 
     def _send(self, data):
         """

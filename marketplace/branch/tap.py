@@ -11,7 +11,8 @@ import os
 from twisted.application.service import MultiService
 from twisted.python import usage
 
-from marketplace.metrics import Counters
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import ConnectionLimits, Listener
 from marketplace.options import ServerOptions, listen_option, positive_float
 from protocols.branch import MAX_REQUEST, InvalidBranchId, check_branch_id
@@ -83,7 +84,7 @@ def branch_listener(
     if reactor is None:
         from twisted.internet import reactor
     check_branch_id(branch_id)
-    counters = Counters() if counters is None else counters
+    counters = export("branch", f"branch {branch_id}", Counters() if counters is None else counters)
     sales = BranchSales(branch_id, SalesFile(os.path.abspath(csv_path)), counters)
     factory = BranchFactory(
         sales, counters, reactor, idle_timeout=idle_timeout, max_request=max_request
@@ -103,7 +104,7 @@ def makeService(options):
         max_request=options["max-request"],
         limits=options.connection_limits(),
     ).setServiceParent(service)
-    return service
+    return serve_metrics(service, options)
 
 
 def suite_service(suite_options):

@@ -217,6 +217,9 @@ class Replica:
     #: records per InstallSnapshot chunk: 512 KiB, well within one frame
     #: (``protocols.laptop.MAX_SNAPSHOT_RECORDS``)
     snapshot_chunk = 65536
+    #: seconds the next batch waits at most for the orders of the customers
+    #: the last commit answered (see ``_hold_until``)
+    batch_hold = 0.001
 
     def __init__(
         self,
@@ -272,6 +275,12 @@ class Replica:
         self._read_waiters: List[tuple] = []
         self._pending_orders: Dict[int, tuple] = {}
         self._flush_call = None
+        #: orders the last commit answered: as many are likely to come back
+        self._batch_target = 0
+        #: the log index with which a held batch is full (None: not held)
+        self._full_at = None
+        #: the AppendEntries last sent, for the next backup that lacks the same
+        self._last_append = None
 
         self._requests: Dict[int, _CustomerRequest] = {}
         self._next_tag = 0
@@ -451,7 +460,7 @@ class Replica:
 
     def _append(self, entry: Entry) -> int:
         index = self.replicated_log.append(entry)
-        if not self._live_backup_busy():
+        if self._full_at is not None or (self._flush_call is None and not self._live_backup_busy()):
             # Otherwise the reply that frees the last busy live backup sends
             # this entry, with every other one appended meanwhile.
             self._schedule_flush()
@@ -501,18 +510,69 @@ class Replica:
         return progress.next_index <= last_index or progress.acked_round < self._round
 
     def _schedule_flush(self) -> None:
-        if self._flush_call is None and self._running:
+        """
+        Send what the live backups lack at the end of this reactor turn, or
+        within ``batch_hold`` while the batch is held (``_hold_until``); a
+        held batch goes at the end of the turn in which it fills up or a
+        read comes to wait for its round.
+        """
+        if not self._running:
+            return
+        call = self._flush_call
+        if call is not None:
+            full_at = self._full_at
+            if full_at is None or (
+                self.replicated_log.last_index < full_at and not self._read_waiting()
+            ):
+                return
+            call.cancel()
+            self._full_at = None
             self._flush_call = self._clock.callLater(0, self._flush)
+            return
+        self._full_at = self._hold_until()
+        delay = 0 if self._full_at is None else self.batch_hold
+        self._flush_call = self._clock.callLater(delay, self._flush)
+
+    def _read_waiting(self) -> bool:
+        """Whether a read waits for a round not sent yet."""
+        return bool(self._read_waiters) and self._read_waiters[-1][0] > self._round
+
+    def _hold_until(self) -> Optional[int]:
+        """
+        The log index with which the next batch is full, if it is to wait
+        for more orders (else None): while it holds fewer than the last
+        commit answered, and no read waits for a round.  In a closed loop
+        each customer answered sends its next order a client round trip
+        later; sent at once, the batch would go without them and they in
+        one of their own, so the backups would get half the orders per
+        message, and each message costs them about as much as its orders.
+        A lone customer's order still goes at once (one answered, one
+        waiting), and nothing waits longer than ``batch_hold``.
+        """
+        target = self._batch_target
+        if target < 2 or not self.live or self._read_waiting():
+            return None
+        peers = self._peers
+        sent = None
+        for peer in self.live:
+            next_index = peers[peer].next_index
+            if sent is None or next_index < sent:
+                sent = next_index
+        full_at = sent + target - 1
+        if sent <= self.replicated_log.last_index < full_at:
+            return full_at
+        return None
 
     def _flush(self) -> None:
         self._flush_call = None
+        self._full_at = None
+        self._batch_target = 0  # whatever was held goes now
         if self.role != PRIMARY:
             return
         # Orders gain nothing from reaching one live backup before the
         # slowest, but a read needs only a majority to acknowledge a round:
         # a read waiting for a round not sent yet goes out to every idle peer.
-        read_waits = bool(self._read_waiters) and self._read_waiters[-1][0] > self._round
-        self._send_round(in_step=not read_waits)
+        self._send_round(in_step=not self._read_waiting())
         self._advance_commit()
 
     def _send_append(self, peer: int) -> None:
@@ -544,17 +604,27 @@ class Replica:
             sent_through = log.base_index
         else:
             prev = progress.next_index - 1
-            entries = log.entries_from(progress.next_index, self.max_batch)
-            message = AppendEntries(
-                self.view,
-                self.replica_id,
-                prev,
-                log.view_at(prev),
-                self.commit_index,
-                self._round,
-                entries,
-            )
-            next_index = progress.next_index + len(entries)
+            message = self._last_append
+            if not (
+                message is not None
+                and message.prev_index == prev
+                and message.round == self._round
+                and message.view == self.view
+                and message.commit_index == self.commit_index
+                and len(message.entries) == min(log.last_index - prev, self.max_batch)
+            ):
+                # Backups in step get the same message: built (and encoded,
+                # see protocols.laptop) once for all of them.
+                message = self._last_append = AppendEntries(
+                    self.view,
+                    self.replica_id,
+                    prev,
+                    log.view_at(prev),
+                    self.commit_index,
+                    self._round,
+                    log.entries_from(progress.next_index, self.max_batch),
+                )
+            next_index = progress.next_index + len(message.entries)
             sent_through = next_index - 1
         if self._send(peer, message):
             progress.in_flight_since = self._clock.seconds()
@@ -608,7 +678,10 @@ class Replica:
         self._answer_reads()
         if reply.replica_id in self.live:
             if not self._live_backup_busy() and self._live_backup_behind():
-                self._send_round()
+                if self._hold_until() is not None:
+                    self._schedule_flush()
+                else:
+                    self._send_round()
         elif self._behind(progress, self.replicated_log.last_index):
             self._send_append(reply.replica_id)
 
@@ -681,15 +754,19 @@ class Replica:
         pending = self._pending_orders
         replica_id = self.replica_id
         first = self.commit_index + 1
+        answered = 0
         for i, entry in enumerate(log.entries_from(first, index - first + 1), first):
             apply(entry)
             if pending and pending.get(entry.customer_id, (None, None))[1] == i:
                 del pending[entry.customer_id]
             ready = waiters.pop(i, None) if waiters else None
             if ready:
+                answered += len(ready)
                 for waiter in ready:
                     waiter.done(None, replica_id)
         self.commit_index = index
+        if self.role == PRIMARY:
+            self._batch_target = answered
         if index - log.base_index >= self.compact_threshold:
             self._compact()
 

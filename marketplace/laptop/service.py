@@ -8,6 +8,7 @@ shared secret when one is given.
 
 from collections import deque
 from functools import partial
+from time import perf_counter
 from typing import Dict, Mapping, Optional, Tuple
 
 from twisted.application.service import MultiService
@@ -39,6 +40,11 @@ from protocols.laptop_server import DEFAULT_IDLE_TIMEOUT, LaptopServerFactory, R
 from protocols.peerauth import connecting
 
 
+#: Request type -> the C{api} label of its requests in the metrics.
+REQUEST_NAMES = {TYPE_ORDER: "order", TYPE_READ: "read", TYPE_LOCAL_READ: "local_read"}
+FAILED = "failed"
+
+
 class OrderDesk:
     """
     Turns customer requests into replica calls and wire replies.  Every
@@ -58,12 +64,15 @@ class OrderDesk:
         Serve one request; ``respond(reply_bytes)`` is called exactly once,
         at once or when the replica has an outcome.  Plain callbacks rather
         than a Deferred: this runs for every order a customer places.
+        Each is counted by type and outcome (C{ok} or C{failed}), with its
+        latency.
         """
         customer, number, kind = request.customer_id, request.order_number, request.request_type
+        respond = self._measured(respond, kind)
         if kind == TYPE_ORDER:
             if customer < 0 or number < 0:
                 self._counters.increment("laptop_invalid_orders")
-                respond(self._order_failed(request, engineer_id))
+                respond(self._order_failed(request, engineer_id), FAILED)
                 return
             key = (engineer_id, customer)
             queue = self._unanswered.get(key)
@@ -80,7 +89,7 @@ class OrderDesk:
 
             def failed(_):
                 try:
-                    respond(self._failed(request, engineer_id))
+                    respond(self._failed(request, engineer_id), FAILED)
                 finally:
                     self._order_answered(key, order)
 
@@ -101,14 +110,25 @@ class OrderDesk:
             respond(self._record(ReadResult(last, self._replica.replica_id), customer))
             return
         self._counters.increment("laptop_unknown_request_types")
-        respond(self._order_failed(request, engineer_id))
+        respond(self._order_failed(request, engineer_id), FAILED)
+
+    def _measured(self, respond, kind: int):
+        """C{respond}, counting the request of type C{kind} when it is answered."""
+        api, started = REQUEST_NAMES.get(kind, "UNKNOWN"), perf_counter()
+        record = self._counters.request
+
+        def answered(reply: bytes, outcome: str = "ok") -> None:
+            record(api, outcome, perf_counter() - started)
+            respond(reply)
+
+        return answered
 
     def _read(self, request: CustomerRequest, engineer_id: int, respond) -> None:
         customer = request.customer_id
         self._replica.read_record(
             customer,
             lambda result: respond(self._record(result, customer)),
-            lambda _: respond(self._failed(request, engineer_id)),
+            lambda _: respond(self._failed(request, engineer_id), FAILED),
         )
 
     def _order_answered(self, key: Tuple[int, int], order: list) -> None:

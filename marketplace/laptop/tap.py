@@ -29,6 +29,8 @@ from twisted.python import usage
 
 from marketplace.laptop.replication import Timeouts
 from marketplace.laptop.service import ReplicaService, make_storage
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import ConnectionLimits
 from marketplace.options import (
     ServerOptions,
@@ -222,7 +224,8 @@ def replica_service(
         peers,
         timeouts=timeouts,
         storage=make_storage(data_dir, fsync),
-        counters=counters,
+        counters=export("laptop", f"replica {replica_id}",
+                        Counters() if counters is None else counters),
         clock=reactor,
         idle_timeout=idle_timeout,
         replica_secret=replica_secret,
@@ -264,7 +267,7 @@ def replica_application(
 
 
 def makeService(options) -> ReplicaService:
-    return replica_service(
+    return serve_metrics(replica_service(
         options["id"],
         options["listen"],
         options["peers"],
@@ -275,7 +278,7 @@ def makeService(options) -> ReplicaService:
         replica_listen=options["replica-listen"],
         idle_timeout=options["idle-timeout"],
         limits=options.connection_limits(),
-    )
+    ), options)
 
 
 def cluster_service(

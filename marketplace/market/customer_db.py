@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import attrs
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from marketplace.market import accounts, validation
 from marketplace.market.dbservice import make_dispatch
 from marketplace.market.errors import ClientError, Forbidden, InvalidSession
 from marketplace.store import SessionNotFound
-from marketplace.store.sessionids import is_session_id
+from marketplace.store.sessionids import DEFAULT_SESSION_TTL, is_session_id
 from marketplace.store.market_errors import FeedbackAlreadyGiven, UnknownUser
 from marketplace.store.market_records import ReservedLine
 
@@ -253,17 +254,29 @@ class CustomerDbService:
         if not is_session_id(session_id):
             raise InvalidSession()
         touched = self._sessions.touch(session_id)
-        return touched.addCallbacks(self._caller_of, _invalid_session,
-                                    callbackArgs=(session_id, role))
+        caller = touched.addCallbacks(self._caller_of, _invalid_session,
+                                      callbackArgs=(session_id, role))
+        if role != "buyer":
+            return caller
+        # The cart slides in the same round trip as the session check, not
+        # after it: sliding the cart of a session that turns out invalid
+        # (or a seller's, which has none) changes nothing.
+        slid = self._customers.cart_touch(session_id, self._session_ttl or DEFAULT_SESSION_TTL)
+        return caller.addBoth(_once_slid, slid)
 
     def _caller_of(self, session, session_id, role):
         session_role = session.data.get("role")
         if session_role != role:
             raise Forbidden(f"this call is for {role} accounts; the session belongs to a {session_role}")
-        caller = Caller(session_id, role, int(session.user_id.partition(":")[2]), session.ttl)
-        if role == "buyer":
-            return self._customers.cart_touch(session_id, session.ttl).addCallback(lambda _: caller)
+        return Caller(session_id, role, int(session.user_id.partition(":")[2]), session.ttl)
+
+
+def _once_slid(caller, slid):
+    """The caller once its cart slid; a refused caller's slide does not matter."""
+    if isinstance(caller, Failure):
+        slid.addErrback(lambda _: None)
         return caller
+    return slid.addCallback(lambda _: caller)
 
 
 def _invalid_session(failure):

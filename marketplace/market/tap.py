@@ -40,17 +40,20 @@ from marketplace.market.periodic import Periodic
 from marketplace.market.product_db import DEFAULT_LEASE, ProductDbService, lease_sweep_interval
 from marketplace.market.rpc import ServiceClient
 from marketplace.market.seller_front import SellerFront
-from marketplace.metrics import Counters
+from marketplace.metrics import Counters, export
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import Listener
 from marketplace.peersecret import MAKE_ONE, is_loopback_endpoint, load_secret
 from marketplace.options import (
     ServerOptions,
     ServiceOptions,
     check_client_endpoint,
+    history_keep_option,
     listen_option,
     positive_float,
 )
 from marketplace.store import make_store
+from marketplace.store.ledger_rules import KEEP_EVERYTHING
 from protocols.envelope_server import EnvelopeServerFactory
 from protocols.jsonframe import MAX_FRAME_LIMIT
 
@@ -59,6 +62,8 @@ PRODUCT_DB_PORT = 7002
 PAYMENTS_PORT = 7003
 SELLER_FRONT_PORT = 7010
 BUYER_FRONT_PORT = 7011
+#: Where the marketplace's keys live in a shared Redis (docs/redis.md).
+KEY_PREFIX = "market:"
 
 _DEFAULT_LIMITS = GateLimits()
 
@@ -160,6 +165,7 @@ class PaymentsOptions(_DbServiceOptions):
     optParameters = [
         listen_option(_loopback(PAYMENTS_PORT)),
         ["approve", None, "all", "Approval policy: all, none, max:CENTS or ratio:F (0..1)."],
+        history_keep_option(),
     ]
 
     def postOptions(self):
@@ -225,12 +231,15 @@ class BuyerFrontOptions(_FrontOptions):
 
 def _listener(options, name, table, reactor, max_in_flight=1, secret=None, counters=None):
     """The listener of one service; with ``secret``, only its holders get through."""
+    counters = export("market", name, counters or Counters())
     factory = EnvelopeServerFactory(
-        make_dispatch(table), counters or Counters(), options["max-frame"],
-        options["idle-timeout"], reactor, max_in_flight=max_in_flight)
+        make_dispatch(table), counters, options["max-frame"], options["idle-timeout"], reactor,
+        max_in_flight=max_in_flight)
+    factory.apis = frozenset(table)
     if secret is not None:
         factory = authenticated(factory, name, secret, reactor)
-    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits())
+    listener = Listener(options["listen"], factory, reactor, limits=options.connection_limits(),
+                        counters=counters)
     listener.setName(name)
     return listener
 
@@ -245,12 +254,13 @@ def _db_service(name, options, build, store=None, reactor=None):
     service = MultiService()
     CollectorSettings().setServiceParent(service)
     if store is None:
-        store = make_store(options["store"], options["store-timeout"], reactor)
+        store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX,
+                           options.get("history-keep", KEEP_EVERYTHING))
         store.setServiceParent(service)
     table = build(store, reactor, service)
     _listener(options, name, table, reactor, DB_MAX_IN_FLIGHT,
               options["secret"]).setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)
 
 
 def make_customer_db(options, store=None, reactor=None):
@@ -334,7 +344,7 @@ def _front_service(options, name, front, clients, reactor, counters):
     CollectorSettings().setServiceParent(service)
     _listener(options, name, front.dispatch_table(), reactor,
               counters=counters).setServiceParent(service)
-    return service
+    return serve_metrics(service, options, reactor)
 
 
 @attrs.frozen
@@ -383,7 +393,7 @@ def suite_service(suite_options):
     of the machine can reach loopback ports too.
     """
     service = MultiService()
-    store = make_store(suite_options["store"], suite_options["store-timeout"])
+    store = make_store(suite_options["store"], suite_options["store-timeout"], key_prefix=KEY_PREFIX)
     store.setServiceParent(service)
     secret = secrets.token_bytes(32)
 

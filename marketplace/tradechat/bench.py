@@ -21,7 +21,8 @@ Pushes are counted from their headers, never decoded (every connection
 receives every chat: hundreds of thousands of frames a second), and no timer
 is set per request.  C{--processes N} spreads the connections and the
 in-flight workers over N load-generating processes (see
-L{marketplace.tradechat.benchpool}), for machines where one Python process
+L{marketplace.tradechat.benchpool}; L{marketplace.tradechat.benchmain}
+chooses), for machines where one Python process
 would saturate a core before the server does.  Their histograms, counts and
 ledgers are merged exactly, so the figures and the conservation check mean
 the same as with one process.
@@ -51,7 +52,6 @@ from marketplace.net import describe_connection_failure
 from marketplace.options import (
     ProgramOptions,
     client_endpoint_argument,
-    parse_command_line,
     positive_float,
     program_name,
 )
@@ -630,26 +630,3 @@ def _append_csv(path: str, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
-
-
-def main(argv=None) -> None:
-    options = parse_command_line(Options(), argv)
-    install_reactor(options["reactor"])
-    if options["processes"] > 1:
-        # Imported here: the pool's children import this module for Bench.
-        from marketplace.tradechat.benchpool import run_pool
-        arguments = sys.argv[1:] if argv is None else argv
-        task.react(lambda reactor: run_pool(reactor, options, arguments)
-                   .addCallback(_exit_status))
-    else:
-        task.react(lambda reactor: Bench(reactor, options).run().addCallback(_exit_status))
-
-
-def _exit_status(conserved: bool) -> None:
-    """Exit non-zero when the conservation check failed, so scripts notice."""
-    if not conserved:
-        raise SystemExit(3)
-
-
-if __name__ == "__main__":
-    main()

@@ -31,8 +31,10 @@ once, never twice.  CHAT_SEND answers SERVER_BUSY while PUBLISH fails, and
 JOIN answers SERVER_BUSY when the subscription is not confirmed within the
 store timeout (the membership is kept, and subscribed on reconnecting).
 
-Channels are C{tradechat:chat:<db>:<room>}: pub/sub channels are not
-scoped to Redis's numbered databases, so the database is in the name.
+Channels are C{<prefix>chat:<db>:<room>} (C{tradechat:chat:0:7} by
+default): under the store's key prefix, so deployments sharing a Redis do
+not hear each other's rooms, and with the database in the name, since
+pub/sub channels are not scoped to Redis's numbered databases.
 Whatever arrives on a channel is decoded and checked (body well-formed,
 room equal to the channel's) before anyone receives it; anything else is
 counted in C{dropped} and logged.
@@ -97,7 +99,7 @@ class RedisRoomHub(LocalRoomHub, Service):
         LocalRoomHub.__init__(self, flusher)
         self._connection = connection
         self._reactor = reactor
-        self._prefix = f"tradechat:chat:{connection.address.db}:".encode("ascii")
+        self._prefix = f"{connection.prefix}chat:{connection.address.db}:".encode("ascii")
         self._factory = None
         self._subscriber = None
         self._subscribed: set[int] = set()

@@ -24,12 +24,12 @@ from twisted.internet import defer
 from marketplace.store import DirectoryFull, SessionNotFound
 from marketplace.store.directory_rules import FULL_ID_SPACE, capacity
 from marketplace.tradechat.compat import COMPAT_ACCOUNTS, account_of, provision_accounts
-from marketplace.tradechat.errors import (
-    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
-)
 from protocols.tradechat_bodies import (
     Balance, ChatSend, Deposit, Heartbeat, Hello, HelloReply, HistoryEntry, JoinRoom,
     LeaveRoom, Login, LoginReply, Logout, Transfer, TxnHistory, Withdraw, login_token,
+)
+from protocols.tradechat_errors import (
+    AlreadyLoggedIn, LoginRefused, NotAMember, NotInRoom, NotLoggedIn,
 )
 
 DEFAULT_SESSION_TTL = 300.0

@@ -13,12 +13,13 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from marketplace.collector import CollectorSettings
-from marketplace.metrics import Counters
+from marketplace.metrics import Counters, export, export_flat
+from marketplace.metrics_endpoint import serve_metrics
 from marketplace.net import ConnectionLimits, Listener
-from marketplace.options import ServiceOptions, listen_option, positive_float
+from marketplace.options import ServiceOptions, history_keep_option, listen_option, positive_float
 from marketplace.peersecret import MAKE_ONE, load_secret
 from marketplace.sharedsocket import AdoptedListener, SharedSocket
-from marketplace.store import MAX_BALANCE, make_store
+from marketplace.store import MAX_BALANCE, make_store, store_label
 from marketplace.supervisor import WorkerSupervisor, worker_environment
 from marketplace.tradechat.auth import Authenticator, CredentialFileError, parse_credentials
 from marketplace.tradechat.compat import COMPAT_OPENING_BALANCE
@@ -35,6 +36,8 @@ from protocols.turns import TurnFlusher
 
 DEFAULT_PORT = 9000
 DEFAULT_LISTEN = f"tcp:{DEFAULT_PORT}"
+#: Where this system's keys live in a shared Redis (docs/redis.md).
+KEY_PREFIX = "tradechat:"
 MAX_WORKERS = 64
 DEFAULT_MAX_CONNECTIONS = 10_000
 
@@ -109,6 +112,7 @@ class Options(ServiceOptions):
         ["max-total-output", None, DEFAULT_MAX_TOTAL_OUTPUT,
          "Bytes queued to all connections together before the readers with the most "
          "queued are dropped.", _byte_count],
+        history_keep_option(),
     ]
 
     def connection_limits(self) -> ConnectionLimits:
@@ -205,10 +209,11 @@ def makeService(options: Options, reactor=None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
     if options["workers"] > 1:
-        return _master(options, reactor)
-    return _serving_process(
+        return serve_metrics(_master(options, reactor), options, reactor)
+    return serve_metrics(_serving_process(
         options, reactor, lambda factory: Listener(options["listen"], factory, reactor,
-                                                   limits=options.connection_limits()))
+                                                   limits=options.connection_limits())),
+        options, reactor)
 
 
 def worker_service(options: Options, listen_fd: int, reactor) -> TradeChatRoot:
@@ -229,13 +234,15 @@ def _master(options: Options, reactor) -> MultiService:
         env=worker_environment())
     supervisor.setName("workers")
     supervisor.setServiceParent(root)
+    supervisor.sums = WorkerSums(supervisor, store_label(options["store"]))
     return root
 
 
 def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
     root = TradeChatRoot()
     CollectorSettings().setServiceParent(root)
-    store = make_store(options["store"], options["store-timeout"], reactor)
+    store = make_store(options["store"], options["store-timeout"], reactor, KEY_PREFIX,
+                       options["history-keep"])
     store.setName("store")
     store.setServiceParent(root)
     flusher = TurnFlusher(reactor)
@@ -249,7 +256,7 @@ def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
                         options["anonymous-lease"]))
     _Provisioning(tradechat).setServiceParent(root)
     factory = TradeChatServerFactory(
-        tradechat, reactor, Counters(),
+        tradechat, reactor, export("tradechat", "tradechat", Counters()),
         idle_timeout=options["idle-timeout"], login_timeout=options["login-timeout"],
         max_frame_size=options["max-frame-size"], max_output_buffer=options["max-output-buffer"],
         flusher=flusher, max_connections=options["max-connections"],
@@ -259,6 +266,42 @@ def _serving_process(options: Options, reactor, make_listener) -> TradeChatRoot:
     listener.setName("tradechat")
     listener.setServiceParent(root)
     return root
+
+
+def worker_report(root: TradeChatRoot) -> dict:
+    """
+    What a worker reports to its master: its chat counters, and its store's
+    under C{store.} names (L{WorkerSums} splits them again).
+    """
+    report = root.factory.counters.flat()
+    for name, value in root.getServiceNamed("store").metrics.flat().items():
+        report[STORE_PREFIX + name] = value
+    return report
+
+
+STORE_PREFIX = "store."
+
+
+class WorkerSums:
+    """
+    The master's view of all its workers, exported for C{--metrics}: the
+    sum of every worker's report (L{WorkerSupervisor.counters}), split into
+    the chat's counters and the store's.
+    """
+
+    def __init__(self, supervisor: WorkerSupervisor, store_label: str) -> None:
+        self._supervisor = supervisor
+        export_flat("tradechat", "tradechat", self.chat)
+        export_flat("store", store_label, self.store)
+
+    def chat(self) -> dict:
+        return {name: value for name, value in self._supervisor.counters().items()
+                if not name.startswith(STORE_PREFIX)}
+
+    def store(self) -> dict:
+        return {name[len(STORE_PREFIX):]: value
+                for name, value in self._supervisor.counters().items()
+                if name.startswith(STORE_PREFIX)}
 
 
 def suite_service(suite_options) -> MultiService:

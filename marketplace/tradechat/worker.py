@@ -11,7 +11,7 @@ import sys
 
 from marketplace.options import parse_command_line
 from marketplace.supervisor import LISTEN_FD
-from marketplace.tradechat.tap import Options, worker_service
+from marketplace.tradechat.tap import Options, worker_report, worker_service
 from marketplace.worker import run_worker
 
 
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     from twisted.internet import reactor
     options = parse_command_line(Options(), argv)
     root = worker_service(options, LISTEN_FD, reactor)
-    return run_worker(root, root.factory.counters.snapshot, reactor)
+    return run_worker(root, lambda: worker_report(root), reactor)
 
 
 if __name__ == "__main__":

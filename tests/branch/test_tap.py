@@ -86,7 +86,7 @@ class AggregatorOptionsTests(SynchronousTestCase):
         service = aggregator_tap.makeService(options)
         [timer] = [s for s in service if isinstance(s, TimerService)]
         self.assertEqual(timer.step, 5.0)
-        main, branches, limits, lock_timeout, _ = timer.call[1]
+        main, branches, limits, lock_timeout, _, _ = timer.call[1]
         self.assertEqual((main, branches, limits.reply), ("main.csv", ["tcp:a:5001"], 2.0))
 
 

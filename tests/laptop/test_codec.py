@@ -249,6 +249,15 @@ messages = st.one_of(
 
 
 class ReplicaMessageTests(unittest.TestCase):
+    def test_append_entries_sent_to_several_backups_is_packed_once(self):
+        """The same message again gives the same frame; an equal one a new but equal frame."""
+        message = AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42), Entry(3, 1, 8, 1)))
+        frame = encode_replica_message(message)
+        self.assertIs(encode_replica_message(message), frame)
+        again = encode_replica_message(attrs.evolve(message))
+        self.assertIsNot(again, frame)
+        self.assertEqual(again, frame)
+
     def test_append_entries_layout(self):
         message = AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42),))
         self.assertEqual(

@@ -340,6 +340,80 @@ class BatchingTests(unittest.TestCase):
         self.assertEqual(net.replicas[leader].live, {fast})
 
 
+    def _two_orders_answered_together(self):
+        """
+        A primary with two live backups that has just committed two orders
+        in one batch, right after a heartbeat (the next is a whole heartbeat
+        away).  Returns the network, the primary's id and the list the
+        orders' outcomes go into.
+        """
+        net = SimulatedNetwork(timeouts=self.TIMEOUTS)
+        leader = elect(net)
+        primary = net.replicas[leader]
+        net.run_until(lambda: len(primary.live) == 2, 2.0)
+        net.trace = []
+        net.run_until(lambda: net.trace, 1.0)  # an idle primary sends only heartbeats
+        results = []
+        primary.order(1, 1).addCallback(results.append)
+        primary.order(2, 1).addCallback(results.append)
+        net.run_until(lambda: len(results) == 2, 0.1)
+        net.trace = []
+        return net, leader, results
+
+    @staticmethod
+    def _batches(net, leader):
+        """The orders of each batch the primary sent since the trace was reset."""
+        return [
+            [(e.customer_id, e.order_number) for e in message.entries]
+            for source, _, message in net.trace
+            if source == leader and type(message) is AppendEntries and message.entries
+        ]
+
+    def test_next_batch_waits_for_the_customers_just_answered(self):
+        """
+        Two orders answered together: the next order waits for the other
+        customer's, so both backups get the two in one batch each instead
+        of one batch for each order.
+        """
+        self.patch(Replica, "batch_hold", 0.05)
+        net, leader, results = self._two_orders_answered_together()
+        primary = net.replicas[leader]
+        primary.order(1, 2).addCallback(results.append)
+        net.run(0.02)
+        self.assertEqual(self._batches(net, leader), [])
+        primary.order(2, 2).addCallback(results.append)
+        net.run(0.02)
+        self.assertEqual(self._batches(net, leader), [[(1, 2), (2, 2)]] * 2)
+        first, second = [m for s, _, m in net.trace if s == leader and type(m) is AppendEntries]
+        self.assertIs(first, second, "one message, built once, for both backups")
+        self.assertEqual(results, [leader] * 4)
+
+    def test_a_held_batch_goes_after_batch_hold(self):
+        """A customer that does not come back holds the other's order up by batch_hold at most."""
+        self.patch(Replica, "batch_hold", 0.05)
+        net, leader, results = self._two_orders_answered_together()
+        net.replicas[leader].order(1, 2).addCallback(results.append)
+        net.run(0.04)
+        self.assertEqual(results, [leader] * 2)
+        net.run(0.03)
+        self.assertEqual(self._batches(net, leader), [[(1, 2)]] * 2)
+        self.assertEqual(results, [leader] * 3)
+
+    def test_a_lone_customer_is_not_held(self):
+        """One order answered and its customer's next one waiting alone: it goes at once."""
+        self.patch(Replica, "batch_hold", 0.05)
+        net, leader, results = self._two_orders_answered_together()
+        primary = net.replicas[leader]
+        primary.order(1, 2).addCallback(results.append)
+        net.run_until(lambda: len(results) == 3, 0.1)  # alone, after the hold
+        net.trace = []
+        start = net.now
+        primary.order(1, 3).addCallback(results.append)
+        net.run_until(lambda: len(results) == 4, 0.1)
+        self.assertEqual(self._batches(net, leader), [[(1, 3)]] * 2)
+        self.assertLess(net.now - start, 0.04)
+
+
 class FailureTests(unittest.TestCase):
     def test_backup_crash_does_not_stall_past_timeout(self):
         net = SimulatedNetwork()

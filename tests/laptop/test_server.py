@@ -3,6 +3,7 @@ The server protocol and the order desk, over ``StringTransport`` and a
 ``task.Clock``: customer requests, pipelining, the close request, bad input.
 """
 
+import socket
 import struct
 
 from twisted.internet import defer, task
@@ -12,6 +13,7 @@ from twisted.trial import unittest
 from marketplace.laptop.replication import ReadResult, RequestFailed
 from marketplace.laptop.service import OrderDesk
 from marketplace.metrics import Counters
+from protocols.immediate import HIGH_WATER
 from protocols.laptop import (
     REPLICA_LINK_LABEL,
     ROLE_CUSTOMER,
@@ -28,9 +30,10 @@ from protocols.laptop import (
     encode_request,
     encode_role,
 )
-from protocols.laptop_server import MAX_PIPELINE, LaptopServerFactory
+from protocols.laptop_server import MAX_PIPELINE, LaptopServerFactory, ReplicaLinkProtocol
 from protocols.peerauth import MAGIC, Connector
 from tests.laptop.simnet import SimulatedNetwork
+from tests.test_immediate import SocketTransport, receive_all
 
 #: the customer idle timeout the tests' factories use
 IDLE = 300.0
@@ -38,6 +41,13 @@ IDLE = 300.0
 
 def vector(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))
+
+
+class TCPSocketTransport(SocketTransport):
+    """A transport with a real socket that also takes the TCP option our protocols set."""
+
+    def setTcpNoDelay(self, enabled):
+        self.no_delay = enabled
 
 
 class FakeReplica:
@@ -187,6 +197,76 @@ class ServerProtocolTests(unittest.TestCase):
         for waiter in self.replica.pending:
             waiter.callback(0)
         self.assertEqual(transport.producerState, "producing")
+
+    def _socket_connection(self):
+        """A customer connection whose transport has a real socket: the peer end is returned."""
+        ours, peer = socket.socketpair()
+        for end in (ours, peer):
+            end.setblocking(False)
+            self.addCleanup(end.close)
+        protocol = self.factory.buildProtocol(None)
+        transport = TCPSocketTransport(ours)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(encode_role(0))
+        return protocol, transport, ours, peer
+
+    def test_replies_on_plain_tcp_leave_at_once(self):
+        """
+        On a plain TCP connection a reply is sent on the socket at once,
+        not handed to the transport for its next poll; the connection is
+        the transport's pull producer, told when the transport drains.
+        """
+        protocol, transport, _, peer = self._socket_connection()
+        self.assertIs(transport.producer, protocol)
+        self.assertFalse(transport.streaming)
+        protocol.dataReceived(encode_request(CustomerRequest(1, -1, 2)))
+        self.assertEqual(receive_all(peer), vector("00000001 00000002"))
+        self.assertEqual(transport.value(), b"")
+
+    def test_replies_backed_up_on_plain_tcp_stop_reading(self):
+        """
+        Replies the socket does not take go to the transport; past its high
+        water mark no more requests are read, until the transport drained.
+        """
+        protocol, transport, ours, _ = self._socket_connection()
+        try:
+            while True:
+                ours.send(b"x" * 65536)  # a customer that does not read
+        except BlockingIOError:
+            pass
+        reads = encode_request(CustomerRequest(1, -1, 2)) * (HIGH_WATER // 8 + 1)
+        protocol.dataReceived(reads)
+        self.assertEqual(len(transport.value()), len(reads) // 12 * 8)
+        self.assertEqual(transport.producerState, "paused")
+        transport.clear()
+        protocol.resumeProducing()  # what the transport does once it drained
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_replica_link_on_plain_tcp_sends_at_once_and_drops_when_congested(self):
+        """
+        A replica link's messages leave on the socket at once; once they
+        back up past the high water mark the link is congested and drops
+        them (the replication protocol resends), until the transport drained.
+        """
+        ours, peer = socket.socketpair()
+        for end in (ours, peer):
+            end.setblocking(False)
+            self.addCleanup(end.close)
+        link = ReplicaLinkProtocol(0, lambda link: None)
+        transport = TCPSocketTransport(ours)
+        link.makeConnection(transport)
+        self.assertFalse(transport.streaming)
+        self.assertEqual(receive_all(peer), encode_role(2) + encode_replica_message(Hello(0)))
+        reply = AppendReply(1, 0, True, 5, 3)
+        self.assertTrue(link.send(reply))
+        self.assertEqual(receive_all(peer), encode_replica_message(reply))
+        while link.send(reply):
+            pass
+        self.assertTrue(link.congested)
+        self.assertGreater(len(transport.value()), HIGH_WATER)
+        transport.clear()
+        link.resumeProducing()  # the transport drained
+        self.assertFalse(link.congested)
 
     def test_unknown_type_gets_failure_reply(self):
         protocol, transport = self.connect()

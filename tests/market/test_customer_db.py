@@ -40,6 +40,26 @@ class CustomerDbTests(unittest.TestCase):
         yield self.assertFailure(self.call("CartGet", {}, session_id), InvalidSession)
 
     @defer.inlineCallbacks
+    def test_a_buyers_cart_slides_in_the_same_round_trip_as_the_session_check(self):
+        """
+        On a networked store each wait is a round trip: the cart's slide is
+        asked for with the session check, not after its answer.
+        """
+        session_id = yield self.login("buyer", "bea")
+        pending = defer.Deferred()
+        real_touch = self.store.sessions.touch
+        self.patch(self.store.sessions, "touch", lambda sid: pending)
+        slides = []
+        real_slide = self.store.customers.cart_touch
+        self.patch(self.store.customers, "cart_touch",
+                   lambda sid, ttl: slides.append(sid) or real_slide(sid, ttl))
+        reply = self.call("CartGet", {}, session_id)
+        self.assertEqual(slides, [session_id])
+        real_touch(session_id).chainDeferred(pending)
+        _, payload = yield reply
+        self.assertEqual(payload["cart"], [])
+
+    @defer.inlineCallbacks
     def test_roles_are_checked(self):
         seller_session = yield self.login("seller", "sam")
         yield self.assertFailure(self.call("CartGet", {}, seller_session), Forbidden)

@@ -217,6 +217,15 @@ class PipeliningTests(unittest.TestCase):
         self.assertEqual(harness.transport.value(), b"")
 
 
+    def test_a_request_cancelled_by_the_disconnect_is_not_a_timeout(self):
+        """Its client went away: counted as abandoned, not as a TIMEOUT reply nobody got."""
+        harness = Harness(self)
+        harness.protocol.dataReceived(line("A", {"wait": "a"}))
+        harness.protocol.connectionLost(None)
+        counts = harness.counters.counts
+        self.assertEqual((counts["abandoned_requests"], counts["errors.TIMEOUT"]), (1, 0))
+        self.assertNotIn("requests|UNKNOWN|TIMEOUT", harness.counters.flat())
+
 class TimeoutTests(unittest.TestCase):
     def test_request_timeout_replies_timeout(self):
         harness = Harness(self, request_timeout=5)

@@ -17,6 +17,7 @@ from twisted.trial import unittest
 
 from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
+from marketplace.market.tap import KEY_PREFIX
 from marketplace.market.product_db import DEFAULT_LEASE
 from marketplace.market.voids import PaymentVoids
 from marketplace.store import StoreUnavailable, make_store
@@ -255,7 +256,7 @@ class DbServiceRestartOnRedisTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_restarts_lose_nothing_acknowledged(self):
         redis = yield start_redis(self, appendonly=True)
-        store = make_store(redis.url, timeout=2.0, reactor=reactor)
+        store = make_store(redis.url, timeout=2.0, reactor=reactor, key_prefix=KEY_PREFIX)
         start_service(self, store)
         market = Market(store, secret_file(self))
         children = yield self.start_db_processes(redis, market)

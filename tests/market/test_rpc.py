@@ -2,8 +2,12 @@
 Tests for marketplace.market.rpc against real envelope servers on 127.0.0.1.
 """
 
+import struct
+
 from twisted.internet import defer, reactor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial import unittest
 
 from marketplace.market.errors import (
@@ -15,7 +19,8 @@ from marketplace.market.errors import (
 from marketplace.market.rpc import ServiceClient
 from marketplace.metrics import Counters
 from marketplace.net import Listener
-from protocols.envelope import EncodedPayload
+from protocols.envelope import EncodedPayload, encode_response
+from protocols.jsonframe import Framing, encode_frame
 from protocols.envelope_server import EnvelopeServerFactory, api_router
 from tests.support.services import listening_port, start_service
 
@@ -303,3 +308,60 @@ class TimeoutTests(unittest.TestCase):
         yield self.assertFailure(call, ServiceUnavailable)
         yield self.client.call("Echo", {})
         self.assertEqual(self.service.counters.counts["connections"], 2)
+
+
+class _ScriptedService(Protocol):
+    """
+    A DB service that answers each request with the next of C{replies}
+    (raw bytes, as sent), then with a well-formed echo of nothing.
+    """
+
+    def __init__(self, replies):
+        self.replies = replies
+
+    def dataReceived(self, data):
+        reply = self.replies.pop(0) if self.replies else encode_frame(
+            Framing.LENGTH_PREFIXED, encode_response("Echo", None, {"echo": {}}))
+        self.transport.write(reply)
+
+
+class MalformedReplyTests(unittest.TestCase):
+    """
+    A DB service is a peer like any other: a reply that is no reply fails
+    the call it was meant for as unavailable, closes that connection, is
+    logged, and leaves the client working on a fresh connection.
+    """
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def serve(self, *replies):
+        scripted = list(replies)
+        factory = Factory.forProtocol(lambda: _ScriptedService(scripted))
+        listener = start_service(self, Listener("tcp:0:interface=127.0.0.1", factory))
+        port = yield listening_port(listener)
+        client = ServiceClient(f"tcp:127.0.0.1:{port}", retry_delay=0.01)
+        self.addCleanup(client.close)
+        return client
+
+    @defer.inlineCallbacks
+    def assertRefusedThenRecovers(self, reply, logged):
+        client = yield self.serve(reply)
+        with capturedLogs() as events:
+            error = yield self.assertFailure(client.call("Echo", {}), ServiceUnavailable)
+        self.assertEqual(error.code, "SERVICE_UNAVAILABLE")
+        warnings = [formatEvent(event) for event in events]
+        self.assertTrue(any(logged in line for line in warnings), warnings)
+        self.assertEqual((yield client.call("Echo", {}))[1], {"echo": {}})
+
+    def test_a_reply_that_is_not_json(self):
+        return self.assertRefusedThenRecovers(
+            encode_frame(Framing.LENGTH_PREFIXED, b"{not json"), "closing a connection")
+
+    def test_a_reply_that_is_not_an_envelope(self):
+        return self.assertRefusedThenRecovers(
+            encode_frame(Framing.LENGTH_PREFIXED, b'["a", "list"]'), "closing a connection")
+
+    def test_a_frame_larger_than_any_reply(self):
+        return self.assertRefusedThenRecovers(struct.pack(">I", 2**31 - 1) + b"{",
+                                              "oversize frame")

@@ -678,18 +678,38 @@ class RedisMarketStoreTests(MarketStoreContract, RedisBackend, unittest.TestCase
     store_timeout = 2.0
 
     @defer.inlineCallbacks
+    def commands_run(self, operation):
+        """C{operation()}'s result, the Redis commands it ran (a script's included), and INFO."""
+        redis = self.store.connection
+        yield operation()  # the script is cached in Redis from here on
+        yield redis.command("execute_command", "CONFIG", "RESETSTAT")
+        result = yield operation()
+        stats = yield redis.command("execute_command", "INFO", "commandstats")
+        calls = sum(int(line.split("calls=")[1].split(",")[0])
+                    for line in stats.splitlines()
+                    if line.startswith("cmdstat_") and not line.startswith("cmdstat_config"))
+        return result, calls, stats
+
+    @defer.inlineCallbacks
     def test_a_search_without_keywords_does_the_work_of_its_page(self):
         catalog = self.store.catalog
         for n in range(300):
             yield catalog.create_item(1, draft(category=1 + n % 3))
-        redis = self.store.connection
         for category in (None, 2):
-            yield redis.command("execute_command", "CONFIG", "RESETSTAT")
-            page = yield catalog.search(category, (), False, 20, 5)
+            page, calls, stats = yield self.commands_run(
+                lambda: catalog.search(category, (), False, 20, 5))
             self.assertEqual(len(page.items), 5)
-            stats = yield redis.command("execute_command", "INFO", "commandstats")
-            calls = sum(int(line.split("calls=")[1].split(",")[0])
-                        for line in stats.splitlines()
-                        if line.startswith("cmdstat_") and not line.startswith("cmdstat_config"))
             # the script itself, one range and one count, one read per item
             self.assertLessEqual(calls, 1 + 2 + 5, stats)
+
+    @defer.inlineCallbacks
+    def test_a_keyword_search_asks_the_index_about_its_candidates_at_once(self):
+        """A common keyword's items are filtered in one call, not one call per item."""
+        catalog = self.store.catalog
+        for n in range(300):
+            yield catalog.create_item(1, draft(category=1 + n % 3, keywords=("common",)))
+        page, calls, stats = yield self.commands_run(
+            lambda: catalog.search(2, ("common",), False, 0, 5))
+        self.assertEqual((len(page.items), page.total), (5, 100))
+        # the script, the keyword's set, one ask of the index, one read per item
+        self.assertLessEqual(calls, 1 + 1 + 1 + 5, stats)

@@ -4,6 +4,7 @@ The two store backends as test fixtures, mixed into every contract suite
 unchanged against both.
 
 A fixture provides ``store`` (started), ``make_store()``,
+``make_store_keeping(retention)``, ``corrupt_balance(store, account, change)``,
 ``make_clients(count)`` (separate connections, for Redis),
 ``let_time_pass(seconds)`` and ``short_ttl``.
 """
@@ -30,6 +31,16 @@ class MemoryBackend:
     def make_store(self):
         return defer.succeed(self.store)
 
+    def make_store_keeping(self, retention):
+        store = make_store("memory", reactor=self.clock, history_keep=retention)
+        store.startService()
+        self.addCleanup(store.stopService)
+        return defer.succeed(store)
+
+    def corrupt_balance(self, store, account, change):
+        store.ledger._balances[account] += change
+        return defer.succeed(None)
+
     def make_clients(self, count):
         return defer.succeed([self.store] * count)
 
@@ -55,8 +66,9 @@ class RedisBackend:
         self.redis = yield start_redis(self, appendonly=self.appendonly, tls=self.tls)
         self.store = self.client()
 
-    def client(self, timeout=None):
-        store = make_store(self.redis.url, timeout=timeout or self.store_timeout, reactor=reactor)
+    def client(self, timeout=None, **options):
+        store = make_store(self.redis.url, timeout=timeout or self.store_timeout, reactor=reactor,
+                           **options)
         store.startService()
         self.addCleanup(store.stopService)
         return store
@@ -66,6 +78,12 @@ class RedisBackend:
 
     def make_clients(self, count):
         return defer.succeed([self.client() for _ in range(count)])
+
+    def make_store_keeping(self, retention):
+        return defer.succeed(self.client(history_keep=retention))
+
+    def corrupt_balance(self, store, account, change):
+        return store.connection.execute("HINCRBY", "ledger:account:" + account, "balance", change)
 
     def let_time_pass(self, seconds):
         return task.deferLater(reactor, seconds, lambda: None)

@@ -3,7 +3,9 @@ The store contract: every backend must pass these tests unchanged.
 
 A backend's test case mixes :class:`StoreContract` into a trial
 ``TestCase`` and provides ``make_store()`` (a Deferred firing with a started
-store), ``let_time_pass(seconds)`` and ``short_ttl``.
+store), ``make_store_keeping(retention)`` (the same with a bounded ledger
+history), ``corrupt_balance(store, account, change)`` (a write that bypasses
+the ledger), ``let_time_pass(seconds)`` and ``short_ttl``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from marketplace.store import (
 )
 from marketplace.store.directory_rules import FULL_ID_SPACE, RESERVED_ID, home_slot
 from marketplace.store.interfaces import IDirectory, ILedger, ISessionStore, IStore
+from marketplace.store.ledger_rules import HistoryRetention
 from marketplace.store.market_interfaces import ICatalogStore, ICustomerStore
 
 
@@ -343,7 +346,10 @@ class LedgerContract:
             yield stores[0].ledger.open_account(account, 100)
         operations = []
         for i in range(240):
-            ledger = stores[i % len(stores)].ledger
+            # Each client's operations draw on every account: a client's
+            # commands may reach the backend as one batch, and a batch of
+            # debits from one account would mostly be refused.
+            ledger = stores[(i // 4) % len(stores)].ledger
             source, target = accounts[i % 4], accounts[(i * 7 + 1) % 4]
             if source == target:
                 operations.append(ledger.deposit(source, 1 + i % 5))
@@ -497,6 +503,82 @@ class DirectoryContract:
         self.assertEqual([again[name] for name in names], given)
 
 
+class HistoryRetentionContract:
+    """
+    A ledger that keeps only part of each account's history still audits
+    exactly: dropped entries move into a checkpoint.
+    """
+
+    @defer.inlineCallbacks
+    def test_keeps_the_newest_entries(self):
+        store = yield self.make_store_keeping(HistoryRetention(entries=3))
+        yield store.ledger.open_account("a", 100)
+        for amount in range(1, 7):
+            yield store.ledger.deposit("a", amount)
+        yield store.ledger.withdraw("a", 10)
+        history = yield store.ledger.history("a", limit=50)
+        self.assertEqual([(t.kind, t.amount, t.balance_after) for t in history],
+                         [("withdraw", -10, 111), ("deposit", 6, 121), ("deposit", 5, 115)])
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual((report.opening_total, report.deposit_total, report.withdrawal_total),
+                         (100, 21, 10))
+
+    @defer.inlineCallbacks
+    def test_longer_histories_are_cut_in_steps(self):
+        """Keeping 32 entries, an account holds up to 32 // 16 more between two cuts."""
+        store = yield self.make_store_keeping(HistoryRetention(entries=32))
+        yield store.ledger.open_account("a", 1)
+        for _ in range(33):
+            yield store.ledger.deposit("a", 1)
+        self.assertEqual(len((yield store.ledger.history("a", limit=100))), 34)
+        yield store.ledger.deposit("a", 1)
+        history = yield store.ledger.history("a", limit=100)
+        self.assertEqual([t.balance_after for t in history], list(range(35, 3, -1)))
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
+    def test_transfers_with_short_histories_audit_exactly(self):
+        store = yield self.make_store_keeping(HistoryRetention(entries=2))
+        for account in ("a", "b", "c"):
+            yield store.ledger.open_account(account, 50)
+        for i in range(30):
+            source, target = "abc"[i % 3], "abc"[(i + 1) % 3]
+            yield store.ledger.transfer(source, target, 1 + i % 4)
+            if i % 5 == 0:
+                yield store.ledger.deposit(target, 2)
+                yield store.ledger.withdraw(source, 1)
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual(report.balance_total, report.expected_total)
+        for account in "abc":
+            self.assertEqual(len((yield store.ledger.history(account))), 2)
+
+    @defer.inlineCallbacks
+    def test_a_lost_write_still_shows_in_the_audit(self):
+        """The checkpoint does not hide a balance that disagrees with the history."""
+        store = yield self.make_store_keeping(HistoryRetention(entries=2))
+        yield store.ledger.open_account("a", 10)
+        for _ in range(4):
+            yield store.ledger.deposit("a", 1)
+        yield self.corrupt_balance(store, "a", 1)
+        self.assertFalse((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
+    def test_keeps_entries_of_the_last_period(self):
+        ttl = self.short_ttl
+        store = yield self.make_store_keeping(HistoryRetention(seconds=ttl))
+        yield store.ledger.open_account("a", 5)
+        yield store.ledger.deposit("a", 1)
+        yield self.let_time_pass(ttl * 1.5)
+        yield store.ledger.deposit("a", 2)
+        history = yield store.ledger.history("a")
+        self.assertEqual([(t.kind, t.amount) for t in history], [("deposit", 2)])
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual(report.balance_total, 8)
+
+
 class DirectoryLeaseContract:
     """
     Leased claims: anonymous names hold their id only while they keep
@@ -605,5 +687,5 @@ class InterfaceContract:
 
 
 class StoreContract(SessionContract, LedgerContract, DirectoryContract, DirectoryLeaseContract,
-                    InterfaceContract):
+                    InterfaceContract, HistoryRetentionContract):
     """Everything a backend must do."""

@@ -30,7 +30,7 @@ TOTALS = {"opening": 150, "deposit": 25, "withdrawal": 10}
 
 def snapshot(balances=None, histories=HISTORIES):
     balances = balances or {"a": 65, "b": 100}
-    return [(account, balances[account], histories[account]) for account in histories]
+    return [(account, balances[account], histories[account], 0) for account in histories]
 
 
 class AuditReportTests(unittest.SynchronousTestCase):
@@ -105,6 +105,16 @@ class AuditRulesTests(unittest.SynchronousTestCase):
         self.assertEqual((report.accounts, report.balance_total, report.opening_total,
                           report.deposit_total, report.withdrawal_total), (0, 0, 0, 0, 0))
         self.assertTrue(report.balanced, report)
+
+    def test_a_checkpoint_stands_for_the_dropped_entries(self):
+        """Retention dropped a's first two entries: its base and the trimmed totals replace them."""
+        kept = [(account, balance, history, 0) for account, balance, history, _ in snapshot()]
+        kept[0] = ("a", 65, HISTORIES["a"][2:], 125)
+        totals = dict(TOTALS, **{"trimmed:opening": 100, "trimmed:deposit": 25})
+        self.assertTrue(audit_report(kept, totals).balanced)
+        self.assertFalse(audit_report(kept, TOTALS).balanced)
+        kept[0] = ("a", 65, HISTORIES["a"][2:], 124)
+        self.assertEqual(audit_report(kept, totals).history_mismatches, ("a",))
 
     def test_money_created_by_a_transfer_is_found(self):
         """A transfer in without its transfer out makes money from nothing."""

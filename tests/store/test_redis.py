@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from marketplace.store import StoreUnavailable, make_store
+from marketplace.store import StoreError, StoreUnavailable, UnknownAccount, make_store
 from marketplace.store.redis import directory as redis_directory
 from tests.store.backends import RedisBackend
 from tests.store.contract import StoreContract
@@ -29,6 +30,88 @@ class RedisStoreContractTests(StoreContract, RedisTestCase):
     pass
 
 
+class RedisConnectionTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_commands_are_not_held_back_by_nagle(self):
+        """
+        With Nagle's algorithm a command written while an earlier one is
+        unanswered waits for that reply's ACK, so concurrent requests take
+        turns; the store's connection turns it off.
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 1)
+        (connection,) = store.connection._factory.pool
+        handle = connection.transport.getHandle()
+        self.assertTrue(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    @defer.inlineCallbacks
+    def test_a_turns_commands_are_pipelined_and_answered_in_order(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 0)
+        deposits = [store.ledger.deposit("a", 1) for _ in range(200)]
+        balances = yield defer.gatherResults(deposits)
+        self.assertEqual(balances, list(range(1, 201)))
+
+    @defer.inlineCallbacks
+    def test_output_the_kernel_does_not_take_at_once_keeps_its_order(self):
+        """
+        Commands go straight to the socket; what it does not take goes to
+        the transport, and later commands follow it there until it is
+        written out, so the byte stream keeps the commands' order.
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 1)
+        (connection,) = store.connection._factory.pool
+        big = store.connection.execute("SET", "big", "x" * (16 * 1024 * 1024))
+        yield task.deferLater(reactor, 0, lambda: None)
+        self.assertTrue(connection._held)
+        after = store.ledger.deposit("a", 1)
+        self.assertEqual((yield big), "OK")
+        self.assertEqual((yield after), 2)
+        self.assertFalse(connection._held)
+        self.assertEqual((yield store.ledger.deposit("a", 1)), 3)
+
+    @defer.inlineCallbacks
+    def test_a_retry_made_as_the_connection_drops_is_answered(self):
+        """
+        A caller that retries from its errback when the connection drops
+        gets a new connection, not the dead one (where it would wait
+        forever: the dead connection's timer is gone).
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 1)
+        retried = []
+
+        def retry(failure):
+            failure.trap(StoreUnavailable)
+            retried.append(store.ledger.balance("a"))
+        first = store.ledger.balance("a").addErrback(retry)
+        (connection,) = store.connection._factory.pool
+        connection.transport.abortConnection()
+        yield first
+        self.assertEqual((yield retried[0]), 1)
+
+    test_a_retry_made_as_the_connection_drops_is_answered.timeout = 10
+
+    @defer.inlineCallbacks
+    def test_a_value_that_is_not_utf8_does_not_fail_the_connection(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 5)
+        yield store.connection.execute("SET", "foreign", b"\xff\xfe")
+        value = yield store.connection.execute("GET", "foreign")
+        self.assertEqual(value.encode("utf-8", "surrogateescape"), b"\xff\xfe")
+        self.assertEqual((yield store.ledger.balance("a")), 5)
+
+    @defer.inlineCallbacks
+    def test_redis_error_replies_fail_only_their_command(self):
+        store = self.client()
+        yield store.ledger.open_account("a", 5)
+        refused = store.connection.execute("HINCRBY", "not-a-number-key", "f", "x")
+        balance = store.ledger.balance("a")
+        yield self.assertFailure(refused, StoreError)
+        self.assertEqual((yield balance), 5)
+
+
 class RedisDirectoryLeaseTests(RedisTestCase):
     @defer.inlineCallbacks
     def test_ended_leases_leave_redis_a_bounded_batch_per_claim(self):
@@ -37,7 +120,7 @@ class RedisDirectoryLeaseTests(RedisTestCase):
         for n in range(5):
             yield store.directory.user_id_for(f"gone{n}", 1024, lease=0.5)
         yield task.deferLater(reactor, 0.8, lambda: None)
-        keys = redis_directory._keys(1024)
+        keys = store.directory._keys(1024)
 
         @defer.inlineCallbacks
         def sizes():
@@ -242,3 +325,62 @@ class RedisOutageTests(RedisTestCase):
         yield store.connection.command("script_flush")
         self.assertEqual((yield store.ledger.deposit("a", 1)), 12)
         self.assertEqual((yield store.ledger.withdraw("a", 2)), 10)
+
+
+class KeyPrefixTests(RedisTestCase):
+    """
+    Each system keeps its keys under its own prefix, so systems sharing one
+    Redis never count or touch each other's money, sessions or names.
+    """
+
+    def system_store(self, key_prefix, url=None):
+        store = make_store(url or self.redis.url, timeout=TIMEOUT, reactor=reactor,
+                           key_prefix=key_prefix)
+        store.startService()
+        self.addCleanup(store.stopService)
+        return store
+
+    @defer.inlineCallbacks
+    def keys(self):
+        found, cursor = [], "0"
+        while True:
+            cursor, batch = yield self.store.connection.execute("SCAN", cursor, "COUNT", 1000)
+            found += batch
+            if cursor == "0":
+                return sorted(found)
+
+    @defer.inlineCallbacks
+    def test_two_systems_on_one_redis_are_audited_apart(self):
+        from marketplace.market.tap import KEY_PREFIX as MARKET
+        from marketplace.tradechat.tap import KEY_PREFIX as TRADECHAT
+        tradechat, market = self.system_store(TRADECHAT), self.system_store(MARKET)
+        yield tradechat.ledger.open_account("7", 100)
+        yield tradechat.ledger.deposit("7", 5)
+        yield market.ledger.open_account("7", 1000)
+        yield market.ledger.withdraw("7", 30, idempotency_key="purchase:1")
+        yield tradechat.sessions.create("7")
+        yield tradechat.directory.user_id_for("alice", 1024)
+
+        chat_audit = yield tradechat.ledger.audit()
+        market_audit = yield market.ledger.audit()
+        self.assertEqual((chat_audit.accounts, chat_audit.balance_total), (1, 105))
+        self.assertEqual((market_audit.accounts, market_audit.balance_total), (1, 970))
+        self.assertTrue(chat_audit.balanced and market_audit.balanced)
+        self.assertEqual((yield tradechat.ledger.balance("7")), 105)
+        self.assertEqual((yield market.ledger.balance("7")), 970)
+        keys = yield self.keys()
+        self.assertTrue(keys)
+        self.assertEqual([k for k in keys if not k.startswith((TRADECHAT, MARKET))], [])
+        self.assertIn(TRADECHAT + "ledger:totals", keys)
+        self.assertIn(MARKET + "ledger:totals", keys)
+
+    @defer.inlineCallbacks
+    def test_the_url_prefix_overrides_the_systems(self):
+        url = self.redis.url + "?prefix=eu1:"
+        eu1 = self.system_store("tradechat:", url)
+        yield eu1.ledger.open_account("a", 3)
+        other = self.system_store("tradechat:")
+        yield self.assertFailure(other.ledger.balance("a"), UnknownAccount)
+        self.assertEqual((yield self.keys()), sorted(
+            ["eu1:ledger:totals", "eu1:ledger:txn", "eu1:ledger:accounts",
+             "eu1:ledger:account:a", "eu1:ledger:history:a"]))

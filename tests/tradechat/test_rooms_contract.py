@@ -32,8 +32,8 @@ class RedisRoomHubContractTests(RoomHubContract, unittest.TestCase):
     def setUp(self):
         self.redis = yield start_redis(self)
 
-    def make_hub(self, store_timeout: float = 2.0):
-        store = start_service(self, make_store(self.redis.url, store_timeout, reactor))
+    def make_hub(self, store_timeout: float = 2.0, key_prefix: str = ""):
+        store = start_service(self, make_store(self.redis.url, store_timeout, reactor, key_prefix))
         hub = start_service(self, RedisRoomHub(store.connection, TurnFlusher(reactor), reactor))
         return defer.succeed(hub)
 
@@ -49,6 +49,14 @@ class RedisRoomHubContractTests(RoomHubContract, unittest.TestCase):
         for target in (here, there):
             yield target.received(2)
             self.assertEqual(target.messages(), [b"from the first", b"from the second"])
+
+    @defer.inlineCallbacks
+    def test_deployments_under_other_key_prefixes_do_not_hear_each_other(self):
+        eu1 = yield self.make_hub(key_prefix="eu1:")
+        eu2 = yield self.make_hub(key_prefix="eu2:")
+        yield self.member(eu1, 1, 10)
+        yield self.member(eu2, 2, 10)
+        self.assertEqual((yield eu1.publish(10, 1, b"only eu1")), 1)
 
     @defer.inlineCallbacks
     def test_a_hub_subscribes_only_to_rooms_with_a_member_here(self):

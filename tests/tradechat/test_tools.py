@@ -18,6 +18,7 @@ from twisted.trial import unittest
 
 from marketplace import latency
 from marketplace.collector import CollectorSettings
+from marketplace.store.ledger_rules import HistoryRetention
 from marketplace.tradechat import auth, bench, benchpool, passwd, tap
 from marketplace.tradechat.client import Shell, format_push
 from protocols import tradechat_bodies as bodies
@@ -207,7 +208,7 @@ class BenchTests(unittest.TestCase):
         the default reactor already (txredisapi does at import, so the
         option parsing must not reach the Redis store).
         """
-        script = ("import sys; import marketplace.tradechat.bench, marketplace.tradechat.benchpool; "
+        script = ("import sys; import marketplace.tradechat.benchmain; "
                   "print('twisted.internet.reactor' in sys.modules)")
         out, err, code = yield utils.getProcessOutputAndValue(
             sys.executable, ["-c", script], env=os.environ, path=REPOSITORY)
@@ -566,4 +567,23 @@ class SuiteTests(unittest.TestCase):
         root = tap.suite_service(suite_options)  # built, never started: no connection is made
         self.assertEqual(root.getServiceNamed("tradechat").description, tap.DEFAULT_LISTEN)
         store = root.getServiceNamed("store")
-        self.assertEqual((store.url, store.connection.timeout), ("redis://127.0.0.1:1/0", 3.5))
+        self.assertEqual((store.url, store.connection.timeout), ("redis://127.0.0.1:1/0?prefix=tradechat:", 3.5))
+
+
+class HistoryKeepOptionTests(unittest.TestCase):
+    def ledger_retention(self, *argv):
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return tap.makeService(options).getServiceNamed("store").ledger._retention
+
+    def test_the_default_keeps_a_thousand_entries_an_account(self):
+        self.assertEqual(self.ledger_retention(), HistoryRetention(entries=1000))
+
+    def test_entries_and_days(self):
+        self.assertEqual(self.ledger_retention("--history-keep", "50,2d"),
+                         HistoryRetention(entries=50, seconds=2 * 86400))
+        self.assertEqual(self.ledger_retention("--history-keep", "all"), HistoryRetention())
+
+    def test_a_bad_value_is_a_usage_error(self):
+        for bad in ("0", "-3", "x", "3x", "0d"):
+            self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--history-keep", bad])

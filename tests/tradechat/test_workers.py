@@ -14,6 +14,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from marketplace.metrics import CONNECTION_CLOSED, CONNECTION_OPENED
 from marketplace.supervisor import (
     LISTEN_FD, RESTART_BACKOFF, STATUS_FD, STOP_TIMEOUT, WorkerSupervisor,
 )
@@ -21,7 +22,9 @@ from marketplace.tradechat.tap import Options
 from protocols import tradechat_bodies as bodies
 from protocols.nsframe import Status
 from protocols.tradechat import CLOSE_TIMEOUT
-from protocols.workerstatus import MAX_LINE, Status as WorkerStatus, StatusDecoder, StatusError, encode_status
+from protocols.workerstatus import (
+    MAX_COUNTER_NAME, MAX_LINE, Status as WorkerStatus, StatusDecoder, StatusError, encode_status,
+)
 from tests.tradechat.helpers import Harness
 
 
@@ -150,6 +153,18 @@ class SupervisorTests(unittest.TestCase):
         replacement.childDataReceived(STATUS_FD, encode_status("counters", {"connections": 1}))
         self.assertEqual(self.supervisor.counters(), {"connections": 8, "unauthorized": 1})
 
+    def test_a_dead_workers_connections_are_no_longer_open(self):
+        """Its connections died with it: the open-connections gauge must not keep them."""
+        first, second = self.supervisor.workers.values()
+        first.childDataReceived(STATUS_FD, encode_status(
+            "counters", {CONNECTION_OPENED: 5, CONNECTION_CLOSED: 2}))
+        second.childDataReceived(STATUS_FD, encode_status(
+            "counters", {CONNECTION_OPENED: 4, CONNECTION_CLOSED: 3}))
+        ended(first, 9)
+        counters = self.supervisor.counters()
+        self.assertEqual(counters[CONNECTION_OPENED], 9)
+        self.assertEqual(counters[CONNECTION_OPENED] - counters[CONNECTION_CLOSED], 1)
+
     def test_bad_status_lines_are_counted_and_dropped(self):
         worker = self.supervisor.workers[1]
         worker.childDataReceived(STATUS_FD, b'{"kind": "counters", "counters": {"x": -1}}\n'
@@ -187,7 +202,8 @@ class StatusCodecTests(unittest.TestCase):
         bad = [b"[]", b'{"kind": "shutdown"}', b'{"kind": "counters", "counters": []}',
                b'{"kind": "counters", "counters": {"a": 1.5}}',
                b'{"kind": "counters", "counters": {"a": true}}',
-               b'{"kind": "counters", "counters": {"' + b"n" * 65 + b'": 1}}', b"\xff"]
+               b'{"kind": "counters", "counters": {"' + b"n" * (MAX_COUNTER_NAME + 1) + b'": 1}}',
+               b"\xff"]
         decoder = StatusDecoder()
         messages = decoder.receive(b"\n".join(bad) + b"\n" + encode_status("ready"))
         self.assertEqual([type(m) for m in messages], [StatusError] * len(bad) + [WorkerStatus])

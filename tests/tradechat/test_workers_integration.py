@@ -20,6 +20,7 @@ from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.trial import unittest
 
 from marketplace.store import make_store
+from marketplace.tradechat.tap import KEY_PREFIX
 from protocols.nsframe import Status
 from protocols.tradechat import ResponseError
 from tests.support.redis_server import start_redis
@@ -54,7 +55,7 @@ class WorkerMoneyTests(ConcurrentMoneyMixin, unittest.TestCase):
     def serve(self):
         redis = yield start_redis(self)
         master = yield start_master(self, redis.url, "--compat")
-        store = start_service(self, make_store(redis.url, 2.0, reactor))
+        store = start_service(self, make_store(redis.url, 2.0, reactor, KEY_PREFIX))
         return store.ledger, master.port
 
 
@@ -215,7 +216,7 @@ class WorkerFailureTests(unittest.TestCase):
         self.redis = yield start_redis(self, appendonly=appendonly)
         self.master = yield start_master(
             self, self.redis.url, "--opening-balance", str(OPENING), *arguments)
-        self.store = start_service(self, make_store(self.redis.url, 2.0, reactor))
+        self.store = start_service(self, make_store(self.redis.url, 2.0, reactor, KEY_PREFIX))
 
     @defer.inlineCallbacks
     def assert_ledger_balances(self, traders, uncertain_allowed: bool):

@@ -11,6 +11,7 @@ from twisted.internet import task
 from zope.interface import implementer
 
 from marketplace.store.interfaces import IStore
+from marketplace.store.ledger_rules import KEEP_EVERYTHING, HistoryRetention
 from marketplace.store.memory.catalog import MemoryCatalog
 from marketplace.store.memory.customers import MemoryCustomers
 from marketplace.store.memory.directory import MemoryDirectory
@@ -26,11 +27,11 @@ PRUNE_INTERVAL = 60.0
 class MemoryStore(Service):
     url = "memory"
 
-    def __init__(self, clock=None):
+    def __init__(self, clock=None, history_keep: HistoryRetention = KEEP_EVERYTHING):
         if clock is None:
             from twisted.internet import reactor as clock
         self.sessions = MemorySessions(clock)
-        self.ledger = MemoryLedger(clock)
+        self.ledger = MemoryLedger(clock, history_keep)
         self.directory = MemoryDirectory(clock)
         self.customers = MemoryCustomers(clock)
         self.catalog = MemoryCatalog(clock)

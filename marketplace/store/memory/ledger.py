@@ -21,10 +21,14 @@ from marketplace.store.records import Transaction
 
 @implementer(ILedger)
 class MemoryLedger:
-    def __init__(self, clock):
+    def __init__(self, clock, retention: rules.HistoryRetention = rules.KEEP_EVERYTHING):
         self._clock = clock
+        self._retention = retention
         self._balances: dict[str, int] = {}
         self._histories: dict[str, list[Transaction]] = {}
+        # The balance before each account's oldest kept entry, for accounts
+        # whose history retention has cut.
+        self._bases: dict[str, int] = {}
         self._totals = {"opening": 0, "deposit": 0, "withdrawal": 0}
         self._last_txn_id = 0
         # key -> (expires at, outcome), and per lifetime the keys in the
@@ -70,7 +74,8 @@ class MemoryLedger:
         return defer.succeed(entries[max(0, end - limit):end][::-1])
 
     def audit(self):
-        snapshot = ((a, self._balances[a], self._histories[a]) for a in self._balances)
+        snapshot = ((a, self._balances[a], self._histories[a], self._bases.get(a, 0))
+                    for a in self._balances)
         return defer.succeed(rules.audit_report(snapshot, self._totals))
 
     def _deposit(self, account, amount):
@@ -112,9 +117,29 @@ class MemoryLedger:
         self._last_txn_id += 1
         balance = self._balances[account] + amount
         self._balances[account] = balance
-        self._histories[account].append(Transaction(
-            self._last_txn_id, account, kind, counterparty, amount, balance, self._clock.seconds()))
+        history = self._histories[account]
+        now = self._clock.seconds()
+        history.append(Transaction(
+            self._last_txn_id, account, kind, counterparty, amount, balance, now))
+        if not self._retention.keeps_everything:
+            self._trim(account, history, now)
         return balance
+
+    def _trim(self, account, history, now) -> None:
+        """Drop what retention lets go, into the account's checkpoint."""
+        over, looked_at = self._retention.candidates(len(history))
+        dropped = 0
+        while dropped < looked_at and (
+                dropped < over or self._retention.too_old(history[dropped].timestamp, now)):
+            entry = history[dropped]
+            total = rules.KINDS_BY_TOTAL.get(entry.kind)
+            if total is not None:
+                key = rules.TRIMMED + total
+                self._totals[key] = self._totals.get(key, 0) + abs(entry.amount)
+            self._bases[account] = entry.balance_after
+            dropped += 1
+        if dropped:
+            del history[:dropped]
 
     def prune(self) -> int:
         """Free every expired outcome; returns how many were freed."""

@@ -34,21 +34,6 @@ from marketplace.store.market_records import (
 )
 from marketplace.store.redis.scripts import lua, milliseconds
 
-PREFIX = "market:catalog:"
-#: Reserved purchases scored by their lease's deadline (ms, Redis's clock).
-_LEASES = PREFIX + "leases"
-#: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
-_VOIDS = PREFIX + "voids"
-
-
-def _item_key(item_id) -> str:
-    return f"{PREFIX}item:{item_id}"
-
-
-def _reservation_key(purchase_id: str) -> str:
-    return f"{PREFIX}purchase:{purchase_id}"
-
-
 def _item(item_id, flat_fields) -> Item:
     fields = dict(zip(flat_fields[::2], flat_fields[1::2]))
     return Item(
@@ -71,10 +56,21 @@ def _reservation(purchase_id: str, state: str, encoded: str, attempt) -> Reserva
 class RedisCatalog:
     def __init__(self, connection):
         self._redis = connection
+        self._prefix = connection.prefix + "catalog:"
+        #: Reserved purchases scored by their lease's deadline (ms, Redis's clock).
+        self._leases = self._prefix + "leases"
+        #: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
+        self._voids = self._prefix + "voids"
+
+    def _item_key(self, item_id) -> str:
+        return f"{self._prefix}item:{item_id}"
+
+    def _reservation_key(self, purchase_id: str) -> str:
+        return f"{self._prefix}purchase:{purchase_id}"
 
     def create_item(self, seller_id, draft):
         d = self._redis.script(lua("market_item_create"), [], [
-            PREFIX, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
+            self._prefix, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
             int(draft.condition_is_new), draft.price_cents, draft.quantity])
         return d.addCallback(lambda reply: _item(*reply))
 
@@ -83,10 +79,10 @@ class RedisCatalog:
             if not fields:
                 raise UnknownItem(f"no item with id {item_id}")
             return _item(item_id, _flat(fields))
-        return self._redis.command("hgetall", _item_key(item_id)).addCallback(parse)
+        return self._redis.command("hgetall", self._item_key(item_id)).addCallback(parse)
 
     def items_of_seller(self, seller_id):
-        d = self._redis.script(lua("market_seller_items"), [f"{PREFIX}seller:{seller_id}"], [PREFIX])
+        d = self._redis.script(lua("market_seller_items"), [f"{self._prefix}seller:{seller_id}"], [self._prefix])
         return d.addCallback(lambda rows: [_item(item_id, fields) for item_id, fields in rows])
 
     def set_price(self, item_id, seller_id, price_cents):
@@ -101,7 +97,7 @@ class RedisCatalog:
         # The page's last index is worked out here: Lua numbers above 10**14
         # would reach Redis written as floats.
         d = self._redis.script(lua("market_search"), [], [
-            PREFIX, "" if category is None else category, int(include_out_of_stock),
+            self._prefix, "" if category is None else category, int(include_out_of_stock),
             offset, offset + limit - 1, *keywords])
         return d.addCallback(lambda reply: SearchPage(
             [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
@@ -109,11 +105,11 @@ class RedisCatalog:
     def reserve(self, purchase_id, lines, lease):
         merged = merged_lines(lines)
         ids = [item_id for item_id, _ in merged]
-        args = [PREFIX, purchase_id, milliseconds(lease),
+        args = [self._prefix, purchase_id, milliseconds(lease),
                 *(value for line in merged for value in line)]
         d = self._redis.script(
             lua("market_lease_reserve"),
-            [_reservation_key(purchase_id), _LEASES, _VOIDS, *map(_item_key, ids)], args)
+            [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -132,12 +128,12 @@ class RedisCatalog:
         return self._settle(purchase_id, RELEASED, attempt)
 
     def expire_leases(self, limit):
-        d = self._redis.script(lua("market_lease_expire"), [_LEASES, _VOIDS],
-                               [PREFIX, limit])
+        d = self._redis.script(lua("market_lease_expire"), [self._leases, self._voids],
+                               [self._prefix, limit])
         return d.addCallback(int)
 
     def pending_voids(self, limit):
-        d = self._redis.command("execute_command", "HRANDFIELD", _VOIDS, limit, "WITHVALUES")
+        d = self._redis.command("execute_command", "HRANDFIELD", self._voids, limit, "WITHVALUES")
 
         def parse(flat):
             voids = []
@@ -148,13 +144,13 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def void_done(self, purchase_id, attempt):
-        d = self._redis.command("execute_command", "HDEL", _VOIDS, f"{attempt}:{purchase_id}")
+        d = self._redis.command("execute_command", "HDEL", self._voids, f"{attempt}:{purchase_id}")
         return d.addCallback(lambda _: None)
 
     def item_feedback(self, item_id, buyer_id, positive):
         d = self._redis.script(
             lua("market_item_feedback"),
-            [_item_key(item_id), f"{PREFIX}voters:{item_id}"],
+            [self._item_key(item_id), f"{self._prefix}voters:{item_id}"],
             [buyer_id, "pos" if positive else "neg"])
 
         def parse(counted):
@@ -164,8 +160,8 @@ class RedisCatalog:
         return d.addCallback(parse)
 
     def _update(self, item_id, seller_id, field, value):
-        d = self._redis.script(lua("market_item_update"), [_item_key(item_id)],
-                               [item_id, seller_id, field, value, MAX_STOCK, PREFIX])
+        d = self._redis.script(lua("market_item_update"), [self._item_key(item_id)],
+                               [item_id, seller_id, field, value, MAX_STOCK, self._prefix])
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -181,8 +177,8 @@ class RedisCatalog:
 
     def _settle(self, purchase_id, target, attempt):
         d = self._redis.script(
-            lua("market_lease_settle"), [_reservation_key(purchase_id), _LEASES, _VOIDS],
-            [PREFIX, purchase_id, target, attempt])
+            lua("market_lease_settle"), [self._reservation_key(purchase_id), self._leases, self._voids],
+            [self._prefix, purchase_id, target, attempt])
 
         def parse(reply):
             if reply[0] == "closed":

@@ -1,15 +1,41 @@
+# -*- test-case-name: tests.store.test_redis -*-
 """
-A txredisapi connection pool with the guarantees the store promises.
+The store's connection to Redis, with the guarantees the store promises and
+a short path per call.
 
-txredisapi reconnects by itself, but while disconnected its calls wait for a
-connection indefinitely, and its back-off grows to ten seconds.  Here every
-call carries the store timeout and fails with ``StoreUnavailable``; the
-reconnect back-off is capped at one second so the store recovers quickly once
-Redis is back.
+txredisapi keeps the connection: it connects through an endpoint (TCP or
+TLS), authenticates, selects the database and reconnects after a loss (its
+back-off capped here at one second so the store recovers quickly once Redis
+is back).  What happens per command is this module's, because txredisapi's
+own path was the Redis store's bottleneck (docs/redis.md, "Where the time
+went"):
+
+- **No Nagle.**  txredisapi leaves ``TCP_NODELAY`` off, so a command written
+  while an earlier one was still unanswered waited in the kernel for that
+  reply's ACK: concurrent requests took turns.  Here it is set on connect.
+- **One pipelined connection.**  Every command of a reactor turn goes out in
+  one ``send`` at the end of the turn, straight to the socket rather than at
+  the reactor's next poll (see L{protocols.immediate}); Redis is
+  single-threaded, so a second connection adds system calls, not capacity.
+- **One Deferred per command.**  A reply is matched to its command in a
+  queue and fired straight away; commands are packed and replies parsed and
+  decoded by hiredis in C; a script goes as ``EVALSHA`` of a digest
+  computed once (``EVAL`` the first time on a connection, and when Redis
+  lost its script cache).
+- **One timer per connection**, not two per command: it fires when the
+  oldest unanswered command is due, and a connection that let a command wait
+  past the store timeout is dropped, failing every command on it with
+  ``StoreUnavailable`` (and reconnected).  A call made while no connection
+  is up waits for one, within the same timeout.
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
+
+import attrs
+import hiredis
 from twisted.internet import defer, error as net_error
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
@@ -17,8 +43,10 @@ from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 import txredisapi
 
-from marketplace.store.errors import StoreError, StoreUnavailable
 from marketplace.store.address import RedisAddress
+from marketplace.store.errors import StoreError, StoreUnavailable
+from marketplace.store.redis.outage import OutageLog, QuietReconnecting
+from protocols.immediate import plain_tcp_socket
 
 #: Redis replies that mean "not now" rather than "wrong request".
 _TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN")
@@ -32,9 +60,189 @@ _UNREACHABLE = (
 )
 
 
-class _QuickReconnectFactory(txredisapi.RedisFactory):
+@attrs.frozen
+class Script:
+    """A Lua script and its SHA-1 digest, the name Redis caches it under."""
+
+    source: str
+    sha: str = attrs.field()
+
+    @sha.default
+    def _digest(self) -> str:
+        return hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+
+class _PipelinedProtocol(txredisapi.HiredisProtocol):
+    """
+    A txredisapi connection whose commands all go through one ordered queue
+    of waiting Deferreds (txredisapi's own methods too: they end in
+    L{execute_command}), pipelined and flushed once per reactor turn.
+    """
+
+    def __init__(self, *args, clock, timeout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bytes that are not UTF-8 (another program's, in a shared Redis)
+        # stay in the string as surrogates instead of failing the connection.
+        self._reader = hiredis.Reader(protocolError=txredisapi.InvalidData,
+                                      replyError=txredisapi.ResponseError, encoding="utf-8",
+                                      errors="surrogateescape")
+        self._clock = clock
+        self._timeout = timeout
+        self._waiting: collections.deque = collections.deque()
+        self._watchdog = None
+        self._output: list[bytes] = []
+        #: Digests of the scripts sent with EVAL on this connection.
+        self.scripts: set[str] = set()
+        self._socket = None
+        self._held = False
+
+    def connectionMade(self):
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        self._socket = plain_tcp_socket(self.transport)
+        return super().connectionMade()
+
+    def send(self, *args) -> defer.Deferred:
+        """Send one command; the Deferred fires with its reply or fails with its error."""
+        if not self.connected:
+            return defer.fail(txredisapi.ConnectionError("Not connected"))
+        if not self._output:
+            self._clock.callLater(0, self._flush)
+        self._output.append(hiredis.pack_command(args))
+        d = defer.Deferred()
+        waiting = self._waiting
+        if not waiting:
+            self._arm(self._timeout)
+        waiting.append((d, self._clock.seconds() + self._timeout))
+        return d
+
+    def execute_command(self, *args, **kwargs):
+        post_proc = kwargs.get("post_proc")
+        d = self.send(*args)
+        return d if post_proc is None else d.addCallback(post_proc)
+
+    def _flush(self) -> None:
+        """
+        Send the turn's commands: at once while the transport holds nothing
+        of ours, else (and whatever the kernel did not take) through it,
+        which keeps the byte stream in order.
+        """
+        output, self._output = self._output, []
+        if not output or not self.connected:
+            return
+        data = b"".join(output)
+        if self._socket is not None and not self._held:
+            try:
+                sent = self._socket.send(data)
+            except OSError:
+                sent = 0  # full or failing: the transport meets the error itself
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self._held = True
+            self.transport.registerProducer(_Drained(self), False)
+        self.transport.write(data)
+
+    def drained(self) -> None:
+        """The transport wrote out what it held: send at once again."""
+        self._held = False
+        self.transport.unregisterProducer()
+
+    def dataReceived(self, data, unpause=False):
+        reader = self._reader
+        reader.feed(data)
+        reply = reader.gets()
+        while reply is not False:
+            self.replyReceived(reply)
+            reply = reader.gets()
+
+    def replyReceived(self, reply):
+        if not self._waiting:
+            return
+        d, _ = self._waiting.popleft()
+        if isinstance(reply, Exception):
+            d.errback(reply)
+        else:
+            d.callback(reply)
+
+    def _arm(self, delay: float) -> None:
+        if self._watchdog is None or not self._watchdog.active():
+            self._watchdog = self._clock.callLater(delay, self._check)
+
+    def _check(self) -> None:
+        """The oldest unanswered command is due: drop the connection if it is late."""
+        if not self._waiting:
+            return
+        late_by = self._clock.seconds() - self._waiting[0][1]
+        if late_by < 0:
+            self._arm(-late_by)
+            return
+        self._fail_waiting(defer.TimeoutError(f"no reply from Redis within {self._timeout}s"))
+        self.transport.abortConnection()
+
+    def connectionLost(self, why):
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        self._output = []
+        # Out of the pool first: a caller that retries from its errback gets
+        # another connection (or waits for one), not this one.
+        super().connectionLost(why)
+        self._fail_waiting(txredisapi.ConnectionError("Lost connection"))
+
+    def _fail_waiting(self, error: Exception) -> None:
+        waiting, self._waiting = self._waiting, collections.deque()
+        for d, _ in waiting:
+            d.errback(error)
+
+
+@attrs.define
+class _Drained:
+    """
+    A pull producer registered while the transport holds some of our output:
+    a TCP transport asks a pull producer for more each time its buffer runs
+    empty, which is when sending at once is safe again.  It is unregistered
+    then, so it never holds up closing the connection.
+    """
+
+    protocol: _PipelinedProtocol
+    registered: bool = False
+
+    def resumeProducing(self):
+        if not self.registered:  # registerProducer's own first call
+            self.registered = True
+            return
+        self.protocol.drained()
+
+    def stopProducing(self):
+        pass
+
+
+class _QuickReconnectFactory(QuietReconnecting):
+    """
+    txredisapi's reconnecting factory with its back-off capped at one second,
+    reporting an outage once (L{OutageLog}) instead of every attempt.
+    """
+
     initialDelay = 0.1
     maxDelay = 1.0
+
+
+class _Factory(_QuickReconnectFactory):
+    protocol = _PipelinedProtocol
+
+    def __init__(self, *args, clock, timeout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+        self._timeout = timeout
+
+    def buildProtocol(self, addr):
+        p = self.protocol(self.charset, password=self.password, dbid=self.dbid,
+                          convertNumbers=self.convertNumbers, username=self.username,
+                          clock=self._clock, timeout=self._timeout)
+        p.factory = self
+        p.whenConnected().addCallback(self._connectionReady)
+        return p
 
 
 class RedisConnection:
@@ -44,19 +252,23 @@ class RedisConnection:
 
     log = Logger()
 
-    def __init__(self, address: RedisAddress, timeout: float, reactor, poolsize: int = 2):
+    def __init__(self, address: RedisAddress, timeout: float, reactor):
         self.address = address
+        #: What every key of this store starts with.
+        self.prefix = address.prefix or ""
         self.timeout = timeout
         self._reactor = reactor
-        self._poolsize = poolsize
         self._factory = None
+        self.outage = OutageLog(f"Redis at {address}", reactor)
 
     def start(self) -> None:
         address = self.address
-        factory = _QuickReconnectFactory(
-            str(address), address.db or None, self._poolsize, isLazy=True,
+        factory = _Factory(
+            str(address), address.db or None, 1, isLazy=True,
             handler=txredisapi.ConnectionHandler, charset="utf-8",
-            password=address.password, replyTimeout=self.timeout, convertNumbers=False)
+            password=address.password, convertNumbers=False,
+            clock=self._reactor, timeout=self.timeout)
+        factory.outage = self.outage
         factory.startConnecting(redis_endpoint(address, self._reactor, self.timeout))
         self._factory = factory
 
@@ -68,19 +280,42 @@ class RedisConnection:
 
     def command(self, name: str, *args):
         """Run one Redis command (a txredisapi method name) with the timeout."""
-        if self._factory is None:
+        return self._on_connection(lambda conn: getattr(conn, name)(*args), name)
+
+    def execute(self, *args):
+        """Run one Redis command given as its words: ``execute("HGET", key, field)``."""
+        return self._on_connection(lambda conn: conn.send(*args), args[0] if args else "")
+
+    def script(self, script: Script, keys, args):
+        """
+        Run a Lua script: EVAL the first time on a connection (which caches
+        it in Redis), EVALSHA after that, and EVAL again when Redis lost its
+        script cache (SCRIPT FLUSH; a restart is a new connection).
+        """
+        def run(conn):
+            if script.sha not in conn.scripts:
+                conn.scripts.add(script.sha)
+                return conn.send("EVAL", script.source, len(keys), *keys, *args)
+            d = conn.send("EVALSHA", script.sha, len(keys), *keys, *args)
+            return d.addErrback(self._load_and_run, conn, script, keys, args)
+        return self._on_connection(run, "a script")
+
+    @staticmethod
+    def _load_and_run(failure, conn, script, keys, args):
+        failure.trap(txredisapi.ResponseError)
+        if not failure.getErrorMessage().startswith("NOSCRIPT"):
+            return failure
+        return conn.send("EVAL", script.source, len(keys), *keys, *args)
+
+    def _on_connection(self, run, what):
+        factory = self._factory
+        if factory is None:
             return defer.fail(StoreUnavailable("the Redis store is not started"))
-        return self._guard(getattr(self._factory.handler, name)(*args), name)
-
-    def script(self, source: str, keys, args):
-        """
-        Run a Lua script: EVALSHA, falling back to EVAL when Redis lost its
-        script cache (txredisapi's ``eval`` does both).
-        """
-        return self.command("eval", source, list(keys), [str(a) for a in args])
-
-    def _guard(self, d, what):
-        d.addTimeout(self.timeout, self._reactor)
+        if factory.pool:
+            d = run(factory.pool[0])
+        else:
+            d = factory.getConnection(peek=True).addTimeout(self.timeout, self._reactor)
+            d.addCallback(run)
         return d.addErrback(self._translate, what)
 
     def _translate(self, failure, what):

@@ -23,28 +23,6 @@ from marketplace.store.market_interfaces import ICustomerStore
 from marketplace.store.market_records import Credentials, Profile, Purchase, RevisedCart
 from marketplace.store.redis.scripts import lua, milliseconds
 
-PREFIX = "market:customers:"
-
-
-def _user_prefix(role: str) -> str:
-    return f"{PREFIX}{role}:"
-
-
-def _cart_key(session_id: str) -> str:
-    return f"{PREFIX}cart:{session_id}"
-
-
-def _saved_cart_key(buyer_id) -> str:
-    return f"{PREFIX}saved:{buyer_id}"
-
-
-def _buyer_key(buyer_id, what: str) -> str:
-    return f"{PREFIX}buyer:{buyer_id}:{what}"
-
-
-#: The counter every active cart's revision is drawn from.
-_CART_REVISION = PREFIX + "cart-revision"
-
 #: The field of an active cart's hash that holds its revision, beside item ids.
 _REVISION_FIELD = "rev"
 
@@ -62,12 +40,27 @@ def _purchase(entry: str) -> Purchase:
 class RedisCustomers:
     def __init__(self, connection):
         self._redis = connection
+        self._prefix = connection.prefix + "customers:"
+        #: The counter every active cart's revision is drawn from.
+        self._cart_revision = self._prefix + "cart-revision"
+
+    def _user_prefix(self, role: str) -> str:
+        return f"{self._prefix}{role}:"
+
+    def _cart_key(self, session_id: str) -> str:
+        return f"{self._prefix}cart:{session_id}"
+
+    def _saved_cart_key(self, buyer_id) -> str:
+        return f"{self._prefix}saved:{buyer_id}"
+
+    def _buyer_key(self, buyer_id, what: str) -> str:
+        return f"{self._prefix}buyer:{buyer_id}:{what}"
 
     def create_user(self, role, username, password_hash):
         d = self._redis.script(
             lua("market_user_create"),
-            [f"{PREFIX}{role}-names", f"{PREFIX}{role}-next-id"],
-            [_user_prefix(role), username, password_hash])
+            [f"{self._prefix}{role}-names", f"{self._prefix}{role}-next-id"],
+            [self._user_prefix(role), username, password_hash])
 
         def parse(user_id):
             if user_id == -1:
@@ -76,8 +69,8 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def credentials(self, role, username):
-        d = self._redis.script(lua("market_credentials"), [f"{PREFIX}{role}-names"],
-                               [_user_prefix(role), username])
+        d = self._redis.script(lua("market_credentials"), [f"{self._prefix}{role}-names"],
+                               [self._user_prefix(role), username])
 
         def parse(reply):
             if not reply:
@@ -86,7 +79,7 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def replace_password_hash(self, role, user_id, old_hash, new_hash):
-        d = self._redis.script(lua("market_password_replace"), [f"{_user_prefix(role)}{user_id}"],
+        d = self._redis.script(lua("market_password_replace"), [f"{self._user_prefix(role)}{user_id}"],
                                [old_hash, new_hash])
 
         def parse(replaced):
@@ -101,13 +94,13 @@ class RedisCustomers:
                 raise UnknownUser(f"no {role} with id {user_id}")
             return Profile(int(user_id), fields["username"], int(fields["pos"]), int(fields["neg"]),
                            int(fields["items_sold"]), int(fields["items_bought"]))
-        return self._redis.command("hgetall", _user_prefix(role) + str(user_id)).addCallback(parse)
+        return self._redis.command("hgetall", self._user_prefix(role) + str(user_id)).addCallback(parse)
 
     def cart(self, session_id):
-        return self._redis.command("hgetall", _cart_key(session_id)).addCallback(_cart_lines)
+        return self._redis.command("hgetall", self._cart_key(session_id)).addCallback(_cart_lines)
 
     def revised_cart(self, session_id):
-        d = self._redis.command("hgetall", _cart_key(session_id))
+        d = self._redis.command("hgetall", self._cart_key(session_id))
         return d.addCallback(lambda fields: RevisedCart(
             _cart_lines(fields), int(fields.get(_REVISION_FIELD, 0))))
 
@@ -118,40 +111,40 @@ class RedisCustomers:
         return self._change(session_id, item_id, -quantity, 0, ttl)
 
     def cart_clear(self, session_id):
-        return self._redis.command("delete", _cart_key(session_id)).addCallback(lambda _: None)
+        return self._redis.command("delete", self._cart_key(session_id)).addCallback(lambda _: None)
 
     cart_drop = cart_clear
 
     def cart_touch(self, session_id, ttl):
         return self._redis.command(
-            "execute_command", "PEXPIRE", _cart_key(session_id), milliseconds(ttl)).addCallback(
+            "execute_command", "PEXPIRE", self._cart_key(session_id), milliseconds(ttl)).addCallback(
             lambda _: None)
 
     def cart_save(self, session_id, buyer_id):
-        return self._copy(_cart_key(session_id), _saved_cart_key(buyer_id), 0)
+        return self._copy(self._cart_key(session_id), self._saved_cart_key(buyer_id), 0)
 
     def cart_restore(self, session_id, buyer_id, ttl):
-        return self._copy(_saved_cart_key(buyer_id), _cart_key(session_id), milliseconds(ttl))
+        return self._copy(self._saved_cart_key(buyer_id), self._cart_key(session_id), milliseconds(ttl))
 
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
-        args = [_user_prefix("seller"), purchase_id, repr(float(purchased_at))]
+        args = [self._user_prefix("seller"), purchase_id, repr(float(purchased_at))]
         for line in lines:
             args += [line.item_id, line.seller_id, line.quantity, line.price_cents]
         d = self._redis.script(lua("market_purchase_record"), [
-            f"{PREFIX}purchase:{purchase_id}", _buyer_key(buyer_id, "history"),
-            _buyer_key(buyer_id, "bought"), _cart_key(session_id),
-            _user_prefix("buyer") + str(buyer_id), _saved_cart_key(buyer_id), _CART_REVISION],
+            f"{self._prefix}purchase:{purchase_id}", self._buyer_key(buyer_id, "history"),
+            self._buyer_key(buyer_id, "bought"), self._cart_key(session_id),
+            self._user_prefix("buyer") + str(buyer_id), self._saved_cart_key(buyer_id), self._cart_revision],
             args)
         return d.addCallback(lambda recorded: recorded == 1)
 
     def purchases(self, buyer_id, limit):
-        d = self._redis.command("lrange", _buyer_key(buyer_id, "history"), 0, limit - 1)
+        d = self._redis.command("lrange", self._buyer_key(buyer_id, "history"), 0, limit - 1)
         return d.addCallback(lambda entries: [_purchase(e) for e in entries])
 
     def record_feedback(self, buyer_id, item_id, seller_id, positive):
         d = self._redis.script(lua("market_feedback"), [
-            _buyer_key(buyer_id, "bought"), _buyer_key(buyer_id, "votes"),
-            _user_prefix("seller") + str(seller_id)], [item_id, "pos" if positive else "neg"])
+            self._buyer_key(buyer_id, "bought"), self._buyer_key(buyer_id, "votes"),
+            self._user_prefix("seller") + str(seller_id)], [item_id, "pos" if positive else "neg"])
 
         def parse(reply):
             if reply[0] == "unbought":
@@ -161,7 +154,7 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _change(self, session_id, item_id, change, limit, ttl):
-        d = self._redis.script(lua("market_cart_change"), [_cart_key(session_id), _CART_REVISION],
+        d = self._redis.script(lua("market_cart_change"), [self._cart_key(session_id), self._cart_revision],
                                [item_id, change, limit, milliseconds(ttl)])
 
         def parse(reply):
@@ -173,5 +166,5 @@ class RedisCustomers:
         return d.addCallback(parse)
 
     def _copy(self, source, target, ttl_ms):
-        d = self._redis.script(lua("market_cart_copy"), [source, target, _CART_REVISION], [ttl_ms])
+        d = self._redis.script(lua("market_cart_copy"), [source, target, self._cart_revision], [ttl_ms])
         return d.addCallback(lambda _: None)

@@ -2,9 +2,9 @@
 The name -> user id directory in Redis, shared by every process on the
 server and kept across restarts.
 
-Each id space has two hashes, ``directory:<space>:names`` (name -> id) and
-``directory:<space>:ids`` (id -> name), and a sorted set
-``directory:<space>:leases`` of leased names scored by their expiry on
+Each id space has two hashes, ``<prefix>directory:<space>:names`` (name -> id) and
+``<prefix>directory:<space>:ids`` (id -> name), and a sorted set
+``<prefix>directory:<space>:leases`` of leased names scored by their expiry on
 Redis's own clock (``TIME``), so that every process agrees on when a lease
 ends whatever its own clock says.  A claim is one Lua script: clean up a
 bounded batch of ended leases, look the name up, else probe from its home
@@ -23,16 +23,9 @@ from marketplace.store.errors import DirectoryFull, StoreError
 from marketplace.store.interfaces import IDirectory
 from marketplace.store.redis.scripts import lua
 
-_PREFIX = "directory:"
-
 ENDED_LEASES_PER_CLAIM = 100
 """Ended leases a claim cleans up at most: the script's work stays bounded
 however many ended at once, and each claim adds at most one lease."""
-
-
-def _keys(id_space: int) -> list[str]:
-    return [f"{_PREFIX}{id_space}:names", f"{_PREFIX}{id_space}:ids",
-            f"{_PREFIX}{id_space}:leases"]
 
 
 def _optional(value) -> str:
@@ -43,6 +36,11 @@ def _optional(value) -> str:
 class RedisDirectory:
     def __init__(self, connection):
         self._redis = connection
+        self._prefix = connection.prefix + "directory:"
+
+    def _keys(self, id_space: int) -> list[str]:
+        return [f"{self._prefix}{id_space}:names", f"{self._prefix}{id_space}:ids",
+                f"{self._prefix}{id_space}:leases"]
 
     def user_id_for(self, name, id_space, lease=None, lease_limit=None):
         try:
@@ -53,7 +51,7 @@ class RedisDirectory:
             return defer.fail()
         reserved = str(rules.RESERVED_ID) if rules.reserved_in(id_space) else ""
         d = self._redis.script(
-            lua("directory_claim"), _keys(id_space),
+            lua("directory_claim"), self._keys(id_space),
             [name, rules.home_slot(name, id_space), id_space, reserved, rules.capacity(id_space),
              _optional(lease), _optional(lease_limit), ENDED_LEASES_PER_CLAIM])
         return d.addCallback(self._claimed, id_space, lease_limit)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.store.test_redis -*-
 """
 The ledger in Redis: each operation is one Lua script, so any number of
 processes sharing the server can never lose or create money.
@@ -16,13 +17,6 @@ from marketplace.store.interfaces import ILedger
 from marketplace.store.records import Transaction
 from marketplace.store.redis.scripts import lua
 
-_TOTALS = "ledger:totals"
-_TXN_COUNTER = "ledger:txn"
-_ACCOUNTS = "ledger:accounts"
-_ACCOUNT = "ledger:account:"
-_HISTORY = "ledger:history:"
-_IDEMPOTENCY = "ledger:once:"
-_NO_KEY = "ledger:once"
 _CARRY = ":carry"
 _TOTAL_UNIT = 2**53
 """A running total is the field ``name`` plus ``name:carry`` units of this
@@ -61,8 +55,18 @@ def _outcome(reply):
 
 @implementer(ILedger)
 class RedisLedger:
-    def __init__(self, connection):
+    def __init__(self, connection, retention: rules.HistoryRetention = rules.KEEP_EVERYTHING):
         self._redis = connection
+        # The last two ARGV of every script that records (ledger_prelude.lua).
+        self._retention_args = [retention.entries or 0, retention.seconds or 0]
+        prefix = connection.prefix + "ledger:"
+        self._totals = prefix + "totals"
+        self._txn_counter = prefix + "txn"
+        self._accounts = prefix + "accounts"
+        self._account = prefix + "account:"
+        self._history = prefix + "history:"
+        self._idempotency = prefix + "once:"
+        self._no_key = prefix + "once"
 
     def open_account(self, account, opening_balance=0):
         try:
@@ -72,8 +76,8 @@ class RedisLedger:
             return defer.fail()
         d = self._redis.script(
             lua("ledger_open"),
-            [_TOTALS, _TXN_COUNTER, _ACCOUNTS, _ACCOUNT + account, _HISTORY + account],
-            ["0", "0", account, opening_balance])
+            [self._totals, self._txn_counter, self._accounts, self._account + account, self._history + account],
+            ["0", "0", account, opening_balance, *self._retention_args])
         return d.addCallback(lambda created: created == 1)
 
     def balance(self, account):
@@ -81,7 +85,7 @@ class RedisLedger:
             if value is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return int(value)
-        return self._redis.command("hget", _ACCOUNT + account, "balance").addCallback(parse)
+        return self._redis.execute("HGET", self._account + account, "balance").addCallback(parse)
 
     def deposit(self, account, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_deposit", [account], [amount, account, rules.MAX_BALANCE],
@@ -103,7 +107,7 @@ class RedisLedger:
             if entries is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return [_parse_entry(account, entry) for entry in entries]
-        d = self._redis.script(lua("ledger_history"), [_ACCOUNT + account, _HISTORY + account],
+        d = self._redis.script(lua("ledger_history"), [self._account + account, self._history + account],
                                [upper, int(limit)])
         return d.addCallback(parse)
 
@@ -112,10 +116,10 @@ class RedisLedger:
             flat_totals, accounts = reply
             totals = _totals(flat_totals)
             snapshot = (
-                (account, int(balance), [_parse_entry(account, e) for e in entries])
-                for account, balance, entries in accounts)
+                (account, int(balance), [_parse_entry(account, e) for e in entries], int(base))
+                for account, balance, entries, base in accounts)
             return rules.audit_report(snapshot, totals)
-        d = self._redis.script(lua("ledger_audit"), [_TOTALS, _ACCOUNTS], [_ACCOUNT, _HISTORY])
+        d = self._redis.script(lua("ledger_audit"), [self._totals, self._accounts], [self._account, self._history])
         return d.addCallback(build)
 
     def _money(self, script, accounts, args, idempotency_key, idempotency_ttl, validate):
@@ -128,8 +132,9 @@ class RedisLedger:
             ttl = rules.idempotency_ttl(idempotency_ttl)
         except (LedgerError, ValueError):
             return defer.fail()
-        keys = [_TOTALS, _TXN_COUNTER, _IDEMPOTENCY + idempotency_key if idempotency_key else _NO_KEY]
+        keys = [self._totals, self._txn_counter, self._idempotency + idempotency_key if idempotency_key else self._no_key]
         for account in accounts:
-            keys += [_ACCOUNT + account, _HISTORY + account]
+            keys += [self._account + account, self._history + account]
         once = ["1" if idempotency_key else "0", ttl]
-        return self._redis.script(lua(script), keys, once + args).addCallback(_outcome)
+        return self._redis.script(lua(script), keys, once + args + self._retention_args).addCallback(
+            _outcome)

@@ -19,9 +19,6 @@ from marketplace.store.records import Session
 from marketplace.store.redis.scripts import lua
 from marketplace.store.sessionids import DEFAULT_SESSION_TTL, is_session_id, new_session_id
 
-_SESSION = "session:"
-_USER_SESSIONS = "session:user:"
-
 
 def _session(session_id: str, flat_fields) -> Session:
     fields = dict(zip(flat_fields[::2], flat_fields[1::2]))
@@ -33,15 +30,17 @@ def _session(session_id: str, flat_fields) -> Session:
 class RedisSessions:
     def __init__(self, connection):
         self._redis = connection
+        self._session = connection.prefix + "session:"
+        self._user_sessions = connection.prefix + "session:user:"
 
     def create(self, user_id, data=None, ttl=None):
         ttl = DEFAULT_SESSION_TTL if ttl is None else float(ttl)
         session = Session(new_session_id(), str(user_id), dict(data or {}), ttl, time.time())
         d = self._redis.script(
             lua("session_create"),
-            [_SESSION + session.session_id, _USER_SESSIONS + session.user_id],
+            [self._session + session.session_id, self._user_sessions + session.user_id],
             [session.user_id, max(1, round(ttl * 1000)), repr(session.created_at),
-             json.dumps(session.data), session.session_id, _SESSION])
+             json.dumps(session.data), session.session_id, self._session])
         return d.addCallback(lambda _: session)
 
     def touch(self, session_id):
@@ -51,18 +50,18 @@ class RedisSessions:
             return _session(session_id, fields)
         if not is_session_id(session_id):
             return defer.fail(SessionNotFound(f"no such session: {session_id!r}"))
-        d = self._redis.script(lua("session_touch"), [_SESSION + session_id], [_USER_SESSIONS])
+        d = self._redis.script(lua("session_touch"), [self._session + session_id], [self._user_sessions])
         return d.addCallback(parse)
 
     def delete(self, session_id):
         if not is_session_id(session_id):
             return defer.succeed(False)
-        d = self._redis.script(lua("session_delete"), [_SESSION + session_id],
-                               [_USER_SESSIONS, session_id])
+        d = self._redis.script(lua("session_delete"), [self._session + session_id],
+                               [self._user_sessions, session_id])
         return d.addCallback(lambda removed: removed == 1)
 
     def sessions_of(self, user_id):
-        d = self._redis.script(lua("session_list"), [_USER_SESSIONS + str(user_id)], [_SESSION])
+        d = self._redis.script(lua("session_list"), [self._user_sessions + str(user_id)], [self._session])
         return d.addCallback(lambda live: sorted(
             (_session(session_id, fields) for session_id, fields in live),
             key=lambda s: s.session_id))

@@ -12,6 +12,8 @@ is self-contained.
 from functools import cache
 from importlib.resources import files
 
+from marketplace.store.redis.connection import Script
+
 #: Script name prefix -> the prelude every such script starts with.
 _FAMILY_PRELUDES = {"ledger_": "ledger_prelude", "market_lease_": "market_lease_prelude"}
 
@@ -33,12 +35,18 @@ def _prelude(name: str) -> str | None:
 
 
 @cache
-def lua(name: str) -> str:
+def _source(name: str) -> str:
     source = files(__name__).joinpath(f"{name}.lua").read_text()
     prelude = _prelude(name)
     if prelude is not None:
-        source = lua(prelude) + "\n" + source
+        source = _source(prelude) + "\n" + source
     return source
+
+
+@cache
+def lua(name: str) -> Script:
+    """The script ``name``.lua, its digest computed once."""
+    return Script(_source(name))
 
 
 def milliseconds(seconds: float) -> int:

@@ -1,11 +1,14 @@
 -- One atomic snapshot of the whole ledger: the totals, then for every account
--- its id, balance and history oldest first.  O(history): meant for audits.
+-- its id, balance, history oldest first and the balance before that history
+-- (its checkpoint, when retention dropped older entries).  O(history): meant
+-- for audits.
 -- KEYS[1] totals, KEYS[2] account set; ARGV[1] account key prefix, ARGV[2] history key prefix
 local totals = redis.call('HGETALL', KEYS[1])
 local accounts = {}
 for _, account in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   table.insert(accounts, {account,
     redis.call('HGET', ARGV[1] .. account, 'balance'),
-    redis.call('ZRANGE', ARGV[2] .. account, 0, -1)})
+    redis.call('ZRANGE', ARGV[2] .. account, 0, -1),
+    redis.call('HGET', ARGV[1] .. account, 'base') or '0'})
 end
 return {totals, accounts}

@@ -1,10 +1,10 @@
 -- ARGV[3] amount, ARGV[4] account id, ARGV[5] maximum balance
 local seen = replay()
 if seen then return seen end
-if redis.call('EXISTS', KEYS[4]) == 0 then
+local balance = balance_of(KEYS[4])
+if not balance then
   return finish('unknown', ARGV[4])
 end
-local balance = tonumber(redis.call('HGET', KEYS[4], 'balance'))
 if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then
   return finish('overflow', ARGV[4])
 end

@@ -2,6 +2,9 @@
 --   KEYS[1] totals hash   KEYS[2] txn id counter   KEYS[3] idempotency key
 --   KEYS[4] account hash  KEYS[5] account history  (KEYS[6], KEYS[7]: target's)
 -- ARGV[1] '1' when an idempotency key is used, ARGV[2] its ttl in seconds.
+-- The last two ARGV of a script that records (open and the money ones) are
+-- the history retention: entries an account keeps (0: all) and seconds it
+-- keeps them (0: forever).
 -- Numbers cross into and out of Lua as decimal strings: Lua's own number
 -- formatting switches to exponents above 1e14.
 
@@ -9,18 +12,21 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Redis's clock, read once per script: a transfer's two entries share it.
+local time_now = nil
 local function now()
-  local t = redis.call('TIME')
-  return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  if not time_now then
+    local t = redis.call('TIME')
+    time_now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  end
+  return time_now
 end
 
--- Apply a signed change (a decimal string) to an account and log it.
-local function record(account_key, history_key, kind, counterparty, delta)
-  local balance = redis.call('HINCRBY', account_key, 'balance', delta)
-  local txn = redis.call('INCR', KEYS[2])
-  local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. now()
-  redis.call('ZADD', history_key, int(txn), entry)
-  return balance
+-- An account's balance (a number), or nil when the account was never opened:
+-- one HGET, since every opened account has the field.
+local function balance_of(account_key)
+  local balance = redis.call('HGET', account_key, 'balance')
+  return balance and tonumber(balance)
 end
 
 -- Add a non-negative amount (a decimal string) to the running total `name`.
@@ -36,6 +42,74 @@ local function add_total(name, amount)
     redis.call('HINCRBY', KEYS[1], name, '-9007199254740992')
     redis.call('HINCRBY', KEYS[1], name .. ':carry', 1)
   end
+end
+
+-- The totals an entry of each kind counts in (ledger_rules.KINDS_BY_TOTAL).
+local TOTAL_OF_KIND = {open = 'opening', deposit = 'deposit', withdraw = 'withdrawal'}
+-- HistoryRetention.candidates in ledger_rules.py, which explains these.
+local TRIM_BATCH, AGE_CHECKS = 64, 2
+
+-- Drop the entries retention lets go into the account's checkpoint: the
+-- account's `base` (its balance before the oldest kept entry) and the
+-- `trimmed:` totals, so that the audit stays exact.
+local function trim(account_key, history_key, time)
+  local keep, seconds = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
+  if keep == 0 and seconds == 0 then
+    return
+  end
+  local count = redis.call('ZCARD', history_key)
+  local over = 0
+  if keep > 0 and count > keep + math.floor(keep / 16) then
+    over = count - keep
+  end
+  local looked_at = over
+  if seconds > 0 then
+    looked_at = math.max(over, AGE_CHECKS)
+  end
+  looked_at = math.min(looked_at, TRIM_BATCH, count - 1)
+  if looked_at <= 0 then
+    return
+  end
+  local cutoff = tonumber(time) - seconds
+  local dropped, base = 0, nil
+  for i, entry in ipairs(redis.call('ZRANGE', history_key, 0, looked_at - 1)) do
+    local kind, delta, balance, stamp = string.match(entry, '^%d+|([^|]*)|[^|]*|(-?%d+)|(%d+)|([%d.]+)$')
+    if i > over and not (seconds > 0 and tonumber(stamp) < cutoff) then
+      break
+    end
+    local total = TOTAL_OF_KIND[kind]
+    if total then
+      add_total('trimmed:' .. total, (string.gsub(delta, '^-', '')))
+    end
+    dropped, base = i, balance
+  end
+  if dropped > 0 then
+    redis.call('ZREMRANGEBYRANK', history_key, 0, dropped - 1)
+    redis.call('HSET', account_key, 'base', base)
+  end
+end
+
+-- Transaction ids: reserve_txns(n) takes n consecutive ids in one INCRBY
+-- (a transfer records two entries); record() uses them, then takes one at a time.
+local txn_next, txn_last = 1, 0
+local function reserve_txns(count)
+  txn_last = redis.call('INCRBY', KEYS[2], count)
+  txn_next = txn_last - count + 1
+end
+
+-- Apply a signed change (a decimal string) to an account and log it.
+local function record(account_key, history_key, kind, counterparty, delta)
+  local balance = redis.call('HINCRBY', account_key, 'balance', delta)
+  if txn_next > txn_last then
+    reserve_txns(1)
+  end
+  local txn = txn_next
+  txn_next = txn_next + 1
+  local time = now()
+  local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. time
+  redis.call('ZADD', history_key, int(txn), entry)
+  trim(account_key, history_key, time)
+  return balance
 end
 
 local function finish(status, value)

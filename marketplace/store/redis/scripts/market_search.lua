@@ -23,18 +23,33 @@ end
 if #ARGV == 5 then
   return page_of(redis.call('ZCARD', index), redis.call('ZRANGE', index, ARGV[4], ARGV[5]))
 end
-local filtered = category ~= '' or not include_all
-local scores, kept = {}, {}
+-- Ids as numbers from here: the sort below compares them thousands of times.
+local scores, candidates = {}, {}
 for i = 6, #ARGV do
-  for _, id in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
+  for _, member in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
+    local id = tonumber(member)
     local score = scores[id]
     if score == nil then
       score = 0
-      if not filtered or redis.call('ZSCORE', index, id) then
-        kept[#kept + 1] = id
-      end
+      candidates[#candidates + 1] = id
     end
     scores[id] = score + 1
+  end
+end
+-- The filter asks the index about the candidates a chunk at a time (ZMSCORE),
+-- not one call per candidate: a common keyword matches thousands of items.
+local kept = candidates
+if category ~= '' or not include_all then
+  kept = {}
+  local chunk = 1000
+  for start = 1, #candidates, chunk do
+    local last = math.min(start + chunk - 1, #candidates)
+    local found = redis.call('ZMSCORE', index, unpack(candidates, start, last))
+    for j = start, last do
+      if found[j - start + 1] then
+        kept[#kept + 1] = candidates[j]
+      end
+    end
   end
 end
 table.sort(kept, function(a, b)
@@ -42,7 +57,7 @@ table.sort(kept, function(a, b)
   if sa ~= sb then
     return sa > sb
   end
-  return tonumber(a) < tonumber(b)
+  return a < b
 end)
 local first = tonumber(ARGV[4]) + 1
 local ids = {}

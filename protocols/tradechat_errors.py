@@ -1,6 +1,11 @@
+# -*- test-case-name: tests.tradechat.test_protocol -*-
 """
-Refusals of the trading chatroom's domain, each answered with a wire status
-by the protocol's single error table.
+Refusals of the trading chatroom, each answered with a wire status by the
+protocol's single error table.
+
+They live with the protocol, not the service, because the table that maps
+them to statuses is the protocol's and the protocol layer never imports a
+system's package; the service raises them from here.
 """
 
 
