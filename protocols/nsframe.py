@@ -46,7 +46,8 @@ _pack_header = _HEADER.pack
 _unpack_header_prefix = struct.Struct(">IHIH").unpack_from
 _unpack_header_rest = struct.Struct(">HQI").unpack_from
 _HEADER_PREFIX_LEN = 12
-_MAGIC_VERSION = (MAGIC << 8) | VERSION
+# On these disjoint bits, | is + and ^.
+_MAGIC_VERSION = (MAGIC << 8) | VERSION  # equivalent: BitOr_Add, BitOr_BitXor
 """Magic and version: the header prefix's first word without its flags byte."""
 _CHECKSUM_OFFSET = 22
 _ZERO_CHECKSUM = b"\x00\x00\x00\x00"
@@ -242,7 +243,7 @@ class FrameDecoder:
         max_body_len = self._max_body_len
         while True:
             if size - start < HEADER_LEN:
-                if start == size:
+                if start == size:  # equivalent: Eq_GtE -- start never passes size
                     # Everything consumed (the usual end of a read): nothing
                     # to compact or to check.
                     buffer.clear()
@@ -253,7 +254,9 @@ class FrameDecoder:
                 self._check_partial_header(self._buffer)
                 return None
             word, header_len, body_len, opcode = _unpack_header_prefix(buffer, start)
-            if word >> 8 != _MAGIC_VERSION or header_len != HEADER_LEN or body_len > max_body_len:
+            if (word >> 8 != _MAGIC_VERSION
+                    or header_len != HEADER_LEN  # equivalent: NotEq_IsNot -- a small int
+                    or body_len > max_body_len):
                 self._offset = start
                 self._check_header(word >> 16, (word >> 8) & 0xFF, header_len, body_len)
             end = start + HEADER_LEN + body_len
@@ -297,17 +300,22 @@ class FrameDecoder:
         raise error
 
     def _check_partial_header(self, buffer: bytearray) -> None:
-        """Reject a bad prefix without waiting for the whole header."""
+        """
+        Reject a bad prefix without waiting for the whole header; C{buffer}
+        holds at least one byte and less than a header.
+        """
         available = len(buffer)
-        if available >= 1 and buffer[0] != MAGIC >> 8:
+        # Below, `is not` is the same test as `!=` on a byte or a header_len
+        # of 32: CPython keeps one object per small int.
+        if buffer[0] != MAGIC >> 8:  # equivalent: NotEq_IsNot
             self._fail(BadMagic(f"bad magic byte {buffer[0]:#04x}"))
-        if available >= 2 and buffer[1] != MAGIC & 0xFF:
+        if available >= 2 and buffer[1] != MAGIC & 0xFF:  # equivalent: NotEq_IsNot
             self._fail(BadMagic(f"bad magic byte {buffer[1]:#04x}"))
-        if available >= 3 and buffer[2] != VERSION:
+        if available >= 3 and buffer[2] != VERSION:  # equivalent: NotEq_IsNot
             self._fail(BadVersion(f"unsupported version {buffer[2]}"))
         if available >= 6:
-            header_len = (buffer[4] << 8) | buffer[5]
-            if header_len != HEADER_LEN:
+            header_len = int.from_bytes(buffer[4:6], "big")
+            if header_len != HEADER_LEN:  # equivalent: NotEq_IsNot
                 self._fail(BadHeaderLength(f"header_len {header_len}"))
         if available >= 10:
             body_len = int.from_bytes(buffer[6:10], "big")
@@ -316,9 +324,10 @@ class FrameDecoder:
     def _check_header(self, magic: int, version: int, header_len: int, body_len: int) -> None:
         if magic != MAGIC:
             self._fail(BadMagic(f"bad magic {magic:#06x}"))
-        if version != VERSION:
+        # `is not` is the same test on a byte or a header_len of 32, as above.
+        if version != VERSION:  # equivalent: NotEq_IsNot
             self._fail(BadVersion(f"unsupported version {version}"))
-        if header_len != HEADER_LEN:
+        if header_len != HEADER_LEN:  # equivalent: NotEq_IsNot
             self._fail(BadHeaderLength(f"header_len {header_len}"))
         self._check_body_len(body_len)
 

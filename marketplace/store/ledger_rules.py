@@ -136,13 +136,14 @@ def idempotency_ttl(ttl) -> int:
 
 def check_amount(amount) -> int:
     """Refuse anything but an int in ``1..MAX_AMOUNT`` (bools included)."""
-    if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:
+    # Types compare by identity, so `type(amount) != int` is the same test.
+    if type(amount) is not int or not 0 < amount <= MAX_AMOUNT:  # equivalent: IsNot_NotEq
         raise InvalidAmount(f"amount must be an integer in 1..{MAX_AMOUNT}: {amount!r}")
     return amount
 
 
 def check_opening_balance(amount) -> int:
-    if type(amount) is not int or not 0 <= amount <= MAX_BALANCE:
+    if type(amount) is not int or not 0 <= amount <= MAX_BALANCE:  # equivalent: IsNot_NotEq
         raise InvalidAmount(f"opening balance must be an integer in 0..{MAX_BALANCE}: {amount!r}")
     return amount
 

@@ -10,14 +10,15 @@ import attrs
 @attrs.frozen
 class Session:
     """
-    A login session; ``ttl`` is the sliding inactivity timeout in seconds.
+    A login session; ``ttl`` is the sliding inactivity timeout in seconds,
+    ``created_at`` when the store made it (each store gives both).
     """
 
     session_id: str
     user_id: str
-    data: dict = attrs.field(factory=dict, converter=dict)
-    ttl: float = 300.0
-    created_at: float = 0.0
+    data: dict = attrs.field(converter=dict)
+    ttl: float
+    created_at: float
 
 
 @attrs.frozen

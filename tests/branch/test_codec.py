@@ -99,10 +99,21 @@ class EncodeTests(SynchronousTestCase):
             encode_reply(too_long)
         self.assertIn(f"{MAX_AMOUNT_DIGITS + 1} integer digits", str(raised.exception))
 
+    def test_thirty_integer_digits_travel_and_thirty_one_do_not(self):
+        """The bound docs/protocols/branch.md gives, as a number."""
+        largest = BranchReply("A", 1, Decimal("-" + "9" * 30 + ".99"))
+        self.assertEqual(ReplyParser().feed(encode_reply(largest)), largest)
+        self.assertRaises(AmountOutOfRange, encode_reply, BranchReply("A", 1, Decimal("1" + "0" * 30)))
+
     def test_branch_id_rules(self):
         self.assertEqual(check_branch_id("A" * 63), b"A" * 63)
         for bad in ["", "A" * 64, "A B", "A\tB", "A,B", 'A"B', "A\x00"]:
             self.assertRaises(InvalidBranchId, check_branch_id, bad)
+
+    def test_a_long_branch_id_is_refused_for_its_length(self):
+        with self.assertRaises(InvalidBranchId) as raised:
+            check_branch_id("A" * 64)
+        self.assertEqual(str(raised.exception), "branch id is 64 bytes; at most 63 are allowed")
 
     def test_ids_that_would_be_formulas_or_hide_text_are_refused(self):
         """
@@ -162,6 +173,21 @@ class RequestParserTests(SynchronousTestCase):
 
     def test_oversize_line(self):
         self.assertRaises(RequestTooLarge, RequestParser(max_size=16).feed, b"R" * 16 + b"\n")
+
+    def test_size_bound_counts_the_line_end(self):
+        """A request line fits when it and its LF fit: not a byte more."""
+        self.assertTrue(RequestParser(max_size=len(REQUEST)).feed(REQUEST))
+        self.assertRaises(RequestTooLarge, RequestParser(max_size=len(REQUEST) - 1).feed, REQUEST)
+
+    def test_default_bound_is_127_bytes(self):
+        parser = RequestParser()
+        self.assertFalse(parser.feed(b"R" * 127))
+        self.assertRaises(RequestTooLarge, parser.feed, b"R")
+
+    def test_an_unknown_request_is_quoted_up_to_32_bytes(self):
+        with self.assertRaises(UnknownRequest) as raised:
+            RequestParser().feed(b"x" * 40 + b"\n")
+        self.assertIn(repr(b"x" * 32), str(raised.exception))
 
     def test_request_without_line_end_is_complete(self):
         """
@@ -244,6 +270,26 @@ class ReplyParserTests(SynchronousTestCase):
         self.assertMalformed(b"BRANCH_ID: A,B\nRECORDS: 1\nSUBTOTAL: 1.00\n", "bad BRANCH_ID")
         self.assertMalformed(b"BRANCH_ID: " + b"A" * 64 + b"\nRECORDS: 1\nSUBTOTAL: 1.00\n", "bad BRANCH_ID")
 
+    def test_only_unknown_lines_are_a_reply_missing_its_fields(self):
+        """Lines arrived, so the branch did answer: just not with a reply."""
+        self.assertMalformed(b"HELLO\n", "missing BRANCH_ID, RECORDS, SUBTOTAL")
+
+    def test_an_error_waits_for_its_end(self):
+        parser = ReplyParser()
+        self.assertIsNone(parser.feed(b"ERROR: cannot read CSV\n"))
+        self.assertEqual(parser.feed(b"END\n"), ErrorReply("cannot read CSV"))
+
+    def test_bad_values_are_quoted_up_to_32_bytes(self):
+        self.assertMalformed(b"BRANCH_ID: A\nRECORDS: " + b"x" * 40 + b"\nSUBTOTAL: 1.00\n",
+                             repr(b"x" * 32))
+        self.assertMalformed(b"BRANCH_ID: " + b"B" * 64 + b"\nRECORDS: 1\nSUBTOTAL: 1.00\n",
+                             repr(b"B" * 32))
+
+    def test_a_parser_starts_empty(self):
+        """Only the size bound can be given; the parse state is its own."""
+        self.assertRaises(TypeError, ReplyParser, MAX_REPLY, b"")
+        self.assertRaises(TypeError, RequestParser, 127, b"")
+
     def test_duplicate_field(self):
         self.assertMalformed(b"RECORDS: 1\nRECORDS: 2\n", "RECORDS appears twice")
 
@@ -255,6 +301,18 @@ class ReplyParserTests(SynchronousTestCase):
     def test_size_bound_counts_lines(self):
         parser = ReplyParser(max_size=64)
         self.assertRaises(MalformedReply, parser.feed, b"X\n" * 40)
+
+    def test_size_bound_counts_every_byte_of_taken_lines(self):
+        """Lines taken and bytes still buffered add up to the bound exactly."""
+        parser = ReplyParser(max_size=64)
+        self.assertIsNone(parser.feed(b"XYZ\n" * 15))
+        self.assertIsNone(parser.feed(b"ABCD"))
+        self.assertRaises(MalformedReply, parser.feed, b"E")
+
+    def test_default_bound_is_4096_bytes(self):
+        parser = ReplyParser()
+        self.assertIsNone(parser.feed(b"X" * 4096))
+        self.assertRaises(MalformedReply, parser.feed, b"X")
 
     def test_size_bound_holds_for_a_whole_reply_in_one_segment(self):
         """

@@ -30,6 +30,7 @@ from marketplace.store.market_records import (
     ReservedLine,
     RevisedCart,
 )
+from marketplace.store.market_interfaces import ICatalogStore
 from marketplace.store.market_rules import MAX_STOCK
 from marketplace.store.memory import catalog as memory_catalog
 from tests.store.backends import MemoryBackend, RedisBackend
@@ -239,6 +240,68 @@ class CatalogContract:
         yield self.assertFailure(catalog.item(second.item_id + 100), UnknownItem)
 
     @defer.inlineCallbacks
+    def test_item_ids_count_from_one(self):
+        catalog = self.store.catalog
+        ids = []
+        for _ in range(3):
+            ids.append((yield catalog.create_item(3, draft())).item_id)
+        self.assertEqual(ids, [1, 2, 3])
+
+    @defer.inlineCallbacks
+    def test_a_page_starts_at_its_offset_and_holds_its_limit(self):
+        catalog = self.store.catalog
+        ids = []
+        for _ in range(10):
+            ids.append((yield catalog.create_item(3, draft())).item_id)
+        for keywords in ((), ("light",)):
+            page = yield catalog.search(None, keywords, False, 3, 5)
+            self.assertEqual(([i.item_id for i in page.items], page.total), (ids[3:8], 10))
+
+    @defer.inlineCallbacks
+    def test_every_call_answers_a_deferred(self):
+        """Results and refusals alike, as every backend does."""
+        catalog = self.store.catalog
+        self.assertTrue(ICatalogStore.providedBy(catalog))
+        created = catalog.create_item(1, draft())
+        self.assertIsInstance(created, defer.Deferred)
+        item = yield created
+        calls = [catalog.item(item.item_id), catalog.item(item.item_id + 9),
+                 catalog.items_of_seller(1), catalog.set_price(item.item_id, 1, 5),
+                 catalog.adjust_stock(item.item_id, 1, 1), catalog.search(None, (), True, 0, 5),
+                 catalog.reserve("p", [(item.item_id, 1)], LEASE), catalog.commit("p", 1),
+                 catalog.release("q", 1), catalog.expire_leases(5), catalog.pending_voids(5),
+                 catalog.void_done("p", 1), catalog.item_feedback(item.item_id, 5, True)]
+        for call in calls:
+            self.assertIsInstance(call, defer.Deferred)
+        yield defer.DeferredList(calls, consumeErrors=True)
+
+    @defer.inlineCallbacks
+    def test_each_attempt_is_numbered_one_more(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=4))
+        for attempt in (1, 2, 3):
+            reservation = yield catalog.reserve("p", [(item.item_id, 1)], LEASE)
+            self.assertEqual(reservation.attempt, attempt)
+            yield catalog.release("p", attempt)
+
+    @defer.inlineCallbacks
+    def test_sold_units_add_up(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(1, draft(quantity=4))
+        for purchase in ("p1", "p2"):
+            yield catalog.reserve(purchase, [(item.item_id, 1)], LEASE)
+            yield catalog.commit(purchase, 1)
+        self.assertEqual((yield catalog.item(item.item_id)).sold, 2)
+
+    @defer.inlineCallbacks
+    def test_a_search_of_an_empty_category_finds_nothing(self):
+        catalog = self.store.catalog
+        yield catalog.create_item(3, draft(category=1))
+        for in_stock_only in (True, False):
+            page = yield catalog.search(9, (), not in_stock_only, 0, 10)
+            self.assertEqual((list(page.items), page.total), ([], 0))
+
+    @defer.inlineCallbacks
     def test_items_of_seller(self):
         catalog = self.store.catalog
         mine = []
@@ -255,6 +318,10 @@ class CatalogContract:
         self.assertEqual((yield catalog.set_price(item.item_id, 1, 250)).price_cents, 250)
         yield self.assertFailure(catalog.set_price(item.item_id, 2, 1), NotOwner)
         yield self.assertFailure(catalog.adjust_stock(item.item_id, 2, 1), NotOwner)
+        # Sellers with lower ids and owners with ids past any small-int cache alike.
+        yield self.assertFailure(catalog.set_price(item.item_id, 0, 1), NotOwner)
+        theirs = yield catalog.create_item(1000, draft())
+        self.assertEqual((yield catalog.set_price(theirs.item_id, int("1000"), 7)).price_cents, 7)
         yield self.assertFailure(catalog.set_price(item.item_id + 9, 1, 1), UnknownItem)
         self.assertEqual((yield catalog.item(item.item_id)).price_cents, 250)
 
@@ -263,6 +330,10 @@ class CatalogContract:
         catalog = self.store.catalog
         item = yield catalog.create_item(1, draft(quantity=2))
         self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, 3)), 5)
+        self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, -3)), 2)
+        self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, 3)), 5)
+        page = yield catalog.search(None, (), False, 0, 10)
+        self.assertEqual([i.item_id for i in page.items], [item.item_id])
         refused = yield self.assertFailure(catalog.adjust_stock(item.item_id, 1, -6), StockTooLow)
         self.assertEqual(refused.available, 5)
         self.assertEqual((yield catalog.adjust_stock(item.item_id, 1, -5)), 0)
@@ -410,6 +481,9 @@ class CatalogContract:
         self.assertEqual((again.state, again.attempt), (RESERVED, 2))
         refused = yield self.assertFailure(catalog.commit("p1", 1), ReservationClosed)
         self.assertEqual(refused.state, SUPERSEDED)
+        # An attempt that was never made is no more the current one.
+        refused = yield self.assertFailure(catalog.commit("p1", 3), ReservationClosed)
+        self.assertEqual(refused.state, SUPERSEDED)
         committed = yield catalog.commit("p1", 2)
         self.assertEqual((committed.state, committed.attempt), (COMMITTED, 2))
         yield catalog.commit("p1", 2)
@@ -447,7 +521,9 @@ class CatalogContract:
         again = yield catalog.reserve("lapses", [(item.item_id, 3)], LEASE)
         self.assertEqual((again.state, again.attempt), (RESERVED, 2))
         self.assertEqual(len((yield catalog.pending_voids(10))), 1)
-        yield catalog.void_done("lapses", 1)
+        done = catalog.void_done("lapses", 1)
+        self.assertIsInstance(done, defer.Deferred)
+        yield done
         yield catalog.void_done("lapses", 1)
         self.assertEqual((yield catalog.pending_voids(10)), [])
         self.assertEqual((yield catalog.commit("lapses", 2)).state, COMMITTED)
@@ -501,6 +577,10 @@ class CatalogContract:
         self.assertTrue((yield catalog.item_feedback(item.item_id, 6, False)))
         stored = yield catalog.item(item.item_id)
         self.assertEqual((stored.pos, stored.neg), (1, 1))
+        for buyer, positive in [(7, True), (8, True), (9, False)]:
+            yield catalog.item_feedback(item.item_id, buyer, positive)
+        stored = yield catalog.item(item.item_id)
+        self.assertEqual((stored.pos, stored.neg), (3, 2))
         yield self.assertFailure(catalog.item_feedback(item.item_id + 9, 5, True), UnknownItem)
 
 
@@ -519,6 +599,79 @@ class MemoryMarketStoreTests(MarketStoreContract, MemoryBackend, unittest.TestCa
         for category in (None, 2):
             page = yield catalog.search(category, (), False, 2, 5)
             self.assertEqual(len(page.items), 5)
+
+
+class MemoryIdOrderTests(MemoryBackend, unittest.TestCase):
+    def test_ordered_pages_hold_past_small_ints(self):
+        """
+        A catalogue of more than 256 items (past CPython's cache of small
+        ints) keeps its in-stock order as stock runs out and comes back.
+        """
+        catalog = self.store.catalog
+        ids = [self.successResultOf(catalog.create_item(1, draft())).item_id for _ in range(300)]
+        for item_id in (ids[-1], ids[150]):
+            self.successResultOf(catalog.adjust_stock(item_id, 1, -5))
+            self.successResultOf(catalog.adjust_stock(item_id, 1, 5))
+        self.successResultOf(catalog.create_item(1, draft(quantity=0)))
+        page = self.successResultOf(catalog.search(None, (), False, 0, 400))
+        self.assertEqual(([i.item_id for i in page.items], page.total), (ids, 300))
+
+
+    def test_an_item_already_out_of_stock_leaves_the_others_in_their_order(self):
+        catalog = self.store.catalog
+        gone = self.successResultOf(catalog.create_item(1, draft(quantity=0)))
+        kept = self.successResultOf(catalog.create_item(1, draft(quantity=5)))
+        self.successResultOf(catalog.adjust_stock(gone.item_id, 1, 0))
+        page = self.successResultOf(catalog.search(None, (), False, 0, 10))
+        self.assertEqual([i.item_id for i in page.items], [kept.item_id])
+
+
+class MemoryLeaseTimingTests(MemoryBackend, unittest.TestCase):
+    """Leases on the embedded store's clock, to the tick."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield MemoryBackend.setUp(self)
+        self.catalog = self.store.catalog
+        self.item = yield self.catalog.create_item(1, draft(quantity=400))
+
+    def reserve(self, purchase, lease):
+        return self.successResultOf(self.catalog.reserve(purchase, [(self.item.item_id, 1)], lease))
+
+    def test_a_lease_lapses_at_its_deadline(self):
+        self.reserve("a-swept", 10)
+        self.reserve("b-late", 10)
+        self.let_time_pass(10)
+        self.assertEqual(self.successResultOf(self.catalog.expire_leases(1)), 1)
+        self.failureResultOf(self.catalog.commit("b-late", 1), ReservationClosed)
+
+    def test_the_earliest_deadline_lapses_first(self):
+        self.reserve("short", 10)
+        self.reserve("long", 100)
+        self.let_time_pass(20)
+        self.assertEqual(self.successResultOf(self.catalog.expire_leases(10)), 1)
+        self.assertEqual(self.successResultOf(self.catalog.commit("long", 1)).state, COMMITTED)
+
+    def test_an_older_attempts_deadline_does_not_lapse_the_current_one(self):
+        self.reserve("p", 10)
+        self.successResultOf(self.catalog.release("p", 1))
+        self.reserve("p", 100)
+        self.let_time_pass(20)
+        self.assertEqual(self.successResultOf(self.catalog.expire_leases(10)), 0)
+        self.assertEqual(self.successResultOf(self.catalog.commit("p", 2)).state, COMMITTED)
+
+    def test_large_attempts_and_limits_are_compared_by_value(self):
+        """Past CPython's cache of small ints, as numbers from the wire are."""
+        for attempt in range(1, 258):
+            self.reserve("p", LEASE)
+            self.successResultOf(self.catalog.release("p", attempt))
+        self.assertEqual(self.reserve("p", LEASE).attempt, 258)
+        self.assertEqual(self.successResultOf(self.catalog.commit("p", int("258"))).state,
+                         COMMITTED)
+        for n in range(301):
+            self.reserve(f"due{n}", 10)
+        self.let_time_pass(10)
+        self.assertEqual(self.successResultOf(self.catalog.expire_leases(int("300"))), 300)
 
 
 class RedisMarketStoreTests(MarketStoreContract, RedisBackend, unittest.TestCase):

@@ -180,6 +180,10 @@ class LedgerContract:
         yield self.assertFailure(store.ledger.transfer("other", "rich", 11), BalanceOverflow)
         self.assertEqual((yield store.ledger.deposit("rich", 10)), MAX_BALANCE)
         self.assertEqual((yield store.ledger.balance("other")), 20)
+        # A transfer may fill the target up to the maximum, too.
+        yield store.ledger.withdraw("rich", 5)
+        self.assertEqual((yield store.ledger.transfer("other", "rich", 5)), 15)
+        self.assertEqual((yield store.ledger.balance("rich")), MAX_BALANCE)
 
     @defer.inlineCallbacks
     def test_large_balances_are_exact(self):
@@ -210,11 +214,25 @@ class LedgerContract:
         self.assertEqual(ids, sorted(ids, reverse=True))
         page = yield store.ledger.history("a", limit=2)
         self.assertEqual(page, history[:2])
+        self.assertEqual((yield store.ledger.history("a", limit=1)), history[:1])
+        self.assertEqual((yield store.ledger.history("a", limit=3)), history[:3])
         rest = yield store.ledger.history("a", limit=10, before=page[-1].txn_id)
         self.assertEqual(rest, history[2:])
         received = yield store.ledger.history("b")
         self.assertEqual((received[0].kind, received[0].counterparty, received[0].amount),
                          ("transfer_in", "a", 7))
+
+    @defer.inlineCallbacks
+    def test_history_pages_hold_fifty_by_default_and_ids_count_from_one(self):
+        """Transaction ids are 1, 2, 3... in the order of the operations: never 0."""
+        store = yield self.make_store()
+        yield store.ledger.open_account("a", 100)
+        for _ in range(51):
+            yield store.ledger.deposit("a", 1)
+        history = yield store.ledger.history("a")
+        self.assertEqual([t.txn_id for t in history], list(range(52, 2, -1)))
+        older = yield store.ledger.history("a", before=history[-1].txn_id)
+        self.assertEqual([t.txn_id for t in older], [2, 1])
 
     @defer.inlineCallbacks
     def test_idempotent_retry_applies_once(self):

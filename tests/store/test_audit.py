@@ -43,6 +43,17 @@ class AuditReportTests(unittest.SynchronousTestCase):
             report = AuditReport(**dict(BALANCED, **{term: wrong}))
             self.assertFalse(report.balanced, term)
 
+    def test_expected_total_is_openings_plus_deposits_minus_withdrawals(self):
+        for opening, deposit, withdrawal in [(100, 0, 1), (0, 7, 2), (150, 25, 10)]:
+            report = AuditReport(1, 0, opening, deposit, withdrawal)
+            self.assertEqual(report.expected_total, opening + deposit - withdrawal)
+
+    def test_large_totals_are_compared_by_value(self):
+        """Totals past any cached small int still balance when they are equal."""
+        total = int("1" + "0" * 20)
+        report = AuditReport(1, total, int("9" * 20), 2, 1)
+        self.assertTrue(report.balanced, report)
+
     def test_unbalanced_on_any_mismatch(self):
         self.assertFalse(AuditReport(**BALANCED, history_mismatches=("a",)).balanced)
         self.assertFalse(AuditReport(**BALANCED, total_mismatches=("deposit",)).balanced)
@@ -56,31 +67,44 @@ class AuditRulesTests(unittest.SynchronousTestCase):
                           report.deposit_total, report.withdrawal_total), (2, 165, 150, 25, 10))
 
     def test_a_balance_its_history_does_not_reach_is_found(self):
-        report = audit_report(snapshot({"a": 66, "b": 100}), TOTALS)
-        self.assertEqual(report.history_mismatches, ("a",))
-        self.assertFalse(report.balanced)
+        for balance in (66, 64):
+            report = audit_report(snapshot({"a": balance, "b": 100}), TOTALS)
+            self.assertEqual(report.history_mismatches, ("a",), balance)
+            self.assertFalse(report.balanced)
 
     def test_a_broken_chain_is_found_even_when_it_ends_right(self):
-        histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
-                                       entry(4, "b", "withdraw", -10, 41),
-                                       entry(6, "b", "transfer_in", 60, 100)])
-        report = audit_report(snapshot(histories=histories), TOTALS)
-        self.assertEqual(report.history_mismatches, ("b",))
+        for claimed in (41, 39):
+            histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
+                                           entry(4, "b", "withdraw", -10, claimed),
+                                           entry(6, "b", "transfer_in", 60, 100)])
+            report = audit_report(snapshot(histories=histories), TOTALS)
+            self.assertEqual(report.history_mismatches, ("b",), claimed)
 
     def test_a_history_that_goes_negative_is_found(self):
-        histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
-                                       entry(4, "b", "withdraw", -60, -10),
-                                       entry(6, "b", "deposit", 110, 100)])
-        report = audit_report(snapshot(histories=histories),
-                              {"opening": 150, "deposit": 135, "withdrawal": 60})
-        self.assertEqual(report.history_mismatches, ("b",))
+        """Even by a single unit."""
+        for overdrawn in (10, 1):
+            histories = dict(HISTORIES, b=[entry(2, "b", "open", 50, 50),
+                                           entry(4, "b", "withdraw", -50 - overdrawn, -overdrawn),
+                                           entry(6, "b", "deposit", 100 + overdrawn, 100)])
+            report = audit_report(snapshot(histories=histories),
+                                  {"opening": 150, "deposit": 125 + overdrawn,
+                                   "withdrawal": 50 + overdrawn})
+            self.assertEqual(report.history_mismatches, ("b",), overdrawn)
 
     def test_running_totals_that_disagree_with_the_histories_are_found(self):
         for kind in ("opening", "deposit", "withdrawal"):
-            totals = dict(TOTALS, **{kind: TOTALS[kind] + 1})
-            report = audit_report(snapshot(), totals)
-            self.assertEqual(report.total_mismatches, (kind,))
-            self.assertFalse(report.balanced)
+            for change in (1, -1):
+                totals = dict(TOTALS, **{kind: TOTALS[kind] + change})
+                report = audit_report(snapshot(), totals)
+                self.assertEqual(report.total_mismatches, (kind,))
+                self.assertFalse(report.balanced)
+
+    def test_an_empty_ledger_balances_at_zero(self):
+        """A ledger nothing happened to yet has no running totals at all."""
+        report = audit_report([], {})
+        self.assertEqual((report.accounts, report.balance_total, report.opening_total,
+                          report.deposit_total, report.withdrawal_total), (0, 0, 0, 0, 0))
+        self.assertTrue(report.balanced, report)
 
     def test_a_checkpoint_stands_for_the_dropped_entries(self):
         """Retention dropped a's first two entries: its base and the trimmed totals replace them."""

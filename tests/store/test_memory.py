@@ -45,6 +45,60 @@ class MemoryOutcomeSweepTests(unittest.TestCase):
         self.assertEqual(store.ledger.prune(), 0)
 
 
+class MemoryOutcomeExpiryTests(unittest.TestCase):
+    """
+    When an idempotency outcome stops being replayed, to the tick of a
+    controllable clock: at its expiry time, not a tick later.
+    """
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.ledger = make_store("memory", reactor=self.clock).ledger
+        self.ledger.open_account("a", 100)
+
+    def balance(self):
+        return self.successResultOf(self.ledger.balance("a"))
+
+    def test_an_outcome_is_forgotten_at_its_expiry_time(self):
+        self.ledger.deposit("a", 1, "k", 10)
+        self.clock.advance(10)
+        self.assertEqual(self.ledger.prune(), 1)
+        self.assertEqual(self.successResultOf(self.ledger.deposit("a", 1, "k", 10)), 102)
+
+    def test_prune_frees_the_expired_ones_and_counts_them(self):
+        for key, at in [("k1", 0), ("k2", 1), ("k3", 5)]:
+            self.clock.advance(at - self.clock.seconds())
+            self.ledger.deposit("a", 1, key, 10)
+        self.clock.advance(11 - self.clock.seconds())
+        self.assertEqual(self.ledger.prune(), 2)
+        self.assertEqual(list(self.ledger._outcomes), ["k3"])
+
+    def test_a_key_reused_with_another_lifetime_after_expiry_runs_again(self):
+        """
+        The old outcome sits in another lifetime's queue, unswept: it is
+        expired all the same, at its expiry time exactly, and sweeping its
+        queue later does not drop the new outcome.
+        """
+        self.ledger.deposit("a", 1, "k", 10)
+        self.clock.advance(10)
+        self.assertEqual(self.successResultOf(self.ledger.deposit("a", 1, "k", 30)), 102)
+        self.assertEqual(self.ledger.prune(), 0)
+        self.assertEqual(self.successResultOf(self.ledger.deposit("a", 1, "k", 30)), 102)
+        self.clock.advance(10)
+        self.assertEqual(self.successResultOf(self.ledger.deposit("a", 1, "k", 30)), 102)
+        self.assertEqual(self.balance(), 102)
+
+    def test_an_expired_outcome_in_another_queue_is_not_replayed(self):
+        self.ledger.deposit("a", 1, "k", 10)
+        self.clock.advance(20)
+        self.assertEqual(self.successResultOf(self.ledger.deposit("a", 1, "k", 30)), 102)
+
+    def test_a_bad_lifetime_fails_the_operation(self):
+        for ttl in (0, -1, True, "10"):
+            self.failureResultOf(self.ledger.deposit("a", 1, "k", ttl), ValueError)
+        self.assertEqual(self.balance(), 100)
+
+
 class MemoryDirectoryTests(unittest.TestCase):
     def test_known_name_is_one_lookup(self):
         """A name already claimed is answered without hashing or probing."""

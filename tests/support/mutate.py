@@ -5,9 +5,13 @@ For each module, cosmic-ray makes every small change its operators know (a
 ``>`` that becomes ``>=``, a ``+`` that becomes ``-``, a condition that is
 negated, a constant that moves by one...) one at a time, and runs the unit
 tests that guard that module against each.  A mutant the tests still pass
-is a rule nothing checks: kill it with a test, or mark the line
-``# pragma: no mutate`` with a comment saying why the change cannot be
-observed (an equivalent mutant).
+is a rule nothing checks: kill it with a test, or, when no test could
+tell it from the code (an equivalent mutant), mark its operator on its line
+with ``# equivalent: Eq_LtE`` (or every mutant of the line with
+``# pragma: no mutate``) and a comment saying why.  Mutants inside
+annotations are skipped: annotations are never run.  Each survivor is
+reported with the lines it changed.  docs/testing.md has the details and
+each module's score.
 
 The work happens in a copy of the tracked files in a temporary directory,
 never in the working tree, so an interrupted run cannot leave a mutant
@@ -22,8 +26,10 @@ time, and each must make the Redis contract suite fail.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,11 +40,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 #: module -> the unit tests that must catch every change to it
 CORE = {
-    "marketplace/store/ledger_rules.py": ["tests.store.test_audit", "tests.store.test_memory"],
-    "marketplace/store/records.py": ["tests.store.test_audit"],
+    "marketplace/store/ledger_rules.py": ["tests.store.test_ledger_rules", "tests.store.test_audit",
+                                          "tests.store.test_memory"],
+    "marketplace/store/records.py": ["tests.store.test_audit", "tests.store.test_memory"],
     "marketplace/store/memory/ledger.py": ["tests.store.test_memory"],
-    "marketplace/store/memory/catalog.py": ["tests.market.test_store_contract.MemoryMarketStoreTests"],
-    "marketplace/laptop/replication.py": ["tests.laptop.test_replication"],
+    "marketplace/store/memory/catalog.py": ["tests.market.test_store_contract.MemoryMarketStoreTests",
+                                            "tests.market.test_store_contract.MemoryIdOrderTests",
+                                            "tests.market.test_store_contract.MemoryLeaseTimingTests"],
+    "marketplace/laptop/replication.py": ["tests.laptop.test_replication",
+                                          "tests.laptop.test_hostile_replica",
+                                          "tests.laptop.test_failure_detection"],
     "protocols/laptop.py": ["tests.laptop.test_codec"],
     "protocols/nsframe.py": ["tests.tradechat.test_nsframe"],
     "protocols/branch.py": ["tests.branch.test_codec"],
@@ -50,10 +61,56 @@ LUA_MUTANTS = [
      "a whole balance can no longer be transferred"),
     ("ledger_transfer.lua", "+ amount > tonumber(ARGV[6])", "+ amount >= tonumber(ARGV[6])",
      "a transfer up to the maximum balance is refused"),
+    ("ledger_transfer.lua", "record(KEYS[6], KEYS[7], 'transfer_in', ARGV[4], ARGV[3])",
+     "local _ = KEYS[6]", "a transfer takes money from the source without paying the target"),
+    ("ledger_withdraw.lua", "if tonumber(ARGV[3]) > balance then",
+     "if tonumber(ARGV[3]) >= balance then", "a whole balance can no longer be withdrawn"),
+    ("ledger_withdraw.lua", "add_total('withdrawal', ARGV[3])", "add_total('deposit', ARGV[3])",
+     "a withdrawal counts in the wrong running total"),
+    ("ledger_deposit.lua", "if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then",
+     "if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) + 1 then",
+     "a deposit may take a balance one above the maximum"),
+    ("ledger_deposit.lua", "if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then",
+     "if balance + tonumber(ARGV[3]) >= tonumber(ARGV[5]) then",
+     "a deposit up to the maximum balance is refused"),
+    ("ledger_prelude.lua", "local seen = redis.call('GET', KEYS[3])", "local seen = false",
+     "a retried operation is applied again instead of replayed"),
+    ("ledger_prelude.lua", "redis.call('SET', KEYS[3], status .. ':' .. value, 'EX', ARGV[2])",
+     "redis.call('SET', KEYS[3], 'ok:' .. value, 'EX', ARGV[2])",
+     "a refusal is replayed as a success"),
+    ("ledger_prelude.lua", "redis.call('HINCRBY', KEYS[1], name .. ':carry', 1)",
+     "redis.call('HINCRBY', KEYS[1], name .. ':carry', 2)",
+     "a running total past 2^53 is counted twice over"),
+    ("ledger_open.lua", "add_total('opening', ARGV[4])", "add_total('opening', '0')",
+     "opening balances are left out of the audit's totals"),
+    ("market_lease_reserve.lua", "if tonumber(qty) < need then", "if tonumber(qty) <= need then",
+     "the last units in stock can no longer be reserved"),
+    ("market_lease_reserve.lua", "'qty', -tonumber(need))", "'qty', 1 - tonumber(need))",
+     "a reservation takes one unit fewer than it holds (oversells)"),
+    ("market_lease_reserve.lua", "if left == 0 then", "if left < 0 then",
+     "a sold-out item stays in the in-stock index"),
+    ("market_lease_prelude.lua", "if redis.call('HINCRBY', prefix .. 'item:' .. id, 'qty', need) > 0 then",
+     "if redis.call('HINCRBY', prefix .. 'item:' .. id, 'qty', need) > need then",
+     "stock a lapse or release puts back is not found by searches again"),
+    ("market_lease_prelude.lua", "or tonumber(redis.call('HGET', key, 'deadline') or '0') > now then",
+     "or tonumber(redis.call('HGET', key, 'deadline') or '0') < now then",
+     "leases lapse before their deadline and outlive it"),
+    ("market_lease_settle.lua", "if attempt ~= ARGV[4] then", "if false then",
+     "a superseded attempt can still be committed"),
+    ("market_lease_settle.lua", "'sold', need)", "'sold', 0)",
+     "committed units are not counted as sold"),
 ]
 
-#: the tests a Lua mutant must fail
-LUA_TESTS = ["tests.store.test_redis.RedisStoreContractTests"]
+#: the tests a Lua mutant must fail, by the family its script's name starts with
+LUA_TESTS = {
+    "ledger": ["tests.store.test_redis.RedisStoreContractTests"],
+    "market": ["tests.market.test_store_contract.RedisMarketStoreTests"],
+}
+
+
+def lua_tests(script: str) -> list[str]:
+    return LUA_TESTS[script.partition("_")[0]]
+
 
 #: seconds one mutant's tests may take before it counts as killed (a hang)
 TIMEOUT = 120.0
@@ -77,8 +134,16 @@ def trial_command(tests: list[str]) -> str:
     return f"{sys.executable} -m twisted.trial --exitfirst {' '.join(tests)}"
 
 
-def mutate_module(module: str, tests: list[str], work: str) -> dict:
-    """Run cosmic-ray over ``module`` in the copy ``work``; return the tally."""
+#: the output recorded for a mutant left out by ``--lines``
+OUTSIDE = "outside the lines asked for"
+
+
+def mutate_module(module: str, tests: list[str], work: str, lines=None) -> dict:
+    """
+    Run cosmic-ray over ``module`` in the copy ``work``; return the tally.
+    ``lines``, a (first, last) pair, restricts the run to mutants that end
+    on those lines, so a large module can be done in parts.
+    """
     config = os.path.join(work, "cosmic-ray.toml")
     session = os.path.join(work, f"{module.replace('/', '_')}.sqlite")
     with open(config, "w") as out:
@@ -95,25 +160,100 @@ def mutate_module(module: str, tests: list[str], work: str) -> dict:
     run = dict(cwd=work, check=True, capture_output=True)
     subprocess.run([os.path.join(tools, "cosmic-ray"), "init", config, session], **run)
     subprocess.run([os.path.join(tools, "cr-filter-pragma"), session], **run)
+    with open(os.path.join(work, module)) as file:
+        source = file.read()
+    spans = annotation_spans(source)
+    skip(session, lambda m: inside(spans, m.start_pos, m.end_pos), "inside an annotation")
+    marked = equivalent_marks(source)
+    skip(session, lambda m: is_marked(marked, m.end_pos[0], m.operator_name), "marked equivalent")
+    if lines is not None:
+        skip(session, lambda m: not lines[0] <= m.end_pos[0] <= lines[1], OUTSIDE)
     subprocess.run([os.path.join(tools, "cosmic-ray"), "exec", config, session], **run)
     dump = subprocess.run([os.path.join(tools, "cosmic-ray"), "dump", session], **run).stdout
     return tally(dump.decode())
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """
+    Where ``source``'s annotations are, as ((line, column), (line, column))
+    ranges.  Annotations are never run for what they compute (the core
+    modules postpone them, and nothing reads them back), so a mutant inside
+    one, ``int | None`` becoming ``int - None``, cannot be observed.
+    """
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            annotation = node.returns
+        elif isinstance(node, (ast.arg, ast.AnnAssign)):
+            annotation = node.annotation
+        else:
+            continue
+        if annotation is not None:
+            spans.append(((annotation.lineno, annotation.col_offset),
+                          (annotation.end_lineno, annotation.end_col_offset)))
+    return spans
+
+
+#: ``# equivalent: Eq_LtE, Eq_GtE -- why``: those operators' mutants on this line are
+#: equivalent (``# pragma: no mutate`` would skip every mutant on the line)
+_EQUIVALENT = re.compile(r"#\s*equivalent:\s*(\w+(?:\s*,\s*\w+)*)")
+
+
+def equivalent_marks(source: str) -> dict[int, tuple[str, ...]]:
+    """Line number -> the operators marked equivalent on it."""
+    marks = {}
+    for number, line in enumerate(source.splitlines(), 1):
+        found = _EQUIVALENT.search(line)
+        if found:
+            marks[number] = tuple(name.strip() for name in found.group(1).split(","))
+    return marks
+
+
+def is_marked(marks, line: int, operator_name: str) -> bool:
+    """Whether a mutant by ``operator_name`` ending on ``line`` is marked equivalent."""
+    return any(operator_name.endswith("_" + name) for name in marks.get(line, ()))
+
+
+def inside(spans, start, end) -> bool:
+    return any(first <= tuple(start) and tuple(end) <= last for first, last in spans)
+
+
+def skip(session: str, condition, why: str) -> None:
+    """Mark the session's mutants that meet ``condition`` skipped, as the pragma does."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with use_db(session) as db:
+        done = {job_id for job_id, _ in db.results}
+        for item in db.work_items:
+            if item.job_id not in done and all(map(condition, item.mutations)):
+                db.set_result(item.job_id,
+                              WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
 
 
 def tally(dump: str) -> dict:
     killed, survivors, skipped = 0, [], 0
     for line in filter(None, dump.splitlines()):
         item, result = json.loads(line)
+        if result is not None and result.get("output") == OUTSIDE:
+            continue
         if result is None or result.get("worker_outcome") == "skipped":
             skipped += 1
             continue
         if result.get("test_outcome") == "survived":
             mutation = item["mutations"][0]
             survivors.append(f"line {mutation['start_pos'][0]}: {mutation['operator_name']}"
-                             f" #{mutation['occurrence']}")
+                             f" #{mutation['occurrence']}" + changed_lines(result.get("diff")))
         else:
             killed += 1
     return {"killed": killed, "survivors": survivors, "skipped": skipped}
+
+
+def changed_lines(diff: str | None) -> str:
+    """The mutant's removed and added lines from its diff, indented under its name."""
+    lines = [line for line in (diff or "").splitlines()
+             if line[:1] in "-+" and not line.startswith(("---", "+++"))]
+    return "".join(f"\n      {line.rstrip()}" for line in lines)
 
 
 def mutate_lua(work: str) -> dict:
@@ -129,7 +269,7 @@ def mutate_lua(work: str) -> dict:
         with open(path, "w") as file:
             file.write(original.replace(text, mutant))
         try:
-            outcome = subprocess.run(trial_command(LUA_TESTS).split(), cwd=work,
+            outcome = subprocess.run(trial_command(lua_tests(script)).split(), cwd=work,
                                      capture_output=True, timeout=TIMEOUT * 3)
             caught = outcome.returncode != 0
         except subprocess.TimeoutExpired:
@@ -147,11 +287,19 @@ def mutate_lua(work: str) -> dict:
 def report(name: str, result: dict, seconds: float, out=sys.stdout) -> None:
     total = result["killed"] + len(result["survivors"])
     score = 100.0 * result["killed"] / total if total else 100.0
+    skipped = f", {result['skipped']} skipped as equivalent" if result["skipped"] else ""
     print(f"{name}: {result['killed']} of {total} mutants killed ({score:.1f}%)"
-          f" in {seconds:.0f}s", file=out)
+          f" in {seconds:.0f}s{skipped}", file=out)
     for survivor in result["survivors"]:
         print(f"  survived: {survivor}", file=out)
     out.flush()
+
+
+def line_range(text: str) -> tuple[int, int]:
+    first, dash, last = text.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and 0 < int(first) <= int(last)):
+        raise argparse.ArgumentTypeError(f"not a range of lines like 1-200: {text!r}")
+    return int(first), int(last)
 
 
 def main(argv=None) -> int:
@@ -161,6 +309,9 @@ def main(argv=None) -> int:
                     "scripts' hand-written mutants).")
     parser.add_argument("modules", nargs="*", metavar="MODULE",
                         help=f"paths of core modules, or 'lua'; known: {', '.join(CORE)}")
+    parser.add_argument("--lines", type=line_range, metavar="FIRST-LAST",
+                        help="only the mutants on these lines of each module (to run a large "
+                             "module in parts)")
     arguments = parser.parse_args(argv)
     modules = arguments.modules or [*CORE, "lua"]
     unknown = [m for m in modules if m != "lua" and m not in CORE]
@@ -171,8 +322,13 @@ def main(argv=None) -> int:
         copy_tree(work)
         for module in modules:
             started = time.monotonic()
-            result = mutate_lua(work) if module == "lua" else mutate_module(module, CORE[module], work)
-            report(module, result, time.monotonic() - started)
+            if module == "lua":
+                result = mutate_lua(work)
+            else:
+                result = mutate_module(module, CORE[module], work, arguments.lines)
+            name = module if module == "lua" or arguments.lines is None else (
+                f"{module} lines {arguments.lines[0]}-{arguments.lines[1]}")
+            report(name, result, time.monotonic() - started)
             survived = survived or bool(result["survivors"])
     return 1 if survived else 0
 

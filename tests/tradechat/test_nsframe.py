@@ -90,6 +90,30 @@ class SpecVectorTests(unittest.TestCase):
         self.assertEqual(decoder.buffered, 0)
 
 
+class WireValueTests(unittest.TestCase):
+    """The numbers the existing server and clients use, each by its name."""
+
+    def test_opcodes(self):
+        self.assertEqual({op.name: op.value for op in nsframe.Opcode}, {
+            "HELLO": 0x0001, "LOGIN": 0x0002, "LOGOUT": 0x0003, "HEARTBEAT": 0x0004,
+            "JOIN_ROOM": 0x0101, "LEAVE_ROOM": 0x0102, "CHAT_SEND": 0x0103,
+            "CHAT_BROADCAST": 0x0104, "DEPOSIT": 0x0201, "WITHDRAW": 0x0202,
+            "TRANSFER": 0x0203, "BALANCE": 0x0204, "TXN_HISTORY": 0x0205})
+
+    def test_statuses(self):
+        self.assertEqual({status.name: status.value for status in nsframe.Status}, {
+            "OK": 0x0000, "BAD_PACKET": 0x0001, "CHECKSUM_FAIL": 0x0002, "UNAUTHORIZED": 0x0003,
+            "NOT_FOUND": 0x0004, "INSUFFICIENT_FUNDS": 0x0005, "SERVER_BUSY": 0x0006,
+            "TIMEOUT": 0x0007, "SELF_TRANSFER": 0x0008, "LIMIT_EXCEEDED": 0x0009,
+            "INTERNAL": 0x00FF})
+
+    def test_flags_and_bounds(self):
+        self.assertEqual((nsframe.FLAG_OBFUSCATED, nsframe.FLAG_COMPRESSED, FLAG_RESPONSE),
+                         (0x01, 0x02, 0x04))
+        self.assertEqual((nsframe.MAGIC, nsframe.VERSION, nsframe.HEADER_LEN), (0x4E53, 1, 32))
+        self.assertEqual(nsframe.DEFAULT_MAX_FRAME_SIZE, 65536)
+
+
 HELLO = encode_frame(0x0001, 1)
 
 
@@ -121,6 +145,67 @@ class HeaderErrorTests(unittest.TestCase):
     def test_bad_header_len(self):
         self.assertRejected(_with_byte(HELLO, 4, b"\x00\x21")[:6], BadHeaderLength)
         self.assertRejected(_with_byte(HELLO, 4, b"\x00\x21"), BadHeaderLength)
+
+    def test_every_other_header_len_is_refused(self):
+        """
+        Below or above 32, and whatever byte of the field is wrong, as soon
+        as the field has arrived and once the whole header has.
+        """
+        for header_len in (31, 0, 33, 0x0400, 0x0820, 0x2000):
+            bad = _with_byte(HELLO, 4, header_len.to_bytes(2, "big"))
+            self.assertRejected(bad[:6], BadHeaderLength)
+            self.assertRejected(bad, BadHeaderLength)
+
+    def test_every_other_magic_and_version_is_refused_in_a_whole_header(self):
+        for offset, value, error in [(0, b"\x4d", BadMagic), (0, b"\x4f", BadMagic),
+                                     (1, b"\x52", BadMagic), (1, b"\x54", BadMagic),
+                                     (2, b"\x00", BadVersion), (2, b"\x02", BadVersion)]:
+            self.assertRejected(_with_byte(HELLO, offset, value), error)
+
+    def test_a_bad_field_is_refused_in_any_longer_prefix(self):
+        """Once a bad field has arrived, each later byte short of a header is refused too."""
+        too_long = (65536 - 32 + 1).to_bytes(4, "big")
+        for offset, value, error in [(0, b"X", BadMagic), (0, b"A", BadMagic), (1, b"A", BadMagic),
+                                     (1, b"X", BadMagic), (2, b"\x02", BadVersion),
+                                     (2, b"\x00", BadVersion), (4, b"\x00\x21", BadHeaderLength),
+                                     (6, too_long, FrameTooLarge),
+                                     (6, b"\x01\x00\x00\x00", FrameTooLarge)]:
+            bad = _with_byte(HELLO, offset, value)
+            for length in range(offset + len(value), HEADER_LEN):
+                with self.subTest(offset=offset, length=length):
+                    self.assertRejected(bad[:length], error)
+
+    def test_body_len_is_judged_once_all_its_bytes_arrived(self):
+        """So that the refusal names the size the peer announced."""
+        bad = _with_byte(HELLO, 6, b"\x01\x00\x00\x00")
+        decoder = FrameDecoder()
+        decoder.receive(bad[:9])
+        self.assertIsNone(decoder.next_frame())
+        decoder.receive(bad[9:10])
+        error = self.assertRaises(FrameTooLarge, decoder.next_frame)
+        self.assertEqual(str(error), "frame of 16777248 bytes exceeds 65536")
+
+    def test_a_good_prefix_is_never_refused(self):
+        """Every prefix of the largest frame's header, on its flags, waits for more."""
+        largest = encode_frame(0x0203, 5, body=b"x" * (65536 - 32), flags=FLAG_RESPONSE)
+        for length in range(1, HEADER_LEN + 1):
+            decoder = FrameDecoder()
+            decoder.receive(largest[:length])
+            self.assertIsNone(decoder.next_frame(), length)
+
+    def test_errors_name_the_bad_value(self):
+        """The field as the peer sent it: the first byte, the whole header_len."""
+        cases = [(b"Xabc", BadMagic, "bad magic byte 0x58"),
+                 (b"NS\x02\x00", BadVersion, "unsupported version 2"),
+                 (b"NAbc", BadMagic, "bad magic byte 0x41"),
+                 (_with_byte(encode_frame(1, flags=FLAG_RESPONSE), 4, b"\x04\x00")[:8],
+                  BadHeaderLength, "header_len 1024"),
+                 (_with_byte(HELLO, 6, (65536 - 32 + 1).to_bytes(4, "big"))[:10],
+                  FrameTooLarge, "frame of 65537 bytes exceeds 65536")]
+        for data, error, message in cases:
+            decoder = FrameDecoder()
+            decoder.receive(data)
+            self.assertEqual(str(self.assertRaises(error, decoder.next_frame)), message)
 
     def test_oversize_body_rejected_before_body_arrives(self):
         header = _with_byte(HELLO, 6, (65536 - 32 + 1).to_bytes(4, "big"))
@@ -207,6 +292,50 @@ def _split(data: bytes, cuts: list[int]) -> list[bytes]:
         pieces.append(data[start:point])
         start = point
     return pieces
+
+
+class DecoderStateTests(unittest.TestCase):
+    def test_good_frames_skip_the_field_by_field_check(self):
+        """
+        The header check that names what is wrong runs only for a header
+        the one-comparison fast path doubts: good frames never pay for it.
+        """
+        decoder = FrameDecoder()
+        checked = []
+        decoder._check_header = lambda *fields: checked.append(fields)
+        stream = b"".join(_hex(h) + _hex(b) for _, h, b, _ in SPEC_VECTORS)
+        decoder.receive(stream + encode_frame(0x0103, 3, body=b"x" * (65536 - 32)))
+        self.assertEqual(len(decoder.frames()), len(SPEC_VECTORS) + 1)
+        self.assertEqual(checked, [])
+
+    def test_buffered_counts_the_incomplete_frame(self):
+        decoder = FrameDecoder()
+        chat = encode_frame(0x0103, 2, body=b"abc")
+        decoder.receive(chat + HELLO[:10])
+        self.assertEqual(decoder.buffered, len(chat) + 10)
+        self.assertEqual(decoder.next_frame(), Frame(0x0103, 2, body=b"abc"))
+        self.assertEqual(decoder.buffered, 10)
+        self.assertIsNone(decoder.next_frame())
+        self.assertEqual(decoder.buffered, 10)
+
+    def test_a_dead_decoder_holds_nothing(self):
+        decoder = FrameDecoder()
+        decoder.receive(HELLO + b"garbage" + HELLO)
+        self.assertRaises(BadMagic, decoder.frames)
+        self.assertEqual(decoder.buffered, 0)
+
+    def test_frame_flags(self):
+        for flags, response, obfuscated in [(0, False, False), (FLAG_OBFUSCATED, False, True),
+                                            (nsframe.FLAG_COMPRESSED, False, False),
+                                            (FLAG_RESPONSE, True, False),
+                                            (FLAG_RESPONSE | FLAG_OBFUSCATED, True, True),
+                                            (0x08, False, False), (0xFB, False, True)]:
+            frame = Frame(0x0001, flags=flags)
+            self.assertEqual((frame.is_response, frame.is_obfuscated), (response, obfuscated), flags)
+
+    def test_a_frame_defaults_to_a_plain_empty_request(self):
+        self.assertEqual(Frame(0x0004), Frame(0x0004, 0, 0, 0, b""))
+        self.assertEqual(encode(Frame(0x0004)), encode_frame(0x0004))
 
 
 class PropertyTests(unittest.TestCase):

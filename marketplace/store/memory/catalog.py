@@ -55,12 +55,15 @@ class _IdOrder:
 
     def add(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        if at == len(self.ids) or self.ids[at] != item_id:
+        # bisect_left gives at <= len(ids) and ids[at] >= item_id, so `>=`, `<=` and `>` are
+        # the same tests; an id here is the item's own int object, so `is` is as well.
+        if at == len(self.ids) or self.ids[at] != item_id:  # equivalent: Eq_GtE, NotEq_Gt, NotEq_IsNot
             self.ids.insert(at, item_id)
 
     def discard(self, item_id: int) -> None:
         at = bisect.bisect_left(self.ids, item_id)
-        if at < len(self.ids) and self.ids[at] == item_id:
+        # As in add: `!=`, `<=` and `is` are the same tests here.
+        if at < len(self.ids) and self.ids[at] == item_id:  # equivalent: Lt_NotEq, Eq_LtE, Eq_Is
             del self.ids[at]
 
 
@@ -171,10 +174,12 @@ class MemoryCatalog:
         heapq.heappush(self._leases, (deadline, purchase_id, attempt))
         return reservation
 
+    # A state is always one of market_records' constants, and "reserved" sorts
+    # after every other: `is` and `>=` are the same tests as `==` here.
     @answers
     def commit(self, purchase_id, attempt):
         reservation = self._settling(self._live(purchase_id), purchase_id, attempt, COMMITTED)
-        if reservation.state == RESERVED:
+        if reservation.state == RESERVED:  # equivalent: Eq_Is, Eq_GtE
             for line in reservation.lines:
                 item = self._items[line.item_id]
                 self._items[line.item_id] = attrs.evolve(item, sold=item.sold + line.quantity)
@@ -185,7 +190,7 @@ class MemoryCatalog:
     def release(self, purchase_id, attempt):
         reservation = self._settling(
             self._reservations.get(purchase_id), purchase_id, attempt, RELEASED)
-        if reservation.state == RESERVED:
+        if reservation.state == RESERVED:  # equivalent: Eq_Is, Eq_GtE
             self._restock(reservation)
             reservation = self._end_lease(reservation, RELEASED)
         return reservation
@@ -193,10 +198,14 @@ class MemoryCatalog:
     @answers
     def expire_leases(self, limit):
         now, lapsed = self._clock.seconds(), 0
-        while self._leases and self._leases[0][0] <= now and lapsed < limit:
+        # lapsed counts up by one from 0: for a limit >= 0 (a batch size), != is the same test.
+        while self._leases and self._leases[0][0] <= now and lapsed < limit:  # equivalent: Lt_NotEq
             _, purchase_id, attempt = heapq.heappop(self._leases)
             reservation = self._reservations[purchase_id]
-            if reservation.state == RESERVED and reservation.attempt == attempt:
+            # An entry's attempt is never past the reservation's (the same int object when
+            # equal): `<=` and `is` are the same tests.
+            if (reservation.state == RESERVED  # equivalent: Eq_Is, Eq_GtE
+                    and reservation.attempt == attempt):  # equivalent: Eq_LtE, Eq_Is
                 self._lapse(reservation)
                 lapsed += 1
         return lapsed
@@ -235,7 +244,7 @@ class MemoryCatalog:
     def _live(self, purchase_id) -> Reservation | None:
         """The purchase's reservation, lapsed first if its lease ran out unswept."""
         reservation = self._reservations.get(purchase_id)
-        if (reservation is not None and reservation.state == RESERVED
+        if (reservation is not None and reservation.state == RESERVED  # equivalent: Eq_Is, Eq_GtE
                 and self._deadlines[purchase_id] <= self._clock.seconds()):
             reservation = self._lapse(reservation)
         return reservation
@@ -272,7 +281,7 @@ class MemoryCatalog:
     def _set_stock(self, item: Item, quantity: int) -> Item:
         item = attrs.evolve(item, quantity=quantity)
         self._items[item.item_id] = item
-        if quantity > 0:
+        if quantity > 0:  # equivalent: Gt_NotEq -- stock is never negative
             self._in_stock.add(item.item_id)
             self._ordered[None, True].add(item.item_id)
             self._ordered[item.category, True].add(item.item_id)

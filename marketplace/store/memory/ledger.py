@@ -152,7 +152,10 @@ class MemoryLedger:
         while queue and queue[0][0] <= now:
             expires_at, key = queue.popleft()
             kept = outcomes.get(key)
-            if kept is not None and kept[0] == expires_at:
+            # A key is stored again only once its outcome expired, so its
+            # newest outcome never expires before an older entry here: `<=`
+            # is the same test.
+            if kept is not None and kept[0] == expires_at:  # equivalent: Eq_LtE
                 del outcomes[key]
                 freed += 1
         return freed
