@@ -158,6 +158,12 @@ class HistoryRetentionTests(unittest.SynchronousTestCase):
         self.assertEqual(retention.candidates(52), (4, 4))
         self.assertEqual(retention.candidates(53), (5, 5))
 
+    def test_the_limit_is_the_sum_of_n_and_its_slack(self):
+        """17 + 1 is neither 17 | 1 nor 17 ^ 1: the 18th entry is still held."""
+        retention = rules.HistoryRetention(entries=17)  # slack 1
+        self.assertEqual(retention.candidates(18), (0, 0))
+        self.assertEqual(retention.candidates(19), (2, 2))
+
     def test_without_slack_every_entry_past_n_goes(self):
         retention = rules.HistoryRetention(entries=3)
         self.assertEqual(retention.candidates(3), (0, 0))
