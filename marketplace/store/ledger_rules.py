@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_audit,tests.store.test_memory,tests.store.test_redis -*-
+# -*- test-case-name: tests.store.test_ledger_rules,tests.store.test_audit,tests.store.test_memory,tests.store.test_redis -*-
 """
 Ledger rules shared by every backend: limits, argument checks, the audit.
 
