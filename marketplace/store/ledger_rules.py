@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_audit,tests.store.test_memory,tests.store.test_redis -*-
+# -*- test-case-name: tests.store.test_ledger_rules,tests.store.test_audit,tests.store.test_memory,tests.store.test_redis -*-
 """
 Ledger rules shared by every backend: limits, argument checks, the audit.
 
@@ -64,13 +64,13 @@ class HistoryRetention:
         over = 0
         if self.entries is not None and count > self.entries + self.slack:
             over = count - self.entries
-        looked_at = max(over, AGE_CHECKS if self.seconds is not None else 0)
+        looked_at = over if self.seconds is None else max(over, AGE_CHECKS)
         return over, min(looked_at, TRIM_BATCH, count - 1)
 
     @property
     def slack(self) -> int:
         """Entries beyond C{entries} an account may hold between two trims."""
-        return (self.entries or 0) // 16
+        return 0 if self.entries is None else self.entries // 16
 
     def too_old(self, timestamp: float, now: float) -> bool:
         return self.seconds is not None and timestamp < now - self.seconds
