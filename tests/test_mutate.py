@@ -3,6 +3,7 @@ Tests for L{tests.support.mutate}, the driver of C{./dev mutate}: its tables
 must name what exists, or a mutation run silently tests nothing.
 """
 
+import argparse
 import json
 import os
 
@@ -73,7 +74,8 @@ class LinesTests(unittest.TestCase):
         self.assertEqual(mutate.line_range("1-200"), (1, 200))
         self.assertEqual(mutate.line_range("7-7"), (7, 7))
         for bad in ("200-1", "0-5", "5", "a-b", "-5", "1-"):
-            self.assertRaises(Exception, mutate.line_range, bad)
+            error = self.assertRaises(argparse.ArgumentTypeError, mutate.line_range, bad)
+            self.assertIn(repr(bad), str(error))
 
     def test_mutants_outside_the_range_are_not_counted(self):
         item = {"mutations": [{"start_pos": [2, 0], "operator_name": "core/X", "occurrence": 0}]}
