@@ -4,7 +4,7 @@
 -- the page's first and last item, keywords...
 -- Without keywords the order is the item id's: the page is one range of an
 -- index sorted by id, so its work is the page's.  With keywords it grows
--- with the items that have a query keyword (at most 5 keywords).
+-- with the items that have a query keyword (at most 5 distinct keywords).
 local p = ARGV[1]
 local category, include_all = ARGV[2], ARGV[3] == '1'
 local index
@@ -23,10 +23,22 @@ end
 if #ARGV == 5 then
   return page_of(redis.call('ZCARD', index), redis.call('ZRANGE', index, ARGV[4], ARGV[5]))
 end
--- Ids as numbers from here: the sort below compares them thousands of times.
+-- Each keyword's items, cut down to the index's in Redis's own set code
+-- (ZINTER, which walks the smaller side) unless the index holds every item,
+-- then counted here: a common keyword matches thousands of items, and every
+-- one handed to Lua costs more than Redis's own intersection does.
+-- Ids as numbers from here: the buckets below are sorted by them.
+local filtered = category ~= '' or not include_all
 local scores, candidates = {}, {}
 for i = 6, #ARGV do
-  for _, member in ipairs(redis.call('SMEMBERS', p .. 'kw:' .. ARGV[i])) do
+  local key = p .. 'kw:' .. ARGV[i]
+  local members
+  if filtered then
+    members = redis.call('ZINTER', 2, index, key)
+  else
+    members = redis.call('SMEMBERS', key)
+  end
+  for _, member in ipairs(members) do
     local id = tonumber(member)
     local score = scores[id]
     if score == nil then
@@ -36,32 +48,32 @@ for i = 6, #ARGV do
     scores[id] = score + 1
   end
 end
--- The filter asks the index about the candidates a chunk at a time (ZMSCORE),
--- not one call per candidate: a common keyword matches thousands of items.
-local kept = candidates
-if category ~= '' or not include_all then
-  kept = {}
-  local chunk = 1000
-  for start = 1, #candidates, chunk do
-    local last = math.min(start + chunk - 1, #candidates)
-    local found = redis.call('ZMSCORE', index, unpack(candidates, start, last))
-    for j = start, last do
-      if found[j - start + 1] then
-        kept[#kept + 1] = candidates[j]
-      end
-    end
-  end
+-- Scores run from 1 to the number of keywords: the candidates go into one
+-- bucket per score, and only the buckets the page reaches are sorted, by id
+-- alone, which Lua's sort compares without calling back into Lua.
+local buckets = {}
+for score = 1, #ARGV - 5 do
+  buckets[score] = {}
 end
-table.sort(kept, function(a, b)
-  local sa, sb = scores[a], scores[b]
-  if sa ~= sb then
-    return sa > sb
-  end
-  return a < b
-end)
-local first = tonumber(ARGV[4]) + 1
+for _, id in ipairs(candidates) do
+  local bucket = buckets[scores[id]]
+  bucket[#bucket + 1] = id
+end
+local first, last = tonumber(ARGV[4]), tonumber(ARGV[5])
+local above = 0  -- candidates with a higher score than the bucket's
 local ids = {}
-for i = first, math.min(tonumber(ARGV[5]) + 1, #kept) do
-  ids[#ids + 1] = kept[i]
+for score = #ARGV - 5, 1, -1 do
+  if first > last then
+    break
+  end
+  local bucket = buckets[score]
+  if first < above + #bucket then
+    table.sort(bucket)
+    for i = first - above + 1, math.min(last - above + 1, #bucket) do
+      ids[#ids + 1] = bucket[i]
+    end
+    first = above + #bucket
+  end
+  above = above + #bucket
 end
-return page_of(#kept, ids)
+return page_of(#candidates, ids)
