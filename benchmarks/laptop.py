@@ -30,7 +30,6 @@ import argparse
 import csv
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,18 +40,10 @@ from machine import children_cpu_seconds, cpus, load_average, process_cpu_second
 
 PYTHON = sys.executable
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPOSITORY)
+
+from tests.support.services import free_ports  # noqa: E402  (needs the repository on the path)
 START_TIMEOUT = 30.0
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def start_replicas(ports, work, fsync=False, repository=REPOSITORY, python=PYTHON):
