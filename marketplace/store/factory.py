@@ -56,9 +56,10 @@ def make_store(url: str = "memory", timeout: float = DEFAULT_STORE_TIMEOUT, reac
     """
     store = _backend(url, timeout, reactor, key_prefix, history_keep)
     store.metrics = export("store", store_label(url), Counters())
-    outage = getattr(getattr(store, "connection", None), "outage", None)
-    if outage is not None:
-        outage.counters = store.metrics
+    connection = getattr(store, "connection", None)
+    if connection is not None:
+        connection.outage.counters = store.metrics
+        connection.replica_shortfall.counters = store.metrics
     _log.info("store: {url} (calls time out after {timeout}s)", url=store_label(url),
               timeout=timeout)
     return measure(store, store.metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import attrs
 from twisted.internet import defer, reactor, task
 from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
@@ -73,6 +74,36 @@ class RedisOutageLogTests(unittest.TestCase):
         self.assertEqual(log.containing("Scheduling retry"), [])
         self.assertEqual(store.metrics.snapshot().get("redis_outages"), 1)
 
+    @defer.inlineCallbacks
+    def test_writes_short_of_replicas_are_one_line_at_the_start_and_one_at_the_end(self):
+        """
+        A store told to have one replica acknowledge every write, on a Redis
+        with none (what a primary left alone after a failover is): each write
+        answers unavailable, and the log says why once, not once per write.
+        """
+        redis = yield start_redis(self)
+        log = CapturedLog(self)
+        store = make_store(redis.url, 1.0)
+        store.startService()
+        self.addCleanup(store.stopService)
+        connection = store.connection
+        connection.address = attrs.evolve(connection.address, wait_replicas=1, wait_ms=10)
+        for account in ("a", "b", "c"):
+            with self.assertRaises(StoreUnavailable):
+                yield store.ledger.open_account(account, 5)
+        [(level, started)] = log.containing("replicas acknowledged a write")
+        self.assertEqual(level, LogLevel.warn)
+        self.assertIn(f"Redis at {redis.url}", started)
+        self.assertIn(": 0 of 1 replicas acknowledged a write within 10 ms since ", started)
+        self.assertIn("writes answer unavailable until enough replicas follow the primary", started)
+        self.assertEqual(store.metrics.snapshot().get("redis_replica_shortfalls"), 1)
+        self.assertEqual(log.containing("is unreachable"), [])
+
+        connection.replica_shortfall.ended()
+        [(level, ended)] = log.containing("acknowledged by enough replicas again")
+        self.assertEqual(level, LogLevel.info)
+        self.assertIn("(short of replicas since ", ended)
+
     def test_the_start_of_the_store_names_it_without_its_password(self):
         log = CapturedLog(self)
         make_store("redis://:sesame@127.0.0.1:1/0", 1.0)
@@ -87,12 +118,12 @@ class OutageLogTests(unittest.SynchronousTestCase):
         clock.advance(1_700_000_000)
         outage = OutageLog("Redis at redis://h:1/0", clock)
         outage.log = Logger(observer=lambda event: lines.append(formatEvent(event)))
-        outage.connected()
+        outage.ended()
         for _ in range(5):
-            outage.failed()
+            outage.began()
             clock.advance(0.5)
         for _ in range(3):
-            outage.connected()
+            outage.ended()
         self.assertEqual(lines, [
             "Redis at redis://h:1/0 is unreachable since 2023-11-14 22:13:20 UTC; reconnecting "
             "every second at most, store calls fail as unavailable meanwhile",

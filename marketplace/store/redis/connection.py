@@ -296,6 +296,15 @@ class RedisConnection:
         self._reactor = reactor
         self._factory = None
         self.outage = OutageLog(f"Redis at {address}", reactor)
+        #: Writes refused because fewer replicas than ``wait`` acknowledged
+        #: them: logged when it starts and when it ends, as an outage is.
+        self.replica_shortfall = OutageLog(
+            f"Redis at {address}", reactor, event="redis_replica_shortfalls",
+            began=("{what}: {acknowledged} of {wanted} replicas acknowledged a write within "
+                   "{wait_ms} ms since {since}; writes answer unavailable until enough replicas "
+                   "follow the primary"),
+            ended=("{what}: writes are acknowledged by enough replicas again after {seconds:.1f}s "
+                   "(short of replicas since {since})"))
 
     def start(self) -> None:
         address = self.address
@@ -381,9 +390,11 @@ class RedisConnection:
             if not acked_ok:
                 return count
             if count < replicas:
+                self.replica_shortfall.began(acknowledged=count, wanted=replicas, wait_ms=wait_ms)
                 raise StoreUnavailable(
                     f"{count} of {replicas} replicas of {self.address} acknowledged a write "
                     f"within {wait_ms} ms: retry it with the same idempotency key")
+            self.replica_shortfall.ended()
             return result
         return defer.DeferredList([written, acked], consumeErrors=True).addCallback(outcome)
 

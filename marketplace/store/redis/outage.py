@@ -47,38 +47,49 @@ class _QuietSlot(txredisapi._PoolSlot):
 class OutageLog:
     """
     Tells when Redis stops answering and when it is back, once each:
-    C{failed()} at every failed attempt or lost connection, C{connected()}
-    at every usable connection.  Outages are counted in C{counters}
-    (C{redis_outages}) and C{down} says whether one lasts now.
+    C{began()} at every failed attempt or lost connection, C{ended()} at
+    every usable connection.  Outages are counted in C{counters}
+    (C{event}, by default C{redis_outages}) and C{down} says whether one
+    lasts now.
+
+    C{began} and C{ended} are the two lines (format strings given C{what},
+    C{since} and, for C{ended}, C{seconds}; C{began(**fields)} adds its
+    own), so another condition that comes and goes -- replicas that do not
+    acknowledge writes -- is logged the same way.
     """
 
     log = Logger()
 
-    def __init__(self, what: str, clock, counters: Counters | None = None):
+    def __init__(self, what: str, clock, counters: Counters | None = None, *,
+                 event: str = "redis_outages",
+                 began: str = ("{what} is unreachable since {since}; reconnecting every second at "
+                               "most, store calls fail as unavailable meanwhile"),
+                 ended: str = "{what} is reachable again after {seconds:.1f}s (unreachable since {since})"):
         self.what = what
         self.counters = Counters() if counters is None else counters
         self._clock = clock
+        self._event = event
+        self._began = began
+        self._ended = ended
         self.since: float | None = None
 
     @property
     def down(self) -> bool:
         return self.since is not None
 
-    def failed(self) -> None:
+    def began(self, **fields) -> None:
         if self.since is not None:
             return
         self.since = self._clock.seconds()
-        self.counters.increment("redis_outages")
-        self.log.warn("{what} is unreachable since {since}; reconnecting every second at most, "
-                      "store calls fail as unavailable meanwhile",
-                      what=self.what, since=_utc(self.since))
+        self.counters.increment(self._event)
+        self.log.warn(self._began, what=self.what, since=_utc(self.since), **fields)
 
-    def connected(self) -> None:
+    def ended(self) -> None:
         if self.since is None:
             return
         since, self.since = self.since, None
-        self.log.info("{what} is reachable again after {seconds:.1f}s (unreachable since {since})",
-                      what=self.what, seconds=self._clock.seconds() - since, since=_utc(since))
+        self.log.info(self._ended, what=self.what, seconds=self._clock.seconds() - since,
+                      since=_utc(since))
 
 
 def _utc(timestamp: float) -> str:
@@ -102,10 +113,10 @@ class QuietReconnecting(txredisapi.RedisFactory):
 
     def retryDelay(self, attempt):
         if self.outage is not None:
-            self.outage.failed()
+            self.outage.began()
         return super().retryDelay(attempt)
 
     def addConnection(self, conn):
         super().addConnection(conn)
         if self.outage is not None and conn in self.pool:
-            self.outage.connected()
+            self.outage.ended()
