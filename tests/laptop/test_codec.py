@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from protocols.laptop import (
+    CLOSE_CUSTOMER_ID,
+    FORWARD_OK,
+    FORWARD_RETRY,
     MAX_FRAME_BODY,
     MAX_SNAPSHOT_RECORDS,
+    MAX_VIEW,
+    OPCODE_NOOP,
+    OPCODE_SET_LAST_ORDER,
     ROLE_CUSTOMER,
     ROLE_LEGACY_REPLICATION,
     ROLE_REPLICA,
@@ -36,6 +42,8 @@ from protocols.laptop import (
     ServerDecoder,
     VoteReply,
     VoteRequest,
+    claimed_sender,
+    decode_replica_message,
     encode_legacy_ack,
     encode_legacy_entry,
     encode_order_reply,
@@ -80,6 +88,11 @@ class SpecVectorTests(unittest.TestCase):
                 [RoleDeclared(ROLE_CUSTOMER), request],
             )
 
+    def test_the_close_request(self):
+        """Customer -1 asks the server to close the connection: the spec's last request row."""
+        self.assertEqual(encode_request(CustomerRequest(CLOSE_CUSTOMER_ID, -1, -1)),
+                         words("ffffffff ffffffff ffffffff"))
+
     def test_order_replies(self):
         for hex_words, reply in self.ORDER_REPLIES:
             self.assertEqual(encode_order_reply(reply), words(hex_words))
@@ -99,6 +112,10 @@ class SpecVectorTests(unittest.TestCase):
         self.assertFalse(OrderReply(1, 0, 1, 0, 0).failed)
         self.assertTrue(RecordReply(-1, -2).failed)
         self.assertFalse(RecordReply(-1, -1).failed, "no record is an answer, not a failure")
+        self.assertFalse(RecordReply(-1, -3).failed, "only last order -2 is the failure form")
+        self.assertFalse(RecordReply(1, -2).failed, "only customer -1 is the failure form")
+        self.assertFalse(RecordReply(-3, -2).failed, "only customer -1 is the failure form")
+        self.assertFalse(OrderReply(-3, 0, 1, 0, 0).failed, "only customer -1 is the failure form")
 
     def test_legacy_replication_link(self):
         entry = LegacyEntry(0, -1, 0, 1, 1, 0)
@@ -109,6 +126,19 @@ class SpecVectorTests(unittest.TestCase):
             [RoleDeclared(ROLE_LEGACY_REPLICATION), entry],
         )
         self.assertEqual(encode_legacy_ack(1), words("00000001"))
+
+    def test_legacy_entries_split_at_every_byte(self):
+        entries = [LegacyEntry(0, -1, 0, 1, 1, 0), LegacyEntry(2, 5, 6, 0, 9, 4),
+                   LegacyEntry(2, 6, 7, 1, 3, 8)]
+        data = encode_role(ROLE_LEGACY_REPLICATION) + b"".join(map(encode_legacy_entry, entries))
+        for cut in range(len(data) + 1):
+            for second_cut in (cut, (cut + len(data)) // 2):
+                decoder = ServerDecoder()
+                events = (decoder.feed(data[:cut]) + decoder.feed(data[cut:second_cut])
+                          + decoder.feed(data[second_cut:]))
+                self.assertEqual(events, [RoleDeclared(ROLE_LEGACY_REPLICATION), *entries],
+                                 (cut, second_cut))
+                self.assertFalse(decoder.mid_message)
 
     def test_reply_sizes(self):
         self.assertEqual(
@@ -151,7 +181,8 @@ class DecoderTests(unittest.TestCase):
         follower = encode_replica_message(AppendReply(1, 2, True, 3, 4))
         decoder = ServerDecoder()
         decoder.feed(encode_role(ROLE_REPLICA))
-        reads = [frame[i : i + 4096] for i in range(0, len(frame), 4096)]
+        # The header alone first, as a sender's first segment may be.
+        reads = [frame[:8]] + [frame[i : i + 4096] for i in range(8, len(frame), 4096)]
         reads[-1] += follower
         for read in reads[:-1]:
             self.assertEqual(decoder.feed(read), [])
@@ -165,7 +196,8 @@ class DecoderTests(unittest.TestCase):
         fits = InstallSnapshot(
             3, 0, 10, 2, 5, MAX_SNAPSHOT_RECORDS + 1, 0, ((7, 1),) * MAX_SNAPSHOT_RECORDS
         )
-        self.assertLessEqual(len(encode_replica_message(fits)) - 8, MAX_FRAME_BODY)
+        self.assertEqual(MAX_SNAPSHOT_RECORDS, 2_097_146)  # as the spec says
+        self.assertEqual(len(encode_replica_message(fits)) - 8, MAX_FRAME_BODY)
         too_many = attrs.evolve(fits, records=fits.records + ((8, 1),))
         self.assertRaises(FrameTooLarge, encode_replica_message, too_many)
 
@@ -196,6 +228,27 @@ class DecoderTests(unittest.TestCase):
             replica_decoder().feed(bad_flag)
         self.assertEqual(raised.exception.reason, "bad_flag")
 
+    def test_frame_bodies_up_to_16_mib(self):
+        """The documented limit, checked from the header before the body is buffered."""
+        decoder = ServerDecoder()
+        decoder.feed(encode_role(ROLE_REPLICA))
+        self.assertEqual(decoder.feed(words("00000006") + (16 * 1024 * 1024).to_bytes(4, "big")), [])
+        self.assertTrue(decoder.mid_message)
+        for length in (16 * 1024 * 1024 + 1, -1):
+            decoder = ServerDecoder()
+            decoder.feed(encode_role(ROLE_REPLICA))
+            with self.assertRaises(ProtocolError) as raised:
+                decoder.feed(words("00000006") + length.to_bytes(4, "big", signed=True))
+            self.assertEqual(raised.exception.reason, "frame_too_large")
+
+    def test_an_empty_body_is_a_bad_length_not_too_large(self):
+        for kind in range(1, 10):
+            decoder = ServerDecoder()
+            decoder.feed(encode_role(ROLE_REPLICA))
+            with self.assertRaises(ProtocolError) as raised:
+                decoder.feed(kind.to_bytes(4, "big") + words("00000000"))
+            self.assertEqual(raised.exception.reason, "bad_frame_length", kind)
+
     def test_replica_role_holds_what_follows(self):
         """
         What follows a replica link's role word may be an authentication
@@ -207,6 +260,66 @@ class DecoderTests(unittest.TestCase):
                          [RoleDeclared(ROLE_REPLICA)])
         self.assertEqual(decoder.take_buffered(), handshake)
         self.assertEqual(decoder.feed(encode_replica_message(Hello(1))), [Hello(1)])
+
+    def test_replies_to_pipelined_requests_one_per_read(self):
+        """A whole reply while others are still awaited leaves them awaited."""
+        decoder = ReplyDecoder()
+        for request_type in (TYPE_ORDER, TYPE_READ, TYPE_ORDER):
+            decoder.expect(request_type)
+        self.assertEqual(decoder.feed(encode_order_reply(OrderReply(1, 2, 1, 0, 0))),
+                         [OrderReply(1, 2, 1, 0, 0)])
+        self.assertEqual(decoder.outstanding, 2)
+        self.assertEqual(decoder.feed(encode_record_reply(RecordReply(1, 2))), [RecordReply(1, 2)])
+        self.assertEqual(decoder.outstanding, 1)
+        self.assertEqual(decoder.feed(encode_order_reply(OrderReply(1, 3, 1, 0, 0))),
+                         [OrderReply(1, 3, 1, 0, 0)])
+        self.assertEqual(decoder.outstanding, 0)
+
+    def test_a_lone_reply_in_pieces(self):
+        """The one reply awaited, arriving split at any byte, for either size of reply."""
+        for request_type, reply, encoded in (
+            (TYPE_READ, RecordReply(1, 2), encode_record_reply(RecordReply(1, 2))),
+            (TYPE_ORDER, OrderReply(1, 2, 1, 0, 0), encode_order_reply(OrderReply(1, 2, 1, 0, 0))),
+        ):
+            for cut in range(1, len(encoded)):
+                decoder = ReplyDecoder()
+                decoder.expect(request_type)
+                self.assertEqual(decoder.feed(encoded[:cut]), [])
+                self.assertEqual(decoder.feed(encoded[cut:]), [reply], (request_type, cut))
+                self.assertEqual(decoder.outstanding, 0)
+
+    def test_bytes_beyond_the_lone_reply_awaited(self):
+        for request_type, encoded in ((TYPE_READ, encode_record_reply(RecordReply(1, 2))),
+                                      (TYPE_ORDER, encode_order_reply(OrderReply(1, 2, 1, 0, 0)))):
+            decoder = ReplyDecoder()
+            decoder.expect(request_type)
+            with self.assertRaises(ProtocolError) as raised:
+                decoder.feed(encoded + b"\0")
+            self.assertEqual(raised.exception.reason, "unexpected_reply_bytes")
+
+    def test_pipelined_requests_after_lone_ones(self):
+        """A decoder that answered lone requests starts afresh with the next ones."""
+        decoder = ReplyDecoder()
+        decoder.expect(TYPE_READ)
+        self.assertEqual(decoder.feed(encode_record_reply(RecordReply(1, 2))), [RecordReply(1, 2)])
+        decoder.expect(TYPE_ORDER)
+        self.assertEqual(decoder.feed(encode_order_reply(OrderReply(1, 3, 1, 0, 0))),
+                         [OrderReply(1, 3, 1, 0, 0)])
+        for request_type in (TYPE_ORDER, TYPE_READ, TYPE_ORDER):
+            decoder.expect(request_type)
+        replies = [OrderReply(2, 0, 1, 0, 0), RecordReply(1, 3), OrderReply(2, 1, 1, 0, 0)]
+        data = (encode_order_reply(replies[0]) + encode_record_reply(replies[1])
+                + encode_order_reply(replies[2]))
+        self.assertEqual(decoder.feed(data), replies)
+        self.assertEqual(decoder.outstanding, 0)
+
+    def test_hundreds_of_outstanding_requests(self):
+        decoder = ReplyDecoder()
+        replies = [OrderReply(c, c, TYPE_ORDER, 0, 1) for c in range(300)]
+        for _ in replies:
+            decoder.expect(TYPE_ORDER)
+        self.assertEqual(decoder.feed(b"".join(map(encode_order_reply, replies))), replies)
+        self.assertEqual(decoder.outstanding, 0)
 
     def test_reply_decoder_follows_expectations(self):
         decoder = ReplyDecoder()
@@ -270,6 +383,21 @@ class ReplicaMessageTests(unittest.TestCase):
             ),
         )
 
+    def test_spec_append_entries_vector(self):
+        """Opcodes as the spec numbers them: 1 sets a last order, 0 is a no-op."""
+        message = AppendEntries(
+            3, 0, 41, 3, 40, 7,
+            (Entry(3, OPCODE_SET_LAST_ORDER, 5, 2), Entry(3, OPCODE_NOOP, 0, 0)),
+        )
+        frame = words(
+            "00000002 00000048 00000003 00000000 00000000 00000029 00000003 00000000 00000028"
+            " 00000000 00000007 00000002 00000003 00000001 00000005 00000002 00000003 00000000"
+            " 00000000 00000000"
+        )
+        self.assertEqual(encode_replica_message(message), frame)
+        self.assertEqual(decode_replica_message(frame), (message, len(frame)))
+        self.assertEqual(decode_replica_message(b"\0" * 3 + frame, 3), (message, 3 + len(frame)))
+
     def test_snapshot_chunk_and_reply_layout(self):
         chunk = InstallSnapshot(3, 0, 9, 2, 5, 7, 4, ((1, 2),))
         self.assertEqual(
@@ -321,3 +449,39 @@ class ReplicaMessageTests(unittest.TestCase):
 
     def test_not_a_message(self):
         self.assertRaises(TypeError, encode_replica_message, object())
+
+    def test_forward_reply_statuses(self):
+        """The spec's vectors: status 0 is ok, 1 is retry elsewhere."""
+        self.assertEqual(
+            encode_replica_message(ForwardReply(17, FORWARD_OK, -1, 0)),
+            words("00000008 00000014 00000000 00000011 00000000 ffffffff 00000000"),
+        )
+        self.assertEqual(
+            encode_replica_message(ForwardReply(18, FORWARD_RETRY, -1, -1)),
+            words("00000008 00000014 00000000 00000012 00000001 ffffffff ffffffff"),
+        )
+
+    def test_views_go_up_to_2_to_the_30(self):
+        """The spec's range: a billion elections, and the view after the last still fits i32."""
+        self.assertEqual(MAX_VIEW, 2**30)
+        request = VoteRequest(MAX_VIEW + 1, 2, 43, MAX_VIEW, False)
+        decoder = ServerDecoder()
+        self.assertEqual(decoder.feed(encode_role(ROLE_REPLICA) + encode_replica_message(request)),
+                         [RoleDeclared(ROLE_REPLICA)])
+        self.assertEqual(decoder.feed(b""), [request])
+
+    def test_the_sender_each_message_claims(self):
+        """The field a receiver checks against the link's replica id, by message kind."""
+        claims = [
+            (AppendEntries(3, 0, 9, 2, 8, 5), 0),
+            (InstallSnapshot(3, 1, 9, 2, 5, 7, 4, ()), 1),
+            (AppendReply(3, 2, True, 9, 5), 2),
+            (VoteReply(3, 3, True, False), 3),
+            (SnapshotReply(3, 4, 9, 4, 5), 4),
+            (VoteRequest(3, 5, 9, 2, True), 5),
+            (Hello(6), None),
+            (ForwardRequest(7, 1, 2, TYPE_ORDER), None),
+            (ForwardReply(7, FORWARD_OK, 2, 0), None),
+        ]
+        self.assertEqual([claimed_sender(message) for message, _ in claims],
+                         [sender for _, sender in claims])
