@@ -3,13 +3,24 @@ The replication state machine over simulated networks: elections, commits,
 crashes, freezes, partitions, stale primaries, catch-up and snapshots.
 """
 
+import random
+
 from twisted.internet import task
 from twisted.python import failure
 from twisted.trial import unittest
 
 from marketplace.laptop.history import History, check_history
-from marketplace.laptop.replication import PRIMARY, ReadResult, Replica, RequestFailed, Timeouts
+from marketplace.laptop.replication import (
+    CANDIDATE,
+    FOLLOWER,
+    PRIMARY,
+    ReadResult,
+    Replica,
+    RequestFailed,
+    Timeouts,
+)
 from protocols.laptop import (
+    FORWARD_RETRY,
     MAX_FRAME_BODY,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
@@ -20,6 +31,8 @@ from protocols.laptop import (
     ForwardRequest,
     InstallSnapshot,
     SnapshotReply,
+    TYPE_ORDER,
+    VoteReply,
     VoteRequest,
     encode_replica_message,
 )
@@ -947,3 +960,378 @@ class RandomFaultTests(unittest.TestCase):
         self.patch(Replica, "snapshot_chunk", 1)
         for seed in range(8, 12):
             self._run_with_faults(seed)
+
+
+class PreVoteTests(unittest.TestCase):
+    """What a follower answers a replica asking whether it would vote for it."""
+
+    def test_refused_while_the_primary_was_heard_within_the_election_timeout(self):
+        """
+        A rejoining replica cannot depose a primary its peers still hear
+        from: a pre-vote is granted only once the primary has been silent
+        for the election timeout.
+        """
+        lone = LoneReplica()
+        lone.clock.advance(0.5)
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        ask = VoteRequest(2, 2, 0, 1, True)
+        self.assertEqual(lone.receive(2, ask), [(2, VoteReply(1, 1, False, True))])
+        lone.clock.advance(TIMEOUTS.election - STEP)
+        self.assertEqual(lone.receive(2, ask), [(2, VoteReply(1, 1, False, True))])
+        lone.clock.advance(STEP)
+        self.assertEqual(lone.receive(2, ask), [(2, VoteReply(2, 1, True, True))])
+        self.assertEqual(lone.replica.view, 1, "nobody adopts the view a pre-vote asks for")
+
+
+#: timeouts that are sums of powers of two, so that a tick falls exactly on each of them
+EXACT_TIMEOUTS = Timeouts(heartbeat=1 / 16, backup=0.75, election=1.0, election_stagger=0.25,
+                          request=5.0, retransmit=2.0)
+
+
+class LoneCandidate:
+    """
+    Replica 0 of 0, 1, 2 on EXACT_TIMEOUTS, driven message by message, once
+    its first pre-vote round is out; what it sends is kept in ``sent`` as
+    (peer, message).
+    """
+
+    def __init__(self):
+        self.clock = task.Clock()
+        self.sent = []
+        self.replica = Replica(
+            0, [1, 2], self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
+            timeouts=EXACT_TIMEOUTS,
+        )
+        self.replica.start()
+        self.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
+
+    def run(self, seconds, answering=()):
+        """
+        Let ``seconds`` pass, a heartbeat at a time, the ``answering``
+        backups acknowledging every AppendEntries; return the AppendEntries
+        sent to the others meanwhile, as (peer, message).
+        """
+        unanswered = []
+        for _ in range(round(seconds / EXACT_TIMEOUTS.heartbeat)):
+            self.clock.advance(EXACT_TIMEOUTS.heartbeat)
+            unanswered += self.acknowledge(*answering)
+        return unanswered
+
+    def take(self, kind=object):
+        """The messages of ``kind`` sent since the last take, as (peer, message)."""
+        taken = [(peer, message) for peer, message in self.sent if isinstance(message, kind)]
+        del self.sent[:]
+        return taken
+
+    def acknowledge(self, *backups):
+        """
+        ``backups`` answer the AppendEntries last sent to them, holding all
+        it carried; return those sent to the others, as (peer, message).
+        """
+        sent = self.take(AppendEntries)
+        last = dict(sent)
+        for backup in backups:
+            message = last.get(backup)
+            if message is not None:
+                self.replica.receive(backup, AppendReply(
+                    message.view, backup, True, message.prev_index + len(message.entries),
+                    message.round))
+        self.clock.advance(0)
+        return [(peer, message) for peer, message in sent if peer not in backups]
+
+
+class LonePrimary(LoneCandidate):
+    """A LoneCandidate that 1 voted for: primary of view 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.replica.receive(1, VoteReply(1, 1, True, True))
+        self.replica.receive(1, VoteReply(1, 1, True, False))
+        assert self.replica.role == PRIMARY
+        self.take()
+        self.clock.advance(0)
+
+
+class RetransmitTests(unittest.TestCase):
+    def test_an_unanswered_backup_is_sent_again_what_it_was_not_known_to_hold(self):
+        """
+        After the retransmit timeout a backup's message counts as lost: it
+        is sent again from the entry after the last it acknowledged, not
+        from the start of the log.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        for number in range(3):
+            primary.order(5, number)
+            lone.clock.advance(0)
+            lone.acknowledge(1, 2)
+        self.assertEqual(primary.commit_index, 3)
+        primary.order(5, 3)
+        lone.clock.advance(0)
+        [(_, lost)] = lone.acknowledge(1)
+        self.assertEqual((lost.prev_index, len(lost.entries)), (3, 1))
+        timeouts = EXACT_TIMEOUTS
+        self.assertEqual(lone.run(timeouts.retransmit - timeouts.heartbeat, answering=[1]), [])
+        [(_, again)] = lone.run(timeouts.heartbeat, answering=[1])
+        self.assertEqual((again.prev_index, again.entries), (3, lost.entries))
+        self.assertNotIn(2, primary.live, "dropped after the backup timeout")
+
+
+class FailureDetectorTests(unittest.TestCase):
+    def test_a_live_backup_silent_for_the_backup_timeout_leaves_the_live_set(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        self.assertEqual(primary.live, {1, 2})
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.backup - timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1, 2})
+        lone.run(timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1})
+        self.assertEqual(primary._counters.counts["laptop_backup_dropped"], 1)
+
+
+class StepDownTests(unittest.TestCase):
+    def test_a_forwarded_order_still_waiting_is_sent_elsewhere(self):
+        """
+        A primary that steps down before an order it serves for a backup
+        commits tells that backup to retry elsewhere, so the customer is
+        not left waiting for the request timeout.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(1, ForwardRequest(7, 5, 0, TYPE_ORDER))
+        lone.clock.advance(0)
+        lone.take()
+        primary.receive(2, AppendReply(2, 2, False, -1, 0))
+        self.assertEqual(primary.role, FOLLOWER)
+        self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_RETRY, -1, -1))])
+
+
+class CandidateTests(unittest.TestCase):
+    def test_a_candidate_whose_election_went_unanswered_asks_again_as_a_follower(self):
+        """
+        An election nobody answered ends with the next election timeout: the
+        candidate asks for pre-votes again, as a follower, and a majority of
+        them starts the election of the next view.
+        """
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
+        lone.take()
+        for _ in range(20):
+            lone.clock.advance(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual((replica.role, replica.view), (FOLLOWER, 1))
+        self.assertEqual(lone.take(VoteRequest), [(1, VoteRequest(2, 0, -1, -1, True)),
+                                                  (2, VoteRequest(2, 0, -1, -1, True))])
+        replica.receive(2, VoteReply(2, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 2))
+
+    def test_a_candidate_follows_the_primary_of_its_view(self):
+        """Another replica won the view: its entries make this candidate its follower."""
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
+        replica.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
+        self.assertEqual((replica.role, replica.view, replica.primary_id), (FOLLOWER, 1, 2))
+        replica.receive(1, VoteReply(1, 1, True, False))
+        self.assertEqual(replica.role, FOLLOWER, "a view has one primary")
+
+    def test_replicas_stand_in_the_order_of_their_ids(self):
+        """
+        Each replica waits ``election_stagger`` longer than the one before
+        it, plus a jitter of at most half of that: never as long as the
+        next replica's wait.
+        """
+
+        class HighestDraw:
+            def uniform(self, low, high):
+                return high
+
+        timeouts = EXACT_TIMEOUTS
+        for rank in range(3):
+            clock = task.Clock()
+            sent = []
+            replica = Replica(rank, [i for i in range(3) if i != rank], clock,
+                              lambda peer, message: sent.append(message) or True,
+                              timeouts=timeouts, rng=HighestDraw())
+            replica.start()
+            span = timeouts.election + (rank + 0.5) * timeouts.election_stagger
+            ticks = round(span / timeouts.heartbeat)
+            for _ in range(ticks - 1):
+                clock.advance(timeouts.heartbeat)
+            self.assertEqual(sent, [], rank)
+            clock.advance(timeouts.heartbeat)
+            self.assertEqual({type(message) for message in sent}, {VoteRequest}, rank)
+
+    def test_an_id_below_zero_waits_as_the_first(self):
+        """Ids are not negative (the tap refuses them); one that is waits as id 0 would."""
+        clock = task.Clock()
+        sent = []
+        replica = Replica(-1, [0, 1], clock, lambda peer, message: sent.append(message) or True,
+                          timeouts=EXACT_TIMEOUTS, rng=random.Random(0))
+        replica.start()
+        for _ in range(round(EXACT_TIMEOUTS.election / EXACT_TIMEOUTS.heartbeat) - 1):
+            clock.advance(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(sent, [])
+
+
+class PreVoteReplyTests(unittest.TestCase):
+    def test_a_primary_is_not_moved_by_pre_votes_it_did_not_ask_for(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        for peer in (1, 2):
+            primary.receive(peer, VoteReply(2, peer, True, True))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+        self.assertEqual(lone.take(VoteRequest), [])
+
+    def test_a_candidate_is_not_moved_by_pre_votes_it_did_not_ask_for(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+        for peer in (1, 2):
+            candidate.receive(peer, VoteReply(2, peer, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+
+
+class StaleVoteTests(unittest.TestCase):
+    """Vote requests and replies of an older view change nothing."""
+
+    def test_a_primary_stays_primary(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(2, VoteRequest(0, 2, 5, 0, False))
+        primary.receive(2, VoteReply(0, 2, True, False))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+    def test_a_candidate_stays_candidate(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        candidate.receive(2, VoteReply(0, 2, False, False))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+
+
+class HighViewTests(unittest.TestCase):
+    def test_elections_in_views_beyond_small_numbers(self):
+        """Views go up to 2**30: a pre-vote and an election far up that range still succeed."""
+        lone = LoneCandidate()
+        replica = lone.replica
+        view = 100_000
+        replica.receive(1, AppendEntries(view, 1, -1, -1, -1, 1, (noop(view),)))
+        self.assertEqual((replica.view, replica.primary_id), (view, 1))
+        for _ in range(round((EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+                             / EXACT_TIMEOUTS.heartbeat)):
+            lone.clock.advance(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(lone.take(VoteRequest)[-1], (2, VoteRequest(view + 1, 0, 0, view, True)))
+        replica.receive(2, VoteReply(view + 1, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, view + 1))
+        replica.receive(2, VoteReply(view + 1, 2, True, False))
+        self.assertEqual((replica.role, replica.view), (PRIMARY, view + 1))
+
+
+class VoteTests(unittest.TestCase):
+    def test_a_request_of_an_older_view_gets_no_vote(self):
+        """A vote belongs to one view: a request of an older one neither gets nor spends it."""
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, AppendEntries(3, 0, -1, -1, -1, 1, (noop(3),)))
+        self.assertEqual(
+            lone.receive(2, VoteRequest(2, 2, 5, 3, False)), [(2, VoteReply(3, 1, False, False))]
+        )
+        self.assertIsNone(replica.voted_for)
+        self.assertEqual(
+            lone.receive(2, VoteRequest(4, 2, 5, 3, False)), [(2, VoteReply(4, 1, True, False))]
+        )
+        self.assertEqual(replica.voted_for, 2)
+
+
+    def test_one_vote_per_view(self):
+        lone = LoneReplica()
+        self.assertEqual(
+            lone.receive(2, VoteRequest(1, 2, -1, -1, False)), [(2, VoteReply(1, 1, True, False))]
+        )
+        self.assertEqual(
+            lone.receive(0, VoteRequest(1, 0, -1, -1, False)), [(0, VoteReply(1, 1, False, False))]
+        )
+        self.assertEqual(lone.replica.voted_for, 2)
+
+    def test_a_candidate_that_follows_another_keeps_its_vote_for_itself(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        candidate.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
+        self.assertEqual((candidate.role, candidate.voted_for), (FOLLOWER, 0))
+        lone.take()
+        candidate.receive(1, VoteRequest(1, 1, 0, 1, False))
+        self.assertEqual(lone.take(VoteReply), [(1, VoteReply(1, 0, False, False))])
+
+
+class NewPrimaryTests(unittest.TestCase):
+    def test_a_retried_order_already_in_the_log_is_not_appended_again(self):
+        """
+        An order the last primary appended but did not commit is the new
+        primary's to commit: the customer's retry joins that entry.
+        """
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(1, AppendEntries(1, 1, -1, -1, -1, 1, (noop(1), order(1, 5, 3))))
+        for _ in range(round((EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+                             / EXACT_TIMEOUTS.heartbeat)):
+            lone.clock.advance(EXACT_TIMEOUTS.heartbeat)
+        replica.receive(2, VoteReply(2, 2, True, True))
+        replica.receive(2, VoteReply(2, 2, True, False))
+        self.assertEqual((replica.role, replica.view), (PRIMARY, 2))
+        log = replica.replicated_log
+        self.assertEqual((log.last_index, log.entry(2)), (2, noop(2)))
+        results = []
+        replica.order(5, 3).addCallback(results.append)
+        replica.order(5, 2).addCallback(results.append)
+        lone.clock.advance(0)
+        self.assertEqual(log.last_index, 2)
+        self.assertEqual(replica._counters.counts["laptop_repeated_orders"], 2)
+        self.assertEqual(results, [])
+        lone.acknowledge(2)
+        self.assertEqual(results, [0, 0])
+
+
+class ForwardingTests(unittest.TestCase):
+    def test_a_request_waiting_for_a_primary_goes_to_it_once_known(self):
+        lone = LoneReplica()
+        lone.replica.order(5, 0)
+        self.assertEqual(lone.sent, [])
+        sent = lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
+
+
+class StallCreditTests(unittest.TestCase):
+    """Which late ticks of a primary count as a pause of its own (see ``_credit_stall``)."""
+
+    def late_tick(self, lone, late_by):
+        """The next tick runs ``late_by`` seconds late; return the stalls counted so far."""
+        lone.clock.advance(EXACT_TIMEOUTS.heartbeat + late_by)
+        return lone.replica._counters.counts.get("laptop_primary_stalls", 0)
+
+    def test_a_tick_late_by_half_the_backup_timeout_is_a_stall(self):
+        lone = LonePrimary()
+        lone.acknowledge(1, 2)
+        half = EXACT_TIMEOUTS.backup / 2
+        self.assertEqual(self.late_tick(lone, half - EXACT_TIMEOUTS.heartbeat), 0)
+        lone.acknowledge(1, 2)
+        self.assertEqual(self.late_tick(lone, half), 1)
+
+    def test_a_pause_as_long_as_the_election_timeout_is_not_credited(self):
+        """The backups may have elected another primary meanwhile."""
+        lone = LonePrimary()
+        lone.acknowledge(1, 2)
+        below = EXACT_TIMEOUTS.election - EXACT_TIMEOUTS.heartbeat
+        self.assertEqual(self.late_tick(lone, below), 1)
+        lone.acknowledge(1, 2)
+        self.assertEqual(self.late_tick(lone, EXACT_TIMEOUTS.election), 1)
+        self.assertEqual(lone.replica.role, FOLLOWER)
