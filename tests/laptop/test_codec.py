@@ -142,9 +142,10 @@ class SpecVectorTests(unittest.TestCase):
 
     def test_reply_sizes(self):
         self.assertEqual(
-            [reply_size(t) for t in (TYPE_ORDER, TYPE_READ, TYPE_LOCAL_READ, 3, 99)],
-            [20, 8, 8, 20, 20],
+            [reply_size(t) for t in (TYPE_ORDER, TYPE_READ, TYPE_LOCAL_READ, 3, 5, 99)],
+            [20, 8, 8, 20, 20, 20],
         )
+        self.assertEqual((TYPE_ORDER, TYPE_READ, TYPE_LOCAL_READ), (1, 2, 4), "the spec's numbers")
 
 
 class DecoderTests(unittest.TestCase):
@@ -176,14 +177,16 @@ class DecoderTests(unittest.TestCase):
         and joined once: re-copying everything buffered on every read made
         a 16 MiB snapshot cost seconds of CPU in 16 KiB reads.
         """
-        snapshot = InstallSnapshot(3, 0, 10, 2, 5, 20_000, 0, tuple((c, c + 1) for c in range(20_000)))
+        snapshot = InstallSnapshot(3, 0, 10, 2, 5, 20_001, 0, tuple((c, c + 1) for c in range(20_001)))
         frame = encode_replica_message(snapshot)
         follower = encode_replica_message(AppendReply(1, 2, True, 3, 4))
         decoder = ServerDecoder()
         decoder.feed(encode_role(ROLE_REPLICA))
-        # The header alone first, as a sender's first segment may be.
-        reads = [frame[:8]] + [frame[i : i + 4096] for i in range(8, len(frame), 4096)]
-        reads[-1] += follower
+        # The header alone first, as a sender's first segment may be, and
+        # the last byte alone, with the next frame.
+        last = len(frame) - 1
+        reads = ([frame[:8]] + [frame[i : min(i + 4096, last)] for i in range(8, last, 4096)]
+                 + [frame[last:] + follower])
         for read in reads[:-1]:
             self.assertEqual(decoder.feed(read), [])
             self.assertTrue(decoder.mid_message)
@@ -240,6 +243,31 @@ class DecoderTests(unittest.TestCase):
             with self.assertRaises(ProtocolError) as raised:
                 decoder.feed(words("00000006") + length.to_bytes(4, "big", signed=True))
             self.assertEqual(raised.exception.reason, "frame_too_large")
+
+    def test_a_count_the_body_does_not_hold_exactly(self):
+        """A body longer or shorter than its count of entries or records says is refused."""
+        append = encode_replica_message(AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42),)))
+        snapshot = encode_replica_message(InstallSnapshot(3, 0, 9, 2, 5, 7, 4, ((1, 2),)))
+        for frame, entry_size in ((append, 16), (snapshot, 8)):
+            body_length = int.from_bytes(frame[4:8], "big")
+            for extra in (entry_size, -entry_size):
+                changed = (frame[:4] + (body_length + extra).to_bytes(4, "big")
+                           + frame[8:] + b"\0" * max(extra, 0))
+                changed = changed[:len(changed) + min(extra, 0)]
+                decoder = ServerDecoder()
+                decoder.feed(encode_role(ROLE_REPLICA))
+                with self.assertRaises(ProtocolError) as raised:
+                    decoder.feed(changed)
+                self.assertEqual(raised.exception.reason, "bad_frame_length", (frame[:4], extra))
+
+    def test_a_frame_completed_exactly_by_a_read(self):
+        frame = encode_replica_message(AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42),)))
+        for cut in range(1, len(frame)):
+            decoder = ServerDecoder()
+            decoder.feed(encode_role(ROLE_REPLICA))
+            self.assertEqual(decoder.feed(frame[:cut]), [])
+            self.assertEqual(len(decoder.feed(frame[cut:])), 1, cut)
+            self.assertFalse(decoder.mid_message)
 
     def test_an_empty_body_is_a_bad_length_not_too_large(self):
         for kind in range(1, 10):
@@ -318,7 +346,10 @@ class DecoderTests(unittest.TestCase):
         replies = [OrderReply(c, c, TYPE_ORDER, 0, 1) for c in range(300)]
         for _ in replies:
             decoder.expect(TYPE_ORDER)
-        self.assertEqual(decoder.feed(b"".join(map(encode_order_reply, replies))), replies)
+        data = b"".join(map(encode_order_reply, replies))
+        self.assertEqual(decoder.feed(data[:2000]), replies[:100])
+        self.assertEqual(decoder.outstanding, 200)
+        self.assertEqual(decoder.feed(data[2000:]), replies[100:])
         self.assertEqual(decoder.outstanding, 0)
 
     def test_reply_decoder_follows_expectations(self):

@@ -982,6 +982,14 @@ class PreVoteTests(unittest.TestCase):
         self.assertEqual(lone.receive(2, ask), [(2, VoteReply(2, 1, True, True))])
         self.assertEqual(lone.replica.view, 1, "nobody adopts the view a pre-vote asks for")
 
+    def test_refused_for_a_view_not_above_this_replicas(self):
+        lone = LoneReplica()
+        lone.receive(0, AppendEntries(3, 0, -1, -1, -1, 1, (noop(3),)))
+        lone.clock.advance(TIMEOUTS.election * 2)
+        for view in (2, 3):
+            self.assertEqual(lone.receive(2, VoteRequest(view, 2, 5, 3, True)),
+                             [(2, VoteReply(3, 1, False, True))], view)
+
 
 #: timeouts that are sums of powers of two, so that a tick falls exactly on each of them
 EXACT_TIMEOUTS = Timeouts(heartbeat=1 / 16, backup=0.75, election=1.0, election_stagger=0.25,
@@ -1018,9 +1026,9 @@ class LoneCandidate:
         return unanswered
 
     def take(self, kind=object):
-        """The messages of ``kind`` sent since the last take, as (peer, message)."""
+        """The messages of ``kind`` sent and not yet taken, as (peer, message)."""
         taken = [(peer, message) for peer, message in self.sent if isinstance(message, kind)]
-        del self.sent[:]
+        self.sent[:] = [sent for sent in self.sent if not isinstance(sent[1], kind)]
         return taken
 
     def acknowledge(self, *backups):
@@ -1122,8 +1130,7 @@ class CandidateTests(unittest.TestCase):
         replica.receive(1, VoteReply(1, 1, True, True))
         self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
         lone.take()
-        for _ in range(20):
-            lone.clock.advance(EXACT_TIMEOUTS.heartbeat)
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
         self.assertEqual((replica.role, replica.view), (FOLLOWER, 1))
         self.assertEqual(lone.take(VoteRequest), [(1, VoteRequest(2, 0, -1, -1, True)),
                                                   (2, VoteRequest(2, 0, -1, -1, True))])
@@ -1217,6 +1224,25 @@ class StaleVoteTests(unittest.TestCase):
         candidate.receive(2, VoteReply(0, 2, False, False))
         self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
 
+    def test_a_vote_granted_in_an_older_view_does_not_count(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
+        candidate.receive(1, VoteReply(2, 1, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 2))
+        candidate.receive(2, VoteReply(1, 2, True, False))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 2))
+
+    def test_a_primary_refuses_a_vote_in_its_own_view(self):
+        """A primary of view 1 already holds view 1: another candidate of it cannot win."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.take()
+        primary.receive(2, VoteRequest(1, 2, 5, 1, False))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+        self.assertEqual(lone.take(VoteReply), [(2, VoteReply(1, 0, False, False))])
+
 
 class HighViewTests(unittest.TestCase):
     def test_elections_in_views_beyond_small_numbers(self):
@@ -1226,9 +1252,7 @@ class HighViewTests(unittest.TestCase):
         view = 100_000
         replica.receive(1, AppendEntries(view, 1, -1, -1, -1, 1, (noop(view),)))
         self.assertEqual((replica.view, replica.primary_id), (view, 1))
-        for _ in range(round((EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
-                             / EXACT_TIMEOUTS.heartbeat)):
-            lone.clock.advance(EXACT_TIMEOUTS.heartbeat)
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
         self.assertEqual(lone.take(VoteRequest)[-1], (2, VoteRequest(view + 1, 0, 0, view, True)))
         replica.receive(2, VoteReply(view + 1, 2, True, True))
         self.assertEqual((replica.role, replica.view), (CANDIDATE, view + 1))
@@ -1250,7 +1274,6 @@ class VoteTests(unittest.TestCase):
             lone.receive(2, VoteRequest(4, 2, 5, 3, False)), [(2, VoteReply(4, 1, True, False))]
         )
         self.assertEqual(replica.voted_for, 2)
-
 
     def test_one_vote_per_view(self):
         lone = LoneReplica()
@@ -1281,10 +1304,9 @@ class NewPrimaryTests(unittest.TestCase):
         """
         lone = LoneCandidate()
         replica = lone.replica
-        replica.receive(1, AppendEntries(1, 1, -1, -1, -1, 1, (noop(1), order(1, 5, 3))))
-        for _ in range(round((EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
-                             / EXACT_TIMEOUTS.heartbeat)):
-            lone.clock.advance(EXACT_TIMEOUTS.heartbeat)
+        replica.receive(1, AppendEntries(1, 1, -1, -1, 0, 1, (noop(1), order(1, 5, 3))))
+        self.assertEqual(replica.commit_index, 0)
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
         replica.receive(2, VoteReply(2, 2, True, True))
         replica.receive(2, VoteReply(2, 2, True, False))
         self.assertEqual((replica.role, replica.view), (PRIMARY, 2))
@@ -1308,6 +1330,24 @@ class ForwardingTests(unittest.TestCase):
         self.assertEqual(lone.sent, [])
         sent = lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
         self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
+
+
+class MajorityContactTests(unittest.TestCase):
+    def test_a_primary_steps_down_when_no_backup_was_heard_for_the_election_timeout(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        lone.run(EXACT_TIMEOUTS.election - EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(primary.role, PRIMARY)
+        lone.run(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual((primary.role, primary.primary_id), (FOLLOWER, None))
+
+    def test_one_backup_heard_is_enough(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        lone.run(EXACT_TIMEOUTS.election * 3, answering=[1])
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
 
 
 class StallCreditTests(unittest.TestCase):
@@ -1335,3 +1375,23 @@ class StallCreditTests(unittest.TestCase):
         lone.acknowledge(1, 2)
         self.assertEqual(self.late_tick(lone, EXACT_TIMEOUTS.election), 1)
         self.assertEqual(lone.replica.role, FOLLOWER)
+
+    def test_only_the_pause_is_credited(self):
+        """
+        A backup already silent before the pause is dropped once silent for
+        the backup timeout, not counting the pause.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.backup / 2, answering=[1])
+        pause = timeouts.backup * 2 / 3
+        self.assertEqual(self.late_tick(lone, pause), 1)
+        lone.acknowledge(1)
+        self.assertEqual(primary.live, {1, 2})
+        silent = timeouts.backup / 2 + timeouts.heartbeat
+        lone.run(timeouts.backup - silent - timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1, 2})
+        lone.run(timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1})
