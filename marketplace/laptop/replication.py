@@ -1243,7 +1243,7 @@ class Replica:
             self._reroute_all()
 
     def _draw_election_span(self) -> None:
-        rank = self.replica_id if self.replica_id >= 0 else 0
+        rank = max(self.replica_id, 0)
         self._election_span = (
             self.timeouts.election
             + rank * self.timeouts.election_stagger
