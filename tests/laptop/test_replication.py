@@ -998,16 +998,16 @@ EXACT_TIMEOUTS = Timeouts(heartbeat=1 / 16, backup=0.75, election=1.0, election_
 
 class LoneCandidate:
     """
-    Replica 0 of 0, 1, 2 on EXACT_TIMEOUTS, driven message by message, once
-    its first pre-vote round is out; what it sends is kept in ``sent`` as
-    (peer, message).
+    Replica 0 of 0 and ``peers`` (1 and 2 by default) on EXACT_TIMEOUTS,
+    driven message by message, once its first pre-vote round is out; what
+    it sends is kept in ``sent`` as (peer, message).
     """
 
-    def __init__(self):
+    def __init__(self, peers=(1, 2)):
         self.clock = task.Clock()
         self.sent = []
         self.replica = Replica(
-            0, [1, 2], self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
+            0, peers, self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
             timeouts=EXACT_TIMEOUTS,
         )
         self.replica.start()
@@ -1049,12 +1049,14 @@ class LoneCandidate:
 
 
 class LonePrimary(LoneCandidate):
-    """A LoneCandidate that 1 voted for: primary of view 1."""
+    """A LoneCandidate that a majority voted for (1, then 2...): primary of view 1."""
 
-    def __init__(self):
-        super().__init__()
-        self.replica.receive(1, VoteReply(1, 1, True, True))
-        self.replica.receive(1, VoteReply(1, 1, True, False))
+    def __init__(self, peers=(1, 2)):
+        super().__init__(peers)
+        voters = peers[: self.replica.majority - 1]
+        for pre in (True, False):
+            for voter in voters:
+                self.replica.receive(voter, VoteReply(1, voter, True, pre))
         assert self.replica.role == PRIMARY
         self.take()
         self.clock.advance(0)
@@ -1234,6 +1236,14 @@ class StaleVoteTests(unittest.TestCase):
         candidate.receive(2, VoteReply(1, 2, True, False))
         self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 2))
 
+    def test_a_primary_refuses_pre_votes(self):
+        """It never heard of another primary, yet it is one: nobody may take over its view."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.take()
+        primary.receive(2, VoteRequest(2, 2, 5, 1, True))
+        self.assertEqual(lone.take(VoteReply), [(2, VoteReply(1, 0, False, True))])
+
     def test_a_primary_refuses_a_vote_in_its_own_view(self):
         """A primary of view 1 already holds view 1: another candidate of it cannot win."""
         lone = LonePrimary()
@@ -1286,14 +1296,19 @@ class VoteTests(unittest.TestCase):
         self.assertEqual(lone.replica.voted_for, 2)
 
     def test_a_candidate_that_follows_another_keeps_its_vote_for_itself(self):
-        lone = LoneCandidate()
-        candidate = lone.replica
-        candidate.receive(1, VoteReply(1, 1, True, True))
-        candidate.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
-        self.assertEqual((candidate.role, candidate.voted_for), (FOLLOWER, 0))
-        lone.take()
-        candidate.receive(1, VoteRequest(1, 1, 0, 1, False))
-        self.assertEqual(lone.take(VoteReply), [(1, VoteReply(1, 0, False, False))])
+        for view in (1, 100_001):
+            lone = LoneCandidate()
+            candidate = lone.replica
+            if view > 1:
+                candidate.receive(1, AppendEntries(view - 1, 1, -1, -1, -1, 1, ()))
+                lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+            candidate.receive(1, VoteReply(view, 1, True, True))
+            self.assertEqual((candidate.role, candidate.view), (CANDIDATE, view))
+            candidate.receive(2, AppendEntries(view, 2, -1, -1, -1, 1, (noop(view),)))
+            self.assertEqual((candidate.role, candidate.voted_for), (FOLLOWER, 0))
+            lone.take()
+            candidate.receive(1, VoteRequest(view, 1, 0, view, False))
+            self.assertEqual(lone.take(VoteReply), [(1, VoteReply(view, 0, False, False))])
 
 
 class NewPrimaryTests(unittest.TestCase):
@@ -1312,6 +1327,11 @@ class NewPrimaryTests(unittest.TestCase):
         self.assertEqual((replica.role, replica.view), (PRIMARY, 2))
         log = replica.replicated_log
         self.assertEqual((log.last_index, log.entry(2)), (2, noop(2)))
+        lone.clock.advance(0)
+        # Backups likely hold what it holds: it probes from the end of its log.
+        [probe] = [message for peer, message in lone.sent
+                   if peer == 2 and isinstance(message, AppendEntries)]
+        self.assertEqual((probe.prev_index, probe.prev_view, probe.entries), (1, 1, (noop(2),)))
         results = []
         replica.order(5, 3).addCallback(results.append)
         replica.order(5, 2).addCallback(results.append)
@@ -1330,6 +1350,37 @@ class ForwardingTests(unittest.TestCase):
         self.assertEqual(lone.sent, [])
         sent = lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
         self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
+
+
+class FiveReplicaTests(unittest.TestCase):
+    """Majorities of five: three replicas, the candidate or primary and two others."""
+
+    def test_a_candidate_needs_two_votes_besides_its_own(self):
+        lone = LoneCandidate(peers=(1, 2, 3, 4))
+        candidate = lone.replica
+        for voter in (1, 2):
+            candidate.receive(voter, VoteReply(1, voter, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+        candidate.receive(1, VoteReply(1, 1, True, False))
+        self.assertEqual(candidate.role, CANDIDATE)
+        candidate.receive(3, VoteReply(1, 3, True, False))
+        self.assertEqual(candidate.role, PRIMARY)
+
+    def test_a_primary_hearing_from_one_backup_of_four_steps_down(self):
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3, 4)
+        lone.run(EXACT_TIMEOUTS.election - EXACT_TIMEOUTS.heartbeat, answering=[1])
+        self.assertEqual(primary.role, PRIMARY)
+        lone.run(EXACT_TIMEOUTS.heartbeat, answering=[1])
+        self.assertEqual(primary.role, FOLLOWER)
+
+    def test_two_backups_of_four_are_enough(self):
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3, 4)
+        lone.run(EXACT_TIMEOUTS.election * 2, answering=[1, 3])
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
 
 
 class MajorityContactTests(unittest.TestCase):
