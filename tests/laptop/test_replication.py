@@ -1198,6 +1198,16 @@ class PreVoteReplyTests(unittest.TestCase):
         self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
         self.assertEqual(lone.take(VoteRequest), [])
 
+    def test_a_granted_pre_vote_for_another_view_does_not_count(self):
+        """Only pre-votes for the view this round asks for (view 1 here) count."""
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(2, VoteReply(0, 2, True, True))
+        replica.receive(2, VoteReply(2, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (FOLLOWER, 0))
+        replica.receive(2, VoteReply(1, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
+
     def test_a_candidate_is_not_moved_by_pre_votes_it_did_not_ask_for(self):
         lone = LoneCandidate()
         candidate = lone.replica
