@@ -520,7 +520,8 @@ def _decode_append(body: bytes) -> AppendEntries:
     if len(body) < _APPEND_HEAD.size:
         raise ProtocolError("bad_frame_length")
     view, primary, prev_index, prev_view, commit, round_, count = _APPEND_HEAD.unpack_from(body)
-    if count < 0 or len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
+    # A negative count asks for a body shorter than the head, so it fails here too.
+    if len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
         raise ProtocolError("bad_frame_length")
     entries = tuple(map(_make_entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
     return AppendEntries(view, primary, prev_index, prev_view, commit, round_, entries)
@@ -532,7 +533,7 @@ def _decode_snapshot(body: bytes) -> InstallSnapshot:
     view, primary, last_index, last_view, round_, total, offset, count = _SNAPSHOT_HEAD.unpack_from(
         body
     )
-    if count < 0 or len(body) != _SNAPSHOT_HEAD.size + count * _RECORD.size:
+    if len(body) != _SNAPSHOT_HEAD.size + count * _RECORD.size:  # as in _decode_append
         raise ProtocolError("bad_frame_length")
     records = tuple(_RECORD.iter_unpack(memoryview(body)[_SNAPSHOT_HEAD.size :]))
     return InstallSnapshot(view, primary, last_index, last_view, round_, total, offset, records)

@@ -248,7 +248,13 @@ class DecoderTests(unittest.TestCase):
         """A body longer or shorter than its count of entries or records says is refused."""
         append = encode_replica_message(AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42),)))
         snapshot = encode_replica_message(InstallSnapshot(3, 0, 9, 2, 5, 7, 4, ((1, 2),)))
-        for frame, entry_size in ((append, 16), (snapshot, 8)):
+        for frame, entry_size, count_at in ((append, 16, 44), (snapshot, 8, 52)):
+            negative = frame[:count_at] + (-1).to_bytes(4, "big", signed=True) + frame[count_at + 4:]
+            decoder = ServerDecoder()
+            decoder.feed(encode_role(ROLE_REPLICA))
+            with self.assertRaises(ProtocolError) as raised:
+                decoder.feed(negative)
+            self.assertEqual(raised.exception.reason, "bad_frame_length", "negative count")
             body_length = int.from_bytes(frame[4:8], "big")
             for extra in (entry_size, -entry_size):
                 changed = (frame[:4] + (body_length + extra).to_bytes(4, "big")
@@ -276,6 +282,20 @@ class DecoderTests(unittest.TestCase):
             with self.assertRaises(ProtocolError) as raised:
                 decoder.feed(kind.to_bytes(4, "big") + words("00000000"))
             self.assertEqual(raised.exception.reason, "bad_frame_length", kind)
+
+    def test_a_fixed_size_body_a_byte_longer_or_shorter(self):
+        for message in (Hello(1), AppendReply(1, 2, True, 3, 4), VoteRequest(3, 2, 43, 3, True),
+                        VoteReply(4, 0, True, True), ForwardRequest(17, 5, 3, 1),
+                        ForwardReply(17, 0, -1, 0), SnapshotReply(3, 1, 9, 2, 9)):
+            frame = encode_replica_message(message)
+            length = int.from_bytes(frame[4:8], "big")
+            for changed in (frame[:4] + (length + 1).to_bytes(4, "big") + frame[8:] + b"\0",
+                            frame[:4] + (length - 1).to_bytes(4, "big") + frame[8:-1]):
+                decoder = ServerDecoder()
+                decoder.feed(encode_role(ROLE_REPLICA))
+                with self.assertRaises(ProtocolError) as raised:
+                    decoder.feed(changed)
+                self.assertEqual(raised.exception.reason, "bad_frame_length", message)
 
     def test_replica_role_holds_what_follows(self):
         """
