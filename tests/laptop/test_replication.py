@@ -1368,8 +1368,9 @@ class FiveReplicaTests(unittest.TestCase):
     def test_a_candidate_needs_two_votes_besides_its_own(self):
         lone = LoneCandidate(peers=(1, 2, 3, 4))
         candidate = lone.replica
-        for voter in (1, 2):
-            candidate.receive(voter, VoteReply(1, voter, True, True))
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((candidate.role, candidate.view), (FOLLOWER, 0), "one pre-vote of two")
+        candidate.receive(2, VoteReply(1, 2, True, True))
         self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
         candidate.receive(1, VoteReply(1, 1, True, False))
         self.assertEqual(candidate.role, CANDIDATE)
