@@ -85,6 +85,9 @@ from marketplace.laptop.state import OrderBook
 from marketplace.laptop.storage import MemoryStorage
 from marketplace.metrics import Counters
 
+# A replica's role is always one of these three objects, so `is` compares
+# roles as `==` does; and as strings "candidate" sorts first and "primary"
+# last (the `# equivalent:` marks on role comparisons below rest on this).
 FOLLOWER = "follower"
 CANDIDATE = "candidate"
 PRIMARY = "primary"
@@ -1111,7 +1114,7 @@ class Replica:
             )
             granted = (
                 request.view > self.view
-                and self.role != PRIMARY
+                and self.role != PRIMARY  # equivalent: NotEq_Lt, NotEq_IsNot
                 and quiet
                 and self._log_is_current(request.last_view, request.last_index)
             )
@@ -1126,7 +1129,7 @@ class Replica:
         if request.view > self.view:
             self._adopt_view(request.view, None)
         granted = (
-            request.view == self.view
+            request.view == self.view  # equivalent: Eq_GtE (a higher view was adopted above)
             and self.voted_for in (None, request.candidate_id)
             and self._log_is_current(request.last_view, request.last_index)
         )
@@ -1141,16 +1144,19 @@ class Replica:
             if not reply.granted:
                 if reply.view > self.view:
                     self._adopt_view(reply.view, None)
-            elif self.role == FOLLOWER and reply.view == self.view + 1:
+            elif (self.role == FOLLOWER  # equivalent: Eq_Is
+                  and reply.view == self.view + 1):
                 self._pre_votes.add(reply.replica_id)
-                if len(self._pre_votes) >= self.majority:
+                # The count grows by one from below the majority (small ints).
+                if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is
                     self._start_election()
             return
         if reply.view > self.view:
             self._adopt_view(reply.view, None)
-        elif self.role == CANDIDATE and reply.view == self.view and reply.granted:
+        elif (self.role == CANDIDATE  # equivalent: Eq_Is, Eq_LtE
+              and reply.view == self.view and reply.granted):
             self._votes.add(reply.replica_id)
-            if len(self._votes) >= self.majority:
+            if len(self._votes) >= self.majority:  # equivalent: GtE_Is (as for pre-votes)
                 self._become_primary()
 
     def _start_pre_vote(self) -> None:
@@ -1163,14 +1169,16 @@ class Replica:
                 id=self.replica_id, view=self.view, limit=MAX_VIEW,
             )
             return
-        if self.role == CANDIDATE:
+        # Only a follower or a candidate gets here.
+        if self.role == CANDIDATE:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE
             self.role = FOLLOWER
         self._pre_votes = {self.replica_id}
         log = self.replicated_log
         request = VoteRequest(self.view + 1, self.replica_id, log.last_index, log.last_view, True)
         for peer in self.peer_ids:
             self._send(peer, request)
-        if len(self._pre_votes) >= self.majority:
+        # One vote so far, its own: a majority only of a lone replica (1 >= m is 1 == m).
+        if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq
             self._start_election()
 
     def _start_election(self) -> None:
@@ -1187,7 +1195,7 @@ class Replica:
         request = VoteRequest(self.view, self.replica_id, log.last_index, log.last_view, False)
         for peer in self.peer_ids:
             self._send(peer, request)
-        if len(self._votes) >= self.majority:
+        if len(self._votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq (as for pre-votes)
             self._become_primary()
 
     def _become_primary(self) -> None:
@@ -1207,18 +1215,19 @@ class Replica:
         self._set_primary(self.replica_id)
 
     def _adopt_view(self, view: int, primary_id: Optional[int]) -> None:
-        if view > self.view:
+        # Never called with an older view (every caller checks).
+        if view > self.view:  # equivalent: Gt_NotEq
             self.view = view
             self.voted_for = None
             self._snapshot_assembly = None  # only the primary of its view may complete it
             self._storage.save_vote(self.view, self.voted_for)
-        if self.role != FOLLOWER:
+        if self.role != FOLLOWER:  # equivalent: NotEq_IsNot
             self._step_down(primary_id)
         else:
             self._set_primary(primary_id)
 
     def _step_down(self, primary_id: Optional[int]) -> None:
-        was_primary = self.role == PRIMARY
+        was_primary = self.role == PRIMARY  # equivalent: Eq_GtE, Eq_Is
         self.role = FOLLOWER
         self._last_contact = self._clock.seconds()
         if was_primary:
@@ -1258,7 +1267,7 @@ class Replica:
         stalled = now - self._last_tick_at - self.timeouts.heartbeat
         self._last_tick_at = now
         self._expire_requests(now)
-        if self.role == PRIMARY:
+        if self.role == PRIMARY:  # equivalent: Eq_Is
             if self.timeouts.backup / 2 <= stalled < self.timeouts.election:
                 self._credit_stall(stalled)
             self._check_backups(now)
