@@ -1147,8 +1147,9 @@ class Replica:
             elif (self.role == FOLLOWER  # equivalent: Eq_Is
                   and reply.view == self.view + 1):
                 self._pre_votes.add(reply.replica_id)
-                # The count grows by one from below the majority (small ints).
-                if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is
+                # The count grows by one from below the majority, which starts
+                # the election and ends the counting: it never passes it.
+                if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq
                     self._start_election()
             return
         if reply.view > self.view:
@@ -1156,7 +1157,7 @@ class Replica:
         elif (self.role == CANDIDATE  # equivalent: Eq_Is, Eq_LtE
               and reply.view == self.view and reply.granted):
             self._votes.add(reply.replica_id)
-            if len(self._votes) >= self.majority:  # equivalent: GtE_Is (as for pre-votes)
+            if len(self._votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq (as for pre-votes)
                 self._become_primary()
 
     def _start_pre_vote(self) -> None:
