@@ -682,7 +682,9 @@ class ServerDecoder:
                     break
                 events.append(message)
         else:
-            usable = offset + (len(buffer) - offset) // 24 * 24
+            # offset is 0 or 4 (the role word) and the rest a multiple of 24,
+            # so of 8: their bits never overlap, and `+` is `|` and `^` here.
+            usable = offset + (len(buffer) - offset) // 24 * 24  # equivalent: Add_BitOr, Add_BitXor
             events.extend(
                 LegacyEntry(*fields)
                 for fields in _LEGACY_ENTRY.iter_unpack(memoryview(buffer)[offset:usable])
