@@ -1198,6 +1198,17 @@ class PreVoteReplyTests(unittest.TestCase):
         self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
         self.assertEqual(lone.take(VoteRequest), [])
 
+    def test_a_refusal_in_this_replicas_own_view_changes_nothing(self):
+        """Refused pre-votes carry the refuser's view: only a higher one is news."""
+        lone = LoneReplica()
+        follower = lone.replica
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        follower.receive(2, VoteReply(1, 2, False, True))
+        self.assertEqual((follower.view, follower.primary_id), (1, 0))
+        primary = LonePrimary().replica
+        primary.receive(2, VoteReply(1, 2, False, True))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
     def test_a_granted_pre_vote_for_another_view_does_not_count(self):
         """Only pre-votes for the view this round asks for (view 1 here) count."""
         lone = LoneCandidate()
