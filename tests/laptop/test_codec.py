@@ -345,6 +345,17 @@ class DecoderTests(unittest.TestCase):
                 decoder.feed(encoded + b"\0")
             self.assertEqual(raised.exception.reason, "unexpected_reply_bytes")
 
+    def test_bytes_beyond_the_replies_awaited_with_part_of_one_buffered(self):
+        """The excess is an error even where it and the buffered part make a whole reply's size."""
+        decoder = ReplyDecoder()
+        decoder.expect(TYPE_ORDER)
+        decoder.expect(TYPE_ORDER)
+        first, second = (encode_order_reply(OrderReply(c, 0, 1, 0, 0)) for c in (1, 2))
+        self.assertEqual(decoder.feed(first + second[:5]), [OrderReply(1, 0, 1, 0, 0)])
+        with self.assertRaises(ProtocolError) as raised:
+            decoder.feed(second[5:] + b"\0" * 5)
+        self.assertEqual(raised.exception.reason, "unexpected_reply_bytes")
+
     def test_pipelined_requests_after_lone_ones(self):
         """A decoder that answered lone requests starts afresh with the next ones."""
         decoder = ReplyDecoder()
