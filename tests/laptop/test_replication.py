@@ -1147,6 +1147,7 @@ class CandidateTests(unittest.TestCase):
         self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
         replica.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
         self.assertEqual((replica.role, replica.view, replica.primary_id), (FOLLOWER, 1, 2))
+        self.assertNotIn("laptop_step_downs", replica._counters.counts, "it was no primary")
         replica.receive(1, VoteReply(1, 1, True, False))
         self.assertEqual(replica.role, FOLLOWER, "a view has one primary")
 
