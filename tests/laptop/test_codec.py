@@ -382,6 +382,20 @@ class DecoderTests(unittest.TestCase):
         self.assertEqual(decoder.outstanding, 200)
         self.assertEqual(decoder.feed(data[2000:]), replies[100:])
         self.assertEqual(decoder.outstanding, 0)
+        with self.assertRaises(ProtocolError):
+            decoder.feed(b"\0")
+
+    def test_pipelined_replies_of_both_sizes_split_anywhere(self):
+        types = (TYPE_READ, TYPE_ORDER, TYPE_ORDER, TYPE_READ, TYPE_READ, TYPE_ORDER)
+        replies = [RecordReply(1, 2) if t == TYPE_READ else OrderReply(3, 4, t, 0, 1) for t in types]
+        data = b"".join(encode_record_reply(r) if isinstance(r, RecordReply)
+                        else encode_order_reply(r) for r in replies)
+        for cut in range(len(data) + 1):
+            decoder = ReplyDecoder()
+            for request_type in types:
+                decoder.expect(request_type)
+            self.assertEqual(decoder.feed(data[:cut]) + decoder.feed(data[cut:]), replies, cut)
+            self.assertEqual(decoder.outstanding, 0)
 
     def test_reply_decoder_follows_expectations(self):
         decoder = ReplyDecoder()
