@@ -1307,6 +1307,17 @@ class VoteTests(unittest.TestCase):
         )
         self.assertEqual(replica.voted_for, 2)
 
+    def test_a_candidate_asking_again_gets_its_vote_again(self):
+        """A request repeated (its reply lost, say) is granted again, in any view."""
+        for view in (1, 100_001):
+            lone = LoneReplica()
+            if view > 1:
+                lone.receive(0, AppendEntries(view - 1, 0, -1, -1, -1, 1, ()))
+            for _ in range(2):
+                # view + 0: a new int object each time, as each decoded frame holds
+                self.assertEqual(lone.receive(2, VoteRequest(view + 0, 2, -1, -1, False)),
+                                 [(2, VoteReply(view, 1, True, False))], view)
+
     def test_one_vote_per_view(self):
         lone = LoneReplica()
         self.assertEqual(
