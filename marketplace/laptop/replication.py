@@ -1212,9 +1212,10 @@ class Replica:
         self._pending_orders = {}
         for index in range(self.commit_index + 1, log.last_index + 1):
             entry = log.entry(index)
-            # Opcodes are small ints (`is` is `==`), and `<=` adds only the
-            # no-ops too, under customer -1, which no valid order names.
-            if entry.opcode == OPCODE_SET_LAST_ORDER:  # equivalent: Eq_Is, Eq_LtE
+            # A log holds opcodes 0 and 1 only (small ints: `is` is `==`; none
+            # above it for `>=`), and `<=` adds only the no-ops too, under
+            # customer -1, which no valid order names.
+            if entry.opcode == OPCODE_SET_LAST_ORDER:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE
                 self._pending_orders[entry.customer_id] = (entry.order_number, index)
         self._view_start_index = self._append(Entry(self.view, OPCODE_NOOP, -1, -1))
         self._set_primary(self.replica_id)
