@@ -691,7 +691,7 @@ class ServerDecoder:
             )
             offset = usable
         rest = buffer[offset:]
-        if self.role == ROLE_REPLICA and len(rest) >= _FRAME_HEADER.size:  # equivalent: Eq_Is
+        if self.role == ROLE_REPLICA and len(rest) >= _FRAME_HEADER.size:  # equivalent: Eq_Is, Eq_GtE
             # decode_replica_message checked this header before asking for more
             _, length = _FRAME_HEADER.unpack_from(rest)
             self._parts = [bytes(rest)]

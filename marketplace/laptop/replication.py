@@ -1152,10 +1152,11 @@ class Replica:
                 if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq
                     self._start_election()
             return
+        # A higher view is adopted here, so below reply.view is not above self.view.
         if reply.view > self.view:
             self._adopt_view(reply.view, None)
         elif (self.role == CANDIDATE  # equivalent: Eq_Is, Eq_LtE
-              and reply.view == self.view and reply.granted):
+              and reply.view == self.view and reply.granted):  # equivalent: Eq_GtE
             self._votes.add(reply.replica_id)
             if len(self._votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq (as for pre-votes)
                 self._become_primary()
