@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
+from protocols import laptop
 from protocols.laptop import (
     CLOSE_CUSTOMER_ID,
     FORWARD_OK,
@@ -193,6 +194,19 @@ class DecoderTests(unittest.TestCase):
             self.assertIs(decoder._parts[-1], read)
         self.assertEqual(decoder.feed(reads[-1]), [snapshot, AppendReply(1, 2, True, 3, 4)])
         self.assertFalse(decoder.mid_message)
+
+    def test_a_body_over_the_limit_is_not_encoded(self):
+        """
+        The sender checks the limit before sending (an AppendEntries has no
+        count limit of its own), shown under a limit lowered to a small
+        message's size.
+        """
+        message = AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42),) * 2)
+        body = len(encode_replica_message(message)) - 8
+        self.patch(laptop, "MAX_FRAME_BODY", body)
+        self.assertEqual(len(encode_replica_message(attrs.evolve(message))), 8 + body)
+        self.patch(laptop, "MAX_FRAME_BODY", body - 1)
+        self.assertRaises(FrameTooLarge, encode_replica_message, attrs.evolve(message))
 
     def test_snapshot_too_large_for_a_frame_is_not_encoded(self):
         """A frame the peer would refuse is refused by the sender, before packing it."""
