@@ -520,7 +520,8 @@ def _flag(value: int) -> bool:
 
 
 def _fixed(layout: struct.Struct, body: bytes) -> tuple:
-    if len(body) != layout.size:
+    # Fixed layouts are 4 to 28 bytes: small ints, so `is not` is `!=` for them.
+    if len(body) != layout.size:  # equivalent: NotEq_IsNot
         raise ProtocolError("bad_frame_length")
     return layout.unpack(body)
 
