@@ -162,6 +162,15 @@ class DecoderTests(unittest.TestCase):
             decoder = ServerDecoder()
             self.assertEqual(decoder.feed(data[:cut]) + decoder.feed(data[cut:]), whole)
 
+    def test_a_read_of_one_requests_size_straddling_two(self):
+        """Twelve bytes that end one request and start the next are not one request."""
+        first, second = (encode_request(CustomerRequest(c, 6, TYPE_ORDER)) for c in (1, 2))
+        decoder = ServerDecoder()
+        self.assertEqual(decoder.feed(encode_role(ROLE_CUSTOMER) + first[:5]),
+                         [RoleDeclared(ROLE_CUSTOMER)])
+        self.assertEqual(decoder.feed(first[5:] + second[:5]), [CustomerRequest(1, 6, TYPE_ORDER)])
+        self.assertEqual(decoder.feed(second[5:]), [CustomerRequest(2, 6, TYPE_ORDER)])
+
     def test_bytewise(self):
         data = encode_role(0) + encode_request(CustomerRequest(5, 6, 1))
         decoder = ServerDecoder()
