@@ -5,6 +5,7 @@ crashes, freezes, partitions, stale primaries, catch-up and snapshots.
 
 import random
 
+import attrs
 from twisted.internet import task
 from twisted.python import failure
 from twisted.trial import unittest
@@ -22,6 +23,7 @@ from marketplace.laptop.replication import (
 from protocols.laptop import (
     FORWARD_RETRY,
     MAX_FRAME_BODY,
+    MAX_VIEW,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
     AppendEntries,
@@ -1162,7 +1164,7 @@ class CandidateTests(unittest.TestCase):
             def uniform(self, low, high):
                 return high
 
-        timeouts = EXACT_TIMEOUTS
+        timeouts = attrs.evolve(EXACT_TIMEOUTS, heartbeat=1 / 64)
         for rank in range(3):
             clock = task.Clock()
             sent = []
@@ -1277,6 +1279,18 @@ class StaleVoteTests(unittest.TestCase):
 
 
 class HighViewTests(unittest.TestCase):
+    def test_a_replica_at_the_last_view_does_not_stand(self):
+        """Views stop at MAX_VIEW: a replica there waits for a primary instead."""
+        lone = LoneReplica()
+        replica = lone.replica
+        # MAX_VIEW + 0: a new int object, as a decoded frame holds
+        lone.receive(0, AppendEntries(MAX_VIEW + 0, 0, -1, -1, -1, 1, (noop(MAX_VIEW),)))
+        self.assertEqual(replica.view, MAX_VIEW)
+        lone.clock.pump([TIMEOUTS.heartbeat] * round(3 * TIMEOUTS.election / TIMEOUTS.heartbeat))
+        self.assertEqual([message for _, message in lone.sent if isinstance(message, VoteRequest)],
+                         [])
+        self.assertGreater(replica._counters.counts["laptop_view_limit_reached"], 0)
+
     def test_elections_in_views_beyond_small_numbers(self):
         """Views go up to 2**30: a pre-vote and an election far up that range still succeed."""
         lone = LoneCandidate()
