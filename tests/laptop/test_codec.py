@@ -225,7 +225,8 @@ class DecoderTests(unittest.TestCase):
         self.assertEqual(MAX_SNAPSHOT_RECORDS, 2_097_146)  # as the spec says
         self.assertEqual(len(encode_replica_message(fits)) - 8, MAX_FRAME_BODY)
         too_many = attrs.evolve(fits, records=fits.records + ((8, 1),))
-        self.assertRaises(FrameTooLarge, encode_replica_message, too_many)
+        error = self.assertRaises(FrameTooLarge, encode_replica_message, too_many)
+        self.assertIn(f"limit {MAX_SNAPSHOT_RECORDS}", str(error), "refused by its record count")
 
     def test_bad_role(self):
         for role in (3, -1, 0x41414141):
@@ -469,6 +470,12 @@ class ReplicaMessageTests(unittest.TestCase):
         again = encode_replica_message(attrs.evolve(message))
         self.assertIsNot(again, frame)
         self.assertEqual(again, frame)
+
+    def test_a_full_batch_of_entries(self):
+        """A primary sends up to 4096 entries in one AppendEntries."""
+        message = AppendEntries(3, 0, 9, 2, 8, 5, tuple(Entry(3, 1, c, 7) for c in range(4096)))
+        frame = encode_replica_message(message)
+        self.assertEqual(decode_replica_message(frame), (message, len(frame)))
 
     def test_append_entries_layout(self):
         message = AppendEntries(3, 0, 9, 2, 8, 5, (Entry(3, 1, 7, 42),))
