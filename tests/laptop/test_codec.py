@@ -190,19 +190,21 @@ class DecoderTests(unittest.TestCase):
         snapshot = InstallSnapshot(3, 0, 10, 2, 5, 20_001, 0, tuple((c, c + 1) for c in range(20_001)))
         frame = encode_replica_message(snapshot)
         follower = encode_replica_message(AppendReply(1, 2, True, 3, 4))
-        decoder = ServerDecoder()
-        decoder.feed(encode_role(ROLE_REPLICA))
-        # The header alone first, as a sender's first segment may be, and
-        # the last byte alone, with the next frame.
-        last = len(frame) - 1
-        reads = ([frame[:8]] + [frame[i : min(i + 4096, last)] for i in range(8, last, 4096)]
-                 + [frame[last:] + follower])
-        for read in reads[:-1]:
-            self.assertEqual(decoder.feed(read), [])
-            self.assertTrue(decoder.mid_message)
-            self.assertIs(decoder._parts[-1], read)
-        self.assertEqual(decoder.feed(reads[-1]), [snapshot, AppendReply(1, 2, True, 3, 4)])
-        self.assertFalse(decoder.mid_message)
+        # The first read the header alone, as a sender's first segment may
+        # be, or with part of the body; the last byte alone, with the next frame.
+        for first in (8, 8 + 100):
+            decoder = ServerDecoder()
+            decoder.feed(encode_role(ROLE_REPLICA))
+            last = len(frame) - 1
+            reads = ([frame[:first]]
+                     + [frame[i : min(i + 4096, last)] for i in range(first, last, 4096)]
+                     + [frame[last:] + follower])
+            for read in reads[:-1]:
+                self.assertEqual(decoder.feed(read), [])
+                self.assertTrue(decoder.mid_message)
+                self.assertIs(decoder._parts[-1], read)
+            self.assertEqual(decoder.feed(reads[-1]), [snapshot, AppendReply(1, 2, True, 3, 4)])
+            self.assertFalse(decoder.mid_message)
 
     def test_a_body_over_the_limit_is_not_encoded(self):
         """
