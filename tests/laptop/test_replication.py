@@ -1494,3 +1494,51 @@ class StallCreditTests(unittest.TestCase):
         self.assertEqual(primary.live, {1, 2})
         lone.run(timeouts.heartbeat, answering=[1])
         self.assertEqual(primary.live, {1})
+
+
+class LinkTests(unittest.TestCase):
+    """What a replica does when a link to a peer drops and comes back."""
+
+    def test_a_request_forwarded_before_the_primarys_link_dropped_goes_again_once_back(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        del lone.sent[:]
+        replica.order(5, 0)
+        self.assertEqual(lone.sent, [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+        del lone.sent[:]
+        replica.peer_lost(0)
+        replica.peer_connected(0)
+        self.assertEqual(lone.sent, [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+
+    def test_a_primary_probes_a_reconnected_backup_from_the_end_of_its_log(self):
+        """It may come back restarted with less: what it holds is asked again."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        for number in range(3):
+            primary.order(5, number)
+            lone.clock.advance(0)
+            lone.acknowledge(1, 2)
+        last = primary.replicated_log.last_index
+        primary.peer_lost(2)
+        primary.peer_connected(2)
+        [(_, probe)] = [sent for sent in lone.take(AppendEntries) if sent[0] == 2]
+        self.assertEqual((probe.prev_index, probe.entries), (last, ()))
+
+    def test_a_stale_append_reply_does_not_depose_a_primary(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(2, AppendReply(0, 2, False, -1, 0))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+    def test_a_second_primary_of_a_high_view_is_refused(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        view = 100_000
+        lone.receive(0, AppendEntries(view, 0, -1, -1, -1, 1, (noop(view),)))
+        # view + 0: a new int object, as a decoded frame holds
+        lone.receive(2, AppendEntries(view + 0, 2, 0, view, -1, 1, (order(view, 5, 1),)))
+        self.assertEqual((replica.primary_id, replica.replicated_log.last_index), (0, 0))
+        self.assertEqual(replica._counters.counts["laptop_refused_second_primary"], 1)
