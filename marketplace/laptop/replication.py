@@ -867,7 +867,7 @@ class Replica:
         now = self._clock.seconds()
         self._last_contact = now
         self._primary_heard_at = now
-        if view > self.view or self.role == CANDIDATE:
+        if view > self.view or self.role == CANDIDATE:  # equivalent: Eq_Is, Eq_GtE
             self._adopt_view(view, primary_id)
         elif self.primary_id != primary_id:
             self._set_primary(primary_id)
@@ -894,7 +894,7 @@ class Replica:
         if self._refused_as_stale(message):
             return False
         if message.view == self.view and (
-            self.role == PRIMARY
+            self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE
             or (self.primary_id is not None and message.primary_id != self.primary_id)
         ):
             return self._refuse("second_primary")
