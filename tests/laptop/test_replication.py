@@ -1526,11 +1526,12 @@ class LinkTests(unittest.TestCase):
         [(_, probe)] = [sent for sent in lone.take(AppendEntries) if sent[0] == 2]
         self.assertEqual((probe.prev_index, probe.entries), (last, ()))
 
-    def test_a_stale_append_reply_does_not_depose_a_primary(self):
+    def test_stale_replies_do_not_depose_a_primary(self):
         lone = LonePrimary()
         primary = lone.replica
         lone.acknowledge(1, 2)
         primary.receive(2, AppendReply(0, 2, False, -1, 0))
+        primary.receive(2, SnapshotReply(0, 2, 9, 0, 0))
         self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
 
     def test_a_second_primary_of_a_high_view_is_refused(self):
