@@ -797,24 +797,24 @@ class Replica:
         if not self._running or not self._admissible(sender, message):
             return
         kind = type(message)
-        if kind is AppendEntries:
+        if kind is AppendEntries:  # equivalent: Is_Eq (classes compare by identity)
             self._on_append(message)
-        elif kind is AppendReply:
+        elif kind is AppendReply:  # equivalent: Is_Eq (classes compare by identity)
             if message.view > self.view:
                 self._adopt_view(message.view, None)
             else:
                 self._on_append_reply(message)
-        elif kind is ForwardRequest:
+        elif kind is ForwardRequest:  # equivalent: Is_Eq (classes compare by identity)
             self._on_forward(sender, message)
-        elif kind is ForwardReply:
+        elif kind is ForwardReply:  # equivalent: Is_Eq (classes compare by identity)
             self._on_forward_reply(sender, message)
-        elif kind is VoteRequest:
+        elif kind is VoteRequest:  # equivalent: Is_Eq (classes compare by identity)
             self._on_vote_request(message)
-        elif kind is VoteReply:
+        elif kind is VoteReply:  # equivalent: Is_Eq (classes compare by identity)
             self._on_vote_reply(message)
-        elif kind is InstallSnapshot:
+        elif kind is InstallSnapshot:  # equivalent: Is_Eq (classes compare by identity)
             self._on_snapshot(message)
-        elif kind is SnapshotReply:
+        elif kind is SnapshotReply:  # equivalent: Is_Eq (classes compare by identity)
             if message.view > self.view:
                 self._adopt_view(message.view, None)
             else:
@@ -831,7 +831,7 @@ class Replica:
         claimed = claimed_sender(message)
         if claimed is not None and claimed != sender:
             return self._refuse("impersonation")
-        view = getattr(message, "view", 0)
+        view = getattr(message, "view", 0)  # pragma: no mutate (any default in range passes alike)
         if not 0 <= view <= MAX_VIEW:
             return self._refuse("view_out_of_range")
         return True
@@ -844,7 +844,7 @@ class Replica:
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
         progress = self._peers.get(peer)
-        if progress is not None and self.role == PRIMARY:
+        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE
             # It may come back restarted with less than it had: forget what
             # it acknowledged, and probe from the end of the log again.
             progress.in_flight_since = None
@@ -858,7 +858,7 @@ class Replica:
 
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
-        if self.role == PRIMARY and peer in self._peers:
+        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE
             self._send_append(peer)
         elif peer == self.primary_id:
             self._reroute_all()
