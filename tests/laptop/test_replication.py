@@ -1543,3 +1543,20 @@ class LinkTests(unittest.TestCase):
         lone.receive(2, AppendEntries(view + 0, 2, 0, view, -1, 1, (order(view, 5, 1),)))
         self.assertEqual((replica.primary_id, replica.replicated_log.last_index), (0, 0))
         self.assertEqual(replica._counters.counts["laptop_refused_second_primary"], 1)
+
+    def test_a_primary_with_a_high_id_is_followed_from_message_to_message(self):
+        clock = task.Clock()
+        sent = []
+        replica = Replica(1, [1000, 2000], clock, lambda peer, message: sent.append(message) or True)
+        replica.start()
+        primary = 1000
+        replica.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+        # primary + 0: a new int object, as each decoded frame holds
+        replica.receive(primary, AppendEntries(1, primary + 0, 0, 1, 0, 2, (order(1, 5, 1),)))
+        self.assertEqual((replica.primary_id, replica.commit_index), (1000, 0))
+        self.assertEqual(sent[-1], AppendReply(1, 1, True, 1, 2))
+
+    def test_a_view_below_zero_is_refused(self):
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(2, VoteRequest(-1, 2, 5, 0, False)), [])
+        self.assertEqual(lone.replica._counters.counts["laptop_refused_view_out_of_range"], 1)
