@@ -118,7 +118,8 @@ class OrderReply:
 
     @property
     def failed(self) -> bool:
-        return self.customer_id == NO_VALUE
+        # NO_VALUE is a small int, of which CPython keeps one object: `is` is `==` here.
+        return self.customer_id == NO_VALUE  # equivalent: Eq_Is
 
 
 @attrs.frozen
@@ -128,7 +129,8 @@ class RecordReply:
 
     @property
     def failed(self) -> bool:
-        return self.customer_id == NO_VALUE and self.last_order == READ_FAILED
+        # Small ints (-1, -2), one object each: `is` is `==` here.
+        return self.customer_id == NO_VALUE and self.last_order == READ_FAILED  # equivalent: Eq_Is
 
 
 @attrs.frozen
@@ -205,15 +207,20 @@ class ReplyDecoder:
         return len(self._expected) - self._next
 
     def feed(self, data: bytes) -> list:
-        if not self._buffer and self._next == len(self._expected) - 1:
-            # The common case of a closed loop: exactly the one reply awaited.
+        # The common case of a closed loop: exactly the one reply awaited.
+        # The loop below gives the same replies, so a change that only ever
+        # sends a read past this shortcut is invisible: `len - 1` as `+ 1`,
+        # `| 1` or `^ 1`, and `==` as `is` (small ints, one object each).
+        if not self._buffer and (
+            self._next == len(self._expected) - 1  # equivalent: Sub_Add, Sub_BitOr, Sub_BitXor, Eq_Is
+        ):
             request_type = self._expected[self._next]
             if request_type in _RECORD_TYPES:
-                if len(data) == _RECORD_REPLY.size:
+                if len(data) == _RECORD_REPLY.size:  # equivalent: Eq_Is
                     self._expected = []
                     self._next = 0
                     return [RecordReply(*_RECORD_REPLY.unpack(data))]
-            elif len(data) == _ORDER_REPLY.size:
+            elif len(data) == _ORDER_REPLY.size:  # equivalent: Eq_Is
                 self._expected = []
                 self._next = 0
                 return [OrderReply(*_ORDER_REPLY.unpack(data))]
@@ -221,20 +228,23 @@ class ReplyDecoder:
         offset = 0
         replies = []
         expected = self._expected
-        while self._next < len(expected):
+        # _next counts up by one to len(expected) at most: `!=` stops it alike.
+        while self._next < len(expected):  # equivalent: Lt_NotEq
             size = reply_size(expected[self._next])
             if len(buffer) - offset < size:
                 break
-            if size == _RECORD_REPLY.size:
+            # A size is 8 or 20, small ints: `is` and `<=` tell 8 alike.
+            if size == _RECORD_REPLY.size:  # equivalent: Eq_Is, Eq_LtE
                 replies.append(RecordReply(*_RECORD_REPLY.unpack_from(buffer, offset)))
             else:
                 replies.append(OrderReply(*_ORDER_REPLY.unpack_from(buffer, offset)))
             offset += size
             self._next += 1
-        if self._next == len(expected):
+        if self._next == len(expected):  # equivalent: Eq_GtE (as the loop's bound)
             self._expected = []
             self._next = 0
-        if offset != len(buffer) and not self._expected:
+        # offset never passes the buffer's end.
+        if offset != len(buffer) and not self._expected:  # equivalent: NotEq_Lt
             raise ProtocolError("unexpected_reply_bytes")
         self._buffer = buffer[offset:]
         return replies
@@ -388,12 +398,14 @@ def claimed_sender(message) -> Optional[int]:
     requests and replies, which name no sender): a receiver checks it
     against the id the link authenticated as.
     """
+    # Classes compare by identity: `kind == X` is `kind is X` (here and in
+    # encode_replica_message).
     kind = type(message)
-    if kind is AppendEntries or kind is InstallSnapshot:
+    if kind is AppendEntries or kind is InstallSnapshot:  # equivalent: Is_Eq
         return message.primary_id
-    if kind is AppendReply or kind is VoteReply or kind is SnapshotReply:
+    if kind is AppendReply or kind is VoteReply or kind is SnapshotReply:  # equivalent: Is_Eq
         return message.replica_id
-    if kind is VoteRequest:
+    if kind is VoteRequest:  # equivalent: Is_Eq
         return message.candidate_id
     return None
 
@@ -412,7 +424,7 @@ _last_append_frame: Tuple[Optional["AppendEntries"], bytes] = (None, b"")
 def encode_replica_message(message) -> bytes:
     global _last_append_frame
     kind = type(message)
-    if kind is AppendEntries:
+    if kind is AppendEntries:  # equivalent: Is_Eq
         if message is _last_append_frame[0]:
             return _last_append_frame[1]
         head = _APPEND_HEAD.pack(
@@ -429,7 +441,7 @@ def encode_replica_message(message) -> bytes:
         frame = _frame(KIND_APPEND, body)
         _last_append_frame = (message, frame)
         return frame
-    if kind is AppendReply:
+    if kind is AppendReply:  # equivalent: Is_Eq
         return _frame(
             KIND_APPEND_REPLY,
             _APPEND_REPLY.pack(
@@ -440,21 +452,21 @@ def encode_replica_message(message) -> bytes:
                 message.round,
             ),
         )
-    if kind is ForwardRequest:
+    if kind is ForwardRequest:  # equivalent: Is_Eq
         return _frame(
             KIND_FORWARD,
             _FORWARD.pack(
                 message.tag, message.customer_id, message.order_number, message.request_type
             ),
         )
-    if kind is ForwardReply:
+    if kind is ForwardReply:  # equivalent: Is_Eq
         return _frame(
             KIND_FORWARD_REPLY,
             _FORWARD_REPLY.pack(message.tag, message.status, message.value, message.admin_id),
         )
-    if kind is Hello:
+    if kind is Hello:  # equivalent: Is_Eq
         return _frame(KIND_HELLO, _HELLO.pack(message.replica_id))
-    if kind is VoteRequest:
+    if kind is VoteRequest:  # equivalent: Is_Eq
         return _frame(
             KIND_VOTE_REQUEST,
             _VOTE_REQUEST.pack(
@@ -465,14 +477,14 @@ def encode_replica_message(message) -> bytes:
                 int(message.pre),
             ),
         )
-    if kind is VoteReply:
+    if kind is VoteReply:  # equivalent: Is_Eq
         return _frame(
             KIND_VOTE_REPLY,
             _VOTE_REPLY.pack(
                 message.view, message.replica_id, int(message.granted), int(message.pre)
             ),
         )
-    if kind is InstallSnapshot:
+    if kind is InstallSnapshot:  # equivalent: Is_Eq
         if len(message.records) > MAX_SNAPSHOT_RECORDS:
             # Refused before packing: the frame would be refused anyway.
             raise FrameTooLarge(
@@ -490,7 +502,7 @@ def encode_replica_message(message) -> bytes:
         )
         pack = _RECORD.pack
         return _frame(KIND_SNAPSHOT, head + b"".join([pack(c, o) for c, o in message.records]))
-    if kind is SnapshotReply:
+    if kind is SnapshotReply:  # equivalent: Is_Eq
         return _frame(
             KIND_SNAPSHOT_REPLY,
             _SNAPSHOT_REPLY.pack(
@@ -508,7 +520,8 @@ def _flag(value: int) -> bool:
 
 
 def _fixed(layout: struct.Struct, body: bytes) -> tuple:
-    if len(body) != layout.size:
+    # Fixed layouts are 4 to 28 bytes: small ints, so `is not` is `!=` for them.
+    if len(body) != layout.size:  # equivalent: NotEq_IsNot
         raise ProtocolError("bad_frame_length")
     return layout.unpack(body)
 
@@ -520,7 +533,8 @@ def _decode_append(body: bytes) -> AppendEntries:
     if len(body) < _APPEND_HEAD.size:
         raise ProtocolError("bad_frame_length")
     view, primary, prev_index, prev_view, commit, round_, count = _APPEND_HEAD.unpack_from(body)
-    if count < 0 or len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
+    # A negative count asks for a body shorter than the head, so it fails here too.
+    if len(body) != _APPEND_HEAD.size + count * _ENTRY.size:
         raise ProtocolError("bad_frame_length")
     entries = tuple(map(_make_entry, _ENTRY.iter_unpack(memoryview(body)[_APPEND_HEAD.size :])))
     return AppendEntries(view, primary, prev_index, prev_view, commit, round_, entries)
@@ -532,7 +546,7 @@ def _decode_snapshot(body: bytes) -> InstallSnapshot:
     view, primary, last_index, last_view, round_, total, offset, count = _SNAPSHOT_HEAD.unpack_from(
         body
     )
-    if count < 0 or len(body) != _SNAPSHOT_HEAD.size + count * _RECORD.size:
+    if len(body) != _SNAPSHOT_HEAD.size + count * _RECORD.size:  # as in _decode_append
         raise ProtocolError("bad_frame_length")
     records = tuple(_RECORD.iter_unpack(memoryview(body)[_SNAPSHOT_HEAD.size :]))
     return InstallSnapshot(view, primary, last_index, last_view, round_, total, offset, records)
@@ -600,8 +614,9 @@ class ServerDecoder:
         #: whole (adding each read to one buffer copied a 16 MiB frame
         #: hundreds of times); ``_buffer`` is empty meanwhile
         self._parts: List[bytes] = []
-        self._parts_size = 0
-        self._awaited = 0
+        # Both are read only while _parts holds a frame's reads, which sets them.
+        self._parts_size = 0  # pragma: no mutate
+        self._awaited = 0  # pragma: no mutate
         self.role: Optional[int] = None
 
     @property
@@ -628,8 +643,10 @@ class ServerDecoder:
                 return []
             data = b"".join(self._parts)
             self._parts = []
-        if self.role == ROLE_CUSTOMER and not self._buffer and len(data) == _REQUEST.size:
-            # The common case of a closed loop: one whole request per read.
+        # The common case of a closed loop: one whole request per read.
+        # Roles and sizes are small ints, one object each: `is` is `==`.
+        if (self.role == ROLE_CUSTOMER  # equivalent: Eq_Is
+                and not self._buffer and len(data) == _REQUEST.size):  # equivalent: Eq_Is
             return [CustomerRequest(*_REQUEST.unpack(data))]
         buffer = self._buffer + data if self._buffer else data
         events = []
@@ -644,34 +661,38 @@ class ServerDecoder:
             self.role = role
             events.append(RoleDeclared(role))
             offset = 4
-            if role == ROLE_REPLICA:
+            # Roles are 0, 1 or 2 here (small ints; ROLE_REPLICA the highest).
+            if role == ROLE_REPLICA:  # equivalent: Eq_Is, Eq_GtE
                 # A replica link may have to prove the shared secret before
                 # any frame is read: what follows waits in the buffer until
                 # the caller takes it (``take_buffered``) or feeds on.
                 self._buffer = bytes(buffer[offset:])
                 return events
-        if self.role == ROLE_CUSTOMER:
+        # self.role is 0, 1 or 2 from here on: ROLE_CUSTOMER the lowest, ROLE_REPLICA the highest.
+        if self.role == ROLE_CUSTOMER:  # equivalent: Eq_LtE, Eq_Is
             usable = offset + (len(buffer) - offset) // 12 * 12
             events.extend(
                 CustomerRequest(*fields)
                 for fields in _REQUEST.iter_unpack(memoryview(buffer)[offset:usable])
             )
             offset = usable
-        elif self.role == ROLE_REPLICA:
+        elif self.role == ROLE_REPLICA:  # equivalent: Eq_GtE, Eq_Is
             while True:
                 message, offset = decode_replica_message(buffer, offset)
                 if message is None:
                     break
                 events.append(message)
         else:
-            usable = offset + (len(buffer) - offset) // 24 * 24
+            # offset is 0 or 4 (the role word) and the rest a multiple of 24,
+            # so of 8: their bits never overlap, and `+` is `|` and `^` here.
+            usable = offset + (len(buffer) - offset) // 24 * 24  # equivalent: Add_BitOr, Add_BitXor
             events.extend(
                 LegacyEntry(*fields)
                 for fields in _LEGACY_ENTRY.iter_unpack(memoryview(buffer)[offset:usable])
             )
             offset = usable
         rest = buffer[offset:]
-        if self.role == ROLE_REPLICA and len(rest) >= _FRAME_HEADER.size:
+        if self.role == ROLE_REPLICA and len(rest) >= _FRAME_HEADER.size:  # equivalent: Eq_Is, Eq_GtE
             # decode_replica_message checked this header before asking for more
             _, length = _FRAME_HEADER.unpack_from(rest)
             self._parts = [bytes(rest)]

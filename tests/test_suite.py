@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 
 from twisted.internet import defer, reactor
 from twisted.python import usage
@@ -16,6 +17,13 @@ from tests.support.services import free_ports
 from tests.support.twistd import spawn_twistd
 
 STARTUP_TIMEOUT = 60.0
+
+#: How many times a suite is started on fresh ports when one was taken before it bound it.
+START_ATTEMPTS = 5
+
+#: How the suite reports a port it could not bind, first in the failure's report.
+PORT_IN_USE = re.compile(r"CannotListenError: Couldn't listen on 127\.0\.0\.1:(\d+): "
+                         r".*Address already in use")
 
 #: The suite's port options, in the order free_ports fills them.
 PORT_OPTIONS = ("branch", "tradechat", "customer-db", "product-db", "payments",
@@ -31,13 +39,43 @@ def suite_arguments() -> list[str]:
     return arguments + ["--laptop-ports", ",".join(map(str, ports[-3:]))]
 
 
+def port_in_use(error: AssertionError) -> int | None:
+    """The port a suite that failed to start could not bind, if that is why it failed."""
+    found = PORT_IN_USE.search(str(error).splitlines()[0])
+    return int(found.group(1)) if found else None
+
+
+@defer.inlineCallbacks
+def start_suite(testcase, held: int | None = None):
+    """
+    Start ``twistd suite`` with every port on a free loopback port (the
+    branch port on ``held``, a port the test holds, when given); fire with
+    the process and its arguments once it printed its address table.
+
+    free_ports closes the ports it found before the child binds them, so
+    another process may take one first: when the child fails because a
+    port other than ``held`` is in use, it is started again on fresh ports,
+    at most START_ATTEMPTS times.  Any other failure is the test's.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        arguments = suite_arguments()
+        if held is not None:
+            arguments[arguments.index("--branch-port") + 1] = str(held)
+        twistd = spawn_twistd(testcase, re.compile(rb"system +listener +address"), "suite",
+                              *arguments)
+        try:
+            yield twistd.seen.addTimeout(STARTUP_TIMEOUT, reactor)
+        except AssertionError as error:
+            if attempt == START_ATTEMPTS or port_in_use(error) in (None, held):
+                raise
+        else:
+            return twistd, arguments
+
+
 class SuiteTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_twistd_suite_starts_every_system(self):
-        arguments = suite_arguments()
-        twistd = spawn_twistd(self, re.compile(rb"system +listener +address"), "suite",
-                              *arguments)
-        yield twistd.seen.addTimeout(STARTUP_TIMEOUT, reactor)
+        twistd, arguments = yield start_suite(self)
         # The table is one log event, written once every listener is bound.
         output = twistd.output.decode()
         for name, _ in suite.SYSTEMS:
@@ -54,14 +92,44 @@ class SuiteTests(unittest.TestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         self.addCleanup(taken.close)
-        arguments = suite_arguments()
-        arguments[arguments.index("--branch-port") + 1] = str(taken.getsockname()[1])
-        twistd = spawn_twistd(self, re.compile(rb"system +listener +address"), "suite",
-                              *arguments)
-        error = yield self.assertFailure(twistd.seen.addTimeout(STARTUP_TIMEOUT, reactor),
+        error = yield self.assertFailure(start_suite(self, held=taken.getsockname()[1]),
                                          AssertionError)
         self.assertIn(f"CannotListenError: Couldn't listen on 127.0.0.1:{taken.getsockname()[1]}",
                       str(error).splitlines()[0])
+
+    @defer.inlineCallbacks
+    def test_a_port_taken_before_the_suite_binds_it_is_replaced(self):
+        """
+        Another process may take a port between free_ports and the suite's
+        bind: the suite is started again on fresh ports.
+        """
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        picks = [[taken.getsockname()[1], *free_ports(len(PORT_OPTIONS) + 2)]]
+        fresh = free_ports
+        self.patch(sys.modules[__name__], "free_ports",
+                   lambda count: picks.pop() if picks else fresh(count))
+        twistd, arguments = yield start_suite(self)
+        self.assertEqual(picks, [])
+        self.assertNotIn(str(taken.getsockname()[1]), arguments)
+        branch_port = arguments[arguments.index("--branch-port") + 1]
+        self.assertIn(f"127.0.0.1:{branch_port}", twistd.output.decode())
+
+    def test_port_in_use_reads_only_an_address_in_use(self):
+        bound = AssertionError("twistd exited (status 1) before printing b'x': "
+                               "twisted.internet.error.CannotListenError: Couldn't listen on "
+                               "127.0.0.1:56285: [Errno 98] Address already in use.\n"
+                               "--- last lines of its output ---")
+        refused = AssertionError("twistd exited (status 1) before printing b'x': "
+                                 "twisted.internet.error.CannotListenError: Couldn't listen on "
+                                 "127.0.0.1:80: [Errno 13] Permission denied.")
+        later = AssertionError("twistd exited (status 1) before printing b'x': ValueError: no\n"
+                               "CannotListenError: Couldn't listen on 127.0.0.1:5: "
+                               "[Errno 98] Address already in use.")
+        self.assertEqual([port_in_use(bound), port_in_use(refused), port_in_use(later)],
+                         [56285, None, None])
 
 
 class OptionsTests(unittest.TestCase):

@@ -85,6 +85,9 @@ from marketplace.laptop.state import OrderBook
 from marketplace.laptop.storage import MemoryStorage
 from marketplace.metrics import Counters
 
+# A replica's role is always one of these three objects, so `is` compares
+# roles as `==` does; and as strings "candidate" sorts first and "primary"
+# last (the `# equivalent:` marks on role comparisons below rest on this).
 FOLLOWER = "follower"
 CANDIDATE = "candidate"
 PRIMARY = "primary"
@@ -794,24 +797,24 @@ class Replica:
         if not self._running or not self._admissible(sender, message):
             return
         kind = type(message)
-        if kind is AppendEntries:
+        if kind is AppendEntries:  # equivalent: Is_Eq (classes compare by identity)
             self._on_append(message)
-        elif kind is AppendReply:
+        elif kind is AppendReply:  # equivalent: Is_Eq (classes compare by identity)
             if message.view > self.view:
                 self._adopt_view(message.view, None)
             else:
                 self._on_append_reply(message)
-        elif kind is ForwardRequest:
+        elif kind is ForwardRequest:  # equivalent: Is_Eq (classes compare by identity)
             self._on_forward(sender, message)
-        elif kind is ForwardReply:
+        elif kind is ForwardReply:  # equivalent: Is_Eq (classes compare by identity)
             self._on_forward_reply(sender, message)
-        elif kind is VoteRequest:
+        elif kind is VoteRequest:  # equivalent: Is_Eq (classes compare by identity)
             self._on_vote_request(message)
-        elif kind is VoteReply:
+        elif kind is VoteReply:  # equivalent: Is_Eq (classes compare by identity)
             self._on_vote_reply(message)
-        elif kind is InstallSnapshot:
+        elif kind is InstallSnapshot:  # equivalent: Is_Eq (classes compare by identity)
             self._on_snapshot(message)
-        elif kind is SnapshotReply:
+        elif kind is SnapshotReply:  # equivalent: Is_Eq (classes compare by identity)
             if message.view > self.view:
                 self._adopt_view(message.view, None)
             else:
@@ -828,7 +831,7 @@ class Replica:
         claimed = claimed_sender(message)
         if claimed is not None and claimed != sender:
             return self._refuse("impersonation")
-        view = getattr(message, "view", 0)
+        view = getattr(message, "view", 0)  # pragma: no mutate (any default in range passes alike)
         if not 0 <= view <= MAX_VIEW:
             return self._refuse("view_out_of_range")
         return True
@@ -841,7 +844,7 @@ class Replica:
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
         progress = self._peers.get(peer)
-        if progress is not None and self.role == PRIMARY:
+        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE
             # It may come back restarted with less than it had: forget what
             # it acknowledged, and probe from the end of the log again.
             progress.in_flight_since = None
@@ -855,7 +858,7 @@ class Replica:
 
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
-        if self.role == PRIMARY and peer in self._peers:
+        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE
             self._send_append(peer)
         elif peer == self.primary_id:
             self._reroute_all()
@@ -864,7 +867,7 @@ class Replica:
         now = self._clock.seconds()
         self._last_contact = now
         self._primary_heard_at = now
-        if view > self.view or self.role == CANDIDATE:
+        if view > self.view or self.role == CANDIDATE:  # equivalent: Eq_Is, Eq_GtE
             self._adopt_view(view, primary_id)
         elif self.primary_id != primary_id:
             self._set_primary(primary_id)
@@ -891,7 +894,7 @@ class Replica:
         if self._refused_as_stale(message):
             return False
         if message.view == self.view and (
-            self.role == PRIMARY
+            self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE
             or (self.primary_id is not None and message.primary_id != self.primary_id)
         ):
             return self._refuse("second_primary")
@@ -1111,7 +1114,7 @@ class Replica:
             )
             granted = (
                 request.view > self.view
-                and self.role != PRIMARY
+                and self.role != PRIMARY  # equivalent: NotEq_Lt, NotEq_IsNot
                 and quiet
                 and self._log_is_current(request.last_view, request.last_index)
             )
@@ -1126,7 +1129,7 @@ class Replica:
         if request.view > self.view:
             self._adopt_view(request.view, None)
         granted = (
-            request.view == self.view
+            request.view == self.view  # equivalent: Eq_GtE (a higher view was adopted above)
             and self.voted_for in (None, request.candidate_id)
             and self._log_is_current(request.last_view, request.last_index)
         )
@@ -1141,36 +1144,45 @@ class Replica:
             if not reply.granted:
                 if reply.view > self.view:
                     self._adopt_view(reply.view, None)
-            elif self.role == FOLLOWER and reply.view == self.view + 1:
+            elif (self.role == FOLLOWER  # equivalent: Eq_Is
+                  and reply.view == self.view + 1):
                 self._pre_votes.add(reply.replica_id)
-                if len(self._pre_votes) >= self.majority:
+                # The count grows by one from below the majority, which starts
+                # the election and ends the counting: it never passes it.
+                if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq
                     self._start_election()
             return
+        # A higher view is adopted here, so below reply.view is not above self.view.
         if reply.view > self.view:
             self._adopt_view(reply.view, None)
-        elif self.role == CANDIDATE and reply.view == self.view and reply.granted:
+        elif (self.role == CANDIDATE  # equivalent: Eq_Is, Eq_LtE
+              and reply.view == self.view and reply.granted):  # equivalent: Eq_GtE
             self._votes.add(reply.replica_id)
-            if len(self._votes) >= self.majority:
+            if len(self._votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq (as for pre-votes)
                 self._become_primary()
 
     def _start_pre_vote(self) -> None:
         self._last_contact = self._clock.seconds()
         self._draw_election_span()
-        if self.view >= MAX_VIEW:
+        # No view passes MAX_VIEW: a message beyond it is refused, and a
+        # replica stands for election only below it.
+        if self.view >= MAX_VIEW:  # equivalent: GtE_Eq
             self._counters.increment("laptop_view_limit_reached")
             self.log.error(
                 "replica {id} cannot stand for election: view {view} is at the limit {limit}",
                 id=self.replica_id, view=self.view, limit=MAX_VIEW,
             )
             return
-        if self.role == CANDIDATE:
+        # Only a follower or a candidate gets here.
+        if self.role == CANDIDATE:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE
             self.role = FOLLOWER
         self._pre_votes = {self.replica_id}
         log = self.replicated_log
         request = VoteRequest(self.view + 1, self.replica_id, log.last_index, log.last_view, True)
         for peer in self.peer_ids:
             self._send(peer, request)
-        if len(self._pre_votes) >= self.majority:
+        # One vote so far, its own: a majority only of a lone replica (1 >= m is 1 == m).
+        if len(self._pre_votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq
             self._start_election()
 
     def _start_election(self) -> None:
@@ -1187,7 +1199,7 @@ class Replica:
         request = VoteRequest(self.view, self.replica_id, log.last_index, log.last_view, False)
         for peer in self.peer_ids:
             self._send(peer, request)
-        if len(self._votes) >= self.majority:
+        if len(self._votes) >= self.majority:  # equivalent: GtE_Is, GtE_Eq (as for pre-votes)
             self._become_primary()
 
     def _become_primary(self) -> None:
@@ -1201,24 +1213,28 @@ class Replica:
         self._pending_orders = {}
         for index in range(self.commit_index + 1, log.last_index + 1):
             entry = log.entry(index)
-            if entry.opcode == OPCODE_SET_LAST_ORDER:
+            # A log holds opcodes 0 and 1 only (small ints: `is` is `==`; none
+            # above it for `>=`), and `<=` adds only the no-ops too, under
+            # customer -1, which no valid order names.
+            if entry.opcode == OPCODE_SET_LAST_ORDER:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE
                 self._pending_orders[entry.customer_id] = (entry.order_number, index)
         self._view_start_index = self._append(Entry(self.view, OPCODE_NOOP, -1, -1))
         self._set_primary(self.replica_id)
 
     def _adopt_view(self, view: int, primary_id: Optional[int]) -> None:
-        if view > self.view:
+        # Never called with an older view (every caller checks).
+        if view > self.view:  # equivalent: Gt_NotEq
             self.view = view
             self.voted_for = None
             self._snapshot_assembly = None  # only the primary of its view may complete it
             self._storage.save_vote(self.view, self.voted_for)
-        if self.role != FOLLOWER:
+        if self.role != FOLLOWER:  # equivalent: NotEq_IsNot
             self._step_down(primary_id)
         else:
             self._set_primary(primary_id)
 
     def _step_down(self, primary_id: Optional[int]) -> None:
-        was_primary = self.role == PRIMARY
+        was_primary = self.role == PRIMARY  # equivalent: Eq_GtE, Eq_Is
         self.role = FOLLOWER
         self._last_contact = self._clock.seconds()
         if was_primary:
@@ -1243,7 +1259,7 @@ class Replica:
             self._reroute_all()
 
     def _draw_election_span(self) -> None:
-        rank = self.replica_id if self.replica_id >= 0 else 0
+        rank = max(self.replica_id, 0)
         self._election_span = (
             self.timeouts.election
             + rank * self.timeouts.election_stagger
@@ -1258,7 +1274,7 @@ class Replica:
         stalled = now - self._last_tick_at - self.timeouts.heartbeat
         self._last_tick_at = now
         self._expire_requests(now)
-        if self.role == PRIMARY:
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE
             if self.timeouts.backup / 2 <= stalled < self.timeouts.election:
                 self._credit_stall(stalled)
             self._check_backups(now)

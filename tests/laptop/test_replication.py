@@ -3,14 +3,27 @@ The replication state machine over simulated networks: elections, commits,
 crashes, freezes, partitions, stale primaries, catch-up and snapshots.
 """
 
+import random
+
+import attrs
 from twisted.internet import task
 from twisted.python import failure
 from twisted.trial import unittest
 
 from marketplace.laptop.history import History, check_history
-from marketplace.laptop.replication import PRIMARY, ReadResult, Replica, RequestFailed, Timeouts
+from marketplace.laptop.replication import (
+    CANDIDATE,
+    FOLLOWER,
+    PRIMARY,
+    ReadResult,
+    Replica,
+    RequestFailed,
+    Timeouts,
+)
 from protocols.laptop import (
+    FORWARD_RETRY,
     MAX_FRAME_BODY,
+    MAX_VIEW,
     OPCODE_NOOP,
     OPCODE_SET_LAST_ORDER,
     AppendEntries,
@@ -20,6 +33,8 @@ from protocols.laptop import (
     ForwardRequest,
     InstallSnapshot,
     SnapshotReply,
+    TYPE_ORDER,
+    VoteReply,
     VoteRequest,
     encode_replica_message,
 )
@@ -947,3 +962,601 @@ class RandomFaultTests(unittest.TestCase):
         self.patch(Replica, "snapshot_chunk", 1)
         for seed in range(8, 12):
             self._run_with_faults(seed)
+
+
+class PreVoteTests(unittest.TestCase):
+    """What a follower answers a replica asking whether it would vote for it."""
+
+    def test_refused_while_the_primary_was_heard_within_the_election_timeout(self):
+        """
+        A rejoining replica cannot depose a primary its peers still hear
+        from: a pre-vote is granted only once the primary has been silent
+        for the election timeout.
+        """
+        lone = LoneReplica()
+        lone.clock.advance(0.5)
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        ask = VoteRequest(2, 2, 0, 1, True)
+        self.assertEqual(lone.receive(2, ask), [(2, VoteReply(1, 1, False, True))])
+        lone.clock.advance(TIMEOUTS.election - STEP)
+        self.assertEqual(lone.receive(2, ask), [(2, VoteReply(1, 1, False, True))])
+        lone.clock.advance(STEP)
+        self.assertEqual(lone.receive(2, ask), [(2, VoteReply(2, 1, True, True))])
+        self.assertEqual(lone.replica.view, 1, "nobody adopts the view a pre-vote asks for")
+
+    def test_refused_for_a_view_not_above_this_replicas(self):
+        lone = LoneReplica()
+        lone.receive(0, AppendEntries(3, 0, -1, -1, -1, 1, (noop(3),)))
+        lone.clock.advance(TIMEOUTS.election * 2)
+        for view in (2, 3):
+            self.assertEqual(lone.receive(2, VoteRequest(view, 2, 5, 3, True)),
+                             [(2, VoteReply(3, 1, False, True))], view)
+
+
+#: timeouts that are sums of powers of two, so that a tick falls exactly on each of them
+EXACT_TIMEOUTS = Timeouts(heartbeat=1 / 16, backup=0.75, election=1.0, election_stagger=0.25,
+                          request=5.0, retransmit=2.0)
+
+
+class LoneCandidate:
+    """
+    Replica 0 of 0 and ``peers`` (1 and 2 by default) on EXACT_TIMEOUTS,
+    driven message by message, once its first pre-vote round is out; what
+    it sends is kept in ``sent`` as (peer, message).
+    """
+
+    def __init__(self, peers=(1, 2)):
+        self.clock = task.Clock()
+        self.sent = []
+        self.replica = Replica(
+            0, peers, self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
+            timeouts=EXACT_TIMEOUTS,
+        )
+        self.replica.start()
+        self.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
+
+    def run(self, seconds, answering=()):
+        """
+        Let ``seconds`` pass, a heartbeat at a time, the ``answering``
+        backups acknowledging every AppendEntries; return the AppendEntries
+        sent to the others meanwhile, as (peer, message).
+        """
+        unanswered = []
+        for _ in range(round(seconds / EXACT_TIMEOUTS.heartbeat)):
+            self.clock.advance(EXACT_TIMEOUTS.heartbeat)
+            unanswered += self.acknowledge(*answering)
+        return unanswered
+
+    def take(self, kind=object):
+        """The messages of ``kind`` sent and not yet taken, as (peer, message)."""
+        taken = [(peer, message) for peer, message in self.sent if isinstance(message, kind)]
+        self.sent[:] = [sent for sent in self.sent if not isinstance(sent[1], kind)]
+        return taken
+
+    def acknowledge(self, *backups):
+        """
+        ``backups`` answer the AppendEntries last sent to them, holding all
+        it carried; return those sent to the others, as (peer, message).
+        """
+        sent = self.take(AppendEntries)
+        last = dict(sent)
+        for backup in backups:
+            message = last.get(backup)
+            if message is not None:
+                self.replica.receive(backup, AppendReply(
+                    message.view, backup, True, message.prev_index + len(message.entries),
+                    message.round))
+        self.clock.advance(0)
+        return [(peer, message) for peer, message in sent if peer not in backups]
+
+
+class LonePrimary(LoneCandidate):
+    """A LoneCandidate that a majority voted for (1, then 2...): primary of view 1."""
+
+    def __init__(self, peers=(1, 2)):
+        super().__init__(peers)
+        voters = peers[: self.replica.majority - 1]
+        for pre in (True, False):
+            for voter in voters:
+                self.replica.receive(voter, VoteReply(1, voter, True, pre))
+        assert self.replica.role == PRIMARY
+        self.take()
+        self.clock.advance(0)
+
+
+class RetransmitTests(unittest.TestCase):
+    def test_an_unanswered_backup_is_sent_again_what_it_was_not_known_to_hold(self):
+        """
+        After the retransmit timeout a backup's message counts as lost: it
+        is sent again from the entry after the last it acknowledged, not
+        from the start of the log.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        for number in range(3):
+            primary.order(5, number)
+            lone.clock.advance(0)
+            lone.acknowledge(1, 2)
+        self.assertEqual(primary.commit_index, 3)
+        primary.order(5, 3)
+        lone.clock.advance(0)
+        [(_, lost)] = lone.acknowledge(1)
+        self.assertEqual((lost.prev_index, len(lost.entries)), (3, 1))
+        timeouts = EXACT_TIMEOUTS
+        self.assertEqual(lone.run(timeouts.retransmit - timeouts.heartbeat, answering=[1]), [])
+        [(_, again)] = lone.run(timeouts.heartbeat, answering=[1])
+        self.assertEqual((again.prev_index, again.entries), (3, lost.entries))
+        self.assertNotIn(2, primary.live, "dropped after the backup timeout")
+
+
+class FailureDetectorTests(unittest.TestCase):
+    def test_a_live_backup_silent_for_the_backup_timeout_leaves_the_live_set(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        self.assertEqual(primary.live, {1, 2})
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.backup - timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1, 2})
+        lone.run(timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1})
+        self.assertEqual(primary._counters.counts["laptop_backup_dropped"], 1)
+
+
+class StepDownTests(unittest.TestCase):
+    def test_a_forwarded_order_still_waiting_is_sent_elsewhere(self):
+        """
+        A primary that steps down before an order it serves for a backup
+        commits tells that backup to retry elsewhere, so the customer is
+        not left waiting for the request timeout.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(1, ForwardRequest(7, 5, 0, TYPE_ORDER))
+        lone.clock.advance(0)
+        lone.take()
+        primary.receive(2, AppendReply(2, 2, False, -1, 0))
+        self.assertEqual(primary.role, FOLLOWER)
+        self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_RETRY, -1, -1))])
+
+
+class CandidateTests(unittest.TestCase):
+    def test_a_candidate_whose_election_went_unanswered_asks_again_as_a_follower(self):
+        """
+        An election nobody answered ends with the next election timeout: the
+        candidate asks for pre-votes again, as a follower, and a majority of
+        them starts the election of the next view.
+        """
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
+        lone.take()
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
+        self.assertEqual((replica.role, replica.view), (FOLLOWER, 1))
+        self.assertEqual(lone.take(VoteRequest), [(1, VoteRequest(2, 0, -1, -1, True)),
+                                                  (2, VoteRequest(2, 0, -1, -1, True))])
+        replica.receive(2, VoteReply(2, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 2))
+
+    def test_a_candidate_follows_the_primary_of_its_view(self):
+        """Another replica won the view: its entries make this candidate its follower."""
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
+        replica.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
+        self.assertEqual((replica.role, replica.view, replica.primary_id), (FOLLOWER, 1, 2))
+        self.assertNotIn("laptop_step_downs", replica._counters.counts, "it was no primary")
+        replica.receive(1, VoteReply(1, 1, True, False))
+        self.assertEqual(replica.role, FOLLOWER, "a view has one primary")
+
+    def test_replicas_stand_in_the_order_of_their_ids(self):
+        """
+        Each replica waits ``election_stagger`` longer than the one before
+        it, plus a jitter of at most half of that: never as long as the
+        next replica's wait.
+        """
+
+        class HighestDraw:
+            def uniform(self, low, high):
+                return high
+
+        timeouts = attrs.evolve(EXACT_TIMEOUTS, heartbeat=1 / 64)
+        for rank in range(3):
+            clock = task.Clock()
+            sent = []
+            replica = Replica(rank, [i for i in range(3) if i != rank], clock,
+                              lambda peer, message: sent.append(message) or True,
+                              timeouts=timeouts, rng=HighestDraw())
+            replica.start()
+            span = timeouts.election + (rank + 0.5) * timeouts.election_stagger
+            ticks = round(span / timeouts.heartbeat)
+            for _ in range(ticks - 1):
+                clock.advance(timeouts.heartbeat)
+            self.assertEqual(sent, [], rank)
+            clock.advance(timeouts.heartbeat)
+            self.assertEqual({type(message) for message in sent}, {VoteRequest}, rank)
+
+    def test_an_id_below_zero_waits_as_the_first(self):
+        """Ids are not negative (the tap refuses them); one that is waits as id 0 would."""
+        clock = task.Clock()
+        sent = []
+        replica = Replica(-1, [0, 1], clock, lambda peer, message: sent.append(message) or True,
+                          timeouts=EXACT_TIMEOUTS, rng=random.Random(0))
+        replica.start()
+        for _ in range(round(EXACT_TIMEOUTS.election / EXACT_TIMEOUTS.heartbeat) - 1):
+            clock.advance(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(sent, [])
+
+
+class PreVoteReplyTests(unittest.TestCase):
+    def test_a_primary_is_not_moved_by_pre_votes_it_did_not_ask_for(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        for peer in (1, 2):
+            primary.receive(peer, VoteReply(2, peer, True, True))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+        self.assertEqual(lone.take(VoteRequest), [])
+
+    def test_a_refusal_in_this_replicas_own_view_changes_nothing(self):
+        """Refused pre-votes carry the refuser's view: only a higher one is news."""
+        lone = LoneReplica()
+        follower = lone.replica
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        follower.receive(2, VoteReply(1, 2, False, True))
+        self.assertEqual((follower.view, follower.primary_id), (1, 0))
+        primary = LonePrimary().replica
+        primary.receive(2, VoteReply(1, 2, False, True))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+    def test_a_granted_pre_vote_for_another_view_does_not_count(self):
+        """Only pre-votes for the view this round asks for (view 1 here) count."""
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(2, VoteReply(0, 2, True, True))
+        replica.receive(2, VoteReply(2, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (FOLLOWER, 0))
+        replica.receive(2, VoteReply(1, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, 1))
+
+    def test_a_candidate_is_not_moved_by_pre_votes_it_did_not_ask_for(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+        for peer in (1, 2):
+            candidate.receive(peer, VoteReply(2, peer, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+
+
+class StaleVoteTests(unittest.TestCase):
+    """Vote requests and replies of an older view change nothing."""
+
+    def test_a_primary_stays_primary(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(2, VoteRequest(0, 2, 5, 0, False))
+        primary.receive(2, VoteReply(0, 2, True, False))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+    def test_a_candidate_stays_candidate(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        candidate.receive(2, VoteReply(0, 2, False, False))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+
+    def test_a_vote_granted_in_an_older_view_does_not_count(self):
+        lone = LoneCandidate()
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
+        candidate.receive(1, VoteReply(2, 1, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 2))
+        candidate.receive(2, VoteReply(1, 2, True, False))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 2))
+
+    def test_a_primary_refuses_pre_votes(self):
+        """It never heard of another primary, yet it is one: nobody may take over its view."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.take()
+        primary.receive(2, VoteRequest(2, 2, 5, 1, True))
+        self.assertEqual(lone.take(VoteReply), [(2, VoteReply(1, 0, False, True))])
+
+    def test_a_primary_refuses_a_vote_in_its_own_view(self):
+        """A primary of view 1 already holds view 1: another candidate of it cannot win."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.take()
+        primary.receive(2, VoteRequest(1, 2, 5, 1, False))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+        self.assertEqual(lone.take(VoteReply), [(2, VoteReply(1, 0, False, False))])
+
+
+class HighViewTests(unittest.TestCase):
+    def test_a_replica_at_the_last_view_does_not_stand(self):
+        """Views stop at MAX_VIEW: a replica there waits for a primary instead."""
+        lone = LoneReplica()
+        replica = lone.replica
+        # MAX_VIEW + 0: a new int object, as a decoded frame holds
+        lone.receive(0, AppendEntries(MAX_VIEW + 0, 0, -1, -1, -1, 1, (noop(MAX_VIEW),)))
+        self.assertEqual(replica.view, MAX_VIEW)
+        lone.clock.pump([TIMEOUTS.heartbeat] * round(3 * TIMEOUTS.election / TIMEOUTS.heartbeat))
+        self.assertEqual([message for _, message in lone.sent if isinstance(message, VoteRequest)],
+                         [])
+        self.assertGreater(replica._counters.counts["laptop_view_limit_reached"], 0)
+
+    def test_elections_in_views_beyond_small_numbers(self):
+        """Views go up to 2**30: a pre-vote and an election far up that range still succeed."""
+        lone = LoneCandidate()
+        replica = lone.replica
+        view = 100_000
+        replica.receive(1, AppendEntries(view, 1, -1, -1, -1, 1, (noop(view),)))
+        self.assertEqual((replica.view, replica.primary_id), (view, 1))
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+        self.assertEqual(lone.take(VoteRequest)[-1], (2, VoteRequest(view + 1, 0, 0, view, True)))
+        replica.receive(2, VoteReply(view + 1, 2, True, True))
+        self.assertEqual((replica.role, replica.view), (CANDIDATE, view + 1))
+        replica.receive(2, VoteReply(view + 1, 2, True, False))
+        self.assertEqual((replica.role, replica.view), (PRIMARY, view + 1))
+
+
+class VoteTests(unittest.TestCase):
+    def test_a_request_of_an_older_view_gets_no_vote(self):
+        """A vote belongs to one view: a request of an older one neither gets nor spends it."""
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, AppendEntries(3, 0, -1, -1, -1, 1, (noop(3),)))
+        self.assertEqual(
+            lone.receive(2, VoteRequest(2, 2, 5, 3, False)), [(2, VoteReply(3, 1, False, False))]
+        )
+        self.assertIsNone(replica.voted_for)
+        self.assertEqual(
+            lone.receive(2, VoteRequest(4, 2, 5, 3, False)), [(2, VoteReply(4, 1, True, False))]
+        )
+        self.assertEqual(replica.voted_for, 2)
+
+    def test_a_candidate_asking_again_gets_its_vote_again(self):
+        """A request repeated (its reply lost, say) is granted again, in any view."""
+        for view in (1, 100_001):
+            lone = LoneReplica()
+            if view > 1:
+                lone.receive(0, AppendEntries(view - 1, 0, -1, -1, -1, 1, ()))
+            for _ in range(2):
+                # view + 0: a new int object each time, as each decoded frame holds
+                self.assertEqual(lone.receive(2, VoteRequest(view + 0, 2, -1, -1, False)),
+                                 [(2, VoteReply(view, 1, True, False))], view)
+
+    def test_one_vote_per_view(self):
+        lone = LoneReplica()
+        self.assertEqual(
+            lone.receive(2, VoteRequest(1, 2, -1, -1, False)), [(2, VoteReply(1, 1, True, False))]
+        )
+        self.assertEqual(
+            lone.receive(0, VoteRequest(1, 0, -1, -1, False)), [(0, VoteReply(1, 1, False, False))]
+        )
+        self.assertEqual(lone.replica.voted_for, 2)
+
+    def test_a_candidate_that_follows_another_keeps_its_vote_for_itself(self):
+        for view in (1, 100_001):
+            lone = LoneCandidate()
+            candidate = lone.replica
+            if view > 1:
+                candidate.receive(1, AppendEntries(view - 1, 1, -1, -1, -1, 1, ()))
+                lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+            candidate.receive(1, VoteReply(view, 1, True, True))
+            self.assertEqual((candidate.role, candidate.view), (CANDIDATE, view))
+            candidate.receive(2, AppendEntries(view, 2, -1, -1, -1, 1, (noop(view),)))
+            self.assertEqual((candidate.role, candidate.voted_for), (FOLLOWER, 0))
+            lone.take()
+            candidate.receive(1, VoteRequest(view, 1, 0, view, False))
+            self.assertEqual(lone.take(VoteReply), [(1, VoteReply(view, 0, False, False))])
+
+
+class NewPrimaryTests(unittest.TestCase):
+    def test_a_retried_order_already_in_the_log_is_not_appended_again(self):
+        """
+        An order the last primary appended but did not commit is the new
+        primary's to commit: the customer's retry joins that entry.
+        """
+        lone = LoneCandidate()
+        replica = lone.replica
+        replica.receive(1, AppendEntries(1, 1, -1, -1, 0, 1, (noop(1), order(1, 5, 3))))
+        self.assertEqual(replica.commit_index, 0)
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+        replica.receive(2, VoteReply(2, 2, True, True))
+        replica.receive(2, VoteReply(2, 2, True, False))
+        self.assertEqual((replica.role, replica.view), (PRIMARY, 2))
+        log = replica.replicated_log
+        self.assertEqual((log.last_index, log.entry(2)), (2, noop(2)))
+        lone.clock.advance(0)
+        # Backups likely hold what it holds: it probes from the end of its log.
+        [probe] = [message for peer, message in lone.sent
+                   if peer == 2 and isinstance(message, AppendEntries)]
+        self.assertEqual((probe.prev_index, probe.prev_view, probe.entries), (1, 1, (noop(2),)))
+        results = []
+        replica.order(5, 3).addCallback(results.append)
+        replica.order(5, 2).addCallback(results.append)
+        lone.clock.advance(0)
+        self.assertEqual(log.last_index, 2)
+        self.assertEqual(replica._counters.counts["laptop_repeated_orders"], 2)
+        self.assertEqual(results, [])
+        lone.acknowledge(2)
+        self.assertEqual(results, [0, 0])
+
+
+class ForwardingTests(unittest.TestCase):
+    def test_a_request_waiting_for_a_primary_goes_to_it_once_known(self):
+        lone = LoneReplica()
+        lone.replica.order(5, 0)
+        self.assertEqual(lone.sent, [])
+        sent = lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
+
+
+class FiveReplicaTests(unittest.TestCase):
+    """Majorities of five: three replicas, the candidate or primary and two others."""
+
+    def test_a_candidate_needs_two_votes_besides_its_own(self):
+        lone = LoneCandidate(peers=(1, 2, 3, 4))
+        candidate = lone.replica
+        candidate.receive(1, VoteReply(1, 1, True, True))
+        self.assertEqual((candidate.role, candidate.view), (FOLLOWER, 0), "one pre-vote of two")
+        candidate.receive(2, VoteReply(1, 2, True, True))
+        self.assertEqual((candidate.role, candidate.view), (CANDIDATE, 1))
+        candidate.receive(1, VoteReply(1, 1, True, False))
+        self.assertEqual(candidate.role, CANDIDATE)
+        candidate.receive(3, VoteReply(1, 3, True, False))
+        self.assertEqual(candidate.role, PRIMARY)
+
+    def test_a_primary_hearing_from_one_backup_of_four_steps_down(self):
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3, 4)
+        lone.run(EXACT_TIMEOUTS.election - EXACT_TIMEOUTS.heartbeat, answering=[1])
+        self.assertEqual(primary.role, PRIMARY)
+        lone.run(EXACT_TIMEOUTS.heartbeat, answering=[1])
+        self.assertEqual(primary.role, FOLLOWER)
+
+    def test_two_backups_of_four_are_enough(self):
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3, 4)
+        lone.run(EXACT_TIMEOUTS.election * 2, answering=[1, 3])
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+
+class MajorityContactTests(unittest.TestCase):
+    def test_a_primary_steps_down_when_no_backup_was_heard_for_the_election_timeout(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        lone.run(EXACT_TIMEOUTS.election - EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(primary.role, PRIMARY)
+        lone.run(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual((primary.role, primary.primary_id), (FOLLOWER, None))
+
+    def test_one_backup_heard_is_enough(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        lone.run(EXACT_TIMEOUTS.election * 3, answering=[1])
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+
+class StallCreditTests(unittest.TestCase):
+    """Which late ticks of a primary count as a pause of its own (see ``_credit_stall``)."""
+
+    def late_tick(self, lone, late_by):
+        """The next tick runs ``late_by`` seconds late; return the stalls counted so far."""
+        lone.clock.advance(EXACT_TIMEOUTS.heartbeat + late_by)
+        return lone.replica._counters.counts.get("laptop_primary_stalls", 0)
+
+    def test_a_tick_late_by_half_the_backup_timeout_is_a_stall(self):
+        lone = LonePrimary()
+        lone.acknowledge(1, 2)
+        half = EXACT_TIMEOUTS.backup / 2
+        self.assertEqual(self.late_tick(lone, half - EXACT_TIMEOUTS.heartbeat), 0)
+        lone.acknowledge(1, 2)
+        self.assertEqual(self.late_tick(lone, half), 1)
+
+    def test_a_pause_as_long_as_the_election_timeout_is_not_credited(self):
+        """The backups may have elected another primary meanwhile."""
+        lone = LonePrimary()
+        lone.acknowledge(1, 2)
+        below = EXACT_TIMEOUTS.election - EXACT_TIMEOUTS.heartbeat
+        self.assertEqual(self.late_tick(lone, below), 1)
+        lone.acknowledge(1, 2)
+        self.assertEqual(self.late_tick(lone, EXACT_TIMEOUTS.election), 1)
+        self.assertEqual(lone.replica.role, FOLLOWER)
+
+    def test_only_the_pause_is_credited(self):
+        """
+        A backup already silent before the pause is dropped once silent for
+        the backup timeout, not counting the pause.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.backup / 2, answering=[1])
+        pause = timeouts.backup * 2 / 3
+        self.assertEqual(self.late_tick(lone, pause), 1)
+        lone.acknowledge(1)
+        self.assertEqual(primary.live, {1, 2})
+        silent = timeouts.backup / 2 + timeouts.heartbeat
+        lone.run(timeouts.backup - silent - timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1, 2})
+        lone.run(timeouts.heartbeat, answering=[1])
+        self.assertEqual(primary.live, {1})
+
+
+class LinkTests(unittest.TestCase):
+    """What a replica does when a link to a peer drops and comes back."""
+
+    def test_a_request_forwarded_before_the_primarys_link_dropped_goes_again_once_back(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        del lone.sent[:]
+        replica.order(5, 0)
+        self.assertEqual(lone.sent, [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+        del lone.sent[:]
+        replica.peer_lost(0)
+        replica.peer_connected(0)
+        self.assertEqual(lone.sent, [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+
+    def test_a_primary_probes_a_reconnected_backup_from_the_end_of_its_log(self):
+        """It may come back restarted with less: what it holds is asked again."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        for number in range(3):
+            primary.order(5, number)
+            lone.clock.advance(0)
+            lone.acknowledge(1, 2)
+        last = primary.replicated_log.last_index
+        primary.peer_lost(2)
+        primary.peer_connected(2)
+        [(_, probe)] = [sent for sent in lone.take(AppendEntries) if sent[0] == 2]
+        self.assertEqual((probe.prev_index, probe.entries), (last, ()))
+
+    def test_stale_replies_do_not_depose_a_primary(self):
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(2, AppendReply(0, 2, False, -1, 0))
+        primary.receive(2, SnapshotReply(0, 2, 9, 0, 0))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 1))
+
+    def test_a_second_primary_of_a_high_view_is_refused(self):
+        lone = LoneReplica()
+        replica = lone.replica
+        view = 100_000
+        lone.receive(0, AppendEntries(view, 0, -1, -1, -1, 1, (noop(view),)))
+        # view + 0: a new int object, as a decoded frame holds
+        lone.receive(2, AppendEntries(view + 0, 2, 0, view, -1, 1, (order(view, 5, 1),)))
+        self.assertEqual((replica.primary_id, replica.replicated_log.last_index), (0, 0))
+        self.assertEqual(replica._counters.counts["laptop_refused_second_primary"], 1)
+
+    def test_a_primary_with_a_high_id_is_followed_from_message_to_message(self):
+        clock = task.Clock()
+        sent = []
+        replica = Replica(1, [1000, 2000], clock, lambda peer, message: sent.append(message) or True)
+        replica.start()
+        primary = 1000
+        replica.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+        # primary + 0: a new int object, as each decoded frame holds
+        replica.receive(primary, AppendEntries(1, primary + 0, 0, 1, 0, 2, (order(1, 5, 1),)))
+        self.assertEqual((replica.primary_id, replica.commit_index), (1000, 0))
+        self.assertEqual(sent[-1], AppendReply(1, 1, True, 1, 2))
+
+    def test_a_view_below_zero_is_refused(self):
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(2, VoteRequest(-1, 2, 5, 0, False)), [])
+        self.assertEqual(lone.replica._counters.counts["laptop_refused_view_out_of_range"], 1)

@@ -26,7 +26,7 @@ from marketplace.store import (
 )
 from marketplace.store.directory_rules import FULL_ID_SPACE, RESERVED_ID, home_slot
 from marketplace.store.interfaces import IDirectory, ILedger, ISessionStore, IStore
-from marketplace.store.ledger_rules import HistoryRetention
+from marketplace.store.ledger_rules import AGE_CHECKS, HistoryRetention
 from marketplace.store.market_interfaces import ICatalogStore, ICustomerStore
 
 
@@ -577,6 +577,46 @@ class HistoryRetentionContract:
         report = yield store.ledger.audit()
         self.assertTrue(report.balanced, report)
         self.assertEqual(report.balance_total, 8)
+
+    @defer.inlineCallbacks
+    def test_an_age_limit_keeps_every_entry_of_the_last_period(self):
+        store = yield self.make_store_keeping(HistoryRetention(seconds=self.short_ttl))
+        yield store.ledger.open_account("a", 5)
+        for amount in range(1, 5):
+            yield store.ledger.deposit("a", amount)
+        history = yield store.ledger.history("a")
+        self.assertEqual([t.amount for t in history], [4, 3, 2, 1, 5])
+
+    @defer.inlineCallbacks
+    def test_old_entries_go_a_few_per_operation(self):
+        """
+        An operation looks at its account's AGE_CHECKS oldest entries only,
+        so a long history of old entries goes over the next operations,
+        not all at once.
+        """
+        ttl = self.short_ttl
+        store = yield self.make_store_keeping(HistoryRetention(seconds=ttl))
+        yield store.ledger.open_account("a", 5)
+        for amount in range(1, 5):
+            yield store.ledger.deposit("a", amount)
+        yield self.let_time_pass(ttl * 1.5)
+        kept = []
+        for amount in (10, 20, 30):
+            yield store.ledger.deposit("a", amount)
+            kept.append([t.amount for t in (yield store.ledger.history("a"))])
+        self.assertEqual(AGE_CHECKS, 2)
+        self.assertEqual(kept, [[10, 4, 3, 2], [20, 10, 4], [30, 20, 10]])
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
+    def test_with_both_limits_young_entries_go_only_beyond_the_count(self):
+        store = yield self.make_store_keeping(HistoryRetention(entries=3, seconds=self.short_ttl))
+        yield store.ledger.open_account("a", 5)
+        for amount in range(1, 4):
+            yield store.ledger.deposit("a", amount)
+            history = yield store.ledger.history("a")
+            self.assertEqual(len(history), min(amount + 1, 3))
+        self.assertEqual([t.amount for t in history], [3, 2, 1])
 
 
 class DirectoryLeaseContract:

@@ -36,6 +36,10 @@ def free_ports(count: int) -> list[int]:
     """
     Ports the OS says are free on loopback now, all different: for programs
     whose parts find each other on fixed ports, so cannot listen on port 0.
+
+    The ports are closed again before this returns, so another process may
+    take one before the program binds it: a caller must start the program
+    again on fresh ports when it fails because an address is in use.
     """
     sockets = [socket.socket() for _ in range(count)]
     try:

@@ -129,7 +129,9 @@ class MemoryLedger:
         """Drop what retention lets go, into the account's checkpoint."""
         over, looked_at = self._retention.candidates(len(history))
         dropped = 0
-        while dropped < looked_at and (
+        # dropped counts up by one from 0 to at most looked_at (never
+        # negative), so `!=` or `is not` (small ints) would stop it alike.
+        while dropped < looked_at and (  # equivalent: Lt_NotEq, Lt_IsNot
                 dropped < over or self._retention.too_old(history[dropped].timestamp, now)):
             entry = history[dropped]
             total = rules.KINDS_BY_TOTAL.get(entry.kind)
