@@ -226,6 +226,12 @@ class DurabilityTests(ClusterTestCase):
         run.stop()
         yield defer.gatherResults([self.cluster.kill(i) for i in range(3)])
         yield self.cluster.start_all()
+        # The restarted replicas hold the orders in their logs but apply them
+        # only once a new primary commits an entry of its own view; until
+        # then every book is empty, and empty books agree.  A probe order
+        # waits for that commit (the retried in-flight requests may all have
+        # been answered before it).
+        yield self.probe()
         # Requests in flight during the kill are retried against the restarted cluster.
         yield self.finish(run, done, stop=False)
 
