@@ -43,6 +43,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
 
 from tests.support.services import free_ports  # noqa: E402  (needs the repository on the path)
+
 START_TIMEOUT = 30.0
 
 
