@@ -1,0 +1,4 @@
+"""
+The replication state machine as a backup, one rule a test: entries and
+snapshots received and checked, forwarded requests and their replies.
+"""

@@ -1,0 +1,4 @@
+"""
+The replication state machine's customer side, one rule a test: requests
+admitted, routed, forwarded, retried and expired.
+"""
