@@ -55,6 +55,7 @@ import txredisapi
 
 from marketplace.store.address import RedisAddress
 from marketplace.store.errors import StoreError, StoreUnavailable
+from marketplace.store.redis.eviction import check_eviction_policy
 from marketplace.store.redis.outage import OutageLog, QuietReconnecting
 from marketplace.store.redis.sentinel import SentinelPrimaryEndpoint
 from protocols.immediate import plain_tcp_socket
@@ -266,18 +267,29 @@ class _Factory(_QuickReconnectFactory):
     def _connectionReady(self, conn):
         """Into the pool, once ``ROLE`` says it is a primary if one is required."""
         if not self._require_primary:
-            return super()._connectionReady(conn)
+            return self._usable(conn)
 
         def check(role):
             if role[0] == "master":
-                return super(_Factory, self)._connectionReady(conn)
+                return self._usable(conn)
             self.log.warn("{address} is a {role}, not the primary: asking the sentinels again",
-                          address=conn.transport.getPeer(), role=role[0])
+                          address=_server_name(conn), role=role[0])
             conn.transport.abortConnection()
 
         def failed(failure):
             conn.transport.abortConnection()
         conn.send("ROLE").addCallbacks(check, failed)
+
+    def _usable(self, conn):
+        """Into the pool, its eviction policy checked (and logged if keys are at risk)."""
+        check_eviction_policy(conn.send, _server_name(conn), self.log)
+        return super()._connectionReady(conn)
+
+
+def _server_name(conn) -> str:
+    """The server at the other end of C{conn}, as host:port."""
+    peer = conn.transport.getPeer()
+    return f"{peer.host}:{peer.port}" if hasattr(peer, "port") else str(peer)
 
 
 class RedisConnection:
