@@ -7,12 +7,15 @@ answered, the log compacted.
 from twisted.trial import unittest
 
 from marketplace.laptop import replication
-from marketplace.laptop.replication import Replica
+from marketplace.laptop.replication import PRIMARY, ReadResult, Replica
 from marketplace.laptop.storage import MemoryStorage
 from protocols.laptop import (
     AppendEntries,
     AppendReply,
+    ForwardRequest,
+    TYPE_ORDER,
     InstallSnapshot,
+    VoteReply,
     decode_replica_message,
     encode_replica_message,
 )
@@ -56,6 +59,18 @@ def batches(sent):
             for peer, message in sent}
 
 
+def fill_a_batch_of_300_after_300(lone):
+    """
+    300 orders answered together, then the next 300, which fill the batch
+    held for them: returns what went out, as (peer, message).
+    """
+    commit_together(lone, range(300))
+    for customer in range(300):
+        lone.replica.order(customer, 1)
+    lone.clock.advance(0)
+    return lone.take(AppendEntries)
+
+
 class BatchHoldTests(unittest.TestCase):
     """
     After a commit answered N orders, the next batch waits up to
@@ -78,6 +93,7 @@ class BatchHoldTests(unittest.TestCase):
         """Orders that came while every live backup was busy, as many as held or more, wait no more."""
         for waiting in (2, 3):
             lone = live_primary()
+            commit_together(lone, (9,))
             commit_together(lone, (1, 2))
             heartbeat(lone)
             for customer in range(1, waiting + 1):
@@ -85,6 +101,13 @@ class BatchHoldTests(unittest.TestCase):
             lone.acknowledge(1, 2)
             orders = [(customer, 1) for customer in range(1, waiting + 1)]
             self.assertEqual(batches(lone.take(AppendEntries)), {1: orders, 2: orders}, waiting)
+
+    def test_a_batch_goes_as_it_fills_far_into_the_log(self):
+        """Past index 256 too (where indexes computed apart are distinct int objects)."""
+        lone = live_primary()
+        sent = fill_a_batch_of_300_after_300(lone)
+        self.assertEqual([(peer, m.prev_index, len(m.entries)) for peer, m in sent],
+                         [(1, 300, 300), (2, 300, 300)])
 
     def test_orders_short_of_the_batch_are_held_once_the_backups_are_free(self):
         lone = live_primary()
@@ -146,14 +169,54 @@ class SendingTests(unittest.TestCase):
         self.assertEqual(lone.take(AppendEntries), [])
 
     def test_backups_in_step_share_one_message_far_into_the_log(self):
-        """The batch for backups in step is built once, past index 256 as well."""
+        """The batch for backups in step is built once, past index 256 and 256 entries as well."""
         lone = live_primary()
-        commit_together(lone, range(300))
-        lone.replica.order(0, 1)
-        lone.clock.advance(Replica.batch_hold)
-        [(_, first), (_, second)] = lone.take(AppendEntries)
-        self.assertGreater(first.prev_index, 256)
+        [(_, first), (_, second)] = fill_a_batch_of_300_after_300(lone)
         self.assertIs(first, second)
+
+    def test_a_backup_catching_up_gets_the_entries_appended_since_the_last_batch(self):
+        """
+        The batch built for one backup in this round is not reused for
+        another that needs entries from the same place once more were
+        appended: it gets them all.
+        """
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        first = dict(lone.acknowledge(1, 2))
+        lone.replica.order(5, 0)
+        lone.clock.advance(0)
+        lone.acknowledge(1, 2)
+        answer(lone, 3, first[3])
+        lone.replica.order(6, 0)
+        answer(lone, 4, first[4])
+        self.assertEqual(batches(lone.take(AppendEntries)), {3: [(5, 0)], 4: [(5, 0), (6, 0)]})
+
+    def test_a_primary_elected_again_never_sends_a_batch_of_its_older_view(self):
+        """
+        A replica primary again, in view 3, whose log was cut back by view
+        2's primary to where its last batch of view 1 started, in the same
+        round: the backup it probes gets the no-op of view 3, not that batch.
+        """
+        lone = live_primary()
+        primary = lone.replica
+        # Forwarded, so that as the orders of no customer of its own they
+        # are not placed again once it is primary again.
+        primary.receive(1, ForwardRequest(0, 5, 0, TYPE_ORDER))
+        lone.clock.advance(0)
+        lone.acknowledge(1)
+        primary.receive(1, ForwardRequest(1, 6, 0, TYPE_ORDER))
+        heartbeat(lone)
+        [(_, batch)] = lone.take(AppendEntries)
+        self.assertEqual((batch.view, batch.prev_index, batch.commit_index), (1, 1, 0))
+        primary.receive(2, AppendEntries(2, 2, 0, 1, 0, 1, (noop(2),)))
+        self.assertEqual(primary.replicated_log.last_index, 1)
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger)
+        for pre in (True, False):
+            primary.receive(1, VoteReply(3, 1, True, pre))
+        self.assertEqual((primary.role, primary.view), (PRIMARY, 3))
+        lone.take()
+        primary.peer_connected(1)
+        [(_, probe)] = lone.take(AppendEntries)
+        self.assertEqual((probe.view, probe.prev_index, probe.entries), (3, 1, (noop(3),)))
 
     def test_a_backup_catching_up_is_told_the_commit_index_of_now(self):
         """
@@ -187,6 +250,71 @@ class SendingTests(unittest.TestCase):
         [(peer, snapshot)] = lone.take()
         self.assertIsInstance(snapshot, InstallSnapshot)
         self.assertEqual((peer, snapshot.last_index, snapshot.records), (2, 1, ((5, 0),)))
+
+
+class RoundTests(unittest.TestCase):
+    def test_a_read_that_came_while_the_backups_were_busy_goes_when_they_answer(self):
+        """Its round went to nobody: the backups are sent it as they answer, not at the next heartbeat."""
+        lone = live_primary()
+        heartbeat(lone)
+        reads = []
+        lone.replica.read(5).addCallback(reads.append)
+        lone.clock.advance(0)
+        lone.acknowledge(1, 2)
+        lone.acknowledge(1, 2)
+        self.assertEqual(reads, [ReadResult(None, 0)])
+
+    def test_a_read_waiting_for_a_round_already_sent_leaves_the_live_backups_in_step(self):
+        """
+        It needs more backups to acknowledge that round, not another round:
+        a flush while live backups are busy (here: a backup's link dropped)
+        sends the idle one nothing, whether the read's round is the last
+        sent or an older one.
+        """
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3, 4)
+        reads = []
+        primary.read(5).addCallback(reads.append)
+        lone.clock.advance(0)
+        lone.acknowledge(1)
+        for lost in (4, 3):
+            primary.peer_lost(lost)
+            lone.clock.advance(0)
+            self.assertEqual([peer for peer, _ in lone.take(AppendEntries)], [lost])
+            heartbeat(lone)
+            lone.acknowledge(1)
+        self.assertEqual(reads, [])
+
+    def test_a_read_goes_to_every_idle_peer_while_an_earlier_one_waits(self):
+        """Its round is not sent yet, whatever the reads before it wait for."""
+        lone = LonePrimary(peers=(1, 2, 3, 4))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3, 4)
+        primary.read(5)
+        lone.clock.advance(0)
+        lone.acknowledge(1)
+        primary.read(6)
+        lone.clock.advance(0)
+        self.assertEqual([peer for peer, _ in lone.take(AppendEntries)], [1])
+
+
+class FlushTimeTests(unittest.TestCase):
+    """A flush is due at the end of this reactor turn, never before it: no reactor takes a delay below zero."""
+
+    def test_a_batch_not_held(self):
+        lone = live_primary()
+        lone.replica.order(1, 0)
+        self.assertEqual(lone.replica._flush_call.getTime(), lone.clock.seconds())
+
+    def test_a_held_batch_once_full(self):
+        lone = live_primary()
+        primary = lone.replica
+        commit_together(lone, (1, 2))
+        primary.order(1, 1)
+        self.assertEqual(primary._flush_call.getTime(), lone.clock.seconds() + Replica.batch_hold)
+        primary.order(2, 1)
+        self.assertEqual(primary._flush_call.getTime(), lone.clock.seconds())
 
 
 class WrittenEntries(MemoryStorage):
