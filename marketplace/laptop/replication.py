@@ -721,8 +721,11 @@ class Replica:
     def _advance_commit(self) -> None:
         log = self.replicated_log
         last_index = log.last_index
-        if last_index <= self.commit_index:
-            return  # nothing uncommitted (every ack of an idle cluster ends here)
+        # Nothing uncommitted (every ack of an idle cluster ends here).  A
+        # shortcut: the candidate below is at most last_index, so it is not
+        # above the commit index either.
+        if last_index <= self.commit_index:  # equivalent: LtE_Lt, LtE_Is
+            return
         candidate = last_index
         for peer in self.live:
             candidate = min(candidate, self._peers[peer].match_index)
@@ -731,7 +734,12 @@ class Replica:
             reverse=True,
         )
         candidate = min(candidate, matches[self.majority - 1])
-        if candidate > self.commit_index and log.view_at(candidate) == self.view:
+        # No entry is of a view above the primary's, and those of its own
+        # view hold its view object (it appended them all).
+        if (
+            candidate > self.commit_index
+            and log.view_at(candidate) == self.view  # equivalent: Eq_Is, Eq_GtE
+        ):
             self._commit_to(candidate)
             self._answer_reads()
 

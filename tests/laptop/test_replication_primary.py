@@ -4,6 +4,7 @@ batched, appended and sent, replies counted, commits advanced, reads
 answered, the log compacted.
 """
 
+import attrs
 from twisted.trial import unittest
 
 from marketplace.laptop import replication
@@ -12,14 +13,24 @@ from marketplace.laptop.storage import MemoryStorage
 from protocols.laptop import (
     AppendEntries,
     AppendReply,
+    ForwardReply,
     ForwardRequest,
+    FORWARD_OK,
     TYPE_ORDER,
+    TYPE_READ,
     InstallSnapshot,
+    SnapshotReply,
     VoteReply,
     decode_replica_message,
     encode_replica_message,
 )
-from tests.laptop.test_replication import EXACT_TIMEOUTS, LonePrimary, noop, order
+from tests.laptop.test_replication import (
+    EXACT_TIMEOUTS,
+    LoneCandidate,
+    LonePrimary,
+    noop,
+    order,
+)
 
 
 def decoded(message):
@@ -27,10 +38,15 @@ def decoded(message):
     return decode_replica_message(encode_replica_message(message))[0]
 
 
+def holding(peer, message):
+    """The reply of ``peer`` holding all that the AppendEntries ``message`` carried."""
+    return AppendReply(message.view, peer, True, message.prev_index + len(message.entries),
+                       message.round)
+
+
 def answer(lone, peer, message):
     """``peer`` holds all that the AppendEntries ``message`` carried, and says so."""
-    lone.replica.receive(peer, AppendReply(
-        message.view, peer, True, message.prev_index + len(message.entries), message.round))
+    lone.replica.receive(peer, holding(peer, message))
 
 
 def live_primary():
@@ -163,8 +179,7 @@ class SendingTests(unittest.TestCase):
         beats = lone.take(AppendEntries)
         self.assertGreater(min(beat.round for _, beat in beats), 256)
         for peer, beat in beats:
-            lone.replica.receive(peer, decoded(
-                AppendReply(beat.view, peer, True, beat.prev_index, beat.round)))
+            lone.replica.receive(peer, decoded(holding(peer, beat)))
         lone.clock.advance(0)
         self.assertEqual(lone.take(AppendEntries), [])
 
@@ -250,6 +265,116 @@ class SendingTests(unittest.TestCase):
         [(peer, snapshot)] = lone.take()
         self.assertIsInstance(snapshot, InstallSnapshot)
         self.assertEqual((peer, snapshot.last_index, snapshot.records), (2, 1, ((5, 0),)))
+
+
+class ReplyTests(unittest.TestCase):
+    def test_replies_of_an_older_view_count_for_nothing(self):
+        lone = live_primary()
+        lone.replica.order(5, 0)
+        lone.clock.advance(0)
+        for peer, batch in lone.take(AppendEntries):
+            lone.replica.receive(peer, attrs.evolve(holding(peer, batch), view=0))
+        self.assertEqual(lone.replica.commit_index, 0)
+
+    def test_a_primary_far_up_the_view_range_counts_its_backups_replies(self):
+        """Decoded replies hold view objects of their own: views are compared by value."""
+        lone = LoneCandidate()
+        primary = lone.replica
+        view = 100_000
+        primary.receive(1, AppendEntries(view, 1, -1, -1, -1, 1, (noop(view),)))
+        lone.run(EXACT_TIMEOUTS.election + EXACT_TIMEOUTS.election_stagger / 2)
+        for pre in (True, False):
+            primary.receive(2, VoteReply(view + 1, 2, True, pre))
+        lone.take()
+        lone.clock.advance(0)
+        for peer, batch in lone.take(AppendEntries):
+            primary.receive(peer, decoded(holding(peer, batch)))
+        self.assertEqual((primary.view, primary.commit_index), (view + 1, 1))
+
+    def test_a_match_below_the_log_is_taken_as_none(self):
+        """A backup claiming to hold less than nothing is sent the log from its start."""
+        lone = LonePrimary()
+        [(_, first_to_2)] = lone.acknowledge(1)
+        lone.replica.receive(2, AppendReply(1, 2, False, -5, first_to_2.round))
+        [(peer, again)] = lone.take()
+        self.assertIsInstance(again, AppendEntries)
+        self.assertEqual((peer, again.prev_index, again.entries), (2, -1, (noop(1),)))
+
+
+class CountTests(unittest.TestCase):
+    def test_messages_with_entries_are_counted_and_their_entries(self):
+        """Heartbeats carry no entries: they count in neither, far into the log as well."""
+        lone = live_primary()
+        commit_together(lone, range(300))
+        heartbeat(lone)
+        lone.acknowledge(1, 2)
+        counts = lone.replica._counters.counts
+        self.assertEqual((counts["laptop_append_messages"], counts["laptop_entries_sent"]),
+                         (4, 602))
+
+
+def snapshot_chunk_to_2(test):
+    """
+    Backup 2 holds the no-op only; orders 0 of customers 5 and 6 commit with
+    backup 1 and are compacted into a snapshot of two records, sent a record
+    a chunk: returns the primary and the first chunk sent to 2.
+    """
+    test.patch(Replica, "snapshot_chunk", 1)
+    lone = LonePrimary()
+    lone.replica.compact_threshold = 2
+    [(_, first_to_2)] = lone.acknowledge(1)
+    for customer in (5, 6):
+        lone.replica.order(customer, 0)
+    lone.clock.advance(0)
+    lone.acknowledge(1)
+    answer(lone, 2, first_to_2)
+    [(_, chunk)] = lone.take()
+    test.assertEqual((chunk.last_index, chunk.offset, chunk.records), (2, 0, ((5, 0),)))
+    return lone, chunk
+
+
+class SnapshotReplyTests(unittest.TestCase):
+    def test_a_reply_about_another_snapshot_moves_no_chunk_on(self):
+        lone, chunk = snapshot_chunk_to_2(self)
+        lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index + 1, 1, chunk.round))
+        [(_, again)] = lone.take()
+        self.assertEqual((again.last_index, again.offset), (2, 0))
+
+    def test_a_count_outside_the_snapshot_starts_it_again(self):
+        lone, chunk = snapshot_chunk_to_2(self)
+        for received in (-1, 3):
+            lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index, received, chunk.round))
+            [(_, again)] = lone.take()
+            self.assertEqual((again.last_index, again.offset), (2, 0), received)
+
+
+class CommitTests(unittest.TestCase):
+    def test_a_read_waits_for_a_backup_to_acknowledge_its_round(self):
+        """A heartbeat that nobody answered yet confirms no read: a deposed primary would serve it stale."""
+        lone = live_primary()
+        reads = []
+        lone.replica.read(5).addCallback(reads.append)
+        lone.clock.advance(0)
+        heartbeat(lone)
+        self.assertEqual(reads, [])
+        lone.acknowledge(1)
+        self.assertEqual(reads, [ReadResult(None, 0)])
+
+    def test_a_read_is_answered_once(self):
+        """A forwarded read answered is done with: later acknowledgements do not answer it again."""
+        lone = live_primary()
+        lone.replica.receive(1, ForwardRequest(7, 5, -1, TYPE_READ))
+        lone.clock.advance(0)
+        lone.acknowledge(1, 2)
+        heartbeat(lone)
+        lone.acknowledge(1, 2)
+        self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_OK, -1, 0))])
+
+    def test_the_log_is_compacted_once_a_commit_takes_it_past_the_threshold(self):
+        lone = live_primary()
+        lone.replica.compact_threshold = 3
+        commit_together(lone, range(4))
+        self.assertEqual(lone.replica.replicated_log.base_index, 4)
 
 
 class RoundTests(unittest.TestCase):
