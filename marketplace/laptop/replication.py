@@ -793,7 +793,12 @@ class Replica:
                 for waiter in ready:
                     waiter.done(None, replica_id)
         self.commit_index = index
-        if self.role == PRIMARY:
+        # Only a primary has order waiters: a follower's commit answers none,
+        # and sets no target.  Were it set (to 0), nothing would read it: a
+        # new primary's first flush resets the target before any backup is
+        # live to hold a batch for.  A role is one of the three constants,
+        # and "primary" sorts last.
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE, Eq_LtE
             self._batch_target = answered
         if index - log.base_index >= self.compact_threshold:
             self._compact()

@@ -360,6 +360,12 @@ class CommitTests(unittest.TestCase):
         lone.acknowledge(1)
         self.assertEqual(reads, [ReadResult(None, 0)])
 
+    def test_only_orders_not_committed_are_pending(self):
+        """What the primary keeps per order grows with the orders in flight, not with its customers."""
+        lone = live_primary()
+        commit_together(lone, range(300))
+        self.assertEqual(lone.replica._pending_orders, {})
+
     def test_a_read_is_answered_once(self):
         """A forwarded read answered is done with: later acknowledgements do not answer it again."""
         lone = live_primary()
