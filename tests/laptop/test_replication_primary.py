@@ -291,6 +291,21 @@ class ReplyTests(unittest.TestCase):
             primary.receive(peer, decoded(holding(peer, batch)))
         self.assertEqual((primary.view, primary.commit_index), (view + 1, 1))
 
+    def test_a_backup_is_believed_to_hold_no_more_than_it_was_sent(self):
+        """It claims entries beyond the batch it got: the next batch still starts after that batch."""
+        lone = live_primary()
+        primary = lone.replica
+        primary.order(5, 0)
+        lone.clock.advance(0)
+        batch = dict(lone.take(AppendEntries))
+        primary.receive(1, attrs.evolve(holding(1, batch[1]), match_index=5))
+        answer(lone, 2, batch[2])
+        for customer in (6, 7, 8):
+            primary.order(customer, 0)
+        lone.clock.advance(0)
+        sent = dict(lone.take(AppendEntries))
+        self.assertEqual((sent[1].prev_index, len(sent[1].entries)), (1, 3))
+
     def test_a_match_below_the_log_is_taken_as_none(self):
         """A backup claiming to hold less than nothing is sent the log from its start."""
         lone = LonePrimary()
@@ -305,47 +320,56 @@ class CountTests(unittest.TestCase):
     def test_messages_with_entries_are_counted_and_their_entries(self):
         """Heartbeats carry no entries: they count in neither, far into the log as well."""
         lone = live_primary()
-        commit_together(lone, range(300))
+        commit_together(lone, range(3))
+        commit_together(lone, range(300), number=1)
         heartbeat(lone)
         lone.acknowledge(1, 2)
         counts = lone.replica._counters.counts
         self.assertEqual((counts["laptop_append_messages"], counts["laptop_entries_sent"]),
-                         (4, 602))
+                         (6, 2 * (1 + 3 + 300)))
 
 
 def snapshot_chunk_to_2(test):
     """
-    Backup 2 holds the no-op only; orders 0 of customers 5 and 6 commit with
-    backup 1 and are compacted into a snapshot of two records, sent a record
-    a chunk: returns the primary and the first chunk sent to 2.
+    Backup 2 holds the no-op only; orders 0 of customers 5, 6 and 7 commit
+    with backup 1 and are compacted into a snapshot of three records at
+    index 3, sent a record a chunk: returns the primary and the first chunk
+    sent to 2.
     """
     test.patch(Replica, "snapshot_chunk", 1)
     lone = LonePrimary()
     lone.replica.compact_threshold = 2
     [(_, first_to_2)] = lone.acknowledge(1)
-    for customer in (5, 6):
+    for customer in (5, 6, 7):
         lone.replica.order(customer, 0)
     lone.clock.advance(0)
     lone.acknowledge(1)
     answer(lone, 2, first_to_2)
     [(_, chunk)] = lone.take()
-    test.assertEqual((chunk.last_index, chunk.offset, chunk.records), (2, 0, ((5, 0),)))
+    test.assertEqual((chunk.last_index, chunk.offset, chunk.records), (3, 0, ((5, 0),)))
     return lone, chunk
 
 
 class SnapshotReplyTests(unittest.TestCase):
     def test_a_reply_about_another_snapshot_moves_no_chunk_on(self):
         lone, chunk = snapshot_chunk_to_2(self)
-        lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index + 1, 1, chunk.round))
-        [(_, again)] = lone.take()
-        self.assertEqual((again.last_index, again.offset), (2, 0))
+        for other in (chunk.last_index - 1, chunk.last_index + 1):
+            lone.replica.receive(2, SnapshotReply(1, 2, other, 1, chunk.round))
+            [(_, again)] = lone.take()
+            self.assertEqual((again.last_index, again.offset), (3, 0), other)
 
     def test_a_count_outside_the_snapshot_starts_it_again(self):
         lone, chunk = snapshot_chunk_to_2(self)
-        for received in (-1, 3):
+        for received in (-1, 4):
             lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index, received, chunk.round))
             [(_, again)] = lone.take()
-            self.assertEqual((again.last_index, again.offset), (2, 0), received)
+            self.assertEqual((again.last_index, again.offset), (3, 0), received)
+
+    def test_a_backup_holding_every_record_gets_the_empty_chunk_that_completes_it(self):
+        lone, chunk = snapshot_chunk_to_2(self)
+        lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index, 3, chunk.round))
+        [(_, last)] = lone.take()
+        self.assertEqual((last.last_index, last.offset, last.records), (3, 3, ()))
 
 
 class CommitTests(unittest.TestCase):
@@ -365,6 +389,47 @@ class CommitTests(unittest.TestCase):
         lone = live_primary()
         commit_together(lone, range(300))
         self.assertEqual(lone.replica._pending_orders, {})
+
+    def test_an_entry_commits_on_a_majority_of_four_replicas_only(self):
+        """
+        Four replicas: the primary and one live backup holding an entry are
+        no majority, even with a third replica that holds the one before.
+        """
+        lone = LonePrimary(peers=(1, 2, 3))
+        primary = lone.replica
+        lone.acknowledge(1, 2, 3)
+        primary.peer_lost(3)
+        for customer, holders in ((5, (1, 2)), (6, (1,))):
+            primary.order(customer, 0)
+            lone.clock.advance(0)
+            lone.acknowledge(*holders)
+        self.assertEqual((primary.commit_index, primary.live), (1, {1, 2}))
+        lone.run(EXACT_TIMEOUTS.backup, answering=[1])
+        self.assertEqual((primary.commit_index, primary.live), (1, {1}))
+
+    def test_a_read_is_confirmed_by_three_of_four_replicas(self):
+        lone = LonePrimary(peers=(1, 2, 3))
+        lone.acknowledge(1, 2, 3)
+        reads = []
+        lone.replica.read(5).addCallback(reads.append)
+        lone.clock.advance(0)
+        first = dict(lone.take(AppendEntries))
+        answer(lone, 1, first[1])
+        self.assertEqual(reads, [])
+        answer(lone, 2, first[2])
+        self.assertEqual(reads, [ReadResult(None, 0)])
+
+    def test_a_read_answered_takes_no_other_along(self):
+        """The read after it, waiting for a later round, is still answered once that round is."""
+        lone = live_primary()
+        reads = []
+        for customer in (5, 6):
+            lone.replica.read(customer).addCallback(reads.append)
+            lone.clock.advance(0)
+        lone.acknowledge(1, 2)
+        self.assertEqual(reads, [ReadResult(None, 0)])
+        lone.acknowledge(1, 2)
+        self.assertEqual(reads, [ReadResult(None, 0)] * 2)
 
     def test_a_read_is_answered_once(self):
         """A forwarded read answered is done with: later acknowledgements do not answer it again."""
