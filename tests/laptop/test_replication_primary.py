@@ -11,13 +11,13 @@ from marketplace.laptop import replication
 from marketplace.laptop.replication import PRIMARY, ReadResult, Replica
 from marketplace.laptop.storage import MemoryStorage
 from protocols.laptop import (
+    FORWARD_OK,
+    TYPE_ORDER,
+    TYPE_READ,
     AppendEntries,
     AppendReply,
     ForwardReply,
     ForwardRequest,
-    FORWARD_OK,
-    TYPE_ORDER,
-    TYPE_READ,
     InstallSnapshot,
     SnapshotReply,
     VoteReply,
@@ -94,6 +94,7 @@ class BatchHoldTests(unittest.TestCase):
     """
 
     def test_a_held_batch_waits_for_as_many_orders_as_the_last_commit_answered(self):
+        """Three answered together: the next batch goes with the third order, not before."""
         lone = live_primary()
         commit_together(lone, (1, 2, 3))
         for customer in (1, 2):
@@ -126,6 +127,7 @@ class BatchHoldTests(unittest.TestCase):
                          [(1, 300, 300), (2, 300, 300)])
 
     def test_orders_short_of_the_batch_are_held_once_the_backups_are_free(self):
+        """Two orders of three came while the backups were busy: they answer, and the two still wait."""
         lone = live_primary()
         commit_together(lone, (1, 2, 3))
         heartbeat(lone)
@@ -269,6 +271,7 @@ class SendingTests(unittest.TestCase):
 
 class ReplyTests(unittest.TestCase):
     def test_replies_of_an_older_view_count_for_nothing(self):
+        """They answer messages of another primary (or term): no entry commits by them."""
         lone = live_primary()
         lone.replica.order(5, 0)
         lone.clock.advance(0)
@@ -352,6 +355,7 @@ def snapshot_chunk_to_2(test):
 
 class SnapshotReplyTests(unittest.TestCase):
     def test_a_reply_about_another_snapshot_moves_no_chunk_on(self):
+        """Its count is of other records: the chunk goes again from where it was."""
         lone, chunk = snapshot_chunk_to_2(self)
         for other in (chunk.last_index - 1, chunk.last_index + 1):
             lone.replica.receive(2, SnapshotReply(1, 2, other, 1, chunk.round))
@@ -359,6 +363,7 @@ class SnapshotReplyTests(unittest.TestCase):
             self.assertEqual((again.last_index, again.offset), (3, 0), other)
 
     def test_a_count_outside_the_snapshot_starts_it_again(self):
+        """A backup holds from none to every record of a snapshot: any other count means none."""
         lone, chunk = snapshot_chunk_to_2(self)
         for received in (-1, 4):
             lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index, received, chunk.round))
@@ -366,6 +371,7 @@ class SnapshotReplyTests(unittest.TestCase):
             self.assertEqual((again.last_index, again.offset), (3, 0), received)
 
     def test_a_backup_holding_every_record_gets_the_empty_chunk_that_completes_it(self):
+        """Every record is a count within the snapshot: the chunk after them, empty, installs it."""
         lone, chunk = snapshot_chunk_to_2(self)
         lone.replica.receive(2, SnapshotReply(1, 2, chunk.last_index, 3, chunk.round))
         [(_, last)] = lone.take()
@@ -374,7 +380,10 @@ class SnapshotReplyTests(unittest.TestCase):
 
 class CommitTests(unittest.TestCase):
     def test_a_read_waits_for_a_backup_to_acknowledge_its_round(self):
-        """A heartbeat that nobody answered yet confirms no read: a deposed primary would serve it stale."""
+        """
+        A heartbeat that nobody answered yet confirms no read: a deposed
+        primary would serve it stale.
+        """
         lone = live_primary()
         reads = []
         lone.replica.read(5).addCallback(reads.append)
@@ -408,6 +417,7 @@ class CommitTests(unittest.TestCase):
         self.assertEqual((primary.commit_index, primary.live), (1, {1}))
 
     def test_a_read_is_confirmed_by_three_of_four_replicas(self):
+        """A majority of four is three: the primary and one backup do not confirm its round."""
         lone = LonePrimary(peers=(1, 2, 3))
         lone.acknowledge(1, 2, 3)
         reads = []
@@ -442,6 +452,7 @@ class CommitTests(unittest.TestCase):
         self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_OK, -1, 0))])
 
     def test_the_log_is_compacted_once_a_commit_takes_it_past_the_threshold(self):
+        """A batch may commit more entries than the threshold has left: it is compacted all the same."""
         lone = live_primary()
         lone.replica.compact_threshold = 3
         commit_together(lone, range(4))
@@ -450,7 +461,10 @@ class CommitTests(unittest.TestCase):
 
 class RoundTests(unittest.TestCase):
     def test_a_read_that_came_while_the_backups_were_busy_goes_when_they_answer(self):
-        """Its round went to nobody: the backups are sent it as they answer, not at the next heartbeat."""
+        """
+        Its round went to nobody: the backups are sent it as they answer,
+        not at the next heartbeat.
+        """
         lone = live_primary()
         heartbeat(lone)
         reads = []
@@ -496,14 +510,19 @@ class RoundTests(unittest.TestCase):
 
 
 class FlushTimeTests(unittest.TestCase):
-    """A flush is due at the end of this reactor turn, never before it: no reactor takes a delay below zero."""
+    """
+    A flush is due at the end of this reactor turn, never before it: no
+    reactor takes a delay below zero.
+    """
 
     def test_a_batch_not_held(self):
+        """No commit answered several orders: an order goes at the end of this turn."""
         lone = live_primary()
         lone.replica.order(1, 0)
         self.assertEqual(lone.replica._flush_call.getTime(), lone.clock.seconds())
 
     def test_a_held_batch_once_full(self):
+        """Held for batch_hold at most, and due at once when the last order it waits for comes."""
         lone = live_primary()
         primary = lone.replica
         commit_together(lone, (1, 2))
