@@ -720,8 +720,9 @@ class Replica:
             return
         if reply.last_index == progress.snapshot_index:
             received = reply.received
-            in_snapshot = range(len(self._snapshot_records) + 1)
-            progress.snapshot_received = received if received in in_snapshot else 0
+            # A backup holds from none to every record of the snapshot.
+            counts = range(len(self._snapshot_records) + 1)
+            progress.snapshot_received = received if received in counts else 0
         self._answer_reads()
         self._send_append(reply.replica_id)
 
