@@ -491,7 +491,7 @@ class Replica:
         self._persist_appended()
         # Rounds need only grow: they are compared by order, and a read waits
         # for the round after the last one sent, which `+= 2` would pass too.
-        self._round += 1  # equivalent: NumberReplacer
+        self._round += 1
         hold_live = in_step and self._live_backup_busy()
         for peer in self.peer_ids:
             if not (hold_live and peer in self.live):
@@ -577,7 +577,7 @@ class Replica:
         self._full_at = None
         # Whatever was held goes now.  A target below two holds nothing (one
         # order answered, one waiting: the batch is full), so 1 and -1 are 0.
-        self._batch_target = 0  # equivalent: NumberReplacer
+        self._batch_target = 0  # pragma: no mutate
         # A role is one of the three constants, and "primary" sorts last.
         if self.role != PRIMARY:  # equivalent: NotEq_IsNot, NotEq_Lt
             return
