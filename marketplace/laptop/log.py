@@ -38,6 +38,10 @@ class ReplicatedLog:
         offset = start - self.base_index - 1
         return tuple(self._entries[offset : offset + limit])
 
+    def entries_after(self, index: int) -> Tuple[Entry, ...]:
+        """Every entry above ``index`` (at or above the base)."""
+        return tuple(self._entries[index - self.base_index :])
+
     def append(self, entry: Entry) -> int:
         self._entries.append(entry)
         return self.last_index

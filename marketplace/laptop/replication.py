@@ -439,7 +439,9 @@ class Replica:
     # ------------------------------------------------------------ serving (primary)
 
     def _serve(self, request_type, customer_id, order_number, waiter) -> None:
-        if request_type == TYPE_ORDER:
+        # A request is an order (1) or a read (2), both checked on arrival:
+        # `is` compares small ints as `==` does, and only an order is `<=` 1.
+        if request_type == TYPE_ORDER:  # equivalent: Eq_Is, Eq_LtE
             self._serve_order(customer_id, order_number, waiter)
         else:
             read_index = max(self.commit_index, self._view_start_index)
@@ -471,11 +473,10 @@ class Replica:
 
     def _persist_appended(self) -> None:
         """Write the entries appended since the last flush in one go, before anyone sees them."""
-        log = self.replicated_log
-        if self._persisted_index < log.last_index:
-            start = max(self._persisted_index + 1, log.base_index + 1)
-            self._storage.append(start, log.entries_from(start, log.last_index - start + 1))
-            self._persisted_index = log.last_index
+        appended = self.replicated_log.entries_after(self._persisted_index)
+        if appended:
+            self._storage.append(self._persisted_index + 1, appended)
+            self._persisted_index = self.replicated_log.last_index
 
     def _send_round(self, in_step: bool = False) -> None:
         """
@@ -488,6 +489,8 @@ class Replica:
         are not in step: a frozen live backup must not silence the others.
         """
         self._persist_appended()
+        # Rounds need only grow: they are compared by order, and a read waits
+        # for the round after the last one sent, which `+= 2` would pass too.
         self._round += 1
         hold_live = in_step and self._live_backup_busy()
         for peer in self.peer_ids:
@@ -510,7 +513,12 @@ class Replica:
 
     def _behind(self, progress, last_index: int) -> bool:
         """Whether a peer lacks entries, or the latest round (which pending reads need)."""
-        return progress.next_index <= last_index or progress.acked_round < self._round
+        # A backup is believed to acknowledge no round beyond the latest (see
+        # _answered), so its acknowledged round is below the latest or equal.
+        return (
+            progress.next_index <= last_index
+            or progress.acked_round < self._round  # equivalent: Lt_NotEq
+        )
 
     def _schedule_flush(self) -> None:
         """
@@ -524,8 +532,11 @@ class Replica:
         call = self._flush_call
         if call is not None:
             full_at = self._full_at
+            # Every append while a batch is held comes here: the log reaches
+            # full_at (and the batch goes) before it could pass it.
             if full_at is None or (
-                self.replicated_log.last_index < full_at and not self._read_waiting()
+                self.replicated_log.last_index < full_at  # equivalent: Lt_NotEq
+                and not self._read_waiting()
             ):
                 return
             call.cancel()
@@ -552,16 +563,11 @@ class Replica:
         A lone customer's order still goes at once (one answered, one
         waiting), and nothing waits longer than ``batch_hold``.
         """
-        target = self._batch_target
-        if target < 2 or not self.live or self._read_waiting():
+        if not self.live or self._read_waiting():
             return None
         peers = self._peers
-        sent = None
-        for peer in self.live:
-            next_index = peers[peer].next_index
-            if sent is None or next_index < sent:
-                sent = next_index
-        full_at = sent + target - 1
+        sent = min(peers[peer].next_index for peer in self.live)
+        full_at = sent + self._batch_target - 1
         if sent <= self.replicated_log.last_index < full_at:
             return full_at
         return None
@@ -569,8 +575,11 @@ class Replica:
     def _flush(self) -> None:
         self._flush_call = None
         self._full_at = None
-        self._batch_target = 0  # whatever was held goes now
-        if self.role != PRIMARY:
+        # Whatever was held goes now.  A target below two holds nothing (one
+        # order answered, one waiting: the batch is full), so 1 and -1 are 0.
+        self._batch_target = 0  # pragma: no mutate
+        # A role is one of the three constants, and "primary" sorts last.
+        if self.role != PRIMARY:  # equivalent: NotEq_IsNot, NotEq_Lt
             return
         # Orders gain nothing from reaching one live backup before the
         # slowest, but a read needs only a majority to acknowledge a round:
@@ -588,7 +597,9 @@ class Replica:
             # The peer's next entry was compacted away: it gets the snapshot,
             # a chunk at a time, each once it acknowledged the one before.
             # Its next index moves on only when it says it installed it.
-            if progress.snapshot_index != log.base_index:
+            # The snapshot's index is the log's base object itself, which
+            # only moves forward (to a new commit): `is not` is `!=` here.
+            if progress.snapshot_index != log.base_index:  # equivalent: NotEq_IsNot
                 progress.snapshot_index = log.base_index
                 progress.snapshot_received = 0
             records = self._snapshot_records
@@ -608,13 +619,19 @@ class Replica:
         else:
             prev = progress.next_index - 1
             message = self._last_append
+            # The last message holds this replica's round, view and commit
+            # index objects as they were: each only grows, and is replaced by
+            # a new object when it does (so `is` is `==`, and none is above
+            # now).  In one view and round the log only grows: the message
+            # never holds more entries than the log has after prev.
             if not (
                 message is not None
                 and message.prev_index == prev
-                and message.round == self._round
-                and message.view == self.view
-                and message.commit_index == self.commit_index
-                and len(message.entries) == min(log.last_index - prev, self.max_batch)
+                and message.round == self._round  # equivalent: Eq_Is, Eq_GtE
+                and message.view == self.view  # equivalent: Eq_Is, Eq_GtE
+                and message.commit_index == self.commit_index  # equivalent: Eq_Is, Eq_GtE
+                and len(message.entries)
+                == min(log.last_index - prev, self.max_batch)  # equivalent: Eq_GtE
             ):
                 # Backups in step get the same message: built (and encoded,
                 # see protocols.laptop) once for all of them.
@@ -632,7 +649,8 @@ class Replica:
         if self._send(peer, message):
             progress.in_flight_since = self._clock.seconds()
             progress.sent_through = max(progress.sent_through, sent_through)
-            if next_index != progress.next_index:
+            # A message never moves a peer's next index back: `>` is `!=`.
+            if next_index != progress.next_index:  # equivalent: NotEq_Gt
                 # Entries per message show how well replication batches.
                 self._counters.increment("laptop_append_messages")
                 self._counters.increment("laptop_entries_sent", next_index - progress.next_index)
@@ -645,7 +663,14 @@ class Replica:
         round.  Returns its progress, or None for a reply to ignore.
         """
         progress = self._peers.get(reply.replica_id)
-        if self.role != PRIMARY or reply.view != self.view or progress is None:
+        # A role is one of the three constants, "primary" sorting last (and
+        # a replica that is no primary has no peers' progress anyway); a
+        # reply of a view above this replica's is never passed on to here.
+        if (
+            self.role != PRIMARY  # equivalent: NotEq_IsNot, NotEq_Lt, NotEq_Gt
+            or reply.view != self.view  # equivalent: NotEq_Lt
+            or progress is None
+        ):
             return None
         progress.heard_at = self._clock.seconds()
         progress.in_flight_since = None
@@ -695,17 +720,20 @@ class Replica:
             return
         if reply.last_index == progress.snapshot_index:
             received = reply.received
-            progress.snapshot_received = (
-                received if 0 <= received <= len(self._snapshot_records) else 0
-            )
+            # A backup holds from none to every record of the snapshot.
+            counts = range(len(self._snapshot_records) + 1)
+            progress.snapshot_received = received if received in counts else 0
         self._answer_reads()
         self._send_append(reply.replica_id)
 
     def _advance_commit(self) -> None:
         log = self.replicated_log
         last_index = log.last_index
-        if last_index <= self.commit_index:
-            return  # nothing uncommitted (every ack of an idle cluster ends here)
+        # Nothing uncommitted (every ack of an idle cluster ends here).  A
+        # shortcut: the candidate below is at most last_index, so it is not
+        # above the commit index either.
+        if last_index <= self.commit_index:  # equivalent: LtE_Lt, LtE_Is, LtE_Eq
+            return
         candidate = last_index
         for peer in self.live:
             candidate = min(candidate, self._peers[peer].match_index)
@@ -714,7 +742,12 @@ class Replica:
             reverse=True,
         )
         candidate = min(candidate, matches[self.majority - 1])
-        if candidate > self.commit_index and log.view_at(candidate) == self.view:
+        # No entry is of a view above the primary's, and those of its own
+        # view hold its view object (it appended them all).
+        if (
+            candidate > self.commit_index
+            and log.view_at(candidate) == self.view  # equivalent: Eq_Is, Eq_GtE
+        ):
             self._commit_to(candidate)
             self._answer_reads()
 
@@ -729,7 +762,10 @@ class Replica:
         answered = 0
         for needed_round, read_index, customer_id, waiter in self._read_waiters:
             if needed_round > confirmed or read_index > self.commit_index:
-                break
+                # Reads wait in the order of their rounds and of their read
+                # indexes alike: none after this one can be answered either,
+                # and `continue` would only look at them.
+                break  # pragma: no mutate
             answered += 1
             waiter.done(self.book.last_order(customer_id), self.replica_id)
         del self._read_waiters[:answered]
@@ -768,7 +804,12 @@ class Replica:
                 for waiter in ready:
                     waiter.done(None, replica_id)
         self.commit_index = index
-        if self.role == PRIMARY:
+        # Only a primary has order waiters: a follower's commit answers none,
+        # and sets no target.  Were it set (to 0), nothing would read it: a
+        # new primary's first flush resets the target before any backup is
+        # live to hold a batch for.  A role is one of the three constants,
+        # and "primary" sorts last.
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE, Eq_LtE
             self._batch_target = answered
         if index - log.base_index >= self.compact_threshold:
             self._compact()
@@ -784,10 +825,7 @@ class Replica:
         """Persist the snapshot at the log's base with the entries after it."""
         log = self.replicated_log
         self._storage.save_snapshot(
-            log.base_index,
-            log.base_view,
-            self._snapshot_records,
-            log.entries_from(log.base_index + 1, log.last_index - log.base_index),
+            log.base_index, log.base_view, self._snapshot_records, log.entries_after(log.base_index)
         )
 
     # ------------------------------------------------------------ messages
