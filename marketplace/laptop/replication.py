@@ -1253,9 +1253,15 @@ class Replica:
         self._set_primary(primary_id)
 
     def _set_primary(self, primary_id: Optional[int]) -> None:
-        changed = primary_id != self.primary_id
+        """
+        Follow ``primary_id`` (None: no primary known).  Called only when
+        the primary or the view changes, so a known primary is a primary
+        of a newer view, or another replica: every request not already with
+        it goes to it now, also one that replica refused while it was
+        between views.  Without a primary, requests stay where they went.
+        """
         self.primary_id = primary_id
-        if changed and primary_id is not None:
+        if primary_id is not None:
             self._reroute_all()
 
     def _draw_election_span(self) -> None:
