@@ -844,7 +844,9 @@ class Replica:
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
         progress = self._peers.get(peer)
-        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE
+        # Only a primary has peers' progress (and links are to configured
+        # peers only), so either test alone decides.
+        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE, AndWithOr
             # It may come back restarted with less than it had: forget what
             # it acknowledged, and probe from the end of the log again.
             progress.in_flight_since = None
@@ -852,9 +854,10 @@ class Replica:
             progress.next_index = self.replicated_log.last_index + 1
             self._drop_backup(peer, "link lost")
         if peer == self.primary_id:
+            # Every request is with the primary or was not sent (a new
+            # primary gets them all, see _set_primary): what went is lost.
             for request in self._requests.values():
-                if request.routed_to == peer:
-                    request.routed_to = None
+                request.routed_to = None
 
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
@@ -867,7 +870,8 @@ class Replica:
         now = self._clock.seconds()
         self._last_contact = now
         self._primary_heard_at = now
-        if view > self.view or self.role == CANDIDATE:  # equivalent: Eq_Is, Eq_GtE
+        # A message of an older view was refused (_refused_as_stale): `!=` is `>`.
+        if view > self.view or self.role == CANDIDATE:  # equivalent: Gt_NotEq, Eq_Is, Eq_GtE
             self._adopt_view(view, primary_id)
         elif self.primary_id != primary_id:
             self._set_primary(primary_id)

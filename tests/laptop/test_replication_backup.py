@@ -10,6 +10,7 @@ from protocols.laptop import (
     FORWARD_RETRY,
     TYPE_ORDER,
     AppendEntries,
+    AppendReply,
     ForwardReply,
     ForwardRequest,
     InstallSnapshot,
@@ -91,3 +92,23 @@ class ForwardedRequestTests(unittest.TestCase):
         self.assertEqual(lone.receive(0, ForwardReply(0, FORWARD_RETRY, -1, -1)), [])
         sent = lone.receive(0, AppendEntries(2, 0, 0, 1, -1, 1, (noop(2),)))
         self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
+
+    def test_a_request_the_link_refused_goes_at_the_next_tick_not_with_the_primarys_messages(self):
+        """
+        Requests are re-routed when the primary or its view changes, not on
+        each message of the primary followed: one the link refused goes at
+        the next tick, however often the primary sends.
+        """
+        lone = LoneReplica()
+        replica = lone.replica
+        follow_primary_0(lone)
+        lone.clock.advance(TIMEOUTS.heartbeat / 2)
+        send, link_up = replica._send, False
+        replica._send = lambda peer, message: link_up and send(peer, message)
+        replica.order(5, 0)
+        link_up = True
+        self.assertEqual(lone.receive(0, AppendEntries(1, 0, 0, 1, 0, 2, ())),
+                         [(0, AppendReply(1, 1, True, 0, 2))])
+        del lone.sent[:]
+        lone.clock.advance(TIMEOUTS.heartbeat / 2)
+        self.assertEqual(lone.sent, [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))])
