@@ -897,7 +897,8 @@ class Replica:
         """
         if self._refused_as_stale(message):
             return False
-        if message.view == self.view and (
+        # An older view was refused just above: `<=` is `==`.
+        if message.view == self.view and (  # equivalent: Eq_LtE
             self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE
             or (self.primary_id is not None and message.primary_id != self.primary_id)
         ):
@@ -941,7 +942,8 @@ class Replica:
         if prev >= log.base_index and log.view_at(prev) != message.prev_view:
             self._reply_append(message, False, self.commit_index)
             return
-        if prev == log.last_index:
+        # A prev_index above the log's end was answered just above: `>=` is `==`.
+        if prev == log.last_index:  # equivalent: Eq_GtE
             # The usual case: the entries continue this log exactly.
             first_new = prev + 1
             new_entries = message.entries
@@ -951,8 +953,8 @@ class Replica:
             first_new = None
             for entry in message.entries:
                 index += 1
-                if index <= log.base_index:
-                    continue
+                if index < log.base_index:
+                    continue  # folded into the snapshot: nothing left to compare it with
                 if first_new is None:
                     if index <= log.last_index:
                         if log.view_at(index) == entry.view:
@@ -965,8 +967,9 @@ class Replica:
                         log.truncate_after(index - 1)
                     first_new = index
                 log.append(entry)
+            # Every entry from first_new to the log's end came with the message.
             new_entries = (
-                () if first_new is None else log.entries_from(first_new, index - first_new + 1)
+                () if first_new is None else log.entries_from(first_new, len(message.entries))
             )
         if new_entries:
             self._storage.append(first_new, new_entries)
@@ -1003,7 +1006,13 @@ class Replica:
         book = dict(records)
         if len(book) != len(records):
             return False
-        return all(book.get(customer, -1) >= order for customer, order in self.book.records())
+        # Committed orders are never below 0 (entries and snapshots with one are
+        # refused, customers' orders checked before they come here): any
+        # default below 0 is below them all.
+        return all(
+            book.get(customer, -1) >= order  # equivalent: USub_Invert
+            for customer, order in self.book.records()
+        )
 
     def _on_snapshot(self, message: InstallSnapshot) -> None:
         if not self._from_current_primary(message):
@@ -1020,8 +1029,9 @@ class Replica:
             if not self._keeps_commits(records):
                 self._refuse("snapshot_loses_commits")
                 return
+            # message.last_index > commit_index >= log.base_index: no lower bound.
             keep_suffix = (
-                log.base_index <= message.last_index <= log.last_index
+                message.last_index <= log.last_index
                 and log.view_at(message.last_index) == message.last_view
             )
             if keep_suffix:
@@ -1057,7 +1067,8 @@ class Replica:
         count = len(message.records)
         if message.offset == len(assembly.records) and message.offset + count <= assembly.total:
             assembly.records.extend(message.records)
-            if len(assembly.records) == assembly.total:
+            # The records never pass the total (the test above): `>=` is `==`.
+            if len(assembly.records) == assembly.total:  # equivalent: Eq_GtE
                 self._snapshot_assembly = None
                 return tuple(assembly.records)
         received = len(assembly.records)
@@ -1070,7 +1081,9 @@ class Replica:
     def _on_forward(self, sender: int, message: ForwardRequest) -> None:
         if message.customer_id < 0 or not (
             message.request_type == TYPE_READ
-            or (message.request_type == TYPE_ORDER and message.order_number >= 0)
+            # Request types are small ints, one object each: `is` is `==`.
+            or (message.request_type == TYPE_ORDER  # equivalent: Eq_Is
+                and message.order_number >= 0)
         ):
             # The forwarding replica's customers were checked there already.
             self._refuse("malformed_forward")

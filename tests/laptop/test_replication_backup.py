@@ -8,20 +8,25 @@ from twisted.trial import unittest
 from protocols.laptop import (
     FORWARD_OK,
     FORWARD_RETRY,
+    TYPE_LOCAL_READ,
     TYPE_ORDER,
+    TYPE_READ,
     AppendEntries,
     AppendReply,
     ForwardReply,
     ForwardRequest,
-    InstallSnapshot,
+    SnapshotReply,
     VoteRequest,
 )
+from tests.laptop.simnet import SimulatedDisk
 from tests.laptop.test_replication import (
     EXACT_TIMEOUTS,
     TIMEOUTS,
     LonePrimary,
     LoneReplica,
+    chunk,
     noop,
+    order,
 )
 
 
@@ -97,18 +102,226 @@ class ForwardedRequestTests(unittest.TestCase):
         """
         Requests are re-routed when the primary or its view changes, not on
         each message of the primary followed: one the link refused goes at
-        the next tick, however often the primary sends.
+        the next tick, however often the primary sends (ids above 256 too,
+        a new int object in each message).
+        """
+        for primary in (0, 1000):
+            lone = LoneReplica(peers=(primary, 2))
+            replica = lone.replica
+            lone.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+            lone.clock.advance(TIMEOUTS.heartbeat / 2)
+            send, link_up = replica._send, False
+            replica._send = lambda peer, message: link_up and send(peer, message)
+            replica.order(5, 0)
+            link_up = True
+            self.assertEqual(
+                lone.receive(primary, AppendEntries(1, primary + 0, 0, 1, 0, 2, ())),
+                [(primary, AppendReply(1, 1, True, 0, 2))], primary,
+            )
+            del lone.sent[:]
+            lone.clock.advance(TIMEOUTS.heartbeat / 2)
+            self.assertEqual(lone.sent, [(primary, ForwardRequest(0, 5, 0, TYPE_ORDER))], primary)
+
+    def test_a_replica_that_refused_is_asked_again_no_sooner_than_a_heartbeat_later(self):
+        """
+        Each refusal from a replica that is no primary (any more) starts a
+        heartbeat's wait, the second one too: ticks in between leave the
+        request alone.
         """
         lone = LoneReplica()
         replica = lone.replica
         follow_primary_0(lone)
-        lone.clock.advance(TIMEOUTS.heartbeat / 2)
-        send, link_up = replica._send, False
-        replica._send = lambda peer, message: link_up and send(peer, message)
         replica.order(5, 0)
-        link_up = True
-        self.assertEqual(lone.receive(0, AppendEntries(1, 0, 0, 1, 0, 2, ())),
-                         [(0, AppendReply(1, 1, True, 0, 2))])
-        del lone.sent[:]
-        lone.clock.advance(TIMEOUTS.heartbeat / 2)
-        self.assertEqual(lone.sent, [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+        forward = (0, ForwardRequest(0, 5, 0, TYPE_ORDER))
+        refusal = ForwardReply(0, FORWARD_RETRY, -1, -1)
+        self.assertEqual(lone.receive(0, refusal), [])
+        lone.clock.advance(TIMEOUTS.heartbeat)
+        self.assertEqual(lone.sent, [forward])
+        lone.clock.advance(TIMEOUTS.heartbeat * 0.8)
+        self.assertEqual(lone.receive(0, refusal), [])
+        lone.clock.advance(TIMEOUTS.heartbeat * 0.5)  # past a tick
+        self.assertEqual(lone.sent, [])
+        lone.clock.advance(TIMEOUTS.heartbeat * 0.6)  # a heartbeat after the refusal
+        self.assertEqual(lone.sent, [forward])
+
+
+def refusals(replica, why):
+    return replica._counters.counts.get("laptop_refused_" + why, 0)
+
+
+class EntriesCheckTests(unittest.TestCase):
+    """Entries a primary could not have sent are refused (counted) and change nothing."""
+
+    def assertRefused(self, message):
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(0, message), [], message)
+        replica = lone.replica
+        self.assertEqual(refusals(replica, "malformed_entries"), 1, message)
+        self.assertEqual((replica.replicated_log.last_index, replica.primary_id), (-1, None))
+
+    def test_indexes_below_minus_one_are_refused(self):
+        self.assertRefused(AppendEntries(1, 0, -2, -1, -1, 1, (noop(1),)))
+        self.assertRefused(AppendEntries(1, 0, -1, -1, -2, 1, (noop(1),)))
+
+    def test_a_prev_view_below_minus_one_is_refused(self):
+        self.assertRefused(AppendEntries(1, 0, -1, -2, -1, 1, (noop(1),)))
+
+    def test_orders_with_a_customer_or_number_below_zero_are_refused(self):
+        self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (order(1, -1, 0),)))
+        self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (order(1, 5, -1),)))
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (order(1, 0, 0),))),
+                         [(0, AppendReply(1, 1, True, 0, 1))])
+
+
+class StoredEntriesTests(unittest.TestCase):
+    """What a backup appends is stored at its index, so a restart finds the same log."""
+
+    def test_entries_continuing_the_log_are_stored_after_it(self):
+        disk = SimulatedDisk()
+        lone = LoneReplica(storage=disk)
+        follow_primary_0(lone)
+        lone.receive(0, AppendEntries(1, 0, 0, 1, -1, 2, (order(1, 5, 1),)))
+        self.assertEqual(disk.entries, [noop(1), order(1, 5, 1)])
+
+    def test_entries_replacing_an_overruled_suffix_are_stored_in_its_place(self):
+        disk = SimulatedDisk()
+        lone = LoneReplica(storage=disk)
+        lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1), order(1, 5, 1), order(1, 6, 1))))
+        lone.receive(2, AppendEntries(2, 2, 0, 1, -1, 1, (order(2, 7, 1), order(2, 8, 1))))
+        self.assertEqual(disk.entries, [noop(1), order(2, 7, 1), order(2, 8, 1)])
+        self.assertEqual(disk.entries, list(lone.replica.replicated_log.entries_from(0, 10)))
+
+
+class SnapshotBaseTests(unittest.TestCase):
+    """
+    Entries around the base of a backup's log: the last index of the
+    snapshot it installed (10, of view 1), committed, with entries 11 to 15
+    after it (views 1, 1, 2, 2, 2), all from primary 0 of view 2.
+    """
+
+    HELD = (order(1, 11, 1), order(1, 12, 1), order(2, 13, 1), order(2, 14, 1), order(2, 15, 1))
+
+    def setUp(self):
+        self.lone = LoneReplica()
+        self.replica = self.lone.replica
+        self.lone.receive(0, chunk(2, 0, 0, (), total=0))
+        self.lone.receive(0, AppendEntries(2, 0, 10, 1, 10, 2, self.HELD))
+        log = self.replica.replicated_log
+        self.assertEqual((log.base_index, log.last_index, self.replica.commit_index), (10, 15, 10))
+
+    def test_entries_from_below_the_base_are_taken_from_the_first_one_it_lacks(self):
+        below = tuple(order(1, index, 1) for index in (8, 9, 10))
+        sent = (*below, *self.HELD, order(2, 16, 1))
+        self.assertEqual(self.lone.receive(0, AppendEntries(2, 0, 7, 1, 10, 3, sent)),
+                         [(0, AppendReply(2, 1, True, 16, 3))])
+        log = self.replica.replicated_log
+        self.assertEqual(log.entries_from(11, 10), (*self.HELD, order(2, 16, 1)))
+
+    def test_an_entry_contradicting_the_snapshots_last_is_refused(self):
+        """The base is committed: a primary saying otherwise is faulty, as for any committed entry."""
+        sent = (order(2, 10, 1), order(2, 11, 1))
+        self.assertEqual(self.lone.receive(0, AppendEntries(2, 0, 9, 1, 10, 3, sent)), [])
+        self.assertEqual(refusals(self.replica, "rewrite_committed"), 1)
+        self.assertEqual(self.replica.replicated_log.entries_from(11, 10), self.HELD)
+
+    def test_entries_after_another_view_at_the_base_are_refused(self):
+        """The log matches the primary's only where their views at ``prev_index`` agree, the base too."""
+        self.assertEqual(
+            self.lone.receive(0, AppendEntries(2, 0, 10, 2, 10, 3, (order(2, 11, 2),))),
+            [(0, AppendReply(2, 1, False, 10, 3))],
+        )
+        self.assertEqual(self.replica.replicated_log.entries_from(11, 10), self.HELD)
+
+
+class SnapshotCheckTests(unittest.TestCase):
+    """A snapshot a primary could not have sent is refused (counted) and changes nothing."""
+
+    def assertRefused(self, message, why="malformed_snapshot"):
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(0, message), [], message)
+        self.assertEqual(refusals(lone.replica, why), 1, message)
+        self.assertEqual((lone.replica.commit_index, lone.replica.book.records()), (-1, ()))
+
+    def assertInstalled(self, message):
+        lone = LoneReplica()
+        self.assertEqual(
+            lone.receive(0, message),
+            [(0, AppendReply(1, 1, True, message.last_index, message.round))], message,
+        )
+        self.assertEqual(lone.replica.commit_index, message.last_index)
+        self.assertEqual(lone.replica.book.records(), message.records)
+
+    def test_its_last_index_is_at_least_minus_one(self):
+        self.assertRefused(chunk(1, 0, 0, (), total=0, last_index=-2, last_view=-1))
+        self.assertInstalled(chunk(1, 0, 0, ((5, 1),), total=1, last_index=0, last_view=1))
+
+    def test_a_chunk_starts_within_its_total(self):
+        self.assertRefused(chunk(1, 0, 4, ((1, 1),), total=3))
+
+    def test_its_order_numbers_are_at_least_zero(self):
+        self.assertRefused(chunk(1, 0, 0, ((5, -1),), total=1))
+        self.assertInstalled(chunk(1, 0, 0, ((5, 0),), total=1))
+
+    def test_a_snapshot_without_a_committed_customer_is_refused(self):
+        lone = LoneReplica()
+        lone.receive(0, AppendEntries(1, 0, -1, -1, 1, 1, (noop(1), order(1, 5, 0))))
+        self.assertEqual(lone.replica.book.records(), ((5, 0),))
+        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((6, 1),), total=1)), [])
+        self.assertEqual(refusals(lone.replica, "snapshot_loses_commits"), 1)
+        self.assertEqual((lone.replica.commit_index, lone.replica.book.records()), (1, ((5, 0),)))
+
+    def test_a_chunk_past_the_total_is_not_taken(self):
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2)), total=4)),
+                         [(0, SnapshotReply(1, 1, 10, 2, 1))])
+        self.assertEqual(lone.receive(0, chunk(1, 0, 2, ((3, 3), (4, 4), (5, 5)), total=4)),
+                         [(0, SnapshotReply(1, 1, 10, 2, 1))])
+        self.assertEqual(lone.replica.commit_index, -1)
+
+
+class SnapshotSuffixTests(unittest.TestCase):
+    """
+    A backup installing a snapshot keeps the entries it holds after the
+    snapshot's index only if its entry there is the snapshot's own.
+    """
+
+    def backup_holding(self, view):
+        """A backup of primary 0 of ``view`` holding entries 0 to 5 of that view, none committed."""
+        lone = LoneReplica()
+        entries = (noop(view), *(order(view, customer, 1) for customer in range(5)))
+        lone.receive(0, AppendEntries(view, 0, -1, -1, -1, 1, entries))
+        return lone
+
+    def test_entries_after_a_snapshot_of_the_same_entry_are_kept(self):
+        lone = self.backup_holding(1)
+        lone.receive(0, chunk(1, 0, 0, ((0, 1), (1, 1)), total=2, last_index=3, last_view=1))
+        log = lone.replica.replicated_log
+        self.assertEqual((log.base_index, log.last_index), (3, 5))
+
+    def test_entries_after_a_different_entry_are_dropped(self):
+        lone = self.backup_holding(2)
+        lone.receive(0, chunk(2, 0, 0, ((0, 1), (1, 1)), total=2, last_index=3, last_view=1))
+        log = lone.replica.replicated_log
+        self.assertEqual((log.base_index, log.base_view, log.last_index), (3, 1, 3))
+
+
+class ForwardCheckTests(unittest.TestCase):
+    """Forwarded requests a replica's customer could not have made are refused."""
+
+    def test_orders_below_zero_and_other_request_types_are_refused(self):
+        for request in (ForwardRequest(7, 5, -1, TYPE_ORDER), ForwardRequest(7, 5, 0, TYPE_LOCAL_READ)):
+            lone = LoneReplica()
+            self.assertEqual(lone.receive(0, request), [], request)
+            self.assertEqual(refusals(lone.replica, "malformed_forward"), 1, request)
+
+
+class ForwardAnswerTests(unittest.TestCase):
+    def test_a_forwarded_read_of_an_unknown_customer_is_answered_with_no_record(self):
+        """A value below zero says the customer has no record (an order's answer carries none)."""
+        lone = LonePrimary()
+        lone.acknowledge(1, 2)
+        lone.replica.receive(1, ForwardRequest(7, 9, -1, TYPE_READ))
+        lone.clock.advance(0)
+        lone.acknowledge(1, 2)
+        self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_OK, -1, 0))])
