@@ -861,7 +861,8 @@ class Replica:
 
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
-        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE
+        # As in peer_lost: only a primary has peers' progress.
+        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE, AndWithOr
             self._send_append(peer)
         elif peer == self.primary_id:
             self._reroute_all()
@@ -870,8 +871,9 @@ class Replica:
         now = self._clock.seconds()
         self._last_contact = now
         self._primary_heard_at = now
-        # A message of an older view was refused (_refused_as_stale): `!=` is `>`.
-        if view > self.view or self.role == CANDIDATE:  # equivalent: Gt_NotEq, Eq_Is, Eq_GtE
+        # A message of an older view was refused (_refused_as_stale): `!=` is `>`;
+        # "candidate" sorts first of the roles: `<=` is `==`.
+        if view > self.view or self.role == CANDIDATE:  # equivalent: Gt_NotEq, Eq_Is, Eq_GtE, Eq_LtE
             self._adopt_view(view, primary_id)
         elif self.primary_id != primary_id:
             self._set_primary(primary_id)
@@ -897,9 +899,11 @@ class Replica:
         """
         if self._refused_as_stale(message):
             return False
-        # An older view was refused just above: `<=` is `==`.
+        # An older view was refused just above: `<=` is `==`.  A primary's
+        # primary_id is its own id, and a message's its sender's (_admissible),
+        # so the second test refuses what `role > PRIMARY` (never true) lets by.
         if message.view == self.view and (  # equivalent: Eq_LtE
-            self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE
+            self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE, Eq_Gt
             or (self.primary_id is not None and message.primary_id != self.primary_id)
         ):
             return self._refuse("second_primary")
@@ -1031,7 +1035,8 @@ class Replica:
                 return
             # message.last_index > commit_index >= log.base_index: no lower bound.
             keep_suffix = (
-                message.last_index <= log.last_index
+                # At the log's end, compact and reset leave the same log: `<` is `<=`.
+                message.last_index <= log.last_index  # equivalent: LtE_Lt
                 and log.view_at(message.last_index) == message.last_view
             )
             if keep_suffix:

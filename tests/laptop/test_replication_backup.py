@@ -5,6 +5,8 @@ snapshots received and checked, forwarded requests and their replies.
 
 from twisted.trial import unittest
 
+from marketplace.laptop.replication import ReadResult
+
 from protocols.laptop import (
     FORWARD_OK,
     FORWARD_RETRY,
@@ -66,6 +68,17 @@ class LinkLossTests(unittest.TestCase):
 class ForwardedRequestTests(unittest.TestCase):
     """A backup's own customers' requests, forwarded to the primary it knows."""
 
+    def test_a_read_answered_with_order_0_has_a_record(self):
+        """Only a value below zero from the primary means no record."""
+        lone = LoneReplica()
+        follow_primary_0(lone)
+        results = []
+        lone.replica.read(5).addCallback(results.append)
+        lone.replica.read(6).addCallback(results.append)
+        lone.receive(0, ForwardReply(0, FORWARD_OK, 0, 0))
+        lone.receive(0, ForwardReply(1, FORWARD_OK, -1, 0))
+        self.assertEqual(results, [ReadResult(0, 0), ReadResult(None, 0)])
+
     def test_the_primarys_answer_counts_after_this_replica_lost_sight_of_it(self):
         """
         Without a primary a request stays with the one it went to, past the
@@ -103,20 +116,20 @@ class ForwardedRequestTests(unittest.TestCase):
         Requests are re-routed when the primary or its view changes, not on
         each message of the primary followed: one the link refused goes at
         the next tick, however often the primary sends (ids above 256 too,
-        a new int object in each message).
+        and views, a new int object in each message).
         """
-        for primary in (0, 1000):
+        for primary, view in ((0, 1), (1000, 100_000)):
             lone = LoneReplica(peers=(primary, 2))
             replica = lone.replica
-            lone.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+            lone.receive(primary, AppendEntries(view, primary + 0, -1, -1, -1, 1, (noop(view),)))
             lone.clock.advance(TIMEOUTS.heartbeat / 2)
             send, link_up = replica._send, False
             replica._send = lambda peer, message: link_up and send(peer, message)
             replica.order(5, 0)
             link_up = True
             self.assertEqual(
-                lone.receive(primary, AppendEntries(1, primary + 0, 0, 1, 0, 2, ())),
-                [(primary, AppendReply(1, 1, True, 0, 2))], primary,
+                lone.receive(primary, AppendEntries(view + 0, primary + 0, 0, view, 0, 2, ())),
+                [(primary, AppendReply(view, 1, True, 0, 2))], primary,
             )
             del lone.sent[:]
             lone.clock.advance(TIMEOUTS.heartbeat / 2)
@@ -172,6 +185,41 @@ class EntriesCheckTests(unittest.TestCase):
         lone = LoneReplica()
         self.assertEqual(lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (order(1, 0, 0),))),
                          [(0, AppendReply(1, 1, True, 0, 1))])
+
+
+class AppendTests(unittest.TestCase):
+    """How a backup's log takes a primary's entries."""
+
+    def test_entries_after_the_logs_end_are_refused_with_where_it_ends(self):
+        lone = LoneReplica()
+        follow_primary_0(lone)
+        self.assertEqual(lone.receive(0, AppendEntries(1, 0, 3, 1, -1, 2, (order(1, 5, 1),))),
+                         [(0, AppendReply(1, 1, False, 0, 2))])
+        self.assertEqual(lone.replica.replicated_log.last_index, 0)
+
+    def test_an_entry_of_a_lower_view_replaces_one_of_a_higher_view_not_committed(self):
+        """
+        A primary of view 3 that failed left an entry only this backup holds;
+        the primary of view 4 has an entry of view 2 there, and it wins.
+        """
+        lone = LoneReplica()
+        follow_primary_0(lone)
+        lone.receive(2, AppendEntries(3, 2, 0, 1, 0, 1, (order(3, 7, 1),)))
+        entries = (noop(1), order(2, 5, 1), noop(4))
+        self.assertEqual(lone.receive(0, AppendEntries(4, 0, -1, -1, 0, 1, entries)),
+                         [(0, AppendReply(4, 1, True, 2, 1))])
+        self.assertEqual(lone.replica.replicated_log.entries_from(0, 10), entries)
+
+    def test_entries_contradicting_any_committed_one_are_refused(self):
+        """Not only the last committed: the one before it too."""
+        lone = LoneReplica()
+        held = (noop(1), order(1, 5, 1), order(1, 6, 1))
+        lone.receive(0, AppendEntries(1, 0, -1, -1, 2, 1, held))
+        self.assertEqual(lone.replica.commit_index, 2)
+        sent = (noop(1), order(2, 7, 1), order(2, 8, 1))
+        self.assertEqual(lone.receive(2, AppendEntries(2, 2, -1, -1, 2, 1, sent)), [])
+        self.assertEqual(refusals(lone.replica, "rewrite_committed"), 1)
+        self.assertEqual(lone.replica.replicated_log.entries_from(0, 10), held)
 
 
 class StoredEntriesTests(unittest.TestCase):
@@ -256,6 +304,9 @@ class SnapshotCheckTests(unittest.TestCase):
         self.assertRefused(chunk(1, 0, 0, (), total=0, last_index=-2, last_view=-1))
         self.assertInstalled(chunk(1, 0, 0, ((5, 1),), total=1, last_index=0, last_view=1))
 
+    def test_its_last_view_is_at_least_minus_one(self):
+        self.assertRefused(chunk(1, 0, 0, ((5, 1),), total=1, last_index=0, last_view=-2))
+
     def test_a_chunk_starts_within_its_total(self):
         self.assertRefused(chunk(1, 0, 4, ((1, 1),), total=3))
 
@@ -270,6 +321,16 @@ class SnapshotCheckTests(unittest.TestCase):
         self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((6, 1),), total=1)), [])
         self.assertEqual(refusals(lone.replica, "snapshot_loses_commits"), 1)
         self.assertEqual((lone.replica.commit_index, lone.replica.book.records()), (1, ((5, 0),)))
+
+    def test_a_snapshot_of_committed_entries_is_not_installed(self):
+        """It would take the commit index back: the primary only hears how far this backup is."""
+        lone = LoneReplica()
+        entries = (noop(1), order(1, 5, 1), order(1, 5, 2), order(1, 5, 3))
+        lone.receive(0, AppendEntries(1, 0, -1, -1, 3, 1, entries))
+        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((5, 3),), total=1, last_index=1)),
+                         [(0, AppendReply(1, 1, True, 3, 1))])
+        log = lone.replica.replicated_log
+        self.assertEqual((lone.replica.commit_index, log.base_index, log.last_index), (3, -1, 3))
 
     def test_a_chunk_past_the_total_is_not_taken(self):
         lone = LoneReplica()
@@ -309,8 +370,9 @@ class SnapshotSuffixTests(unittest.TestCase):
 class ForwardCheckTests(unittest.TestCase):
     """Forwarded requests a replica's customer could not have made are refused."""
 
-    def test_orders_below_zero_and_other_request_types_are_refused(self):
-        for request in (ForwardRequest(7, 5, -1, TYPE_ORDER), ForwardRequest(7, 5, 0, TYPE_LOCAL_READ)):
+    def test_customers_and_orders_below_zero_and_other_request_types_are_refused(self):
+        for request in (ForwardRequest(7, 5, -1, TYPE_ORDER), ForwardRequest(7, 5, 0, TYPE_LOCAL_READ),
+                        ForwardRequest(7, -1, 0, TYPE_ORDER)):
             lone = LoneReplica()
             self.assertEqual(lone.receive(0, request), [], request)
             self.assertEqual(refusals(lone.replica, "malformed_forward"), 1, request)
