@@ -37,6 +37,16 @@ def follow_primary_0(lone):
     lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
 
 
+class SecondPrimaryTests(unittest.TestCase):
+    def test_a_second_primary_of_the_view_is_refused_whatever_its_id(self):
+        """A view has one primary: one with an id below the known one's is refused too."""
+        lone = LoneReplica()
+        lone.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
+        self.assertEqual(lone.receive(0, AppendEntries(1, 0, 0, 1, -1, 1, (order(1, 5, 1),))), [])
+        self.assertEqual(refusals(lone.replica, "second_primary"), 1)
+        self.assertEqual((lone.replica.primary_id, lone.replica.replicated_log.last_index), (2, 0))
+
+
 class LinkLossTests(unittest.TestCase):
     """What a primary believes of a backup whose link dropped."""
 
