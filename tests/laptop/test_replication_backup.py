@@ -1,12 +1,12 @@
 """
 The replication state machine as a backup, one rule a test: entries and
-snapshots received and checked, forwarded requests and their replies.
+snapshots received and checked, forwarded requests and their replies, and
+links to the primary or to a backup that drop.
 """
 
 from twisted.trial import unittest
 
 from marketplace.laptop.replication import ReadResult
-
 from protocols.laptop import (
     FORWARD_OK,
     FORWARD_RETRY,
@@ -37,138 +37,8 @@ def follow_primary_0(lone):
     lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
 
 
-class SecondPrimaryTests(unittest.TestCase):
-    def test_a_second_primary_of_the_view_is_refused_whatever_its_id(self):
-        """A view has one primary: one with an id below the known one's is refused too."""
-        lone = LoneReplica()
-        lone.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
-        self.assertEqual(lone.receive(0, AppendEntries(1, 0, 0, 1, -1, 1, (order(1, 5, 1),))), [])
-        self.assertEqual(refusals(lone.replica, "second_primary"), 1)
-        self.assertEqual((lone.replica.primary_id, lone.replica.replicated_log.last_index), (2, 0))
-
-
-class LinkLossTests(unittest.TestCase):
-    """What a primary believes of a backup whose link dropped."""
-
-    def test_a_reconnected_backup_that_does_not_answer_is_sent_the_whole_log(self):
-        """
-        It may come back restarted with less than it acknowledged: once the
-        probe from the log's end goes unanswered for the retransmit
-        interval, it is sent everything from the log's start.
-        """
-        lone = LonePrimary()
-        primary = lone.replica
-        lone.acknowledge(1, 2)
-        for number in range(3):
-            primary.order(5, number)
-            lone.clock.advance(0)
-            lone.acknowledge(1, 2)
-        log = primary.replicated_log
-        primary.peer_lost(2)
-        primary.peer_connected(2)
-        [(_, probe)] = lone.take(AppendEntries)
-        self.assertEqual(probe.prev_index, log.last_index)
-        unanswered = lone.run(EXACT_TIMEOUTS.retransmit, answering=[1])
-        self.assertEqual(
-            [(message.prev_index, message.entries) for _, message in unanswered],
-            [(-1, log.entries_from(0, log.last_index + 1))],
-        )
-
-
-class ForwardedRequestTests(unittest.TestCase):
-    """A backup's own customers' requests, forwarded to the primary it knows."""
-
-    def test_a_read_answered_with_order_0_has_a_record(self):
-        """Only a value below zero from the primary means no record."""
-        lone = LoneReplica()
-        follow_primary_0(lone)
-        results = []
-        lone.replica.read(5).addCallback(results.append)
-        lone.replica.read(6).addCallback(results.append)
-        lone.receive(0, ForwardReply(0, FORWARD_OK, 0, 0))
-        lone.receive(0, ForwardReply(1, FORWARD_OK, -1, 0))
-        self.assertEqual(results, [ReadResult(0, 0), ReadResult(None, 0)])
-
-    def test_the_primarys_answer_counts_after_this_replica_lost_sight_of_it(self):
-        """
-        Without a primary a request stays with the one it went to, past the
-        retransmit interval too: that primary's late answer says the order
-        committed, and reaches the customer.
-        """
-        lone = LoneReplica()
-        replica = lone.replica
-        follow_primary_0(lone)
-        answers = []
-        replica.order(5, 0).addCallback(answers.append)
-        lone.receive(2, VoteRequest(2, 2, 0, 1, False))
-        self.assertEqual((replica.view, replica.primary_id), (2, None))
-        for _ in range(round(TIMEOUTS.retransmit / TIMEOUTS.heartbeat) + 1):
-            lone.clock.advance(TIMEOUTS.heartbeat)
-        lone.receive(0, ForwardReply(0, FORWARD_OK, -1, 0))
-        self.assertEqual(answers, [0])
-
-    def test_a_refused_request_goes_to_the_same_replica_once_primary_of_a_newer_view(self):
-        """
-        A replica refuses a forwarded request while it is between views;
-        announced primary of the next view, it is the next primary known,
-        and gets the request at once.
-        """
-        lone = LoneReplica()
-        replica = lone.replica
-        follow_primary_0(lone)
-        replica.order(5, 0)
-        self.assertEqual(lone.receive(0, ForwardReply(0, FORWARD_RETRY, -1, -1)), [])
-        sent = lone.receive(0, AppendEntries(2, 0, 0, 1, -1, 1, (noop(2),)))
-        self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
-
-    def test_a_request_the_link_refused_goes_at_the_next_tick_not_with_the_primarys_messages(self):
-        """
-        Requests are re-routed when the primary or its view changes, not on
-        each message of the primary followed: one the link refused goes at
-        the next tick, however often the primary sends (ids above 256 too,
-        and views, a new int object in each message).
-        """
-        for primary, view in ((0, 1), (1000, 100_000)):
-            lone = LoneReplica(peers=(primary, 2))
-            replica = lone.replica
-            lone.receive(primary, AppendEntries(view, primary + 0, -1, -1, -1, 1, (noop(view),)))
-            lone.clock.advance(TIMEOUTS.heartbeat / 2)
-            send, link_up = replica._send, False
-            replica._send = lambda peer, message: link_up and send(peer, message)
-            replica.order(5, 0)
-            link_up = True
-            self.assertEqual(
-                lone.receive(primary, AppendEntries(view + 0, primary + 0, 0, view, 0, 2, ())),
-                [(primary, AppendReply(view, 1, True, 0, 2))], primary,
-            )
-            del lone.sent[:]
-            lone.clock.advance(TIMEOUTS.heartbeat / 2)
-            self.assertEqual(lone.sent, [(primary, ForwardRequest(0, 5, 0, TYPE_ORDER))], primary)
-
-    def test_a_replica_that_refused_is_asked_again_no_sooner_than_a_heartbeat_later(self):
-        """
-        Each refusal from a replica that is no primary (any more) starts a
-        heartbeat's wait, the second one too: ticks in between leave the
-        request alone.
-        """
-        lone = LoneReplica()
-        replica = lone.replica
-        follow_primary_0(lone)
-        replica.order(5, 0)
-        forward = (0, ForwardRequest(0, 5, 0, TYPE_ORDER))
-        refusal = ForwardReply(0, FORWARD_RETRY, -1, -1)
-        self.assertEqual(lone.receive(0, refusal), [])
-        lone.clock.advance(TIMEOUTS.heartbeat)
-        self.assertEqual(lone.sent, [forward])
-        lone.clock.advance(TIMEOUTS.heartbeat * 0.8)
-        self.assertEqual(lone.receive(0, refusal), [])
-        lone.clock.advance(TIMEOUTS.heartbeat * 0.5)  # past a tick
-        self.assertEqual(lone.sent, [])
-        lone.clock.advance(TIMEOUTS.heartbeat * 0.6)  # a heartbeat after the refusal
-        self.assertEqual(lone.sent, [forward])
-
-
 def refusals(replica, why):
+    """How many messages ``replica`` refused for ``why`` (see ``Replica._refuse``)."""
     return replica._counters.counts.get("laptop_refused_" + why, 0)
 
 
@@ -183,13 +53,16 @@ class EntriesCheckTests(unittest.TestCase):
         self.assertEqual((replica.replicated_log.last_index, replica.primary_id), (-1, None))
 
     def test_indexes_below_minus_one_are_refused(self):
+        """-1 stands for "before the first entry": no index is below it."""
         self.assertRefused(AppendEntries(1, 0, -2, -1, -1, 1, (noop(1),)))
         self.assertRefused(AppendEntries(1, 0, -1, -1, -2, 1, (noop(1),)))
 
     def test_a_prev_view_below_minus_one_is_refused(self):
+        """-1 is the view before the first entry: no view is below it."""
         self.assertRefused(AppendEntries(1, 0, -1, -2, -1, 1, (noop(1),)))
 
     def test_orders_with_a_customer_or_number_below_zero_are_refused(self):
+        """No customer places those (customer 0's order 0 is taken)."""
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (order(1, -1, 0),)))
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (order(1, 5, -1),)))
         lone = LoneReplica()
@@ -201,6 +74,7 @@ class AppendTests(unittest.TestCase):
     """How a backup's log takes a primary's entries."""
 
     def test_entries_after_the_logs_end_are_refused_with_where_it_ends(self):
+        """The primary goes on from there; a success would have it believe this log matches."""
         lone = LoneReplica()
         follow_primary_0(lone)
         self.assertEqual(lone.receive(0, AppendEntries(1, 0, 3, 1, -1, 2, (order(1, 5, 1),))),
@@ -311,6 +185,7 @@ class SnapshotCheckTests(unittest.TestCase):
         self.assertEqual(lone.replica.book.records(), message.records)
 
     def test_its_last_index_is_at_least_minus_one(self):
+        """A snapshot of the first entry alone is one a primary can send."""
         self.assertRefused(chunk(1, 0, 0, (), total=0, last_index=-2, last_view=-1))
         self.assertInstalled(chunk(1, 0, 0, ((5, 1),), total=1, last_index=0, last_view=1))
 
@@ -343,6 +218,7 @@ class SnapshotCheckTests(unittest.TestCase):
         self.assertEqual((lone.replica.commit_index, log.base_index, log.last_index), (3, -1, 3))
 
     def test_a_chunk_past_the_total_is_not_taken(self):
+        """The backup says how many records it holds, and the primary goes on from there."""
         lone = LoneReplica()
         self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2)), total=4)),
                          [(0, SnapshotReply(1, 1, 10, 2, 1))])
@@ -377,6 +253,16 @@ class SnapshotSuffixTests(unittest.TestCase):
         self.assertEqual((log.base_index, log.base_view, log.last_index), (3, 1, 3))
 
 
+class SecondPrimaryTests(unittest.TestCase):
+    def test_a_second_primary_of_the_view_is_refused_whatever_its_id(self):
+        """A view has one primary: one with an id below the known one's is refused too."""
+        lone = LoneReplica()
+        lone.receive(2, AppendEntries(1, 2, -1, -1, -1, 1, (noop(1),)))
+        self.assertEqual(lone.receive(0, AppendEntries(1, 0, 0, 1, -1, 1, (order(1, 5, 1),))), [])
+        self.assertEqual(refusals(lone.replica, "second_primary"), 1)
+        self.assertEqual((lone.replica.primary_id, lone.replica.replicated_log.last_index), (2, 0))
+
+
 class ForwardCheckTests(unittest.TestCase):
     """Forwarded requests a replica's customer could not have made are refused."""
 
@@ -397,3 +283,124 @@ class ForwardAnswerTests(unittest.TestCase):
         lone.clock.advance(0)
         lone.acknowledge(1, 2)
         self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_OK, -1, 0))])
+
+
+class ForwardedRequestTests(unittest.TestCase):
+    """A backup's own customers' requests, forwarded to the primary it knows."""
+
+    def test_a_read_answered_with_order_0_has_a_record(self):
+        """Only a value below zero from the primary means no record."""
+        lone = LoneReplica()
+        follow_primary_0(lone)
+        results = []
+        lone.replica.read(5).addCallback(results.append)
+        lone.replica.read(6).addCallback(results.append)
+        lone.receive(0, ForwardReply(0, FORWARD_OK, 0, 0))
+        lone.receive(0, ForwardReply(1, FORWARD_OK, -1, 0))
+        self.assertEqual(results, [ReadResult(0, 0), ReadResult(None, 0)])
+
+    def test_the_primarys_answer_counts_after_this_replica_lost_sight_of_it(self):
+        """
+        Without a primary a request stays with the one it went to, past the
+        retransmit interval too: that primary's late answer says the order
+        committed, and reaches the customer.
+        """
+        lone = LoneReplica()
+        replica = lone.replica
+        follow_primary_0(lone)
+        answers = []
+        replica.order(5, 0).addCallback(answers.append)
+        lone.receive(2, VoteRequest(2, 2, 0, 1, False))
+        self.assertEqual((replica.view, replica.primary_id), (2, None))
+        for _ in range(round(TIMEOUTS.retransmit / TIMEOUTS.heartbeat) + 1):
+            lone.clock.advance(TIMEOUTS.heartbeat)
+        lone.receive(0, ForwardReply(0, FORWARD_OK, -1, 0))
+        self.assertEqual(answers, [0])
+
+    def test_a_refused_request_goes_to_the_same_replica_once_primary_of_a_newer_view(self):
+        """
+        A replica refuses a forwarded request while it is between views;
+        announced primary of the next view, it is the next primary known,
+        and gets the request at once.
+        """
+        lone = LoneReplica()
+        replica = lone.replica
+        follow_primary_0(lone)
+        replica.order(5, 0)
+        self.assertEqual(lone.receive(0, ForwardReply(0, FORWARD_RETRY, -1, -1)), [])
+        sent = lone.receive(0, AppendEntries(2, 0, 0, 1, -1, 1, (noop(2),)))
+        self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
+
+    def test_a_request_the_link_refused_goes_at_the_next_tick_not_with_the_primarys_messages(self):
+        """
+        Requests are re-routed when the primary or its view changes, not on
+        each message of the primary followed: one the link refused goes at
+        the next tick, however often the primary sends (ids above 256 too,
+        and views, a new int object in each message).
+        """
+        for primary, view in ((0, 1), (1000, 100_000)):
+            lone = LoneReplica(peers=(primary, 2))
+            replica = lone.replica
+            lone.receive(primary, AppendEntries(view, primary + 0, -1, -1, -1, 1, (noop(view),)))
+            lone.clock.advance(TIMEOUTS.heartbeat / 2)
+            send, link_up = replica._send, False
+            replica._send = lambda peer, message: link_up and send(peer, message)
+            replica.order(5, 0)
+            link_up = True
+            self.assertEqual(
+                lone.receive(primary, AppendEntries(view + 0, primary + 0, 0, view, 0, 2, ())),
+                [(primary, AppendReply(view, 1, True, 0, 2))], primary,
+            )
+            del lone.sent[:]
+            lone.clock.advance(TIMEOUTS.heartbeat / 2)
+            self.assertEqual(lone.sent, [(primary, ForwardRequest(0, 5, 0, TYPE_ORDER))], primary)
+
+    def test_a_replica_that_refused_is_asked_again_no_sooner_than_a_heartbeat_later(self):
+        """
+        Each refusal from a replica that is no primary (any more) starts a
+        heartbeat's wait, the second one too: ticks in between leave the
+        request alone.
+        """
+        lone = LoneReplica()
+        replica = lone.replica
+        follow_primary_0(lone)
+        replica.order(5, 0)
+        forward = (0, ForwardRequest(0, 5, 0, TYPE_ORDER))
+        refusal = ForwardReply(0, FORWARD_RETRY, -1, -1)
+        self.assertEqual(lone.receive(0, refusal), [])
+        lone.clock.advance(TIMEOUTS.heartbeat)
+        self.assertEqual(lone.sent, [forward])
+        lone.clock.advance(TIMEOUTS.heartbeat * 0.8)
+        self.assertEqual(lone.receive(0, refusal), [])
+        lone.clock.advance(TIMEOUTS.heartbeat * 0.5)  # past a tick
+        self.assertEqual(lone.sent, [])
+        lone.clock.advance(TIMEOUTS.heartbeat * 0.6)  # a heartbeat after the refusal
+        self.assertEqual(lone.sent, [forward])
+
+
+class LinkLossTests(unittest.TestCase):
+    """What a primary believes of a backup whose link dropped."""
+
+    def test_a_reconnected_backup_that_does_not_answer_is_sent_the_whole_log(self):
+        """
+        It may come back restarted with less than it acknowledged: once the
+        probe from the log's end goes unanswered for the retransmit
+        interval, it is sent everything from the log's start.
+        """
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        for number in range(3):
+            primary.order(5, number)
+            lone.clock.advance(0)
+            lone.acknowledge(1, 2)
+        log = primary.replicated_log
+        primary.peer_lost(2)
+        primary.peer_connected(2)
+        [(_, probe)] = lone.take(AppendEntries)
+        self.assertEqual(probe.prev_index, log.last_index)
+        unanswered = lone.run(EXACT_TIMEOUTS.retransmit, answering=[1])
+        self.assertEqual(
+            [(message.prev_index, message.entries) for _, message in unanswered],
+            [(-1, log.entries_from(0, log.last_index + 1))],
+        )
