@@ -846,7 +846,7 @@ class Replica:
         progress = self._peers.get(peer)
         # Only a primary has peers' progress (and links are to configured
         # peers only), so either test alone decides.
-        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE, AndWithOr
+        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE, AndWithOr
             # It may come back restarted with less than it had: forget what
             # it acknowledged, and probe from the end of the log again.
             progress.in_flight_since = None
@@ -862,7 +862,7 @@ class Replica:
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
         # As in peer_lost: only a primary has peers' progress.
-        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE, AndWithOr
+        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE, AndWithOr
             self._send_append(peer)
         elif peer == self.primary_id:
             self._reroute_all()

@@ -253,6 +253,17 @@ class SnapshotSuffixTests(unittest.TestCase):
         self.assertEqual((log.base_index, log.base_view, log.last_index), (3, 1, 3))
 
 
+class ImpersonationTests(unittest.TestCase):
+    def test_a_message_naming_another_sender_is_refused_whichever_way(self):
+        """A replica speaking as one with a lower id, or a higher one, changes nothing."""
+        for sender, claimed in ((2, 0), (0, 2)):
+            lone = LoneReplica()
+            message = AppendEntries(1, claimed, -1, -1, -1, 1, (noop(1),))
+            self.assertEqual(lone.receive(sender, message), [], sender)
+            self.assertEqual(refusals(lone.replica, "impersonation"), 1, sender)
+            self.assertEqual(lone.replica.primary_id, None)
+
+
 class SecondPrimaryTests(unittest.TestCase):
     def test_a_second_primary_of_the_view_is_refused_whatever_its_id(self):
         """A view has one primary: one with an id below the known one's is refused too."""
@@ -379,7 +390,24 @@ class ForwardedRequestTests(unittest.TestCase):
 
 
 class LinkLossTests(unittest.TestCase):
-    """What a primary believes of a backup whose link dropped."""
+    """What a replica does when its link to the primary, or to a backup, drops."""
+
+    def test_a_request_forwarded_before_the_link_to_a_primary_with_a_high_id_dropped_goes_again(self):
+        """
+        As ``LinkTests`` checks with id 0: what was in flight is gone, and
+        goes again once the link is back (each id a new int object).
+        """
+        primary = 1000
+        lone = LoneReplica(peers=(primary, 2))
+        replica = lone.replica
+        lone.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+        forward = (primary, ForwardRequest(0, 5, 0, TYPE_ORDER))
+        replica.order(5, 0)
+        self.assertEqual(lone.sent[-1:], [forward])
+        del lone.sent[:]
+        replica.peer_lost(primary + 0)
+        replica.peer_connected(primary + 0)
+        self.assertEqual(lone.sent, [forward])
 
     def test_a_reconnected_backup_that_does_not_answer_is_sent_the_whole_log(self):
         """
