@@ -946,8 +946,9 @@ class Replica:
         if prev >= log.base_index and log.view_at(prev) != message.prev_view:
             self._reply_append(message, False, self.commit_index)
             return
-        # A prev_index above the log's end was answered just above: `>=` is `==`.
-        if prev == log.last_index:  # equivalent: Eq_GtE
+        # A prev_index above the log's end was answered just above: `>=` is
+        # `==`, and `>` never holds (the loop below gives the same log, slower).
+        if prev == log.last_index:  # equivalent: Eq_GtE, Eq_Gt
             # The usual case: the entries continue this log exactly.
             first_new = prev + 1
             new_entries = message.entries
@@ -1010,12 +1011,8 @@ class Replica:
         book = dict(records)
         if len(book) != len(records):
             return False
-        # Committed orders are never below 0 (entries and snapshots with one are
-        # refused, customers' orders checked before they come here): any
-        # default below 0 is below them all.
         return all(
-            book.get(customer, -1) >= order  # equivalent: USub_Invert
-            for customer, order in self.book.records()
+            customer in book and book[customer] >= order for customer, order in self.book.records()
         )
 
     def _on_snapshot(self, message: InstallSnapshot) -> None:
@@ -1093,7 +1090,8 @@ class Replica:
             # The forwarding replica's customers were checked there already.
             self._refuse("malformed_forward")
             return
-        if self.role != PRIMARY:
+        # "primary" sorts last of the roles: `<` is `!=`.
+        if self.role != PRIMARY:  # equivalent: NotEq_Lt
             self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
             return
         tag = message.tag

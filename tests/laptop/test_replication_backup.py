@@ -61,6 +61,11 @@ class EntriesCheckTests(unittest.TestCase):
         """-1 is the view before the first entry: no view is below it."""
         self.assertRefused(AppendEntries(1, 0, -1, -2, -1, 1, (noop(1),)))
 
+    def test_entry_views_never_decrease_nor_pass_the_messages(self):
+        """A primary's log holds its own view's entries last."""
+        self.assertRefused(AppendEntries(2, 0, -1, -1, -1, 1, (noop(2), noop(1))))
+        self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (noop(2),)))
+
     def test_orders_with_a_customer_or_number_below_zero_are_refused(self):
         """No customer places those (customer 0's order 0 is taken)."""
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (order(1, -1, 0),)))
@@ -106,23 +111,48 @@ class AppendTests(unittest.TestCase):
         self.assertEqual(lone.replica.replicated_log.entries_from(0, 10), held)
 
 
+    def test_entries_continue_a_log_of_a_high_view(self):
+        """Views compare by value: the same view in each message is a new int object."""
+        view = 100_000
+        lone = LoneReplica()
+        lone.receive(0, AppendEntries(view, 0, -1, -1, -1, 1, (noop(view),)))
+        sent = (order(view + 0, 5, 1),)
+        self.assertEqual(lone.receive(0, AppendEntries(view + 0, 0, 0, view + 0, -1, 2, sent)),
+                         [(0, AppendReply(view, 1, True, 1, 2))])
+
+
+class RecordingDisk(SimulatedDisk):
+    """A ``SimulatedDisk`` that keeps each ``append`` call as (first index, entries)."""
+
+    def __init__(self):
+        super().__init__()
+        self.appended = []
+
+    def append(self, first_index, entries):
+        self.appended.append((first_index, tuple(entries)))
+        super().append(first_index, entries)
+
+
 class StoredEntriesTests(unittest.TestCase):
     """What a backup appends is stored at its index, so a restart finds the same log."""
 
     def test_entries_continuing_the_log_are_stored_after_it(self):
-        disk = SimulatedDisk()
+        disk = RecordingDisk()
         lone = LoneReplica(storage=disk)
         follow_primary_0(lone)
         lone.receive(0, AppendEntries(1, 0, 0, 1, -1, 2, (order(1, 5, 1),)))
-        self.assertEqual(disk.entries, [noop(1), order(1, 5, 1)])
+        lone.receive(0, AppendEntries(1, 0, 1, 1, -1, 3, (order(1, 5, 2),)))
+        self.assertEqual(disk.appended,
+                         [(0, (noop(1),)), (1, (order(1, 5, 1),)), (2, (order(1, 5, 2),))])
+        self.assertEqual(disk.entries, [noop(1), order(1, 5, 1), order(1, 5, 2)])
 
     def test_entries_replacing_an_overruled_suffix_are_stored_in_its_place(self):
-        disk = SimulatedDisk()
+        disk = RecordingDisk()
         lone = LoneReplica(storage=disk)
         lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1), order(1, 5, 1), order(1, 6, 1))))
         lone.receive(2, AppendEntries(2, 2, 0, 1, -1, 1, (order(2, 7, 1), order(2, 8, 1))))
+        self.assertEqual(disk.appended[-1], (1, (order(2, 7, 1), order(2, 8, 1))))
         self.assertEqual(disk.entries, [noop(1), order(2, 7, 1), order(2, 8, 1)])
-        self.assertEqual(disk.entries, list(lone.replica.replicated_log.entries_from(0, 10)))
 
 
 class SnapshotBaseTests(unittest.TestCase):
@@ -191,21 +221,33 @@ class SnapshotCheckTests(unittest.TestCase):
 
     def test_its_last_view_is_at_least_minus_one(self):
         self.assertRefused(chunk(1, 0, 0, ((5, 1),), total=1, last_index=0, last_view=-2))
+        self.assertInstalled(chunk(1, 0, 0, (), total=0, last_index=-1, last_view=-1))
 
     def test_a_chunk_starts_within_its_total(self):
         self.assertRefused(chunk(1, 0, 4, ((1, 1),), total=3))
+        self.assertRefused(chunk(1, 0, -1, ((1, 1),), total=3))
 
-    def test_its_order_numbers_are_at_least_zero(self):
+    def test_its_customers_and_order_numbers_are_at_least_zero(self):
         self.assertRefused(chunk(1, 0, 0, ((5, -1),), total=1))
-        self.assertInstalled(chunk(1, 0, 0, ((5, 0),), total=1))
+        self.assertRefused(chunk(1, 0, 0, ((-1, 5),), total=1))
+        self.assertInstalled(chunk(1, 0, 0, ((0, 0),), total=1))
 
-    def test_a_snapshot_without_a_committed_customer_is_refused(self):
+    def test_a_snapshot_naming_a_customer_twice_is_refused(self):
+        """Which of its orders would count?"""
+        self.assertRefused(chunk(1, 0, 0, ((5, 1), (5, 2)), total=2), "snapshot_loses_commits")
+
+    def test_a_snapshot_must_hold_every_committed_order(self):
+        """Order numbers only grow: a snapshot covering more of the log has each one, or a later one."""
         lone = LoneReplica()
-        lone.receive(0, AppendEntries(1, 0, -1, -1, 1, 1, (noop(1), order(1, 5, 0))))
-        self.assertEqual(lone.replica.book.records(), ((5, 0),))
-        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((6, 1),), total=1)), [])
-        self.assertEqual(refusals(lone.replica, "snapshot_loses_commits"), 1)
-        self.assertEqual((lone.replica.commit_index, lone.replica.book.records()), (1, ((5, 0),)))
+        replica = lone.replica
+        lone.receive(0, AppendEntries(1, 0, -1, -1, 1, 1, (noop(1), order(1, 5, 1))))
+        self.assertEqual(replica.book.records(), ((5, 1),))
+        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((5, 0), (6, 1)), total=2)), [])
+        self.assertEqual((refusals(replica, "snapshot_loses_commits"), replica.commit_index), (1, 1))
+        lone.receive(0, chunk(1, 0, 0, ((5, 1), (6, 1)), total=2))
+        self.assertEqual((replica.commit_index, replica.book.records()), (10, ((5, 1), (6, 1))))
+        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((5, 1),), total=1, last_index=20)), [])
+        self.assertEqual((refusals(replica, "snapshot_loses_commits"), replica.commit_index), (2, 10))
 
     def test_a_snapshot_of_committed_entries_is_not_installed(self):
         """It would take the commit index back: the primary only hears how far this backup is."""
@@ -241,10 +283,13 @@ class SnapshotSuffixTests(unittest.TestCase):
         return lone
 
     def test_entries_after_a_snapshot_of_the_same_entry_are_kept(self):
-        lone = self.backup_holding(1)
-        lone.receive(0, chunk(1, 0, 0, ((0, 1), (1, 1)), total=2, last_index=3, last_view=1))
-        log = lone.replica.replicated_log
-        self.assertEqual((log.base_index, log.last_index), (3, 5))
+        """Views compare by value: above 256 a decoded one is a new int object."""
+        for view in (1, 100_000):
+            lone = self.backup_holding(view)
+            lone.receive(0, chunk(view, 0, 0, ((0, 1), (1, 1)), total=2, last_index=3,
+                                  last_view=view + 0))
+            log = lone.replica.replicated_log
+            self.assertEqual((log.base_index, log.last_index), (3, 5), view)
 
     def test_entries_after_a_different_entry_are_dropped(self):
         lone = self.backup_holding(2)
@@ -286,6 +331,13 @@ class ForwardCheckTests(unittest.TestCase):
 
 
 class ForwardAnswerTests(unittest.TestCase):
+    def test_a_replica_that_is_no_primary_says_so(self):
+        """The forwarding replica tries again later; customer 0 is a customer like any other."""
+        lone = LoneReplica()
+        self.assertEqual(lone.receive(0, ForwardRequest(7, 0, 0, TYPE_ORDER)),
+                         [(0, ForwardReply(7, FORWARD_RETRY, -1, -1))])
+        self.assertEqual(lone.replica.replicated_log.last_index, -1)
+
     def test_a_forwarded_read_of_an_unknown_customer_is_answered_with_no_record(self):
         """A value below zero says the customer has no record (an order's answer carries none)."""
         lone = LonePrimary()
@@ -309,6 +361,26 @@ class ForwardedRequestTests(unittest.TestCase):
         lone.receive(0, ForwardReply(0, FORWARD_OK, 0, 0))
         lone.receive(0, ForwardReply(1, FORWARD_OK, -1, 0))
         self.assertEqual(results, [ReadResult(0, 0), ReadResult(None, 0)])
+
+    def test_the_answer_of_a_primary_with_a_high_id_counts(self):
+        """Ids compare by value: the sender and the primary named are distinct int objects."""
+        primary = 1000
+        lone = LoneReplica(peers=(primary, 2))
+        lone.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+        answers = []
+        lone.replica.order(5, 0).addCallback(answers.append)
+        lone.receive(primary + 0, ForwardReply(0, FORWARD_OK, -1, primary + 0))
+        self.assertEqual(answers, [primary])
+
+    def test_a_reply_of_an_unknown_status_is_no_answer(self):
+        """Only FORWARD_OK answers: any other status is a refusal, and the request goes again."""
+        lone = LoneReplica()
+        follow_primary_0(lone)
+        answers = []
+        lone.replica.order(5, 0).addCallback(answers.append)
+        self.assertEqual(lone.receive(0, ForwardReply(0, -1, -1, 0)), [])
+        lone.clock.advance(TIMEOUTS.heartbeat)
+        self.assertEqual((answers, lone.sent), ([], [(0, ForwardRequest(0, 5, 0, TYPE_ORDER))]))
 
     def test_the_primarys_answer_counts_after_this_replica_lost_sight_of_it(self):
         """
