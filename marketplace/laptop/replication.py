@@ -927,7 +927,8 @@ class Replica:
             if entry.opcode == OPCODE_SET_LAST_ORDER:
                 if entry.customer_id < 0 or entry.order_number < 0:
                     return False
-            elif entry.opcode != OPCODE_NOOP:
+            # Opcode 0 is a small int, one object: `is not` is `!=`.
+            elif entry.opcode != OPCODE_NOOP:  # equivalent: NotEq_IsNot
                 return False
         return True
 

@@ -291,7 +291,14 @@ class SnapshotSuffixTests(unittest.TestCase):
             log = lone.replica.replicated_log
             self.assertEqual((log.base_index, log.last_index), (3, 5), view)
 
-    def test_entries_after_a_different_entry_are_dropped(self):
+    def test_entries_after_an_entry_of_an_older_view_are_dropped(self):
+        """A primary of view 1 that failed left them; the snapshot's entry there is of view 2."""
+        lone = self.backup_holding(1)
+        lone.receive(0, chunk(2, 0, 0, ((0, 1), (1, 1)), total=2, last_index=3, last_view=2))
+        log = lone.replica.replicated_log
+        self.assertEqual((log.base_index, log.base_view, log.last_index), (3, 2, 3))
+
+    def test_entries_after_an_entry_of_a_newer_view_are_dropped(self):
         lone = self.backup_holding(2)
         lone.receive(0, chunk(2, 0, 0, ((0, 1), (1, 1)), total=2, last_index=3, last_view=1))
         log = lone.replica.replicated_log
