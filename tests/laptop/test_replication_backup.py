@@ -112,13 +112,20 @@ class AppendTests(unittest.TestCase):
 
 
     def test_entries_continue_a_log_of_a_high_view(self):
-        """Views compare by value: the same view in each message is a new int object."""
+        """
+        Views compare by value: the same view in each message is a new int
+        object, after the log's end and over entries it holds, committed too.
+        """
         view = 100_000
         lone = LoneReplica()
         lone.receive(0, AppendEntries(view, 0, -1, -1, -1, 1, (noop(view),)))
         sent = (order(view + 0, 5, 1),)
-        self.assertEqual(lone.receive(0, AppendEntries(view + 0, 0, 0, view + 0, -1, 2, sent)),
+        self.assertEqual(lone.receive(0, AppendEntries(view + 0, 0, 0, view + 0, 1, 2, sent)),
                          [(0, AppendReply(view, 1, True, 1, 2))])
+        self.assertEqual(lone.replica.commit_index, 1)
+        sent = (noop(view + 0), order(view + 0, 5, 1), order(view + 0, 5, 2))
+        self.assertEqual(lone.receive(0, AppendEntries(view + 0, 0, -1, -1, 1, 3, sent)),
+                         [(0, AppendReply(view, 1, True, 2, 3))])
 
 
 class RecordingDisk(SimulatedDisk):
