@@ -844,9 +844,7 @@ class Replica:
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
         progress = self._peers.get(peer)
-        # Only a primary has peers' progress (and links are to configured
-        # peers only), so either test alone decides.
-        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE, AndWithOr
+        if progress is not None:  # only a primary has peers' progress
             # It may come back restarted with less than it had: forget what
             # it acknowledged, and probe from the end of the log again.
             progress.in_flight_since = None
@@ -861,8 +859,7 @@ class Replica:
 
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
-        # As in peer_lost: only a primary has peers' progress.
-        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE, Eq_GtE, AndWithOr
+        if peer in self._peers:  # only a primary has peers' progress
             self._send_append(peer)
         elif peer == self.primary_id:
             self._reroute_all()
@@ -924,10 +921,10 @@ class Replica:
             if not view <= entry.view <= message.view:
                 return False
             view = entry.view
-            if entry.opcode == OPCODE_SET_LAST_ORDER:
+            # Opcodes 0 and 1 are small ints, one object each: `is` is `==`, `is not` `!=`.
+            if entry.opcode == OPCODE_SET_LAST_ORDER:  # equivalent: Eq_Is
                 if entry.customer_id < 0 or entry.order_number < 0:
                     return False
-            # Opcode 0 is a small int, one object: `is not` is `!=`.
             elif entry.opcode != OPCODE_NOOP:  # equivalent: NotEq_IsNot
                 return False
         return True
@@ -1010,7 +1007,8 @@ class Replica:
         have less of them.
         """
         book = dict(records)
-        if len(book) != len(records):
+        # A dict of the records has at most as many: `<` is `!=`.
+        if len(book) != len(records):  # equivalent: NotEq_Lt
             return False
         return all(
             customer in book and book[customer] >= order for customer, order in self.book.records()
@@ -1082,17 +1080,18 @@ class Replica:
         return None
 
     def _on_forward(self, sender: int, message: ForwardRequest) -> None:
+        # Request types are small ints, one object each: `is` is `==`.
         if message.customer_id < 0 or not (
-            message.request_type == TYPE_READ
-            # Request types are small ints, one object each: `is` is `==`.
+            message.request_type == TYPE_READ  # equivalent: Eq_Is
             or (message.request_type == TYPE_ORDER  # equivalent: Eq_Is
                 and message.order_number >= 0)
         ):
             # The forwarding replica's customers were checked there already.
             self._refuse("malformed_forward")
             return
-        # "primary" sorts last of the roles: `<` is `!=`.
-        if self.role != PRIMARY:  # equivalent: NotEq_Lt
+        # A role is one of three str objects, and "primary" sorts last:
+        # `is not` and `<` are `!=`.
+        if self.role != PRIMARY:  # equivalent: NotEq_IsNot, NotEq_Lt
             self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
             return
         tag = message.tag

@@ -15,6 +15,7 @@ from protocols.laptop import (
     TYPE_READ,
     AppendEntries,
     AppendReply,
+    Entry,
     ForwardReply,
     ForwardRequest,
     SnapshotReply,
@@ -66,6 +67,10 @@ class EntriesCheckTests(unittest.TestCase):
         self.assertRefused(AppendEntries(2, 0, -1, -1, -1, 1, (noop(2), noop(1))))
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (noop(2),)))
 
+    def test_an_unknown_opcode_is_refused(self):
+        """Opcode 2 is no order, even one carrying a valid customer and number."""
+        self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (Entry(1, 2, 5, 1),)))
+
     def test_orders_with_a_customer_or_number_below_zero_are_refused(self):
         """No customer places those (customer 0's order 0 is taken)."""
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (order(1, -1, 0),)))
@@ -98,6 +103,23 @@ class AppendTests(unittest.TestCase):
         self.assertEqual(lone.receive(0, AppendEntries(4, 0, -1, -1, 0, 1, entries)),
                          [(0, AppendReply(4, 1, True, 2, 1))])
         self.assertEqual(lone.replica.replicated_log.entries_from(0, 10), entries)
+
+    def test_entries_after_an_entry_of_another_view_are_refused(self):
+        """The backup's entry at ``prev_index`` is of view 3, the primary's of view 2."""
+        lone = LoneReplica()
+        follow_primary_0(lone)
+        lone.receive(2, AppendEntries(3, 2, 0, 1, 0, 1, (order(3, 7, 1),)))
+        self.assertEqual(lone.receive(0, AppendEntries(4, 0, 1, 2, 0, 1, (noop(4),))),
+                         [(0, AppendReply(4, 1, False, 0, 1))])
+        self.assertEqual(lone.replica.replicated_log.entries_from(0, 10), (noop(1), order(3, 7, 1)))
+
+    def test_the_commit_index_never_goes_back(self):
+        """A new primary may not know yet how far the last one committed."""
+        lone = LoneReplica()
+        lone.receive(0, AppendEntries(1, 0, -1, -1, 2, 1, (noop(1), order(1, 5, 1), order(1, 6, 1))))
+        self.assertEqual(lone.receive(2, AppendEntries(2, 2, 2, 1, 0, 1, (noop(2),))),
+                         [(2, AppendReply(2, 1, True, 3, 1))])
+        self.assertEqual(lone.replica.commit_index, 2)
 
     def test_entries_contradicting_any_committed_one_are_refused(self):
         """Not only the last committed: the one before it too."""
@@ -257,14 +279,28 @@ class SnapshotCheckTests(unittest.TestCase):
         self.assertEqual((refusals(replica, "snapshot_loses_commits"), replica.commit_index), (2, 10))
 
     def test_a_snapshot_of_committed_entries_is_not_installed(self):
-        """It would take the commit index back: the primary only hears how far this backup is."""
+        """
+        Up to the commit index this backup has it all already: the primary
+        only hears how far it is.
+        """
+        for last_index in (1, 3):
+            lone = LoneReplica()
+            entries = (noop(1), order(1, 5, 1), order(1, 5, 2), order(1, 5, 3))
+            lone.receive(0, AppendEntries(1, 0, -1, -1, 3, 1, entries))
+            snapshot = chunk(1, 0, 0, ((5, 3),), total=1, last_index=last_index)
+            self.assertEqual(lone.receive(0, snapshot), [(0, AppendReply(1, 1, True, 3, 1))])
+            log = lone.replica.replicated_log
+            self.assertEqual((lone.replica.commit_index, log.base_index, log.last_index),
+                             (3, -1, 3), last_index)
+
+    def test_a_chunk_at_offset_0_starts_the_snapshot_again(self):
+        """The primary lost track of what this backup holds, and starts over: so does the backup."""
         lone = LoneReplica()
-        entries = (noop(1), order(1, 5, 1), order(1, 5, 2), order(1, 5, 3))
-        lone.receive(0, AppendEntries(1, 0, -1, -1, 3, 1, entries))
-        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((5, 3),), total=1, last_index=1)),
-                         [(0, AppendReply(1, 1, True, 3, 1))])
-        log = lone.replica.replicated_log
-        self.assertEqual((lone.replica.commit_index, log.base_index, log.last_index), (3, -1, 3))
+        lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2)), total=4))
+        self.assertEqual(lone.receive(0, chunk(1, 0, 2, ((3, 3),), total=4)),
+                         [(0, SnapshotReply(1, 1, 10, 3, 1))])
+        self.assertEqual(lone.receive(0, chunk(1, 0, 0, ((1, 1), (2, 2)), total=4)),
+                         [(0, SnapshotReply(1, 1, 10, 2, 1))])
 
     def test_a_chunk_past_the_total_is_not_taken(self):
         """The backup says how many records it holds, and the primary goes on from there."""
@@ -511,8 +547,8 @@ class LinkLossTests(unittest.TestCase):
         log = primary.replicated_log
         primary.peer_lost(2)
         primary.peer_connected(2)
-        [(_, probe)] = lone.take(AppendEntries)
-        self.assertEqual(probe.prev_index, log.last_index)
+        probes = lone.take(AppendEntries)
+        self.assertEqual([(peer, probe.prev_index) for peer, probe in probes], [(2, log.last_index)])
         unanswered = lone.run(EXACT_TIMEOUTS.retransmit, answering=[1])
         self.assertEqual(
             [(message.prev_index, message.entries) for _, message in unanswered],
