@@ -979,7 +979,10 @@ class Replica:
             self._persisted_index = log.last_index
         last_new = prev + len(message.entries)
         commit = min(message.commit_index, last_new)
-        if commit > self.commit_index:
+        # Committing to the commit index again applies nothing, and compacts
+        # nothing (the last commit left the log within a compaction threshold
+        # of 1 or more): `>=` is `>`.
+        if commit > self.commit_index:  # equivalent: Gt_GtE
             self._commit_to(commit)
         self._reply_append(message, True, max(last_new, self.commit_index))
 
