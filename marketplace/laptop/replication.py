@@ -1113,7 +1113,8 @@ class Replica:
         if request.routed_to != sender:
             self._refuse("unasked_forward_reply")
             return
-        if message.status == FORWARD_OK:
+        # Statuses are small ints, one object each: `is` is `==`.
+        if message.status == FORWARD_OK:  # equivalent: Eq_Is
             request.done(None if message.value < 0 else message.value, message.admin_id)
         else:
             # The replica we asked is no primary (any more): wait for the next
