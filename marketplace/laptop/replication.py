@@ -945,8 +945,8 @@ class Replica:
             self._reply_append(message, False, self.commit_index)
             return
         # A prev_index above the log's end was answered just above: `>=` is
-        # `==`, and `>` never holds (the loop below gives the same log, slower).
-        if prev == log.last_index:  # equivalent: Eq_GtE, Eq_Gt
+        # `==`; and where `>` or `is` fail, the loop below gives the same log, slower.
+        if prev == log.last_index:  # equivalent: Eq_GtE, Eq_Gt, Eq_Is
             # The usual case: the entries continue this log exactly.
             first_new = prev + 1
             new_entries = message.entries
@@ -1066,7 +1066,8 @@ class Replica:
         chunk of another snapshot, view or primary), and return None.
         """
         assembly = self._snapshot_assembly
-        if message.offset == 0 or assembly is None or not assembly.matches(message):
+        # An offset below 0 was refused (_well_formed_snapshot): `<=` is `==`.
+        if message.offset == 0 or assembly is None or not assembly.matches(message):  # equivalent: Eq_LtE
             assembly = self._snapshot_assembly = _SnapshotAssembly(message)
         count = len(message.records)
         if message.offset == len(assembly.records) and message.offset + count <= assembly.total:

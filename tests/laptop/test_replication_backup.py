@@ -373,8 +373,8 @@ class ForwardCheckTests(unittest.TestCase):
     """Forwarded requests a replica's customer could not have made are refused."""
 
     def test_customers_and_orders_below_zero_and_other_request_types_are_refused(self):
-        for request in (ForwardRequest(7, 5, -1, TYPE_ORDER), ForwardRequest(7, 5, 0, TYPE_LOCAL_READ),
-                        ForwardRequest(7, -1, 0, TYPE_ORDER)):
+        for request in (ForwardRequest(7, 5, -1, TYPE_ORDER), ForwardRequest(7, -1, 0, TYPE_ORDER),
+                        ForwardRequest(7, 5, 0, TYPE_LOCAL_READ), ForwardRequest(7, 5, 0, 0)):
             lone = LoneReplica()
             self.assertEqual(lone.receive(0, request), [], request)
             self.assertEqual(refusals(lone.replica, "malformed_forward"), 1, request)
