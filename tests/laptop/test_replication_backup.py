@@ -67,9 +67,10 @@ class EntriesCheckTests(unittest.TestCase):
         self.assertRefused(AppendEntries(2, 0, -1, -1, -1, 1, (noop(2), noop(1))))
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (noop(2),)))
 
-    def test_an_unknown_opcode_is_refused(self):
-        """Opcode 2 is no order, even one carrying a valid customer and number."""
+    def test_unknown_opcodes_are_refused(self):
+        """Opcodes 2 and -1 are neither orders nor no-ops, whatever customer and number they carry."""
         self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (Entry(1, 2, 5, 1),)))
+        self.assertRefused(AppendEntries(1, 0, -1, -1, -1, 1, (Entry(1, -1, 5, 1),)))
 
     def test_orders_with_a_customer_or_number_below_zero_are_refused(self):
         """No customer places those (customer 0's order 0 is taken)."""
