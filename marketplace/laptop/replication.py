@@ -882,7 +882,7 @@ class Replica:
     def peer_lost(self, peer: int) -> None:
         """The link to or from ``peer`` dropped: messages in flight are gone."""
         progress = self._peers.get(peer)
-        if progress is not None and self.role == PRIMARY:  # equivalent: Eq_Is, Eq_LtE
+        if progress is not None:  # only a primary has peers' progress
             # It may come back restarted with less than it had: forget what
             # it acknowledged, and probe from the end of the log again.
             progress.in_flight_since = None
@@ -890,13 +890,14 @@ class Replica:
             progress.next_index = self.replicated_log.last_index + 1
             self._drop_backup(peer, "link lost")
         if peer == self.primary_id:
+            # Every request is with the primary or was not sent (a new
+            # primary gets them all, see _set_primary): what went is lost.
             for request in self._requests.values():
-                if request.routed_to == peer:
-                    request.routed_to = None
+                request.routed_to = None
 
     def peer_connected(self, peer: int) -> None:
         """A link to ``peer`` is up: send it what it has been missing."""
-        if self.role == PRIMARY and peer in self._peers:  # equivalent: Eq_Is, Eq_LtE
+        if peer in self._peers:  # only a primary has peers' progress
             self._send_append(peer)
         elif peer == self.primary_id:
             self._reroute_all()
@@ -905,7 +906,9 @@ class Replica:
         now = self._clock.seconds()
         self._last_contact = now
         self._primary_heard_at = now
-        if view > self.view or self.role == CANDIDATE:  # equivalent: Eq_Is, Eq_GtE
+        # A message of an older view was refused (_refused_as_stale): `!=` is `>`;
+        # "candidate" sorts first of the roles: `<=` is `==`.
+        if view > self.view or self.role == CANDIDATE:  # equivalent: Gt_NotEq, Eq_Is, Eq_GtE, Eq_LtE
             self._adopt_view(view, primary_id)
         elif self.primary_id != primary_id:
             self._set_primary(primary_id)
@@ -931,8 +934,11 @@ class Replica:
         """
         if self._refused_as_stale(message):
             return False
-        if message.view == self.view and (
-            self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE
+        # An older view was refused just above: `<=` is `==`.  A primary's
+        # primary_id is its own id, and a message's its sender's (_admissible),
+        # so the second test refuses what `role > PRIMARY` (never true) lets by.
+        if message.view == self.view and (  # equivalent: Eq_LtE
+            self.role == PRIMARY  # equivalent: Eq_Is, Eq_GtE, Eq_Gt
             or (self.primary_id is not None and message.primary_id != self.primary_id)
         ):
             return self._refuse("second_primary")
@@ -953,10 +959,11 @@ class Replica:
             if not view <= entry.view <= message.view:
                 return False
             view = entry.view
-            if entry.opcode == OPCODE_SET_LAST_ORDER:
+            # Opcodes 0 and 1 are small ints, one object each: `is` is `==`, `is not` `!=`.
+            if entry.opcode == OPCODE_SET_LAST_ORDER:  # equivalent: Eq_Is
                 if entry.customer_id < 0 or entry.order_number < 0:
                     return False
-            elif entry.opcode != OPCODE_NOOP:
+            elif entry.opcode != OPCODE_NOOP:  # equivalent: NotEq_IsNot
                 return False
         return True
 
@@ -975,7 +982,9 @@ class Replica:
         if prev >= log.base_index and log.view_at(prev) != message.prev_view:
             self._reply_append(message, False, self.commit_index)
             return
-        if prev == log.last_index:
+        # A prev_index above the log's end was answered just above: `>=` is
+        # `==`; and where `>` or `is` fail, the loop below gives the same log, slower.
+        if prev == log.last_index:  # equivalent: Eq_GtE, Eq_Gt, Eq_Is
             # The usual case: the entries continue this log exactly.
             first_new = prev + 1
             new_entries = message.entries
@@ -985,8 +994,8 @@ class Replica:
             first_new = None
             for entry in message.entries:
                 index += 1
-                if index <= log.base_index:
-                    continue
+                if index < log.base_index:
+                    continue  # folded into the snapshot: nothing left to compare it with
                 if first_new is None:
                     if index <= log.last_index:
                         if log.view_at(index) == entry.view:
@@ -999,15 +1008,19 @@ class Replica:
                         log.truncate_after(index - 1)
                     first_new = index
                 log.append(entry)
+            # Every entry from first_new to the log's end came with the message.
             new_entries = (
-                () if first_new is None else log.entries_from(first_new, index - first_new + 1)
+                () if first_new is None else log.entries_from(first_new, len(message.entries))
             )
         if new_entries:
             self._storage.append(first_new, new_entries)
             self._persisted_index = log.last_index
         last_new = prev + len(message.entries)
         commit = min(message.commit_index, last_new)
-        if commit > self.commit_index:
+        # Committing to the commit index again applies nothing, and compacts
+        # nothing (the last commit left the log within a compaction threshold
+        # of 1 or more): `>=` is `>`.
+        if commit > self.commit_index:  # equivalent: Gt_GtE
             self._commit_to(commit)
         self._reply_append(message, True, max(last_new, self.commit_index))
 
@@ -1035,9 +1048,12 @@ class Replica:
         have less of them.
         """
         book = dict(records)
-        if len(book) != len(records):
+        # A dict of the records has at most as many: `<` is `!=`.
+        if len(book) != len(records):  # equivalent: NotEq_Lt
             return False
-        return all(book.get(customer, -1) >= order for customer, order in self.book.records())
+        return all(
+            customer in book and book[customer] >= order for customer, order in self.book.records()
+        )
 
     def _on_snapshot(self, message: InstallSnapshot) -> None:
         if not self._from_current_primary(message):
@@ -1054,8 +1070,10 @@ class Replica:
             if not self._keeps_commits(records):
                 self._refuse("snapshot_loses_commits")
                 return
+            # message.last_index > commit_index >= log.base_index: no lower bound.
             keep_suffix = (
-                log.base_index <= message.last_index <= log.last_index
+                # At the log's end, compact and reset leave the same log: `<` is `<=`.
+                message.last_index <= log.last_index  # equivalent: LtE_Lt
                 and log.view_at(message.last_index) == message.last_view
             )
             if keep_suffix:
@@ -1086,12 +1104,14 @@ class Replica:
         chunk of another snapshot, view or primary), and return None.
         """
         assembly = self._snapshot_assembly
-        if message.offset == 0 or assembly is None or not assembly.matches(message):
+        # An offset below 0 was refused (_well_formed_snapshot): `<=` is `==`.
+        if message.offset == 0 or assembly is None or not assembly.matches(message):  # equivalent: Eq_LtE
             assembly = self._snapshot_assembly = _SnapshotAssembly(message)
         count = len(message.records)
         if message.offset == len(assembly.records) and message.offset + count <= assembly.total:
             assembly.records.extend(message.records)
-            if len(assembly.records) == assembly.total:
+            # The records never pass the total (the test above): `>=` is `==`.
+            if len(assembly.records) == assembly.total:  # equivalent: Eq_GtE
                 self._snapshot_assembly = None
                 return tuple(assembly.records)
         received = len(assembly.records)
@@ -1102,14 +1122,18 @@ class Replica:
         return None
 
     def _on_forward(self, sender: int, message: ForwardRequest) -> None:
+        # Request types are small ints, one object each: `is` is `==`.
         if message.customer_id < 0 or not (
-            message.request_type == TYPE_READ
-            or (message.request_type == TYPE_ORDER and message.order_number >= 0)
+            message.request_type == TYPE_READ  # equivalent: Eq_Is
+            or (message.request_type == TYPE_ORDER  # equivalent: Eq_Is
+                and message.order_number >= 0)
         ):
             # The forwarding replica's customers were checked there already.
             self._refuse("malformed_forward")
             return
-        if self.role != PRIMARY:
+        # A role is one of three str objects, and "primary" sorts last:
+        # `is not` and `<` are `!=`.
+        if self.role != PRIMARY:  # equivalent: NotEq_IsNot, NotEq_Lt
             self._send(sender, ForwardReply(message.tag, FORWARD_RETRY, -1, -1))
             return
         tag = message.tag
@@ -1128,7 +1152,8 @@ class Replica:
         if request.routed_to != sender:
             self._refuse("unasked_forward_reply")
             return
-        if message.status == FORWARD_OK:
+        # Statuses are small ints, one object each: `is` is `==`.
+        if message.status == FORWARD_OK:  # equivalent: Eq_Is
             request.done(None if message.value < 0 else message.value, message.admin_id)
         else:
             # The replica we asked is no primary (any more): wait for the next
@@ -1291,9 +1316,15 @@ class Replica:
         self._set_primary(primary_id)
 
     def _set_primary(self, primary_id: Optional[int]) -> None:
-        changed = primary_id != self.primary_id
+        """
+        Follow ``primary_id`` (None: no primary known).  Called only when
+        the primary or the view changes, so a known primary is a primary
+        of a newer view, or another replica: every request not already with
+        it goes to it now, also one that replica refused while it was
+        between views.  Without a primary, requests stay where they went.
+        """
         self.primary_id = primary_id
-        if changed and primary_id is not None:
+        if primary_id is not None:
             self._reroute_all()
 
     def _draw_election_span(self) -> None:

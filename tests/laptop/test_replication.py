@@ -837,15 +837,15 @@ class DivergedLogTests(unittest.TestCase):
 
 class LoneReplica:
     """
-    One replica (id 1 of 0, 1, 2) driven message by message, with what it
-    sends kept in ``sent`` as (peer, message).
+    One replica (id 1 of 0, 1, 2, or of ``peers``) driven message by
+    message, with what it sends kept in ``sent`` as (peer, message).
     """
 
-    def __init__(self, storage=None):
+    def __init__(self, storage=None, peers=(0, 2)):
         self.clock = task.Clock()
         self.sent = []
         self.replica = Replica(
-            1, [0, 2], self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
+            1, peers, self.clock, lambda peer, message: self.sent.append((peer, message)) or True,
             storage=storage,
         )
         self.replica.start()
