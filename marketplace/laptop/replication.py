@@ -124,16 +124,21 @@ class _PeerProgress:
 
     def __init__(self, next_index: int, now: float):
         self.next_index = next_index
-        #: the highest index sent to it in this view: what it may claim to hold
-        self.sent_through = -1
+        #: the highest index sent to it in this view: what it may claim to hold.
+        # Read as ``max(-1, min(claim, sent_through))``, so a start of -2 is
+        # the same; NumberReplacer's other mutant, ``- 0``, is USub_Not's ``not 1``.
+        self.sent_through = -1  # equivalent: USub_Invert, NumberReplacer
         self.match_index = -1
         self.in_flight_since: Optional[float] = None
         self.heard_at = now
-        self.acked_round = 0
+        # A read needs round 1 at least, so any start below 1 confirms none:
+        # -1 is the same.  (NumberReplacer's other mutant, 1, confirms a read
+        # on a round never acknowledged: test_replication_requests kills it.)
+        self.acked_round = 0  # equivalent: NumberReplacer
         #: the snapshot (its last index) being sent to it in chunks, and how
         #: many of its records it said it holds
         self.snapshot_index: Optional[int] = None
-        self.snapshot_received = 0
+        self.snapshot_received = 0  # pragma: no mutate (read only once a first chunk set it)
 
 
 class _SnapshotAssembly:
@@ -196,7 +201,7 @@ class _CustomerRequest:
         self.on_failed = on_failed
         self.routed_to: Optional[int] = None
         #: when it was last forwarded to ``routed_to``
-        self.sent_at = 0.0
+        self.sent_at = 0.0  # pragma: no mutate (read only once a forward set it)
         self.retry_call = None
 
     def done(self, last_order: Optional[int], admin_id: int) -> None:
@@ -204,7 +209,13 @@ class _CustomerRequest:
         Served, by this replica as primary (as its waiter) or by the primary
         it was forwarded to: answer the customer.
         """
-        outcome = admin_id if self.request_type == TYPE_ORDER else ReadResult(last_order, admin_id)
+        # A request type is TYPE_ORDER (1) or TYPE_READ (2): small ints, and
+        # only orders are <= TYPE_ORDER.
+        outcome = (
+            admin_id
+            if self.request_type == TYPE_ORDER  # equivalent: Eq_LtE, Eq_Is
+            else ReadResult(last_order, admin_id)
+        )
         self._replica._finish_request(self.tag, outcome)
 
     def retry(self) -> None:
