@@ -37,9 +37,17 @@ class DocumentedDefaultsTests(unittest.TestCase):
                      request=5.0, retransmit=1.0),
         )
 
-    def test_batch_and_chunk_sizes(self):
-        """Catch-up in chunks of 4096 entries, snapshots in chunks of 65,536 records."""
-        self.assertEqual((Replica.max_batch, Replica.snapshot_chunk), (4096, 65536))
+    def test_batching(self):
+        """
+        Catch-up in chunks of 4096 entries, snapshots in chunks of 65,536
+        records, a batch held 1 ms at most, a snapshot every 200,000 entries.
+        """
+        replica = Replica(0, [1, 2], None, None)
+        self.assertEqual(
+            (replica.max_batch, replica.snapshot_chunk, replica.batch_hold,
+             replica.compact_threshold),
+            (4096, 65536, 0.001, 200_000),
+        )
 
 
 def newly_elected():
@@ -124,3 +132,94 @@ class SnapshotAssemblyTests(unittest.TestCase):
 
     def test_a_chunk_of_a_larger_snapshot(self):
         self.assertStartsAgain(chunk(1, 0, 2, ((3, 3),), total=4, last_index=20))
+
+
+def following():
+    """A LoneCandidate that heard from replica 1 as primary of view 1."""
+    lone = LoneCandidate()
+    lone.replica.receive(1, AppendEntries(1, 1, -1, -1, -1, 1, (noop(1),)))
+    lone.take()
+    return lone
+
+
+def forwarded(number=0):
+    """The ForwardRequest of order ``number`` of customer 5, the first request of a replica."""
+    return (1, ForwardRequest(0, 5, number, TYPE_ORDER))
+
+
+class ForwardedRequestTests(unittest.TestCase):
+    """When a backup forwards a customer's request to the primary again."""
+
+    def test_again_after_the_retransmit_interval_unanswered(self):
+        lone = following()
+        lone.replica.order(5, 0)
+        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.retransmit - timeouts.heartbeat)
+        self.assertEqual(lone.take(ForwardRequest), [])
+        lone.run(timeouts.heartbeat)
+        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+
+    def test_one_lost_with_the_primarys_link_goes_at_the_next_tick(self):
+        """It never arrived: there is no answer to wait a retransmit interval for."""
+        lone = following()
+        lone.replica.order(5, 0)
+        lone.take()
+        lone.replica.peer_lost(1)
+        self.assertEqual(lone.take(ForwardRequest), [])
+        lone.run(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+
+    def test_one_refused_by_a_replica_no_longer_primary_goes_again_after_a_heartbeat(self):
+        lone = following()
+        lone.replica.order(5, 0)
+        lone.take()
+        lone.replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        lone.clock.advance(0)
+        self.assertEqual(lone.take(ForwardRequest), [])
+        lone.run(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+
+
+class ExpiryTests(unittest.TestCase):
+    def test_a_request_fails_at_its_deadline(self):
+        """The request timeout after it arrived, not a tick later."""
+        lone = LoneCandidate()
+        failures = []
+        lone.replica.order(5, 0).addErrback(failures.append)
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.request - timeouts.heartbeat)
+        self.assertEqual(failures, [])
+        lone.run(timeouts.heartbeat)
+        self.assertEqual([failure.type for failure in failures], [RequestFailed])
+
+
+class StopTests(unittest.TestCase):
+    def test_a_stopped_replica_handles_no_message(self):
+        lone = LoneReplica()
+        lone.replica.stop()
+        self.assertEqual(lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),))), [])
+        self.assertEqual((lone.replica.view, lone.replica.primary_id), (0, None))
+
+    def test_every_waiting_request_fails_and_no_call_is_left_on_the_clock(self):
+        """Requests waiting for a primary, or to be sent again after a refusal."""
+        lone = following()
+        failures = []
+        lone.replica.order(5, 0).addErrback(failures.append)
+        lone.replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        lone.replica.order(6, 0).addErrback(failures.append)
+        lone.replica.stop()
+        self.assertEqual([str(failure.value) for failure in failures], ["replica stopping"] * 2)
+        self.assertEqual(lone.clock.getDelayedCalls(), [])
+
+    def test_a_primary_stopping_sends_the_requests_it_serves_elsewhere(self):
+        """The backups that forwarded them hear at once that they must retry them."""
+        lone = LonePrimary()
+        primary = lone.replica
+        lone.acknowledge(1, 2)
+        primary.receive(1, ForwardRequest(7, 5, 0, TYPE_ORDER))
+        lone.clock.advance(0)
+        lone.take()
+        primary.stop()
+        self.assertEqual(primary.role, FOLLOWER)
+        self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_RETRY, -1, -1))])
