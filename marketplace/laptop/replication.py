@@ -258,29 +258,32 @@ class Replica:
         self._counters = counters if counters is not None else Counters()
         self.compact_threshold = compact_threshold
 
-        self.view = 0
+        # `start` sets from storage and the clock the lines marked
+        # `# pragma: no mutate` below before anything reads them.
+        self.view = 0  # pragma: no mutate
         self.voted_for: Optional[int] = None
         self.role = FOLLOWER
         self.primary_id: Optional[int] = None
         self.book = OrderBook()
         self.replicated_log = ReplicatedLog()
-        self.commit_index = -1
+        self.commit_index = -1  # pragma: no mutate
         self._snapshot_records: tuple = ()
 
-        self._last_contact = 0.0
+        self._last_contact = 0.0  # pragma: no mutate
         #: when the heartbeat tick last ran: a late one means this replica
         #: itself was not running (a long batch, a pause of the process)
-        self._last_tick_at = 0.0
+        self._last_tick_at = 0.0  # pragma: no mutate
         self._primary_heard_at: Optional[float] = None
-        self._election_span = 0.0
+        self._election_span = 0.0  # pragma: no mutate
         self._pre_votes: set = set()
         self._votes: set = set()
 
         self._peers: Dict[int, _PeerProgress] = {}
         self.live: set = set()
         self._round = 0
-        self._view_start_index = -1
-        self._persisted_index = -1
+        self._persisted_index = -1  # pragma: no mutate
+        # Read only by a primary, which set it when it became one.
+        self._view_start_index = -1  # pragma: no mutate
         #: a snapshot arriving in chunks (backups only)
         self._snapshot_assembly: Optional[_SnapshotAssembly] = None
         # log index -> what to tell once it commits: forwarded requests'
@@ -290,7 +293,8 @@ class Replica:
         self._pending_orders: Dict[int, tuple] = {}
         self._flush_call = None
         #: orders the last commit answered: as many are likely to come back
-        self._batch_target = 0
+        # (until a commit sets it, only `target < 2` reads it: 1 and -1 are the same)
+        self._batch_target = 0  # equivalent: NumberReplacer
         #: the log index with which a held batch is full (None: not held)
         self._full_at = None
         #: the AppendEntries last sent, for the next backup that lacks the same
@@ -325,7 +329,7 @@ class Replica:
             if call is not None and call.active():
                 call.cancel()
         self._tick_call = self._flush_call = None
-        if self.role == PRIMARY:
+        if self.role == PRIMARY:  # equivalent: Eq_Is (a role is one of three objects)
             self._step_down(None)
         requests, self._requests = self._requests, {}
         for request in requests.values():
@@ -358,7 +362,9 @@ class Replica:
 
     def read_record(self, customer_id: int, on_done, on_failed) -> None:
         """``read`` with plain callbacks: ``on_done(ReadResult)`` or ``on_failed(error)``."""
-        self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)
+        # The order number of a read is never read (a primary serves a read,
+        # forwarded or not, by its customer alone): any value is the same.
+        self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)  # pragma: no mutate
 
     def _submit(self, request_type, customer_id, order_number, on_done, on_failed) -> None:
         tag = self._next_tag

@@ -50,6 +50,13 @@ class DocumentedDefaultsTests(unittest.TestCase):
         )
 
 
+class MajorityTests(unittest.TestCase):
+    def test_more_than_half_of_the_configured_replicas(self):
+        """Of an even number of replicas too: half of them is no majority."""
+        majorities = [Replica(0, range(1, size), None, None).majority for size in range(1, 7)]
+        self.assertEqual(majorities, [1, 2, 2, 3, 3, 4])
+
+
 def newly_elected():
     """A LoneCandidate that replica 1 voted for, its first round not yet sent."""
     lone = LoneCandidate()
@@ -150,6 +157,19 @@ def forwarded(number=0):
 class ForwardedRequestTests(unittest.TestCase):
     """When a backup forwards a customer's request to the primary again."""
 
+    def test_a_refused_request_waiting_for_its_own_time_holds_up_no_other(self):
+        """The other, lost with the link, goes at the next tick; the refused one after a heartbeat."""
+        lone = following()
+        replica = lone.replica
+        replica.order(5, 0)
+        replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        replica.order(6, 0)
+        replica.peer_lost(1)
+        lone.take()
+        lone.run(EXACT_TIMEOUTS.heartbeat)
+        self.assertEqual(lone.take(ForwardRequest), [(1, ForwardRequest(1, 6, 0, TYPE_ORDER)),
+                                                     forwarded()])
+
     def test_again_after_the_retransmit_interval_unanswered(self):
         lone = following()
         lone.replica.order(5, 0)
@@ -201,8 +221,8 @@ class StopTests(unittest.TestCase):
         self.assertEqual(lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),))), [])
         self.assertEqual((lone.replica.view, lone.replica.primary_id), (0, None))
 
-    def test_every_waiting_request_fails_and_no_call_is_left_on_the_clock(self):
-        """Requests waiting for a primary, or to be sent again after a refusal."""
+    def test_every_waiting_request_fails(self):
+        """Requests sent to the primary, or waiting to be sent again after a refusal."""
         lone = following()
         failures = []
         lone.replica.order(5, 0).addErrback(failures.append)
@@ -210,6 +230,21 @@ class StopTests(unittest.TestCase):
         lone.replica.order(6, 0).addErrback(failures.append)
         lone.replica.stop()
         self.assertEqual([str(failure.value) for failure in failures], ["replica stopping"] * 2)
+
+    def test_no_call_of_a_refused_request_is_left_on_the_clock(self):
+        lone = following()
+        lone.replica.order(5, 0).addErrback(lambda failure: None)
+        lone.replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        lone.replica.stop()
+        self.assertEqual(lone.clock.getDelayedCalls(), [])
+
+    def test_no_call_of_a_primary_is_left_on_the_clock(self):
+        """Neither its tick nor the batch it was about to send."""
+        lone = LonePrimary()
+        lone.acknowledge(1, 2)
+        lone.replica.order(5, 0).addErrback(lambda failure: None)
+        self.assertEqual(len(lone.clock.getDelayedCalls()), 2)
+        lone.replica.stop()
         self.assertEqual(lone.clock.getDelayedCalls(), [])
 
     def test_a_primary_stopping_sends_the_requests_it_serves_elsewhere(self):
