@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from marketplace.laptop.replication import FOLLOWER, Replica, RequestFailed, Timeouts
 from protocols.laptop import (
+    FORWARD_OK,
     FORWARD_RETRY,
     TYPE_ORDER,
     AppendEntries,
@@ -199,6 +200,36 @@ class ForwardedRequestTests(unittest.TestCase):
         self.assertEqual(lone.take(ForwardRequest), [])
         lone.run(EXACT_TIMEOUTS.heartbeat)
         self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+
+
+class RetryCallTests(unittest.TestCase):
+    """A request refused by a replica no longer primary, answered or expired before it goes again."""
+
+    def test_answered_by_the_next_primary_it_leaves_no_call_on_the_clock(self):
+        lone = following()
+        replica = lone.replica
+        results = []
+        replica.order(5, 0).addCallback(results.append)
+        replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        lone.take()
+        replica.receive(2, AppendEntries(2, 2, -1, -1, -1, 1, (noop(2),)))
+        self.assertEqual(lone.take(ForwardRequest), [(2, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+        replica.receive(2, ForwardReply(0, FORWARD_OK, -1, 2))
+        self.assertEqual(results, [2])
+        self.assertEqual(lone.clock.getDelayedCalls(), [replica._tick_call])
+
+    def test_expired_it_leaves_no_call_on_the_clock(self):
+        lone = following()
+        replica = lone.replica
+        failures = []
+        replica.order(5, 0).addErrback(failures.append)
+        timeouts = EXACT_TIMEOUTS
+        lone.run(timeouts.request - timeouts.heartbeat)
+        lone.clock.advance(timeouts.heartbeat / 2)
+        replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        lone.clock.advance(timeouts.heartbeat / 2)
+        self.assertEqual([failure.type for failure in failures], [RequestFailed])
+        self.assertEqual(lone.clock.getDelayedCalls(), [replica._tick_call])
 
 
 class ExpiryTests(unittest.TestCase):
