@@ -245,6 +245,17 @@ class ExpiryTests(unittest.TestCase):
         self.assertEqual([failure.type for failure in failures], [RequestFailed])
 
 
+    def test_a_customer_callback_that_raises_cuts_no_sweep_short(self):
+        """It is logged, and the requests after it are answered all the same."""
+        lone = LoneCandidate()
+        failures = []
+        lone.replica.place_order(5, 0, None, lambda error: 1 / 0)
+        lone.replica.place_order(6, 0, None, failures.append)
+        lone.run(EXACT_TIMEOUTS.request)
+        self.assertEqual([type(error) for error in failures], [RequestFailed])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
 class StopTests(unittest.TestCase):
     def test_a_stopped_replica_handles_no_message(self):
         lone = LoneReplica()
