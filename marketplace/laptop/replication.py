@@ -419,7 +419,9 @@ class Replica:
         if self.role == PRIMARY:
             request.routed_to = self.replica_id
             self._serve(request.request_type, request.customer_id, request.order_number, request)
-        elif self.primary_id is not None and self.primary_id != self.replica_id:
+        elif self.primary_id is not None:
+            # Not itself: only a primary names itself primary; any other id
+            # came from a message, whose sender is never this replica.
             forwarded = ForwardRequest(
                 request.tag, request.customer_id, request.order_number, request.request_type
             )
@@ -449,8 +451,9 @@ class Replica:
             self._route(request)
 
     def _reroute_all(self) -> None:
+        """Route again every request not with the primary, once one is known or its link is back."""
         for request in list(self._requests.values()):
-            if request.routed_to != self.primary_id or request.routed_to is None:
+            if request.routed_to != self.primary_id:
                 self._route(request)
 
     # ------------------------------------------------------------ serving (primary)

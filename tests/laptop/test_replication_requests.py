@@ -158,6 +158,22 @@ def forwarded(number=0):
 class ForwardedRequestTests(unittest.TestCase):
     """When a backup forwards a customer's request to the primary again."""
 
+    def test_at_once_to_a_new_primary(self):
+        """A request forwarded to the primary of an older view goes to the new one as it is heard of."""
+        lone = following()
+        lone.replica.order(5, 0)
+        lone.take()
+        lone.replica.receive(2, AppendEntries(2, 2, -1, -1, -1, 1, (noop(2),)))
+        self.assertEqual(lone.take(ForwardRequest), [(2, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+
+    def test_not_when_a_link_to_the_primary_it_went_to_comes_up(self):
+        """A link coming up is sent what it missed: not a request it was sent over another."""
+        lone = following()
+        lone.replica.order(5, 0)
+        lone.take()
+        lone.replica.peer_connected(1)
+        self.assertEqual(lone.take(ForwardRequest), [])
+
     def test_a_refused_request_waiting_for_its_own_time_holds_up_no_other(self):
         """The other, lost with the link, goes at the next tick; the refused one after a heartbeat."""
         lone = following()
