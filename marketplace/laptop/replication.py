@@ -53,6 +53,7 @@ never believed beyond what was sent to it.  A refused message is counted
 (``laptop_refused_*``) and changes nothing.
 """
 
+import itertools
 import random
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -301,7 +302,9 @@ class Replica:
         self._last_append = None
 
         self._requests: Dict[int, _CustomerRequest] = {}
-        self._next_tag = 0
+        #: tags tell this replica's requests apart, and need do no more (a
+        #: forwarded request's tag is "of its choosing": docs/protocols/laptop.md)
+        self._tags = itertools.count()
         self._tick_call = None
         self._running = False
 
@@ -329,7 +332,9 @@ class Replica:
             if call is not None and call.active():
                 call.cancel()
         self._tick_call = self._flush_call = None
-        if self.role == PRIMARY:  # equivalent: Eq_Is (a role is one of three objects)
+        # A follower or candidate stepping down would only forget its
+        # primary, which a stopped replica never reads again (`<=`).
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE, Eq_LtE (see FOLLOWER)
             self._step_down(None)
         requests, self._requests = self._requests, {}
         for request in requests.values():
@@ -367,8 +372,7 @@ class Replica:
         self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)  # pragma: no mutate
 
     def _submit(self, request_type, customer_id, order_number, on_done, on_failed) -> None:
-        tag = self._next_tag
-        self._next_tag += 1
+        tag = next(self._tags)
         deadline = self._clock.seconds() + self.timeouts.request
         request = _CustomerRequest(
             self, tag, request_type, customer_id, order_number, deadline, on_done, on_failed
@@ -416,7 +420,7 @@ class Replica:
         request.routed_to = None
         if not self._running:
             return
-        if self.role == PRIMARY:
+        if self.role == PRIMARY:  # equivalent: Eq_Is (a role is one of three objects)
             request.routed_to = self.replica_id
             self._serve(request.request_type, request.customer_id, request.order_number, request)
         elif self.primary_id is not None:

@@ -3,6 +3,7 @@ The replication state machine's customer side, one rule a test: requests
 admitted, routed, forwarded, retried and expired.
 """
 
+from twisted.internet import task
 from twisted.trial import unittest
 
 from marketplace.laptop.replication import FOLLOWER, Replica, RequestFailed, Timeouts
@@ -174,6 +175,17 @@ class ForwardedRequestTests(unittest.TestCase):
         lone.replica.peer_connected(1)
         self.assertEqual(lone.take(ForwardRequest), [])
 
+    def test_not_when_a_link_to_a_primary_with_a_high_id_comes_up(self):
+        """Ids compare by value: a decoded frame holds a new int object for each above 256."""
+        lone = LoneCandidate(peers=(1000, 2000))
+        primary = 1000
+        lone.replica.receive(primary, AppendEntries(1, primary + 0, -1, -1, -1, 1, (noop(1),)))
+        lone.replica.order(5, 0)
+        lone.replica.receive(primary, AppendEntries(2, primary + 0, 0, 1, -1, 1, (noop(2),)))
+        self.assertEqual(lone.take(ForwardRequest), [(1000, ForwardRequest(0, 5, 0, TYPE_ORDER))])
+        lone.replica.peer_connected(primary)
+        self.assertEqual(lone.take(ForwardRequest), [])
+
     def test_a_refused_request_waiting_for_its_own_time_holds_up_no_other(self):
         """The other, lost with the link, goes at the next tick; the refused one after a heartbeat."""
         lone = following()
@@ -273,6 +285,12 @@ class ExpiryTests(unittest.TestCase):
 
 
 class StopTests(unittest.TestCase):
+    def test_a_replica_not_started_handles_no_message(self):
+        sent = []
+        replica = Replica(1, [0, 2], task.Clock(), lambda peer, message: sent.append(message))
+        replica.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
+        self.assertEqual((sent, replica.view, replica.primary_id), ([], 0, None))
+
     def test_a_stopped_replica_handles_no_message(self):
         lone = LoneReplica()
         lone.replica.stop()
