@@ -420,7 +420,7 @@ class Replica:
         request.routed_to = None
         if not self._running:
             return
-        if self.role == PRIMARY:  # equivalent: Eq_Is (a role is one of three objects)
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE (see FOLLOWER)
             request.routed_to = self.replica_id
             self._serve(request.request_type, request.customer_id, request.order_number, request)
         elif self.primary_id is not None:
