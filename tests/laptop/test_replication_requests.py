@@ -1,6 +1,8 @@
 """
 The replication state machine's customer side, one rule a test: requests
-admitted, routed, forwarded, retried and expired.
+admitted, routed, forwarded, retried, expired and failed on stopping; and
+the parts it starts from: the documented defaults, majorities, what a new
+primary believes of its backups, which snapshot chunks belong together.
 """
 
 from twisted.internet import task
@@ -33,6 +35,7 @@ class DocumentedDefaultsTests(unittest.TestCase):
     """The defaults docs/laptop.md gives for the options, timeouts and sizes."""
 
     def test_timeouts(self):
+        """The command line's defaults, and the retransmit interval of 1 s."""
         self.assertEqual(
             Timeouts(),
             Timeouts(heartbeat=0.05, backup=0.4, election=1.0, election_stagger=0.25,
@@ -79,6 +82,7 @@ class NewPrimaryProgressTests(unittest.TestCase):
         self.assertEqual(primary.commit_index, -1)
 
     def test_nothing_commits_before_a_backup_acknowledges(self):
+        """Not even the new primary's no-op: a backup is not known to hold anything."""
         lone = newly_elected()
         primary = lone.replica
         lone.clock.advance(0)
@@ -151,9 +155,8 @@ def following():
     return lone
 
 
-def forwarded(number=0):
-    """The ForwardRequest of order ``number`` of customer 5, the first request of a replica."""
-    return (1, ForwardRequest(0, 5, number, TYPE_ORDER))
+#: what ``following()`` sends for its first request, order 0 of customer 5
+FORWARDED = (1, ForwardRequest(0, 5, 0, TYPE_ORDER))
 
 
 class ForwardedRequestTests(unittest.TestCase):
@@ -197,17 +200,18 @@ class ForwardedRequestTests(unittest.TestCase):
         lone.take()
         lone.run(EXACT_TIMEOUTS.heartbeat)
         self.assertEqual(lone.take(ForwardRequest), [(1, ForwardRequest(1, 6, 0, TYPE_ORDER)),
-                                                     forwarded()])
+                                                     FORWARDED])
 
     def test_again_after_the_retransmit_interval_unanswered(self):
+        """The request or its answer may be lost; not sooner: it may still be on its way."""
         lone = following()
         lone.replica.order(5, 0)
-        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+        self.assertEqual(lone.take(ForwardRequest), [FORWARDED])
         timeouts = EXACT_TIMEOUTS
         lone.run(timeouts.retransmit - timeouts.heartbeat)
         self.assertEqual(lone.take(ForwardRequest), [])
         lone.run(timeouts.heartbeat)
-        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+        self.assertEqual(lone.take(ForwardRequest), [FORWARDED])
 
     def test_one_lost_with_the_primarys_link_goes_at_the_next_tick(self):
         """It never arrived: there is no answer to wait a retransmit interval for."""
@@ -217,9 +221,10 @@ class ForwardedRequestTests(unittest.TestCase):
         lone.replica.peer_lost(1)
         self.assertEqual(lone.take(ForwardRequest), [])
         lone.run(EXACT_TIMEOUTS.heartbeat)
-        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+        self.assertEqual(lone.take(ForwardRequest), [FORWARDED])
 
     def test_one_refused_by_a_replica_no_longer_primary_goes_again_after_a_heartbeat(self):
+        """By then the next primary may be known; not at once, it would only be refused again."""
         lone = following()
         lone.replica.order(5, 0)
         lone.take()
@@ -227,13 +232,14 @@ class ForwardedRequestTests(unittest.TestCase):
         lone.clock.advance(0)
         self.assertEqual(lone.take(ForwardRequest), [])
         lone.run(EXACT_TIMEOUTS.heartbeat)
-        self.assertEqual(lone.take(ForwardRequest), [forwarded()])
+        self.assertEqual(lone.take(ForwardRequest), [FORWARDED])
 
 
 class RetryCallTests(unittest.TestCase):
     """A request refused by a replica no longer primary, answered or expired before it goes again."""
 
     def test_answered_by_the_next_primary_it_leaves_no_call_on_the_clock(self):
+        """Its call to send it again is cancelled, not left to find nothing to send."""
         lone = following()
         replica = lone.replica
         results = []
@@ -247,6 +253,7 @@ class RetryCallTests(unittest.TestCase):
         self.assertEqual(lone.clock.getDelayedCalls(), [replica._tick_call])
 
     def test_expired_it_leaves_no_call_on_the_clock(self):
+        """As when it is answered."""
         lone = following()
         replica = lone.replica
         failures = []
@@ -272,7 +279,6 @@ class ExpiryTests(unittest.TestCase):
         lone.run(timeouts.heartbeat)
         self.assertEqual([failure.type for failure in failures], [RequestFailed])
 
-
     def test_a_customer_callback_that_raises_cuts_no_sweep_short(self):
         """It is logged, and the requests after it are answered all the same."""
         lone = LoneCandidate()
@@ -286,12 +292,14 @@ class ExpiryTests(unittest.TestCase):
 
 class StopTests(unittest.TestCase):
     def test_a_replica_not_started_handles_no_message(self):
+        """It has not loaded its state from storage yet."""
         sent = []
         replica = Replica(1, [0, 2], task.Clock(), lambda peer, message: sent.append(message))
         replica.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),)))
         self.assertEqual((sent, replica.view, replica.primary_id), ([], 0, None))
 
     def test_a_stopped_replica_handles_no_message(self):
+        """Its storage is closed."""
         lone = LoneReplica()
         lone.replica.stop()
         self.assertEqual(lone.receive(0, AppendEntries(1, 0, -1, -1, -1, 1, (noop(1),))), [])
@@ -308,6 +316,7 @@ class StopTests(unittest.TestCase):
         self.assertEqual([str(failure.value) for failure in failures], ["replica stopping"] * 2)
 
     def test_no_call_of_a_refused_request_is_left_on_the_clock(self):
+        """A stopped replica leaves nothing to run behind it."""
         lone = following()
         lone.replica.order(5, 0).addErrback(lambda failure: None)
         lone.replica.receive(1, ForwardReply(0, FORWARD_RETRY, -1, -1))
