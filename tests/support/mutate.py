@@ -213,8 +213,12 @@ def equivalent_marks(source: str) -> dict[int, tuple[str, ...]]:
 
 
 def is_marked(marks, line: int, operator_name: str) -> bool:
-    """Whether a mutant by ``operator_name`` ending on ``line`` is marked equivalent."""
-    return any(operator_name.endswith("_" + name) for name in marks.get(line, ()))
+    """
+    Whether a mutant by ``operator_name`` ending on ``line`` is marked
+    equivalent: a mark names the end of the operator's name after a ``_``
+    (``Eq_LtE``) or the whole of it (``NumberReplacer``).
+    """
+    return any(operator_name.endswith(("_" + name, "/" + name)) for name in marks.get(line, ()))
 
 
 def inside(spans, start, end) -> bool:
