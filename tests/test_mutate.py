@@ -97,6 +97,16 @@ class EquivalentMarkTests(unittest.TestCase):
             name = "core/ReplaceComparisonOperator_" + operator
             self.assertEqual(mutate.is_marked(marks, line, name), marked, (line, operator))
 
+    def test_one_of_a_numbers_two_mutants(self):
+        """NumberReplacer's mutants of a number alternate: +1 first, then -1."""
+        marks = mutate.equivalent_marks("n += 1  # equivalent: NumberReplacer+1 -- only order counts\n")
+        self.assertEqual(marks, {1: ("NumberReplacer+1",)})
+        self.assertTrue(mutate.is_marked(marks, 1, "core/NumberReplacer", occurrence=6))
+        self.assertFalse(mutate.is_marked(marks, 1, "core/NumberReplacer", occurrence=7))
+        marks = mutate.equivalent_marks("n = 0  # equivalent: NumberReplacer-1\n")
+        self.assertFalse(mutate.is_marked(marks, 1, "core/NumberReplacer", occurrence=0))
+        self.assertTrue(mutate.is_marked(marks, 1, "core/NumberReplacer", occurrence=1))
+
     def test_an_operator_named_whole(self):
         marks = mutate.equivalent_marks("x = 0  # equivalent: NumberReplacer\n")
         self.assertTrue(mutate.is_marked(marks, 1, "core/NumberReplacer"))

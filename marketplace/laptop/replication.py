@@ -38,10 +38,10 @@ The scheme (README, "Laptop orders: replication"):
   messages sent after the read arrived was acknowledged by a majority in
   its view (so a deposed primary cannot serve a stale read).
 - Any replica accepts customer requests; a backup forwards them to the
-  primary, re-routes them when the primary changes, and forwards again
-  what stays unanswered for the retransmit interval (links drop messages
-  while down or congested).  Orders are idempotent per (customer, order
-  number), so re-routing and resending are safe.
+  primary, re-routes them when the primary or its view changes, and
+  forwards again what stays unanswered for the retransmit interval (links
+  drop messages while down or congested).  Orders are idempotent per
+  (customer, order number), so re-routing and resending are safe.
 
 Links between replicas are authenticated, but a replica can be buggy or
 compromised, so every message is checked before it touches any state
@@ -127,15 +127,16 @@ class _PeerProgress:
         self.next_index = next_index
         #: the highest index sent to it in this view: what it may claim to hold.
         # Read as ``max(-1, min(claim, sent_through))``, so a start of -2 is
-        # the same; NumberReplacer's other mutant, ``- 0``, is USub_Not's ``not 1``.
-        self.sent_through = -1  # equivalent: USub_Invert, NumberReplacer
+        # the same (NumberReplacer's other mutant, ``-0``, is run: it is
+        # USub_Not's ``not 1`` again, and killed as that is).
+        self.sent_through = -1  # equivalent: USub_Invert, NumberReplacer+1
         self.match_index = -1
         self.in_flight_since: Optional[float] = None
         self.heard_at = now
         # A read needs round 1 at least, so any start below 1 confirms none:
         # -1 is the same.  (NumberReplacer's other mutant, 1, confirms a read
         # on a round never acknowledged: test_replication_requests kills it.)
-        self.acked_round = 0  # equivalent: NumberReplacer
+        self.acked_round = 0  # equivalent: NumberReplacer-1
         #: the snapshot (its last index) being sent to it in chunks, and how
         #: many of its records it said it holds
         self.snapshot_index: Optional[int] = None
@@ -515,7 +516,8 @@ class Replica:
         self._persist_appended()
         # Rounds need only grow: they are compared by order, and a read waits
         # for the round after the last one sent, which `+= 2` would pass too.
-        self._round += 1
+        # (`+= 0` is run, and killed: reads would wait forever.)
+        self._round += 1  # equivalent: NumberReplacer+1
         hold_live = in_step and self._live_backup_busy()
         for peer in self.peer_ids:
             if not (hold_live and peer in self.live):

@@ -147,6 +147,7 @@ def mutate_module(module: str, tests: list[str], work: str, lines=None) -> dict:
     ``lines``, a (first, last) pair, restricts the run to mutants that end
     on those lines, so a large module can be done in parts.
     """
+    _check_number_offsets()
     config = os.path.join(work, "cosmic-ray.toml")
     session = os.path.join(work, f"{module.replace('/', '_')}.sqlite")
     with open(config, "w") as out:
@@ -168,7 +169,8 @@ def mutate_module(module: str, tests: list[str], work: str, lines=None) -> dict:
     spans = annotation_spans(source)
     skip(session, lambda m: inside(spans, m.start_pos, m.end_pos), "inside an annotation")
     marked = equivalent_marks(source)
-    skip(session, lambda m: is_marked(marked, m.end_pos[0], m.operator_name), "marked equivalent")
+    skip(session, lambda m: is_marked(marked, m.end_pos[0], m.operator_name, m.occurrence),
+         "marked equivalent")
     if lines is not None:
         skip(session, lambda m: not lines[0] <= m.end_pos[0] <= lines[1], OUTSIDE)
     subprocess.run([os.path.join(tools, "cosmic-ray"), "exec", config, session], **run)
@@ -198,8 +200,13 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
 
 
 #: ``# equivalent: Eq_LtE, Eq_GtE -- why``: those operators' mutants on this line are
-#: equivalent (``# pragma: no mutate`` would skip every mutant on the line)
-_EQUIVALENT = re.compile(r"#\s*equivalent:\s*(\w+(?:\s*,\s*\w+)*)")
+#: equivalent (``# pragma: no mutate`` would skip every mutant on the line);
+#: ``NumberReplacer+1`` or ``NumberReplacer-1`` names one of a number's two mutants
+_EQUIVALENT = re.compile(r"#\s*equivalent:\s*([\w+-]+(?:\s*,\s*[\w+-]+)*)")
+
+#: What cosmic-ray's NumberReplacer adds to a number, by its mutants' occurrence
+#: (each number gets one mutant of each, in this order)
+NUMBER_OFFSETS = ("+1", "-1")
 
 
 def equivalent_marks(source: str) -> dict[int, tuple[str, ...]]:
@@ -212,13 +219,28 @@ def equivalent_marks(source: str) -> dict[int, tuple[str, ...]]:
     return marks
 
 
-def is_marked(marks, line: int, operator_name: str) -> bool:
+def _check_number_offsets() -> None:
+    """Refuse to run if cosmic-ray's NumberReplacer no longer makes the mutants marks name."""
+    from cosmic_ray.operators.number_replacer import OFFSETS
+
+    made = tuple(f"{offset:+d}" for offset in OFFSETS)
+    if made != NUMBER_OFFSETS:
+        raise SystemExit(f"cosmic-ray's NumberReplacer adds {made}, not {NUMBER_OFFSETS}: "
+                         "update NUMBER_OFFSETS and the NumberReplacer+1/-1 marks")
+
+
+def is_marked(marks, line: int, operator_name: str, occurrence: int = 0) -> bool:
     """
     Whether a mutant by ``operator_name`` ending on ``line`` is marked
     equivalent: a mark names the end of the operator's name after a ``_``
-    (``Eq_LtE``) or the whole of it (``NumberReplacer``).
+    (``Eq_LtE``) or the whole of it (``NumberReplacer``), or one of a
+    number's two mutants (``NumberReplacer+1``: the one that adds one,
+    told apart by ``occurrence``) when only that one is equivalent.
     """
-    return any(operator_name.endswith(("_" + name, "/" + name)) for name in marks.get(line, ()))
+    offset = NUMBER_OFFSETS[occurrence % len(NUMBER_OFFSETS)]
+    return any(operator_name.endswith(("_" + name, "/" + name))
+               or operator_name == "core/NumberReplacer" and name == "NumberReplacer" + offset
+               for name in marks.get(line, ()))
 
 
 def inside(spans, start, end) -> bool:
