@@ -1063,6 +1063,14 @@ class LonePrimary(LoneCandidate):
         self.take()
         self.clock.advance(0)
 
+    def commit_orders(self, customer_id: int, count: int) -> None:
+        """Backups 1 and 2 in step, ``count`` orders of ``customer_id`` committed one by one."""
+        self.acknowledge(1, 2)
+        for number in range(count):
+            self.replica.order(customer_id, number)
+            self.clock.advance(0)
+            self.acknowledge(1, 2)
+
 
 class RetransmitTests(unittest.TestCase):
     def test_an_unanswered_backup_is_sent_again_what_it_was_not_known_to_hold(self):
@@ -1073,11 +1081,7 @@ class RetransmitTests(unittest.TestCase):
         """
         lone = LonePrimary()
         primary = lone.replica
-        lone.acknowledge(1, 2)
-        for number in range(3):
-            primary.order(5, number)
-            lone.clock.advance(0)
-            lone.acknowledge(1, 2)
+        lone.commit_orders(5, 3)
         self.assertEqual(primary.commit_index, 3)
         primary.order(5, 3)
         lone.clock.advance(0)
@@ -1515,11 +1519,7 @@ class LinkTests(unittest.TestCase):
         """It may come back restarted with less: what it holds is asked again."""
         lone = LonePrimary()
         primary = lone.replica
-        lone.acknowledge(1, 2)
-        for number in range(3):
-            primary.order(5, number)
-            lone.clock.advance(0)
-            lone.acknowledge(1, 2)
+        lone.commit_orders(5, 3)
         last = primary.replicated_log.last_index
         primary.peer_lost(2)
         primary.peer_connected(2)

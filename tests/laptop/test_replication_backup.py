@@ -540,11 +540,7 @@ class LinkLossTests(unittest.TestCase):
         """
         lone = LonePrimary()
         primary = lone.replica
-        lone.acknowledge(1, 2)
-        for number in range(3):
-            primary.order(5, number)
-            lone.clock.advance(0)
-            lone.acknowledge(1, 2)
+        lone.commit_orders(5, 3)
         log = primary.replicated_log
         primary.peer_lost(2)
         primary.peer_connected(2)
