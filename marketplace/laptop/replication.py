@@ -224,6 +224,15 @@ class _CustomerRequest:
         """Waiter: this replica stepped down before serving it; route it to the new primary."""
         self._replica._reroute(self.tag)
 
+    def retry_pending(self) -> bool:
+        """Whether it waits, after a refusal, to be routed again at a set time."""
+        return self.retry_call is not None and self.retry_call.active()
+
+    def cancel_retry(self) -> None:
+        """Drop the wait for another try after a refusal: answered, expired or routed meanwhile."""
+        if self.retry_pending():
+            self.retry_call.cancel()
+
 
 class Replica:
     log = Logger()
@@ -339,8 +348,7 @@ class Replica:
             self._step_down(None)
         requests, self._requests = self._requests, {}
         for request in requests.values():
-            if request.retry_call is not None and request.retry_call.active():
-                request.retry_call.cancel()
+            request.cancel_retry()
             self._answer(request.on_failed, RequestFailed("replica stopping"))
         self._storage.close()
 
@@ -384,8 +392,7 @@ class Replica:
     def _finish_request(self, tag: int, result) -> None:
         request = self._requests.pop(tag, None)
         if request is not None:
-            if request.retry_call is not None and request.retry_call.active():
-                request.retry_call.cancel()
+            request.cancel_retry()
             self._answer(request.on_done, result)
 
     def _answer(self, callback, outcome) -> None:
@@ -410,14 +417,16 @@ class Replica:
             if request.deadline > now:
                 return
             del requests[tag]
-            if request.retry_call is not None and request.retry_call.active():
-                request.retry_call.cancel()
+            request.cancel_retry()
             self._counters.increment("laptop_request_timeouts")
             self._answer(
                 request.on_failed, RequestFailed("no primary committed the request in time")
             )
 
     def _route(self, request: _CustomerRequest) -> None:
+        # Routed now (a primary became known): the wait after a refusal is
+        # over, and its timer would only send the request a second time.
+        request.cancel_retry()
         request.routed_to = None
         if not self._running:
             return
@@ -445,7 +454,7 @@ class Replica:
         """
         retransmit = self.timeouts.retransmit
         for request in list(self._requests.values()):
-            if request.retry_call is not None and request.retry_call.active():
+            if request.retry_pending():
                 continue  # refused by a non-primary: rerouted at its own time
             if request.routed_to is None or now - request.sent_at >= retransmit:
                 self._route(request)
@@ -1185,7 +1194,7 @@ class Replica:
             # The replica we asked is no primary (any more): wait for the next
             # primary to be known, or try again after a heartbeat.
             request.routed_to = None
-            if request.retry_call is None or not request.retry_call.active():
+            if not request.retry_pending():
                 request.retry_call = self._clock.callLater(
                     self.timeouts.heartbeat, self._reroute, message.tag
                 )

@@ -465,6 +465,22 @@ class ForwardedRequestTests(unittest.TestCase):
         sent = lone.receive(0, AppendEntries(2, 0, 0, 1, -1, 1, (noop(2),)))
         self.assertIn((0, ForwardRequest(0, 5, 0, TYPE_ORDER)), sent)
 
+    def test_a_refused_request_sent_on_to_a_new_primary_is_not_sent_again_at_its_retry_time(self):
+        """
+        The heartbeat's wait after a refusal ends when a primary becomes
+        known and takes the request: the wait's own try would only forward it
+        a second time.
+        """
+        lone = LoneReplica()
+        replica = lone.replica
+        follow_primary_0(lone)
+        replica.order(5, 0)
+        lone.receive(0, ForwardReply(0, FORWARD_RETRY, -1, -1))
+        lone.receive(0, AppendEntries(2, 0, 0, 1, -1, 1, (noop(2),)))
+        del lone.sent[:]
+        lone.clock.advance(TIMEOUTS.heartbeat)
+        self.assertEqual([sent for sent in lone.sent if isinstance(sent[1], ForwardRequest)], [])
+
     def test_a_request_the_link_refused_goes_at_the_next_tick_not_with_the_primarys_messages(self):
         """
         Requests are re-routed when the primary or its view changes, not on
