@@ -381,6 +381,10 @@ class Replica:
         self._submit(TYPE_READ, customer_id, -1, on_done, on_failed)  # pragma: no mutate
 
     def _submit(self, request_type, customer_id, order_number, on_done, on_failed) -> None:
+        if not self._running:
+            # Nothing would route it, nor expire it: no tick runs.
+            self._answer(on_failed, RequestFailed("replica not running"))
+            return
         tag = next(self._tags)
         deadline = self._clock.seconds() + self.timeouts.request
         request = _CustomerRequest(

@@ -315,6 +315,15 @@ class StopTests(unittest.TestCase):
         lone.replica.stop()
         self.assertEqual([str(failure.value) for failure in failures], ["replica stopping"] * 2)
 
+    def test_a_request_made_after_stopping_fails_at_once(self):
+        """No tick is left to route or expire it: it must not wait for ever."""
+        lone = following()
+        lone.replica.stop()
+        for request in (lone.replica.order(5, 0), lone.replica.read(5)):
+            failure = self.failureResultOf(request, RequestFailed)
+            self.assertEqual(str(failure.value), "replica not running")
+        self.assertEqual(lone.sent, [])
+
     def test_no_call_of_a_refused_request_is_left_on_the_clock(self):
         """A stopped replica leaves nothing to run behind it."""
         lone = following()
