@@ -1063,6 +1063,13 @@ class LonePrimary(LoneCandidate):
         self.take()
         self.clock.advance(0)
 
+    def serve_forwarded_order(self, tag: int, customer_id: int) -> None:
+        """Backups in step, backup 1 forwards order 0 of ``customer_id``; it goes to the backups."""
+        self.acknowledge(1, 2)
+        self.replica.receive(1, ForwardRequest(tag, customer_id, 0, TYPE_ORDER))
+        self.clock.advance(0)
+        self.take()
+
     def commit_orders(self, customer_id: int, count: int) -> None:
         """Backups 1 and 2 in step, ``count`` orders of ``customer_id`` committed one by one."""
         self.acknowledge(1, 2)
@@ -1117,10 +1124,7 @@ class StepDownTests(unittest.TestCase):
         """
         lone = LonePrimary()
         primary = lone.replica
-        lone.acknowledge(1, 2)
-        primary.receive(1, ForwardRequest(7, 5, 0, TYPE_ORDER))
-        lone.clock.advance(0)
-        lone.take()
+        lone.serve_forwarded_order(7, 5)
         primary.receive(2, AppendReply(2, 2, False, -1, 0))
         self.assertEqual(primary.role, FOLLOWER)
         self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_RETRY, -1, -1))])

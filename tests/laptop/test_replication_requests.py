@@ -345,10 +345,7 @@ class StopTests(unittest.TestCase):
         """The backups that forwarded them hear at once that they must retry them."""
         lone = LonePrimary()
         primary = lone.replica
-        lone.acknowledge(1, 2)
-        primary.receive(1, ForwardRequest(7, 5, 0, TYPE_ORDER))
-        lone.clock.advance(0)
-        lone.take()
+        lone.serve_forwarded_order(7, 5)
         primary.stop()
         self.assertEqual(primary.role, FOLLOWER)
         self.assertEqual(lone.take(ForwardReply), [(1, ForwardReply(7, FORWARD_RETRY, -1, -1))])
