@@ -289,7 +289,7 @@ class _Factory(_QuickReconnectFactory):
 def _server_name(conn) -> str:
     """The server at the other end of C{conn}, as host:port."""
     peer = conn.transport.getPeer()
-    return f"{peer.host}:{peer.port}" if hasattr(peer, "port") else str(peer)
+    return f"{peer.host}:{peer.port}"
 
 
 class RedisConnection:
