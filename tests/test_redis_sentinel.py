@@ -19,7 +19,12 @@ class SentinelDeploymentTests(unittest.TestCase):
         self.assertEqual((yield deployment.primary_port()), deployment.primary.port)
         self.assertIn(f"/{SERVICE}/0", deployment.url())
         yield ask(deployment.primary.port, "SET", "k", "written before")
-        yield ask(deployment.primary.port, "WAIT", 1, 2000)
+        # The replica must hold the write before the primary dies; a slow
+        # host may take a while to acknowledge it, so the wait is generous
+        # and its answer checked rather than assumed.
+        acknowledged = yield ask(deployment.primary.port, "WAIT", 1, 20000,
+                                 reply_timeout=25)
+        self.assertEqual(acknowledged, 1)
 
         old = yield deployment.kill_primary_and_fail_over()
         self.assertIs(old, deployment.primary)

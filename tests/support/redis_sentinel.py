@@ -62,10 +62,14 @@ class SentinelServer(RedisServer):
 
 
 @defer.inlineCallbacks
-def ask(port: int, *command):
-    """One command to the server on ``port``, on a connection of its own."""
+def ask(port: int, *command, reply_timeout: float = 2):
+    """
+    One command to the server on ``port``, on a connection of its own.
+    A command that blocks on purpose (``WAIT``) needs a ``reply_timeout``
+    longer than its own.
+    """
     connection = yield txredisapi.Connection(
-        "127.0.0.1", port, reconnect=False, connectTimeout=2, replyTimeout=2)
+        "127.0.0.1", port, reconnect=False, connectTimeout=2, replyTimeout=reply_timeout)
     try:
         return (yield connection.execute_command(*command))
     finally:
