@@ -26,6 +26,9 @@ SERVICE = "primary"
 #: how long a primary must stay silent before a sentinel calls it down
 DOWN_AFTER_MS = 1000
 
+#: the same once a test's one deliberate failover is done: longer than any test
+DOWN_AFTER_FAILOVER_MS = 300_000
+
 #: seconds a whole failover, or the deployment's start, may take
 SETTLE_TIMEOUT = 30.0
 
@@ -175,7 +178,22 @@ class SentinelDeployment:
             return role[0] == "master"
 
         yield wait_until(promoted, "the sentinels promoted the replica")
+        yield self._no_more_failovers()
         return old
+
+    @defer.inlineCallbacks
+    def _no_more_failovers(self):
+        """
+        Give every live sentinel a long down-after period once the deliberate
+        failover is done.  A loaded host can stall the new primary for the
+        second of L{DOWN_AFTER_MS}, and the sentinels would then promote the
+        old primary, restarted empty (these servers keep nothing on disk) and
+        perhaps not yet resynced, and everything would be lost.  A test has
+        one failover to make; a second, unplanned one would test the host.
+        """
+        for sentinel in self.live_sentinels():
+            yield ask(sentinel.port, "SENTINEL", "SET", SERVICE, "down-after-milliseconds",
+                      str(DOWN_AFTER_FAILOVER_MS))
 
     @defer.inlineCallbacks
     def restart_as_replica(self, server):
