@@ -4,7 +4,7 @@ least primary-backup round costs in Twisted, with no codec, no state, no
 log, no timers and no checks.
 
 Three processes on loopback, as in C{benchmarks/laptop.py}: a primary that
-reads fixed-size orders from customers, sends the orders that arrived in
+reads 12-byte orders from customers, sends the orders that arrived in
 one reactor turn to each of two backups in one write, and answers each
 customer once both backups have acknowledged its order; and two backups
 that acknowledge every order as soon as they read it.  This process drives
@@ -33,7 +33,8 @@ import time
 
 from machine import cpus, load_average, process_cpu_seconds
 
-ORDER = 16  # bytes of one order and of one answer: the laptop protocol's size
+ORDER = 12  # bytes of a customer's request in the laptop protocol
+ANSWER = 20  # bytes of its order reply
 CUSTOMERS = 8
 
 
@@ -80,7 +81,7 @@ def serve_primary(backup_ports) -> None:
             through = min(link.acknowledged for link in self.links)
             while self.answered < through:
                 self.answered += 1
-                self.sent.popleft().transport.write(b"y" * ORDER)
+                self.sent.popleft().transport.write(b"y" * ANSWER)
 
     class BackupLink(protocol.Protocol):
         acknowledged = 0
@@ -146,9 +147,9 @@ def place_orders(port: int, orders_each: int) -> float:
             if not data:
                 raise RuntimeError("the primary closed a customer's connection")
             state[1] += len(data)
-            if state[1] < ORDER:
+            if state[1] < ANSWER:
                 continue
-            state[1] -= ORDER
+            state[1] -= ANSWER
             if state[0]:
                 state[0] -= 1
                 customer.sendall(b"o" * ORDER)
