@@ -1,13 +1,18 @@
 """
 Tests for the Sentinel fixture in L{tests.support.redis_sentinel}: the
-deployment it starts really fails over, and the old primary comes back as a
-replica.
+deployment it starts really fails over, the old primary comes back as a
+replica, and no second failover follows.
 """
 
-from twisted.internet import defer
+import os
+import signal
+
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from tests.support.redis_sentinel import SERVICE, ask, start_sentinel_deployment
+from tests.support.redis_sentinel import (
+    DOWN_AFTER_MS, SERVICE, ask, start_sentinel_deployment,
+)
 
 
 class SentinelDeploymentTests(unittest.TestCase):
@@ -34,3 +39,23 @@ class SentinelDeploymentTests(unittest.TestCase):
         yield deployment.restart_as_replica(old)
         role = yield ask(old.port, "ROLE")
         self.assertEqual((role[0], int(role[2])), ("slave", deployment.replica.port))
+
+    @defer.inlineCallbacks
+    def test_a_stalled_new_primary_is_not_failed_over_once_the_old_one_is_back(self):
+        """
+        The restarted old primary came back empty and may still be syncing:
+        promoting it would lose everything, so a stall of the new primary
+        three times as long as the down-after period the deployment started
+        with no longer fails it over.
+        """
+        deployment = yield start_sentinel_deployment(self)
+        old = yield deployment.kill_primary_and_fail_over()
+        yield deployment.restart_as_replica(old)
+        new = deployment.replica
+        os.kill(new.pid, signal.SIGSTOP)
+        try:
+            yield task.deferLater(reactor, 3 * DOWN_AFTER_MS / 1000, lambda: None)
+        finally:
+            os.kill(new.pid, signal.SIGCONT)
+        self.assertEqual((yield deployment.primary_port()), new.port)
+        self.assertEqual((yield ask(new.port, "ROLE"))[0], "master")

@@ -26,7 +26,7 @@ SERVICE = "primary"
 #: how long a primary must stay silent before a sentinel calls it down
 DOWN_AFTER_MS = 1000
 
-#: the same once a test's one deliberate failover is done: longer than any test
+#: the same once a killed server is to be restarted: longer than any test
 DOWN_AFTER_FAILOVER_MS = 300_000
 
 #: seconds a whole failover, or the deployment's start, may take
@@ -178,18 +178,17 @@ class SentinelDeployment:
             return role[0] == "master"
 
         yield wait_until(promoted, "the sentinels promoted the replica")
-        yield self._no_more_failovers()
         return old
 
     @defer.inlineCallbacks
     def _no_more_failovers(self):
         """
-        Give every live sentinel a long down-after period once the deliberate
-        failover is done.  A loaded host can stall the new primary for the
-        second of L{DOWN_AFTER_MS}, and the sentinels would then promote the
-        old primary, restarted empty (these servers keep nothing on disk) and
-        perhaps not yet resynced, and everything would be lost.  A test has
-        one failover to make; a second, unplanned one would test the host.
+        Give every live sentinel a long down-after period.  These servers
+        keep nothing on disk, so a killed one restarts empty; should a loaded
+        host stall the new primary for the second of L{DOWN_AFTER_MS} while
+        the restarted one is still resyncing from it, the sentinels would
+        promote the empty one, and everything would be lost.  A test has one
+        failover to make; a second, unplanned one would test the host.
         """
         for sentinel in self.live_sentinels():
             yield ask(sentinel.port, "SENTINEL", "SET", SERVICE, "down-after-milliseconds",
@@ -199,8 +198,10 @@ class SentinelDeployment:
     def restart_as_replica(self, server):
         """
         Restart a killed former primary; wait until the sentinels have made
-        it a replica of the new primary.
+        it a replica of the new primary.  From here on the sentinels fail
+        over no more (L{_no_more_failovers}).
         """
+        yield self._no_more_failovers()
         yield server.restart()
 
         @defer.inlineCallbacks
