@@ -11,7 +11,10 @@ C{memory} (the embedded store), C{redis} (a private C{redis-server} this
 script starts on a free port, without persistence, and empties before each
 run), C{sentinel} (a private primary, its replica and a sentinel, reached
 through C{redis+sentinel://}, so every money operation waits for the replica:
-C{WAIT 1}) or a C{redis://} URL.  A worker count above 1 runs
+C{WAIT 1}), C{redis-floor} (the private redis-server, with the money
+scripts replaced by one that does nothing: what the Redis path costs
+before any store work, see C{benchmarks/redis_floor/}; its conservation
+check fails by design) or a C{redis://} URL.  A worker count above 1 runs
 C{twistd tradechat --workers N} (a master and N worker processes); it is
 skipped, and says so, where the plugin has no C{--workers} option or
 refuses the combination (the embedded store is private to one process).
@@ -59,6 +62,7 @@ import time
 from machine import children_cpu_seconds, cpus, load_average, process_cpu_seconds, tree_cpu_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOOR_OVERLAY = os.path.join(REPO, "benchmarks", "redis_floor")
 sys.path.insert(0, REPO)
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -187,6 +191,14 @@ class Config:
         return self.redis.url if self.redis is not None else self.store
 
     @property
+    def environment(self) -> dict:
+        """The server's environment: C{redis-floor} loads benchmarks/redis_floor/ first."""
+        if self.store != "redis-floor":
+            return dict(os.environ)
+        paths = [FLOOR_OVERLAY, REPO, os.environ.get("PYTHONPATH", "")]
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
+
+    @property
     def redis_pid(self):
         return self.redis.pid if self.redis is not None else None
 
@@ -203,7 +215,8 @@ def start_server(args, config: Config, log_path: str):
         command += ["--workers", str(config.workers)]
     output_path = log_path + ".out"
     with open(output_path, "wb") as output:
-        server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+                                  env=config.environment)
     if wait_for_port(port, server):
         return server, port
     server.kill()
@@ -263,7 +276,7 @@ def run_once(args, name, config: Config, csv_path: str, log_path: str):
         load_cpu = children_cpu_seconds() - load_before
         sys.stdout.write(f"--- {name} on {config.name} (server reactor {server_reactor(args)}, "
                          f"load generator reactor {load_reactor(args, name)})\n{result.stdout}")
-        if result.returncode != 0:
+        if result.returncode != 0 and config.store != "redis-floor":
             raise SystemExit(f"tradechat-bench failed in {name} on {config.name}")
         return server_cpu, redis_cpu, load_cpu
     finally:
@@ -287,7 +300,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stores", default="memory,redis",
                         help="comma-separated: memory, redis (a private redis-server), sentinel (a "
-                             "private primary, replica and sentinel) or redis:// URLs")
+                             "private primary, replica and sentinel), redis-floor (redis with money "
+                             "scripts that do nothing) or redis:// URLs")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -308,12 +322,15 @@ def main():
         raise SystemExit(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
     private = {}
     try:
+        stores = args.stores.split(",")
         for store, start in (("redis", PrivateRedis), ("sentinel", PrivateSentinel)):
-            if store in args.stores.split(","):
+            if store in stores:
                 private[store] = start()
+        if "redis-floor" in stores:
+            private["redis-floor"] = private.get("redis") or PrivateRedis()
         run_matrix(args, names, configs(args, private))
     finally:
-        for server in private.values():
+        for server in set(private.values()):
             server.stop()
 
 
@@ -381,7 +398,9 @@ def same_run_ratios(name, matrix, rows) -> dict:
                for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
         if cpu:
             text += f", {statistics.median(cpu):.2f}x its CPU a request"
-        if config.store != "memory" and name in REDIS_TARGETS:
+        if config.store == "redis-floor":
+            text += " (the floor: money scripts that do nothing)"
+        elif config.store != "memory" and name in REDIS_TARGETS:
             met = rps >= REDIS_TARGETS[name] and (not cpu or statistics.median(cpu) <= REDIS_CPU_TARGET)
             text += (f" (target >= {REDIS_TARGETS[name]}x, CPU <= {REDIS_CPU_TARGET:g}x: "
                      f"{'met' if met else 'NOT met'})")
