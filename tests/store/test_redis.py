@@ -327,6 +327,104 @@ class RedisOutageTests(RedisTestCase):
         self.assertEqual((yield store.ledger.withdraw("a", 2)), 10)
 
 
+class LegacyHistoryTests(RedisTestCase):
+    """
+    Earlier releases kept an account's history as a sorted set by
+    transaction id (C{ledger:history:<account>}); the scripts move it in
+    front of the account's list the first time they meet the account.
+    """
+
+    @defer.inlineCallbacks
+    def as_earlier_release(self, store, account):
+        """Put C{account}'s history back the way earlier releases kept it."""
+        execute = store.connection.execute
+        entries = yield execute("LRANGE", "ledger:entries:" + account, 0, -1)
+        for entry in entries:
+            yield execute("ZADD", "ledger:history:" + account, entry.split("|", 1)[0], entry)
+        yield execute("DEL", "ledger:entries:" + account)
+
+    @defer.inlineCallbacks
+    def assert_moved(self, store, account):
+        execute = store.connection.execute
+        self.assertEqual((yield execute("EXISTS", "ledger:history:" + account)), 0)
+        self.assertEqual((yield execute("TYPE", "ledger:entries:" + account)), "list")
+
+    @defer.inlineCallbacks
+    def test_reading_a_history_moves_it(self):
+        store = self.store
+        yield store.ledger.open_account("a", 100)
+        for amount in range(1, 6):
+            yield store.ledger.deposit("a", amount)
+        before = yield store.ledger.history("a")
+        page = yield store.ledger.history("a", limit=2, before=before[1].txn_id)
+        yield self.as_earlier_release(store, "a")
+        self.assertEqual((yield store.ledger.history("a")), before)
+        yield self.assert_moved(store, "a")
+        self.assertEqual((yield store.ledger.history("a", limit=2, before=before[1].txn_id)), page)
+
+    @defer.inlineCallbacks
+    def test_a_long_history_moves_whole_and_in_order(self):
+        execute = self.store.connection.execute
+        count = 2500  # more than one batch of the move
+        yield execute("HSET", "ledger:account:a", "balance", count)
+        scored = []
+        for txn in range(1, count + 1):
+            scored += [txn, f"{txn}|deposit||1|{txn}|1765000000.000000"]
+        yield execute("ZADD", "ledger:history:a", *scored)
+        history = yield self.store.ledger.history("a", limit=count + 1)
+        self.assertEqual([entry.txn_id for entry in history], list(range(count, 0, -1)))
+
+    @defer.inlineCallbacks
+    def test_a_money_operation_puts_the_older_entries_first(self):
+        store = self.store
+        yield store.ledger.open_account("a", 100)
+        yield store.ledger.open_account("b", 5)
+        yield store.ledger.withdraw("a", 1)
+        older = {}
+        for account in "ab":
+            older[account] = yield store.ledger.history(account)
+            yield self.as_earlier_release(store, account)
+        yield store.ledger.transfer("a", "b", 10)
+        for account, kind, balance in (("a", "transfer_out", 89), ("b", "transfer_in", 15)):
+            newest, *rest = yield store.ledger.history(account)
+            self.assertEqual((newest.kind, newest.balance_after), (kind, balance))
+            self.assertEqual(rest, older[account])
+            yield self.assert_moved(store, account)
+        self.assertTrue((yield store.ledger.audit()).balanced)
+
+    @defer.inlineCallbacks
+    def test_an_audit_moves_every_history_and_stays_exact(self):
+        store = self.store
+        for account in "abc":
+            yield store.ledger.open_account(account, 50)
+            yield store.ledger.deposit(account, 7)
+            yield self.as_earlier_release(store, account)
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual((report.accounts, report.balance_total), (3, 171))
+        for account in "abc":
+            yield self.assert_moved(store, account)
+
+    @defer.inlineCallbacks
+    def test_retention_cuts_a_moved_history_with_the_audit_exact(self):
+        from marketplace.store.ledger_rules import parse_history_keep
+        store = self.client(history_keep=parse_history_keep("16"))
+        yield store.ledger.open_account("a", 1000)
+        for _ in range(16):
+            yield store.ledger.withdraw("a", 1)
+        yield self.as_earlier_release(store, "a")
+        for _ in range(8):
+            yield store.ledger.deposit("a", 2)
+        history = yield store.ledger.history("a", limit=100)
+        self.assertIn(len(history), (16, 17))  # of 25: N, and N/16 more between cuts
+        self.assertEqual((history[0].kind, history[0].balance_after), ("deposit", 1000))
+        self.assertEqual([entry.txn_id for entry in history],
+                         sorted((entry.txn_id for entry in history), reverse=True))
+        report = yield store.ledger.audit()
+        self.assertTrue(report.balanced, report)
+        self.assertEqual(report.balance_total, 1000 - 16 + 16)
+
+
 class KeyPrefixTests(RedisTestCase):
     """
     Each system keeps its keys under its own prefix, so systems sharing one
@@ -383,4 +481,4 @@ class KeyPrefixTests(RedisTestCase):
         yield self.assertFailure(other.ledger.balance("a"), UnknownAccount)
         self.assertEqual((yield self.keys()), sorted(
             ["eu1:ledger:totals", "eu1:ledger:txn", "eu1:ledger:accounts",
-             "eu1:ledger:account:a", "eu1:ledger:history:a"]))
+             "eu1:ledger:account:a", "eu1:ledger:entries:a"]))

@@ -57,14 +57,17 @@ def _outcome(reply):
 class RedisLedger:
     def __init__(self, connection, retention: rules.HistoryRetention = rules.KEEP_EVERYTHING):
         self._redis = connection
-        # The last two ARGV of every script that records (ledger_prelude.lua).
-        self._retention_args = [retention.entries or 0, retention.seconds or 0]
         prefix = connection.prefix + "ledger:"
         self._totals = prefix + "totals"
         self._txn_counter = prefix + "txn"
         self._accounts = prefix + "accounts"
         self._account = prefix + "account:"
-        self._history = prefix + "history:"
+        self._history = prefix + "entries:"
+        #: Where earlier releases kept an account's history (a sorted set),
+        #: moved to its list by the scripts on first use (ledger_prelude.lua).
+        self._legacy_history = prefix + "history:"
+        # The last three ARGV of every script that records (ledger_prelude.lua).
+        self._record_args = [self._legacy_history, retention.entries or 0, retention.seconds or 0]
         self._idempotency = prefix + "once:"
         self._no_key = prefix + "once"
 
@@ -77,7 +80,7 @@ class RedisLedger:
         d = self._redis.script(
             lua("ledger_open"),
             [self._totals, self._txn_counter, self._accounts, self._account + account, self._history + account],
-            ["0", "0", account, opening_balance, *self._retention_args], durable=True)
+            ["0", "0", account, opening_balance, *self._record_args], durable=True)
         return d.addCallback(lambda created: created == 1)
 
     def balance(self, account):
@@ -101,14 +104,14 @@ class RedisLedger:
                            idempotency_key, idempotency_ttl, lambda: rules.check_transfer(source, target, amount))
 
     def history(self, account, limit=50, before=None):
-        upper = "+inf" if before is None else f"({int(before)}"
+        upper = "" if before is None else int(before)
 
         def parse(entries):
             if entries is None:
                 raise UnknownAccount(f"no such account: {account!r}")
-            return [_parse_entry(account, entry) for entry in entries]
+            return [_parse_entry(account, entry) for entry in reversed(entries)]
         d = self._redis.script(lua("ledger_history"), [self._account + account, self._history + account],
-                               [upper, int(limit)])
+                               [upper, int(limit), self._legacy_history + account])
         return d.addCallback(parse)
 
     def audit(self):
@@ -119,7 +122,8 @@ class RedisLedger:
                 (account, int(balance), [_parse_entry(account, e) for e in entries], int(base))
                 for account, balance, entries, base in accounts)
             return rules.audit_report(snapshot, totals)
-        d = self._redis.script(lua("ledger_audit"), [self._totals, self._accounts], [self._account, self._history])
+        d = self._redis.script(lua("ledger_audit"), [self._totals, self._accounts],
+                               [self._account, self._history, self._legacy_history])
         return d.addCallback(build)
 
     def _money(self, script, accounts, args, idempotency_key, idempotency_ttl, validate):
@@ -136,5 +140,5 @@ class RedisLedger:
         for account in accounts:
             keys += [self._account + account, self._history + account]
         once = ["1" if idempotency_key else "0", ttl]
-        return self._redis.script(lua(script), keys, once + args + self._retention_args,
+        return self._redis.script(lua(script), keys, once + args + self._record_args,
                                   durable=True).addCallback(_outcome)

@@ -2,13 +2,18 @@
 -- its id, balance, history oldest first and the balance before that history
 -- (its checkpoint, when retention dropped older entries).  O(history): meant
 -- for audits.
--- KEYS[1] totals, KEYS[2] account set; ARGV[1] account key prefix, ARGV[2] history key prefix
+-- KEYS[1] totals, KEYS[2] account set; ARGV[1] account key prefix, ARGV[2]
+-- history key prefix, ARGV[3] the history key prefix of earlier releases
 local totals = redis.call('HGETALL', KEYS[1])
 local accounts = {}
 for _, account in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local history_key = ARGV[2] .. account
+  if redis.call('EXISTS', history_key) == 0 then
+    adopt_legacy(history_key, ARGV[3] .. account)
+  end
   table.insert(accounts, {account,
     redis.call('HGET', ARGV[1] .. account, 'balance'),
-    redis.call('ZRANGE', ARGV[2] .. account, 0, -1),
+    redis.call('LRANGE', history_key, 0, -1),
     redis.call('HGET', ARGV[1] .. account, 'base') or '0'})
 end
 return {totals, accounts}

@@ -9,4 +9,4 @@ if balance + tonumber(ARGV[3]) > tonumber(ARGV[5]) then
   return finish('overflow', ARGV[4])
 end
 add_total('deposit', ARGV[3])
-return finish('ok', int(record(KEYS[4], KEYS[5], 'deposit', '', ARGV[3])))
+return finish('ok', int(record(KEYS[4], KEYS[5], ARGV[4], 'deposit', '', ARGV[3])))

@@ -6,5 +6,5 @@ end
 redis.call('HSET', KEYS[4], 'balance', '0')
 redis.call('SADD', KEYS[3], ARGV[3])
 add_total('opening', ARGV[4])
-record(KEYS[4], KEYS[5], 'open', '', ARGV[4])
+record(KEYS[4], KEYS[5], ARGV[3], 'open', '', ARGV[4])
 return 1

@@ -2,9 +2,15 @@
 --   KEYS[1] totals hash   KEYS[2] txn id counter   KEYS[3] idempotency key
 --   KEYS[4] account hash  KEYS[5] account history  (KEYS[6], KEYS[7]: target's)
 -- ARGV[1] '1' when an idempotency key is used, ARGV[2] its ttl in seconds.
--- The last two ARGV of a script that records (open and the money ones) are
--- the history retention: entries an account keeps (0: all) and seconds it
--- keeps them (0: forever).
+-- The last three ARGV of a script that records (open and the money ones) are
+-- the prefix of the earlier history keys (below), and the history retention:
+-- entries an account keeps (0: all) and seconds it keeps them (0: forever).
+--
+-- An account's history is a list of entries, oldest first, appended with
+-- RPUSH: entries come in transaction id order, since every script that
+-- records is atomic and ids only grow.  (A sorted set by id, as earlier
+-- releases kept, cost about three times the memory an entry and the
+-- costliest command of a money script.)
 -- Numbers cross into and out of Lua as decimal strings: Lua's own number
 -- formatting switches to exponents above 1e14.
 
@@ -51,13 +57,13 @@ local TRIM_BATCH, AGE_CHECKS = 64, 2
 
 -- Drop the entries retention lets go into the account's checkpoint: the
 -- account's `base` (its balance before the oldest kept entry) and the
--- `trimmed:` totals, so that the audit stays exact.
-local function trim(account_key, history_key, time)
+-- `trimmed:` totals, so that the audit stays exact.  `count` is the
+-- history's length.
+local function trim(account_key, history_key, time, count)
   local keep, seconds = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
   if keep == 0 and seconds == 0 then
     return
   end
-  local count = redis.call('ZCARD', history_key)
   local over = 0
   if keep > 0 and count > keep + math.floor(keep / 16) then
     over = count - keep
@@ -72,7 +78,7 @@ local function trim(account_key, history_key, time)
   end
   local cutoff = tonumber(time) - seconds
   local dropped, base = 0, nil
-  for i, entry in ipairs(redis.call('ZRANGE', history_key, 0, looked_at - 1)) do
+  for i, entry in ipairs(redis.call('LRANGE', history_key, 0, looked_at - 1)) do
     local kind, delta, balance, stamp = string.match(entry, '^%d+|([^|]*)|[^|]*|(-?%d+)|(%d+)|([%d.]+)$')
     if i > over and not (seconds > 0 and tonumber(stamp) < cutoff) then
       break
@@ -84,7 +90,7 @@ local function trim(account_key, history_key, time)
     dropped, base = i, balance
   end
   if dropped > 0 then
-    redis.call('ZREMRANGEBYRANK', history_key, 0, dropped - 1)
+    redis.call('LTRIM', history_key, dropped, -1)
     redis.call('HSET', account_key, 'base', base)
   end
 end
@@ -97,8 +103,30 @@ local function reserve_txns(count)
   txn_next = txn_last - count + 1
 end
 
+-- An account's history as an earlier release kept it: a sorted set by
+-- transaction id under `legacy_key`, moved in front of the list (which
+-- holds only entries recorded since) the first time an account records, or
+-- its history or an audit reads it, with no list yet.  LPUSH puts each
+-- value at the head in turn, so the old entries go newest first, in batches
+-- that stay within Lua's limit on unpacked values.
+local ADOPT_BATCH = 1000
+local function adopt_legacy(history_key, legacy_key)
+  local old = redis.call('ZRANGE', legacy_key, 0, -1)
+  local batch = {}
+  for i = #old, 1, -1 do
+    batch[#batch + 1] = old[i]
+    if #batch == ADOPT_BATCH or i == 1 then
+      redis.call('LPUSH', history_key, unpack(batch))
+      batch = {}
+    end
+  end
+  if #old > 0 then
+    redis.call('DEL', legacy_key)
+  end
+end
+
 -- Apply a signed change (a decimal string) to an account and log it.
-local function record(account_key, history_key, kind, counterparty, delta)
+local function record(account_key, history_key, account, kind, counterparty, delta)
   local balance = redis.call('HINCRBY', account_key, 'balance', delta)
   if txn_next > txn_last then
     reserve_txns(1)
@@ -107,8 +135,12 @@ local function record(account_key, history_key, kind, counterparty, delta)
   txn_next = txn_next + 1
   local time = now()
   local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. time
-  redis.call('ZADD', history_key, int(txn), entry)
-  trim(account_key, history_key, time)
+  local count = redis.call('RPUSH', history_key, entry)
+  if count == 1 then
+    adopt_legacy(history_key, ARGV[#ARGV - 2] .. account)
+    count = redis.call('LLEN', history_key)
+  end
+  trim(account_key, history_key, time, count)
   return balance
 end
 

@@ -17,6 +17,6 @@ if target_balance + amount > tonumber(ARGV[6]) then
   return finish('overflow', ARGV[5])
 end
 reserve_txns(2)
-local new_balance = record(KEYS[4], KEYS[5], 'transfer_out', ARGV[5], '-' .. ARGV[3])
-record(KEYS[6], KEYS[7], 'transfer_in', ARGV[4], ARGV[3])
+local new_balance = record(KEYS[4], KEYS[5], ARGV[4], 'transfer_out', ARGV[5], '-' .. ARGV[3])
+record(KEYS[6], KEYS[7], ARGV[5], 'transfer_in', ARGV[4], ARGV[3])
 return finish('ok', int(new_balance))

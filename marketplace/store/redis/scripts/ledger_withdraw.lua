@@ -9,4 +9,4 @@ if tonumber(ARGV[3]) > balance then
   return finish('insufficient', int(balance))
 end
 add_total('withdrawal', ARGV[3])
-return finish('ok', int(record(KEYS[4], KEYS[5], 'withdraw', '', '-' .. ARGV[3])))
+return finish('ok', int(record(KEYS[4], KEYS[5], ARGV[4], 'withdraw', '', '-' .. ARGV[3])))
