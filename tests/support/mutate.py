@@ -64,7 +64,7 @@ LUA_MUTANTS = [
      "a whole balance can no longer be transferred"),
     ("ledger_transfer.lua", "+ amount > tonumber(ARGV[6])", "+ amount >= tonumber(ARGV[6])",
      "a transfer up to the maximum balance is refused"),
-    ("ledger_transfer.lua", "record(KEYS[6], KEYS[7], 'transfer_in', ARGV[4], ARGV[3])",
+    ("ledger_transfer.lua", "record(KEYS[6], KEYS[7], ARGV[5], 'transfer_in', ARGV[4], ARGV[3])",
      "local _ = KEYS[6]", "a transfer takes money from the source without paying the target"),
     ("ledger_withdraw.lua", "if tonumber(ARGV[3]) > balance then",
      "if tonumber(ARGV[3]) >= balance then", "a whole balance can no longer be withdrawn"),
@@ -86,6 +86,19 @@ LUA_MUTANTS = [
      "a running total past 2^53 is counted twice over"),
     ("ledger_open.lua", "add_total('opening', ARGV[4])", "add_total('opening', '0')",
      "opening balances are left out of the audit's totals"),
+    ("ledger_prelude.lua", "for i = #old, 1, -1 do", "for i = 1, #old do",
+     "an earlier release's history comes back in reverse order"),
+    ("ledger_prelude.lua", "if count == 1 then", "if count == 0 then",
+     "a money operation leaves an earlier release's history behind"),
+    ("ledger_prelude.lua", "redis.call('LTRIM', history_key, dropped, -1)",
+     "redis.call('LTRIM', history_key, dropped - 1, -1)",
+     "retention keeps an entry its checkpoint already counts"),
+    ("ledger_history.lua", "if txn < before then", "if txn <= before then",
+     "a page before an id includes that id"),
+    ("ledger_history.lua", "math.max(0, upto - limit)", "math.max(0, upto - limit - 1)",
+     "a page holds one entry more than asked"),
+    ("ledger_audit.lua", "if redis.call('EXISTS', history_key) == 0 then", "if false then",
+     "an audit misses an earlier release's histories"),
     ("market_lease_reserve.lua", "if tonumber(qty) < need then", "if tonumber(qty) <= need then",
      "the last units in stock can no longer be reserved"),
     ("market_lease_reserve.lua", "'qty', -tonumber(need))", "'qty', 1 - tonumber(need))",
@@ -106,7 +119,8 @@ LUA_MUTANTS = [
 
 #: the tests a Lua mutant must fail, by the family its script's name starts with
 LUA_TESTS = {
-    "ledger": ["tests.store.test_redis.RedisStoreContractTests"],
+    "ledger": ["tests.store.test_redis.RedisStoreContractTests",
+               "tests.store.test_redis.LegacyHistoryTests"],
     "market": ["tests.market.test_store_contract.RedisMarketStoreTests"],
 }
 
