@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.support.redis_sentinel import (
-    DOWN_AFTER_MS, SERVICE, ask, start_sentinel_deployment,
+    DOWN_AFTER_MS, SERVICE, ask, start_sentinel_deployment, write_and_wait,
 )
 
 
@@ -23,12 +23,8 @@ class SentinelDeploymentTests(unittest.TestCase):
         deployment = yield start_sentinel_deployment(self)
         self.assertEqual((yield deployment.primary_port()), deployment.primary.port)
         self.assertIn(f"/{SERVICE}/0", deployment.url())
-        yield ask(deployment.primary.port, "SET", "k", "written before")
-        # The replica must hold the write before the primary dies; a slow
-        # host may take a while to acknowledge it, so the wait is generous
-        # and its answer checked rather than assumed.
-        acknowledged = yield ask(deployment.primary.port, "WAIT", 1, 20000,
-                                 reply_timeout=25)
+        # The replica must hold the write before the primary dies.
+        acknowledged = yield write_and_wait(deployment.primary.port, "SET", "k", "written before")
         self.assertEqual(acknowledged, 1)
 
         old = yield deployment.kill_primary_and_fail_over()
@@ -39,6 +35,19 @@ class SentinelDeploymentTests(unittest.TestCase):
         yield deployment.restart_as_replica(old)
         role = yield ask(old.port, "ROLE")
         self.assertEqual((role[0], int(role[2])), ("slave", deployment.replica.port))
+
+    @defer.inlineCallbacks
+    def test_a_write_counts_as_replicated_only_once_the_replica_holds_it(self):
+        deployment = yield start_sentinel_deployment(self)
+        primary, replica = deployment.primary.port, deployment.replica
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            held = yield write_and_wait(primary, "SET", "k", "unreplicated", wait_ms=300)
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        self.assertEqual(held, 0)
+        self.assertEqual((yield write_and_wait(primary, "SET", "k", "replicated")), 1)
+        self.assertEqual((yield ask(replica.port, "GET", "k")), "replicated")
 
     @defer.inlineCallbacks
     def test_a_stalled_new_primary_is_not_failed_over_once_the_old_one_is_back(self):

@@ -64,17 +64,36 @@ class SentinelServer(RedisServer):
         return ["redis-server", config, "--sentinel", "--logfile", ""]
 
 
-@defer.inlineCallbacks
-def ask(port: int, *command, reply_timeout: float = 2):
-    """
-    One command to the server on ``port``, on a connection of its own.
-    A command that blocks on purpose (``WAIT``) needs a ``reply_timeout``
-    longer than its own.
-    """
-    connection = yield txredisapi.Connection(
+def _connect(port: int, reply_timeout: float = 2) -> defer.Deferred:
+    return txredisapi.Connection(
         "127.0.0.1", port, reconnect=False, connectTimeout=2, replyTimeout=reply_timeout)
+
+
+@defer.inlineCallbacks
+def ask(port: int, *command):
+    """One command to the server on ``port``, on a connection of its own."""
+    connection = yield _connect(port)
     try:
         return (yield connection.execute_command(*command))
+    finally:
+        yield connection.disconnect()
+
+
+@defer.inlineCallbacks
+def write_and_wait(port: int, *command, replicas: int = 1, wait_ms: int = 20_000):
+    """
+    Run the write ``command`` on the server on ``port``, then ``WAIT`` on the
+    same connection for ``replicas`` replicas to hold it, for up to
+    ``wait_ms`` (generous: a loaded host may take a while).  ``WAIT`` counts
+    the replicas holding its own connection's writes, so on a connection of
+    its own it would answer at once, whatever the replicas hold.
+
+    @return: how many replicas acknowledged the write.
+    """
+    connection = yield _connect(port, reply_timeout=wait_ms / 1000 + 5)
+    try:
+        yield connection.execute_command(*command)
+        return (yield connection.execute_command("WAIT", replicas, wait_ms))
     finally:
         yield connection.disconnect()
 
