@@ -97,7 +97,7 @@ LUA_MUTANTS = [
      "a page before an id includes that id"),
     ("ledger_history.lua", "math.max(0, upto - limit)", "math.max(0, upto - limit - 1)",
      "a page holds one entry more than asked"),
-    ("ledger_audit.lua", "if redis.call('EXISTS', history_key) == 0 then", "if false then",
+    ("ledger_audit.lua", "if #entries == 0 and adopt_legacy(", "if false and adopt_legacy(",
      "an audit misses an earlier release's histories"),
     ("market_lease_reserve.lua", "if tonumber(qty) < need then", "if tonumber(qty) <= need then",
      "the last units in stock can no longer be reserved"),

@@ -8,12 +8,13 @@ local totals = redis.call('HGETALL', KEYS[1])
 local accounts = {}
 for _, account in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local history_key = ARGV[2] .. account
-  if redis.call('EXISTS', history_key) == 0 then
-    adopt_legacy(history_key, ARGV[3] .. account)
+  local entries = redis.call('LRANGE', history_key, 0, -1)
+  if #entries == 0 and adopt_legacy(history_key, ARGV[3] .. account) > 0 then
+    entries = redis.call('LRANGE', history_key, 0, -1)
   end
   table.insert(accounts, {account,
     redis.call('HGET', ARGV[1] .. account, 'balance'),
-    redis.call('LRANGE', history_key, 0, -1),
+    entries,
     redis.call('HGET', ARGV[1] .. account, 'base') or '0'})
 end
 return {totals, accounts}

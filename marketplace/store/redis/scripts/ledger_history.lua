@@ -7,8 +7,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local count = redis.call('LLEN', KEYS[2])
 if count == 0 then
-  adopt_legacy(KEYS[2], ARGV[3])
-  count = redis.call('LLEN', KEYS[2])
+  count = adopt_legacy(KEYS[2], ARGV[3])
 end
 -- How many entries, from the oldest, have ids below the bound: a binary
 -- search, since ids grow along the list.

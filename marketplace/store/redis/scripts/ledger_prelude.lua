@@ -108,7 +108,7 @@ end
 -- holds only entries recorded since) the first time an account records, or
 -- its history or an audit reads it, with no list yet.  LPUSH puts each
 -- value at the head in turn, so the old entries go newest first, in batches
--- that stay within Lua's limit on unpacked values.
+-- that stay within Lua's limit on unpacked values.  Returns how many moved.
 local ADOPT_BATCH = 1000
 local function adopt_legacy(history_key, legacy_key)
   local old = redis.call('ZRANGE', legacy_key, 0, -1)
@@ -123,6 +123,7 @@ local function adopt_legacy(history_key, legacy_key)
   if #old > 0 then
     redis.call('DEL', legacy_key)
   end
+  return #old
 end
 
 -- Apply a signed change (a decimal string) to an account and log it.
@@ -137,8 +138,7 @@ local function record(account_key, history_key, account, kind, counterparty, del
   local entry = int(txn) .. '|' .. kind .. '|' .. counterparty .. '|' .. delta .. '|' .. int(balance) .. '|' .. time
   local count = redis.call('RPUSH', history_key, entry)
   if count == 1 then
-    adopt_legacy(history_key, ARGV[#ARGV - 2] .. account)
-    count = redis.call('LLEN', history_key)
+    count = count + adopt_legacy(history_key, ARGV[#ARGV - 2] .. account)
   end
   trim(account_key, history_key, time, count)
   return balance
