@@ -146,7 +146,7 @@ class RedisRoomHub(LocalRoomHub, Service):
     def publish(self, room: int, from_user_id: int, message: bytes):
         """@return: a Deferred firing with how many processes Redis delivered it to."""
         payload = encode_chat_broadcast(ChatBroadcast(room, from_user_id, message))
-        return self._connection.command("publish", self._channel(room), payload)
+        return self._connection.execute("PUBLISH", self._channel(room), payload)
 
     def _room_vacated(self, room: int) -> None:
         self._subscribed.discard(room)

@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 
+import attrs
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
@@ -325,6 +326,27 @@ class RedisOutageTests(RedisTestCase):
         yield store.connection.command("script_flush")
         self.assertEqual((yield store.ledger.deposit("a", 1)), 12)
         self.assertEqual((yield store.ledger.withdraw("a", 2)), 10)
+
+    @defer.inlineCallbacks
+    def test_a_write_sent_again_after_a_flushed_script_cache_waits_for_replicas_again(self):
+        """
+        A durable script that Redis no longer knows is sent again in full,
+        followed by a ``WAIT`` of its own: the ``WAIT`` sent behind the
+        refused first attempt counted nothing of it.  With a replica asked
+        for and none there, the outcome is unavailable (not Redis's
+        ``NOSCRIPT``), and the write was made.
+        """
+        store = self.client()
+        yield store.ledger.open_account("a", 10)
+        yield store.ledger.deposit("a", 1)
+        yield store.connection.command("script_flush")
+        plain = store.connection.address
+        store.connection.address = attrs.evolve(plain, wait_replicas=1, wait_ms=10)
+        with self.assertRaises(StoreUnavailable):
+            yield store.ledger.deposit("a", 5, idempotency_key="k")
+        store.connection.address = plain
+        self.assertEqual((yield store.ledger.balance("a")), 16)
+        self.assertEqual((yield store.ledger.deposit("a", 5, idempotency_key="k")), 16)
 
 
 class LegacyHistoryTests(RedisTestCase):

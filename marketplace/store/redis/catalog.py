@@ -69,21 +69,22 @@ class RedisCatalog:
         return f"{self._prefix}purchase:{purchase_id}"
 
     def create_item(self, seller_id, draft):
-        d = self._redis.script(lua("market_item_create"), [], [
+        return self._redis.script(lua("market_item_create"), [], [
             self._prefix, seller_id, draft.item_name, draft.category, ",".join(draft.keywords),
-            int(draft.condition_is_new), draft.price_cents, draft.quantity], durable=True)
-        return d.addCallback(lambda reply: _item(*reply))
+            int(draft.condition_is_new), draft.price_cents, draft.quantity], durable=True,
+            parse=lambda reply: _item(*reply))
 
     def item(self, item_id):
         def parse(fields):
             if not fields:
                 raise UnknownItem(f"no item with id {item_id}")
             return _item(item_id, _flat(fields))
-        return self._redis.command("hgetall", self._item_key(item_id)).addCallback(parse)
+        return self._redis.command("hgetall", self._item_key(item_id), parse=parse)
 
     def items_of_seller(self, seller_id):
-        d = self._redis.script(lua("market_seller_items"), [f"{self._prefix}seller:{seller_id}"], [self._prefix])
-        return d.addCallback(lambda rows: [_item(item_id, fields) for item_id, fields in rows])
+        return self._redis.script(
+            lua("market_seller_items"), [f"{self._prefix}seller:{seller_id}"], [self._prefix],
+            parse=lambda rows: [_item(item_id, fields) for item_id, fields in rows])
 
     def set_price(self, item_id, seller_id, price_cents):
         return self._update(item_id, seller_id, "price", price_cents).addCallback(
@@ -96,21 +97,17 @@ class RedisCatalog:
     def search(self, category, keywords, include_out_of_stock, offset, limit):
         # The page's last index is worked out here: Lua numbers above 10**14
         # would reach Redis written as floats.
-        d = self._redis.script(lua("market_search"), [], [
+        return self._redis.script(lua("market_search"), [], [
             self._prefix, "" if category is None else category, int(include_out_of_stock),
-            offset, offset + limit - 1, *keywords])
-        return d.addCallback(lambda reply: SearchPage(
-            [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
+            offset, offset + limit - 1, *keywords],
+            parse=lambda reply: SearchPage(
+                [_item(item_id, fields) for item_id, fields in reply[1:]], int(reply[0])))
 
     def reserve(self, purchase_id, lines, lease):
         merged = merged_lines(lines)
         ids = [item_id for item_id, _ in merged]
         args = [self._prefix, purchase_id, milliseconds(lease),
                 *(value for line in merged for value in line)]
-        d = self._redis.script(
-            lua("market_lease_reserve"),
-            [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args,
-            durable=True)
 
         def parse(reply):
             if reply[0] == "unknown":
@@ -120,7 +117,10 @@ class RedisCatalog:
             if reply[0] == "closed":
                 raise ReservationClosed(purchase_id, reply[1] or None)
             return _reservation(purchase_id, *reply[1:])
-        return d.addCallback(parse)
+        return self._redis.script(
+            lua("market_lease_reserve"),
+            [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args,
+            durable=True, parse=parse)
 
     def commit(self, purchase_id, attempt):
         return self._settle(purchase_id, COMMITTED, attempt)
@@ -129,41 +129,33 @@ class RedisCatalog:
         return self._settle(purchase_id, RELEASED, attempt)
 
     def expire_leases(self, limit):
-        d = self._redis.script(lua("market_lease_expire"), [self._leases, self._voids],
-                               [self._prefix, limit], durable=True)
-        return d.addCallback(int)
+        return self._redis.script(lua("market_lease_expire"), [self._leases, self._voids],
+                                  [self._prefix, limit], durable=True, parse=int)
 
     def pending_voids(self, limit):
-        d = self._redis.command("execute_command", "HRANDFIELD", self._voids, limit, "WITHVALUES")
-
         def parse(flat):
             voids = []
             for field, lines in zip(flat[::2], flat[1::2]):
                 attempt, _, purchase_id = field.partition(":")
                 voids.append(_reservation(purchase_id, EXPIRED, lines, attempt))
             return voids
-        return d.addCallback(parse)
+        return self._redis.execute("HRANDFIELD", self._voids, limit, "WITHVALUES", parse=parse)
 
     def void_done(self, purchase_id, attempt):
-        d = self._redis.command("execute_command", "HDEL", self._voids, f"{attempt}:{purchase_id}")
-        return d.addCallback(lambda _: None)
+        return self._redis.execute("HDEL", self._voids, f"{attempt}:{purchase_id}",
+                                   parse=lambda _: None)
 
     def item_feedback(self, item_id, buyer_id, positive):
-        d = self._redis.script(
-            lua("market_item_feedback"),
-            [self._item_key(item_id), f"{self._prefix}voters:{item_id}"],
-            [buyer_id, "pos" if positive else "neg"])
-
         def parse(counted):
             if counted == -1:
                 raise UnknownItem(f"no item with id {item_id}")
             return counted == 1
-        return d.addCallback(parse)
+        return self._redis.script(
+            lua("market_item_feedback"),
+            [self._item_key(item_id), f"{self._prefix}voters:{item_id}"],
+            [buyer_id, "pos" if positive else "neg"], parse=parse)
 
     def _update(self, item_id, seller_id, field, value):
-        d = self._redis.script(lua("market_item_update"), [self._item_key(item_id)],
-                               [item_id, seller_id, field, value, MAX_STOCK, self._prefix], durable=True)
-
         def parse(reply):
             if reply[0] == "unknown":
                 raise UnknownItem(f"no item with id {item_id}")
@@ -174,18 +166,18 @@ class RedisCatalog:
             if reply[0] == "high":
                 raise StockTooHigh(item_id, MAX_STOCK)
             return reply[1]
-        return d.addCallback(parse)
+        return self._redis.script(lua("market_item_update"), [self._item_key(item_id)],
+                                  [item_id, seller_id, field, value, MAX_STOCK, self._prefix], durable=True,
+                                  parse=parse)
 
     def _settle(self, purchase_id, target, attempt):
-        d = self._redis.script(
-            lua("market_lease_settle"), [self._reservation_key(purchase_id), self._leases, self._voids],
-            [self._prefix, purchase_id, target, attempt], durable=True)
-
         def parse(reply):
             if reply[0] == "closed":
                 raise ReservationClosed(purchase_id, reply[1] or None)
             return _reservation(purchase_id, *reply[1:])
-        return d.addCallback(parse)
+        return self._redis.script(
+            lua("market_lease_settle"), [self._reservation_key(purchase_id), self._leases, self._voids],
+            [self._prefix, purchase_id, target, attempt], durable=True, parse=parse)
 
 
 def _flat(fields) -> list:

@@ -57,36 +57,30 @@ class RedisCustomers:
         return f"{self._prefix}buyer:{buyer_id}:{what}"
 
     def create_user(self, role, username, password_hash):
-        d = self._redis.script(
-            lua("market_user_create"),
-            [f"{self._prefix}{role}-names", f"{self._prefix}{role}-next-id"],
-            [self._user_prefix(role), username, password_hash], durable=True)
-
         def parse(user_id):
             if user_id == -1:
                 raise UsernameTaken(f"the {role} user name {username!r} is taken")
             return int(user_id)
-        return d.addCallback(parse)
+        return self._redis.script(
+            lua("market_user_create"),
+            [f"{self._prefix}{role}-names", f"{self._prefix}{role}-next-id"],
+            [self._user_prefix(role), username, password_hash], durable=True, parse=parse)
 
     def credentials(self, role, username):
-        d = self._redis.script(lua("market_credentials"), [f"{self._prefix}{role}-names"],
-                               [self._user_prefix(role), username])
-
         def parse(reply):
             if not reply:
                 raise UnknownUser(f"no {role} named {username!r}")
             return Credentials(int(reply[0]), reply[1])
-        return d.addCallback(parse)
+        return self._redis.script(lua("market_credentials"), [f"{self._prefix}{role}-names"],
+                                  [self._user_prefix(role), username], parse=parse)
 
     def replace_password_hash(self, role, user_id, old_hash, new_hash):
-        d = self._redis.script(lua("market_password_replace"), [f"{self._user_prefix(role)}{user_id}"],
-                               [old_hash, new_hash])
-
         def parse(replaced):
             if replaced == -1:
                 raise UnknownUser(f"no {role} with id {user_id}")
             return replaced == 1
-        return d.addCallback(parse)
+        return self._redis.script(lua("market_password_replace"), [f"{self._user_prefix(role)}{user_id}"],
+                                  [old_hash, new_hash], parse=parse)
 
     def profile(self, role, user_id):
         def parse(fields):
@@ -94,15 +88,15 @@ class RedisCustomers:
                 raise UnknownUser(f"no {role} with id {user_id}")
             return Profile(int(user_id), fields["username"], int(fields["pos"]), int(fields["neg"]),
                            int(fields["items_sold"]), int(fields["items_bought"]))
-        return self._redis.command("hgetall", self._user_prefix(role) + str(user_id)).addCallback(parse)
+        return self._redis.command("hgetall", self._user_prefix(role) + str(user_id), parse=parse)
 
     def cart(self, session_id):
-        return self._redis.command("hgetall", self._cart_key(session_id)).addCallback(_cart_lines)
+        return self._redis.command("hgetall", self._cart_key(session_id), parse=_cart_lines)
 
     def revised_cart(self, session_id):
-        d = self._redis.command("hgetall", self._cart_key(session_id))
-        return d.addCallback(lambda fields: RevisedCart(
-            _cart_lines(fields), int(fields.get(_REVISION_FIELD, 0))))
+        return self._redis.command(
+            "hgetall", self._cart_key(session_id),
+            parse=lambda fields: RevisedCart(_cart_lines(fields), int(fields.get(_REVISION_FIELD, 0))))
 
     def cart_add(self, session_id, item_id, quantity, limit, ttl):
         return self._change(session_id, item_id, quantity, limit, ttl)
@@ -111,14 +105,13 @@ class RedisCustomers:
         return self._change(session_id, item_id, -quantity, 0, ttl)
 
     def cart_clear(self, session_id):
-        return self._redis.command("delete", self._cart_key(session_id)).addCallback(lambda _: None)
+        return self._redis.command("delete", self._cart_key(session_id), parse=lambda _: None)
 
     cart_drop = cart_clear
 
     def cart_touch(self, session_id, ttl):
-        return self._redis.command(
-            "execute_command", "PEXPIRE", self._cart_key(session_id), milliseconds(ttl)).addCallback(
-            lambda _: None)
+        return self._redis.execute("PEXPIRE", self._cart_key(session_id), milliseconds(ttl),
+                                   parse=lambda _: None)
 
     def cart_save(self, session_id, buyer_id):
         return self._copy(self._cart_key(session_id), self._saved_cart_key(buyer_id), 0)
@@ -130,42 +123,38 @@ class RedisCustomers:
         args = [self._user_prefix("seller"), purchase_id, repr(float(purchased_at))]
         for line in lines:
             args += [line.item_id, line.seller_id, line.quantity, line.price_cents]
-        d = self._redis.script(lua("market_purchase_record"), [
+        return self._redis.script(lua("market_purchase_record"), [
             f"{self._prefix}purchase:{purchase_id}", self._buyer_key(buyer_id, "history"),
             self._buyer_key(buyer_id, "bought"), self._cart_key(session_id),
             self._user_prefix("buyer") + str(buyer_id), self._saved_cart_key(buyer_id), self._cart_revision],
-            args, durable=True)
-        return d.addCallback(lambda recorded: recorded == 1)
+            args, durable=True, parse=lambda recorded: recorded == 1)
 
     def purchases(self, buyer_id, limit):
-        d = self._redis.command("lrange", self._buyer_key(buyer_id, "history"), 0, limit - 1)
-        return d.addCallback(lambda entries: [_purchase(e) for e in entries])
+        return self._redis.command("lrange", self._buyer_key(buyer_id, "history"), 0, limit - 1,
+                                   parse=lambda entries: [_purchase(e) for e in entries])
 
     def record_feedback(self, buyer_id, item_id, seller_id, positive):
-        d = self._redis.script(lua("market_feedback"), [
-            self._buyer_key(buyer_id, "bought"), self._buyer_key(buyer_id, "votes"),
-            self._user_prefix("seller") + str(seller_id)], [item_id, "pos" if positive else "neg"])
-
         def parse(reply):
             if reply[0] == "unbought":
                 raise NotPurchased(f"buyer {buyer_id} has not bought item {item_id}")
             if reply[0] == "again":
                 raise FeedbackAlreadyGiven(item_id, reply[1] == "pos")
-        return d.addCallback(parse)
+        return self._redis.script(lua("market_feedback"), [
+            self._buyer_key(buyer_id, "bought"), self._buyer_key(buyer_id, "votes"),
+            self._user_prefix("seller") + str(seller_id)], [item_id, "pos" if positive else "neg"],
+            parse=parse)
 
     def _change(self, session_id, item_id, change, limit, ttl):
-        d = self._redis.script(lua("market_cart_change"), [self._cart_key(session_id), self._cart_revision],
-                               [item_id, change, limit, milliseconds(ttl)], durable=True)
-
         def parse(reply):
             if reply[0] == "low":
                 raise StockTooLow(item_id, int(reply[1]))
             if reply[0] == "short":
                 raise NotInCart(item_id, int(reply[1]))
             return int(reply[1])
-        return d.addCallback(parse)
+        return self._redis.script(
+            lua("market_cart_change"), [self._cart_key(session_id), self._cart_revision],
+            [item_id, change, limit, milliseconds(ttl)], durable=True, parse=parse)
 
     def _copy(self, source, target, ttl_ms):
-        d = self._redis.script(lua("market_cart_copy"), [source, target, self._cart_revision], [ttl_ms],
-                               durable=True)
-        return d.addCallback(lambda _: None)
+        return self._redis.script(lua("market_cart_copy"), [source, target, self._cart_revision], [ttl_ms],
+                                  durable=True, parse=lambda _: None)

@@ -50,11 +50,11 @@ class RedisDirectory:
         except (TypeError, ValueError):
             return defer.fail()
         reserved = str(rules.RESERVED_ID) if rules.reserved_in(id_space) else ""
-        d = self._redis.script(
+        return self._redis.script(
             lua("directory_claim"), self._keys(id_space),
             [name, rules.home_slot(name, id_space), id_space, reserved, rules.capacity(id_space),
-             _optional(lease), _optional(lease_limit), ENDED_LEASES_PER_CLAIM])
-        return d.addCallback(self._claimed, id_space, lease_limit)
+             _optional(lease), _optional(lease_limit), ENDED_LEASES_PER_CLAIM],
+            parse=lambda reply: self._claimed(reply, id_space, lease_limit))
 
     @staticmethod
     def _claimed(reply, id_space, lease_limit):

@@ -77,18 +77,18 @@ class RedisLedger:
             rules.check_opening_balance(opening_balance)
         except LedgerError:
             return defer.fail()
-        d = self._redis.script(
+        return self._redis.script(
             lua("ledger_open"),
             [self._totals, self._txn_counter, self._accounts, self._account + account, self._history + account],
-            ["0", "0", account, opening_balance, *self._record_args], durable=True)
-        return d.addCallback(lambda created: created == 1)
+            ["0", "0", account, opening_balance, *self._record_args], durable=True,
+            parse=lambda created: created == 1)
 
     def balance(self, account):
         def parse(value):
             if value is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return int(value)
-        return self._redis.execute("HGET", self._account + account, "balance").addCallback(parse)
+        return self._redis.execute("HGET", self._account + account, "balance", parse=parse)
 
     def deposit(self, account, amount, idempotency_key=None, idempotency_ttl=None):
         return self._money("ledger_deposit", [account], [amount, account, rules.MAX_BALANCE],
@@ -110,9 +110,8 @@ class RedisLedger:
             if entries is None:
                 raise UnknownAccount(f"no such account: {account!r}")
             return [_parse_entry(account, entry) for entry in reversed(entries)]
-        d = self._redis.script(lua("ledger_history"), [self._account + account, self._history + account],
-                               [upper, int(limit), self._legacy_history + account])
-        return d.addCallback(parse)
+        return self._redis.script(lua("ledger_history"), [self._account + account, self._history + account],
+                                  [upper, int(limit), self._legacy_history + account], parse=parse)
 
     def audit(self):
         def build(reply):
@@ -122,9 +121,8 @@ class RedisLedger:
                 (account, int(balance), [_parse_entry(account, e) for e in entries], int(base))
                 for account, balance, entries, base in accounts)
             return rules.audit_report(snapshot, totals)
-        d = self._redis.script(lua("ledger_audit"), [self._totals, self._accounts],
-                               [self._account, self._history, self._legacy_history])
-        return d.addCallback(build)
+        return self._redis.script(lua("ledger_audit"), [self._totals, self._accounts],
+                                  [self._account, self._history, self._legacy_history], parse=build)
 
     def _money(self, script, accounts, args, idempotency_key, idempotency_ttl, validate):
         """
@@ -141,4 +139,4 @@ class RedisLedger:
             keys += [self._account + account, self._history + account]
         once = ["1" if idempotency_key else "0", ttl]
         return self._redis.script(lua(script), keys, once + args + self._record_args,
-                                  durable=True).addCallback(_outcome)
+                                  durable=True, parse=_outcome)

@@ -36,12 +36,12 @@ class RedisSessions:
     def create(self, user_id, data=None, ttl=None):
         ttl = DEFAULT_SESSION_TTL if ttl is None else float(ttl)
         session = Session(new_session_id(), str(user_id), dict(data or {}), ttl, time.time())
-        d = self._redis.script(
+        return self._redis.script(
             lua("session_create"),
             [self._session + session.session_id, self._user_sessions + session.user_id],
             [session.user_id, max(1, round(ttl * 1000)), repr(session.created_at),
-             json.dumps(session.data), session.session_id, self._session])
-        return d.addCallback(lambda _: session)
+             json.dumps(session.data), session.session_id, self._session],
+            parse=lambda _: session)
 
     def touch(self, session_id):
         def parse(fields):
@@ -50,18 +50,17 @@ class RedisSessions:
             return _session(session_id, fields)
         if not is_session_id(session_id):
             return defer.fail(SessionNotFound(f"no such session: {session_id!r}"))
-        d = self._redis.script(lua("session_touch"), [self._session + session_id], [self._user_sessions])
-        return d.addCallback(parse)
+        return self._redis.script(lua("session_touch"), [self._session + session_id],
+                                  [self._user_sessions], parse=parse)
 
     def delete(self, session_id):
         if not is_session_id(session_id):
             return defer.succeed(False)
-        d = self._redis.script(lua("session_delete"), [self._session + session_id],
-                               [self._user_sessions, session_id])
-        return d.addCallback(lambda removed: removed == 1)
+        return self._redis.script(lua("session_delete"), [self._session + session_id],
+                                  [self._user_sessions, session_id], parse=lambda removed: removed == 1)
 
     def sessions_of(self, user_id):
-        d = self._redis.script(lua("session_list"), [self._user_sessions + str(user_id)], [self._session])
-        return d.addCallback(lambda live: sorted(
-            (_session(session_id, fields) for session_id, fields in live),
-            key=lambda s: s.session_id))
+        return self._redis.script(
+            lua("session_list"), [self._user_sessions + str(user_id)], [self._session],
+            parse=lambda live: sorted((_session(session_id, fields) for session_id, fields in live),
+                                      key=lambda s: s.session_id))
