@@ -16,8 +16,9 @@ also reports the redis-server's CPU per call, from /proc.
 This is the store path alone: the Python a call runs through on its way to
 Redis and back (packing, the Deferred, the reply's parsing) and the system
 calls of its round trip, shared among the calls of one reactor turn as they
-are in a server.  It moves far less from run to run than a whole-server
-benchmark, so it is the one to compare two versions of the store code by.
+are in a server.  A change to that path is not lost there among the
+server's other work and the load generator's; on a shared host a run still
+moves by a fifth from the next, so compare many interleaved pairs.
 --sources names checkouts to take the store code from (the default: this
 one), such as a ``git worktree`` of an earlier commit; every repetition
 measures each source in turn (old, new, old, new), and the summary gives
