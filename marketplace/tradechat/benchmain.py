@@ -30,10 +30,14 @@ def main(argv=None) -> None:
         task.react(lambda reactor: Bench(reactor, options).run().addCallback(_exit_status))
 
 
+#: The exit status when the conservation check failed (1: the load could not be set up).
+CONSERVATION_FAILED = 3
+
+
 def _exit_status(conserved: bool) -> None:
     """Exit non-zero when the conservation check failed, so scripts notice."""
     if not conserved:
-        raise SystemExit(3)
+        raise SystemExit(CONSERVATION_FAILED)
 
 
 if __name__ == "__main__":
