@@ -348,6 +348,30 @@ class RedisOutageTests(RedisTestCase):
         self.assertEqual((yield store.ledger.balance("a")), 16)
         self.assertEqual((yield store.ledger.deposit("a", 5, idempotency_key="k")), 16)
 
+    @defer.inlineCallbacks
+    def test_the_durable_writes_of_a_turn_share_one_wait(self):
+        """
+        Durable writes made in one reactor turn are followed by one
+        ``WAIT``, which Redis counts once; with a replica asked for and none
+        there, each is unavailable, and each was made.
+        """
+        store = self.client()
+        accounts = ["a", "b", "c"]
+        for account in accounts:
+            yield store.ledger.open_account(account, 10)
+        yield store.connection.execute("CONFIG", "RESETSTAT")
+        plain = store.connection.address
+        store.connection.address = attrs.evolve(plain, wait_replicas=1, wait_ms=10)
+        writes = [store.ledger.deposit(account, 1, idempotency_key=account) for account in accounts]
+        store.connection.address = plain
+        for succeeded, failure in (yield defer.DeferredList(writes, consumeErrors=True)):
+            self.assertFalse(succeeded)
+            failure.trap(StoreUnavailable)
+        stats = yield store.connection.execute("INFO", "commandstats")
+        self.assertIn("cmdstat_wait:calls=1,", stats)
+        for account in accounts:
+            self.assertEqual((yield store.ledger.balance(account)), 11)
+
 
 class LegacyHistoryTests(RedisTestCase):
     """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.store.test_redis -*-
+# -*- test-case-name: tests.store.test_redis,tests.store.test_redis_connection -*-
 """
 The store's connection to Redis, with the guarantees the store promises and
 a short path per call.
@@ -37,8 +37,9 @@ primary; a ``-READONLY`` reply (the server was demoted under us) drops it,
 failing its commands as unavailable, and the reconnection asks the
 sentinels again.  A script that changes what the store promises to keep
 (money, stock, carts, purchases: ``durable=True``) is followed by ``WAIT``
-on the same connection, and is acknowledged only once that many replicas
-hold it (docs/redis.md, "High availability").
+on the same connection, one for all such scripts of a reactor turn, and is
+acknowledged only once that many replicas hold it (docs/redis.md, "High
+availability").
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from twisted.internet import defer, error as net_error
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 import txredisapi
 
@@ -107,6 +109,9 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         self._waiting: collections.deque = collections.deque()
         self._watchdog = None
         self._output: list[bytes] = []
+        # (replicas, wait_ms) -> the calls of this turn waiting for that many
+        # replicas: one WAIT at the end of the turn's commands answers them.
+        self._replica_waits: dict[tuple[int, int], list[defer.Deferred]] = {}
         #: Digests of the scripts sent with EVAL on this connection.
         self.scripts: set[str] = set()
         self._socket = None
@@ -123,9 +128,32 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         """Send one command; the Deferred fires with its reply or fails with its error."""
         if not self.connected:
             return defer.fail(txredisapi.ConnectionError("Not connected"))
-        if not self._output:
+        if not self._output and not self._replica_waits:
             self._clock.callLater(0, self._flush)
         self._output.append(hiredis.pack_command(args))
+        return self._expect_reply()
+
+    def wait_for_replicas(self, replicas: int, wait_ms: int) -> defer.Deferred:
+        """
+        How many replicas (up to C{replicas}, within C{wait_ms}) hold every
+        write sent on this connection so far.
+
+        One C{WAIT} after the turn's other commands answers every such call
+        of the turn: it counts all the writes sent before it on the
+        connection, and Redis holds up a connection's later commands until
+        its C{WAIT} returns, so a C{WAIT} behind each write would make the
+        writes of a turn wait for the replicas one after another.
+        """
+        if not self.connected:
+            return defer.fail(txredisapi.ConnectionError("Not connected"))
+        if not self._output and not self._replica_waits:
+            self._clock.callLater(0, self._flush)
+        d = defer.Deferred()
+        self._replica_waits.setdefault((replicas, wait_ms), []).append(d)
+        return d
+
+    def _expect_reply(self) -> defer.Deferred:
+        """The Deferred of the command just queued, due within the timeout."""
         d = defer.Deferred()
         waiting = self._waiting
         if not waiting:
@@ -144,6 +172,11 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         of ours, else (and whatever the kernel did not take) through it,
         which keeps the byte stream in order.
         """
+        if self._replica_waits and self.connected:
+            waits, self._replica_waits = self._replica_waits, {}
+            for (replicas, wait_ms), callers in waits.items():
+                self._output.append(hiredis.pack_command(("WAIT", replicas, wait_ms)))
+                self._expect_reply().addBoth(_answer_each, callers)
         output, self._output = self._output, []
         if not output or not self.connected:
             return
@@ -211,8 +244,20 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
 
     def _fail_waiting(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, collections.deque()
+        waits, self._replica_waits = self._replica_waits, {}
         for d, _ in waiting:
             d.errback(error)
+        for callers in waits.values():
+            _answer_each(Failure(error), callers)
+
+
+def _answer_each(result, callers: list[defer.Deferred]) -> None:
+    """Give C{result} (a reply or a L{Failure}) to each of C{callers}."""
+    for caller in callers:
+        if isinstance(result, Failure):
+            caller.errback(result)
+        else:
+            caller.callback(result)
 
 
 @attrs.define
@@ -414,29 +459,32 @@ class RedisConnection:
 
     def _replicated(self, conn, written, replicas: int):
         """
-        C{written}'s result once ``WAIT`` (sent right behind it on the same
-        connection, so it costs no round trip of its own) says C{replicas}
-        replicas hold it.  Fewer in time fail as unavailable, never as
-        success: the write may or may not survive a failover, and the
-        caller's idempotency key makes a retry safe.
+        C{written}'s result once ``WAIT`` (sent on the same connection after
+        the turn's commands, so it costs no round trip of its own, and shared
+        by the turn's writes) says C{replicas} replicas hold it.  Fewer in
+        time fail as unavailable, never as success: the write may or may not
+        survive a failover, and the caller's idempotency key makes a retry
+        safe.
         """
         wait_ms = self.address.wait_ms
-        acked = conn.send("WAIT", replicas, wait_ms)
+        acked = conn.wait_for_replicas(replicas, wait_ms)
+        # The WAIT's reply comes after the write's: the write's outcome
+        # waits for it, or ends the call if the write failed.
+        return written.addCallbacks(self._once_held, _discard_and_fail,
+                                    callbackArgs=(acked, replicas, wait_ms), errbackArgs=(acked,))
 
-        def outcome(results):
-            (written_ok, result), (acked_ok, count) = results
-            if not written_ok:
-                return result
-            if not acked_ok:
-                return count
-            if count < replicas:
-                self.replica_shortfall.began(acknowledged=count, wanted=replicas, wait_ms=wait_ms)
-                raise StoreUnavailable(
-                    f"{count} of {replicas} replicas of {self.address} acknowledged a write "
-                    f"within {wait_ms} ms: retry it with the same idempotency key")
-            self.replica_shortfall.ended()
-            return result
-        return defer.DeferredList([written, acked], consumeErrors=True).addCallback(outcome)
+    def _once_held(self, result, acked, replicas: int, wait_ms: int):
+        return acked.addCallback(self._held, result, replicas, wait_ms)
+
+    def _held(self, count: int, result, replicas: int, wait_ms: int):
+        """C{result}, if C{count} replicas are enough; else unavailable."""
+        if count < replicas:
+            self.replica_shortfall.began(acknowledged=count, wanted=replicas, wait_ms=wait_ms)
+            raise StoreUnavailable(
+                f"{count} of {replicas} replicas of {self.address} acknowledged a write "
+                f"within {wait_ms} ms: retry it with the same idempotency key")
+        self.replica_shortfall.ended()
+        return result
 
     def _on_connection(self, run, what):
         """
@@ -464,6 +512,12 @@ class RedisConnection:
                 raise StoreUnavailable(f"Redis at {self.address} is not ready: {message}")
             raise StoreError(f"Redis refused {what}: {message}")
         return failure
+
+
+def _discard_and_fail(failure, acked: defer.Deferred):
+    """A write failed: that is the outcome, whatever its C{WAIT} says."""
+    acked.addErrback(lambda _: None)
+    return failure
 
 
 def redis_endpoint(address: RedisAddress, reactor, timeout: float):
