@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 
+import checkouts
 from machine import cpus, load_average, process_cpu_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,22 +103,13 @@ def child_main(argv) -> None:
     print(json.dumps(measure(store_url, call, int(count), int(in_flight))))
 
 
-def source_label(source: str) -> str:
-    revision = subprocess.run(["git", "-C", source, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run(["git", "-C", source, "status", "--porcelain", "--untracked-files=no"],
-                             capture_output=True, text=True).stdout.strip()
-    return (revision or os.path.basename(os.path.abspath(source))) + ("+" if changed else "")
-
-
 def run_one(source: str, store_url: str, call: str, args, redis) -> dict:
-    environment = dict(os.environ, PYTHONPATH=os.path.abspath(source))
     redis_cpu = process_cpu_seconds(redis.pid) if redis else None
     if redis:
         redis.flush()
     child = subprocess.run(
         [sys.executable, __file__, "--child", store_url, call, str(args.count), str(args.in_flight)],
-        env=environment, capture_output=True, text=True, timeout=600)
+        env=checkouts.environment(source), capture_output=True, text=True, timeout=600)
     if child.returncode != 0:
         raise SystemExit(f"the measurement failed ({call} on {store_url}):\n{child.stderr}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
@@ -141,7 +133,7 @@ def main() -> None:
                         help="comma-separated checkouts to take the store code from")
     args = parser.parse_args()
     sources = args.sources.split(",")
-    labels = [source_label(source) for source in sources]
+    labels = [checkouts.label(source) for source in sources]
     stores = args.stores.split(",")
     redis = None
     if "redis" in stores:

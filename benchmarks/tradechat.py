@@ -4,9 +4,9 @@ Benchmark: the trading chatroom server under tradechat-bench on loopback.
     python benchmarks/tradechat.py [--duration 10] [--repeat 3] [--out benchmarks/out/tradechat.csv]
                                    [--scenarios mixed-100,trade-200] [--stores memory,redis,sentinel]
                                    [--workers 1,2] [--processes 1] [--reactor poll]
-                                   [--load-reactor poll]
+                                   [--load-reactor poll] [--sources DIR[,DIR...]]
 
-The matrix is every scenario x store x worker count.  A store is
+The matrix is every scenario x store x worker count (x source).  A store is
 C{memory} (the embedded store), C{redis} (a private C{redis-server} this
 script starts on a free port, without persistence, and empties before each
 run), C{sentinel} (a private primary, its replica and a sentinel, reached
@@ -30,6 +30,12 @@ Redis configuration, its ratio to the embedded store with one worker in
 the same repetitions (and the Sentinel one's to C{redis} with one worker:
 the cost of C{WAIT}), beside the machine it ran on: CPU count and model,
 and the load average before and after.
+
+--sources names checkouts to take the server's code from (by default this
+one), such as a C{git worktree} of an earlier commit: every configuration
+runs once from each, in turn, in every repetition (the load generator is
+always this checkout's), and the summary gives each later source's req/s
+and CPU per request against the first's in the same repetitions.
 
 The CPU figures are microseconds per request, from /proc: of all server
 processes (the master and its workers), of the redis-server, their sum,
@@ -59,6 +65,7 @@ import sys
 import tempfile
 import time
 
+import checkouts
 from machine import children_cpu_seconds, cpus, load_average, process_cpu_seconds, tree_cpu_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,12 +187,16 @@ def plugin_has_workers() -> bool:
 class Config:
     """One cell of the matrix: a store and a worker count."""
 
-    def __init__(self, store: str, workers: int, redis: PrivateRedis | PrivateSentinel | None) -> None:
+    def __init__(self, store: str, workers: int, redis: PrivateRedis | PrivateSentinel | None,
+                 source: str = REPO, label: str = "") -> None:
         self.store, self.workers, self.redis = store, workers, redis
+        #: The checkout the server's code comes from, and its label in the
+        #: configuration's name ("" when there is only one source).
+        self.source, self.label = source, label
 
     @property
     def name(self) -> str:
-        return f"{self.store}/{self.workers}w"
+        return config_name(self.store, self.workers, self.label)
 
     @property
     def url(self) -> str:
@@ -193,15 +204,22 @@ class Config:
 
     @property
     def environment(self) -> dict:
-        """The server's environment: C{redis-floor} loads benchmarks/redis_floor/ first."""
+        """
+        The server's environment: its source's code first, and for
+        C{redis-floor} benchmarks/redis_floor/ before that.
+        """
         if self.store != "redis-floor":
-            return dict(os.environ)
-        paths = [FLOOR_OVERLAY, REPO, os.environ.get("PYTHONPATH", "")]
-        return dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
+            return checkouts.environment(self.source)
+        return checkouts.environment(self.source, FLOOR_OVERLAY)
 
     @property
     def redis_pid(self):
         return self.redis.pid if self.redis is not None else None
+
+
+def config_name(store: str, workers: int, label: str = "") -> str:
+    """C{redis/1w}, or with a source's label C{redis/1w@da5efe5}."""
+    return f"{store}/{workers}w" + (f"@{label}" if label else "")
 
 
 def start_server(args, config: Config, log_path: str):
@@ -216,7 +234,7 @@ def start_server(args, config: Config, log_path: str):
         command += ["--workers", str(config.workers)]
     output_path = log_path + ".out"
     with open(output_path, "wb") as output:
-        server = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+        server = subprocess.Popen(command, cwd=config.source, stdout=output, stderr=subprocess.STDOUT,
                                   env=config.environment)
     if wait_for_port(port, server):
         return server, port
@@ -296,8 +314,11 @@ def configs(args, private: dict) -> list[Config]:
     if any(n > 1 for n in workers) and not plugin_has_workers():
         print("the tradechat plugin has no --workers option: worker counts above 1 are skipped")
         workers = [n for n in workers if n == 1]
-    return [Config(store, n, private.get(store))
-            for n in workers for store in args.stores.split(",")]
+    sources = args.sources.split(",")
+    labels = [checkouts.label(source) for source in sources] if len(sources) > 1 else [""]
+    return [Config(store, n, private.get(store), source, label)
+            for n in workers for store in args.stores.split(",")
+            for source, label in zip(sources, labels)]
 
 
 def main():
@@ -318,6 +339,9 @@ def main():
                         help="Twisted reactor of every scenario's load generator (by default "
                              "each scenario's own)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--sources", default=REPO,
+                        help="comma-separated checkouts to take the server's code from, measured in "
+                             "turn (by default this one)")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "out", "tradechat.csv"))
     args = parser.parse_args()
     names = args.scenarios.split(",")
@@ -355,7 +379,8 @@ def run_matrix(args, names, matrix):
                     if cpu is None:
                         continue
                     (row,) = list(csv.DictReader(open(csv_path)))
-                    row.update({"scenario": name, "store": config.store, "workers": config.workers},
+                    row.update({"scenario": name, "store": config.store, "workers": config.workers,
+                                "source": config.label or checkouts.label(config.source)},
                                **cpu_per_request(row, *cpu))
                     rows[config.name].append(row)
                     os.remove(csv_path)
@@ -368,61 +393,104 @@ def run_matrix(args, names, matrix):
             ratios.update(same_run_ratios(name, matrix, rows))
     print(f"\nmedians of {args.repeat} run(s) of {args.duration:g}s; rows in {args.out}")
     print(f"{cpus()}; load average {load_before} before, {load_average()} after")
-    print(f"{'scenario':<17}{'config':>14}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'errors':>8}"
+    width = max(14, *(len(config.name) + 1 for config in matrix))
+    print(f"{'scenario':<17}{'config':>{width}}{'req/s':>9}{'p50 us':>9}{'p99 us':>9}{'errors':>8}"
           f"{'cpu us/req: server + redis = total; load':>44}  target")
-    for (name, config_name), median in medians.items():
-        *_, target_rps, target_p99 = SCENARIOS[name]
-        target = "-"
-        if target_rps and config_name == "memory/1w":
-            met = median["rps"] >= target_rps and median["p99_us"] <= target_p99
-            target = f">= {target_rps} req/s, p99 <= {target_p99} us: {'met' if met else 'NOT met'}"
-        elif (name, config_name) in ratios:
-            target = ratios[name, config_name]
-        print(f"{name:<17}{config_name:>14}{median['rps']:>9.0f}{median['p50_us']:>9.0f}"
-              f"{median['p99_us']:>9.0f}{median['err']:>8.0f}{cpu_column(median):>44}  {target}")
+    for name in names:
+        for config in matrix:
+            median = medians.get((name, config.name))
+            if median is None:
+                continue
+            *_, target_rps, target_p99 = SCENARIOS[name]
+            target = "-"
+            if target_rps and (config.store, config.workers) == ("memory", 1):
+                met = median["rps"] >= target_rps and median["p99_us"] <= target_p99
+                target = f">= {target_rps} req/s, p99 <= {target_p99} us: {'met' if met else 'NOT met'}"
+            if (name, config.name) in ratios:
+                target = ratios[name, config.name] if target == "-" else f"{target}; {ratios[name, config.name]}"
+            print(f"{name:<17}{config.name:>{width}}{median['rps']:>9.0f}{median['p50_us']:>9.0f}"
+                  f"{median['p99_us']:>9.0f}{median['err']:>8.0f}{cpu_column(median):>44}  {target}")
 
 
 def same_run_ratios(name, matrix, rows) -> dict:
     """
     For each configuration but the embedded store with one worker: the
     median over repetitions of its req/s and total CPU per request
-    divided by the embedded store's in the same repetition.
+    divided by the embedded store's (of the same source) in the same
+    repetition; for a Sentinel configuration also against C{redis}; and
+    for each source after the first, against the first source's same
+    configuration.
     """
-    base = rows.get("memory/1w", [])
+    first_label = matrix[0].label
     found = {}
     for config in matrix:
-        if config.name == "memory/1w" or not rows[config.name]:
+        if not rows[config.name]:
             continue
-        pairs = list(zip(base, rows[config.name]))
-        if not pairs:
-            continue
-        rps = statistics.median(float(r["rps"]) / float(b["rps"]) for b, r in pairs)
-        text = f"{rps:.2f}x the embedded req/s"
-        cpu = [float(r["total_cpu_us_per_req"]) / float(b["total_cpu_us_per_req"])
-               for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
-        if cpu:
-            text += f", {statistics.median(cpu):.2f}x its CPU a request"
-        if config.store == "redis-floor":
-            text += " (the floor: money scripts that do nothing)"
-        elif config.store != "memory" and name in REDIS_TARGETS:
-            met = rps >= REDIS_TARGETS[name] and (not cpu or statistics.median(cpu) <= REDIS_CPU_TARGET)
-            text += (f" (target >= {REDIS_TARGETS[name]}x, CPU <= {REDIS_CPU_TARGET:g}x: "
-                     f"{'met' if met else 'NOT met'})")
-        found[name, config.name] = text + _wait_cost(config, rows)
+        texts = []
+        embedded = config_name("memory", 1, config.label)
+        if config.name != embedded and rows.get(embedded):
+            texts.append(_embedded_ratio(name, config, rows[embedded], rows[config.name]))
+        if config.store == "sentinel":
+            texts.append(_wait_cost(config, rows))
+        if config.label != first_label:
+            texts.append(_against_first_source(config, rows, first_label))
+        texts = [text for text in texts if text]
+        if texts:
+            found[name, config.name] = "; ".join(texts)
     return found
+
+
+def _pairs(base_rows, rows):
+    """
+    The median over repetitions of C{rows}' req/s over C{base_rows}', and
+    the list of their total CPU per request pairs (where both are known).
+    """
+    pairs = list(zip(base_rows, rows))
+    rps = statistics.median(float(r["rps"]) / float(b["rps"]) for b, r in pairs)
+    cpu = [(float(b["total_cpu_us_per_req"]), float(r["total_cpu_us_per_req"]))
+           for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
+    return rps, cpu
+
+
+def _embedded_ratio(name, config, base_rows, rows) -> str:
+    rps, cpu_pairs = _pairs(base_rows, rows)
+    text = f"{rps:.2f}x the embedded req/s"
+    cpu = statistics.median(r / b for b, r in cpu_pairs) if cpu_pairs else None
+    if cpu is not None:
+        text += f", {cpu:.2f}x its CPU a request"
+    if config.store == "redis-floor":
+        text += " (the floor: money scripts that do nothing)"
+    elif config.store != "memory" and name in REDIS_TARGETS:
+        met = rps >= REDIS_TARGETS[name] and (cpu is None or cpu <= REDIS_CPU_TARGET)
+        text += (f" (target >= {REDIS_TARGETS[name]}x, CPU <= {REDIS_CPU_TARGET:g}x: "
+                 f"{'met' if met else 'NOT met'})")
+    return text
 
 
 def _wait_cost(config, rows) -> str:
     """For a Sentinel configuration: its req/s and CPU against C{redis} in the same repetitions."""
-    plain = rows.get(f"redis/{config.workers}w", [])
-    if config.store != "sentinel" or not plain:
+    plain = rows.get(config_name("redis", config.workers, config.label), [])
+    if not plain:
         return ""
-    pairs = list(zip(plain, rows[config.name]))
-    rps = statistics.median(float(r["rps"]) / float(b["rps"]) for b, r in pairs)
-    cpu = [float(r["total_cpu_us_per_req"]) - float(b["total_cpu_us_per_req"])
-           for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
-    text = f"; WAIT: {rps:.2f}x the redis req/s"
-    return text + (f", {statistics.median(cpu):+.0f} us CPU a request" if cpu else "")
+    rps, cpu_pairs = _pairs(plain, rows[config.name])
+    text = f"WAIT: {rps:.2f}x the redis req/s"
+    if cpu_pairs:
+        text += f", {statistics.median(r - b for b, r in cpu_pairs):+.0f} us CPU a request"
+    return text
+
+
+def _against_first_source(config, rows, first_label) -> str:
+    """This configuration's req/s and CPU against the first source's in the same repetitions."""
+    first = config_name(config.store, config.workers, first_label)
+    if not rows.get(first):
+        return ""
+    rps, cpu_pairs = _pairs(rows[first], rows[config.name])
+    text = f"{rps:.2f}x the req/s of {first}"
+    if cpu_pairs:
+        lower = sum(r < b for b, r in cpu_pairs)
+        text += (f", {statistics.median(r / b for b, r in cpu_pairs):.2f}x its CPU a request "
+                 f"(lower in {lower} of {len(cpu_pairs)})")
+    return text
 
 
 def median_of(rows: list, key: str):

@@ -1,0 +1,27 @@
+"""
+The checkouts a benchmark takes the code under test from: this one by
+default, or others named with C{--sources} (a C{git worktree} of an earlier
+commit, say), measured in turn (old, new, old, new) so that each pair ran
+under the same neighbours' load.
+"""
+
+import os
+import subprocess
+
+
+def label(source: str) -> str:
+    """The checkout's short commit, with C{+} if its tracked files were changed since."""
+    revision = subprocess.run(["git", "-C", source, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "-C", source, "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True).stdout.strip()
+    return (revision or os.path.basename(os.path.abspath(source))) + ("+" if changed else "")
+
+
+def environment(source: str, *first: str) -> dict:
+    """
+    This process's environment for a process running C{source}'s code:
+    C{source} at the head of C{PYTHONPATH}, behind any C{first} paths.
+    """
+    paths = [*first, os.path.abspath(source), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
