@@ -162,6 +162,25 @@ class PrivateSentinel:
         if not wait_for_port(port, self.process):
             raise SystemExit("the private sentinel did not start")
         self.url = f"redis+sentinel://127.0.0.1:{port}/bench/0?wait=1"
+        try:
+            self._wait_for_replica()
+        except SystemExit:
+            self.stop()
+            raise
+
+    def _wait_for_replica(self, timeout: float = 30.0) -> None:
+        """
+        Until the replica's first sync is done, it acknowledges no write:
+        every durable write would answer unavailable (a login SERVER_BUSY).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            replication = subprocess.run(["redis-cli", "-p", str(self.replica.port), "info", "replication"],
+                                         capture_output=True, text=True).stdout
+            if "master_link_status:up" in replication:
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"the private replica did not sync with its primary within {timeout:g} s")
 
     @property
     def pid(self) -> int:
@@ -287,7 +306,7 @@ def run_once(args, name, config: Config, csv_path: str, log_path: str):
                  "--connections", str(connections), "--concurrency", str(concurrency),
                  "--mix", mix, "--payload-size", str(payload), "--duration", str(args.duration),
                  "--processes", str(args.processes), "--out", csv_path]
-        result = subprocess.run(bench, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        result = subprocess.run(bench, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, timeout=args.duration + 120)
         server_cpu = _delta(server_before, tree_cpu_seconds(server.pid))
         redis_cpu = _delta(redis_before,
@@ -299,7 +318,8 @@ def run_once(args, name, config: Config, csv_path: str, log_path: str):
         # only that: status 3) fails by design.
         forgiven = CONSERVATION_FAILED if config.store == "redis-floor" else None
         if result.returncode not in (0, forgiven):
-            raise SystemExit(f"tradechat-bench failed in {name} on {config.name}")
+            said = " ".join(result.stderr.split())[-300:]
+            raise SystemExit(f"tradechat-bench failed in {name} on {config.name}: {said}")
         return server_cpu, redis_cpu, load_cpu
     finally:
         stop_server(server)
