@@ -474,7 +474,7 @@ class RedisConnection:
                                     callbackArgs=(acked, replicas, wait_ms), errbackArgs=(acked,))
 
     def _once_held(self, result, acked, replicas: int, wait_ms: int):
-        """The write succeeded: its outcome is C{result} once C{acked} says enough replicas hold it."""
+        """The write succeeded: C{result}, once C{acked} says enough replicas hold it."""
         return acked.addCallback(self._held, result, replicas, wait_ms)
 
     def _held(self, count: int, result, replicas: int, wait_ms: int):
