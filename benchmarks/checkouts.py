@@ -18,6 +18,20 @@ def label(source: str) -> str:
     return (revision or os.path.basename(os.path.abspath(source))) + ("+" if changed else "")
 
 
+def labels(sources: list[str]) -> list[str]:
+    """
+    What names each of C{sources} in a benchmark's output: nothing when
+    there is one, else its label, numbered when two checkouts are of one
+    commit (an A/A run, which shows the host's drift).
+    """
+    if len(sources) == 1:
+        return [""]
+    found = [label(source) for source in sources]
+    if len(set(found)) < len(found):
+        found = [f"{name}#{n}" for n, name in enumerate(found, 1)]
+    return found
+
+
 def environment(source: str, *first: str) -> dict:
     """
     This process's environment for a process running C{source}'s code:

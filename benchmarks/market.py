@@ -4,6 +4,7 @@ Marketplace benchmark driver: starts the services, runs ``market-bench``.
     python benchmarks/market.py                     # memory and redis, 1+1, 10+10, 100+100
     python benchmarks/market.py --stores memory --sizes 100 --ops 200 --csv /tmp/market.csv
     python benchmarks/market.py --sizes 100 --ops 100 --repeat 3   # the Redis target: medians, ratios
+    python benchmarks/market.py --sources OLD_CHECKOUT,. --stores redis --sizes 100 --ops 100 --repeat 3
 
 Results are printed and appended to ``benchmarks/out/market.csv`` by default,
 each with the CPU a successful operation took in the service processes and
@@ -22,6 +23,12 @@ is started on a free port in a temporary directory and stopped afterwards;
 the Redis on the default port is never touched.  Front ends use a cheap
 password KDF so account setup does not dominate; setup is not timed anyway.
 
+``--sources`` names checkouts to take the services' code from (by default
+this one), such as a ``git worktree`` of an earlier commit: in every
+repetition each store runs from each checkout in turn (the load generator
+is always this process), and the end also gives each later checkout's
+ops/s and CPU against the first's in the same repetitions.
+
 ``serve`` is the subprocess entry point (internal).
 """
 
@@ -34,8 +41,10 @@ import statistics
 import sys
 import tempfile
 
+import attrs
 from twisted.internet import defer, protocol, task
 
+import checkouts
 from machine import cpus, load_average, process_cpu_seconds
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,10 +161,10 @@ class Processes:
         self.reactor = reactor
         self.running = []
 
-    def start(self, argv, ready_text, timeout=30.0, path=None):
+    def start(self, argv, ready_text, timeout=30.0, path=None, env=None):
         child = _Child(ready_text)
-        self.reactor.spawnProcess(child, argv[0], argv, env=os.environ, path=path,
-                                  childFDs={0: "w", 1: "r", 2: 2})
+        self.reactor.spawnProcess(child, argv[0], argv, env=os.environ if env is None else env,
+                                  path=path, childFDs={0: "w", 1: "r", 2: 2})
         self.running.append(child)
         return child.ready.addTimeout(timeout, self.reactor)
 
@@ -185,12 +194,15 @@ def start_redis(processes, workdir):
 
 
 @defer.inlineCallbacks
-def start_services(processes, store, layout):
+def start_services(processes, store, layout, source=_REPO):
+    """The services, each process running C{source}'s own C{serve} and code."""
     ports = {name: free_port() for name in DB_SERVICES + FRONT_ENDS}
     port_args = [f"{name}={port}" for name, port in ports.items()]
+    entry = os.path.join(os.path.abspath(source), "benchmarks", "market.py")
     for roles in LAYOUTS[layout]:
-        yield processes.start([sys.executable, os.path.abspath(__file__), "serve", "--store",
-                               store, "--roles", ",".join(roles), *port_args], READY, path=_REPO)
+        yield processes.start([sys.executable, entry, "serve", "--store", store,
+                               "--roles", ",".join(roles), *port_args], READY, path=source,
+                              env=checkouts.environment(source))
     return f"tcp:127.0.0.1:{ports['buyer-front']}", f"tcp:127.0.0.1:{ports['seller-front']}"
 
 
@@ -202,31 +214,35 @@ def run_benchmarks(reactor, args):
     workdir = tempfile.mkdtemp(prefix="market-bench-")
     os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
     print(f"{cpus()}; load average {load_average()}", flush=True)
+    labels = checkouts.labels(args.sources)
     runs = []
     try:
         for repetition in range(args.repeat):
             for store_kind in args.stores:
-                redis = None
-                if store_kind == "memory":
-                    store = "memory"
-                else:
-                    store = yield start_redis(processes, workdir)
-                    redis = processes.running[-1]
-                buyer_front, seller_front = yield start_services(processes, store, args.layout)
-                for size in args.sizes:
-                    config = BenchConfig(buyer_front, seller_front, size, size, args.ops,
-                                         label=f"{store_kind} {size}+{size}",
-                                         progress=not args.quiet)
-                    before = _cpu_seconds(processes.running, redis)
-                    result = yield Bench(config, reactor).run()
-                    after = _cpu_seconds(processes.running, redis)
-                    cpu = [(a - b) / max(result.successful, 1) * 1e6 for a, b in zip(after, before)]
-                    runs.append((repetition, store_kind, size, result.ops_per_second, sum(cpu)))
-                    print(result.summary(), result.breakdown(),
-                          f"  CPU a successful op: services {cpu[0]:.0f} us + redis-server "
-                          f"{cpu[1]:.0f} us = {sum(cpu):.0f} us", sep="\n", flush=True)
-                    append_csv(args.csv, result)
-                yield processes.stop_all()
+                for source, label in zip(args.sources, labels):
+                    redis = None
+                    if store_kind == "memory":
+                        store = "memory"
+                    else:
+                        store = yield start_redis(processes, workdir)
+                        redis = processes.running[-1]
+                    buyer_front, seller_front = yield start_services(processes, store, args.layout,
+                                                                     source)
+                    kind = store_kind + (f"@{label}" if label else "")
+                    for size in args.sizes:
+                        config = BenchConfig(buyer_front, seller_front, size, size, args.ops,
+                                             label=f"{kind} {size}+{size}", progress=not args.quiet)
+                        before = _cpu_seconds(processes.running, redis)
+                        result = yield Bench(config, reactor).run()
+                        after = _cpu_seconds(processes.running, redis)
+                        cpu = [(a - b) / max(result.successful, 1) * 1e6 for a, b in zip(after, before)]
+                        runs.append(Run(repetition, store_kind, label, size, result.ops_per_second,
+                                        sum(cpu)))
+                        print(result.summary(), result.breakdown(),
+                              f"  CPU a successful op: services {cpu[0]:.0f} us + redis-server "
+                              f"{cpu[1]:.0f} us = {sum(cpu):.0f} us", sep="\n", flush=True)
+                        append_csv(args.csv, result)
+                    yield processes.stop_all()
     finally:
         yield processes.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -241,21 +257,62 @@ def _cpu_seconds(children, redis):
     return services, used(redis) if redis is not None else 0.0
 
 
+@attrs.frozen
+class Run:
+    """One measured run: its repetition, store, source label, size, ops/s and CPU a successful op."""
+
+    repetition: int
+    store: str
+    label: str
+    size: int
+    ops_per_second: float
+    cpu_us: float
+
+    @property
+    def name(self) -> str:
+        return self.store + (f"@{self.label}" if self.label else "")
+
+
+def _same_repetitions(runs, base, other) -> str:
+    """C{other}'s ops/s and CPU against C{base}'s (both C{(store, label, size)}), pairwise."""
+    pairs = [(b, r) for b in runs for r in runs if b.repetition == r.repetition
+             and (b.store, b.label, b.size) == base and (r.store, r.label, r.size) == other]
+    if not pairs:
+        return ""
+    ops = statistics.median(r.ops_per_second / b.ops_per_second for b, r in pairs)
+    cpu = statistics.median(r.cpu_us / b.cpu_us for b, r in pairs)
+    lower = sum(r.cpu_us < b.cpu_us for b, r in pairs)
+    return (f"{ops:.2f}x the ops/s, {cpu:.2f}x the CPU a successful op "
+            f"(lower in {lower} of {len(pairs)})")
+
+
 def _print_ratios(runs, args):
-    """Medians per store and size, and Redis against memory within each repetition."""
+    """
+    Medians per store, source and size; Redis against memory within each
+    repetition; and each later source against the first.
+    """
     print(f"\nmedians of {args.repeat} repetition(s); {cpus()}; load average {load_average()}")
+    labels = list(dict.fromkeys(run.label for run in runs))
     for size in args.sizes:
         for store_kind in args.stores:
-            mine = [run for run in runs if run[1:3] == (store_kind, size)]
-            print(f"{store_kind} {size}+{size}: {statistics.median(r[3] for r in mine):,.0f} ops/s, "
-                  f"CPU {statistics.median(r[4] for r in mine):.0f} us a successful op")
-        pairs = [(m, r) for m in runs for r in runs
-                 if m[0] == r[0] and m[2] == r[2] == size and m[1] == "memory" and r[1] == "redis"]
-        if pairs:
-            ops = statistics.median(r[3] / m[3] for m, r in pairs)
-            cpu = statistics.median(r[4] / m[4] for m, r in pairs)
-            print(f"redis/memory {size}+{size}, same repetitions: {ops:.2f}x the ops/s "
-                  f"(target >= 0.6x at 100+100), {cpu:.2f}x the CPU a successful op")
+            for label in labels:
+                mine = [run for run in runs if (run.store, run.label, run.size) == (store_kind, label, size)]
+                if mine:
+                    print(f"{mine[0].name} {size}+{size}: "
+                          f"{statistics.median(r.ops_per_second for r in mine):,.0f} ops/s, "
+                          f"CPU {statistics.median(r.cpu_us for r in mine):.0f} us a successful op")
+        for label in labels:
+            ratio = _same_repetitions(runs, ("memory", label, size), ("redis", label, size))
+            if ratio:
+                at = f" @{label}" if label else ""
+                print(f"redis/memory{at} {size}+{size}, same repetitions: {ratio} "
+                      f"(target >= 0.6x the ops/s at 100+100)")
+        for store_kind in args.stores:
+            for label in labels[1:]:
+                ratio = _same_repetitions(runs, (store_kind, labels[0], size), (store_kind, label, size))
+                if ratio:
+                    print(f"{store_kind}@{label} against {store_kind}@{labels[0]} {size}+{size}, "
+                          f"same repetitions: {ratio}")
 
 
 def _stores(text):
@@ -284,6 +341,9 @@ def parse_args(argv):
     parser.add_argument("--csv", default=os.path.join(_REPO, "benchmarks", "out", "market.csv"),
                         help="append result rows to this CSV file (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--sources", default=[_REPO], type=lambda text: [p for p in text.split(",") if p],
+                        help="comma-separated checkouts to take the services' code from, measured "
+                             "in turn (by default this one)")
     return parser.parse_args(argv)
 
 

@@ -335,12 +335,9 @@ def configs(args, private: dict) -> list[Config]:
         print("the tradechat plugin has no --workers option: worker counts above 1 are skipped")
         workers = [n for n in workers if n == 1]
     sources = args.sources.split(",")
-    labels = [checkouts.label(source) for source in sources] if len(sources) > 1 else [""]
-    if len(set(labels)) < len(labels):  # two checkouts of one commit: an A/A run
-        labels = [f"{label}#{n}" for n, label in enumerate(labels, 1)]
     return [Config(store, n, private.get(store), source, label)
             for n in workers for store in args.stores.split(",")
-            for source, label in zip(sources, labels)]
+            for source, label in zip(sources, checkouts.labels(sources))]
 
 
 def main():
