@@ -128,8 +128,7 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         """Send one command; the Deferred fires with its reply or fails with its error."""
         if not self.connected:
             return defer.fail(txredisapi.ConnectionError("Not connected"))
-        if not self._output and not self._replica_waits:
-            self._clock.callLater(0, self._flush)
+        self._schedule_flush()
         self._output.append(hiredis.pack_command(args))
         return self._expect_reply()
 
@@ -146,11 +145,15 @@ class _PipelinedProtocol(txredisapi.HiredisProtocol):
         """
         if not self.connected:
             return defer.fail(txredisapi.ConnectionError("Not connected"))
-        if not self._output and not self._replica_waits:
-            self._clock.callLater(0, self._flush)
+        self._schedule_flush()
         d = defer.Deferred()
         self._replica_waits.setdefault((replicas, wait_ms), []).append(d)
         return d
+
+    def _schedule_flush(self) -> None:
+        """Flush at the end of this turn, if nothing queued yet has asked to."""
+        if not self._output and not self._replica_waits:
+            self._clock.callLater(0, self._flush)
 
     def _expect_reply(self) -> defer.Deferred:
         """The Deferred of the command just queued, due within the timeout."""
