@@ -6,6 +6,7 @@ under the same neighbours' load.
 """
 
 import os
+import statistics
 import subprocess
 
 
@@ -39,3 +40,17 @@ def environment(source: str, *first: str) -> dict:
     """
     paths = [*first, os.path.abspath(source), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
+
+
+def compared(rates, cpus, rate: str, per: str) -> str:
+    """
+    One run set against another, each list pairing the two's figures of one
+    repetition (base, other): C{"1.07x the req/s, 0.93x the CPU a request
+    (lower in 2 of 3)"}; the CPU part only where C{cpus} has pairs.
+    """
+    text = f"{statistics.median(o / b for b, o in rates):.2f}x the {rate}"
+    if cpus:
+        lower = sum(o < b for b, o in cpus)
+        text += (f", {statistics.median(o / b for b, o in cpus):.2f}x the CPU {per} "
+                 f"(lower in {lower} of {len(cpus)})")
+    return text

@@ -279,11 +279,8 @@ def _same_repetitions(runs, base, other) -> str:
              and (b.store, b.label, b.size) == base and (r.store, r.label, r.size) == other]
     if not pairs:
         return ""
-    ops = statistics.median(r.ops_per_second / b.ops_per_second for b, r in pairs)
-    cpu = statistics.median(r.cpu_us / b.cpu_us for b, r in pairs)
-    lower = sum(r.cpu_us < b.cpu_us for b, r in pairs)
-    return (f"{ops:.2f}x the ops/s, {cpu:.2f}x the CPU a successful op "
-            f"(lower in {lower} of {len(pairs)})")
+    return checkouts.compared([(b.ops_per_second, r.ops_per_second) for b, r in pairs],
+                              [(b.cpu_us, r.cpu_us) for b, r in pairs], "ops/s", "a successful op")
 
 
 def _print_ratios(runs, args):

@@ -461,20 +461,25 @@ def same_run_ratios(name, matrix, rows) -> dict:
 
 def _pairs(base_rows, rows):
     """
-    The median over repetitions of C{rows}' req/s over C{base_rows}', and
-    the list of their total CPU per request pairs (where both are known).
+    The req/s of C{base_rows} and C{rows} paired by repetition, and their
+    total CPU per request likewise (where both are known).
     """
     pairs = list(zip(base_rows, rows))
-    rps = statistics.median(float(r["rps"]) / float(b["rps"]) for b, r in pairs)
+    rates = [(float(b["rps"]), float(r["rps"])) for b, r in pairs]
     cpu = [(float(b["total_cpu_us_per_req"]), float(r["total_cpu_us_per_req"]))
            for b, r in pairs if r["total_cpu_us_per_req"] != "" and b["total_cpu_us_per_req"] != ""]
-    return rps, cpu
+    return rates, cpu
+
+
+def _median_ratio(pairs) -> float:
+    return statistics.median(other / base for base, other in pairs)
 
 
 def _embedded_ratio(name, config, base_rows, rows) -> str:
-    rps, cpu_pairs = _pairs(base_rows, rows)
+    rates, cpu_pairs = _pairs(base_rows, rows)
+    rps = _median_ratio(rates)
     text = f"{rps:.2f}x the embedded req/s"
-    cpu = statistics.median(r / b for b, r in cpu_pairs) if cpu_pairs else None
+    cpu = _median_ratio(cpu_pairs) if cpu_pairs else None
     if cpu is not None:
         text += f", {cpu:.2f}x its CPU a request"
     if config.store == "redis-floor":
@@ -491,8 +496,8 @@ def _wait_cost(config, rows) -> str:
     plain = rows.get(config_name("redis", config.workers, config.label), [])
     if not plain:
         return ""
-    rps, cpu_pairs = _pairs(plain, rows[config.name])
-    text = f"WAIT: {rps:.2f}x the redis req/s"
+    rates, cpu_pairs = _pairs(plain, rows[config.name])
+    text = f"WAIT: {_median_ratio(rates):.2f}x the redis req/s"
     if cpu_pairs:
         text += f", {statistics.median(r - b for b, r in cpu_pairs):+.0f} us CPU a request"
     return text
@@ -503,13 +508,8 @@ def _against_first_source(config, rows, first_label) -> str:
     first = config_name(config.store, config.workers, first_label)
     if not rows.get(first):
         return ""
-    rps, cpu_pairs = _pairs(rows[first], rows[config.name])
-    text = f"{rps:.2f}x the req/s of {first}"
-    if cpu_pairs:
-        lower = sum(r < b for b, r in cpu_pairs)
-        text += (f", {statistics.median(r / b for b, r in cpu_pairs):.2f}x its CPU a request "
-                 f"(lower in {lower} of {len(cpu_pairs)})")
-    return text
+    return f"against {first}: " + checkouts.compared(*_pairs(rows[first], rows[config.name]),
+                                                      "req/s", "a request")
 
 
 def median_of(rows: list, key: str):
