@@ -75,7 +75,10 @@ class ICustomerStore(Interface):
         buyer items-bought, each seller's items-sold, the items the buyer may
         rate, and the bought units taken out of the session's active cart and
         out of the buyer's saved cart (a later login must not bring back
-        what was bought, to be bought again).
+        what was bought, to be bought again).  ``session_id`` None records a
+        purchase its front end could not record: no active cart changes
+        then, and a later record of it with its session (the buyer's retry)
+        takes the units out of that session's active cart, and does no more.
 
         @return: True if recorded now, False if it already was.
         """
@@ -135,12 +138,17 @@ class ICatalogStore(Interface):
         @return: the L{Reservation}; fails with UnknownItem or StockTooLow.
         """
 
-    def commit(purchase_id, attempt):
+    def commit(purchase_id, attempt, buyer_id=None):
         """
         Make the attempt's reservation final (items' sold counters);
         idempotent.  Fails with ReservationClosed if that attempt was
         released, lapsed (its lease ran out: it lapses now if nothing swept
         it yet) or followed by another.
+
+        With ``buyer_id``, the commit that makes it final also lists the
+        purchase in L{owed_records} until L{record_done}: its record in
+        customer-db is owed, and made by a sweep if the front end that
+        committed it could not make it.
         """
 
     def release(purchase_id, attempt):
@@ -166,6 +174,16 @@ class ICatalogStore(Interface):
 
     def void_done(purchase_id, attempt):
         """Forget a lapsed attempt once its payment is voided; idempotent."""
+
+    def owed_records(limit, older_than):
+        """
+        @return: up to ``limit`` L{OwedRecord}s of purchases committed at
+            least ``older_than`` seconds ago (on the store's clock), oldest
+            first.
+        """
+
+    def record_done(purchase_id):
+        """Forget an owed record once customer-db has it; idempotent."""
 
     def item_feedback(item_id, buyer_id, positive):
         """

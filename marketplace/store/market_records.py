@@ -90,6 +90,18 @@ class Reservation:
 
 
 @attrs.frozen
+class OwedRecord:
+    """
+    A committed purchase whose record in customer-db (the buyer's history,
+    the items-bought and items-sold counters) is not yet known to be made.
+    """
+
+    purchase_id: str
+    buyer_id: int
+    lines: tuple = attrs.field(converter=tuple)
+
+
+@attrs.frozen
 class RevisedCart:
     """
     A session's active cart and its revision: a number the store draws afresh

@@ -29,6 +29,7 @@ from marketplace.store.market_records import (
     RELEASED,
     RESERVED,
     SUPERSEDED,
+    OwedRecord,
     ReservedLine,
     RevisedCart,
 )
@@ -211,6 +212,31 @@ class CustomersContract:
         yield customers.record_purchase("p2", buyer, "s2", [ReservedLine(7, 1, 1, 150)], 2.0)
         yield customers.cart_restore("s3", buyer, 300)
         self.assertEqual((yield customers.cart("s3")), {})
+
+    @defer.inlineCallbacks
+    def test_a_purchase_recorded_without_a_session_leaves_the_active_cart_to_a_retry(self):
+        customers = self.store.customers
+        buyer = yield customers.create_user("buyer", "bea", "h")
+        seller = yield customers.create_user("seller", "sol", "h")
+        yield customers.cart_add("s1", 7, 3, 10, 300)
+        yield customers.cart_save("s1", buyer)
+        lines = [ReservedLine(7, seller, 2, 150)]
+        self.assertTrue((yield customers.record_purchase("p1", buyer, None, lines, 5.0)))
+        self.assertFalse((yield customers.record_purchase("p1", buyer, None, lines, 5.5)))
+        self.assertEqual((yield customers.cart("s1")), {7: 3})
+        yield customers.cart_restore("s2", buyer, 300)
+        self.assertEqual((yield customers.cart("s2")), {7: 1})
+        # The buyer's retry in the session that bought: the active cart, once.
+        self.assertFalse((yield customers.record_purchase("p1", buyer, "s1", lines, 6.0)))
+        self.assertEqual((yield customers.cart("s1")), {7: 1})
+        self.assertFalse((yield customers.record_purchase("p1", buyer, "s1", lines, 7.0)))
+        self.assertEqual((yield customers.cart("s1")), {7: 1})
+        self.assertFalse((yield customers.record_purchase("p1", buyer, None, lines, 8.0)))
+        history = yield customers.purchases(buyer, 10)
+        self.assertEqual([(p.purchase_id, p.item_id, p.quantity, p.purchased_at) for p in history],
+                         [("p1", 7, 2, 5.0)])
+        self.assertEqual((yield customers.profile("buyer", buyer)).items_bought, 2)
+        self.assertEqual((yield customers.profile("seller", seller)).items_sold, 2)
 
     @defer.inlineCallbacks
     def test_feedback_once_per_bought_item(self):
@@ -575,6 +601,34 @@ class CatalogContract:
         # A lapsed attempt is not released either: its units are back already.
         yield self.assertFailure(catalog.release("late", 1), ReservationClosed)
         self.assertEqual((yield catalog.item(item.item_id)).quantity, 2)
+
+    @defer.inlineCallbacks
+    def test_a_commit_naming_its_buyer_owes_the_purchase_record_until_done(self):
+        catalog = self.store.catalog
+        item = yield catalog.create_item(4, draft(quantity=5, price_cents=250))
+        for purchase in ("first", "second", "unnamed", "released"):
+            yield catalog.reserve(purchase, [(item.item_id, 1)], LEASE)
+        yield catalog.commit("first", 1, buyer_id=7)
+        yield catalog.commit("first", 1, buyer_id=7)
+        yield catalog.commit("unnamed", 1)
+        yield catalog.release("released", 1)
+        yield self.let_time_pass(self.short_ttl)
+        yield catalog.commit("second", 1, buyer_id=8)
+        line = ReservedLine(item.item_id, 4, 1, 250)
+        self.assertEqual((yield catalog.owed_records(10, 0)),
+                         [OwedRecord("first", 7, [line]), OwedRecord("second", 8, [line])])
+        # Only those committed at least that long ago, at most that many.
+        due = yield catalog.owed_records(10, self.short_ttl / 2)
+        self.assertEqual([owed.purchase_id for owed in due], ["first"])
+        self.assertEqual(len((yield catalog.owed_records(1, 0))), 1)
+        done = catalog.record_done("first")
+        self.assertIsInstance(done, defer.Deferred)
+        yield done
+        yield catalog.record_done("first")
+        # A commit retried after its record was made owes nothing again.
+        yield catalog.commit("first", 1, buyer_id=7)
+        self.assertEqual([owed.purchase_id for owed in (yield catalog.owed_records(10, 0))],
+                         ["second"])
 
     @defer.inlineCallbacks
     def test_lapsing_is_bounded_per_call(self):

@@ -37,6 +37,7 @@ from marketplace.store.market_records import (
     RESERVED,
     SUPERSEDED,
     Item,
+    OwedRecord,
     Reservation,
     ReservedLine,
     SearchPage,
@@ -86,6 +87,8 @@ class MemoryCatalog:
         self._deadlines: dict[str, float] = {}
         self._leases: list[tuple[float, str, int]] = []
         self._voids: dict[tuple[str, int], Reservation] = {}
+        # purchase -> (commit time, its record owed to customer-db), in commit order
+        self._owed: dict[str, tuple[float, OwedRecord]] = {}
         self._voters: dict[int, set[int]] = {}
 
     @answers
@@ -177,13 +180,16 @@ class MemoryCatalog:
     # A state is always one of market_records' constants, and "reserved" sorts
     # after every other: `is` and `>=` are the same tests as `==` here.
     @answers
-    def commit(self, purchase_id, attempt):
+    def commit(self, purchase_id, attempt, buyer_id=None):
         reservation = self._settling(self._live(purchase_id), purchase_id, attempt, COMMITTED)
         if reservation.state == RESERVED:  # equivalent: Eq_Is, Eq_GtE
             for line in reservation.lines:
                 item = self._items[line.item_id]
                 self._items[line.item_id] = attrs.evolve(item, sold=item.sold + line.quantity)
             reservation = self._end_lease(reservation, COMMITTED)
+            if buyer_id is not None:
+                self._owed[purchase_id] = (self._clock.seconds(),
+                                           OwedRecord(purchase_id, buyer_id, reservation.lines))
         return reservation
 
     @answers
@@ -217,6 +223,17 @@ class MemoryCatalog:
     @answers
     def void_done(self, purchase_id, attempt):
         self._voids.pop((purchase_id, attempt), None)
+
+    @answers
+    def owed_records(self, limit, older_than):
+        cutoff = self._clock.seconds() - older_than
+        # In commit order, so the due ones come first.
+        due = itertools.takewhile(lambda entry: entry[0] <= cutoff, self._owed.values())
+        return [owed for _, owed in itertools.islice(due, limit)]
+
+    @answers
+    def record_done(self, purchase_id):
+        self._owed.pop(purchase_id, None)
 
     @answers
     def item_feedback(self, item_id, buyer_id, positive):

@@ -40,7 +40,9 @@ class MemoryCustomers:
         self._last_revision = 0
         self._next_sweep = 0.0
         self._saved: dict[int, dict[int, int]] = {}
-        self._recorded: set[str] = set()
+        # purchase -> whether its units came out of its session's active cart
+        # (False: recorded without a session so far)
+        self._recorded: dict[str, bool] = {}
         self._history: dict[int, list[Purchase]] = {}
         self._bought: dict[int, set[int]] = {}
         self._votes: dict[tuple[int, int], bool] = {}
@@ -139,23 +141,26 @@ class MemoryCustomers:
 
     @answers
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
-        if purchase_id in self._recorded:
+        carts_done = self._recorded.get(purchase_id)
+        if carts_done or (carts_done is not None and session_id is None):
             return False
-        self._recorded.add(purchase_id)
-        history = self._history.setdefault(buyer_id, [])
-        for line in lines:
-            history.append(Purchase(purchase_id, line.item_id, line.quantity,
-                                    line.price_cents, purchased_at))
-            self._bought.setdefault(buyer_id, set()).add(line.item_id)
-            self._count("seller", line.seller_id, items_sold=line.quantity)
-            self._count("buyer", buyer_id, items_bought=line.quantity)
-        if _take_out(self._live_cart(session_id), lines):
-            self._revise(session_id)
-        else:
-            self._forget_cart(session_id)
-        if not _take_out(self._saved.get(buyer_id, {}), lines):
-            self._saved.pop(buyer_id, None)
-        return True
+        if carts_done is None:
+            history = self._history.setdefault(buyer_id, [])
+            for line in lines:
+                history.append(Purchase(purchase_id, line.item_id, line.quantity,
+                                        line.price_cents, purchased_at))
+                self._bought.setdefault(buyer_id, set()).add(line.item_id)
+                self._count("seller", line.seller_id, items_sold=line.quantity)
+                self._count("buyer", buyer_id, items_bought=line.quantity)
+            if not _take_out(self._saved.get(buyer_id, {}), lines):
+                self._saved.pop(buyer_id, None)
+        if session_id is not None:
+            if _take_out(self._live_cart(session_id), lines):
+                self._revise(session_id)
+            else:
+                self._forget_cart(session_id)
+        self._recorded[purchase_id] = session_id is not None
+        return carts_done is None
 
     @answers
     def purchases(self, buyer_id, limit):

@@ -28,6 +28,7 @@ from marketplace.store.market_records import (
     EXPIRED,
     RELEASED,
     Item,
+    OwedRecord,
     Reservation,
     ReservedLine,
     SearchPage,
@@ -61,6 +62,10 @@ class RedisCatalog:
         self._leases = self._prefix + "leases"
         #: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
         self._voids = self._prefix + "voids"
+        #: Committed purchases whose record in customer-db is owed, scored by
+        #: the commit's time (ms, Redis's clock), and each one's 'buyer|lines'.
+        self._owed = self._prefix + "owed"
+        self._owed_lines = self._prefix + "owed-lines"
 
     def _item_key(self, item_id) -> str:
         return f"{self._prefix}item:{item_id}"
@@ -122,8 +127,8 @@ class RedisCatalog:
             [self._reservation_key(purchase_id), self._leases, self._voids, *map(self._item_key, ids)], args,
             durable=True, parse=parse)
 
-    def commit(self, purchase_id, attempt):
-        return self._settle(purchase_id, COMMITTED, attempt)
+    def commit(self, purchase_id, attempt, buyer_id=None):
+        return self._settle(purchase_id, COMMITTED, attempt, "" if buyer_id is None else buyer_id)
 
     def release(self, purchase_id, attempt):
         return self._settle(purchase_id, RELEASED, attempt)
@@ -144,6 +149,22 @@ class RedisCatalog:
     def void_done(self, purchase_id, attempt):
         return self._redis.execute("HDEL", self._voids, f"{attempt}:{purchase_id}",
                                    parse=lambda _: None)
+
+    def owed_records(self, limit, older_than):
+        def parse(flat):
+            owed = []
+            for purchase_id, listed in zip(flat[::2], flat[1::2]):
+                buyer_id, _, lines = listed.partition("|")
+                reservation = _reservation(purchase_id, COMMITTED, lines, 1)
+                owed.append(OwedRecord(purchase_id, int(buyer_id), reservation.lines))
+            return owed
+        return self._redis.script(lua("market_lease_owed"), [self._owed, self._owed_lines],
+                                  [limit, round(older_than * 1000)],
+                                  parse=parse)
+
+    def record_done(self, purchase_id):
+        return self._redis.script(lua("market_record_done"), [self._owed, self._owed_lines],
+                                  [purchase_id], parse=lambda _: None)
 
     def item_feedback(self, item_id, buyer_id, positive):
         def parse(counted):
@@ -170,14 +191,15 @@ class RedisCatalog:
                                   [item_id, seller_id, field, value, MAX_STOCK, self._prefix], durable=True,
                                   parse=parse)
 
-    def _settle(self, purchase_id, target, attempt):
+    def _settle(self, purchase_id, target, attempt, buyer_id=""):
         def parse(reply):
             if reply[0] == "closed":
                 raise ReservationClosed(purchase_id, reply[1] or None)
             return _reservation(purchase_id, *reply[1:])
         return self._redis.script(
-            lua("market_lease_settle"), [self._reservation_key(purchase_id), self._leases, self._voids],
-            [self._prefix, purchase_id, target, attempt], durable=True, parse=parse)
+            lua("market_lease_settle"),
+            [self._reservation_key(purchase_id), self._leases, self._voids, self._owed, self._owed_lines],
+            [self._prefix, purchase_id, target, attempt, buyer_id], durable=True, parse=parse)
 
 
 def _flat(fields) -> list:

@@ -43,6 +43,9 @@ class RedisCustomers:
         self._prefix = connection.prefix + "customers:"
         #: The counter every active cart's revision is drawn from.
         self._cart_revision = self._prefix + "cart-revision"
+        #: A cart key no session has (a session id is 43 characters), named
+        #: where a purchase recorded without a session names its active cart.
+        self._no_cart = self._cart_key("-")
 
     def _user_prefix(self, role: str) -> str:
         return f"{self._prefix}{role}:"
@@ -120,12 +123,14 @@ class RedisCustomers:
         return self._copy(self._saved_cart_key(buyer_id), self._cart_key(session_id), milliseconds(ttl))
 
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
-        args = [self._user_prefix("seller"), purchase_id, repr(float(purchased_at))]
+        args = [self._user_prefix("seller"), purchase_id, repr(float(purchased_at)),
+                "0" if session_id is None else "1"]
         for line in lines:
             args += [line.item_id, line.seller_id, line.quantity, line.price_cents]
         return self._redis.script(lua("market_purchase_record"), [
             f"{self._prefix}purchase:{purchase_id}", self._buyer_key(buyer_id, "history"),
-            self._buyer_key(buyer_id, "bought"), self._cart_key(session_id),
+            self._buyer_key(buyer_id, "bought"),
+            self._no_cart if session_id is None else self._cart_key(session_id),
             self._user_prefix("buyer") + str(buyer_id), self._saved_cart_key(buyer_id), self._cart_revision],
             args, durable=True, parse=lambda recorded: recorded == 1)
 

@@ -2,11 +2,15 @@
 -- counts the units as sold (refused once the lease ran out: the reservation
 -- lapses then and there); 'released' puts them back in stock.  An attempt
 -- already ended otherwise, or followed by another, is refused.
--- KEYS[1] reservation hash, KEYS[2] leases, KEYS[3] voids.
--- ARGV: prefix, purchase id, target state, attempt
+-- A commit naming its buyer also lists the purchase as owing its record in
+-- customer-db, scored by the commit's time, until that record is done.
+-- KEYS[1] reservation hash, KEYS[2] leases, KEYS[3] voids, KEYS[4] owed
+-- records (sorted set), KEYS[5] owed records' buyer and lines (hash).
+-- ARGV: prefix, purchase id, target state, attempt, buyer id or ''
 local key, purchase, target = KEYS[1], ARGV[2], ARGV[3]
+local now = now_ms()
 if target == 'committed' then
-  lapse_if_due(key, purchase, ARGV[1], KEYS[2], KEYS[3], now_ms())
+  lapse_if_due(key, purchase, ARGV[1], KEYS[2], KEYS[3], now)
 end
 local state, lines = unpack(redis.call('HMGET', key, 'state', 'lines'))
 if not state then
@@ -25,6 +29,10 @@ end
 if target == 'committed' then
   for id, _, need in string.gmatch(lines, '(%d+),(%d+),(%d+),%d+') do
     redis.call('HINCRBY', ARGV[1] .. 'item:' .. id, 'sold', need)
+  end
+  if ARGV[5] ~= '' then
+    redis.call('ZADD', KEYS[4], now, purchase)
+    redis.call('HSET', KEYS[5], purchase, ARGV[5] .. '|' .. lines)
   end
 else
   restock(lines, ARGV[1])
