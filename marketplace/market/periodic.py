@@ -2,7 +2,8 @@
 """
 A job run every few seconds for as long as its service runs: the sweeps
 that keep reservations bounded in time (product-db lapses reservations whose
-lease ran out; buyer front ends void the payments of lapsed attempts).
+lease ran out; buyer front ends void the payments of lapsed attempts, and
+record the purchases whose front end could not), and the batching they share.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class Periodic(Service):
     def __init__(self, name: str, interval: float, job, clock):
         self.setName(name)
         self._job = job
-        self._interval = interval
+        #: Seconds between runs.
+        self.interval = interval
         self._loop = task.LoopingCall(self._run)
         self._loop.clock = clock
 
@@ -38,16 +40,32 @@ class Periodic(Service):
         if failure.check(ApiError):
             # Expected while a service is down: no traceback every few seconds.
             log.warn("{name} failed; tried again in {interval} s: {why}", name=self.name,
-                     interval=self._interval, why=failure.getErrorMessage())
+                     interval=self.interval, why=failure.getErrorMessage())
         else:
             log.failure("{name} failed; tried again in {interval} s", failure, name=self.name,
-                        interval=self._interval)
+                        interval=self.interval)
 
     def startService(self):
         super().startService()
-        self._loop.start(self._interval, now=False)
+        self._loop.start(self.interval, now=False)
 
     def stopService(self):
         if self._loop.running:
             self._loop.stop()
         return super().stopService()
+
+
+@defer.inlineCallbacks
+def in_batches(list_batch, handle, batch_size: int, batches: int):
+    """
+    C{handle} each entry of each batch C{list_batch()} lists (a Deferred of
+    at most C{batch_size} entries), one after another, until a batch comes
+    short or C{batches} were handled: a sweep's work per run is bounded,
+    and what is left waits for the next run.
+    """
+    for _ in range(batches):
+        listed = yield list_batch()
+        for entry in listed:
+            yield handle(entry)
+        if len(listed) < batch_size:
+            return

@@ -20,6 +20,7 @@ from marketplace.market import validation
 from marketplace.market.errors import ClientError
 from marketplace.market.front import payload_of
 from marketplace.market.internal import reservation_from_payload
+from marketplace.market.periodic import in_batches
 
 log = Logger()
 
@@ -44,25 +45,27 @@ class PaymentVoids:
             "purchase_id": reservation.purchase_id, "attempt": reservation.attempt,
             "amount_cents": amount}, idempotent=True)
 
-    @defer.inlineCallbacks
     def sweep(self):
         """Void the pending attempts product-db lists, a batch at a time."""
-        for _ in range(BATCHES_PER_SWEEP):
-            listed = yield payload_of(self._product_db.call(
-                "PendingVoids", {"limit": VOID_BATCH}, idempotent=True))
-            for payload in listed["voids"]:
-                reservation = reservation_from_payload(payload)
-                try:
-                    yield self.void(reservation)
-                except ClientError as refused:
-                    # This one refused (say the merchant account cannot
-                    # cover the refund): it stays pending, the rest go on.
-                    log.warn("voiding {purchase} #{attempt} was refused: {why}",
-                             purchase=reservation.purchase_id, attempt=reservation.attempt,
-                             why=refused.message)
-                    continue
-                yield self._product_db.call("VoidDone", {
-                    "purchase_id": reservation.purchase_id, "attempt": reservation.attempt},
-                    idempotent=True)
-            if len(listed["voids"]) < VOID_BATCH:
-                return
+        return in_batches(self._pending, self._void_then_forget, VOID_BATCH, BATCHES_PER_SWEEP)
+
+    def _pending(self):
+        listed = payload_of(self._product_db.call(
+            "PendingVoids", {"limit": VOID_BATCH}, idempotent=True))
+        return listed.addCallback(lambda reply: reply["voids"])
+
+    @defer.inlineCallbacks
+    def _void_then_forget(self, payload):
+        reservation = reservation_from_payload(payload)
+        try:
+            yield self.void(reservation)
+        except ClientError as refused:
+            # This one refused (say the merchant account cannot cover the
+            # refund): it stays pending, the rest go on.
+            log.warn("voiding {purchase} #{attempt} was refused: {why}",
+                     purchase=reservation.purchase_id, attempt=reservation.attempt,
+                     why=refused.message)
+            return
+        yield self._product_db.call("VoidDone", {
+            "purchase_id": reservation.purchase_id, "attempt": reservation.attempt},
+            idempotent=True)
