@@ -24,6 +24,9 @@ Internal APIs (payload -> reply payload):
 - ``GetProfile`` {role, user_id} -> profile; ``MyProfile`` {role} -> own profile
 - ``GetPurchases`` {limit?} -> {user_id, items}
 - ``RecordPurchase`` {purchase_id, lines} -> {user_id, recorded}
+- ``RecordOwedPurchase`` {buyer_id, purchase_id, lines} -> {recorded}: the
+  same record without a session, for a purchase whose front end could not
+  record it (its session's active cart is left as it is)
 - ``RecordFeedback`` {item_id, seller_id, positive} -> {user_id, recorded, positive}
 """
 
@@ -88,6 +91,7 @@ class CustomerDbService:
             "CartClear": buyer(self.cart_clear),
             "GetPurchases": buyer(self.get_purchases),
             "RecordPurchase": buyer(self.record_purchase),
+            "RecordOwedPurchase": self.record_owed_purchase,
             "RecordFeedback": buyer(self.record_feedback),
         }
 
@@ -202,15 +206,18 @@ class CustomerDbService:
 
     @defer.inlineCallbacks
     def record_purchase(self, caller, payload):
-        purchase_id = validation.text(payload, "purchase_id", max_length=200)
-        lines = validation.required(payload, "lines")
-        try:
-            lines = [ReservedLine(*map(int, line)) for line in lines]
-        except (TypeError, ValueError):
-            raise ClientError("'lines' must be [item_id, seller_id, quantity, price_cents] rows") from None
         recorded = yield self._customers.record_purchase(
-            purchase_id, caller.user_id, caller.session_id, lines, self._clock.seconds())
+            _purchase_id(payload), caller.user_id, caller.session_id, _purchase_lines(payload),
+            self._clock.seconds())
         return {"recorded": recorded}
+
+    @defer.inlineCallbacks
+    def record_owed_purchase(self, request):
+        payload = request.payload
+        recorded = yield self._customers.record_purchase(
+            _purchase_id(payload), validation.user_id(payload, "buyer_id"), None,
+            _purchase_lines(payload), self._clock.seconds())
+        return None, {"recorded": recorded}
 
     @defer.inlineCallbacks
     def record_feedback(self, caller, payload):
@@ -295,3 +302,15 @@ def _run_for_caller(caller, handler, payload):
     if isinstance(result, defer.Deferred):
         return result.addCallback(named)
     return named(result)
+
+
+def _purchase_id(payload: dict) -> str:
+    return validation.text(payload, "purchase_id", max_length=200)
+
+
+def _purchase_lines(payload: dict) -> list[ReservedLine]:
+    """A recorded purchase's lines, as product-db reserved them."""
+    try:
+        return [ReservedLine(*map(int, line)) for line in validation.required(payload, "lines")]
+    except (TypeError, ValueError):
+        raise ClientError("'lines' must be [item_id, seller_id, quantity, price_cents] rows") from None

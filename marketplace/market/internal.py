@@ -13,7 +13,7 @@ import attrs
 
 from marketplace.market import validation
 from marketplace.market.errors import ClientError, ServerError
-from marketplace.store.market_records import Item, Reservation, ReservedLine
+from marketplace.store.market_records import Item, OwedRecord, Reservation, ReservedLine
 
 
 def reservation_to_payload(reservation: Reservation) -> dict:
@@ -32,6 +32,19 @@ def reservation_from_payload(payload: dict) -> Reservation:
                            validation.integer(payload["attempt"], "attempt", 1))
     except (KeyError, TypeError, ClientError) as e:
         raise ServerError(f"malformed reservation from product-db: {e}") from None
+
+
+def owed_to_payload(owed: OwedRecord) -> dict:
+    return {"purchase_id": owed.purchase_id, "buyer_id": owed.buyer_id,
+            "lines": [attrs.astuple(line) for line in owed.lines]}
+
+
+def owed_from_payload(payload: dict) -> OwedRecord:
+    try:
+        lines = [ReservedLine(*line) for line in payload["lines"]]
+        return OwedRecord(payload["purchase_id"], validation.user_id(payload, "buyer_id"), lines)
+    except (KeyError, TypeError, ClientError) as e:
+        raise ServerError(f"malformed owed record from product-db: {e}") from None
 
 
 def item_to_spec(item: Item) -> dict:

@@ -15,10 +15,16 @@ Internal APIs (payload -> reply payload; every item is the spec's item object,
 - ``Search`` {category?, keywords?, include_out_of_stock?, offset?, limit?} -> {items, total}
 - ``Reserve`` {purchase_id, lines: [[item_id, quantity], ...]} -> reservation,
   held for the service's lease (``--reservation-lease``)
-- ``Commit`` / ``Release`` {purchase_id, attempt} -> reservation
+- ``Commit`` {purchase_id, attempt, buyer_id?} / ``Release`` {purchase_id,
+  attempt} -> reservation; a commit naming its buyer owes the purchase's
+  record in customer-db until ``RecordDone``
 - ``PendingVoids`` {limit?} -> {voids: [reservation, ...]}: lapsed attempts
   whose payment is still to be voided
 - ``VoidDone`` {purchase_id, attempt} -> {}
+- ``OwedRecords`` {limit?, older_than?} -> {records: [{purchase_id,
+  buyer_id, lines}, ...]}: committed purchases at least ``older_than``
+  whole seconds old (default 0) whose record is still owed
+- ``RecordDone`` {purchase_id} -> {}
 - ``ItemFeedback`` {item_id, buyer_id, positive} -> {counted}
 
 Items are sent far more often than they change (every search and listing
@@ -34,7 +40,7 @@ from twisted.internet import defer
 
 from marketplace.market import search, validation
 from marketplace.market.errors import ClientError
-from marketplace.market.internal import item_to_spec, reservation_to_payload
+from marketplace.market.internal import item_to_spec, owed_to_payload, reservation_to_payload
 from marketplace.store.market_errors import ReservationClosed
 from marketplace.store.market_records import Item
 from protocols.envelope import EncodedPayload, encode_json
@@ -77,8 +83,10 @@ def lease_sweep_interval(lease: float) -> float:
     return min(lease / 4, 5.0)
 
 
-#: Lapsed attempts one ``PendingVoids`` reply lists at most.
+#: Lapsed attempts one ``PendingVoids`` reply lists at most, and owed
+#: records one ``OwedRecords`` reply lists at most.
 MAX_VOIDS = 100
+MAX_OWED = 100
 #: Reservations lapsed per store call, and calls per sweep.
 LAPSE_BATCH = 100
 BATCHES_PER_SWEEP = 10
@@ -102,6 +110,8 @@ class ProductDbService:
             "Release": self.release,
             "PendingVoids": self.pending_voids,
             "VoidDone": self.void_done,
+            "OwedRecords": self.owed_records,
+            "RecordDone": self.record_done,
             "ItemFeedback": self.item_feedback,
         }
 
@@ -185,7 +195,9 @@ class ProductDbService:
 
     @defer.inlineCallbacks
     def commit(self, request):
-        reservation = yield self._catalog.commit(*_attempt_of(request.payload))
+        payload = request.payload
+        buyer_id = validation.user_id(payload, "buyer_id") if "buyer_id" in payload else None
+        reservation = yield self._catalog.commit(*_attempt_of(payload), buyer_id=buyer_id)
         return None, reservation_to_payload(reservation)
 
     @defer.inlineCallbacks
@@ -202,6 +214,20 @@ class ProductDbService:
     @defer.inlineCallbacks
     def void_done(self, request):
         yield self._catalog.void_done(*_attempt_of(request.payload))
+        return None, {}
+
+    @defer.inlineCallbacks
+    def owed_records(self, request):
+        payload = request.payload
+        limit = validation.integer(payload.get("limit", MAX_OWED), "limit", 1, MAX_OWED)
+        older_than = validation.integer(payload.get("older_than", 0), "older_than")
+        owed = yield self._catalog.owed_records(limit, older_than)
+        return None, {"records": [owed_to_payload(record) for record in owed]}
+
+    @defer.inlineCallbacks
+    def record_done(self, request):
+        yield self._catalog.record_done(
+            validation.text(request.payload, "purchase_id", max_length=200))
         return None, {}
 
     @defer.inlineCallbacks

@@ -91,6 +91,27 @@ class CustomerDbTests(unittest.TestCase):
             self.call("RecordPurchase", {"purchase_id": "p", "lines": [["x"]]}, session_id), ClientError)
         self.assertIn("lines", error.message)
 
+    @defer.inlineCallbacks
+    def test_an_owed_purchase_is_recorded_without_a_session_once(self):
+        session_id = yield self.login("buyer", "bea")
+        yield self.call("CartAdd", {"item_id": 7, "quantity": 2, "limit": 5}, session_id)
+        owed = {"buyer_id": 1, "purchase_id": "buyer-1:k", "lines": [[7, 3, 2, 150]]}
+        _, reply = yield self.call("RecordOwedPurchase", owed)
+        self.assertEqual(reply, {"recorded": True})
+        _, reply = yield self.call("RecordOwedPurchase", owed)
+        self.assertEqual(reply, {"recorded": False})
+        _, reply = yield self.call("RecordPurchase", {key: owed[key] for key in ("purchase_id", "lines")},
+                                   session_id)
+        self.assertEqual(reply, {"recorded": False, "user_id": 1})
+        _, history = yield self.call("GetPurchases", {}, session_id)
+        self.assertEqual([(p["purchase_id"], p["item_id"], p["quantity"]) for p in history["items"]],
+                         [("buyer-1:k", 7, 2)])
+        for payload, field in [({**owed, "buyer_id": 0}, "buyer_id"),
+                               ({**owed, "lines": [[7, 3]]}, "lines"),
+                               ({"buyer_id": 1, "lines": []}, "purchase_id")]:
+            error = yield self.assertFailure(self.call("RecordOwedPurchase", payload), ClientError)
+            self.assertIn(field, error.message)
+
     def test_a_store_error_is_left_to_the_server_to_log_once(self):
         def broken(*args):
             return defer.fail(StoreError("WRONGTYPE Operation against a key"))

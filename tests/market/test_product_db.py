@@ -10,6 +10,7 @@ from marketplace.market.dbservice import make_dispatch
 from marketplace.market.errors import ClientError
 from marketplace.market.internal import item_to_spec
 from marketplace.market.product_db import ProductDbService
+from marketplace.market.validation import MAX_EXACT
 from marketplace.store import make_store
 from marketplace.store.market_rules import MAX_STOCK
 from protocols.envelope import EncodedPayload, Request, encode_json
@@ -100,3 +101,29 @@ class LeaseTests(unittest.TestCase):
                 api, None, {"purchase_id": "p"})), ClientError)
             self.assertEqual(failure.value.message, "missing field 'attempt'")
         self.assertEqual(self.call("Commit", purchase_id="p", attempt=1)["state"], "committed")
+
+    def test_a_commit_naming_its_buyer_owes_the_record_until_it_is_done(self):
+        for purchase in ("p", "q"):
+            self.call("Reserve", purchase_id=purchase, lines=[[1, 1]])
+        self.call("Commit", purchase_id="p", attempt=1, buyer_id=7)
+        self.clock.advance(10)
+        self.call("Commit", purchase_id="q", attempt=1, buyer_id=8)
+        owed = {"purchase_id": "p", "buyer_id": 7, "lines": [(1, 1, 1, 450)]}
+        self.assertEqual(self.call("OwedRecords", older_than=10)["records"], [owed])
+        self.assertEqual(self.call("OwedRecords", limit=1)["records"], [owed])
+        self.assertEqual(len(self.call("OwedRecords")["records"]), 2)
+        self.call("RecordDone", purchase_id="p")
+        self.assertEqual([r["purchase_id"] for r in self.call("OwedRecords")["records"]], ["q"])
+
+    def test_owed_record_calls_check_their_fields(self):
+        self.call("Reserve", purchase_id="p", lines=[[1, 1]])
+        for api, payload, message in [
+                ("Commit", {"purchase_id": "p", "attempt": 1, "buyer_id": "seven"},
+                 "'buyer_id' must be an integer"),
+                ("OwedRecords", {"limit": 0}, "'limit' must be between 1 and 100"),
+                ("OwedRecords", {"older_than": -1},
+                 f"'older_than' must be between 0 and {MAX_EXACT}"),
+                ("RecordDone", {}, "missing field 'purchase_id'")]:
+            failure = self.failureResultOf(self.dispatch(Request(api, None, payload)), ClientError)
+            self.assertEqual(failure.value.message, message)
+        self.assertEqual(self.call("OwedRecords")["records"], [])

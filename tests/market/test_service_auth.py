@@ -155,9 +155,11 @@ class CallerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_every_api_of_every_db_service_refuses_a_client_without_the_secret(self):
-        # The lease APIs that void payments act on money: they are no exception.
-        self.assertTrue({"PendingVoids", "VoidDone"} <= set(self.apis["product-db"]))
+        # The sweeps' APIs act on money and purchase records: they are no exception.
+        self.assertTrue({"PendingVoids", "VoidDone", "OwedRecords", "RecordDone"}
+                        <= set(self.apis["product-db"]))
         self.assertIn("Void", self.apis["payments"])
+        self.assertIn("RecordOwedPurchase", self.apis["customer-db"])
         for name in DB_PLUGINS:
             served = self.counters(name).counts.get("requests", 0)
             for refused, api in enumerate(self.apis[name], 1):
