@@ -13,6 +13,9 @@ without one, by the revision of the cart it buys:
 3. product-db ``Commit`` and customer-db ``RecordPurchase`` make it final
    (history, items bought and sold, the bought units leave the carts), in
    that order: a purchase is recorded only once its stock is committed.
+   The commit names the buyer, so product-db keeps the record owed until
+   the front end says it is made; one the front end could not make is made
+   by the sweep every buyer front end runs (``owed.OwedRecords``).
 
 A payment known not to be taken (a decline, a refusal) releases the
 reservation; one whose fate is unknown leaves it to its lease.  A commit
@@ -37,6 +40,7 @@ from marketplace.market import payments, validation
 from marketplace.market.errors import ApiError, ClientError, ServiceUnavailable, Timeout
 from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, shielded, together
 from marketplace.market.internal import reservation_from_payload
+from marketplace.market.owed import OwedRecords
 from marketplace.market.voids import PaymentVoids
 from marketplace.store.market_records import COMMITTED
 
@@ -76,6 +80,7 @@ class BuyerFront:
         self._clock = clock
         self._accounts = AccountCalls("buyer", customer_db, passwords)
         self.voids = PaymentVoids(product_db, payments_service)
+        self.owed = OwedRecords(customer_db, product_db)
 
     def dispatch_table(self) -> dict:
         return {
@@ -231,11 +236,16 @@ class BuyerFront:
             # Recording waits for the commit: a commit refused because the
             # attempt lapsed must not leave a purchase in the history (and
             # the bought units gone from the cart) for stock back on sale.
-            yield self._commit(reservation)
+            yield self._commit(reservation, cart["user_id"])
         yield self._customer("RecordPurchase", request, {
             "purchase_id": purchase_id,
             "lines": [[line.item_id, line.seller_id, line.quantity, line.price_cents]
                       for line in reservation.lines]}, idempotent=True)
+        # Not waited for: if it fails, the sweep finds the record made.
+        self.owed.done(purchase_id).addErrback(
+            lambda failure: log.warn("product-db was not told {purchase} is recorded; the sweep "
+                                     "will find it is: {why}", purchase=purchase_id,
+                                     why=failure.getErrorMessage()))
         return None, {
             "status": STATUS_OK, "idempotency_key": key,
             "total": validation.cents_to_decimal(reservation.total_cents),
@@ -269,16 +279,16 @@ class BuyerFront:
             raise
 
     @defer.inlineCallbacks
-    def _commit(self, reservation):
+    def _commit(self, reservation, buyer_id: int):
         """
-        Commit the stock of the attempt just paid for.  A refusal means the
-        attempt lapsed (its lease ran out) or was followed by another: its
-        payment is voided -- no money without stock -- and the buyer is told
-        to buy again.
+        Commit the stock of the attempt just paid for, owing its record to
+        C{buyer_id}.  A refusal means the attempt lapsed (its lease ran out)
+        or was followed by another: its payment is voided -- no money without
+        stock -- and the buyer is told to buy again.
         """
         try:
             yield self._product("Commit", {"purchase_id": reservation.purchase_id,
-                                           "attempt": reservation.attempt})
+                                           "attempt": reservation.attempt, "buyer_id": buyer_id})
         except ClientError:
             # If payments cannot be reached now, the void stays pending in
             # product-db and a sweep makes it.

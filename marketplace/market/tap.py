@@ -225,6 +225,9 @@ class BuyerFrontOptions(_FrontOptions):
         _peer("payments", PAYMENTS_PORT, "the payments service"),
         ["void-interval", None, 5.0,
          "Seconds between sweeps voiding the payments of lapsed reservations.", positive_float],
+        ["record-interval", None, 5.0,
+         "Seconds between sweeps recording in customer-db the purchases a front end committed "
+         "but could not record.", positive_float],
     ]
     peers = ("customer-db", "product-db", "payments")
 
@@ -322,6 +325,8 @@ def make_buyer_front(options, reactor=None):
                        _passwords(options, reactor, counters), reactor)
     service = _front_service(options, "buyer-front", front, clients, reactor, counters)
     Periodic("payment-voids", options["void-interval"], front.voids.sweep,
+             reactor).setServiceParent(service)
+    Periodic("owed-records", options["record-interval"], front.owed.sweep,
              reactor).setServiceParent(service)
     return service
 

@@ -72,13 +72,33 @@ class PurchaseTests(PurchaseHarness):
         done = self.purchase()
         self.assertEqual(self.log[-1], "product-db Commit")
         self.assertEqual(self.product_db.payloads["Commit"], {"purchase_id": "buyer-4:k",
-                                                              "attempt": 1})
+                                                              "attempt": 1, "buyer_id": 4})
         self.product_db.answer("Commit", reservation("committed"))
         self.assertEqual(self.log[-1], "customer-db RecordPurchase")
         self.assertNoResult(done)
         self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
+        # The record owed since the commit is made: product-db is told, and
+        # the reply does not wait for that.
+        self.assertEqual(self.log[-1], "product-db RecordDone")
+        self.assertEqual(self.product_db.payloads["RecordDone"], {"purchase_id": "buyer-4:k"})
         _, reply = self.successResultOf(done)
         self.assertEqual((reply["status"], str(reply["total"])), ("success", "9.00"))
+
+    def test_a_record_done_not_heard_is_left_to_the_sweep(self):
+        done = self.purchase()
+        self.product_db.answer("Commit", reservation("committed"))
+        self.customer_db.answer("RecordPurchase", {"user_id": 4, "recorded": True})
+        self.product_db.waiting.pop("RecordDone").errback(ServiceUnavailable("product-db is down"))
+        _, reply = self.successResultOf(done)
+        self.assertEqual(reply["status"], "success")
+
+    def test_a_purchase_not_recorded_stays_owed(self):
+        done = self.purchase()
+        self.product_db.answer("Commit", reservation("committed"))
+        self.customer_db.waiting.pop("RecordPurchase").errback(
+            ServiceUnavailable("customer-db is unavailable"))
+        self.failureResultOf(done, ServiceUnavailable)
+        self.assertNotIn("product-db RecordDone", self.log)
 
     def test_a_total_above_the_limit_is_released_unpaid(self):
         request = Request("MakePurchase", "session", {**CARD, "idempotency_key": "k"})

@@ -19,6 +19,7 @@ from marketplace.market.errors import ClientError, ServiceUnavailable
 from marketplace.market.payments import MERCHANT_ACCOUNT
 from marketplace.market.tap import KEY_PREFIX
 from marketplace.market.product_db import DEFAULT_LEASE
+from marketplace.market.owed import GRACE, OwedRecords
 from marketplace.market.voids import PaymentVoids
 from marketplace.store import StoreUnavailable, make_store
 from tests.market.market_harness import (
@@ -190,7 +191,7 @@ class LeaseTests(unittest.TestCase):
         # product-db holds the commit: the front end has reserved and been paid.
         committing = defer.Deferred()
         commit = store.catalog.commit
-        store.catalog.commit = lambda *attempt: committing.callback(attempt) or defer.Deferred()
+        store.catalog.commit = lambda *attempt, **buyer: committing.callback(attempt) or defer.Deferred()
         buyer.call("MakePurchase", CARD).addErrback(lambda _: None)
         yield committing.addTimeout(10, reactor)
         store.catalog.commit = commit
@@ -224,9 +225,9 @@ class LeaseTests(unittest.TestCase):
 
         commit = store.catalog.commit
 
-        def late_commit(*attempt):
+        def late_commit(*attempt, **buyer):
             clock.advance(DEFAULT_LEASE)
-            return commit(*attempt)
+            return commit(*attempt, **buyer)
 
         store.catalog.commit = late_commit
         error = yield self.assertFailure(buyer.call("MakePurchase", CARD), ClientError)
@@ -239,6 +240,41 @@ class LeaseTests(unittest.TestCase):
                          [{"item_id": item_id, "quantity": 2}])
         yield buyer.call("MakePurchase", CARD)
         self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+
+
+    @defer.inlineCallbacks
+    def test_a_purchase_its_front_end_could_not_record_is_recorded_by_the_sweep(self):
+        item_id = yield self.start()
+        store, clock, market = self.store, self.clock, self.market
+        buyer = yield self.buyer_of(item_id, market.ports["buyer-front"])
+
+        record = store.customers.record_purchase
+        store.customers.record_purchase = lambda *purchase: defer.fail(
+            StoreUnavailable("Redis is restarting"))
+        yield self.assertFailure(buyer.call("MakePurchase", CARD), ServiceUnavailable)
+        store.customers.record_purchase = record
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+        self.assertEqual((yield buyer.call("GetBuyerPurchases"))["items"], [])
+
+        records = OwedRecords(market.db_client(self, "customer-db"),
+                              market.db_client(self, "product-db"))
+        yield records.sweep()
+        self.assertEqual((yield buyer.call("GetBuyerPurchases"))["items"], [])
+        clock.advance(GRACE)
+        yield records.sweep()
+        self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
+        self.assertEqual((yield store.catalog.owed_records(10, 0)), [])
+        profile = yield store.customers.profile("buyer", buyer.user_id)
+        self.assertEqual(profile.items_bought, 2)
+
+        # The cart still holds what was bought, until the buyer's retry,
+        # which completes the same purchase, charged once.
+        self.assertEqual((yield buyer.call("DisplayCart"))["cart"],
+                         [{"item_id": item_id, "quantity": 2}])
+        yield buyer.call("MakePurchase", CARD)
+        self.assertEqual((yield buyer.call("DisplayCart"))["cart"], [])
+        self.assertEqual((yield store.ledger.balance(MERCHANT_ACCOUNT)), 2 * PRICE_CENTS)
+        self.assertEqual(len((yield buyer.call("GetBuyerPurchases"))["items"]), 1)
 
 
 class DbServiceRestartOnRedisTests(unittest.TestCase):

@@ -6,6 +6,7 @@ files use, and the suite's composition.
 import os
 
 from twisted.application.service import IServiceCollection, ServiceMaker, loadApplication
+from twisted.internet import task
 from twisted.python import usage
 from twisted.trial import unittest
 
@@ -42,6 +43,7 @@ class OptionsTests(unittest.TestCase):
                              (tap.product_db, ["--max-frame", "0"]),
                              (tap.product_db, ["--reservation-lease", "0"]),
                              (tap.buyer_front, ["--void-interval", "-1"]),
+                             (tap.buyer_front, ["--record-interval", "0"]),
                              (tap.product_db, ["--max-frame", str(64 * 1024 * 1024)]),
                              (tap.buyer_front, ["--payments", "nonsense:1"]),
                              (tap.seller_front, ["--listen", "nonsense:1"]),
@@ -49,6 +51,13 @@ class OptionsTests(unittest.TestCase):
                              (tap.buyer_front, ["--kdf-interval", "0"]),
                              (tap.seller_front, ["--kdf-workers", "0"])]:
             self.assertRaises(usage.UsageError, parsed, plugin, argv)
+
+    def test_a_buyer_front_runs_both_of_its_sweeps(self):
+        options = parsed(tap.buyer_front, ["--void-interval", "3", "--record-interval", "7"])
+        service = tap.make_buyer_front(options, reactor=task.Clock())
+        self.assertEqual({name: service.getServiceNamed(name).interval
+                          for name in ("payment-voids", "owed-records")},
+                         {"payment-voids": 3.0, "owed-records": 7.0})
 
     def test_service_maker_finds_every_plugin(self):
         for name in PLUGINS:
