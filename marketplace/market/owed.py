@@ -64,11 +64,15 @@ class OwedRecords:
     def _record_then_forget(self, payload):
         owed = owed_from_payload(payload)
         try:
-            yield self._customer_db.call("RecordOwedPurchase", owed_to_payload(owed),
-                                         idempotent=True)
+            reply = yield payload_of(self._customer_db.call(
+                "RecordOwedPurchase", owed_to_payload(owed), idempotent=True))
         except ClientError as refused:
             # It stays owed, and the rest go on.
             log.warn("recording purchase {purchase} of buyer {buyer} was refused: {why}",
                      purchase=owed.purchase_id, buyer=owed.buyer_id, why=refused.message)
             return
+        if reply["recorded"]:
+            # Rare (customer-db was out of reach), and worth an operator's eye.
+            log.info("recorded purchase {purchase} of buyer {buyer}, which its front end "
+                     "could not record", purchase=owed.purchase_id, buyer=owed.buyer_id)
         yield self.done(owed.purchase_id)

@@ -3,6 +3,7 @@ The sweep that records the purchases whose front end could not, over a
 product-db and a customer-db that answer at once.
 """
 
+from twisted.logger import Logger
 from twisted.trial import unittest
 
 from marketplace.market import owed
@@ -37,6 +38,15 @@ class OwedRecordSweepTests(unittest.TestCase):
             ("RecordDone", {"purchase_id": "buyer-4:k"}),
             ("RecordOwedPurchase", committed("buyer-5:cart-9", 5)),
             ("RecordDone", {"purchase_id": "buyer-5:cart-9"})])
+
+    def test_a_record_the_sweep_made_is_logged(self):
+        events = []
+        self.patch(owed, "log", Logger(observer=events.append))
+        self.customer_db.replies["RecordOwedPurchase"] = lambda payload: {
+            "recorded": payload["purchase_id"] == "buyer-5:cart-9"}
+        self.successResultOf(self.records.sweep())
+        self.assertEqual(self.owed, [])
+        self.assertEqual([(e["purchase"], e["buyer"]) for e in events], [("buyer-5:cart-9", 5)])
 
     def test_a_record_not_made_stays_owed(self):
         self.customer_db.replies["RecordOwedPurchase"] = ServiceUnavailable("customer-db is down")
