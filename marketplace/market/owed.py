@@ -10,8 +10,8 @@ front end's retries, the buyer gets an error, and a buyer who never retries
 would leave a purchase that was paid for and never recorded.  So a commit
 names its buyer, and product-db lists the purchase as owing its record until
 a front end says it is made (``RecordDone``).  Every buyer front end sweeps
-the records owed for longer than L{GRACE} -- well past the moment the front
-end that committed one has recorded it or given up -- and records each
+the records owed for longer than L{GRACE} -- past the moment the front end
+that committed one has recorded it or given up -- and records each
 without a session (``RecordOwedPurchase``: the active cart is left as it
 is, the saved cart loses the bought units).  Every step is idempotent per
 purchase id, so any number of front ends may sweep at once.
@@ -32,8 +32,9 @@ log = Logger()
 #: Seconds a purchase's record is left to the front end that committed it:
 #: well above the longest that takes (a RecordPurchase, at most about 3 x
 #: the front ends' 2-second call timeout with its retries).  A sweep that
-#: came first would record it without its session, leaving the bought units
-#: in the active cart.
+#: came first would do no harm -- the front end's own record would then
+#: take the bought units out of the active cart, and do no more -- only
+#: the work twice.
 GRACE = 60
 
 #: Owed records taken per request to product-db, and requests per sweep.
