@@ -115,6 +115,17 @@ LUA_MUTANTS = [
      "a superseded attempt can still be committed"),
     ("market_lease_settle.lua", "'sold', need)", "'sold', 0)",
      "committed units are not counted as sold"),
+    ("market_lease_settle.lua", "if ARGV[5] ~= '' then", "if false then",
+     "a commit naming its buyer owes no record, so an unrecorded purchase is never swept"),
+    ("market_lease_owed.lua", "now_ms() - tonumber(ARGV[2])", "now_ms()",
+     "a sweep records a purchase its front end is still recording"),
+    ("market_purchase_record.lua", "if marker == '1' then", "if false then",
+     "a purchase recorded again takes its units out of the cart again"),
+    ("market_purchase_record.lua", "  if not marker then", "  if true then",
+     "a purchase the sweep recorded is in the history twice after the buyer's retry"),
+    ("market_purchase_record.lua", "  if with_session then\n    take_out",
+     "  if false then\n    take_out",
+     "the buyer's retry after the sweep leaves the bought units in the cart"),
 ]
 
 #: the tests a Lua mutant must fail, by the family its script's name starts with

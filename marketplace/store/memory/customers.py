@@ -141,8 +141,8 @@ class MemoryCustomers:
 
     @answers
     def record_purchase(self, purchase_id, buyer_id, session_id, lines, purchased_at):
-        carts_done = self._recorded.get(purchase_id)
-        if carts_done or (carts_done is not None and session_id is None):
+        carts_done = self._recorded.get(purchase_id)  # None: not recorded yet
+        if carts_done:
             return False
         if carts_done is None:
             history = self._history.setdefault(buyer_id, [])

@@ -8,7 +8,7 @@
 -- ARGV: seller hash prefix, purchase id, purchased_at, '1' with a session
 -- (else '0'), then per line: item id, seller id, quantity, price
 local marker, with_session = redis.call('GET', KEYS[1]), ARGV[4] == '1'
-if marker == '1' or (marker and not with_session) then
+if marker == '1' then
   return 0
 end
 redis.call('SET', KEYS[1], with_session and '1' or 'owed')
