@@ -615,7 +615,9 @@ class CatalogContract:
         yield self.let_time_pass(self.short_ttl)
         yield catalog.commit("second", 1, buyer_id=8)
         line = ReservedLine(item.item_id, 4, 1, 250)
-        self.assertEqual((yield catalog.owed_records(10, 0)),
+        listed = catalog.owed_records(10, 0)
+        self.assertIsInstance(listed, defer.Deferred)
+        self.assertEqual((yield listed),
                          [OwedRecord("first", 7, [line]), OwedRecord("second", 8, [line])])
         # Only those committed at least that long ago, at most that many.
         due = yield catalog.owed_records(10, self.short_ttl / 2)
