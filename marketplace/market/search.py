@@ -1,15 +1,11 @@
 """
-The search ranking rule, in one place.
+A search's page: how many items it shows and from where.
 
-An item's score is the number of distinct query keywords among its own
-keywords.  Results are ordered by score, highest first; ties go to the
-oldest listing (lowest item id), so a page is stable while the catalogue
-grows.  With no keywords every item of the category scores 0 and the order
-is by item id.  Out-of-stock items are left out unless asked for.  A page
-holds at most ``MAX_PAGE`` items; ``offset`` pages through the rest.
-
-The embedded store ranks with :func:`rank`; the Redis store's Lua script
-implements the same rule, and the store contract suite checks they agree.
+Results are ranked by the rule in L{marketplace.store.market_rules.rank}
+(distinct matching keywords, then the oldest listing); with no keywords
+every item of the category scores 0 and the order is by item id.
+Out-of-stock items are left out unless asked for.  A page holds at most
+``MAX_PAGE`` items; ``offset`` pages through the rest.
 """
 
 from __future__ import annotations
@@ -19,19 +15,6 @@ from marketplace.market.errors import ClientError
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-
-
-def rank(scores: dict[int, int]) -> list[int]:
-    """
-    Item ids ordered by the ranking rule, given each candidate's score.
-
-    Two sorts without a Python key function: by id, then by score, highest
-    first -- a stable sort (``reverse`` included) keeps equal scores in id
-    order.
-    """
-    ranked = sorted(scores)
-    ranked.sort(key=scores.__getitem__, reverse=True)
-    return ranked
 
 
 def page_bounds(payload: dict) -> tuple[int, int]:

@@ -120,7 +120,7 @@ class ICatalogStore(Interface):
     def search(category, keywords, include_out_of_stock, offset, limit):
         """
         Items in ``category`` (None: any) matching any of ``keywords`` (none:
-        all of the category), ranked by the rule in L{marketplace.market.search}.
+        all of the category), ranked by the rule in L{marketplace.store.market_rules.rank}.
 
         @return: a L{SearchPage}.
         """

@@ -1,6 +1,6 @@
 """
 Catalogue rules shared by every backend, so the embedded store and Redis
-refuse the same changes.
+refuse the same changes and rank searches alike.
 
 The stock limit is 2**53 - 1, as for the ledger (``ledger_rules``): Redis
 runs the catalogue's Lua scripts with double-precision numbers, exact only up
@@ -35,3 +35,21 @@ def merged_lines(lines) -> list[tuple[int, int]]:
     for item_id, quantity in lines:
         quantities[item_id] += quantity
     return sorted(quantities.items())
+
+
+def rank(scores: dict[int, int]) -> list[int]:
+    """
+    Item ids ordered by the search ranking rule, given each candidate's
+    score (the number of distinct query keywords among its own keywords):
+    highest score first, ties to the oldest listing (lowest item id), so a
+    page is stable while the catalogue grows.  The embedded store ranks with
+    this; the Redis store's search script implements the same rule, and the
+    store contract suite checks they agree.
+
+    Two sorts without a Python key function: by id, then by score, highest
+    first -- a stable sort (``reverse`` included) keeps equal scores in id
+    order.
+    """
+    ranked = sorted(scores)
+    ranked.sort(key=scores.__getitem__, reverse=True)
+    return ranked

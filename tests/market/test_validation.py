@@ -7,6 +7,7 @@ from decimal import Decimal
 from twisted.trial import unittest
 
 from marketplace.market import search, validation
+from marketplace.store import market_rules
 from marketplace.market.errors import ClientError
 
 LISTING = {"item_name": "Lamp", "category": 2, "keywords": ["Light", "light", "desk"],
@@ -101,7 +102,7 @@ class FieldTests(unittest.TestCase):
 
 class SearchRuleTests(unittest.TestCase):
     def test_rank_by_score_then_oldest(self):
-        self.assertEqual(search.rank({5: 1, 3: 2, 9: 2, 1: 0}), [3, 9, 5, 1])
+        self.assertEqual(market_rules.rank({5: 1, 3: 2, 9: 2, 1: 0}), [3, 9, 5, 1])
 
     def test_page_bounds(self):
         self.assertEqual(search.page_bounds({}), (0, search.DEFAULT_PAGE))

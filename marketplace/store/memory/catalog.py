@@ -20,9 +20,8 @@ from collections import Counter, defaultdict
 import attrs
 from zope.interface import implementer
 
-from marketplace.market.search import rank
 from marketplace.store.market_interfaces import ICatalogStore
-from marketplace.store.market_rules import check_stock, merged_lines
+from marketplace.store.market_rules import check_stock, merged_lines, rank
 from marketplace.store.memory.answers import answers
 from marketplace.store.market_errors import (
     NotOwner,
