@@ -42,6 +42,7 @@ from marketplace.market.front import STATUS_OK, AccountCalls, payload_of, shield
 from marketplace.market.internal import reservation_from_payload
 from marketplace.market.owed import OwedRecords
 from marketplace.market.voids import PaymentVoids
+from marketplace.metrics import Counters
 from marketplace.store.market_records import COMMITTED
 
 log = Logger()
@@ -73,14 +74,16 @@ def _idempotency_key(payload: dict) -> str | None:
 
 
 class BuyerFront:
-    def __init__(self, customer_db, product_db, payments_service, passwords, clock):
+    def __init__(self, customer_db, product_db, payments_service, passwords, clock,
+                 counters: Counters | None = None):
         self._customer_db = customer_db
         self._product_db = product_db
         self._payments = payments_service
         self._clock = clock
         self._accounts = AccountCalls("buyer", customer_db, passwords)
-        self.voids = PaymentVoids(product_db, payments_service)
-        self.owed = OwedRecords(customer_db, product_db)
+        # The sweeps count what they did into the front end's counters.
+        self.voids = PaymentVoids(product_db, payments_service, counters)
+        self.owed = OwedRecords(customer_db, product_db, counters)
 
     def dispatch_table(self) -> dict:
         return {

@@ -26,6 +26,7 @@ from marketplace.market.errors import ClientError
 from marketplace.market.front import payload_of
 from marketplace.market.internal import owed_from_payload, owed_to_payload
 from marketplace.market.periodic import in_batches
+from marketplace.metrics import Counters
 
 log = Logger()
 
@@ -43,9 +44,11 @@ BATCHES_PER_SWEEP = 10
 
 
 class OwedRecords:
-    def __init__(self, customer_db, product_db):
+    def __init__(self, customer_db, product_db, counters: Counters | None = None):
         self._customer_db = customer_db
         self._product_db = product_db
+        #: ``sweep_records_made`` and ``sweep_records_refused``, counted by the sweep.
+        self.counters = Counters() if counters is None else counters
 
     def done(self, purchase_id: str):
         """Tell product-db the purchase is recorded; a Deferred."""
@@ -69,11 +72,13 @@ class OwedRecords:
                 "RecordOwedPurchase", owed_to_payload(owed), idempotent=True))
         except ClientError as refused:
             # It stays owed, and the rest go on.
+            self.counters.increment("sweep_records_refused")
             log.warn("recording purchase {purchase} of buyer {buyer} was refused: {why}",
                      purchase=owed.purchase_id, buyer=owed.buyer_id, why=refused.message)
             return
         if reply["recorded"]:
             # Rare (customer-db was out of reach), and worth an operator's eye.
+            self.counters.increment("sweep_records_made")
             log.info("recorded purchase {purchase} of buyer {buyer}, which its front end "
                      "could not record", purchase=owed.purchase_id, buyer=owed.buyer_id)
         yield self.done(owed.purchase_id)

@@ -322,7 +322,7 @@ def make_buyer_front(options, reactor=None):
         from twisted.internet import reactor
     clients, counters = _clients(options, reactor), Counters()
     front = BuyerFront(clients["customer-db"], clients["product-db"], clients["payments"],
-                       _passwords(options, reactor, counters), reactor)
+                       _passwords(options, reactor, counters), reactor, counters)
     service = _front_service(options, "buyer-front", front, clients, reactor, counters)
     Periodic("payment-voids", options["void-interval"], front.voids.sweep,
              reactor).setServiceParent(service)

@@ -21,6 +21,7 @@ from marketplace.market.errors import ClientError
 from marketplace.market.front import payload_of
 from marketplace.market.internal import reservation_from_payload
 from marketplace.market.periodic import in_batches
+from marketplace.metrics import Counters
 
 log = Logger()
 
@@ -30,9 +31,11 @@ BATCHES_PER_SWEEP = 10
 
 
 class PaymentVoids:
-    def __init__(self, product_db, payments):
+    def __init__(self, product_db, payments, counters: Counters | None = None):
         self._product_db = product_db
         self._payments = payments
+        #: ``sweep_voids_made`` and ``sweep_voids_refused``, counted by the sweep.
+        self.counters = Counters() if counters is None else counters
 
     def void(self, reservation):
         """Void the payment of one lapsed (or refused) attempt; a Deferred."""
@@ -62,10 +65,12 @@ class PaymentVoids:
         except ClientError as refused:
             # This one refused (say the merchant account cannot cover the
             # refund): it stays pending, the rest go on.
+            self.counters.increment("sweep_voids_refused")
             log.warn("voiding {purchase} #{attempt} was refused: {why}",
                      purchase=reservation.purchase_id, attempt=reservation.attempt,
                      why=refused.message)
             return
+        self.counters.increment("sweep_voids_made")
         yield self._product_db.call("VoidDone", {
             "purchase_id": reservation.purchase_id, "attempt": reservation.attempt},
             idempotent=True)

@@ -8,6 +8,7 @@ from twisted.trial import unittest
 
 from marketplace.market.buyer_front import BuyerFront
 from marketplace.market.errors import ClientError, ServiceUnavailable, Timeout
+from marketplace.metrics import Counters
 from protocols.envelope import Request
 from tests.market.market_harness import CARD
 
@@ -65,6 +66,14 @@ class PurchaseHarness(unittest.TestCase):
         self.assertEqual(self.payments.payloads["Authorize"]["attempt"], 1)
         self.payments.answer("Authorize", {"approved": True, "reason": "approved"})
         return done
+
+
+class SweepCountersTests(unittest.TestCase):
+    def test_the_sweeps_count_into_the_front_ends_counters(self):
+        counters = Counters()
+        front = BuyerFront(None, None, None, None, task.Clock(), counters)
+        self.assertIs(front.voids.counters, counters)
+        self.assertIs(front.owed.counters, counters)
 
 
 class PurchaseTests(PurchaseHarness):

@@ -47,6 +47,7 @@ class OwedRecordSweepTests(unittest.TestCase):
         self.successResultOf(self.records.sweep())
         self.assertEqual(self.owed, [])
         self.assertEqual([(e["purchase"], e["buyer"]) for e in events], [("buyer-5:cart-9", 5)])
+        self.assertEqual(self.records.counters.snapshot(), {"sweep_records_made": 1})
 
     def test_a_record_not_made_stays_owed(self):
         self.customer_db.replies["RecordOwedPurchase"] = ServiceUnavailable("customer-db is down")
@@ -62,6 +63,8 @@ class OwedRecordSweepTests(unittest.TestCase):
         self.customer_db.replies["RecordOwedPurchase"] = refuse_the_first
         self.successResultOf(self.records.sweep())
         self.assertEqual([o["purchase_id"] for o in self.owed], ["buyer-4:k"])
+        self.assertEqual(self.records.counters.snapshot(),
+                         {"sweep_records_refused": 1, "sweep_records_made": 1})
 
     def test_a_sweep_takes_batches_up_to_its_bound(self):
         self.owed.append(committed("buyer-6:z", 6))

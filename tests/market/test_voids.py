@@ -76,6 +76,8 @@ class VoidSweepTests(unittest.TestCase):
         self.payments.replies["Void"] = refuse_the_first
         self.successResultOf(self.voids.sweep())
         self.assertEqual([v["purchase_id"] for v in self.pending], ["buyer-4:k"])
+        self.assertEqual(self.voids.counters.snapshot(),
+                         {"sweep_voids_refused": 1, "sweep_voids_made": 2})
 
     def test_a_sweep_takes_batches_up_to_its_bound(self):
         self.patch(voids, "VOID_BATCH", 1)
