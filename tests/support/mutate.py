@@ -117,7 +117,7 @@ LUA_MUTANTS = [
      "committed units are not counted as sold"),
     ("market_lease_settle.lua", "if ARGV[5] ~= '' then", "if false then",
      "a commit naming its buyer owes no record, so an unrecorded purchase is never swept"),
-    ("market_lease_owed.lua", "now_ms() - tonumber(ARGV[2])", "now_ms()",
+    ("market_lease_owed.lua", "now_ms() - tonumber(ARGV[3])", "now_ms()",
      "a sweep records a purchase its front end is still recording"),
     ("market_purchase_record.lua", "if marker == '1' then", "if false then",
      "a purchase recorded again takes its units out of the cart again"),

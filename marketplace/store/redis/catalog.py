@@ -45,12 +45,17 @@ def _item(item_id, flat_fields) -> Item:
         sold=int(fields["sold"]))
 
 
-def _reservation(purchase_id: str, state: str, encoded: str, attempt) -> Reservation:
+def _reserved_lines(encoded: str) -> list[ReservedLine]:
+    """A reservation's lines as its hash keeps them: 'id,seller,quantity,price;...'."""
     lines = []
     for line in filter(None, encoded.split(";")):
         item_id, seller_id, quantity, price = map(int, line.split(","))
         lines.append(ReservedLine(item_id, seller_id, quantity, price))
-    return Reservation(purchase_id, state, lines, int(attempt))
+    return lines
+
+
+def _reservation(purchase_id: str, state: str, encoded: str, attempt) -> Reservation:
+    return Reservation(purchase_id, state, _reserved_lines(encoded), int(attempt))
 
 
 @implementer(ICatalogStore)
@@ -63,9 +68,9 @@ class RedisCatalog:
         #: 'attempt:purchase_id' -> lines, for each lapsed attempt whose payment is to be voided.
         self._voids = self._prefix + "voids"
         #: Committed purchases whose record in customer-db is owed, scored by
-        #: the commit's time (ms, Redis's clock), and each one's 'buyer|lines'.
+        #: the commit's time (ms, Redis's clock); the buyer and the lines are
+        #: in the reservation's hash.
         self._owed = self._prefix + "owed"
-        self._owed_lines = self._prefix + "owed-lines"
 
     def _item_key(self, item_id) -> str:
         return f"{self._prefix}item:{item_id}"
@@ -152,19 +157,13 @@ class RedisCatalog:
 
     def owed_records(self, limit, older_than):
         def parse(flat):
-            owed = []
-            for purchase_id, listed in zip(flat[::2], flat[1::2]):
-                buyer_id, _, lines = listed.partition("|")
-                reservation = _reservation(purchase_id, COMMITTED, lines, 1)
-                owed.append(OwedRecord(purchase_id, int(buyer_id), reservation.lines))
-            return owed
-        return self._redis.script(lua("market_lease_owed"), [self._owed, self._owed_lines],
-                                  [limit, round(older_than * 1000)],
-                                  parse=parse)
+            return [OwedRecord(purchase_id, int(buyer_id), _reserved_lines(lines))
+                    for purchase_id, buyer_id, lines in zip(flat[::3], flat[1::3], flat[2::3])]
+        return self._redis.script(lua("market_lease_owed"), [self._owed],
+                                  [self._prefix, limit, round(older_than * 1000)], parse=parse)
 
     def record_done(self, purchase_id):
-        return self._redis.script(lua("market_record_done"), [self._owed, self._owed_lines],
-                                  [purchase_id], parse=lambda _: None)
+        return self._redis.execute("ZREM", self._owed, purchase_id, parse=lambda _: None)
 
     def item_feedback(self, item_id, buyer_id, positive):
         def parse(counted):
@@ -198,7 +197,7 @@ class RedisCatalog:
             return _reservation(purchase_id, *reply[1:])
         return self._redis.script(
             lua("market_lease_settle"),
-            [self._reservation_key(purchase_id), self._leases, self._voids, self._owed, self._owed_lines],
+            [self._reservation_key(purchase_id), self._leases, self._voids, self._owed],
             [self._prefix, purchase_id, target, attempt, buyer_id], durable=True, parse=parse)
 
 

@@ -2,10 +2,11 @@
 -- counts the units as sold (refused once the lease ran out: the reservation
 -- lapses then and there); 'released' puts them back in stock.  An attempt
 -- already ended otherwise, or followed by another, is refused.
--- A commit naming its buyer also lists the purchase as owing its record in
--- customer-db, scored by the commit's time, until that record is done.
+-- A commit naming its buyer keeps the buyer in the reservation and lists the
+-- purchase as owing its record in customer-db, scored by the commit's time,
+-- until that record is done.
 -- KEYS[1] reservation hash, KEYS[2] leases, KEYS[3] voids, KEYS[4] owed
--- records (sorted set), KEYS[5] owed records' buyer and lines (hash).
+-- records (sorted set).
 -- ARGV: prefix, purchase id, target state, attempt, buyer id or ''
 local key, purchase, target = KEYS[1], ARGV[2], ARGV[3]
 local now = now_ms()
@@ -31,8 +32,8 @@ if target == 'committed' then
     redis.call('HINCRBY', ARGV[1] .. 'item:' .. id, 'sold', need)
   end
   if ARGV[5] ~= '' then
+    redis.call('HSET', key, 'buyer', ARGV[5])
     redis.call('ZADD', KEYS[4], now, purchase)
-    redis.call('HSET', KEYS[5], purchase, ARGV[5] .. '|' .. lines)
   end
 else
   restock(lines, ARGV[1])
